@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* diskimg amend: change format options of an existing image. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_amend(struct cli *c)
+{
+    if (cli_objects(c))
+        return 1;
+    g_autofree char *text = cli_joined(c, "options");
+    if (!text) {
+        cli_error("Must specify options (-o)");
+        return 1;
+    }
+    GError *err = NULL;
+    const char *format = cli_get(c, "format");
+    if (diskimg_options_text_wants_help(text)) {
+        if (!format) {
+            cli_error("Please specify a format with -f to see its options (-o help)");
+            return 1;
+        }
+        if (diskimg_format_require(format, &err) < 0) {
+            cli_gerror(err);
+            return 1;
+        }
+        cli_print_options_help(format, "amend-options");
+        return 0;
+    }
+    struct cli_open o;
+    cli_open_defaults(c, &o);
+    o.writable = true;
+    o.force_share = false;
+    o.no_backing = true;
+    o.cache = cli_get(c, "cache");
+    diskimg_node *n = cli_open_image(c->args[0], &o, &err);
+    if (!n) {
+        cli_gerror(err);
+        return 1;
+    }
+    format = diskimg_node_driver(n);
+    int ret = 1;
+    diskimg_options *opts = NULL;
+    if (!diskimg_format_has_op(format, "amend")) {
+        cli_error("Format driver '%s' does not support option amendment", format);
+        goto out;
+    }
+    opts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format),
+                               "amend-options");
+    if (diskimg_options_parse(opts, text, &err) < 0 ||
+        diskimg_node_amend(n, opts, cli_flag(c, "force"), &err) < 0 ||
+        diskimg_node_flush(n, &err) < 0) {
+        cli_gerror(err);
+        goto out;
+    }
+    ret = 0;
+out:
+    diskimg_options_free(opts);
+    diskimg_close(n);
+    return ret;
+}

@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The command-line machinery shared by all subcommands.  Option tables come
+ * from schema/commands.yaml (embedded in libdiskimg), so adding an option is
+ * a schema edit plus the code that reads its key.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define LONG_ONLY_BASE 256
+
+/* ------------------------------------------------------------ schema lookup */
+
+static JsonObject *commands_root(void)
+{
+    const diskimg_schema *s = diskimg_core_schema("commands");
+    JsonNode *tree = s ? diskimg_schema_tree(s) : NULL;
+    if (!tree || !JSON_NODE_HOLDS_OBJECT(tree))
+        return NULL;
+    JsonObject *root = json_node_get_object(tree);
+    return json_object_has_member(root, "commands")
+               ? json_object_get_object_member(root, "commands") : NULL;
+}
+
+static JsonObject *command_spec(const char *command)
+{
+    JsonObject *all = commands_root();
+    if (!all || !json_object_has_member(all, command))
+        return NULL;
+    return json_object_get_object_member(all, command);
+}
+
+static const char *str_member(JsonObject *o, const char *key)
+{
+    if (!o || !json_object_has_member(o, key))
+        return NULL;
+    JsonNode *n = json_object_get_member(o, key);
+    return JSON_NODE_HOLDS_VALUE(n) ? json_node_get_string(n) : NULL;
+}
+
+static bool true_member(JsonObject *o, const char *key)
+{
+    const char *v = str_member(o, key);
+    return v && (g_str_equal(v, "true") || g_str_equal(v, "yes"));
+}
+
+static JsonArray *array_member(JsonObject *o, const char *key)
+{
+    if (!o || !json_object_has_member(o, key))
+        return NULL;
+    JsonNode *n = json_object_get_member(o, key);
+    return JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+/* The key under which an option's values are stored. */
+static const char *option_key(JsonObject *opt)
+{
+    const char *key = str_member(opt, "key");
+    if (key)
+        return key;
+    key = str_member(opt, "long");
+    return key ? key : str_member(opt, "short");
+}
+
+/* ------------------------------------------------------------------ errors */
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("diskimg: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_gerror(GError *err)
+{
+    if (!err)
+        return;
+    cli_error("%s", err->message);
+    g_error_free(err);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("diskimg: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'diskimg --help' for more information\n", stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ values */
+
+static void add_value(struct cli *c, JsonObject *opt, const char *value)
+{
+    const char *key = option_key(opt);
+    GPtrArray *list = g_hash_table_lookup(c->values, key);
+    if (!list) {
+        list = g_ptr_array_new_with_free_func(g_free);
+        g_hash_table_insert(c->values, g_strdup(key), list);
+    }
+    const char *repeat = str_member(opt, "repeat");
+    if (!repeat)
+        g_ptr_array_set_size(list, 0);       /* last one wins */
+    /* `value: "merge:"` tags the value with its action, for --merge SRC. */
+    const char *tag = str_member(opt, "value");
+    if (tag && value)
+        g_ptr_array_add(list, g_strconcat(tag, value, NULL));
+    else
+        g_ptr_array_add(list, g_strdup(tag ? tag : value ? value : "on"));
+}
+
+const char *cli_get(const struct cli *c, const char *key)
+{
+    GPtrArray *list = g_hash_table_lookup(c->values, key);
+    return list && list->len ? list->pdata[list->len - 1] : NULL;
+}
+
+bool cli_flag(const struct cli *c, const char *key)
+{
+    return cli_get(c, key) != NULL;
+}
+
+GPtrArray *cli_list(const struct cli *c, const char *key)
+{
+    return g_hash_table_lookup(c->values, key);
+}
+
+char *cli_joined(const struct cli *c, const char *key)
+{
+    GPtrArray *list = cli_list(c, key);
+    if (!list || !list->len)
+        return NULL;
+    GString *s = g_string_new(NULL);
+    for (guint i = 0; i < list->len; i++) {
+        if (i)
+            g_string_append_c(s, ',');
+        g_string_append(s, list->pdata[i]);
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* ------------------------------------------------------------------- parse */
+
+struct getopt_tables {
+    GString *shortopts;
+    GArray *longopts;           /* struct option */
+    GPtrArray *specs;           /* JsonObject * per option index */
+};
+
+static void build_tables(JsonArray *options, struct getopt_tables *t)
+{
+    /* Leading ':' makes getopt report a missing argument as ':'. */
+    t->shortopts = g_string_new(":h");
+    t->longopts = g_array_new(TRUE, TRUE, sizeof(struct option));
+    t->specs = g_ptr_array_new();
+    struct option help = { "help", no_argument, NULL, 'h' };
+    g_array_append_val(t->longopts, help);
+    for (guint i = 0; options && i < json_array_get_length(options); i++) {
+        JsonObject *opt = json_array_get_object_element(options, i);
+        const char *s = str_member(opt, "short");
+        const char *l = str_member(opt, "long");
+        bool has_arg = str_member(opt, "arg") != NULL;
+        int val = s ? s[0] : LONG_ONLY_BASE + (int)i;
+        g_ptr_array_add(t->specs, opt);
+        if (s) {
+            g_string_append_c(t->shortopts, s[0]);
+            if (has_arg)
+                g_string_append_c(t->shortopts, ':');
+        }
+        if (l) {
+            struct option o = { l, has_arg ? required_argument : no_argument, NULL, val };
+            g_array_append_val(t->longopts, o);
+        }
+    }
+}
+
+static JsonObject *spec_for_val(struct getopt_tables *t, int val)
+{
+    for (guint i = 0; i < t->specs->len; i++) {
+        JsonObject *opt = t->specs->pdata[i];
+        const char *s = str_member(opt, "short");
+        if ((s && s[0] == val) || (!s && val == LONG_ONLY_BASE + (int)i))
+            return opt;
+    }
+    return NULL;
+}
+
+static void free_tables(struct getopt_tables *t)
+{
+    g_string_free(t->shortopts, TRUE);
+    g_array_free(t->longopts, TRUE);
+    g_ptr_array_free(t->specs, TRUE);
+}
+
+/* Checks the number of positional arguments against the spec. */
+static int check_arguments(struct cli *c, JsonArray *arguments)
+{
+    guint n = arguments ? json_array_get_length(arguments) : 0;
+    int required = 0, max = 0;
+    bool many = false;
+    for (guint i = 0; i < n; i++) {
+        JsonObject *a = json_array_get_object_element(arguments, i);
+        if (true_member(a, "many"))
+            many = true;
+        else if (!true_member(a, "optional"))
+            required++;
+        max++;
+    }
+    if (c->nargs < required || c->nargs < (many ? 1 : 0))
+        return cli_usage_error(required + many > 1 ? "Expecting %d arguments"
+                                                   : "Expecting one image file name",
+                               required + (many ? 1 : 0));
+    if (!many && c->nargs > max)
+        return cli_usage_error("Expecting one image file name");
+    return 0;
+}
+
+int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *done)
+{
+    *done = false;
+    c->command = command;
+    c->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify)g_ptr_array_unref);
+    JsonObject *spec = command_spec(command);
+    if (!spec) {
+        cli_error("Command not found: %s", command);
+        return 1;
+    }
+    struct getopt_tables t;
+    build_tables(array_member(spec, "options"), &t);
+    int ret = 0;
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int longindex = -1;
+        int val = getopt_long(argc, argv, t.shortopts->str,
+                              (struct option *)(void *)t.longopts->data, &longindex);
+        if (val == -1)
+            break;
+        if (val == 'h') {
+            g_autofree char *help = cli_command_help(command);
+            fputs(help, stdout);
+            *done = true;
+            break;
+        }
+        if (val == '?' || val == ':') {
+            ret = cli_usage_error(val == ':' ? "missing argument for option '%s'"
+                                             : "unrecognized option '%s'", argv[optind - 1]);
+            break;
+        }
+        JsonObject *opt = spec_for_val(&t, val);
+        if (opt)
+            add_value(c, opt, str_member(opt, "arg") ? optarg : NULL);
+    }
+    free_tables(&t);
+    if (ret || *done)
+        return ret;
+    c->args = argv + optind;
+    c->nargs = argc - optind;
+    c->quiet = cli_flag(c, "quiet");
+    return check_arguments(c, array_member(spec, "arguments"));
+}
+
+void cli_free(struct cli *c)
+{
+    if (c->values)
+        g_hash_table_unref(c->values);
+}
+
+/* -------------------------------------------------------------------- help */
+
+char *cli_command_help(const char *command)
+{
+    JsonObject *spec = command_spec(command);
+    GString *s = g_string_new(NULL);
+    if (!spec)
+        return g_string_free(s, FALSE);
+    g_string_append_printf(s, "Usage: diskimg %s\n\n%s.\n\nOptions:\n",
+                           str_member(spec, "synopsis"), str_member(spec, "summary"));
+    JsonArray *options = array_member(spec, "options");
+    for (guint i = 0; options && i < json_array_get_length(options); i++) {
+        JsonObject *opt = json_array_get_object_element(options, i);
+        const char *sh = str_member(opt, "short"), *lo = str_member(opt, "long");
+        const char *arg = str_member(opt, "arg");
+        g_autofree char *names = g_strdup_printf(
+            "%s%s%s%s%s%s%s", sh ? "-" : "", sh ? sh : "", sh && lo ? ", " : "",
+            lo ? "--" : "", lo ? lo : "", arg ? (lo ? "=" : " ") : "", arg ? arg : "");
+        g_string_append_printf(s, "  %-28s %s\n", names, str_member(opt, "help"));
+    }
+    g_string_append_printf(s, "  %-28s %s\n", "-h, --help", "show this help");
+    JsonObject *codes = json_object_has_member(spec, "exit-codes")
+                            ? json_object_get_object_member(spec, "exit-codes") : NULL;
+    if (codes) {
+        g_string_append(s, "\nExit status:\n");
+        GList *keys = json_object_get_members(codes);
+        for (GList *k = keys; k; k = k->next)
+            g_string_append_printf(s, "  %-4s %s\n", (char *)k->data,
+                                   str_member(codes, k->data));
+        g_list_free(keys);
+    }
+    return g_string_free(s, FALSE);
+}
+
+char *cli_synopses(void)
+{
+    JsonObject *all = commands_root();
+    GString *s = g_string_new(NULL);
+    if (!all)
+        return g_string_free(s, FALSE);
+    GList *keys = json_object_get_members(all);
+    for (GList *k = keys; k; k = k->next)
+        g_string_append_printf(s, "  %s\n", str_member(json_object_get_object_member(all,
+                                                                                      k->data),
+                                                       "synopsis"));
+    g_list_free(keys);
+    return g_string_free(s, FALSE);
+}
+
+/* ----------------------------------------------------------------- helpers */
+
+int cli_output_format(const struct cli *c, enum cli_output *out)
+{
+    const char *o = cli_get(c, "output");
+    if (!o || g_str_equal(o, "human")) {
+        *out = CLI_OUTPUT_HUMAN;
+        return 0;
+    }
+    if (g_str_equal(o, "json")) {
+        *out = CLI_OUTPUT_JSON;
+        return 0;
+    }
+    cli_error("--output must be used with human or json as argument.");
+    return 1;
+}
+
+int cli_objects(const struct cli *c)
+{
+    GPtrArray *objs = cli_list(c, "object");
+    for (guint i = 0; objs && i < objs->len; i++) {
+        GError *err = NULL;
+        if (diskimg_object_add(objs->pdata[i], &err) < 0) {
+            cli_gerror(err);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cli_open_defaults(const struct cli *c, struct cli_open *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->format = cli_get(c, "format");
+    o->image_opts = cli_flag(c, "image-opts");
+    o->force_share = cli_flag(c, "force-share");
+}
+
+/* Splits an --image-opts string into driver, file name and the rest. */
+static int split_image_opts(const char *text, char **driver, char **filename, GString *rest,
+                            GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(text, ",", -1);
+    for (char **p = parts; *p; p++) {
+        /* ",," is an escaped comma: glue the pieces back together. */
+        GString *item = g_string_new(*p);
+        while (p[1] && !*p[1] && p[2]) {
+            g_string_append_printf(item, ",%s", p[2]);
+            p += 2;
+        }
+        char *eq = strchr(item->str, '=');
+        if (eq && g_str_has_prefix(item->str, "driver=")) {
+            g_free(*driver);
+            *driver = g_strdup(eq + 1);
+        } else if (eq && g_str_has_prefix(item->str, "file.filename=")) {
+            g_free(*filename);
+            *filename = g_strdup(eq + 1);
+        } else if (eq && g_str_has_prefix(item->str, "file.driver=")) {
+            /* only the file protocol exists; nothing to choose */
+        } else if (item->len) {
+            if (rest->len)
+                g_string_append_c(rest, ',');
+            g_string_append(rest, item->str);
+        }
+        g_string_free(item, TRUE);
+    }
+    if (!*filename) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Parameter 'file.filename' is required in '%s'", text);
+        return -1;
+    }
+    return 0;
+}
+
+diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError **errp)
+{
+    struct diskimg_open_params p = { .struct_size = sizeof(p) };
+    p.format = o->format;
+    p.backing_format = o->backing_format;
+    p.flags = (o->writable ? DISKIMG_OPEN_RDWR : 0) |
+              (o->force_share && !o->writable ? DISKIMG_OPEN_FORCE_SHARE : 0) |
+              (o->no_backing ? DISKIMG_OPEN_NO_BACKING : 0) |
+              (o->unsafe_chain ? DISKIMG_OPEN_UNSAFE_CHAIN : 0) |
+              (o->no_lock ? DISKIMG_OPEN_NO_LOCK : 0);
+    if (o->cache && diskimg_cache_parse(o->cache, &p.cache, errp) < 0)
+        return NULL;
+    if (!o->image_opts)
+        return diskimg_open(name, &p, errp);
+
+    g_autofree char *driver = NULL, *filename = NULL;
+    g_autoptr(GString) rest = g_string_new(NULL);
+    if (split_image_opts(name, &driver, &filename, rest, errp) < 0)
+        return NULL;
+    p.format = driver;
+    diskimg_options *fopts = NULL;
+    if (rest->len) {
+        if (!driver || diskimg_format_require(driver, errp) < 0) {
+            if (!driver)
+                g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                            "Parameter 'driver' is required with image options");
+            return NULL;
+        }
+        fopts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, driver),
+                                    "open-options");
+        if (diskimg_options_parse(fopts, rest->str, errp) < 0) {
+            diskimg_options_free(fopts);
+            return NULL;
+        }
+        p.format_options = fopts;
+    }
+    diskimg_node *n = diskimg_open(filename, &p, errp);
+    /* Plugins copy what they keep of their options during open. */
+    diskimg_options_free(fopts);
+    return n;
+}
+
+int cli_parse_size(const char *text, uint64_t *out, const char *what)
+{
+    GError *err = NULL;
+    if (text[0] == '-' || diskimg_parse_size(text, out, &err) < 0) {
+        g_clear_error(&err);
+        if (what) {
+            cli_error("%s", what);
+        } else {
+            cli_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes "
+                      "for");
+            cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        }
+        return 1;
+    }
+    if (*out > INT64_MAX) {
+        cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".", INT64_MAX);
+        return 1;
+    }
+    return 0;
+}
+
+char *cli_human_size(uint64_t bytes)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    int exp;
+    /* qemu scales by 1000/1024 so 1000..1023 KiB reads "0.98 MiB". */
+    frexp((double)bytes / (1000.0 / 1024.0), &exp);
+    int i = (exp - 1) / 10;
+    if (i < 0)
+        i = 0;
+    if (i > 6)
+        i = 6;
+    double div = (double)(1ULL << (i * 10));
+    return g_strdup_printf("%0.3g %s", (double)bytes / div, units[i]);
+}
+
+void cli_print_json(JsonNode *node)
+{
+    g_autofree char *text = diskimg_render_json(node, true);
+    printf("%s\n", text);
+}
+
+diskimg_options *cli_create_options(const char *format, const char *text, GError **errp)
+{
+    if (diskimg_format_require(format, errp) < 0)
+        return NULL;
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
+    diskimg_options *o = diskimg_options_new(s, "create-options");
+    if (text && diskimg_options_parse(o, text, errp) < 0) {
+        diskimg_options_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void cli_print_options_help(const char *format, const char *set)
+{
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
+    g_autofree char *help = diskimg_schema_options_help(s, set);
+    fputs(help, stdout);
+    if (g_str_equal(set, "create-options"))
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h — what every subcommand shares: the argument parser generated from
+ * schema/commands.yaml, opening images the qemu-img way (-f, -U,
+ * --image-opts, cache modes), output helpers and error reporting.
+ *
+ * A command is `int cmd_NAME(struct cli *c)` returning its exit code; it
+ * prints errors with cli_error() and never calls exit().
+ */
+#ifndef DISKIMG_COMMANDS_CLI_H
+#define DISKIMG_COMMANDS_CLI_H
+
+#include <diskimg/core.h>
+
+struct cli {
+    const char *command;
+    GHashTable *values;         /* key -> GPtrArray of values, in order given */
+    char **args;                /* positional arguments */
+    int nargs;
+    bool quiet;                 /* -q */
+};
+
+typedef int (*cli_command_fn)(struct cli *c);
+
+/* Parses argv (argv[0] = the command name) per commands.yaml. Returns 0, or
+ * an exit code after printing the problem (1, or 0 for --help). */
+int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *done);
+void cli_free(struct cli *c);
+/* `diskimg CMD --help` text. */
+char *cli_command_help(const char *command);
+/* One line per command: "  create [...synopsis]". */
+char *cli_synopses(void);
+
+/* Values: the last one given, NULL if absent. */
+const char *cli_get(const struct cli *c, const char *key);
+bool cli_flag(const struct cli *c, const char *key);
+/* Every value given for a repeatable option (NULL when none). */
+GPtrArray *cli_list(const struct cli *c, const char *key);
+/* -o style options joined with ",". NULL when none; free with g_free. */
+char *cli_joined(const struct cli *c, const char *key);
+
+/* Errors: "diskimg: MESSAGE" on stderr. */
+void cli_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
+void cli_gerror(GError *err);       /* prints and frees */
+/* "Expecting one image file name" plus the help hint; returns 1. */
+int cli_usage_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
+
+/* --output=human|json */
+enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
+int cli_output_format(const struct cli *c, enum cli_output *out);
+
+/* Defines --object secrets. Returns 0 or prints and returns 1. */
+int cli_objects(const struct cli *c);
+
+/* Opens an image as qemu-img does: name or --image-opts string, optional
+ * format, -U (force-share), cache mode. Prints errors itself. */
+struct cli_open {
+    const char *format;
+    bool image_opts;
+    bool force_share;
+    bool writable;
+    bool no_backing;
+    bool unsafe_chain;
+    bool no_lock;
+    const char *cache;          /* NULL: writeback */
+    const char *backing_format; /* -F for the top image */
+};
+diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError **errp);
+/* Fills the common struct cli_open fields from -f, -U, --image-opts. */
+void cli_open_defaults(const struct cli *c, struct cli_open *o);
+
+/* Parses a size argument as qemu-img does ("Invalid image size specified"). */
+int cli_parse_size(const char *text, uint64_t *out, const char *what);
+
+/* Human sizes as qemu prints them: "64 MiB", "1.5 GiB", "196 KiB", "0 B". */
+char *cli_human_size(uint64_t bytes);
+
+/* Prints a JSON node with qemu's layout and a newline. */
+void cli_print_json(JsonNode *node);
+
+/* Validated create-options of a format from -o text (NULL = none). */
+diskimg_options *cli_create_options(const char *format, const char *text, GError **errp);
+/* Handles "-o help": prints the help of FORMAT's create-options. */
+void cli_print_options_help(const char *format, const char *set);
+
+/* convert -l: make `src` read the snapshot named by a qemu snapshot_param
+ * ("snapshot.id=ID,snapshot.name=NAME" or "ID_OR_NAME"). */
+int cli_load_snapshot(diskimg_node *src, const char *param, GError **errp);
+/* convert --bitmaps: copies every persistent bitmap of src to dst. */
+int cli_copy_bitmaps(diskimg_node *src, diskimg_node *dst, bool skip_broken, GError **errp);
+/* qemu's snapshot table. */
+void cli_print_snapshot_header(void);
+void cli_print_snapshot_row(JsonObject *sn);
+
+/* The subcommands. */
+int cmd_amend(struct cli *c);
+int cmd_bench(struct cli *c);
+int cmd_bitmap(struct cli *c);
+int cmd_check(struct cli *c);
+int cmd_commit(struct cli *c);
+int cmd_compare(struct cli *c);
+int cmd_convert(struct cli *c);
+int cmd_create(struct cli *c);
+int cmd_dd(struct cli *c);
+int cmd_info(struct cli *c);
+int cmd_map(struct cli *c);
+int cmd_measure(struct cli *c);
+int cmd_rebase(struct cli *c);
+int cmd_resize(struct cli *c);
+int cmd_snapshot(struct cli *c);
+
+#endif

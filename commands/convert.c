@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskimg convert: sources (concatenated) -> a new or existing target.
+ * The copying itself is the core's engine (diskimg_copy); this file turns
+ * the qemu-img flags into its parameters and manages the target's life:
+ * a target this command created is removed again if the copy fails.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_SPARSE_SIZE (16u << 20)
+
+struct convert_job {
+    const char *out_format;
+    const char *target;
+    diskimg_node **sources;
+    size_t n_sources;
+    uint64_t total_size;
+    uint64_t sparse_size;
+    unsigned parallel;
+    uint64_t rate_limit;
+    bool created;
+};
+
+static int parse_numbers(struct cli *c, struct convert_job *j)
+{
+    j->sparse_size = 4096;
+    const char *s = cli_get(c, "sparse-size");
+    if (s) {
+        uint64_t v;
+        GError *err = NULL;
+        if (diskimg_parse_size(s, &v, &err) < 0 || v % 512 || v > MAX_SPARSE_SIZE) {
+            g_clear_error(&err);
+            cli_error("Invalid buffer size for sparse output specified. Valid sizes are "
+                      "multiples of 512 up to 16777216. Select 0 to disable sparse detection "
+                      "(fully allocates output).");
+            return 1;
+        }
+        j->sparse_size = v;
+    }
+    j->parallel = 8;
+    const char *m = cli_get(c, "parallel");
+    if (m) {
+        char *end;
+        long v = strtol(m, &end, 10);
+        if (*end || v < 1 || v > 16) {
+            cli_error("Invalid number of coroutines. Allowed number of coroutines is between "
+                      "1 and 16");
+            return 1;
+        }
+        j->parallel = (unsigned)v;
+    }
+    const char *r = cli_get(c, "rate-limit");
+    if (r && (cli_parse_size(r, &j->rate_limit, "Invalid rate limit specified")))
+        return 1;
+    return 0;
+}
+
+static int check_flag_combinations(struct cli *c)
+{
+    if (cli_flag(c, "target-is-zero") && !cli_flag(c, "no-create")) {
+        cli_error("--target-is-zero requires use of -n flag");
+        return 1;
+    }
+    if (cli_flag(c, "skip-broken-bitmaps") && !cli_flag(c, "bitmaps")) {
+        cli_error("--skip-broken-bitmaps requires --bitmaps");
+        return 1;
+    }
+    if (cli_get(c, "backing") && cli_flag(c, "no-create")) {
+        cli_error("-B makes no sense when concatenating multiple input images");
+        return 1;
+    }
+    if (cli_flag(c, "copy-offload") && cli_flag(c, "compress")) {
+        cli_error("Copy offloading is not possible with compression");
+        return 1;
+    }
+    return 0;
+}
+
+static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
+{
+    j->n_sources = (size_t)c->nargs - 1;
+    j->sources = g_new0(diskimg_node *, j->n_sources);
+    struct cli_open o;
+    cli_open_defaults(c, &o);
+    o.cache = cli_get(c, "source-cache");
+    for (size_t i = 0; i < j->n_sources; i++) {
+        j->sources[i] = cli_open_image(c->args[i], &o, errp);
+        if (!j->sources[i])
+            return -1;
+        int64_t size = diskimg_node_size(j->sources[i], errp);
+        if (size < 0)
+            return -1;
+        j->total_size += (uint64_t)size;
+    }
+    const char *snap = cli_get(c, "snapshot") ? cli_get(c, "snapshot") : cli_get(c, "snapshot-old");
+    if (snap) {
+        if (j->n_sources != 1) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                        "No support for concatenating multiple snapshot");
+            return -1;
+        }
+        return cli_load_snapshot(j->sources[0], snap, errp);
+    }
+    return 0;
+}
+
+static diskimg_options *target_options(struct cli *c, struct convert_job *j, GError **errp)
+{
+    g_autofree char *text = cli_joined(c, "options");
+    diskimg_options *o = cli_create_options(j->out_format, text, errp);
+    if (!o)
+        return NULL;
+    const char *backing = cli_get(c, "backing");
+    if (backing) {
+        if (!(diskimg_format_capabilities(j->out_format) & DISKIMG_CAP_BACKING)) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                        "Backing file not supported for file format '%s'", j->out_format);
+            goto fail;
+        }
+        if (diskimg_options_set(o, "backing_file", backing, errp) < 0)
+            goto fail;
+        const char *bf = cli_get(c, "backing-format");
+        if (bf && diskimg_options_set(o, "backing_fmt", bf, errp) < 0)
+            goto fail;
+    }
+    return o;
+fail:
+    diskimg_options_free(o);
+    return NULL;
+}
+
+static int create_target(struct cli *c, struct convert_job *j, GError **errp)
+{
+    diskimg_options *o = target_options(c, j, errp);
+    if (!o)
+        return -1;
+    if (cli_flag(c, "compress") && !diskimg_format_has_op(j->out_format, "write_compressed")) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Compression not supported for this file format");
+        diskimg_options_free(o);
+        return -1;
+    }
+    struct diskimg_create_params p = {
+        .struct_size = sizeof(p),
+        .format = j->out_format,
+        .options = o,
+        .size = j->total_size,
+        .flags = 0,
+    };
+    int ret = diskimg_create(j->target, &p, errp);
+    diskimg_options_free(o);
+    if (ret == 0)
+        j->created = true;
+    return ret;
+}
+
+static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **errp)
+{
+    struct cli_open o = { 0 };
+    o.format = j->out_format;
+    o.writable = true;
+    o.no_backing = true;
+    o.image_opts = cli_flag(c, "target-image-opts");
+    o.cache = cli_get(c, "cache") ? cli_get(c, "cache") : "unsafe";
+    diskimg_node *t = cli_open_image(j->target, &o, errp);
+    if (!t)
+        return NULL;
+    int64_t size = diskimg_node_size(t, errp);
+    if (size < 0) {
+        diskimg_close(t);
+        return NULL;
+    }
+    if ((uint64_t)size < j->total_size) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Target image %s is too small (%" PRId64 " bytes) for the sources (%" PRIu64
+                    " bytes)", j->target, size, j->total_size);
+        diskimg_close(t);
+        return NULL;
+    }
+    return t;
+}
+
+static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, GError **errp)
+{
+    bool fresh_zero = j->created &&
+                      (diskimg_format_capabilities(j->out_format) & DISKIMG_CAP_ZERO_INIT);
+    struct diskimg_copy_params p = {
+        .struct_size = sizeof(p),
+        .sources = j->sources,
+        .n_sources = j->n_sources,
+        .target = target,
+        .sparse_size = j->sparse_size,
+        .target_is_zero = cli_flag(c, "target-is-zero") || fresh_zero,
+        .target_has_backing = cli_get(c, "backing") != NULL,
+        .compress = cli_flag(c, "compress"),
+        .salvage = cli_flag(c, "salvage"),
+        .quiet = c->quiet,
+        .rate_limit = j->rate_limit,
+        .parallel = j->parallel,
+        .out_of_order = cli_flag(c, "out-of-order"),
+        .copy_offload = cli_flag(c, "copy-offload"),
+    };
+    bool progress = cli_flag(c, "progress") && !c->quiet;
+    p.progress = diskimg_progress_new(progress ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
+                                      j->total_size);
+    int ret = diskimg_copy(&p, errp);
+    if (ret == 0 && cli_flag(c, "bitmaps"))
+        ret = cli_copy_bitmaps(j->sources[0], target, cli_flag(c, "skip-broken-bitmaps"), errp);
+    if (ret == 0)
+        ret = diskimg_node_flush(target, errp);
+    diskimg_progress_finish(p.progress);
+    return ret;
+}
+
+int cmd_convert(struct cli *c)
+{
+    if (cli_objects(c) || check_flag_combinations(c))
+        return 1;
+    struct convert_job j = { 0 };
+    j.out_format = cli_get(c, "output-format") ? cli_get(c, "output-format") : "raw";
+    GError *err = NULL;
+    if (diskimg_format_require(j.out_format, &err) < 0) {
+        cli_gerror(err);
+        return 1;
+    }
+    g_autofree char *text = cli_joined(c, "options");
+    if (text && diskimg_options_text_wants_help(text)) {
+        cli_print_options_help(j.out_format, "create-options");
+        return 0;
+    }
+    if (c->nargs < 2)
+        return cli_usage_error("Expecting image file name");
+    if (parse_numbers(c, &j))
+        return 1;
+    j.target = c->args[c->nargs - 1];
+    diskimg_node *target = NULL;
+    int ret = 1;
+    if (open_sources(c, &j, &err) < 0)
+        goto out;
+    if (!cli_flag(c, "no-create") && !cli_flag(c, "target-image-opts") &&
+        create_target(c, &j, &err) < 0)
+        goto out;
+    target = open_target(c, &j, &err);
+    if (!target || run_copy(c, &j, target, &err) < 0)
+        goto out;
+    ret = 0;
+out:
+    diskimg_close(target);
+    for (size_t i = 0; i < j.n_sources; i++)
+        diskimg_close(j.sources[i]);
+    g_free(j.sources);
+    if (ret) {
+        cli_gerror(err);
+        /* A half-written image we made ourselves is worse than none. */
+        if (j.created)
+            unlink(j.target);
+    }
+    return ret;
+}

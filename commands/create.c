@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/* diskimg create: a new image, optionally over a backing file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Size of the backing file, for "create -b base top" without a size. */
+static int backing_size(const char *image, const char *backing, const char *backing_fmt,
+                        uint64_t *size, GError **errp)
+{
+    g_autofree char *path = diskimg_resolve_relative(image, backing);
+    struct diskimg_open_params p = { .struct_size = sizeof(p) };
+    p.format = backing_fmt;
+    p.flags = DISKIMG_OPEN_FORCE_SHARE;
+    diskimg_node *n = diskimg_open(path, &p, errp);
+    if (!n)
+        return -1;
+    int64_t s = diskimg_node_size(n, errp);
+    diskimg_close(n);
+    if (s < 0)
+        return -1;
+    *size = (uint64_t)s;
+    return 0;
+}
+
+/* Puts -b/-F into the format's backing_file/backing_fmt options. */
+static int add_backing_options(const char *format, diskimg_options *o, const char *backing,
+                               const char *backing_fmt, GError **errp)
+{
+    if (!backing)
+        return 0;
+    if (!(diskimg_format_capabilities(format) & DISKIMG_CAP_BACKING)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Backing file not supported for file format '%s'", format);
+        return -1;
+    }
+    if (diskimg_options_set(o, "backing_file", backing, errp) < 0)
+        return -1;
+    return backing_fmt ? diskimg_options_set(o, "backing_fmt", backing_fmt, errp) : 0;
+}
+
+static void print_formatting(const char *filename, const char *format,
+                             const diskimg_options *o, uint64_t size)
+{
+    g_autofree char *set = diskimg_options_to_string(o);
+    g_autoptr(GString) line = g_string_new(NULL);
+    g_string_printf(line, "Formatting '%s', fmt=%s", filename, format);
+    if (set && *set) {
+        g_autofree char *spaced = g_strdelimit(g_strdup(set), ",", ' ');
+        g_string_append_printf(line, " %s", spaced);
+    }
+    if (!diskimg_options_has(o, "size"))
+        g_string_append_printf(line, " size=%" PRIu64, size);
+    printf("%s\n", line->str);
+}
+
+int cmd_create(struct cli *c)
+{
+    if (cli_objects(c))
+        return 1;
+    const char *format = cli_get(c, "format") ? cli_get(c, "format") : "raw";
+    const char *filename = c->args[0];
+    const char *backing = cli_get(c, "backing"), *backing_fmt = cli_get(c, "backing-format");
+    g_autofree char *text = cli_joined(c, "options");
+    GError *err = NULL;
+    if (diskimg_format_require(format, &err) < 0) {
+        cli_gerror(err);
+        return 1;
+    }
+    if (text && diskimg_options_text_wants_help(text)) {
+        cli_print_options_help(format, "create-options");
+        return 0;
+    }
+    uint64_t size = 0;
+    bool have_size = c->nargs > 1;
+    if (have_size && cli_parse_size(c->args[1], &size, NULL))
+        return 1;
+    diskimg_options *o = cli_create_options(format, text, &err);
+    if (!o || add_backing_options(format, o, backing, backing_fmt, &err) < 0)
+        goto fail;
+    if (!have_size && diskimg_options_has(o, "size")) {
+        size = diskimg_options_get_uint(o, "size", 0);
+        have_size = true;
+    }
+    if (!have_size && backing && !cli_flag(c, "unsafe")) {
+        if (backing_size(filename, backing, backing_fmt, &size, &err) < 0)
+            goto fail;
+        have_size = true;
+    }
+    if (!have_size) {
+        g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: Image creation needs a size parameter", filename);
+        goto fail;
+    }
+    if (!c->quiet)
+        print_formatting(filename, format, o, size);
+    struct diskimg_create_params p = {
+        .struct_size = sizeof(p),
+        .format = format,
+        .options = o,
+        .size = size,
+        .flags = cli_flag(c, "unsafe") ? DISKIMG_CREATE_UNSAFE : 0,
+    };
+    if (diskimg_create(filename, &p, &err) < 0)
+        goto fail;
+    diskimg_options_free(o);
+    return 0;
+fail:
+    diskimg_options_free(o);
+    cli_gerror(err);
+    return 1;
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/* diskimg: the command dispatcher and the global options. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_schema(struct cli *c);
+
+static const struct {
+    const char *name;
+    cli_command_fn fn;
+} commands[] = {
+    { "amend", cmd_amend },     { "bench", cmd_bench },       { "bitmap", cmd_bitmap },
+    { "check", cmd_check },     { "commit", cmd_commit },     { "compare", cmd_compare },
+    { "convert", cmd_convert }, { "create", cmd_create },     { "dd", cmd_dd },
+    { "info", cmd_info },       { "map", cmd_map },           { "measure", cmd_measure },
+    { "rebase", cmd_rebase },   { "resize", cmd_resize },     { "snapshot", cmd_snapshot },
+    { "schema", cmd_schema },
+};
+
+static void print_warning(const char *message, void *opaque)
+{
+    (void)opaque;
+    if (g_ascii_strncasecmp(message, "warning", 7) == 0)
+        fprintf(stderr, "%s\n", message);
+    else
+        fprintf(stderr, "diskimg: %s\n", message);
+}
+
+static void print_formats_line(void)
+{
+    g_auto(GStrv) names = diskimg_plugin_names(DISKIMG_KIND_FORMAT);
+    g_autofree char *joined = g_strjoinv(" ", names);
+    printf("Supported formats: %s\n", joined);
+}
+
+static int usage(void)
+{
+    g_autofree char *synopses = cli_synopses();
+    printf("diskimg version %s\n"
+           "usage: diskimg [standard options] command [command options]\n"
+           "Disk image utility, command-line compatible with qemu-img\n\n"
+           "    '-h', '--help'          display this help and exit\n"
+           "    '-V', '--version'       output version information and exit\n"
+           "    '--list-formats'        list the installed format plugins\n"
+           "                            ([--output=json] for programs)\n\n"
+           "Command syntax:\n%s\n"
+           "'diskimg COMMAND --help' describes a command's options.\n\n",
+           diskimg_version(), synopses);
+    print_formats_line();
+    return 0;
+}
+
+static JsonNode *plugin_json(const struct diskimg_plugin *d, const char *path)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "name", d->name);
+    json_object_set_string_member(o, "version", d->version ? d->version : "");
+    json_object_set_string_member(o, "summary", d->summary ? d->summary : "");
+    json_object_set_string_member(o, "path", path);
+    const char *caps[] = { "read-only", "backing", "zero-init", "prealloc-zero" };
+    JsonArray *a = json_array_new();
+    for (size_t i = 0; i < G_N_ELEMENTS(caps); i++)
+        if (d->capabilities & (1ull << i))
+            json_array_add_string_element(a, caps[i]);
+    json_object_set_array_member(o, "capabilities", a);
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, o);
+    return n;
+}
+
+static int list_formats(bool json)
+{
+    g_auto(GStrv) names = diskimg_plugin_names(DISKIMG_KIND_FORMAT);
+    if (!json) {
+        for (char **n = names; *n; n++) {
+            const struct diskimg_plugin *d = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, *n);
+            printf("%-12s %s\n", *n, d->summary ? d->summary : "");
+        }
+        return 0;
+    }
+    JsonArray *a = json_array_new();
+    for (char **n = names; *n; n++)
+        json_array_add_element(a, plugin_json(diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, *n),
+                                              diskimg_plugin_path(DISKIMG_KIND_FORMAT, *n)));
+    g_autoptr(JsonNode) node = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(node, a);
+    cli_print_json(node);
+    return 0;
+}
+
+static int global_option(int argc, char **argv)
+{
+    const char *opt = argv[1];
+    if (g_str_equal(opt, "-h") || g_str_equal(opt, "--help"))
+        return usage();
+    if (g_str_equal(opt, "-V") || g_str_equal(opt, "--version")) {
+        printf("diskimg version %s\nCopyright (c) the diskimg authors (MIT licence)\n",
+               diskimg_version());
+        return 0;
+    }
+    if (g_str_equal(opt, "--list-formats")) {
+        bool json = argc > 2 && (g_str_equal(argv[2], "--output=json") ||
+                                 (argc > 3 && g_str_equal(argv[2], "--output") &&
+                                  g_str_equal(argv[3], "json")));
+        return list_formats(json);
+    }
+    return cli_usage_error("unrecognized option '%s'", opt);
+}
+
+int main(int argc, char **argv)
+{
+    diskimg_set_warn_handler(print_warning, NULL);
+    GError *err = NULL;
+    if (diskimg_init(&err) < 0) {
+        cli_gerror(err);
+        return 1;
+    }
+    if (argc < 2)
+        return cli_usage_error("Not enough arguments");
+    if (argv[1][0] == '-')
+        return global_option(argc, argv);
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (!g_str_equal(argv[1], commands[i].name))
+            continue;
+        struct cli c = { 0 };
+        bool done;
+        int ret = cli_parse(&c, commands[i].name, argc - 1, argv + 1, &done);
+        if (ret == 0 && !done)
+            ret = commands[i].fn(&c);
+        cli_free(&c);
+        fflush(stdout);
+        return ret;
+    }
+    cli_error("Command not found: %s", argv[1]);
+    return 1;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* Image creation: the core makes the file, the format fills it. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int check_can_create(const char *format, GError **errp)
+{
+    if (diskimg_format_require(format, errp) < 0)
+        return -1;
+    struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
+    if (!lp->ops.format.create || (lp->desc->capabilities & DISKIMG_CAP_READ_ONLY)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Format driver '%s' does not support image creation", format);
+        return -1;
+    }
+    return 0;
+}
+
+static void remove_file(const char *io, const char *filename)
+{
+    struct loaded_plugin *lp = registry_find(DISKIMG_KIND_IO, io ? io : "posix");
+    if (lp && lp->ops.io.remove)
+        lp->ops.io.remove(filename, NULL);
+    else
+        unlink(filename);
+}
+
+int diskimg_create(const char *filename, const struct diskimg_create_params *p, GError **errp)
+{
+    if (check_can_create(p->format, errp) < 0)
+        return -1;
+    struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);
+    bool existed = g_file_test(filename, G_FILE_TEST_EXISTS);
+    unsigned flags = DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE;
+    diskimg_node *file = open_file_node(filename, p->io, flags, DISKIMG_CACHE_WRITEBACK, NULL,
+                                        errp);
+    if (!file)
+        return -1;
+    struct diskimg_format_create_args args = {
+        .struct_size = sizeof(args),
+        .filename = filename,
+        .file = file,
+        .options = p->options,
+        .size = p->size,
+        .flags = p->flags,
+    };
+    GError *err = NULL;
+    int ret = lp->ops.format.create(&args, &err);
+    if (ret == 0)
+        ret = diskimg_node_flush(file, &err);
+    diskimg_close(file);
+    if (ret < 0) {
+        if (!err)
+            g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED, "format plugin failed");
+        g_set_error(errp, err->domain, err->code, "%s: %s", filename, err->message);
+        g_error_free(err);
+        if (!existed)
+            remove_file(p->io, filename);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/* Errors and warnings: the core never prints by itself; warnings go to a
+ * sink the command layer chooses (stderr, or nowhere under -q). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+G_DEFINE_QUARK(diskimg-error-quark, diskimg_error)
+
+static int code_for_errno(int errnum)
+{
+    switch (errnum) {
+    case ENOENT:    return DISKIMG_ERROR_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS:     return DISKIMG_ERROR_PERMISSION;
+    case ENOSPC:
+    case EDQUOT:    return DISKIMG_ERROR_NO_SPACE;
+    case ENOMEM:    return DISKIMG_ERROR_NO_MEMORY;
+    case EINVAL:    return DISKIMG_ERROR_INVALID;
+    case ENOTSUP:   return DISKIMG_ERROR_NOT_SUPPORTED;
+    case EAGAIN:    return DISKIMG_ERROR_LOCKED;
+    default:        return DISKIMG_ERROR_IO;
+    }
+}
+
+void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
+{
+    if (!errp)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *prefix = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(errp, DISKIMG_ERROR, code_for_errno(errnum), "%s: %s", prefix,
+                g_strerror(errnum));
+}
+
+static diskimg_warn_fn warn_fn;
+static void *warn_opaque;
+
+void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque)
+{
+    warn_fn = fn;
+    warn_opaque = opaque;
+}
+
+void diskimg_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (warn_fn)
+        warn_fn(msg, warn_opaque);
+    else
+        fprintf(stderr, "%s\n", msg);
+}

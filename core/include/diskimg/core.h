@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core.h — services of libdiskimg that the command layer (and programs
+ * embedding the library) use: the plugin registry, image creation, image
+ * information and progress reporting.  Plugins do not need this header.
+ */
+#ifndef DISKIMG_CORE_H
+#define DISKIMG_CORE_H
+
+#include <diskimg/plugin.h>
+#include <diskimg/schema.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+DISKIMG_API const char *diskimg_version(void);
+
+/* Finds and loads every plugin (idempotent, thread-safe).  Problems with a
+ * single plugin file are warnings (diskimg_warn) naming the file; only a
+ * broken core schema is an error. */
+DISKIMG_API int diskimg_init(GError **errp);
+
+/* Names of the loaded plugins of a kind, sorted; free with g_strfreev. */
+DISKIMG_API char **diskimg_plugin_names(enum diskimg_plugin_kind kind);
+DISKIMG_API const struct diskimg_plugin *diskimg_plugin_descriptor(enum diskimg_plugin_kind kind,
+                                                                   const char *name);
+DISKIMG_API const diskimg_schema *diskimg_plugin_schema(enum diskimg_plugin_kind kind,
+                                                        const char *name);
+DISKIMG_API const char *diskimg_plugin_path(enum diskimg_plugin_kind kind, const char *name);
+/* The core's schemas: "commands", "types" or "magic". */
+DISKIMG_API const diskimg_schema *diskimg_core_schema(const char *which);
+
+/* Succeeds when a format plugin `name` is loaded; otherwise the error is
+ * qemu-img's "Unknown file format 'NAME'", with an install hint for formats
+ * that schema/magic.yaml knows. */
+DISKIMG_API int diskimg_format_require(const char *name, GError **errp);
+/* Whether the format plugin has the named optional operation ("check",
+ * "snapshot_list", "bitmap_add"...). */
+DISKIMG_API bool diskimg_format_has_op(const char *format, const char *op);
+DISKIMG_API uint64_t diskimg_format_capabilities(const char *format);
+
+/* Creates an image: makes the file (through the io backend), then lets the
+ * format write its structures.  On failure a file this call created is
+ * removed again. */
+struct diskimg_create_params {
+    uint32_t struct_size;
+    const char *format;
+    const diskimg_options *options;  /* validated create-options; may be NULL */
+    uint64_t size;
+    unsigned flags;                  /* DISKIMG_CREATE_* */
+    const char *io;                  /* NULL: posix */
+};
+DISKIMG_API int diskimg_create(const char *filename, const struct diskimg_create_params *p,
+                               GError **errp);
+
+/* ImageInfo of one node (no backing chain), members in qemu's order:
+ * virtual-size, filename, format, actual-size, cluster-size, encrypted,
+ * backing-filename, full-backing-filename, backing-filename-format,
+ * snapshots, dirty-flag, format-specific. */
+DISKIMG_API JsonObject *diskimg_image_info(diskimg_node *n, GError **errp);
+
+/* Operations dispatched to optional format callbacks; a missing callback
+ * gives qemu-img's wording for that operation (DISKIMG_ERROR_NOT_SUPPORTED). */
+DISKIMG_API int diskimg_node_check(diskimg_node *n, unsigned fix,
+                                   struct diskimg_check_result *res, GError **errp);
+DISKIMG_API int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
+                                struct diskimg_measure_result *res, GError **errp);
+DISKIMG_API int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force,
+                                   GError **errp);
+DISKIMG_API int diskimg_node_set_backing(diskimg_node *n, const char *filename,
+                                         const char *format, GError **errp);
+DISKIMG_API int diskimg_node_make_empty(diskimg_node *n, GError **errp);
+DISKIMG_API int diskimg_node_info(diskimg_node *n, struct diskimg_image_info *info,
+                                  GError **errp);
+
+/* Snapshot and bitmap lists as returned by the plugins. */
+struct diskimg_snapshot_list {
+    GArray *items;              /* struct diskimg_snapshot, strings owned */
+};
+struct diskimg_bitmap_list {
+    GArray *items;              /* struct diskimg_bitmap, strings owned */
+};
+DISKIMG_API diskimg_snapshot_list *diskimg_node_snapshots(diskimg_node *n, GError **errp);
+DISKIMG_API void diskimg_snapshot_list_free(diskimg_snapshot_list *l);
+DISKIMG_API diskimg_bitmap_list *diskimg_node_bitmaps(diskimg_node *n, GError **errp);
+DISKIMG_API void diskimg_bitmap_list_free(diskimg_bitmap_list *l);
+
+/* Snapshot and bitmap operations (NOT_SUPPORTED when the format lacks them). */
+DISKIMG_API int diskimg_node_snapshot_create(diskimg_node *n, const struct diskimg_snapshot *sn,
+                                             GError **errp);
+DISKIMG_API int diskimg_node_snapshot_apply(diskimg_node *n, const char *id_or_name,
+                                            GError **errp);
+DISKIMG_API int diskimg_node_snapshot_delete(diskimg_node *n, const char *id_or_name,
+                                             GError **errp);
+DISKIMG_API int diskimg_node_snapshot_load(diskimg_node *n, const char *id, const char *name,
+                                           GError **errp);
+DISKIMG_API int diskimg_node_bitmap_add(diskimg_node *n, const struct diskimg_bitmap *b,
+                                        GError **errp);
+DISKIMG_API int diskimg_node_bitmap_remove(diskimg_node *n, const char *name, GError **errp);
+DISKIMG_API int diskimg_node_bitmap_set_enabled(diskimg_node *n, const char *name, bool enabled,
+                                                GError **errp);
+DISKIMG_API int diskimg_node_bitmap_query(diskimg_node *n, const char *name, uint64_t offset,
+                                          uint64_t len, bool *dirty, uint64_t *run,
+                                          GError **errp);
+DISKIMG_API int diskimg_node_bitmap_set(diskimg_node *n, const char *name, uint64_t offset,
+                                        uint64_t len, bool dirty, GError **errp);
+/* Sets in dst every bit set in src (the images may differ). */
+DISKIMG_API int diskimg_bitmap_merge(diskimg_node *dst, const char *dst_name, diskimg_node *src,
+                                     const char *src_name, GError **errp);
+
+/* ------------------------------------------------------------ copy engine */
+
+/*
+ * The engine behind convert, dd, commit and rebase: copies the guest view of
+ * one or more source nodes (concatenated) into a target node, using block
+ * status to skip holes and known-zero ranges without reading them.
+ */
+struct diskimg_progress;
+struct diskimg_copy_params {
+    uint32_t struct_size;
+    diskimg_node *const *sources;   /* concatenated in order */
+    size_t n_sources;
+    diskimg_node *target;
+    uint64_t target_offset;         /* where the first source byte lands */
+    uint64_t source_offset;         /* first byte of the (single) source to copy */
+    uint64_t length;                /* bytes to copy; 0 = to the end of the sources */
+    uint64_t sparse_size;           /* -S: zero runs this long become holes; 0 = allocate all */
+    bool target_is_zero;            /* target reads as zeroes (fresh, or --target-is-zero) */
+    bool target_has_backing;        /* -B: zeroes must be written, never skipped */
+    bool top_only;                  /* copy only what the sources' top layer allocates */
+    bool compress;                  /* -c: write whole clusters compressed */
+    bool salvage;                   /* unreadable ranges become zeroes, with a warning */
+    bool quiet;
+    uint64_t rate_limit;            /* bytes per second, 0 = unlimited */
+    unsigned parallel;              /* -m: requests in flight */
+    bool out_of_order;              /* -W */
+    bool copy_offload;              /* -C */
+    struct diskimg_progress *progress;
+};
+DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp);
+
+/* ---------------------------------------------------------------- progress */
+
+/* One facility for -p and SIGUSR1: the command sets a total, the engine
+ * adds work done (skipped ranges count as done). */
+typedef struct diskimg_progress diskimg_progress;
+enum diskimg_progress_mode {
+    DISKIMG_PROGRESS_QUIET = 0,  /* nothing, but SIGUSR1 still prints */
+    DISKIMG_PROGRESS_BAR,        /* -p: "    (12.34/100%)" on stdout */
+};
+DISKIMG_API diskimg_progress *diskimg_progress_new(enum diskimg_progress_mode mode,
+                                                   uint64_t total);
+DISKIMG_API void diskimg_progress_add(diskimg_progress *p, uint64_t done);
+DISKIMG_API void diskimg_progress_set_total(diskimg_progress *p, uint64_t total);
+DISKIMG_API void diskimg_progress_finish(diskimg_progress *p);  /* prints 100% and frees */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DISKIMG_CORE_H */

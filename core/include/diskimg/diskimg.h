@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskimg.h — the public API of libdiskimg.
+ *
+ * This is what the diskimg command and every plugin use to talk to the core:
+ * errors, typed options, nodes of an image graph and the requests on them,
+ * output objects and small helpers every format needs.  Plugins include
+ * <diskimg/plugin.h>, which includes this file.
+ *
+ * Conventions
+ *   - Functions that can fail take a trailing `GError **errp` and return
+ *     0 / a valid pointer on success, -1 / NULL with *errp set on failure.
+ *   - Offsets and lengths are bytes, unsigned 64-bit.
+ *   - Nothing in the core prints or exits: callers decide.
+ */
+#ifndef DISKIMG_DISKIMG_H
+#define DISKIMG_DISKIMG_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define DISKIMG_API __attribute__((visibility("default")))
+#define DISKIMG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define DISKIMG_API
+#define DISKIMG_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* All diskimg errors are GErrors in this domain.  The message is one line
+ * meant for the user; it names the file when a file is involved. */
+#define DISKIMG_ERROR (diskimg_error_quark())
+DISKIMG_API GQuark diskimg_error_quark(void);
+
+enum diskimg_error_code {
+    DISKIMG_ERROR_FAILED = 1,      /* anything without a better code */
+    DISKIMG_ERROR_INVALID,         /* bad argument or option value */
+    DISKIMG_ERROR_NOT_SUPPORTED,   /* the format/backend lacks the operation */
+    DISKIMG_ERROR_IO,              /* an I/O error from the host */
+    DISKIMG_ERROR_CORRUPT,         /* the image is damaged or hostile */
+    DISKIMG_ERROR_NO_PLUGIN,       /* no plugin for the named/probed format */
+    DISKIMG_ERROR_NOT_FOUND,       /* file, snapshot, bitmap... does not exist */
+    DISKIMG_ERROR_PERMISSION,
+    DISKIMG_ERROR_NO_SPACE,
+    DISKIMG_ERROR_LOCKED,          /* another process holds the image lock */
+    DISKIMG_ERROR_NO_MEMORY,
+};
+
+/* Sets *errp from an errno value, prefixed with the formatted text:
+ * diskimg_set_errno(errp, ENOENT, "%s", "x.img") -> "x.img: No such file or directory" */
+DISKIMG_API void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
+    DISKIMG_PRINTF(3, 4);
+
+/* ---------------------------------------------------------------- options */
+
+/*
+ * A set of typed option values, validated against a schema (a plugin's
+ * create-options, open-options or amend-options, or a command's options).
+ * Struct members use dotted keys ("encrypt.format").  Values that were not
+ * given fall back to the schema default; `has` tells whether the user set it.
+ */
+typedef struct diskimg_options diskimg_options;
+
+DISKIMG_API bool diskimg_options_has(const diskimg_options *o, const char *key);
+/* For str, enum and secret-id options; NULL when neither set nor defaulted. */
+DISKIMG_API const char *diskimg_options_get_str(const diskimg_options *o, const char *key);
+/* For int and size options. */
+DISKIMG_API uint64_t diskimg_options_get_uint(const diskimg_options *o, const char *key,
+                                              uint64_t fallback);
+DISKIMG_API int64_t diskimg_options_get_int(const diskimg_options *o, const char *key,
+                                            int64_t fallback);
+DISKIMG_API bool diskimg_options_get_bool(const diskimg_options *o, const char *key,
+                                          bool fallback);
+/* For list options: a NULL-terminated vector owned by `o`. */
+DISKIMG_API const char *const *diskimg_options_get_list(const diskimg_options *o,
+                                                        const char *key);
+
+/* Parsing of the size syntax shared by every command and option:
+ * digits with optional fraction and a k/K M G T P E suffix (1024-based);
+ * a trailing "b"/"B" is ignored as qemu does. */
+DISKIMG_API int diskimg_parse_size(const char *text, uint64_t *out, GError **errp);
+
+/* ----------------------------------------------------------------- objects */
+
+/*
+ * A generic output object (an ordered JSON object).  Plugins fill one in
+ * their `info`, `check` and snapshot callbacks; the core checks it against
+ * the plugin schema's types and renders it as JSON or as human text.
+ */
+typedef struct diskimg_obj diskimg_obj;
+typedef struct diskimg_list diskimg_list;
+
+DISKIMG_API void diskimg_obj_set_str(diskimg_obj *o, const char *key, const char *value);
+DISKIMG_API void diskimg_obj_set_int(diskimg_obj *o, const char *key, int64_t value);
+DISKIMG_API void diskimg_obj_set_bool(diskimg_obj *o, const char *key, bool value);
+/* Adds and returns a nested object or list, owned by `o`. */
+DISKIMG_API diskimg_obj *diskimg_obj_add_obj(diskimg_obj *o, const char *key);
+DISKIMG_API diskimg_list *diskimg_obj_add_list(diskimg_obj *o, const char *key);
+DISKIMG_API diskimg_obj *diskimg_list_add_obj(diskimg_list *l);
+DISKIMG_API void diskimg_list_add_str(diskimg_list *l, const char *value);
+DISKIMG_API void diskimg_list_add_int(diskimg_list *l, int64_t value);
+
+/* ------------------------------------------------------------------- nodes */
+
+/*
+ * An image is a graph of nodes: a format node (qcow2, raw...) on top of a
+ * file node (an I/O backend such as posix), plus optional backing and
+ * data-file nodes.  The same request functions work on every node; a format
+ * plugin reads its own file with diskimg_node_pread(file, ...).
+ */
+typedef struct diskimg_node diskimg_node;
+
+/* Flags of diskimg_open() and of a plugin's open. */
+enum {
+    DISKIMG_OPEN_RDWR        = 1u << 0,
+    DISKIMG_OPEN_NO_BACKING  = 1u << 1, /* do not open the backing chain */
+    DISKIMG_OPEN_FORCE_SHARE = 1u << 2, /* -U: read-only open ignoring others' locks */
+    DISKIMG_OPEN_NO_LOCK     = 1u << 3, /* take no image locks at all */
+    DISKIMG_OPEN_CREATE      = 1u << 4, /* file nodes: create if missing */
+    DISKIMG_OPEN_TRUNCATE    = 1u << 5, /* file nodes: truncate to zero */
+    DISKIMG_OPEN_NO_IO       = 1u << 6, /* metadata only (info): no data requests follow */
+    DISKIMG_OPEN_CHECK       = 1u << 7, /* opened for check: tolerate corruption, skip replay */
+    DISKIMG_OPEN_UNSAFE_CHAIN= 1u << 8, /* backing failures are warnings (rebase -u) */
+};
+
+/* Cache modes, as qemu-img's -t/-T. */
+enum diskimg_cache {
+    DISKIMG_CACHE_WRITEBACK = 0, /* page cache, flush on request */
+    DISKIMG_CACHE_NONE,          /* O_DIRECT, flush on request */
+    DISKIMG_CACHE_WRITETHROUGH,  /* page cache, O_DSYNC */
+    DISKIMG_CACHE_DIRECTSYNC,    /* O_DIRECT | O_DSYNC */
+    DISKIMG_CACHE_UNSAFE,        /* page cache, flushes ignored */
+};
+DISKIMG_API int diskimg_cache_parse(const char *name, enum diskimg_cache *out, GError **errp);
+
+struct diskimg_open_params {
+    uint32_t struct_size;        /* sizeof(struct diskimg_open_params) */
+    const char *format;          /* NULL: probe the file */
+    const char *io;              /* I/O backend plugin, NULL: "posix" */
+    unsigned flags;              /* DISKIMG_OPEN_* */
+    enum diskimg_cache cache;
+    /* Runtime options for the format (its schema's open-options) and for
+     * the file (the io plugin's open-options); either may be NULL. */
+    const diskimg_options *format_options;
+    const diskimg_options *file_options;
+    const char *backing_format;  /* override for the top image's backing (-F) */
+};
+
+/* Opens filename (probing its format unless params->format) and, unless
+ * DISKIMG_OPEN_NO_BACKING, its whole backing chain. */
+DISKIMG_API diskimg_node *diskimg_open(const char *filename,
+                                       const struct diskimg_open_params *params,
+                                       GError **errp);
+/* Closes the node and every child it owns. Safe on NULL. */
+DISKIMG_API void diskimg_close(diskimg_node *node);
+
+/* Queries; strings are owned by the node. */
+DISKIMG_API const char *diskimg_node_filename(const diskimg_node *n);
+DISKIMG_API const char *diskimg_node_driver(const diskimg_node *n);   /* plugin name */
+DISKIMG_API bool diskimg_node_is_writable(const diskimg_node *n);
+DISKIMG_API diskimg_node *diskimg_node_file(const diskimg_node *n);   /* NULL on file nodes */
+DISKIMG_API diskimg_node *diskimg_node_backing(const diskimg_node *n);
+DISKIMG_API diskimg_node *diskimg_node_data_file(const diskimg_node *n);
+/* The plugin's per-node state (what its open returned). */
+DISKIMG_API void *diskimg_node_handle(const diskimg_node *n);
+DISKIMG_API int64_t diskimg_node_size(diskimg_node *n, GError **errp);
+/* Bytes the node's host file(s) occupy (st_blocks based), -1 unknown. */
+DISKIMG_API int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp);
+/* Alignment the node needs for data requests (512 or 4096 for O_DIRECT files). */
+DISKIMG_API uint32_t diskimg_node_request_alignment(const diskimg_node *n);
+
+/* Write flags. */
+enum {
+    DISKIMG_WRITE_FUA        = 1u << 0, /* durable before returning */
+    DISKIMG_WRITE_MAY_UNMAP  = 1u << 1, /* write_zeroes may deallocate */
+    DISKIMG_WRITE_NO_FALLBACK= 1u << 2, /* write_zeroes: fail instead of writing buffers */
+};
+
+/* Requests.  Ranges past the end of the node fail with DISKIMG_ERROR_INVALID,
+ * except reads of format nodes, which are clamped by callers. */
+DISKIMG_API int diskimg_node_pread(diskimg_node *n, void *buf, uint64_t len, uint64_t offset,
+                                   GError **errp);
+DISKIMG_API int diskimg_node_pwrite(diskimg_node *n, const void *buf, uint64_t len,
+                                    uint64_t offset, unsigned flags, GError **errp);
+DISKIMG_API int diskimg_node_write_zeroes(diskimg_node *n, uint64_t offset, uint64_t len,
+                                          unsigned flags, GError **errp);
+/* One whole cluster of data to store compressed (format nodes that can). */
+DISKIMG_API int diskimg_node_write_compressed(diskimg_node *n, const void *buf, uint64_t len,
+                                              uint64_t offset, GError **errp);
+DISKIMG_API int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len,
+                                     GError **errp);
+DISKIMG_API int diskimg_node_flush(diskimg_node *n, GError **errp);
+
+enum diskimg_prealloc {
+    DISKIMG_PREALLOC_OFF = 0,
+    DISKIMG_PREALLOC_METADATA,
+    DISKIMG_PREALLOC_FALLOC,
+    DISKIMG_PREALLOC_FULL,
+};
+DISKIMG_API int diskimg_prealloc_parse(const char *name, enum diskimg_prealloc *out,
+                                       GError **errp);
+enum { DISKIMG_TRUNCATE_SHRINK = 1u << 0 /* allow making the node smaller */ };
+DISKIMG_API int diskimg_node_truncate(diskimg_node *n, uint64_t size,
+                                      enum diskimg_prealloc prealloc, unsigned flags,
+                                      GError **errp);
+
+/* ------------------------------------------------------------ block status */
+
+/* What a range of a node holds, as qemu's block status. */
+enum {
+    DISKIMG_BS_DATA         = 1u << 0, /* reads return data from this node or below */
+    DISKIMG_BS_ZERO         = 1u << 1, /* reads return zeroes */
+    DISKIMG_BS_OFFSET_VALID = 1u << 2, /* `offset` in `file` holds the bytes */
+    DISKIMG_BS_ALLOCATED    = 1u << 3, /* this layer defines the content (no fall-through) */
+    DISKIMG_BS_COMPRESSED   = 1u << 4, /* stored compressed (no usable offset) */
+    DISKIMG_BS_RECURSE      = 1u << 5, /* plugin asks the core to ask `file` at `offset`
+                                          for the data/zero detail (raw, flat extents) */
+};
+struct diskimg_extent {
+    uint64_t length;        /* > 0; may be shorter than asked */
+    uint32_t flags;         /* DISKIMG_BS_* */
+    uint64_t offset;        /* host offset when OFFSET_VALID */
+    diskimg_node *file;     /* node that `offset` refers to */
+};
+/* Status of the range starting at `offset` within this node only. */
+DISKIMG_API int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                                          struct diskimg_extent *ext, GError **errp);
+/* Status looked up through the backing chain: `depth` receives the chain
+ * index of the layer that defines the range (0 = n itself); unallocated in
+ * the whole chain gives flags without ALLOCATED and depth = chain length. */
+DISKIMG_API int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
+                                                struct diskimg_extent *ext, int *depth,
+                                                GError **errp);
+
+/* For format plugins: fills buf with what the backing chain holds at
+ * [offset, offset+len) — zeroes where there is no backing or it is shorter. */
+DISKIMG_API int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len,
+                                          uint64_t offset, GError **errp);
+
+/* For format plugins: opens `filename` as a file node (same I/O backend and
+ * cache mode as `n`, name resolved against n's directory unless absolute),
+ * and attaches it as n's data-file child, closed together with n.  With
+ * DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE in flags the file is created
+ * (create callbacks pass args->file as n). */
+DISKIMG_API diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename,
+                                                      unsigned flags, GError **errp);
+/* `name` as seen from the directory of image `image_filename` (how backing
+ * and data file names are resolved); absolute names are returned as is.
+ * Free with g_free. */
+DISKIMG_API char *diskimg_resolve_relative(const char *image_filename, const char *name);
+
+/* ----------------------------------------------------------------- helpers */
+
+/* True when all len bytes are zero (fast, word at a time). */
+DISKIMG_API bool diskimg_is_zero(const void *buf, size_t len);
+
+/* Allocates memory aligned for O_DIRECT (4096); free with diskimg_free_aligned. */
+DISKIMG_API void *diskimg_alloc_aligned(size_t len);
+DISKIMG_API void diskimg_free_aligned(void *p);
+
+/* Byte-order helpers: formats read their structures through these. */
+static inline uint16_t diskimg_be16(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint16_t)((b[0] << 8) | b[1]);
+}
+static inline uint32_t diskimg_be32(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+static inline uint64_t diskimg_be64(const void *p)
+{
+    return ((uint64_t)diskimg_be32(p) << 32) | diskimg_be32((const uint8_t *)p + 4);
+}
+static inline uint16_t diskimg_le16(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+static inline uint32_t diskimg_le32(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+static inline uint64_t diskimg_le64(const void *p)
+{
+    return diskimg_le32(p) | ((uint64_t)diskimg_le32((const uint8_t *)p + 4) << 32);
+}
+static inline void diskimg_put_be16(void *p, uint16_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)(v >> 8); b[1] = (uint8_t)v;
+}
+static inline void diskimg_put_be32(void *p, uint32_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)(v >> 24); b[1] = (uint8_t)(v >> 16); b[2] = (uint8_t)(v >> 8); b[3] = (uint8_t)v;
+}
+static inline void diskimg_put_be64(void *p, uint64_t v)
+{
+    diskimg_put_be32(p, (uint32_t)(v >> 32));
+    diskimg_put_be32((uint8_t *)p + 4, (uint32_t)v);
+}
+static inline void diskimg_put_le16(void *p, uint16_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)v; b[1] = (uint8_t)(v >> 8);
+}
+static inline void diskimg_put_le32(void *p, uint32_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)v; b[1] = (uint8_t)(v >> 8); b[2] = (uint8_t)(v >> 16); b[3] = (uint8_t)(v >> 24);
+}
+static inline void diskimg_put_le64(void *p, uint64_t v)
+{
+    diskimg_put_le32(p, (uint32_t)v);
+    diskimg_put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
+/* ----------------------------------------------------------------- secrets */
+
+/* Defines an object from a --object argument; only "secret,id=ID,data=X"
+ * or "secret,id=ID,file=PATH" (optional format=raw|base64) is known. */
+DISKIMG_API int diskimg_object_add(const char *objdef, GError **errp);
+/* A copy of the secret's bytes; release it with diskimg_secret_wipe. */
+DISKIMG_API int diskimg_secret_lookup(const char *id, uint8_t **data, size_t *len,
+                                      GError **errp);
+DISKIMG_API void diskimg_secret_wipe(uint8_t *data, size_t len);
+
+/* ---------------------------------------------------------------- logging */
+
+/* Warnings go through the command layer's sink (stderr by default) so that
+ * -q and JSON output stay clean. */
+DISKIMG_API void diskimg_warn(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
+typedef void (*diskimg_warn_fn)(const char *message, void *opaque);
+DISKIMG_API void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DISKIMG_DISKIMG_H */

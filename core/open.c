@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opening image graphs: file node through an I/O plugin, format probing,
+ * the format node, then the backing chain (format taken from the image when
+ * it names one, never guessed then; depth limit; loop detection).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define PROBE_BYTES 2048
+#define MAX_CHAIN_DEPTH 256
+
+static const char *default_io(const char *io)
+{
+    return io ? io : "posix";
+}
+
+/* qemu's lock permissions for an image opened read-only or read-write. */
+static void lock_permissions(unsigned flags, uint64_t *perm, uint64_t *shared)
+{
+    if (flags & DISKIMG_OPEN_RDWR) {
+        *perm = DISKIMG_PERM_CONSISTENT_READ | DISKIMG_PERM_WRITE | DISKIMG_PERM_RESIZE;
+        *shared = DISKIMG_PERM_CONSISTENT_READ | DISKIMG_PERM_WRITE_UNCHANGED;
+    } else {
+        *perm = DISKIMG_PERM_CONSISTENT_READ;
+        *shared = DISKIMG_PERM_ALL & ~(DISKIMG_PERM_WRITE | DISKIMG_PERM_RESIZE);
+    }
+}
+
+static int apply_locks(diskimg_node *n, GError **errp)
+{
+    if (n->flags & (DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_FORCE_SHARE))
+        return 0;
+    if (!n->plugin->ops.io.lock)
+        return 0;
+    uint64_t perm, shared;
+    lock_permissions(n->flags, &perm, &shared);
+    node_lock(n);
+    int ret = n->plugin->ops.io.lock(n->handle, perm, shared, errp);
+    node_unlock(n);
+    return ret;
+}
+
+diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,
+                             enum diskimg_cache cache, const diskimg_options *options,
+                             GError **errp)
+{
+    if (diskimg_init(errp) < 0)
+        return NULL;
+    struct loaded_plugin *lp = registry_find(DISKIMG_KIND_IO, default_io(io));
+    if (!lp) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Unknown protocol '%s' (no I/O plugin of that name is installed)",
+                    default_io(io));
+        return NULL;
+    }
+    diskimg_node *n = node_new(lp, filename, flags);
+    n->cache = cache;
+    struct diskimg_io_open_args args = {
+        .struct_size = sizeof(args),
+        .node = n,
+        .filename = filename,
+        .flags = flags,
+        .cache = cache,
+        .options = options,
+    };
+    node_lock(n);
+    n->handle = lp->ops.io.open(&args, errp);
+    node_unlock(n);
+    if (!n->handle || apply_locks(n, errp) < 0) {
+        diskimg_close(n);
+        return NULL;
+    }
+    return n;
+}
+
+char *diskimg_resolve_relative(const char *image_filename, const char *name)
+{
+    if (g_path_is_absolute(name) || strstr(name, "://"))
+        return g_strdup(name);
+    g_autofree char *dir = g_path_get_dirname(image_filename);
+    if (g_str_equal(dir, "."))
+        return g_strdup(name);
+    return g_build_filename(dir, name, NULL);
+}
+
+diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename, unsigned flags,
+                                          GError **errp)
+{
+    if (n->data_file) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: data file already open",
+                    n->filename);
+        return NULL;
+    }
+    diskimg_node *file_level = n->is_file ? n : n->file;
+    g_autofree char *path = diskimg_resolve_relative(n->filename, filename);
+    unsigned f = flags | (n->flags & (DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_LOCK |
+                                      DISKIMG_OPEN_FORCE_SHARE));
+    diskimg_node *d = open_file_node(path, file_level ? file_level->plugin->desc->name : NULL,
+                                     f, n->cache, NULL, errp);
+    if (!d)
+        return NULL;
+    n->data_file = d;
+    return d;
+}
+
+/* Reads the first bytes of the file for probing (fewer for short files). */
+static int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
+{
+    int64_t size = diskimg_node_size(file, errp);
+    if (size < 0)
+        return -1;
+    *len = MIN((uint64_t)size, PROBE_BYTES);
+    memset(buf, 0, PROBE_BYTES);
+    return diskimg_node_pread(file, buf, *len, 0, errp);
+}
+
+static struct loaded_plugin *fallback_format(void)
+{
+    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
+    for (guint i = 0; i < formats->len; i++) {
+        struct loaded_plugin *lp = formats->pdata[i];
+        if (diskimg_schema_flag(lp->schema, "probe-fallback"))
+            return lp;
+    }
+    return NULL;
+}
+
+static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
+                                          unsigned flags, GError **errp)
+{
+    uint8_t buf[PROBE_BYTES];
+    size_t len;
+    if (read_probe_bytes(file, buf, &len, errp) < 0)
+        return NULL;
+    struct loaded_plugin *best = NULL;
+    int best_score = 0;
+    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
+    for (guint i = 0; i < formats->len; i++) {
+        struct loaded_plugin *lp = formats->pdata[i];
+        if (!lp->ops.format.probe || diskimg_schema_flag(lp->schema, "probe-fallback"))
+            continue;
+        int score = lp->ops.format.probe(buf, len, filename);
+        if (score > best_score) {
+            best = lp;
+            best_score = score;
+        }
+    }
+    if (best)
+        return best;
+    /* A format we know by its magic but have no plugin for is named, never
+     * silently opened as raw. */
+    const char *known = registry_magic_match(buf, len);
+    if (known) {
+        const char *package = registry_package_for(known);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "%s: looks like a %s image, but no plugin for it is installed%s%s%s",
+                    filename, known, package ? " (install package " : "",
+                    package ? package : "", package ? ")" : "");
+        return NULL;
+    }
+    struct loaded_plugin *fb = fallback_format();
+    if (!fb) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Could not open '%s': Could not determine image format (no plugin "
+                    "recognises it and no fallback format is installed)", filename);
+        return NULL;
+    }
+    if (flags & DISKIMG_OPEN_RDWR)
+        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
+                     "         Automatically detecting the format is dangerous for %s images, "
+                     "write operations on block 0 will be restricted.\n"
+                     "         Specify the '%s' format explicitly to remove the restrictions.",
+                     filename, fb->desc->name, fb->desc->name, fb->desc->name);
+    return fb;
+}
+
+static struct loaded_plugin *format_by_name(const char *name, GError **errp)
+{
+    if (diskimg_format_require(name, errp) < 0)
+        return NULL;
+    return registry_find(DISKIMG_KIND_FORMAT, name);
+}
+
+static bool format_open(diskimg_node *n, const char *filename, const diskimg_options *opts,
+                        GError **errp)
+{
+    struct diskimg_format_open_args args = {
+        .struct_size = sizeof(args),
+        .node = n,
+        .file = n->file,
+        .filename = filename,
+        .flags = n->flags,
+        .options = opts,
+    };
+    GError *err = NULL;
+    node_lock(n);
+    n->handle = n->plugin->ops.format.open(&args, &err);
+    node_unlock(n);
+    if (n->handle)
+        return true;
+    if (!err)
+        g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED, "plugin '%s' failed to open it",
+                    n->plugin->desc->name);
+    g_set_error(errp, err->domain, err->code, "Could not open '%s': %s", filename, err->message);
+    g_error_free(err);
+    return false;
+}
+
+static void remember_backing(diskimg_node *n)
+{
+    if (!n->plugin->ops.format.get_backing)
+        return;
+    struct diskimg_backing_ref ref = { 0 };
+    node_lock(n);
+    n->plugin->ops.format.get_backing(n->handle, &ref);
+    node_unlock(n);
+    if (ref.filename && *ref.filename) {
+        n->backing_name = g_strdup(ref.filename);
+        n->backing_format = g_strdup(ref.format);
+    }
+}
+
+/* One image node (format over file), without its backing chain. */
+static diskimg_node *open_one(const char *filename, const struct diskimg_open_params *p,
+                              unsigned flags, GError **errp)
+{
+    unsigned file_flags = flags & ~(DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE);
+    diskimg_node *file = open_file_node(filename, p->io, file_flags, p->cache, p->file_options,
+                                        errp);
+    if (!file)
+        return NULL;
+    struct loaded_plugin *lp = p->format ? format_by_name(p->format, errp)
+                                         : probe_format(file, filename, flags, errp);
+    if (!lp) {
+        diskimg_close(file);
+        return NULL;
+    }
+    if ((flags & DISKIMG_OPEN_RDWR) && (lp->desc->capabilities & DISKIMG_CAP_READ_ONLY)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "Could not open '%s': Driver '%s' can only be used for read-only devices",
+                    filename, lp->desc->name);
+        diskimg_close(file);
+        return NULL;
+    }
+    diskimg_node *n = node_new(lp, filename, flags);
+    n->cache = p->cache;
+    n->file = file;
+    if (!format_open(n, filename, p->format_options, errp)) {
+        diskimg_close(n);
+        return NULL;
+    }
+    remember_backing(n);
+    return n;
+}
+
+/* Opens n's backing file and, recursively, the rest of the chain. */
+static int open_backing_chain(diskimg_node *top, const struct diskimg_open_params *p,
+                              GError **errp)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    char *real = realpath(top->filename, NULL);
+    if (real)
+        g_hash_table_add(seen, real);
+    int depth = 0;
+    for (diskimg_node *n = top; n->backing_name; n = n->backing) {
+        if (++depth > MAX_CHAIN_DEPTH) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
+                        "Could not open '%s': backing chain is deeper than %d images",
+                        top->filename, MAX_CHAIN_DEPTH);
+            return -1;
+        }
+        g_autofree char *path = diskimg_resolve_relative(n->filename, n->backing_name);
+        char *rp = realpath(path, NULL);
+        if (rp && !g_hash_table_add(seen, rp)) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
+                        "Could not open '%s': backing chain loops back to '%s'",
+                        top->filename, path);
+            return -1;
+        }
+        struct diskimg_open_params bp = *p;
+        bp.format = n->backing_format;
+        if (!bp.format && n == top)
+            bp.format = p->backing_format;
+        unsigned flags = (p->flags & ~DISKIMG_OPEN_RDWR) | DISKIMG_OPEN_NO_BACKING;
+        GError *err = NULL;
+        n->backing = open_one(path, &bp, flags, &err);
+        if (!n->backing) {
+            g_set_error(errp, err->domain, err->code,
+                        "Could not open '%s': Could not open backing file: %s",
+                        n->filename, err->message);
+            g_error_free(err);
+            return -1;
+        }
+        n->backing_resolved = g_strdup(path);
+        if (!n->backing_format)
+            n->backing_format = g_strdup(diskimg_node_driver(n->backing));
+    }
+    return 0;
+}
+
+diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_params *params,
+                           GError **errp)
+{
+    struct diskimg_open_params defaults = { .struct_size = sizeof(defaults) };
+    const struct diskimg_open_params *p = params ? params : &defaults;
+    if (diskimg_init(errp) < 0)
+        return NULL;
+    diskimg_node *n = open_one(filename, p, p->flags, errp);
+    if (!n)
+        return NULL;
+    if (!(p->flags & DISKIMG_OPEN_NO_BACKING) && open_backing_chain(n, p, errp) < 0) {
+        if (!(p->flags & DISKIMG_OPEN_UNSAFE_CHAIN)) {
+            diskimg_close(n);
+            return NULL;
+        }
+        g_clear_error(errp);
+    }
+    return n;
+}

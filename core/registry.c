@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The plugin registry: finds plugin files, dlopen()s them, checks their
+ * descriptors and schemas, and answers "which plugin is called X".
+ *
+ * Search order (first hit of a name wins; later ones are shadowed):
+ *   1. every directory of $DISKIMG_PLUGIN_PATH (colon-separated);
+ *   2. the build tree's plugins/, when this very library was loaded from
+ *      the build tree (so an uninstalled build works with no environment),
+ *      otherwise the system directory <libdir>/diskimg/plugins/<kind>/.
+ * Two plugins with one name inside the same tier are a packaging error and
+ * are reported.  Files in the system directory must be owned by root or by
+ * us and not be writable by group or others.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+extern const char diskimg_schema_commands_yaml[];
+extern const char diskimg_schema_types_yaml[];
+extern const char diskimg_schema_magic_yaml[];
+
+#define MAX_SCAN_DEPTH 3     /* dir/<kind>/<name>/<name>.so in the build tree */
+#define MAX_PLUGIN_FILES 1024
+
+static struct {
+    GPtrArray *plugins;            /* struct loaded_plugin * */
+    diskimg_schema *commands, *types, *magic;
+    GError *error;                 /* a failure of the core schemas */
+} registry;
+
+static const char *kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case DISKIMG_KIND_FORMAT: return "format";
+    case DISKIMG_KIND_IO:     return "io";
+    case DISKIMG_KIND_CRYPTO: return "crypto";
+    default:                  return NULL;
+    }
+}
+
+/* The kind a path implies by a "format", "io" or "crypto" component. */
+static uint32_t kind_from_path(const char *path)
+{
+    g_auto(GStrv) parts = g_strsplit(path, "/", -1);
+    uint32_t kind = 0;
+    for (char **p = parts; *p; p++) {
+        for (uint32_t k = DISKIMG_KIND_FORMAT; k <= DISKIMG_KIND_CRYPTO; k++)
+            if (g_str_equal(*p, kind_name(k)))
+                kind = k;
+    }
+    return kind;
+}
+
+static bool name_is_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 32)
+        return false;
+    for (const char *c = name; *c; c++)
+        if (!g_ascii_islower(*c) && !g_ascii_isdigit(*c) && *c != '_' && *c != '-')
+            return false;
+    return true;
+}
+
+/* Ownership and mode rules for plugins loaded from system directories. */
+static bool file_is_trusted(const char *path, GError **errp)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        diskimg_set_errno(errp, errno, "%s", path);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION, "%s: not a regular file", path);
+        return false;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "%s: owned by uid %u, neither root nor the current user",
+                    path, (unsigned)st.st_uid);
+        return false;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "%s: writable by group or others", path);
+        return false;
+    }
+    return true;
+}
+
+/* Copies a plugin's ops struct into our full-size one: callbacks beyond the
+ * plugin's struct_size stay NULL. */
+static bool copy_ops(struct loaded_plugin *lp, GError **errp)
+{
+    const void *ops = lp->desc->ops;
+    size_t full;
+    switch (lp->desc->kind) {
+    case DISKIMG_KIND_FORMAT: full = sizeof(lp->ops.format); break;
+    case DISKIMG_KIND_IO:     full = sizeof(lp->ops.io); break;
+    default:                  full = sizeof(lp->ops.crypto); break;
+    }
+    if (!ops) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: descriptor has no ops",
+                    lp->path);
+        return false;
+    }
+    uint32_t size = *(const uint32_t *)ops;   /* every ops struct starts with struct_size */
+    if (size < sizeof(uint32_t) + sizeof(void *)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: ops struct_size %u is too small", lp->path, size);
+        return false;
+    }
+    memset(&lp->ops, 0, sizeof(lp->ops));
+    memcpy(&lp->ops, ops, MIN(size, full));
+    return true;
+}
+
+static bool check_required_ops(struct loaded_plugin *lp, GError **errp)
+{
+    const char *missing = NULL;
+    switch (lp->desc->kind) {
+    case DISKIMG_KIND_FORMAT:
+        if (!lp->ops.format.open) missing = "open";
+        else if (!lp->ops.format.close) missing = "close";
+        else if (!lp->ops.format.get_size) missing = "get_size";
+        else if (!lp->ops.format.read) missing = "read";
+        break;
+    case DISKIMG_KIND_IO:
+        if (!lp->ops.io.open) missing = "open";
+        else if (!lp->ops.io.close) missing = "close";
+        else if (!lp->ops.io.pread) missing = "pread";
+        else if (!lp->ops.io.pwrite) missing = "pwrite";
+        else if (!lp->ops.io.get_size) missing = "get_size";
+        break;
+    default:
+        if (!lp->ops.crypto.cipher_new) missing = "cipher_new";
+        break;
+    }
+    if (missing) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: required callback '%s' is missing", lp->path, missing);
+        return false;
+    }
+    return true;
+}
+
+static bool check_descriptor(struct loaded_plugin *lp, uint32_t expected_kind, GError **errp)
+{
+    const struct diskimg_plugin *d = lp->desc;
+    if (d->abi_version == 0 || d->abi_version > DISKIMG_ABI_VERSION) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: built for plugin ABI %u, this diskimg supports ABI 1 to %d",
+                    lp->path, d->abi_version, DISKIMG_ABI_VERSION);
+        return false;
+    }
+    if (d->struct_size < offsetof(struct diskimg_plugin, ops) + sizeof(void *)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: descriptor struct_size %u is too small", lp->path, d->struct_size);
+        return false;
+    }
+    if (!kind_name(d->kind)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: unknown plugin kind %u",
+                    lp->path, d->kind);
+        return false;
+    }
+    if (expected_kind && d->kind != expected_kind) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: is a %s plugin but is installed among %s plugins",
+                    lp->path, kind_name(d->kind), kind_name(expected_kind));
+        return false;
+    }
+    if (d->thread_model > DISKIMG_THREAD_PARALLEL) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: unknown thread model %u",
+                    lp->path, d->thread_model);
+        return false;
+    }
+    if (!d->name || !name_is_valid(d->name)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: plugin name must be 1-32 characters of a-z 0-9 _ -", lp->path);
+        return false;
+    }
+    if (!d->schema) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: plugin has no schema",
+                    lp->path);
+        return false;
+    }
+    return copy_ops(lp, errp) && check_required_ops(lp, errp);
+}
+
+static bool check_schema(struct loaded_plugin *lp, GError **errp)
+{
+    g_autofree char *origin = g_strdup_printf("%s(%s.yaml)", lp->path, lp->desc->name);
+    lp->schema = diskimg_schema_parse(lp->desc->schema, origin, errp);
+    if (!lp->schema)
+        return false;
+    const char *name = diskimg_schema_name(lp->schema);
+    const char *kind = diskimg_schema_kind(lp->schema);
+    if (!name || !g_str_equal(name, lp->desc->name)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: schema names plugin '%s' but the descriptor says '%s'",
+                    lp->path, name ? name : "", lp->desc->name);
+        return false;
+    }
+    if (!kind || !g_str_equal(kind, kind_name(lp->desc->kind))) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: schema says kind '%s' but the descriptor says '%s'",
+                    lp->path, kind ? kind : "", kind_name(lp->desc->kind));
+        return false;
+    }
+    return true;
+}
+
+static void loaded_plugin_free(struct loaded_plugin *lp)
+{
+    if (!lp)
+        return;
+    diskimg_schema_free(lp->schema);
+    if (lp->dl)
+        dlclose(lp->dl);
+    g_mutex_clear(&lp->serialize_all);
+    g_free(lp->path);
+    g_free(lp);
+}
+
+static struct loaded_plugin *load_plugin(const char *path, bool system, GError **errp)
+{
+    if (system && !file_is_trusted(path, errp))
+        return NULL;
+    struct loaded_plugin *lp = g_new0(struct loaded_plugin, 1);
+    g_mutex_init(&lp->serialize_all);
+    lp->path = g_strdup(path);
+    lp->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lp->dl) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s", dlerror());
+        goto fail;
+    }
+    const struct diskimg_plugin *(*entry)(void);
+    *(void **)&entry = dlsym(lp->dl, DISKIMG_PLUGIN_ENTRY_SYMBOL);
+    if (!entry) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: no %s symbol, not a diskimg plugin", path, DISKIMG_PLUGIN_ENTRY_SYMBOL);
+        goto fail;
+    }
+    lp->desc = entry();
+    if (!lp->desc) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: plugin entry returned NULL",
+                    path);
+        goto fail;
+    }
+    if (!check_descriptor(lp, kind_from_path(path), errp) || !check_schema(lp, errp))
+        goto fail;
+    return lp;
+fail:
+    loaded_plugin_free(lp);
+    return NULL;
+}
+
+static struct loaded_plugin *find_loaded(uint32_t kind, const char *name)
+{
+    for (guint i = 0; i < registry.plugins->len; i++) {
+        struct loaded_plugin *lp = registry.plugins->pdata[i];
+        if (lp->desc->kind == kind && g_str_equal(lp->desc->name, name))
+            return lp;
+    }
+    return NULL;
+}
+
+static void collect_files(const char *dir, int depth, GPtrArray *out)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    if (!d)
+        return;
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    const char *entry;
+    while ((entry = g_dir_read_name(d)))
+        g_ptr_array_add(names, g_strdup(entry));
+    g_dir_close(d);
+    /* Sorted, so that which duplicate wins does not depend on the fs. */
+    g_ptr_array_sort(names, (GCompareFunc)(void *)g_strcmp0);
+    for (guint i = 0; i < names->len; i++) {
+        const char *name = *(char **)&names->pdata[i];
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        if (out->len >= MAX_PLUGIN_FILES)
+            return;
+        if (g_str_has_suffix(name, ".so") && g_file_test(path, G_FILE_TEST_IS_REGULAR))
+            g_ptr_array_add(out, g_steal_pointer(&path));
+        else if (depth > 1 && g_file_test(path, G_FILE_TEST_IS_DIR) && name[0] != '.')
+            collect_files(path, depth - 1, out);
+    }
+}
+
+/* Loads every plugin file under the directories of one tier. */
+static void load_tier(char **dirs, bool system)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (char **dir = dirs; dir && *dir; dir++) {
+        if (!**dir)
+            continue;
+        g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func(g_free);
+        collect_files(*dir, MAX_SCAN_DEPTH, files);
+        for (guint i = 0; i < files->len; i++) {
+            const char *path = files->pdata[i];
+            GError *err = NULL;
+            struct loaded_plugin *lp = load_plugin(path, system, &err);
+            if (!lp) {
+                diskimg_warn("ignoring plugin %s", err->message);
+                g_error_free(err);
+                continue;
+            }
+            g_autofree char *key = g_strdup_printf("%s/%s", kind_name(lp->desc->kind),
+                                                   lp->desc->name);
+            const char *first = g_hash_table_lookup(seen, key);
+            if (first) {
+                diskimg_warn("ignoring plugin %s: duplicate %s plugin name '%s' (already loaded "
+                             "from %s)", path, kind_name(lp->desc->kind), lp->desc->name, first);
+                loaded_plugin_free(lp);
+            } else if (find_loaded(lp->desc->kind, lp->desc->name)) {
+                loaded_plugin_free(lp);   /* shadowed by an earlier tier */
+            } else {
+                g_hash_table_insert(seen, g_strdup(key), g_strdup(path));
+                g_ptr_array_add(registry.plugins, lp);
+            }
+        }
+    }
+}
+
+/* True when this library itself was loaded from the build tree. */
+static bool running_from_build_tree(void)
+{
+    Dl_info info;
+    if (!dladdr((void *)running_from_build_tree, &info) || !info.dli_fname)
+        return false;
+    g_autofree char *real = realpath(info.dli_fname, NULL);
+    g_autofree char *root = realpath(DISKIMG_BUILD_ROOT, NULL);
+    return real && root && g_str_has_prefix(real, root) && real[strlen(root)] == '/';
+}
+
+static diskimg_schema *parse_core_schema(const char *text, const char *name)
+{
+    if (registry.error)
+        return NULL;
+    diskimg_schema *s = diskimg_schema_parse(text, name, &registry.error);
+    return s;
+}
+
+static gpointer init_once(gpointer unused)
+{
+    registry.plugins = g_ptr_array_new();
+    registry.commands = parse_core_schema(diskimg_schema_commands_yaml, "schema/commands.yaml");
+    registry.types = parse_core_schema(diskimg_schema_types_yaml, "schema/types.yaml");
+    registry.magic = parse_core_schema(diskimg_schema_magic_yaml, "schema/magic.yaml");
+
+    const char *env = g_getenv("DISKIMG_PLUGIN_PATH");
+    if (env && *env) {
+        g_auto(GStrv) dirs = g_strsplit(env, ":", -1);
+        load_tier(dirs, false);
+    }
+    if (running_from_build_tree()) {
+        char *dirs[] = { (char *)DISKIMG_BUILD_ROOT "/plugins", NULL };
+        load_tier(dirs, false);
+    } else {
+        char *dirs[] = { (char *)DISKIMG_PLUGIN_DIR, NULL };
+        load_tier(dirs, true);
+    }
+    return NULL;
+}
+
+int diskimg_init(GError **errp)
+{
+    static GOnce once = G_ONCE_INIT;
+    g_once(&once, init_once, NULL);
+    if (registry.error) {
+        if (errp)
+            *errp = g_error_copy(registry.error);
+        return -1;
+    }
+    return 0;
+}
+
+int registry_init(GError **errp)
+{
+    return diskimg_init(errp);
+}
+
+struct loaded_plugin *registry_find(enum diskimg_plugin_kind kind, const char *name)
+{
+    if (diskimg_init(NULL) < 0 || !name)
+        return NULL;
+    return find_loaded(kind, name);
+}
+
+static gint compare_by_name(gconstpointer a, gconstpointer b)
+{
+    const struct loaded_plugin *pa = *(struct loaded_plugin *const *)a;
+    const struct loaded_plugin *pb = *(struct loaded_plugin *const *)b;
+    return strcmp(pa->desc->name, pb->desc->name);
+}
+
+GPtrArray *registry_list(enum diskimg_plugin_kind kind)
+{
+    GPtrArray *out = g_ptr_array_new();
+    if (diskimg_init(NULL) < 0)
+        return out;
+    for (guint i = 0; i < registry.plugins->len; i++) {
+        struct loaded_plugin *lp = registry.plugins->pdata[i];
+        if (lp->desc->kind == kind)
+            g_ptr_array_add(out, lp);
+    }
+    g_ptr_array_sort(out, compare_by_name);
+    return out;
+}
+
+char **diskimg_plugin_names(enum diskimg_plugin_kind kind)
+{
+    g_autoptr(GPtrArray) list = registry_list(kind);
+    char **names = g_new0(char *, list->len + 1);
+    for (guint i = 0; i < list->len; i++)
+        names[i] = g_strdup(((struct loaded_plugin *)list->pdata[i])->desc->name);
+    return names;
+}
+
+const struct diskimg_plugin *diskimg_plugin_descriptor(enum diskimg_plugin_kind kind,
+                                                       const char *name)
+{
+    struct loaded_plugin *lp = registry_find(kind, name);
+    return lp ? lp->desc : NULL;
+}
+
+const diskimg_schema *diskimg_plugin_schema(enum diskimg_plugin_kind kind, const char *name)
+{
+    struct loaded_plugin *lp = registry_find(kind, name);
+    return lp ? lp->schema : NULL;
+}
+
+const char *diskimg_plugin_path(enum diskimg_plugin_kind kind, const char *name)
+{
+    struct loaded_plugin *lp = registry_find(kind, name);
+    return lp ? lp->path : NULL;
+}
+
+const diskimg_schema *registry_core_schema(const char *which)
+{
+    if (diskimg_init(NULL) < 0)
+        return NULL;
+    if (g_str_equal(which, "commands"))
+        return registry.commands;
+    if (g_str_equal(which, "types"))
+        return registry.types;
+    if (g_str_equal(which, "magic"))
+        return registry.magic;
+    return NULL;
+}
+
+const diskimg_schema *diskimg_core_schema(const char *which)
+{
+    return registry_core_schema(which);
+}
+
+/* ------------------------------------------------------------ magic table */
+
+static const char *member_str(JsonObject *o, const char *key)
+{
+    return json_object_has_member(o, key) ? json_object_get_string_member(o, key) : NULL;
+}
+
+static JsonArray *magic_formats(void)
+{
+    const diskimg_schema *m = registry_core_schema("magic");
+    JsonNode *tree = m ? diskimg_schema_tree(m) : NULL;
+    if (!tree || !JSON_NODE_HOLDS_OBJECT(tree))
+        return NULL;
+    JsonObject *root = json_node_get_object(tree);
+    if (!json_object_has_member(root, "formats"))
+        return NULL;
+    JsonNode *f = json_object_get_member(root, "formats");
+    return JSON_NODE_HOLDS_ARRAY(f) ? json_node_get_array(f) : NULL;
+}
+
+const char *registry_package_for(const char *format)
+{
+    JsonArray *formats = magic_formats();
+    for (guint i = 0; formats && i < json_array_get_length(formats); i++) {
+        JsonObject *e = json_array_get_object_element(formats, i);
+        const char *name = e ? member_str(e, "format") : NULL;
+        if (name && g_str_equal(name, format))
+            return member_str(e, "package");
+    }
+    return NULL;
+}
+
+/* Does hex string `hex` equal buf[offset...]? */
+static bool magic_matches(const uint8_t *buf, size_t len, uint64_t offset, const char *hex)
+{
+    size_t n = strlen(hex);
+    if (n == 0 || n % 2 || offset > len || n / 2 > len - offset)
+        return false;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0 || buf[offset + i] != (uint8_t)(hi << 4 | lo))
+            return false;
+    }
+    return true;
+}
+
+const char *registry_magic_match(const uint8_t *buf, size_t len)
+{
+    JsonArray *formats = magic_formats();
+    for (guint i = 0; formats && i < json_array_get_length(formats); i++) {
+        JsonObject *e = json_array_get_object_element(formats, i);
+        const char *magic = e ? member_str(e, "magic") : NULL;
+        const char *off = e ? member_str(e, "offset") : NULL;
+        if (magic && magic_matches(buf, len, off ? g_ascii_strtoull(off, NULL, 0) : 0, magic))
+            return member_str(e, "format");
+    }
+    return NULL;
+}
+
+int diskimg_format_require(const char *name, GError **errp)
+{
+    if (diskimg_init(errp) < 0)
+        return -1;
+    if (registry_find(DISKIMG_KIND_FORMAT, name))
+        return 0;
+    const char *package = registry_package_for(name);
+    if (package)
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Unknown file format '%s' (install package %s)", name, package);
+    else
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Unknown file format '%s'", name);
+    return -1;
+}
+
+uint64_t diskimg_format_capabilities(const char *format)
+{
+    struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
+    return lp ? lp->desc->capabilities : 0;
+}

@@ -1,0 +1,972 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The schema engine, part 1: YAML text → validated in-memory schema.
+ *
+ * Reading happens in two passes.  libyaml's event parser first builds a
+ * small tree of `ynode`s that remembers where every node starts, so that
+ * the second pass (validation) can say "raw.yaml:7:5: ..." about any
+ * mistake.  The same tree is also converted once into a JsonNode that the
+ * command layer queries generically (commands.yaml).  Plugins are third
+ * party code, so the reader is strict and bounded: 1 MiB of text, 32
+ * levels of nesting, no aliases, no duplicate keys.
+ */
+#include <stdarg.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "internal.h"
+#include "schema-private.h"
+
+#define SCHEMA_MAX_BYTES (1024 * 1024)
+#define SCHEMA_MAX_DEPTH 32
+
+/* ------------------------------------------------------------ YAML tree */
+
+enum ynode_kind { YNODE_SCALAR, YNODE_SEQUENCE, YNODE_MAPPING };
+
+struct ynode {
+    enum ynode_kind kind;
+    int line, column;       /* 1-based */
+    char *text;             /* scalars */
+    GPtrArray *children;    /* sequences: items; mappings: key, value, key, value... */
+};
+
+static void ynode_free(struct ynode *n)
+{
+    if (!n)
+        return;
+    g_free(n->text);
+    if (n->children)
+        g_ptr_array_free(n->children, TRUE);
+    g_free(n);
+}
+
+static struct ynode *ynode_new(enum ynode_kind kind, const yaml_mark_t *mark)
+{
+    struct ynode *n = g_new0(struct ynode, 1);
+    n->kind = kind;
+    n->line = (int)mark->line + 1;
+    n->column = (int)mark->column + 1;
+    if (kind != YNODE_SCALAR)
+        n->children = g_ptr_array_new_with_free_func((GDestroyNotify)ynode_free);
+    return n;
+}
+
+static guint ymap_size(const struct ynode *map)
+{
+    return map->children->len / 2;
+}
+
+static const struct ynode *ymap_key(const struct ynode *map, guint i)
+{
+    return g_ptr_array_index(map->children, 2 * i);
+}
+
+static const struct ynode *ymap_value(const struct ynode *map, guint i)
+{
+    return g_ptr_array_index(map->children, 2 * i + 1);
+}
+
+/* The key node of `key` in a mapping, or NULL. */
+static const struct ynode *ymap_find_key(const struct ynode *map, const char *key)
+{
+    for (guint i = 0; i < ymap_size(map); i++) {
+        if (strcmp(ymap_key(map, i)->text, key) == 0)
+            return ymap_key(map, i);
+    }
+    return NULL;
+}
+
+static const struct ynode *ymap_get(const struct ynode *map, const char *key)
+{
+    for (guint i = 0; i < ymap_size(map); i++) {
+        if (strcmp(ymap_key(map, i)->text, key) == 0)
+            return ymap_value(map, i);
+    }
+    return NULL;
+}
+
+struct yaml_reader {
+    yaml_parser_t parser;
+    const char *origin;
+};
+
+static void G_GNUC_PRINTF(5, 6)
+set_error_at(GError **errp, const char *origin, int line, int column, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s:%d:%d: %s", origin, line,
+                column, msg);
+}
+
+static bool next_event(struct yaml_reader *r, yaml_event_t *ev, GError **errp)
+{
+    if (yaml_parser_parse(&r->parser, ev))
+        return true;
+    const yaml_parser_t *p = &r->parser;
+    set_error_at(errp, r->origin, (int)p->problem_mark.line + 1,
+                 (int)p->problem_mark.column + 1, "%s%s%s",
+                 p->problem ? p->problem : "invalid YAML",
+                 p->context ? " " : "", p->context ? p->context : "");
+    return false;
+}
+
+static struct ynode *read_node(struct yaml_reader *r, yaml_event_t *ev, int depth,
+                               GError **errp);
+
+/* Reads children until the closing event of the collection `n`. */
+static bool read_children(struct yaml_reader *r, struct ynode *n, int depth, GError **errp)
+{
+    yaml_event_type_t end = n->kind == YNODE_MAPPING ? YAML_MAPPING_END_EVENT
+                                                     : YAML_SEQUENCE_END_EVENT;
+    for (;;) {
+        yaml_event_t ev;
+        if (!next_event(r, &ev, errp))
+            return false;
+        if (ev.type == end) {
+            yaml_event_delete(&ev);
+            return true;
+        }
+        struct ynode *child = read_node(r, &ev, depth + 1, errp);
+        yaml_event_delete(&ev);
+        if (!child)
+            return false;
+        bool is_key = n->kind == YNODE_MAPPING && n->children->len % 2 == 0;
+        if (is_key && child->kind != YNODE_SCALAR) {
+            set_error_at(errp, r->origin, child->line, child->column,
+                         "mapping keys must be plain strings");
+            ynode_free(child);
+            return false;
+        }
+        if (is_key && ymap_find_key(n, child->text)) {
+            set_error_at(errp, r->origin, child->line, child->column, "duplicate key '%s'",
+                         child->text);
+            ynode_free(child);
+            return false;
+        }
+        g_ptr_array_add(n->children, child);
+    }
+}
+
+/* Builds the node that starts with event `ev` (which the caller deletes). */
+static struct ynode *read_node(struct yaml_reader *r, yaml_event_t *ev, int depth,
+                               GError **errp)
+{
+    struct ynode *n;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        n = ynode_new(YNODE_SCALAR, &ev->start_mark);
+        n->text = g_strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        return n;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (depth >= SCHEMA_MAX_DEPTH) {
+            set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
+                         (int)ev->start_mark.column + 1, "nesting deeper than %d levels",
+                         SCHEMA_MAX_DEPTH);
+            return NULL;
+        }
+        n = ynode_new(ev->type == YAML_MAPPING_START_EVENT ? YNODE_MAPPING : YNODE_SEQUENCE,
+                      &ev->start_mark);
+        if (!read_children(r, n, depth, errp)) {
+            ynode_free(n);
+            return NULL;
+        }
+        return n;
+    case YAML_ALIAS_EVENT:
+        set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
+                     (int)ev->start_mark.column + 1, "aliases are not allowed");
+        return NULL;
+    default:
+        set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
+                     (int)ev->start_mark.column + 1, "unexpected YAML event");
+        return NULL;
+    }
+}
+
+/* Expects the next event to be of `type`; false (error set) otherwise. */
+static bool expect_event(struct yaml_reader *r, yaml_event_type_t type, const char *what,
+                         GError **errp)
+{
+    yaml_event_t ev;
+    if (!next_event(r, &ev, errp))
+        return false;
+    bool ok = ev.type == type;
+    if (!ok)
+        set_error_at(errp, r->origin, (int)ev.start_mark.line + 1,
+                     (int)ev.start_mark.column + 1, "%s", what);
+    yaml_event_delete(&ev);
+    return ok;
+}
+
+static struct ynode *read_document(struct yaml_reader *r, GError **errp)
+{
+    yaml_event_t ev;
+    if (!expect_event(r, YAML_STREAM_START_EVENT, "invalid YAML stream", errp))
+        return NULL;
+    if (!next_event(r, &ev, errp))
+        return NULL;
+    if (ev.type != YAML_DOCUMENT_START_EVENT) {
+        set_error_at(errp, r->origin, 1, 1, "empty schema document");
+        yaml_event_delete(&ev);
+        return NULL;
+    }
+    yaml_event_delete(&ev);
+    if (!next_event(r, &ev, errp))
+        return NULL;
+    struct ynode *root = read_node(r, &ev, 0, errp);
+    yaml_event_delete(&ev);
+    if (!root)
+        return NULL;
+    if (!expect_event(r, YAML_DOCUMENT_END_EVENT, "invalid end of document", errp) ||
+        !expect_event(r, YAML_STREAM_END_EVENT, "only one document is allowed", errp)) {
+        ynode_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+static struct ynode *read_yaml(const char *text, const char *origin, GError **errp)
+{
+    size_t len = strlen(text);
+    if (len > SCHEMA_MAX_BYTES) {
+        set_error_at(errp, origin, 1, 1, "schema is larger than 1 MiB");
+        return NULL;
+    }
+    struct yaml_reader r = { .origin = origin };
+    if (!yaml_parser_initialize(&r.parser)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory", origin);
+        return NULL;
+    }
+    yaml_parser_set_input_string(&r.parser, (const unsigned char *)text, len);
+    struct ynode *root = read_document(&r, errp);
+    yaml_parser_delete(&r.parser);
+    return root;
+}
+
+/* The generic view of the document: every scalar stays a string. */
+static JsonNode *ynode_to_json(const struct ynode *n)
+{
+    if (n->kind == YNODE_SCALAR)
+        return json_node_init_string(json_node_alloc(), n->text);
+    if (n->kind == YNODE_SEQUENCE) {
+        JsonArray *a = json_array_sized_new(n->children->len);
+        for (guint i = 0; i < n->children->len; i++)
+            json_array_add_element(a, ynode_to_json(g_ptr_array_index(n->children, i)));
+        JsonNode *node = json_node_init_array(json_node_alloc(), a);
+        json_array_unref(a);
+        return node;
+    }
+    JsonObject *o = json_object_new();
+    for (guint i = 0; i < ymap_size(n); i++)
+        json_object_set_member(o, ymap_key(n, i)->text, ynode_to_json(ymap_value(n, i)));
+    JsonNode *node = json_node_init_object(json_node_alloc(), o);
+    json_object_unref(o);
+    return node;
+}
+
+/* ----------------------------------------------------------- structures */
+
+static void member_free(struct schema_member *m)
+{
+    if (!m)
+        return;
+    g_free(m->name);
+    g_free(m->path);
+    g_free(m->alias_path);
+    g_free(m->type_name);
+    g_free(m->help);
+    g_free(m->deprecated);
+    g_strfreev(m->values);
+    if (m->members)
+        g_ptr_array_free(m->members, TRUE);
+    member_free(m->element);
+    option_value_clear(&m->def);
+    option_value_clear(&m->min);
+    option_value_clear(&m->max);
+    g_free(m);
+}
+
+/* `owns_members` is false for amend-options, which borrows the members of
+ * create-options. */
+static struct member_set *member_set_new(const char *name, bool owns_members)
+{
+    struct member_set *set = g_new0(struct member_set, 1);
+    set->name = g_strdup(name);
+    set->members = g_ptr_array_new_with_free_func(owns_members ? (GDestroyNotify)member_free
+                                                               : NULL);
+    return set;
+}
+
+static void member_set_free(struct member_set *set)
+{
+    if (!set)
+        return;
+    g_free(set->name);
+    g_ptr_array_free(set->members, TRUE);
+    if (set->leaves)
+        g_ptr_array_free(set->leaves, TRUE);
+    if (set->lookup)
+        g_hash_table_destroy(set->lookup);
+    g_free(set);
+}
+
+void diskimg_schema_free(diskimg_schema *s)
+{
+    if (!s)
+        return;
+    /* Sets borrowing members (amend-options) are freed before the owners. */
+    for (guint i = s->option_sets->len; i-- > 0;)
+        member_set_free(g_ptr_array_index(s->option_sets, i));
+    g_ptr_array_free(s->option_sets, TRUE);
+    g_ptr_array_free(s->output_types, TRUE);
+    if (s->tree)
+        json_node_unref(s->tree);
+    g_free(s->origin);
+    g_free(s);
+}
+
+/* ----------------------------------------------------------- validation */
+
+enum member_context { CTX_OPTION, CTX_OUTPUT };
+
+struct validator {
+    diskimg_schema *s;
+    const struct ynode *type_names;     /* the types: mapping, or NULL */
+    GError **errp;
+};
+
+static bool G_GNUC_PRINTF(3, 4)
+fail_at(struct validator *v, const struct ynode *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    set_error_at(v->errp, v->s->origin, at->line, at->column, "%s", msg);
+    return false;
+}
+
+static const char *const option_types[] = {
+    "str", "bool", "int", "size", "enum", "secret-id", "struct", "list", NULL,
+};
+static const char *const output_types_builtin[] = {
+    "str", "bool", "int", "number", "size", "enum", "secret-id", "struct", "list", NULL,
+};
+static const char *const option_attributes[] = {
+    "type", "help", "default", "min", "max", "power-of-two", "values", "members",
+    "element", "alias", "deprecated", "required", NULL,
+};
+static const char *const output_attributes[] = {
+    "type", "help", "optional", "values", "members", "element", "deprecated", NULL,
+};
+
+static const struct {
+    const char *name;
+    enum member_type type;
+} builtin_types[] = {
+    { "str", MT_STR }, { "bool", MT_BOOL }, { "int", MT_INT }, { "size", MT_SIZE },
+    { "enum", MT_ENUM }, { "secret-id", MT_SECRET_ID }, { "struct", MT_STRUCT },
+    { "list", MT_LIST }, { "number", MT_NUMBER },
+};
+
+const char *schema_member_type_name(const struct schema_member *m)
+{
+    if (m->type == MT_NAMED)
+        return m->type_name;
+    for (size_t i = 0; i < G_N_ELEMENTS(builtin_types); i++) {
+        if (builtin_types[i].type == m->type)
+            return builtin_types[i].name;
+    }
+    return "?";
+}
+
+static bool is_scalar_type(enum member_type t)
+{
+    return t != MT_STRUCT && t != MT_LIST && t != MT_NAMED;
+}
+
+static bool expect_scalar(struct validator *v, const struct ynode *key,
+                          const struct ynode *value)
+{
+    if (value->kind == YNODE_SCALAR)
+        return true;
+    return fail_at(v, key, "'%s' must be a plain value", key->text);
+}
+
+static bool expect_mapping(struct validator *v, const struct ynode *key,
+                           const struct ynode *value)
+{
+    if (value->kind == YNODE_MAPPING)
+        return true;
+    return fail_at(v, key, "'%s' must be a mapping", key->text);
+}
+
+/* YAML booleans as schema authors write them. */
+static bool read_bool_attribute(struct validator *v, const struct ynode *key,
+                                const struct ynode *value, bool *out)
+{
+    if (!expect_scalar(v, key, value))
+        return false;
+    if (strcmp(value->text, "true") == 0 || strcmp(value->text, "false") == 0) {
+        *out = value->text[0] == 't';
+        return true;
+    }
+    return fail_at(v, key, "'%s' must be true or false, not '%s'", key->text, value->text);
+}
+
+static bool resolve_type(struct validator *v, struct schema_member *m, enum member_context ctx,
+                         const struct ynode *at, const char *name)
+{
+    const char *const *allowed = ctx == CTX_OPTION ? option_types : output_types_builtin;
+    for (size_t i = 0; i < G_N_ELEMENTS(builtin_types); i++) {
+        if (strcmp(builtin_types[i].name, name) == 0 && g_strv_contains(allowed, name)) {
+            m->type = builtin_types[i].type;
+            return true;
+        }
+    }
+    if (ctx == CTX_OUTPUT && v->type_names && ymap_find_key(v->type_names, name)) {
+        m->type = MT_NAMED;
+        m->type_name = g_strdup(name);
+        return true;
+    }
+    g_autofree char *expected = g_strjoinv(", ", (char **)allowed);
+    return fail_at(v, at, "unknown type '%s' (expected %s%s)", name, expected,
+                   ctx == CTX_OUTPUT ? " or a name from types" : "");
+}
+
+static struct schema_member *parse_member(struct validator *v, const struct ynode *key,
+                                          const struct ynode *def, const char *parent_path,
+                                          enum member_context ctx);
+
+static bool parse_members(struct validator *v, const struct ynode *map, const char *parent_path,
+                          enum member_context ctx, GPtrArray *into)
+{
+    for (guint i = 0; i < ymap_size(map); i++) {
+        struct schema_member *m = parse_member(v, ymap_key(map, i), ymap_value(map, i),
+                                               parent_path, ctx);
+        if (!m)
+            return false;
+        g_ptr_array_add(into, m);
+    }
+    return true;
+}
+
+static bool parse_enum_values(struct validator *v, struct schema_member *m,
+                              const struct ynode *key, const struct ynode *list)
+{
+    if (list->kind != YNODE_SEQUENCE || list->children->len == 0)
+        return fail_at(v, key, "'values' must be a non-empty list");
+    GPtrArray *values = g_ptr_array_new();
+    for (guint i = 0; i < list->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(list->children, i);
+        if (item->kind != YNODE_SCALAR) {
+            g_ptr_array_free(values, TRUE);
+            return fail_at(v, item, "enum values must be plain strings");
+        }
+        g_ptr_array_add(values, g_strdup(item->text));
+    }
+    g_ptr_array_add(values, NULL);
+    m->values = (char **)g_ptr_array_free(values, FALSE);
+    return true;
+}
+
+/* `element: str` names a type; `element: {type: ...}` defines one. */
+static bool parse_element(struct validator *v, struct schema_member *m,
+                          const struct ynode *key, const struct ynode *value,
+                          enum member_context ctx)
+{
+    if (value->kind == YNODE_SCALAR) {
+        struct schema_member *e = g_new0(struct schema_member, 1);
+        e->name = g_strdup(m->name);
+        e->path = g_strdup(m->path);
+        e->line = value->line;
+        e->column = value->column;
+        m->element = e;
+        if (!resolve_type(v, e, ctx, key, value->text))
+            return false;
+        if (e->type == MT_ENUM || e->type == MT_STRUCT || e->type == MT_LIST)
+            return fail_at(v, key, "element type %s needs a mapping with its attributes",
+                           value->text);
+    } else {
+        /* The element shares the list's path: option errors name the list. */
+        const char *slash = strrchr(m->path, '.');
+        g_autofree char *parent = slash ? g_strndup(m->path, (gsize)(slash - m->path)) : NULL;
+        struct ynode fake_key = { .kind = YNODE_SCALAR, .line = key->line,
+                                  .column = key->column, .text = m->name };
+        m->element = parse_member(v, &fake_key, value, parent, ctx);
+        if (!m->element)
+            return false;
+    }
+    if (ctx == CTX_OPTION && !is_scalar_type(m->element->type))
+        return fail_at(v, key, "list options need a scalar element type");
+    return true;
+}
+
+/* Reads min:/max: with the syntax of the member's own type. */
+static bool parse_bound(struct validator *v, const struct schema_member *m,
+                        const struct ynode *key, const struct ynode *value,
+                        struct option_value *out)
+{
+    if (!expect_scalar(v, key, value))
+        return false;
+    bool ok;
+    if (m->type == MT_SIZE)
+        ok = diskimg_parse_size(value->text, &out->v.u, NULL) == 0;
+    else
+        ok = parse_int_text(value->text, &out->v.i);
+    if (!ok)
+        return fail_at(v, key, "%s '%s' is not a valid %s", key->text, value->text,
+                       m->type == MT_SIZE ? "size" : "integer");
+    out->text = g_strdup(value->text);
+    return true;
+}
+
+static bool check_attribute_fits_type(struct validator *v, const struct schema_member *m,
+                                      const struct ynode *key)
+{
+    const char *a = key->text;
+    bool fits = true;
+    if (strcmp(a, "values") == 0)
+        fits = m->type == MT_ENUM;
+    else if (strcmp(a, "members") == 0)
+        fits = m->type == MT_STRUCT;
+    else if (strcmp(a, "element") == 0)
+        fits = m->type == MT_LIST;
+    else if (!strcmp(a, "min") || !strcmp(a, "max") || !strcmp(a, "power-of-two"))
+        fits = m->type == MT_INT || m->type == MT_SIZE;
+    else if (strcmp(a, "default") == 0)
+        fits = is_scalar_type(m->type);
+    if (fits)
+        return true;
+    return fail_at(v, key, "'%s' does not apply to type %s", a, schema_member_type_name(m));
+}
+
+static bool check_unknown_attributes(struct validator *v, const struct ynode *def,
+                                     enum member_context ctx)
+{
+    const char *const *allowed = ctx == CTX_OPTION ? option_attributes : output_attributes;
+    for (guint i = 0; i < ymap_size(def); i++) {
+        const struct ynode *key = ymap_key(def, i);
+        if (!g_strv_contains(allowed, key->text)) {
+            g_autofree char *list = g_strjoinv(", ", (char **)allowed);
+            return fail_at(v, key, "unknown attribute '%s' (expected %s)", key->text, list);
+        }
+    }
+    return true;
+}
+
+static bool parse_text_attribute(struct validator *v, const struct ynode *key,
+                                 const struct ynode *value, char **out)
+{
+    if (!expect_scalar(v, key, value))
+        return false;
+    *out = g_strdup(value->text);
+    return true;
+}
+
+/* One attribute other than type:, default: and the range, which
+ * parse_member handles in a fixed order. */
+static bool parse_attribute(struct validator *v, struct schema_member *m,
+                            const struct ynode *key, const struct ynode *value,
+                            enum member_context ctx)
+{
+    const char *a = key->text;
+    if (strcmp(a, "help") == 0)
+        return parse_text_attribute(v, key, value, &m->help);
+    if (strcmp(a, "deprecated") == 0)
+        return parse_text_attribute(v, key, value, &m->deprecated);
+    if (strcmp(a, "alias") == 0) {
+        g_autofree char *alias = NULL;
+        if (!parse_text_attribute(v, key, value, &alias))
+            return false;
+        if (!*alias || strchr(alias, '.'))
+            return fail_at(v, key, "alias '%s' is not a valid option name", alias);
+        const char *slash = strrchr(m->path, '.');
+        m->alias_path = slash ? g_strdup_printf("%.*s.%s", (int)(slash - m->path), m->path, alias)
+                              : g_strdup(alias);
+        return true;
+    }
+    if (strcmp(a, "power-of-two") == 0)
+        return read_bool_attribute(v, key, value, &m->power_of_two);
+    if (strcmp(a, "optional") == 0)
+        return read_bool_attribute(v, key, value, &m->optional);
+    if (strcmp(a, "required") == 0)
+        return read_bool_attribute(v, key, value, &m->required);
+    if (strcmp(a, "values") == 0)
+        return parse_enum_values(v, m, key, value);
+    if (strcmp(a, "members") == 0) {
+        if (!expect_mapping(v, key, value))
+            return false;
+        if (ymap_size(value) == 0)
+            return fail_at(v, key, "struct '%s' has no members", m->name);
+        m->members = g_ptr_array_new_with_free_func((GDestroyNotify)member_free);
+        return parse_members(v, value, m->path, ctx, m->members);
+    }
+    if (strcmp(a, "element") == 0)
+        return parse_element(v, m, key, value, ctx);
+    return true;
+}
+
+/* Attributes that a type cannot do without. */
+static bool check_required_attributes(struct validator *v, const struct schema_member *m,
+                                      const struct ynode *key)
+{
+    if (m->type == MT_ENUM && !m->values)
+        return fail_at(v, key, "enum '%s' has no values", m->name);
+    if (m->type == MT_STRUCT && !m->members)
+        return fail_at(v, key, "struct '%s' has no members", m->name);
+    if (m->type == MT_LIST && !m->element)
+        return fail_at(v, key, "list '%s' has no element type", m->name);
+    return true;
+}
+
+static bool check_range(struct validator *v, struct schema_member *m, const struct ynode *def)
+{
+    const struct ynode *min = ymap_get(def, "min"), *max = ymap_get(def, "max");
+    if (min && !parse_bound(v, m, ymap_find_key(def, "min"), min, &m->min))
+        return false;
+    if (max && !parse_bound(v, m, ymap_find_key(def, "max"), max, &m->max))
+        return false;
+    m->has_min = min != NULL;
+    m->has_max = max != NULL;
+    if (!min || !max)
+        return true;
+    bool inverted = m->type == MT_SIZE ? m->min.v.u > m->max.v.u : m->min.v.i > m->max.v.i;
+    if (inverted)
+        return fail_at(v, ymap_find_key(def, "min"), "min %s is greater than max %s",
+                       m->min.text, m->max.text);
+    return true;
+}
+
+static bool check_default(struct validator *v, struct schema_member *m, const struct ynode *def)
+{
+    const struct ynode *key = ymap_find_key(def, "default");
+    if (!key)
+        return true;
+    const struct ynode *value = ymap_get(def, "default");
+    if (!expect_scalar(v, key, value))
+        return false;
+    g_autofree char *why = NULL;
+    if (!member_parse_value(m, value->text, &m->def, &why))
+        return fail_at(v, key, "invalid default: %s", why);
+    m->has_default = true;
+    return true;
+}
+
+static struct schema_member *parse_member(struct validator *v, const struct ynode *key,
+                                          const struct ynode *def, const char *parent_path,
+                                          enum member_context ctx)
+{
+    if (!*key->text || strchr(key->text, '.')) {
+        fail_at(v, key, "'%s' is not a valid member name", key->text);
+        return NULL;
+    }
+    if (def->kind != YNODE_MAPPING) {
+        fail_at(v, key, "'%s' must be a mapping of attributes", key->text);
+        return NULL;
+    }
+    struct schema_member *m = g_new0(struct schema_member, 1);
+    m->name = g_strdup(key->text);
+    m->path = parent_path ? g_strdup_printf("%s.%s", parent_path, key->text)
+                          : g_strdup(key->text);
+    m->line = key->line;
+    m->column = key->column;
+
+    const struct ynode *type = ymap_get(def, "type");
+    bool ok = check_unknown_attributes(v, def, ctx);
+    if (ok && !type)
+        ok = fail_at(v, key, "'%s' has no type", key->text);
+    if (ok)
+        ok = expect_scalar(v, ymap_find_key(def, "type"), type) &&
+             resolve_type(v, m, ctx, ymap_find_key(def, "type"), type->text);
+    for (guint i = 0; ok && i < ymap_size(def); i++) {
+        ok = check_attribute_fits_type(v, m, ymap_key(def, i)) &&
+             parse_attribute(v, m, ymap_key(def, i), ymap_value(def, i), ctx);
+    }
+    ok = ok && check_required_attributes(v, m, key) && check_range(v, m, def) &&
+         check_default(v, m, def);
+    if (!ok) {
+        member_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Flattens struct members into dotted leaves and indexes names and aliases. */
+static bool index_leaves(struct validator *v, struct member_set *set, GPtrArray *members)
+{
+    for (guint i = 0; i < members->len; i++) {
+        struct schema_member *m = g_ptr_array_index(members, i);
+        if (m->type == MT_STRUCT) {
+            if (!index_leaves(v, set, m->members))
+                return false;
+            continue;
+        }
+        const char *names[] = { m->path, m->alias_path };
+        for (size_t n = 0; n < G_N_ELEMENTS(names) && names[n]; n++) {
+            if (g_hash_table_contains(set->lookup, names[n])) {
+                struct ynode at = { .line = m->line, .column = m->column };
+                return fail_at(v, &at, "option name '%s' is used twice in %s", names[n],
+                               set->name);
+            }
+            g_hash_table_insert(set->lookup, (char *)names[n], m);
+        }
+        g_ptr_array_add(set->leaves, m);
+    }
+    return true;
+}
+
+static bool build_index(struct validator *v, struct member_set *set)
+{
+    set->leaves = g_ptr_array_new();
+    set->lookup = g_hash_table_new(g_str_hash, g_str_equal);
+    return index_leaves(v, set, set->members);
+}
+
+static bool parse_option_set(struct validator *v, const struct ynode *key,
+                             const struct ynode *value)
+{
+    if (!expect_mapping(v, key, value))
+        return false;
+    struct member_set *set = member_set_new(key->text, true);
+    g_ptr_array_add(v->s->option_sets, set);
+    return parse_members(v, value, NULL, CTX_OPTION, set->members) && build_index(v, set);
+}
+
+/* amend-options lists names of create-options; the set keeps their order
+ * in create-options, as qemu filters its create options. */
+static bool parse_amend_set(struct validator *v, const struct ynode *key,
+                            const struct ynode *value)
+{
+    const struct member_set *create = schema_find_option_set(v->s, "create-options");
+    if (value->kind != YNODE_SEQUENCE)
+        return fail_at(v, key, "'%s' must be a list of create-options names", key->text);
+    if (!create)
+        return fail_at(v, key, "'%s' needs create-options", key->text);
+    GHashTable *listed = g_hash_table_new(g_str_hash, g_str_equal);
+    bool ok = true;
+    for (guint i = 0; ok && i < value->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(value->children, i);
+        if (item->kind != YNODE_SCALAR)
+            ok = fail_at(v, item, "amend options must be plain names");
+        else if (g_hash_table_contains(listed, item->text))
+            ok = fail_at(v, item, "amend option '%s' is listed twice", item->text);
+        else
+            g_hash_table_add(listed, item->text);
+    }
+    struct member_set *set = member_set_new(key->text, false);
+    g_ptr_array_add(v->s->option_sets, set);
+    for (guint i = 0; ok && i < create->members->len; i++) {
+        struct schema_member *m = g_ptr_array_index(create->members, i);
+        if (g_hash_table_remove(listed, m->name))
+            g_ptr_array_add(set->members, m);
+    }
+    for (guint i = 0; ok && i < value->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(value->children, i);
+        if (g_hash_table_contains(listed, item->text))
+            ok = fail_at(v, item, "amend option '%s' is not in create-options", item->text);
+    }
+    g_hash_table_destroy(listed);
+    return ok && build_index(v, set);
+}
+
+static bool parse_output_type(struct validator *v, const struct ynode *key,
+                              const struct ynode *value)
+{
+    if (!expect_mapping(v, key, value))
+        return false;
+    struct member_set *set = member_set_new(key->text, true);
+    g_ptr_array_add(v->s->output_types, set);
+    return parse_members(v, value, NULL, CTX_OUTPUT, set->members);
+}
+
+static bool parse_types(struct validator *v, const struct ynode *key, const struct ynode *value)
+{
+    if (!expect_mapping(v, key, value))
+        return false;
+    for (guint i = 0; i < ymap_size(value); i++) {
+        const struct ynode *name = ymap_key(value, i);
+        if (strcmp(name->text, "info") == 0 || g_strv_contains(output_types_builtin, name->text))
+            return fail_at(v, name, "'%s' is reserved and cannot name a type", name->text);
+        if (!parse_output_type(v, name, ymap_value(value, i)))
+            return false;
+    }
+    return true;
+}
+
+/* Keys of the top level that hold structures; all others are plain values. */
+static const char *const structural_keys[] = {
+    "create-options", "open-options", "amend-options", "info", "types", "commands", "formats",
+    NULL,
+};
+
+static bool check_top_level_keys(struct validator *v, const struct ynode *root)
+{
+    for (guint i = 0; i < ymap_size(root); i++) {
+        const struct ynode *key = ymap_key(root, i);
+        if (!g_strv_contains(structural_keys, key->text) &&
+            !expect_scalar(v, key, ymap_value(root, i)))
+            return false;
+    }
+    return true;
+}
+
+static bool check_identity(struct validator *v, const struct ynode *root)
+{
+    const struct ynode *plugin = ymap_get(root, "plugin");
+    if (!plugin) {
+        if (ymap_get(root, "commands") || ymap_get(root, "types") || ymap_get(root, "formats"))
+            return true;
+        return fail_at(v, root, "missing 'plugin'");
+    }
+    if (!*plugin->text)
+        return fail_at(v, ymap_find_key(root, "plugin"), "'plugin' must not be empty");
+    const struct ynode *kind = ymap_get(root, "kind");
+    if (!kind)
+        return fail_at(v, root, "missing 'kind' (format, io or crypto)");
+    static const char *const kinds[] = { "format", "io", "crypto", NULL };
+    if (!g_strv_contains(kinds, kind->text))
+        return fail_at(v, ymap_find_key(root, "kind"),
+                       "unknown kind '%s' (expected format, io or crypto)", kind->text);
+    return true;
+}
+
+static bool validate_document(struct validator *v, const struct ynode *root)
+{
+    if (root->kind != YNODE_MAPPING)
+        return fail_at(v, root, "a schema must be a mapping");
+    if (!check_top_level_keys(v, root) || !check_identity(v, root))
+        return false;
+    v->type_names = ymap_get(root, "types");
+    if (v->type_names && !parse_types(v, ymap_find_key(root, "types"), v->type_names))
+        return false;
+    static const char *const option_set_keys[] = { "create-options", "open-options" };
+    for (size_t i = 0; i < G_N_ELEMENTS(option_set_keys); i++) {
+        const struct ynode *set = ymap_get(root, option_set_keys[i]);
+        if (set && !parse_option_set(v, ymap_find_key(root, option_set_keys[i]), set))
+            return false;
+    }
+    const struct ynode *amend = ymap_get(root, "amend-options");
+    if (amend && !parse_amend_set(v, ymap_find_key(root, "amend-options"), amend))
+        return false;
+    const struct ynode *info = ymap_get(root, "info");
+    if (info && !parse_output_type(v, ymap_find_key(root, "info"), info))
+        return false;
+    return true;
+}
+
+static const char *tree_string(const diskimg_schema *s, const char *key)
+{
+    JsonObject *top = json_node_get_object(s->tree);
+    JsonNode *n = json_object_get_member(top, key);
+    if (!n || !JSON_NODE_HOLDS_VALUE(n))
+        return NULL;
+    return json_node_get_string(n);
+}
+
+diskimg_schema *diskimg_schema_parse(const char *yaml_text, const char *origin, GError **errp)
+{
+    g_return_val_if_fail(yaml_text != NULL, NULL);
+    if (!origin)
+        origin = "<schema>";
+    struct ynode *root = read_yaml(yaml_text, origin, errp);
+    if (!root)
+        return NULL;
+    diskimg_schema *s = g_new0(diskimg_schema, 1);
+    s->origin = g_strdup(origin);
+    s->option_sets = g_ptr_array_new();
+    s->output_types = g_ptr_array_new_with_free_func((GDestroyNotify)member_set_free);
+    struct validator v = { .s = s, .errp = errp };
+    bool ok = validate_document(&v, root);
+    if (ok) {
+        s->tree = ynode_to_json(root);
+        s->name = tree_string(s, "plugin");
+        s->kind = tree_string(s, "kind");
+        s->summary = tree_string(s, "summary");
+    }
+    ynode_free(root);
+    if (!ok) {
+        diskimg_schema_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------- queries */
+
+const char *diskimg_schema_name(const diskimg_schema *s)
+{
+    return s->name;
+}
+
+const char *diskimg_schema_kind(const diskimg_schema *s)
+{
+    return s->kind;
+}
+
+const char *diskimg_schema_summary(const diskimg_schema *s)
+{
+    return s->summary;
+}
+
+const char *schema_display_name(const diskimg_schema *s)
+{
+    return s->name ? s->name : s->origin;
+}
+
+bool diskimg_schema_flag(const diskimg_schema *s, const char *key)
+{
+    const char *value = tree_string(s, key);
+    return value && (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on"));
+}
+
+const char *diskimg_schema_string(const diskimg_schema *s, const char *key)
+{
+    return tree_string(s, key);
+}
+
+JsonNode *diskimg_schema_tree(const diskimg_schema *s)
+{
+    return s->tree;
+}
+
+static const struct member_set *find_set(GPtrArray *sets, const char *name)
+{
+    for (guint i = 0; i < sets->len; i++) {
+        const struct member_set *set = g_ptr_array_index(sets, i);
+        if (strcmp(set->name, name) == 0)
+            return set;
+    }
+    return NULL;
+}
+
+const struct member_set *schema_find_option_set(const diskimg_schema *s, const char *set)
+{
+    return set ? find_set(s->option_sets, set) : NULL;
+}
+
+const struct member_set *schema_find_output_type(const diskimg_schema *s, const char *type)
+{
+    return type ? find_set(s->output_types, type) : NULL;
+}
+
+bool diskimg_schema_has_set(const diskimg_schema *s, const char *set)
+{
+    return schema_find_option_set(s, set) != NULL;
+}
+
+char **diskimg_schema_set_keys(const diskimg_schema *s, const char *set_name)
+{
+    const struct member_set *set = schema_find_option_set(s, set_name);
+    GPtrArray *keys = g_ptr_array_new();
+    for (guint i = 0; set && i < set->leaves->len; i++) {
+        const struct schema_member *m = g_ptr_array_index(set->leaves, i);
+        g_ptr_array_add(keys, g_strdup(m->path));
+    }
+    g_ptr_array_add(keys, NULL);
+    return (char **)g_ptr_array_free(keys, FALSE);
+}
