@@ -269,6 +269,10 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
     c->args = argv + optind;
     c->nargs = argc - optind;
     c->quiet = cli_flag(c, "quiet");
+    /* "-o help" needs no file names: the command prints help and stops. */
+    g_autofree char *o = cli_joined(c, "options");
+    if (o && diskimg_options_text_wants_help(o))
+        return 0;
     return check_arguments(c, array_member(spec, "arguments"));
 }
 

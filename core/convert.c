@@ -36,7 +36,7 @@ static void rate_limit(struct copy_state *s, uint64_t bytes)
 static int write_zero_range(struct copy_state *s, uint64_t toff, uint64_t len, GError **errp)
 {
     const struct diskimg_copy_params *p = s->p;
-    if (p->target_is_zero && !p->target_has_backing)
+    if (p->target_is_zero && !p->target_has_backing && p->sparse_size)
         return 0;
     /* -S 0 asks for a fully allocated target: zeroes are written, not punched. */
     unsigned flags = p->sparse_size ? DISKIMG_WRITE_MAY_UNMAP : 0;

@@ -229,10 +229,16 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
                               unsigned flags, GError **errp)
 {
     unsigned file_flags = flags & ~(DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE);
+    GError *err = NULL;
     diskimg_node *file = open_file_node(filename, p->io, file_flags, p->cache, p->file_options,
-                                        errp);
-    if (!file)
+                                        &err);
+    if (!file) {
+        /* qemu names the image, then the file layer names the file. */
+        g_set_error(errp, err->domain, err->code, "Could not open '%s': %s", filename,
+                    err->message);
+        g_error_free(err);
         return NULL;
+    }
     struct loaded_plugin *lp = p->format ? format_by_name(p->format, errp)
                                          : probe_format(file, filename, flags, errp);
     if (!lp) {

@@ -9,8 +9,9 @@
  *      the build tree (so an uninstalled build works with no environment),
  *      otherwise the system directory <libdir>/diskimg/plugins/<kind>/.
  * Two plugins with one name inside the same tier are a packaging error and
- * are reported.  Files in the system directory must be owned by root or by
- * us and not be writable by group or others.
+ * are reported.  Plugin files must be owned by root or by us and must not be
+ * writable by group or others, wherever they were found: code that anyone
+ * else can change must never be loaded.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -229,9 +230,9 @@ static void loaded_plugin_free(struct loaded_plugin *lp)
     g_free(lp);
 }
 
-static struct loaded_plugin *load_plugin(const char *path, bool system, GError **errp)
+static struct loaded_plugin *load_plugin(const char *path, GError **errp)
 {
-    if (system && !file_is_trusted(path, errp))
+    if (!file_is_trusted(path, errp))
         return NULL;
     struct loaded_plugin *lp = g_new0(struct loaded_plugin, 1);
     g_mutex_init(&lp->serialize_all);
@@ -297,7 +298,7 @@ static void collect_files(const char *dir, int depth, GPtrArray *out)
 }
 
 /* Loads every plugin file under the directories of one tier. */
-static void load_tier(char **dirs, bool system)
+static void load_tier(char **dirs)
 {
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (char **dir = dirs; dir && *dir; dir++) {
@@ -308,7 +309,7 @@ static void load_tier(char **dirs, bool system)
         for (guint i = 0; i < files->len; i++) {
             const char *path = files->pdata[i];
             GError *err = NULL;
-            struct loaded_plugin *lp = load_plugin(path, system, &err);
+            struct loaded_plugin *lp = load_plugin(path, &err);
             if (!lp) {
                 diskimg_warn("ignoring plugin %s", err->message);
                 g_error_free(err);
@@ -360,14 +361,14 @@ static gpointer init_once(gpointer unused)
     const char *env = g_getenv("DISKIMG_PLUGIN_PATH");
     if (env && *env) {
         g_auto(GStrv) dirs = g_strsplit(env, ":", -1);
-        load_tier(dirs, false);
+        load_tier(dirs);
     }
     if (running_from_build_tree()) {
         char *dirs[] = { (char *)DISKIMG_BUILD_ROOT "/plugins", NULL };
-        load_tier(dirs, false);
+        load_tier(dirs);
     } else {
         char *dirs[] = { (char *)DISKIMG_PLUGIN_DIR, NULL };
-        load_tier(dirs, true);
+        load_tier(dirs);
     }
     return NULL;
 }

@@ -63,6 +63,7 @@ extern const char posix_schema_yaml[];
 struct posix_handle {
     int fd;
     char *filename;
+    diskimg_node *node;        /* the file node we serve, for block status */
     mode_t type;               /* S_IFREG, S_IFBLK or S_IFCHR */
     bool writable;
     bool direct;               /* O_DIRECT */
@@ -203,12 +204,22 @@ static int sys_pwrite_full(const struct posix_handle *h, const void *buf, uint64
 
 /* ------------------------------------------------------------------- read */
 
+/* A bounce buffer large enough for the blocks covering the request, up to
+ * CHUNK (the unit the bounce loops work in). */
+static size_t bounce_size(const struct posix_handle *h, uint64_t len, uint64_t off)
+{
+    uint64_t head = off % h->req_align;
+
+    return (size_t)MIN((uint64_t)CHUNK,
+                       align_up(head + MIN(len, (uint64_t)CHUNK), h->req_align));
+}
+
 /* Unaligned O_DIRECT read: read the covering aligned blocks into a bounce
  * buffer, chunk by chunk, and copy the asked bytes out. */
 static int bounce_read(const struct posix_handle *h, void *buf, uint64_t len, uint64_t off)
 {
     const uint32_t a = h->req_align;
-    uint8_t *bounce = diskimg_alloc_aligned(CHUNK);
+    uint8_t *bounce = diskimg_alloc_aligned(bounce_size(h, len, off));
     int ret = 0;
 
     if (!bounce)
@@ -304,7 +315,7 @@ static int rmw_chunk(const struct posix_handle *h, uint8_t *bounce, const void *
  */
 static int bounce_write(struct posix_handle *h, const void *buf, uint64_t len, uint64_t off)
 {
-    uint8_t *bounce = diskimg_alloc_aligned(CHUNK);
+    uint8_t *bounce = diskimg_alloc_aligned(bounce_size(h, len, off));
     int64_t old_size = -1;
     uint64_t end = off + len;
     int ret = 0;
@@ -404,14 +415,15 @@ static int io_flush(struct posix_handle *h)
  * holds rmw_lock exclusively (truncate) and the writes must not take it. */
 static int write_zero_buffers(struct posix_handle *h, uint64_t off, uint64_t len, bool locked)
 {
-    uint8_t *zeroes = diskimg_alloc_aligned(CHUNK);
+    size_t chunk = (size_t)MIN(len, (uint64_t)CHUNK);
+    uint8_t *zeroes = diskimg_alloc_aligned(chunk);
     int ret = 0;
 
     if (!zeroes)
         return -ENOMEM;
-    memset(zeroes, 0, CHUNK);
+    memset(zeroes, 0, chunk);
     while (ret == 0 && len > 0) {
-        uint64_t n = MIN(len, CHUNK);
+        uint64_t n = MIN(len, chunk);
 
         ret = locked ? write_locked(h, zeroes, n, off) : io_write(h, zeroes, n, off, 0);
         off += n;
@@ -971,6 +983,7 @@ static void *posix_open(const struct diskimg_io_open_args *args, GError **errp)
     if (parse_settings(args, &s, errp) < 0)
         return NULL;
     h = handle_new(args->filename);
+    h->node = args->node;
     h->writable = (s.oflags & O_ACCMODE) == O_RDWR;
     h->direct = s.direct;
     h->unsafe = s.unsafe;
@@ -1285,7 +1298,7 @@ static int posix_block_status(void *opaque, uint64_t offset, uint64_t len,
         return -1;
     }
     ext->offset = offset;
-    ext->file = NULL;
+    ext->file = h->node;
     /* Past EOF the file reads as zeroes. */
     if (offset >= (uint64_t)size) {
         ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_OFFSET_VALID;

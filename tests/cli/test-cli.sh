@@ -1,0 +1,229 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Command-line tests: drive the built diskimg like a user and a program
+# would, and compare with the real qemu-img where it is installed.
+# Output is TAP; meson counts it.
+set -u
+D=${DISKIMG:?DISKIMG must name the diskimg binary}
+BUILD=${DISKIMG_BUILD_ROOT:?}
+FAKE=${DISKIMG_FAKE_PLUGINS:-$BUILD/tests/plugins}
+HAVE_QEMU=0
+command -v qemu-img >/dev/null && HAVE_QEMU=1
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/diskimg-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+
+n=0 failed=0
+ok()  { n=$((n+1)); echo "ok $n - $1"; }
+nok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $1"; }
+skip() { n=$((n+1)); echo "ok $n - $1 # SKIP $2"; }
+
+# run CMD...: runs with a 20 s guard, output in out/err, exit code in RC
+run() { timeout -k 2 20 "$@" > out 2> err; RC=$?; }
+# expect RC DESC CMD...
+expect() {
+    local want=$1 desc=$2; shift 2
+    run "$@"
+    if [ "$RC" = "$want" ]; then ok "$desc"; else nok "$desc (exit $RC, want $want: $(head -c 300 err))"; fi
+}
+# grep_out PATTERN DESC [FILE]
+grep_out() { if grep -Eq -- "$1" "${3:-out}"; then ok "$2"; else nok "$2 (no /$1/ in: $(head -c 300 "${3:-out}"))"; fi; }
+one_line_err() { # DESC: stderr is exactly one line naming the file
+    local lines; lines=$(wc -l < err)
+    if [ "$lines" = 1 ] && grep -q -- "$2" err; then ok "$1"; else nok "$1 (stderr: $(head -c 300 err))"; fi
+}
+# same_json A B DESC [drop keys...]: JSON equal after dropping keys
+same_json() {
+    local a=$1 b=$2 desc=$3; shift 3
+    if python3 - "$a" "$b" "$@" <<'EOF'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+drop = set(sys.argv[3:])
+def clean(x):
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items() if k not in drop}
+    if isinstance(x, list):
+        return [clean(v) for v in x]
+    return x
+sys.exit(0 if clean(a) == clean(b) else 1)
+EOF
+    then ok "$desc"; else nok "$desc ($(tr -d '\n' < "$a" | head -c 150) vs $(tr -d '\n' < "$b" | head -c 150))"; fi
+}
+
+# ----------------------------------------------------------- basics
+expect 0 "--version" "$D" --version
+grep_out "diskimg version" "--version names the program"
+expect 0 "--help" "$D" --help
+grep_out "Supported formats: .*raw" "--help lists the installed formats"
+expect 0 "--list-formats" "$D" --list-formats
+grep_out "^raw " "--list-formats lists raw"
+expect 0 "--list-formats --output=json" "$D" --list-formats --output=json
+if python3 -c 'import json,sys; d=json.load(open("out")); assert any(p["name"]=="raw" for p in d)'; then
+    ok "--list-formats JSON parses and holds raw"; else nok "--list-formats JSON"; fi
+expect 0 "create --help" "$D" create --help
+grep_out "^Usage: diskimg create" "create --help shows the synopsis from commands.yaml"
+grep_out "Exit status" "create --help documents exit codes"
+expect 1 "unknown command" "$D" frobnicate
+expect 1 "unknown option" "$D" info --frobnicate x
+grep_out "unrecognized option '--frobnicate'" "unknown option named" err
+expect 1 "missing file name" "$D" info
+
+# ----------------------------------------------------------- schema / help
+expect 0 "create -f raw -o help" "$D" create -f raw -o help
+grep_out "^  preallocation=<str> +- .*off, falloc, full.*default: off" "-o help lists preallocation values and default"
+grep_out "^  size=<size>" "-o help lists size"
+expect 0 "schema raw --output=json" "$D" schema raw --output=json
+if python3 -c 'import json; json.load(open("out"))'; then ok "schema JSON parses"; else nok "schema JSON parses"; fi
+grep_out "preallocation" "schema JSON describes preallocation"
+expect 0 "schema listing" "$D" schema --output=json
+grep_out '"format"' "schema listing has kinds"
+expect 1 "unknown -o option" "$D" create -f raw -o preallocaton=off x.img 1M
+grep_out "unknown option 'preallocaton' \(did you mean 'preallocation'\?\)" "did-you-mean for a misspelt option" err
+expect 1 "bad enum value" "$D" create -f raw -o preallocation=sparse x.img 1M
+grep_out "preallocation must be one of off, falloc, full" "enum error lists values" err
+[ ! -e x.img ] && ok "failed create leaves no file" || nok "failed create leaves no file"
+
+# ----------------------------------------------------------- create / info
+expect 0 "create -f raw 1G" "$D" create -f raw a.img 1G
+grep_out "^Formatting 'a.img', fmt=raw size=1073741824" "create prints the Formatting line"
+expect 0 "info --output=json" "$D" info --output=json a.img
+cp out a.json
+if [ $HAVE_QEMU = 1 ]; then
+    qemu-img info --output=json a.img > q.json
+    same_json q.json a.json "info JSON equals qemu-img's (actual-size aside)" actual-size
+else skip "info JSON equals qemu-img's" "no qemu-img"; fi
+expect 0 "info human" "$D" info a.img
+grep_out "^virtual size: 1 GiB \(1073741824 bytes\)" "human info shows the size qemu's way"
+expect 1 "create 12Q fails" "$D" create -f raw b.img 12Q
+grep_out "Invalid image size specified" "invalid size message" err
+expect 1 "create -5 fails" "$D" create -f raw b.img -5
+expect 0 "create 1.5M" "$D" create -q -f raw c.img 1.5M
+[ "$(stat -c %s c.img)" = 1572864 ] && ok "1.5M is 1572864 bytes" || nok "1.5M is 1572864 bytes"
+[ ! -s out ] && ok "-q prints nothing" || nok "-q prints nothing"
+expect 1 "create without size" "$D" create -f raw d.img
+grep_out "Image creation needs a size parameter" "missing size message" err
+
+# ----------------------------------------------------------- convert / compare / map
+python3 - <<'EOF'
+# a sparse 32 MiB raw file: data at a few offsets, holes elsewhere
+with open("sparse.raw", "wb") as f:
+    f.truncate(32 << 20)
+    for off, b in ((0, 1), (5 << 20, 2), (17 << 20, 3), ((32 << 20) - 512, 4)):
+        f.seek(off); f.write(bytes([b]) * 65536 if off + 65536 <= (32 << 20) else bytes([b]) * 512)
+EOF
+expect 0 "convert raw -> raw" "$D" convert -f raw -O raw sparse.raw copy.raw
+used=$(( $(stat -c %b copy.raw) * 512 ))
+[ "$used" -lt $((4 << 20)) ] && ok "convert keeps the copy sparse ($used bytes used)" || nok "convert keeps the copy sparse ($used bytes used)"
+cmp -s sparse.raw copy.raw && ok "converted bytes are identical" || nok "converted bytes are identical"
+if [ $HAVE_QEMU = 1 ]; then
+    qemu-img compare -f raw -F raw sparse.raw copy.raw >/dev/null && ok "qemu-img compare says identical" || nok "qemu-img compare says identical"
+    qemu-img map --output=json -f raw copy.raw > q.json
+    "$D" map --output=json -f raw copy.raw > t.json
+    same_json q.json t.json "map JSON equals qemu-img's"
+    qemu-img measure --output=json -O raw sparse.raw > q.json
+    "$D" measure --output=json -O raw sparse.raw > t.json
+    same_json q.json t.json "measure JSON equals qemu-img's"
+    qemu-img measure --output=json --size 10G -O raw > q.json
+    "$D" measure --output=json --size 10G -O raw > t.json
+    same_json q.json t.json "measure --size JSON equals qemu-img's"
+else for i in 1 2 3 4; do skip "qemu-img comparison" "no qemu-img"; done; fi
+expect 0 "compare identical" "$D" compare sparse.raw copy.raw
+grep_out "^Images are identical.$" "compare says identical"
+printf 'X' | dd of=copy.raw bs=1 seek=$((9 << 20)) conv=notrunc status=none
+expect 1 "compare different" "$D" compare sparse.raw copy.raw
+grep_out "^Content mismatch at offset 9437184!$" "compare names the first differing sector"
+expect 2 "compare missing file" "$D" compare sparse.raw missing.raw
+expect 0 "convert -S 0" "$D" convert -S 0 -O raw sparse.raw full.raw
+used=$(( $(stat -c %b full.raw) * 512 ))
+[ "$used" -ge $((32 << 20)) ] && ok "-S 0 allocates everything" || nok "-S 0 allocates everything ($used)"
+expect 1 "convert -O nosuchfmt" "$D" convert -O nosuchfmt sparse.raw w.img
+grep_out "Unknown file format 'nosuchfmt'" "unknown output format named" err
+expect 0 "map human" "$D" map -f raw sparse.raw
+grep_out "^0x500000 +0x10000 +0x500000 +sparse.raw" "human map lists data extents"
+expect 0 "map --start-offset --max-length" "$D" map --output=json -f raw --start-offset 5M --max-length 1M sparse.raw
+grep_out '"start": 5242880' "map starts at the offset"
+
+# ----------------------------------------------------------- resize / dd
+cp --sparse=always sparse.raw r.raw
+expect 0 "resize +7M" "$D" resize -f raw r.raw +7M
+[ "$(stat -c %s r.raw)" = $((39 << 20)) ] && ok "resize grew the file" || nok "resize grew the file"
+expect 1 "shrink without --shrink" "$D" resize -f raw r.raw 8M
+grep_out "Use the --shrink option" "shrink refusal explains" err
+expect 0 "shrink with --shrink" "$D" resize -f raw --shrink r.raw 8M
+[ "$(stat -c %s r.raw)" = $((8 << 20)) ] && ok "shrink worked" || nok "shrink worked"
+expect 0 "dd bs count skip" "$D" dd -f raw -O raw bs=64k count=20 skip=3 if=sparse.raw of=dd.raw
+cmp -s dd.raw <(dd if=sparse.raw bs=64k count=20 skip=3 status=none) && ok "dd copies the right blocks" || nok "dd copies the right blocks"
+
+# ----------------------------------------------------------- unsupported operations on raw
+expect 63 "check on raw exits 63" "$D" check -f raw sparse.raw
+grep_out "This image format does not support checks" "check wording" err
+expect 1 "snapshot -c on raw" "$D" snapshot -c s1 sparse.raw
+grep_out "Could not create snapshot 's1'" "snapshot wording" err
+expect 1 "amend on raw" "$D" amend -f raw -o size=1M sparse.raw
+grep_out "Format driver 'raw' does not support option amendment" "amend wording" err
+expect 1 "commit without backing" "$D" commit -f raw sparse.raw
+grep_out "Image does not have a backing file" "commit wording" err
+expect 0 "snapshot -l on raw lists nothing" "$D" snapshot -l sparse.raw
+
+# ----------------------------------------------------------- hostile or odd inputs
+mkfifo fifo
+expect 1 "info on a FIFO ends at once" "$D" info fifo
+one_line_err "FIFO error is one line naming the file" fifo
+expect 1 "convert from a FIFO ends at once" "$D" convert fifo out.raw
+expect 1 "map on a FIFO ends at once" "$D" map fifo
+mkdir dir
+expect 1 "info on a directory" "$D" info dir
+one_line_err "directory error is one line naming it" dir
+: > empty.img
+expect 0 "info on an empty file" "$D" info empty.img
+expect 0 "map on an empty file" "$D" map --output=json empty.img
+expect 0 "convert an empty file" "$D" convert empty.img empty-copy.img
+expect 0 "info on /dev/null" "$D" info /dev/null
+expect 0 "map on /dev/null" "$D" map /dev/null
+expect 1 "info on a missing file" "$D" info missing.img
+one_line_err "missing file error is one line naming it" missing.img
+
+# ----------------------------------------------------------- plugin loader
+# A private copy of the library is not "in the build tree", so only
+# DISKIMG_PLUGIN_PATH is searched: the loader's rules become testable.
+mkdir -p lib plug/format plug/io
+cp "$BUILD"/core/libdiskimg.so* lib/
+cp "$BUILD"/plugins/io/posix/posix.so plug/io/
+L=(env "LD_LIBRARY_PATH=$T/lib" "DISKIMG_PLUGIN_PATH=$T/plug")
+run "${L[@]}" "$D" info -f raw sparse.raw
+if [ "$RC" = 1 ] && grep -q "Unknown file format 'raw' (install package diskimg-format-raw)" err; then
+    ok "without the raw plugin: missing-plugin hint"; else nok "without the raw plugin: missing-plugin hint ($RC: $(cat err))"; fi
+printf 'QFI\373\0\0\0\3' > q2.img; truncate -s 1M q2.img
+run "${L[@]}" "$D" info q2.img
+grep_out "looks like a qcow2 image, but no plugin for it is installed \(install package diskimg-format-qcow2\)" "known magic without plugin is named, not opened as raw" err
+cp "$FAKE"/fake-good.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "^fake " "a plugin from DISKIMG_PLUGIN_PATH is listed"
+cp "$FAKE"/fake-good.so plug/format/fake-copy.so
+run "${L[@]}" "$D" --list-formats
+grep_out "duplicate format plugin name 'fake'" "duplicate name refused with one line" err
+rm plug/format/fake-copy.so
+cp "$FAKE"/fake-newabi.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-newabi.so: built for plugin ABI 99" "newer ABI refused naming the file" err
+rm plug/format/fake-newabi.so
+cp "$FAKE"/fake-badyaml.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-badyaml.so.*:[0-9]+:[0-9]+: " "malformed schema refused with line:column" err
+rm plug/format/fake-badyaml.so
+cp "$FAKE"/fake-iokind.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "is a io plugin but is installed among format plugins" "wrong kind refused" err
+rm plug/format/fake-iokind.so
+cp "$FAKE"/fake-misnamed.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "schema names plugin 'other'" "schema/descriptor name mismatch refused" err
+rm plug/format/fake-misnamed.so
+cp "$FAKE"/fake-good.so plug/format/fake-writable.so; chmod g+w plug/format/fake-writable.so
+rm plug/format/fake-good.so
+run "${L[@]}" "$D" --list-formats
+grep_out "writable by group or others" "group-writable plugin refused" err
+
+echo "1..$n"
+[ "$failed" = 0 ]

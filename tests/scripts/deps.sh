@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs what building and testing diskimg needs on Debian 12, when missing.
+# Safe to run repeatedly; does nothing when everything is there.
+set -e
+PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
+      libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
+      abigail-tools time zstd pigz"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+echo "Installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
