@@ -76,11 +76,14 @@ int cmd_dd(struct cli *c)
     int ret = 1;
     if (in_size < 0)
         goto fail;
-    /* Bytes to copy: from skip*bs to the end, at most count blocks. */
-    uint64_t start = a.skip > (uint64_t)in_size / a.bs ? (uint64_t)in_size : a.skip * a.bs;
-    uint64_t len = (uint64_t)in_size - start;
-    if (a.has_count && a.count < len / a.bs + 1)
-        len = MIN(len, a.count * a.bs);
+    /* qemu-img counts count= blocks from the start of the input, not from
+     * the skip point: the copy ends at min(count*bs, size).  Kept for
+     * compatibility (docs/compatibility.md). */
+    uint64_t end = (uint64_t)in_size;
+    if (a.has_count && a.count <= UINT64_MAX / a.bs)
+        end = MIN(end, a.count * a.bs);
+    uint64_t start = a.skip <= UINT64_MAX / a.bs ? a.skip * a.bs : UINT64_MAX;
+    uint64_t len = start < end ? end - start : 0;
     if (diskimg_format_require(out_format, &err) < 0)
         goto fail;
     struct diskimg_create_params p = { .struct_size = sizeof(p), .format = out_format,

@@ -80,8 +80,8 @@ static int fail(GError **errp, int code, const char *fmt, ...)
     return -1;
 }
 
-/* The core checked the options against the schema (so `label` is a
- * string, defaulting to ""); what the schema cannot say we check here. */
+/* The core has checked the options against the schema (so `label`, if
+ * set, is a string); what the schema cannot say we check here. */
 static int label_option(const diskimg_options *o, const char **label, GError **errp)
 {
     const char *l = o ? diskimg_options_get_str(o, "label") : NULL;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <diskimg/plugin.h>
+#include <diskimg/schema.h>
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -845,6 +846,63 @@ static void test_batch_errors_and_close(void)
     g_free(path);
 }
 
+/* The embedded schema parses, and its open options take effect. */
+static void test_schema_options(void)
+{
+    diskimg_schema *schema;
+    diskimg_options *o;
+    char **keys;
+    char *path;
+    void *a, *b;
+    GError *err = NULL;
+    struct diskimg_io_open_args args = {
+        .struct_size = sizeof(args), .flags = DISKIMG_OPEN_RDWR,
+    };
+
+    schema = diskimg_schema_parse(diskimg_plugin_entry()->schema, "posix.yaml", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(diskimg_schema_name(schema), ==, "posix");
+    g_assert_cmpstr(diskimg_schema_kind(schema), ==, "io");
+    keys = diskimg_schema_set_keys(schema, "open-options");
+    g_assert_cmpstr(keys[0], ==, "aio");
+    g_assert_cmpstr(keys[1], ==, "locking");
+    g_assert_null(keys[2]);
+    g_strfreev(keys);
+    keys = diskimg_schema_set_keys(schema, "create-options");
+    g_assert_cmpstr(keys[0], ==, "nocow");
+    g_assert_cmpstr(keys[1], ==, "extent_size_hint");
+    g_strfreev(keys);
+
+    /* locking=off: two writers, no conflict. */
+    a = create_ok("schema.img", &path);
+    lock_ok(a, CR | WR | RS, 0);
+    o = diskimg_options_new(schema, "open-options");
+    g_assert_cmpint(diskimg_options_parse(o, "locking=off", &err), ==, 0);
+    g_assert_no_error(err);
+    args.filename = path;
+    args.options = o;
+    b = ops->open(&args, &err);
+    g_assert_no_error(err);
+    lock_ok(b, CR | WR | RS, 0);
+    ops->close(b);
+    diskimg_options_free(o);
+
+    /* aio=native needs O_DIRECT, as in qemu. */
+    o = diskimg_options_new(schema, "open-options");
+    g_assert_cmpint(diskimg_options_parse(o, "aio=native", &err), ==, 0);
+    args.options = o;
+    g_assert_null(ops->open(&args, &err));
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_cmpstr(err->message, ==, "aio=native was specified, but it requires "
+                    "cache.direct=on, which was not specified.");
+    g_clear_error(&err);
+    diskimg_options_free(o);
+
+    ops->close(a);
+    diskimg_schema_free(schema);
+    g_free(path);
+}
+
 static void test_remove(void)
 {
     char *path;
@@ -902,6 +960,7 @@ int main(int argc, char **argv)
     g_test_add_func("/posix/locks", test_locks);
     g_test_add_func("/posix/batch", test_batch);
     g_test_add_func("/posix/batch-errors", test_batch_errors_and_close);
+    g_test_add_func("/posix/schema-options", test_schema_options);
     g_test_add_func("/posix/remove", test_remove);
 
     ret = g_test_run();
