@@ -198,7 +198,6 @@ static int write_zero_buffers(diskimg_node *n, uint64_t offset, uint64_t len, un
                               GError **errp)
 {
     const uint64_t chunk = 1 << 20;
-    g_autofree void *zeroes = NULL;
     void *z = diskimg_alloc_aligned(MIN(len, chunk));
     if (!z) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "out of memory");

@@ -155,6 +155,21 @@ DISKIMG_API void diskimg_progress_add(diskimg_progress *p, uint64_t done);
 DISKIMG_API void diskimg_progress_set_total(diskimg_progress *p, uint64_t total);
 DISKIMG_API void diskimg_progress_finish(diskimg_progress *p);  /* prints 100% and frees */
 
+/* Not for use: makes the plugin ABI structs visible to ABI checkers. */
+DISKIMG_API size_t diskimg_abi_anchor(const struct diskimg_plugin *plugin,
+                                      const struct diskimg_format_ops *format,
+                                      const struct diskimg_io_ops *io,
+                                      const struct diskimg_crypto_ops *crypto,
+                                      const struct diskimg_format_open_args *open_args,
+                                      const struct diskimg_format_create_args *create_args,
+                                      const struct diskimg_io_open_args *io_args,
+                                      const struct diskimg_io_request *request,
+                                      const struct diskimg_image_info *info,
+                                      const struct diskimg_backing_ref *backing,
+                                      const struct diskimg_check_result *check,
+                                      const struct diskimg_bitmap *bitmap,
+                                      const struct diskimg_extent *extent);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,9 +10,12 @@
  *   - lock-byte bookkeeping (perm_mutex),
  *   - lazy creation of the batch thread pool (batch_mutex) and reaping
  *     (reap_mutex, one reaper at a time),
- *   - read-modify-write of unaligned O_DIRECT writes (rmw_lock, exclusive
- *     against every other O_DIRECT writer so that the stale head and tail
- *     blocks it writes back cannot overwrite a concurrent write),
+ *   - read-modify-write of unaligned O_DIRECT writes, and changes of the
+ *     file size (rmw_lock: every write holds it shared; RMW, truncate and
+ *     size growth hold it exclusively, so that the stale head and tail
+ *     blocks an RMW writes back cannot overwrite a concurrent write, and
+ *     a size check followed by ftruncate cannot cut off a concurrent
+ *     write that extended the file),
  *   - the sticky flush error (atomic).
  *
  * Semantics follow qemu's block/file-posix.c so that diskimg and qemu-img
@@ -73,7 +76,7 @@ struct posix_handle {
     uint32_t req_align;        /* offset/length alignment; 1 when buffered */
     uint32_t mem_align;        /* buffer address alignment; 1 when buffered */
 
-    GRWLock rmw_lock;          /* O_DIRECT writers: shared; RMW and resize: exclusive */
+    GRWLock rmw_lock;          /* writes: shared; RMW, resize, growth: exclusive */
     gint flush_errno;          /* sticky fdatasync failure, atomic */
 
     GMutex perm_mutex;         /* guards the four fields below */
@@ -361,9 +364,7 @@ static int io_write(struct posix_handle *h, const void *buf, uint64_t len, uint6
         return -EINVAL;
     if (len == 0)
         return 0;
-    if (!h->direct) {
-        ret = write_locked(h, buf, len, off);
-    } else if (is_aligned(h, buf, off, len)) {
+    if (is_aligned(h, buf, off, len)) {
         g_rw_lock_reader_lock(&h->rmw_lock);
         ret = write_locked(h, buf, len, off);
         g_rw_lock_reader_unlock(&h->rmw_lock);
@@ -433,6 +434,24 @@ static int write_zero_buffers(struct posix_handle *h, uint64_t off, uint64_t len
     return ret;
 }
 
+/*
+ * Extends the file to at least `end`.  The size check and ftruncate are
+ * done under rmw_lock held exclusively, and every write holds it shared,
+ * so a write that extends the file meanwhile is never cut off.
+ */
+static int grow_to(struct posix_handle *h, uint64_t end)
+{
+    int64_t size;
+    int ret;
+
+    g_rw_lock_writer_lock(&h->rmw_lock);
+    ret = fstat_size(h, &size);
+    if (ret == 0 && (uint64_t)size < end && ftruncate(h->fd, (off_t)end) < 0)
+        ret = -errno;
+    g_rw_lock_writer_unlock(&h->rmw_lock);
+    return ret;
+}
+
 static int io_punch_hole(struct posix_handle *h, uint64_t off, uint64_t len)
 {
     if (!h->writable)
@@ -458,9 +477,7 @@ static int zero_by_punching(struct posix_handle *h, uint64_t off, uint64_t len)
         if (ret < 0)
             return ret;
     }
-    if (off + len > (uint64_t)size && ftruncate(h->fd, (off_t)(off + len)) < 0)
-        return -errno;
-    return 0;
+    return off + len > (uint64_t)size ? grow_to(h, off + len) : 0;
 }
 
 static bool unsupported(int err)
@@ -496,7 +513,7 @@ static int zero_range(struct posix_handle *h, uint64_t off, uint64_t len, unsign
             return ret;
         /* Entirely past EOF: growing the file gives zeroes for free. */
         if (off >= (uint64_t)size)
-            return ftruncate(h->fd, (off_t)(off + len)) < 0 ? -errno : 0;
+            return grow_to(h, off + len);
     }
     if (flags & DISKIMG_WRITE_NO_FALLBACK)
         return -ENOTSUP;
@@ -1179,6 +1196,7 @@ static int posix_reap(void *opaque, struct diskimg_io_request **done, unsigned m
     unsigned n = 0;
     gpointer req;
 
+    (void)errp;  /* per-request errors travel in each request's result */
     g_mutex_lock(&h->batch_mutex);
     queue = h->done;
     g_mutex_unlock(&h->batch_mutex);

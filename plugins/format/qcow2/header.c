@@ -1,0 +1,727 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * header.c — the qcow2 header: parsing (every field validated before any
+ * other code sees it), serialisation, in-place field updates, and the
+ * snapshot table and bitmap directory readers.
+ *
+ * All reads of on-disk bytes go through struct qrd, a bounds-checked view
+ * of a buffer: an access outside it fails instead of reading past it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+/* ------------------------------------------------------ bounded reader */
+
+struct qrd {
+    const uint8_t *p;
+    size_t len;
+};
+
+static bool qrd_has(const struct qrd *r, uint64_t off, uint64_t n)
+{
+    return off <= r->len && n <= r->len - off;
+}
+
+static bool qrd_u8(const struct qrd *r, uint64_t off, uint8_t *v)
+{
+    if (!qrd_has(r, off, 1))
+        return false;
+    *v = r->p[off];
+    return true;
+}
+
+static bool qrd_u16(const struct qrd *r, uint64_t off, uint16_t *v)
+{
+    if (!qrd_has(r, off, 2))
+        return false;
+    *v = diskimg_be16(r->p + off);
+    return true;
+}
+
+static bool qrd_u32(const struct qrd *r, uint64_t off, uint32_t *v)
+{
+    if (!qrd_has(r, off, 4))
+        return false;
+    *v = diskimg_be32(r->p + off);
+    return true;
+}
+
+static bool qrd_u64(const struct qrd *r, uint64_t off, uint64_t *v)
+{
+    if (!qrd_has(r, off, 8))
+        return false;
+    *v = diskimg_be64(r->p + off);
+    return true;
+}
+
+/* A NUL-terminated copy of n bytes at off; NULL when out of bounds. */
+static char *qrd_str(const struct qrd *r, uint64_t off, uint64_t n)
+{
+    if (!qrd_has(r, off, n))
+        return NULL;
+    return g_strndup((const char *)r->p + off, n);
+}
+
+static int hdr_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int hdr_error(GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s", msg);
+    return -1;
+}
+
+/* ------------------------------------------------------- fixed header */
+
+static void ext_free(gpointer p)
+{
+    struct qcow2_ext *e = p;
+    g_free(e->data);
+    g_free(e);
+}
+
+void qcow2_header_clear(struct qcow2_header *h)
+{
+    g_free(h->backing_file);
+    g_free(h->backing_fmt);
+    g_free(h->data_file);
+    if (h->unknown_ext)
+        g_ptr_array_free(h->unknown_ext, TRUE);
+    memset(h, 0, sizeof(*h));
+}
+
+static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError **errp)
+{
+    uint32_t magic;
+    if (!qrd_u32(r, 0, &magic) || magic != QCOW2_MAGIC)
+        return hdr_error(errp, "Image is not in qcow2 format");
+    if (!qrd_has(r, 0, QCOW2_V2_HEADER_LEN))
+        return hdr_error(errp, "qcow2 header truncated");
+    qrd_u32(r, 4, &h->version);
+    qrd_u64(r, 8, &h->backing_offset);
+    qrd_u32(r, 16, &h->backing_size);
+    qrd_u32(r, 20, &h->cluster_bits);
+    qrd_u64(r, 24, &h->size);
+    qrd_u32(r, 32, &h->crypt_method);
+    qrd_u32(r, 36, &h->l1_size);
+    qrd_u64(r, 40, &h->l1_offset);
+    qrd_u64(r, 48, &h->reftable_offset);
+    qrd_u32(r, 56, &h->reftable_clusters);
+    qrd_u32(r, 60, &h->nb_snapshots);
+    qrd_u64(r, 64, &h->snapshots_offset);
+    if (h->version < 2 || h->version > 3)
+        return hdr_error(errp, "Unsupported qcow2 version %" PRIu32, h->version);
+    if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
+        return hdr_error(errp, "Unsupported cluster size: 2^%" PRIu32, h->cluster_bits);
+    if (h->version == 2) {
+        h->refcount_order = 4;
+        h->header_length = QCOW2_V2_HEADER_LEN;
+        return 0;
+    }
+    if (!qrd_has(r, 0, QCOW2_V3_HEADER_LEN))
+        return hdr_error(errp, "qcow2 header truncated");
+    qrd_u64(r, 72, &h->incompat);
+    qrd_u64(r, 80, &h->compat);
+    qrd_u64(r, 88, &h->autoclear);
+    qrd_u32(r, 96, &h->refcount_order);
+    qrd_u32(r, 100, &h->header_length);
+    if (h->header_length < QCOW2_V3_HEADER_LEN)
+        return hdr_error(errp, "qcow2 header too short");
+    if (h->header_length > (1u << h->cluster_bits))
+        return hdr_error(errp, "qcow2 header exceeds cluster size");
+    if (h->header_length > 104 && !qrd_u8(r, 104, &h->compression_type))
+        return hdr_error(errp, "qcow2 header truncated");
+    return 0;
+}
+
+/* An aligned table of `entries` entries of `esize` bytes at `off`. */
+static bool table_ok(uint64_t off, uint64_t entries, uint64_t esize, uint64_t cluster_size)
+{
+    if (off & (cluster_size - 1))
+        return false;
+    if (entries > (UINT64_MAX >> 8) / esize)
+        return false;
+    uint64_t bytes = entries * esize;
+    /* Nothing in a qcow2 file lies beyond 2^56 (the L2 offset width). */
+    return off <= (1ull << 56) && bytes <= (1ull << 56) - off;
+}
+
+static int check_geometry(struct qcow2_header *h, GError **errp)
+{
+    uint64_t cs = 1ull << h->cluster_bits;
+    if (h->refcount_order > 6)
+        return hdr_error(errp, "Reference count entry width too large; may not exceed 64 bits");
+    if (h->reftable_clusters == 0)
+        return hdr_error(errp, "Image does not contain a reference count table");
+    if ((uint64_t)h->reftable_clusters > (QCOW2_MAX_REFTABLE_BYTES >> h->cluster_bits))
+        return hdr_error(errp, "Reference count table too large");
+    if (!table_ok(h->reftable_offset, (uint64_t)h->reftable_clusters << h->cluster_bits, 1, cs) ||
+        h->reftable_offset == 0)
+        return hdr_error(errp, "Invalid reference count table offset");
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return hdr_error(errp, "Too many snapshots");
+    if (h->nb_snapshots && !table_ok(h->snapshots_offset, h->nb_snapshots, 40, cs))
+        return hdr_error(errp, "Invalid snapshot table offset");
+    if (h->l1_size > QCOW2_MAX_L1_BYTES / 8)
+        return hdr_error(errp, "Active L1 table too large");
+    uint32_t l2e = (h->incompat & QCOW2_INCOMPAT_EXTL2) ? 16 : 8;
+    uint32_t l2_bits = h->cluster_bits - (l2e == 16 ? 4 : 3);
+    uint32_t shift = h->cluster_bits + l2_bits;
+    uint64_t needed = shift >= 64 ? 1 : (h->size >> shift) + !!(h->size & ((1ull << shift) - 1));
+    if (h->size > (uint64_t)INT64_MAX || needed > INT32_MAX)
+        return hdr_error(errp, "Image is too big");
+    if (h->l1_size < needed)
+        return hdr_error(errp, "L1 table is too small");
+    if (h->l1_size && (!table_ok(h->l1_offset, h->l1_size, 8, cs) || h->l1_offset == 0))
+        return hdr_error(errp, "Invalid L1 table offset");
+    if (h->backing_offset) {
+        if (h->backing_size > QCOW2_MAX_BACKING_NAME)
+            return hdr_error(errp, "Backing file name too long");
+        if (h->backing_offset > cs || h->backing_size > cs - h->backing_offset)
+            return hdr_error(errp, "Invalid backing file offset");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------- features */
+
+/* "name" of a feature from the image's feature table, or NULL. */
+static char *feature_name(const struct qrd *table, uint8_t type, uint8_t bit)
+{
+    for (uint64_t off = 0; qrd_has(table, off, 48); off += 48) {
+        if (table->p[off] == type && table->p[off + 1] == bit)
+            return g_strndup((const char *)table->p + off + 2, 46);
+    }
+    return NULL;
+}
+
+static int report_unsupported(uint64_t bits, const struct qrd *table, GError **errp)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+    for (unsigned b = 0; b < 64; b++) {
+        if (!(bits & (1ull << b)))
+            continue;
+        g_autofree char *name = feature_name(table, 0, (uint8_t)b);
+        if (s->len)
+            g_string_append(s, ", ");
+        if (name && *name)
+            g_string_append(s, name);
+        else
+            g_string_append_printf(s, "Unknown incompatible feature: %llx", 1ull << b);
+    }
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                "Unsupported qcow2 feature(s): %s", s->str);
+    return -1;
+}
+
+static int check_features(struct qcow2_header *h, const struct qrd *table, GError **errp)
+{
+    if (h->incompat & ~QCOW2_INCOMPAT_KNOWN)
+        return report_unsupported(h->incompat & ~QCOW2_INCOMPAT_KNOWN, table, errp);
+    if (h->incompat & QCOW2_INCOMPAT_COMPRESS) {
+        if (h->header_length <= 104 || h->compression_type == QCOW2_COMPRESSION_ZLIB)
+            return hdr_error(errp, "Compression type incompatible feature bit must not be "
+                             "set when the compression type is zlib");
+    } else if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
+        return hdr_error(errp, "Compression type incompatible feature bit must be set when "
+                         "the compression type is not zlib");
+    }
+    if (h->compression_type > QCOW2_COMPRESSION_ZSTD)
+        return hdr_error(errp, "Unknown compression type %u", h->compression_type);
+    if ((h->incompat & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14)
+        return hdr_error(errp, "Extended L2 entries need a cluster size of at least 16k");
+    if (h->crypt_method > 2)
+        return hdr_error(errp, "Unsupported encryption method: %" PRIu32, h->crypt_method);
+    if ((h->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE))
+        return hdr_error(errp, "data-file-raw requires a data file");
+    return 0;
+}
+
+/* ------------------------------------------------------- extensions */
+
+static int ext_string(char **dst, const struct qrd *r, uint64_t off, uint32_t len, size_t max,
+                      const char *what, GError **errp)
+{
+    if (*dst)
+        return hdr_error(errp, "Duplicate %s header extension", what);
+    if (len > max)
+        return hdr_error(errp, "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len, max + 1);
+    *dst = qrd_str(r, off, len);
+    if (memchr(*dst, 0, len))
+        return hdr_error(errp, "Invalid %s header extension: embedded NUL", what);
+    return 0;
+}
+
+static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
+                       GError **errp)
+{
+    uint32_t reserved;
+    if (h->has_bitmaps_ext)
+        return hdr_error(errp, "Duplicate bitmaps header extension");
+    if (len != 24)
+        return hdr_error(errp, "bitmaps_ext: Invalid extension length");
+    if (!(h->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
+        diskimg_warn("warning: a program lacking bitmap support modified this file, so all "
+                     "bitmaps are now considered inconsistent");
+        return 0;
+    }
+    qrd_u32(r, off, &h->nb_bitmaps);
+    qrd_u32(r, off + 4, &reserved);
+    qrd_u64(r, off + 8, &h->bitmap_dir_size);
+    qrd_u64(r, off + 16, &h->bitmap_dir_offset);
+    if (reserved)
+        return hdr_error(errp, "bitmaps_ext: Reserved field is not zero");
+    if (h->nb_bitmaps == 0)
+        return hdr_error(errp, "found bitmaps extension with zero bitmaps");
+    if (h->nb_bitmaps > QCOW2_MAX_BITMAPS)
+        return hdr_error(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
+                         "QEMU supported maximum of %u", h->nb_bitmaps, QCOW2_MAX_BITMAPS);
+    if (h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR)
+        return hdr_error(errp, "bitmaps_ext: bitmap directory size (%" PRIu64 ") exceeds the "
+                         "maximum supported size (%u)", h->bitmap_dir_size, QCOW2_MAX_BITMAP_DIR);
+    if (!table_ok(h->bitmap_dir_offset, h->bitmap_dir_size, 1, 1ull << h->cluster_bits))
+        return hdr_error(errp, "bitmaps_ext: invalid bitmap directory offset");
+    h->has_bitmaps_ext = true;
+    return 0;
+}
+
+static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
+                      GError **errp)
+{
+    if (h->has_crypto_ext)
+        return hdr_error(errp, "Duplicate full disk encryption header extension");
+    if (len != 16)
+        return hdr_error(errp, "Invalid encryption header extension length %" PRIu32, len);
+    if (h->crypt_method != 2)
+        return hdr_error(errp, "Unexpected encryption header extension");
+    qrd_u64(r, off, &h->crypto_offset);
+    qrd_u64(r, off + 8, &h->crypto_length);
+    if (!table_ok(h->crypto_offset, h->crypto_length, 1, 1ull << h->cluster_bits))
+        return hdr_error(errp, "Invalid encryption header offset");
+    h->has_crypto_ext = true;
+    return 0;
+}
+
+static int ext_keep(struct qcow2_header *h, uint32_t type, const struct qrd *r, uint64_t off,
+                    uint32_t len)
+{
+    struct qcow2_ext *e = g_new0(struct qcow2_ext, 1);
+    e->type = type;
+    e->len = len;
+    e->data = g_memdup2(r->p + off, len);
+    if (!h->unknown_ext)
+        h->unknown_ext = g_ptr_array_new_with_free_func(ext_free);
+    g_ptr_array_add(h->unknown_ext, e);
+    return 0;
+}
+
+static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct qrd *r,
+                         uint64_t off, uint32_t len, GError **errp)
+{
+    switch (type) {
+    case QCOW2_EXT_BACKING_FMT:
+        return ext_string(&h->backing_fmt, r, off, len, 15, "ext_backing_format", errp);
+    case QCOW2_EXT_DATA_FILE:
+        return ext_string(&h->data_file, r, off, len, 4095, "external data file name", errp);
+    case QCOW2_EXT_FEATURES:
+        return 0;   /* read on demand for error messages */
+    case QCOW2_EXT_BITMAPS:
+        return ext_bitmaps(h, r, off, len, errp);
+    case QCOW2_EXT_CRYPTO:
+        return ext_crypto(h, r, off, len, errp);
+    default:
+        return ext_keep(h, type, r, off, len);
+    }
+}
+
+/* Walks the extensions between the header and `end`; *features receives
+ * the feature table (for error messages). */
+static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_t end,
+                            struct qrd *features, GError **errp)
+{
+    uint64_t off = h->header_length;
+    memset(features, 0, sizeof(*features));
+    while (off + 8 <= end) {
+        uint32_t type, len;
+        if (!qrd_u32(r, off, &type) || !qrd_u32(r, off + 4, &len))
+            return hdr_error(errp, "qcow2 header extension truncated");
+        off += 8;
+        if (type == QCOW2_EXT_END)
+            break;
+        if (len > end - off)
+            return hdr_error(errp, "Header extension 0x%08" PRIx32 " too large", type);
+        if (type == QCOW2_EXT_FEATURES) {
+            features->p = r->p + off;
+            features->len = len;
+        }
+        if (parse_one_ext(h, type, r, off, len, errp) < 0)
+            return -1;
+        off += ((uint64_t)len + 7) & ~7ull;
+    }
+    h->ext_end = MIN(off, end);
+    return 0;
+}
+
+static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError **errp)
+{
+    if (!h->backing_offset)
+        return 0;
+    h->backing_file = qrd_str(r, h->backing_offset, h->backing_size);
+    if (!h->backing_file)
+        return hdr_error(errp, "Invalid backing file offset");
+    if (strlen(h->backing_file) != h->backing_size)
+        return hdr_error(errp, "Backing file name contains a NUL byte");
+    if (h->backing_size == 0) {
+        g_clear_pointer(&h->backing_file, g_free);
+    }
+    return 0;
+}
+
+int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
+                       uint64_t file_size, GError **errp)
+{
+    struct qrd r = { buf, len }, features;
+    memset(h, 0, sizeof(*h));
+    (void)file_size;
+    if (read_fixed_fields(h, &r, errp) < 0 || check_geometry(h, errp) < 0)
+        goto fail;
+    uint64_t cs = 1ull << h->cluster_bits;
+    uint64_t end = h->backing_offset ? h->backing_offset : cs;
+    if (end < h->header_length) {
+        hdr_error(errp, "Invalid backing file offset");
+        goto fail;
+    }
+    if (parse_extensions(h, &r, MIN(end, (uint64_t)len), &features, errp) < 0)
+        goto fail;
+    if (check_features(h, &features, errp) < 0 || read_backing_name(h, &r, errp) < 0)
+        goto fail;
+    if (h->crypt_method == 2 && !h->has_crypto_ext) {
+        hdr_error(errp, "LUKS encryption requires the encryption header extension");
+        goto fail;
+    }
+    if (h->data_file && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
+        /* qemu ignores the name without the feature bit */
+        g_clear_pointer(&h->data_file, g_free);
+    }
+    return 0;
+fail:
+    qcow2_header_clear(h);
+    return -1;
+}
+
+/* ------------------------------------------------------- serialisation */
+
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} feature_table[] = {
+    { 0, 0, "dirty bit" },
+    { 0, 1, "corrupt bit" },
+    { 0, 2, "external data file" },
+    { 0, 3, "compression type" },
+    { 0, 4, "extended L2 entries" },
+    { 1, 0, "lazy refcounts" },
+    { 2, 0, "bitmaps" },
+    { 2, 1, "raw external data" },
+};
+
+struct qwr {
+    uint8_t *p;
+    size_t len, off;
+    bool overflow;
+};
+
+static uint8_t *qwr_take(struct qwr *w, size_t n)
+{
+    if (w->overflow || n > w->len - w->off) {
+        w->overflow = true;
+        return NULL;
+    }
+    uint8_t *p = w->p + w->off;
+    w->off += n;
+    return p;
+}
+
+static void qwr_ext(struct qwr *w, uint32_t type, const void *data, uint32_t len)
+{
+    uint8_t *p = qwr_take(w, 8 + (((size_t)len + 7) & ~(size_t)7));
+    if (!p)
+        return;
+    diskimg_put_be32(p, type);
+    diskimg_put_be32(p + 4, len);
+    if (len)
+        memcpy(p + 8, data, len);
+}
+
+static void write_fixed(const struct qcow2_header *h, uint8_t *p)
+{
+    diskimg_put_be32(p, QCOW2_MAGIC);
+    diskimg_put_be32(p + 4, h->version);
+    diskimg_put_be32(p + 20, h->cluster_bits);
+    diskimg_put_be64(p + 24, h->size);
+    diskimg_put_be32(p + 32, h->crypt_method);
+    diskimg_put_be32(p + 36, h->l1_size);
+    diskimg_put_be64(p + 40, h->l1_offset);
+    diskimg_put_be64(p + 48, h->reftable_offset);
+    diskimg_put_be32(p + 56, h->reftable_clusters);
+    diskimg_put_be32(p + 60, h->nb_snapshots);
+    diskimg_put_be64(p + 64, h->snapshots_offset);
+    if (h->version < 3)
+        return;
+    diskimg_put_be64(p + 72, h->incompat);
+    diskimg_put_be64(p + 80, h->compat);
+    diskimg_put_be64(p + 88, h->autoclear);
+    diskimg_put_be32(p + 96, h->refcount_order);
+    diskimg_put_be32(p + 100, h->header_length);
+    if (h->header_length > 104)
+        p[104] = h->compression_type;
+}
+
+static void write_feature_table(struct qwr *w)
+{
+    uint8_t table[G_N_ELEMENTS(feature_table) * 48];
+    memset(table, 0, sizeof(table));
+    for (size_t i = 0; i < G_N_ELEMENTS(feature_table); i++) {
+        table[i * 48] = feature_table[i].type;
+        table[i * 48 + 1] = feature_table[i].bit;
+        memcpy(table + i * 48 + 2, feature_table[i].name, strlen(feature_table[i].name));
+    }
+    qwr_ext(w, QCOW2_EXT_FEATURES, table, sizeof(table));
+}
+
+static void write_extensions(const struct qcow2_header *h, struct qwr *w)
+{
+    if (h->backing_fmt && h->backing_file)
+        qwr_ext(w, QCOW2_EXT_BACKING_FMT, h->backing_fmt, (uint32_t)strlen(h->backing_fmt));
+    if (h->data_file)
+        qwr_ext(w, QCOW2_EXT_DATA_FILE, h->data_file, (uint32_t)strlen(h->data_file));
+    if (h->has_crypto_ext) {
+        uint8_t c[16];
+        diskimg_put_be64(c, h->crypto_offset);
+        diskimg_put_be64(c + 8, h->crypto_length);
+        qwr_ext(w, QCOW2_EXT_CRYPTO, c, sizeof(c));
+    }
+    if (h->version >= 3)
+        write_feature_table(w);
+    if (h->has_bitmaps_ext) {
+        uint8_t b[24] = { 0 };
+        diskimg_put_be32(b, h->nb_bitmaps);
+        diskimg_put_be64(b + 8, h->bitmap_dir_size);
+        diskimg_put_be64(b + 16, h->bitmap_dir_offset);
+        qwr_ext(w, QCOW2_EXT_BITMAPS, b, sizeof(b));
+    }
+    for (guint i = 0; h->unknown_ext && i < h->unknown_ext->len; i++) {
+        const struct qcow2_ext *e = g_ptr_array_index(h->unknown_ext, i);
+        qwr_ext(w, e->type, e->data, e->len);
+    }
+    qwr_ext(w, QCOW2_EXT_END, NULL, 0);
+}
+
+int qcow2_header_build(const struct qcow2_header *h, uint8_t *buf, size_t len, GError **errp)
+{
+    struct qwr w = { buf, len, 0, false };
+    memset(buf, 0, len);
+    uint8_t *fixed = qwr_take(&w, h->header_length);
+    if (!fixed)
+        goto too_big;
+    write_fixed(h, fixed);
+    write_extensions(h, &w);
+    if (h->backing_file) {
+        size_t n = strlen(h->backing_file);
+        uint8_t *p = qwr_take(&w, n);
+        if (!p)
+            goto too_big;
+        memcpy(p, h->backing_file, n);
+        diskimg_put_be64(fixed + 8, p - buf);
+        diskimg_put_be32(fixed + 16, (uint32_t)n);
+    }
+    if (!w.overflow)
+        return 0;
+too_big:
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                "Cannot fit the qcow2 header and its extensions into one cluster");
+    return -1;
+}
+
+int qcow2_header_write(struct qcow2 *s, GError **errp)
+{
+    uint8_t *buf = g_malloc(s->cluster_size);
+    int ret = qcow2_header_build(&s->h, buf, s->cluster_size, errp);
+    if (ret == 0)
+        ret = diskimg_node_pwrite(s->file, buf, s->cluster_size, 0, 0, errp);
+    g_free(buf);
+    return ret;
+}
+
+int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp)
+{
+    uint8_t v[8];
+    if (s->h.version < 3)
+        return 0;
+    diskimg_put_be64(v, bits);
+    if (diskimg_node_pwrite(s->file, v, 8, QH_INCOMPAT, 0, errp) < 0)
+        return -1;
+    s->h.incompat = bits;
+    return 0;
+}
+
+/* ------------------------------------------------------- snapshots */
+
+static int read_table(struct qcow2 *s, uint64_t off, uint64_t len, uint8_t **out, GError **errp)
+{
+    *out = g_try_malloc(len ? len : 1);
+    if (!*out)
+        return qcow2_enomem(errp);
+    if (len && diskimg_node_pread(s->file, *out, len, off, errp) < 0) {
+        g_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+                          struct qcow2_snapshot *sn, GError **errp)
+{
+    uint64_t off = *pos;
+    uint16_t id_len, name_len;
+    uint32_t vm32;
+    if (!qrd_has(r, off, 40))
+        return hdr_error(errp, "Snapshot table is truncated");
+    qrd_u64(r, off, &sn->l1_offset);
+    qrd_u32(r, off + 8, &sn->l1_size);
+    qrd_u16(r, off + 12, &id_len);
+    qrd_u16(r, off + 14, &name_len);
+    qrd_u32(r, off + 16, &sn->date_sec);
+    qrd_u32(r, off + 20, &sn->date_nsec);
+    qrd_u64(r, off + 24, &sn->vm_clock_nsec);
+    qrd_u32(r, off + 32, &vm32);
+    qrd_u32(r, off + 36, &sn->extra_size);
+    sn->vm_state_size = vm32;
+    if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
+        return hdr_error(errp, "Snapshot extra data too large");
+    off += 40;
+    if (!qrd_has(r, off, sn->extra_size))
+        return hdr_error(errp, "Snapshot table is truncated");
+    if (sn->extra_size >= 8)
+        qrd_u64(r, off, &sn->vm_state_size);
+    if (sn->extra_size >= 16)
+        qrd_u64(r, off + 8, &sn->disk_size);
+    else
+        sn->disk_size = s->h.size;
+    if (sn->extra_size >= 24) {
+        qrd_u64(r, off + 16, &sn->icount);
+        sn->has_icount = sn->icount != UINT64_MAX;
+    }
+    if (sn->extra_size > 24) {
+        sn->extra_unknown = sn->extra_size - 24;
+        sn->extra = g_memdup2(r->p + off + 24, sn->extra_unknown);
+    }
+    off += sn->extra_size;
+    sn->id = qrd_str(r, off, id_len);
+    sn->name = sn->id ? qrd_str(r, off + id_len, name_len) : NULL;
+    if (!sn->id || !sn->name)
+        return hdr_error(errp, "Snapshot table is truncated");
+    off += (uint64_t)id_len + name_len;
+    *pos = (off + 7) & ~7ull;
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
+        return hdr_error(errp, "Snapshot L1 table too large");
+    if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
+        return hdr_error(errp, "Snapshot L1 table offset invalid");
+    return 0;
+}
+
+int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
+{
+    uint32_t n = s->h.nb_snapshots;
+    if (n == 0)
+        return 0;
+    /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
+     * one go, bounded by that worst case and by the file. */
+    uint64_t max = (uint64_t)n * (40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8);
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0)
+        return -1;
+    if (s->h.snapshots_offset >= (uint64_t)fsize)
+        return hdr_error(errp, "Snapshot table lies beyond the end of the file");
+    max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
+    uint8_t *buf;
+    if (read_table(s, s->h.snapshots_offset, max, &buf, errp) < 0)
+        return -1;
+    struct qrd r = { buf, max };
+    s->snapshots = g_new0(struct qcow2_snapshot, n);
+    s->nb_snapshots = n;
+    uint64_t pos = 0;
+    int ret = 0;
+    for (uint32_t i = 0; i < n && ret == 0; i++)
+        ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], errp);
+    g_free(buf);
+    return ret;
+}
+
+/* ------------------------------------------------------- bitmaps */
+
+static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+                        struct qcow2_bitmap *bm, GError **errp)
+{
+    uint64_t off = *pos;
+    uint16_t name_len;
+    if (!qrd_has(r, off, 24))
+        return hdr_error(errp, "Bitmap directory is truncated");
+    qrd_u64(r, off, &bm->table_offset);
+    qrd_u32(r, off + 8, &bm->table_size);
+    qrd_u32(r, off + 12, &bm->flags);
+    qrd_u8(r, off + 16, &bm->type);
+    qrd_u8(r, off + 17, &bm->granularity_bits);
+    qrd_u16(r, off + 18, &name_len);
+    qrd_u32(r, off + 20, &bm->extra_size);
+    off += 24;
+    if (bm->extra_size > 4096 || !qrd_has(r, off, bm->extra_size))
+        return hdr_error(errp, "Bitmap directory entry has invalid extra data");
+    if (bm->extra_size)
+        bm->extra = g_memdup2(r->p + off, bm->extra_size);
+    off += bm->extra_size;
+    if (name_len == 0 || name_len > 1023)
+        return hdr_error(errp, "Bitmap directory entry has an invalid name length");
+    bm->name = qrd_str(r, off, name_len);
+    if (!bm->name)
+        return hdr_error(errp, "Bitmap directory is truncated");
+    off += name_len;
+    *pos = (off + 7) & ~7ull;
+    if (bm->type != 1)
+        return hdr_error(errp, "Bitmap '%s' has an unknown type %u", bm->name, bm->type);
+    if (bm->granularity_bits < 9 || bm->granularity_bits > 31)
+        return hdr_error(errp, "Bitmap '%s' has an unsupported granularity 2^%u", bm->name,
+                         bm->granularity_bits);
+    if (bm->flags & ~7u)
+        return hdr_error(errp, "Bitmap '%s' has reserved flags set", bm->name);
+    if (!table_ok(bm->table_offset, bm->table_size, 8, s->cluster_size) ||
+        bm->table_size > (QCOW2_MAX_L1_BYTES / 8))
+        return hdr_error(errp, "Bitmap '%s' has an invalid bitmap table", bm->name);
+    return 0;
+}
+
+int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
+{
+    if (!s->h.has_bitmaps_ext)
+        return 0;
+    uint8_t *buf;
+    if (read_table(s, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, &buf, errp) < 0)
+        return -1;
+    struct qrd r = { buf, s->h.bitmap_dir_size };
+    uint32_t n = s->h.nb_bitmaps;
+    s->bitmaps = g_new0(struct qcow2_bitmap, n);
+    s->nb_bitmaps = n;
+    uint64_t pos = 0;
+    int ret = 0;
+    for (uint32_t i = 0; i < n && ret == 0; i++)
+        ret = parse_bitmap(s, &r, &pos, &s->bitmaps[i], errp);
+    if (ret == 0 && pos != s->h.bitmap_dir_size)
+        ret = hdr_error(errp, "Bitmap directory size does not match its entries");
+    g_free(buf);
+    return ret;
+}

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qcow2.h — private declarations of the qcow2 format plugin.
+ *
+ * Files of the plugin, by concern:
+ *   header.c    the one reader of the on-disk header and its extensions
+ *               (every field validated), header field updates
+ *   cache.c     bounded LRU cache of metadata clusters (L2 tables,
+ *               refcount blocks)
+ *   cluster.c   guest -> host mapping through L1/L2, L2 allocation
+ *   refcount.c  refcount reads/updates, cluster allocation, table growth
+ *   io.c        read, write (COW), zeroes, discard, compressed writes,
+ *               block status
+ *   create.c    image creation and size measurement
+ *   check.c     consistency check and repair
+ *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
+ *
+ * Thread model: DISKIMG_THREAD_SERIALIZE_REQUESTS.  All state of an open
+ * image (caches, allocator hints, the L1 table) is owned by one handle and
+ * the core never runs two callbacks of the same handle at once, so no
+ * locking is needed here.  Different images run in parallel.
+ */
+#ifndef QCOW2_PRIVATE_H
+#define QCOW2_PRIVATE_H
+
+#include <diskimg/plugin.h>
+
+#define QCOW2_MAGIC 0x514649fbu          /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_LEN 72u
+#define QCOW2_V3_HEADER_LEN 104u
+#define QCOW2_HEADER_LEN_DEFAULT 112u    /* v3 with compression type + padding */
+
+#define QCOW2_MIN_CLUSTER_BITS 9u
+#define QCOW2_MAX_CLUSTER_BITS 21u
+#define QCOW2_MAX_L1_BYTES (32u << 20)   /* qemu's QCOW_MAX_L1_SIZE */
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_BACKING_NAME 1023u
+#define QCOW2_MAX_SNAPSHOTS 65536u
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024u
+#define QCOW2_MAX_BITMAPS 65535u
+#define QCOW2_MAX_BITMAP_DIR (64u << 20)
+
+/* incompatible_features */
+#define QCOW2_INCOMPAT_DIRTY     (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT   (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESS  (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2     (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN     0x1full
+/* compatible_features */
+#define QCOW2_COMPAT_LAZY        (1ull << 0)
+/* autoclear_features */
+#define QCOW2_AUTOCLEAR_BITMAPS  (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW (1ull << 1)
+
+/* header extension types */
+#define QCOW2_EXT_END           0x00000000u
+#define QCOW2_EXT_BACKING_FMT   0xe2792acau
+#define QCOW2_EXT_FEATURES      0x6803f857u
+#define QCOW2_EXT_BITMAPS       0x23852875u
+#define QCOW2_EXT_CRYPTO        0x0537be77u
+#define QCOW2_EXT_DATA_FILE     0x44415441u
+
+/* header field offsets */
+#define QH_INCOMPAT   72u
+#define QH_REFTABLE   48u
+#define QH_L1         36u
+
+/* L1/L2/refcount table entry bits */
+#define QCOW2_OFLAG_COPIED     (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO       (1ull << 0)
+#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull
+#define QCOW2_L1_RESERVED      0x7f000000000001ffull
+#define QCOW2_L2_RESERVED      0x3f000000000001feull
+#define QCOW2_REFT_RESERVED    0x1ffull
+#define QCOW2_SUBCLUSTERS      32u
+
+#define QCOW2_COMPRESSION_ZLIB 0u
+#define QCOW2_COMPRESSION_ZSTD 1u
+
+/* How a guest (sub)cluster is stored. */
+enum qcow2_ctype {
+    QC_UNALLOC = 0,     /* falls through to the backing file */
+    QC_UNALLOC_ALLOC,   /* ext L2: unallocated subcluster of an allocated cluster */
+    QC_ZERO_PLAIN,      /* reads as zeroes, no host cluster */
+    QC_ZERO_ALLOC,      /* reads as zeroes, host cluster preallocated */
+    QC_NORMAL,          /* data at a host offset */
+    QC_COMPRESSED,      /* compressed descriptor */
+};
+
+/* A metadata cluster cache (L2 tables or refcount blocks). */
+struct qcow2;
+struct qcow2_cache_entry {
+    uint64_t offset;        /* host offset of the cached cluster, 0 = empty */
+    uint8_t *data;          /* cluster_size bytes */
+    uint64_t lru;           /* last use tick */
+    int refs;               /* pinned while > 0 */
+    bool dirty;
+};
+struct qcow2_cache {
+    struct qcow2 *s;
+    const char *what;       /* "L2 table" / "refcount block" for messages */
+    struct qcow2_cache_entry *e;
+    uint8_t *base;          /* n * cluster_size bytes, entry i at base + i * cs */
+    GHashTable *index;      /* host offset -> entry */
+    unsigned n;
+    uint64_t tick;
+    struct qcow2_cache *depends;  /* flushed before any write-back of ours */
+};
+
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;
+    bool has_icount;
+    uint32_t extra_size;    /* as stored */
+    uint8_t *extra;         /* extra data beyond the known fields, kept */
+    uint32_t extra_unknown;
+};
+
+struct qcow2_bitmap {
+    uint64_t table_offset;
+    uint32_t table_size;
+    uint32_t flags;
+    uint8_t type, granularity_bits;
+    char *name;
+    uint32_t extra_size;
+    uint8_t *extra;
+};
+#define QCOW2_BME_IN_USE   (1u << 0)
+#define QCOW2_BME_AUTO     (1u << 1)
+#define QCOW2_BME_EXTRA_OK (1u << 2)
+
+/* An unknown header extension, kept for header rewrites. */
+struct qcow2_ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+};
+
+/* The parsed and validated header. */
+struct qcow2_header {
+    uint32_t version;
+    uint64_t backing_offset;
+    uint32_t backing_size;
+    uint32_t cluster_bits;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t reftable_offset;
+    uint32_t reftable_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+
+    char *backing_file;       /* NULL: none */
+    char *backing_fmt;        /* NULL: not recorded */
+    char *data_file;          /* external data file name, NULL: none */
+    uint64_t crypto_offset, crypto_length;
+    bool has_crypto_ext;
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_size, bitmap_dir_offset;
+    bool has_bitmaps_ext;
+    GPtrArray *unknown_ext;   /* struct qcow2_ext *, kept on rewrite */
+    uint64_t ext_end;         /* end of the extension area */
+};
+
+struct qcow2 {
+    diskimg_node *node;       /* our format node (NULL during create) */
+    diskimg_node *file;       /* metadata (and data, without data file) */
+    diskimg_node *data;       /* where guest data lives */
+    char *filename;
+    bool writable;
+    bool corrupt;             /* corruption seen: no more writes */
+    struct qcow2_header h;
+
+    uint64_t cluster_size;
+    uint32_t cluster_bits;
+    uint32_t l2e_size;        /* 8, or 16 with extended L2 entries */
+    uint64_t l2_entries;      /* entries per L2 table */
+    uint32_t l2_bits;
+    uint64_t subcluster_size;
+    bool ext_l2, ext_data, data_raw;
+    uint32_t csize_shift;     /* compressed descriptor field split */
+    uint64_t csize_mask, coffset_mask;
+
+    uint64_t *l1;             /* active L1 table, host order */
+    uint32_t l1_size;
+    uint64_t l1_offset;
+
+    uint64_t *reftable;       /* host order */
+    uint64_t reftable_size;   /* entries */
+    uint32_t refcount_bits;
+    uint64_t refcount_max;
+    uint64_t rb_entries;      /* refcounts per block */
+    uint32_t rb_bits;
+
+    struct qcow2_cache l2c, rbc;
+    uint64_t free_cluster_index;
+    uint64_t end_cluster;     /* no cluster at or beyond this one is in use */
+    uint64_t free_byte_offset;   /* compressed allocation cursor, 0 = none */
+
+    struct qcow2_snapshot *snapshots;
+    uint32_t nb_snapshots;
+    struct qcow2_bitmap *bitmaps;
+    uint32_t nb_bitmaps;
+
+    /* last decompressed cluster */
+    uint8_t *cbuf;
+    uint64_t cbuf_entry;      /* L2 entry it came from, 0 = none */
+    uint8_t *cin;             /* compressed input buffer (2 clusters) */
+
+    bool prealloc_checked, prealloc_meta;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static inline uint64_t qcow2_offset_into_cluster(const struct qcow2 *s, uint64_t off)
+{
+    return off & (s->cluster_size - 1);
+}
+static inline uint64_t qcow2_align_down(const struct qcow2 *s, uint64_t off)
+{
+    return off & ~(s->cluster_size - 1);
+}
+static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t size)
+{
+    return (size + s->cluster_size - 1) >> s->cluster_bits;
+}
+
+/* Sets a DISKIMG_ERROR_CORRUPT error; on a writable image also marks it
+ * corrupt on disk (qemu's qcow2_signal_corruption) and blocks writes. */
+int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+int qcow2_enomem(GError **errp);
+
+/* header.c */
+/* Parses and validates the header in buf (the first cluster of the file,
+ * `len` bytes of it available; `file_size` is the host file size). */
+int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
+                       uint64_t file_size, GError **errp);
+void qcow2_header_clear(struct qcow2_header *h);
+/* Serialises h (with its extensions and backing name) into a zeroed
+ * buffer of `len` bytes; fails when it does not fit. */
+int qcow2_header_build(const struct qcow2_header *h, uint8_t *buf, size_t len, GError **errp);
+/* Rewrites the whole header cluster of an open image from s->h. */
+int qcow2_header_write(struct qcow2 *s, GError **errp);
+/* Updates only the incompatible features field. */
+int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp);
+/* Loads the snapshot table and the bitmap directory (validated). */
+int qcow2_snapshots_load(struct qcow2 *s, GError **errp);
+int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
+
+/* cache.c */
+int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what,
+                     uint64_t budget, GError **errp);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+/* Gets the cluster at host offset `off` (read from the file unless `fresh`,
+ * in which case it is zero-filled); pinned until qcow2_cache_put. */
+int qcow2_cache_get(struct qcow2_cache *c, uint64_t off, bool fresh, uint8_t **data,
+                    GError **errp);
+void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
+void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
+int qcow2_cache_flush(struct qcow2_cache *c, GError **errp);
+/* Drops the entry for `off` (a freed cluster) without writing it. */
+void qcow2_cache_discard(struct qcow2_cache *c, uint64_t off);
+/* Drops every clean entry and writes back dirty ones. */
+int qcow2_cache_empty(struct qcow2_cache *c, GError **errp);
+
+/* refcount.c */
+int qcow2_refcount_init(struct qcow2 *s, GError **errp);
+int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster, uint64_t *rc, GError **errp);
+/* Adds `delta` (+1/-1 etc.) to the refcount of every cluster touched by
+ * [off, off+len). */
+int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t delta,
+                          GError **errp);
+/* Allocates n contiguous clusters (refcount 1); returns the host offset. */
+int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *off, GError **errp);
+/* Allocates `size` bytes for compressed data (may share clusters). */
+int qcow2_alloc_bytes(struct qcow2 *s, uint64_t size, uint64_t *off, GError **errp);
+/* Drops one reference of whatever an L2 entry points at. */
+int qcow2_free_entry(struct qcow2 *s, uint64_t l2e, GError **errp);
+uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t idx);
+void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t v);
+/* Host clusters the file spans (for allocation scans and check). */
+int qcow2_file_clusters(struct qcow2 *s, uint64_t *n, GError **errp);
+
+/* cluster.c */
+int qcow2_l1_load(struct qcow2 *s, GError **errp);
+/* Reads the L2 entry (and bitmap) of a guest cluster; 0 when no L2. */
+int qcow2_get_l2e(struct qcow2 *s, uint64_t guest, uint64_t *l2e, uint64_t *bitmap,
+                  GError **errp);
+struct qcow2_run {
+    enum qcow2_ctype type;
+    uint64_t host;          /* host offset of the first byte (NORMAL, ZERO_ALLOC) */
+    uint64_t len;           /* bytes of the run */
+    uint64_t l2e;           /* the entry of the first cluster (COMPRESSED) */
+};
+/* The run of same-typed (and host-contiguous) storage at guest `off`,
+ * at most `len` bytes, within one L2 table. */
+int qcow2_map_run(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_run *r,
+                  GError **errp);
+/* Pins the L2 table for guest cluster `guest` (allocating/copying it when
+ * `alloc`); *l2 NULL without alloc when there is none. */
+int qcow2_l2_table(struct qcow2 *s, uint64_t guest, bool alloc, uint8_t **l2, uint64_t *idx,
+                   GError **errp);
+uint64_t qcow2_l2_entry(const struct qcow2 *s, const uint8_t *l2, uint64_t idx);
+uint64_t qcow2_l2_bitmap(const struct qcow2 *s, const uint8_t *l2, uint64_t idx);
+void qcow2_l2_set(const struct qcow2 *s, uint8_t *l2, uint64_t idx, uint64_t e, uint64_t bm);
+int qcow2_l1_write_entry(struct qcow2 *s, uint32_t idx, GError **errp);
+enum qcow2_ctype qcow2_entry_type(const struct qcow2 *s, uint64_t l2e, uint64_t bitmap,
+                                  unsigned sub);
+/* Grows the active L1 table to at least min_size entries. */
+int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, GError **errp);
+/* Compressed descriptor: host offset and byte count to read. */
+void qcow2_compressed_span(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len);
+
+/* io.c */
+int qcow2_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp);
+int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
+                GError **errp);
+int qcow2_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp);
+int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
+                           GError **errp);
+int qcow2_discard(void *h, uint64_t offset, uint64_t len, GError **errp);
+int qcow2_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
+                       GError **errp);
+/* Deallocates guest clusters [off, off+len) (whole clusters): zero flag
+ * when `zero`, else unallocated. */
+int qcow2_zero_clusters(struct qcow2 *s, uint64_t off, uint64_t len, bool zero, bool unmap,
+                        GError **errp);
+
+/* create.c */
+int qcow2_create(const struct diskimg_format_create_args *args, GError **errp);
+int qcow2_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                  GError **errp);
+uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
+                                      uint32_t refcount_order, bool generous,
+                                      uint64_t *refblocks);
+/* Preallocates guest [0, size): L2 tables (and data clusters with falloc/full). */
+int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
+                      enum diskimg_prealloc mode, GError **errp);
+
+/* check.c */
+int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp);
+
+/* qcow2.c */
+int qcow2_flush_metadata(struct qcow2 *s, GError **errp);
+void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
+                      unsigned flags, GError **errp);
+void qcow2_close(void *h);
+
+#endif
