@@ -152,14 +152,45 @@ char *cli_joined(const struct cli *c, const char *key)
 
 /* ------------------------------------------------------------------- parse */
 
+/* commands.yaml is data the core does not validate: catch typos here (an
+ * unquoted comma in a flow mapping silently makes a new key). */
+static bool option_spec_is_valid(const char *command, JsonObject *opt)
+{
+    static const char *const known[] = { "short", "long", "arg", "key", "repeat", "value",
+                                         "help", NULL };
+    GList *keys = json_object_get_members(opt);
+    bool ok = true;
+    for (GList *k = keys; k; k = k->next) {
+        if (!g_strv_contains(known, k->data)) {
+            cli_error("schema/commands.yaml: command '%s': unknown option attribute '%s'",
+                      command, (char *)k->data);
+            ok = false;
+        }
+    }
+    g_list_free(keys);
+    const char *s = str_member(opt, "short");
+    if (!s && !str_member(opt, "long")) {
+        cli_error("schema/commands.yaml: command '%s': option without short or long name",
+                  command);
+        ok = false;
+    }
+    if (s && strlen(s) != 1) {
+        cli_error("schema/commands.yaml: command '%s': short option '%s' is not one letter",
+                  command, s);
+        ok = false;
+    }
+    return ok;
+}
+
 struct getopt_tables {
     GString *shortopts;
     GArray *longopts;           /* struct option */
     GPtrArray *specs;           /* JsonObject * per option index */
 };
 
-static void build_tables(JsonArray *options, struct getopt_tables *t)
+static bool build_tables(const char *command, JsonArray *options, struct getopt_tables *t)
 {
+    bool valid = true;
     /* Leading ':' makes getopt report a missing argument as ':'. */
     t->shortopts = g_string_new(":h");
     t->longopts = g_array_new(TRUE, TRUE, sizeof(struct option));
@@ -168,6 +199,7 @@ static void build_tables(JsonArray *options, struct getopt_tables *t)
     g_array_append_val(t->longopts, help);
     for (guint i = 0; options && i < json_array_get_length(options); i++) {
         JsonObject *opt = json_array_get_object_element(options, i);
+        valid = option_spec_is_valid(command, opt) && valid;
         const char *s = str_member(opt, "short");
         const char *l = str_member(opt, "long");
         bool has_arg = str_member(opt, "arg") != NULL;
@@ -183,6 +215,7 @@ static void build_tables(JsonArray *options, struct getopt_tables *t)
             g_array_append_val(t->longopts, o);
         }
     }
+    return valid;
 }
 
 static JsonObject *spec_for_val(struct getopt_tables *t, int val)
@@ -238,11 +271,10 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
         return 1;
     }
     struct getopt_tables t;
-    build_tables(array_member(spec, "options"), &t);
-    int ret = 0;
+    int ret = build_tables(command, array_member(spec, "options"), &t) ? 0 : 1;
     optind = 1;
     opterr = 0;
-    for (;;) {
+    while (ret == 0) {
         int longindex = -1;
         int val = getopt_long(argc, argv, t.shortopts->str,
                               (struct option *)(void *)t.longopts->data, &longindex);

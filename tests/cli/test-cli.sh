@@ -64,6 +64,11 @@ if python3 -c 'import json,sys; d=json.load(open("out")); assert any(p["name"]==
 expect 0 "create --help" "$D" create --help
 grep_out "^Usage: diskimg create" "create --help shows the synopsis from commands.yaml"
 grep_out "Exit status" "create --help documents exit codes"
+for cmd in amend bench bitmap check commit compare convert create dd info map measure rebase resize snapshot schema; do
+    run "$D" "$cmd" --help
+    if [ "$RC" = 0 ] && [ ! -s err ] && grep -q "^Usage: diskimg $cmd" out; then ok "$cmd --help is generated cleanly"
+    else nok "$cmd --help is generated cleanly ($RC: $(head -c 200 err))"; fi
+done
 expect 1 "unknown command" "$D" frobnicate
 expect 1 "unknown option" "$D" info --frobnicate x
 grep_out "unrecognized option '--frobnicate'" "unknown option named" err
