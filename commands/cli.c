@@ -123,12 +123,15 @@ static void add_value(struct cli *c, JsonObject *opt, const char *value)
 const char *cli_get(const struct cli *c, const char *key)
 {
     GPtrArray *list = g_hash_table_lookup(c->values, key);
-    return list && list->len ? list->pdata[list->len - 1] : NULL;
+    if (list && list->len)
+        return list->pdata[list->len - 1];
+    return c->defaults ? g_hash_table_lookup(c->defaults, key) : NULL;
 }
 
 bool cli_flag(const struct cli *c, const char *key)
 {
-    return cli_get(c, key) != NULL;
+    GPtrArray *list = g_hash_table_lookup(c->values, key);
+    return list && list->len;
 }
 
 GPtrArray *cli_list(const struct cli *c, const char *key)
@@ -157,7 +160,7 @@ char *cli_joined(const struct cli *c, const char *key)
 static bool option_spec_is_valid(const char *command, JsonObject *opt)
 {
     static const char *const known[] = { "short", "long", "arg", "key", "repeat", "value",
-                                         "help", NULL };
+                                         "default", "help", NULL };
     GList *keys = json_object_get_members(opt);
     bool ok = true;
     for (GList *k = keys; k; k = k->next) {
@@ -186,6 +189,7 @@ struct getopt_tables {
     GString *shortopts;
     GArray *longopts;           /* struct option */
     GPtrArray *specs;           /* JsonObject * per option index */
+    GHashTable *defaults;       /* handed over to struct cli */
 };
 
 static bool build_tables(const char *command, JsonArray *options, struct getopt_tables *t)
@@ -195,6 +199,7 @@ static bool build_tables(const char *command, JsonArray *options, struct getopt_
     t->shortopts = g_string_new(":h");
     t->longopts = g_array_new(TRUE, TRUE, sizeof(struct option));
     t->specs = g_ptr_array_new();
+    t->defaults = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     struct option help = { "help", no_argument, NULL, 'h' };
     g_array_append_val(t->longopts, help);
     for (guint i = 0; options && i < json_array_get_length(options); i++) {
@@ -205,6 +210,9 @@ static bool build_tables(const char *command, JsonArray *options, struct getopt_
         bool has_arg = str_member(opt, "arg") != NULL;
         int val = s ? s[0] : LONG_ONLY_BASE + (int)i;
         g_ptr_array_add(t->specs, opt);
+        if (str_member(opt, "default"))
+            g_hash_table_replace(t->defaults, g_strdup(option_key(opt)),
+                                 g_strdup(str_member(opt, "default")));
         if (s) {
             g_string_append_c(t->shortopts, s[0]);
             if (has_arg)
@@ -272,6 +280,7 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
     }
     struct getopt_tables t;
     int ret = build_tables(command, array_member(spec, "options"), &t) ? 0 : 1;
+    c->defaults = t.defaults;
     optind = 1;
     opterr = 0;
     while (ret == 0) {
@@ -312,6 +321,8 @@ void cli_free(struct cli *c)
 {
     if (c->values)
         g_hash_table_unref(c->values);
+    if (c->defaults)
+        g_hash_table_unref(c->defaults);
 }
 
 /* -------------------------------------------------------------------- help */

@@ -15,6 +15,7 @@
 struct cli {
     const char *command;
     GHashTable *values;         /* key -> GPtrArray of values, in order given */
+    GHashTable *defaults;       /* key -> default from commands.yaml */
     char **args;                /* positional arguments */
     int nargs;
     bool quiet;                 /* -q */
@@ -31,7 +32,7 @@ char *cli_command_help(const char *command);
 /* One line per command: "  create [...synopsis]". */
 char *cli_synopses(void);
 
-/* Values: the last one given, NULL if absent. */
+/* Values: the last one given, else the schema default, else NULL. */
 const char *cli_get(const struct cli *c, const char *key);
 bool cli_flag(const struct cli *c, const char *key);
 /* Every value given for a repeatable option (NULL when none). */

@@ -221,7 +221,7 @@ int cmd_convert(struct cli *c)
     if (cli_objects(c) || check_flag_combinations(c))
         return 1;
     struct convert_job j = { 0 };
-    j.out_format = cli_get(c, "output-format") ? cli_get(c, "output-format") : "raw";
+    j.out_format = cli_get(c, "output-format");
     GError *err = NULL;
     if (diskimg_format_require(j.out_format, &err) < 0) {
         cli_gerror(err);

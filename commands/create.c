@@ -59,7 +59,7 @@ int cmd_create(struct cli *c)
 {
     if (cli_objects(c))
         return 1;
-    const char *format = cli_get(c, "format") ? cli_get(c, "format") : "raw";
+    const char *format = cli_get(c, "format");
     const char *filename = c->args[0];
     const char *backing = cli_get(c, "backing"), *backing_fmt = cli_get(c, "backing-format");
     g_autofree char *text = cli_joined(c, "options");

@@ -67,7 +67,7 @@ int cmd_dd(struct cli *c)
     struct dd_args a = { 0 };
     if (cli_objects(c) || parse_operands(c, &a))
         return 1;
-    const char *out_format = cli_get(c, "output-format") ? cli_get(c, "output-format") : "raw";
+    const char *out_format = cli_get(c, "output-format");
     struct cli_open o;
     cli_open_defaults(c, &o);
     GError *err = NULL;

@@ -29,7 +29,7 @@ int cmd_measure(struct cli *c)
     enum cli_output output;
     if (cli_output_format(c, &output) || cli_objects(c))
         return 1;
-    const char *format = cli_get(c, "output-format") ? cli_get(c, "output-format") : "raw";
+    const char *format = cli_get(c, "output-format");
     const char *size_text = cli_get(c, "size");
     g_autofree char *text = cli_joined(c, "options");
     GError *err = NULL;

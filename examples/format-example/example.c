@@ -242,11 +242,7 @@ static int example_block_status(void *h, uint64_t offset, uint64_t len,
     return 0;
 }
 
-/*
- * Resizes the file and records the new size.  The order keeps the image
- * readable if we stop half-way: growing makes room before the header
- * claims it; shrinking updates the header before the file loses the tail.
- */
+/* Rewrites the virtual size field of the header. */
 static int write_size(struct example *s, uint64_t size, GError **errp)
 {
     uint8_t field[8];
@@ -255,6 +251,11 @@ static int write_size(struct example *s, uint64_t size, GError **errp)
     return diskimg_node_pwrite(s->file, field, sizeof(field), OFF_VIRTUAL_SIZE, 0, errp);
 }
 
+/*
+ * Resizes the file and records the new size.  The order keeps the image
+ * readable if we stop half-way: growing makes room before the header
+ * claims it; shrinking updates the header before the file loses the tail.
+ */
 static int example_truncate(void *h, uint64_t size, enum diskimg_prealloc prealloc,
                             unsigned flags, GError **errp)
 {
