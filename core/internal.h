@@ -18,7 +18,10 @@ struct loaded_plugin {
     void *dl;                       /* dlopen handle */
     const struct diskimg_plugin *desc;
     diskimg_schema *schema;
-    GMutex serialize_all;           /* DISKIMG_THREAD_SERIALIZE_ALL */
+    /* DISKIMG_THREAD_SERIALIZE_ALL; recursive because a node may call into
+     * another node of the same plugin (a qcow2 image reading its qcow2
+     * backing file) while holding it. */
+    GRecMutex serialize_all;
     union {
         struct diskimg_format_ops format;
         struct diskimg_io_ops io;

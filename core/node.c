@@ -27,7 +27,7 @@ void node_lock(diskimg_node *n)
 {
     switch (n->plugin->desc->thread_model) {
     case DISKIMG_THREAD_SERIALIZE_ALL:
-        g_mutex_lock(&n->plugin->serialize_all);
+        g_rec_mutex_lock(&n->plugin->serialize_all);
         break;
     case DISKIMG_THREAD_SERIALIZE_REQUESTS:
         g_mutex_lock(&n->request_lock);
@@ -41,7 +41,7 @@ void node_unlock(diskimg_node *n)
 {
     switch (n->plugin->desc->thread_model) {
     case DISKIMG_THREAD_SERIALIZE_ALL:
-        g_mutex_unlock(&n->plugin->serialize_all);
+        g_rec_mutex_unlock(&n->plugin->serialize_all);
         break;
     case DISKIMG_THREAD_SERIALIZE_REQUESTS:
         g_mutex_unlock(&n->request_lock);

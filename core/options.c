@@ -738,7 +738,8 @@ static char *help_extras(const struct schema_member *m)
         g_ptr_array_add(notes, range);
     if (m->has_default) {
         g_autofree char *def = format_default(m);
-        g_ptr_array_add(notes, g_strdup_printf("default: %s", def));
+        if (*def)   /* an empty default says nothing worth printing */
+            g_ptr_array_add(notes, g_strdup_printf("default: %s", def));
     }
     if (m->deprecated)
         g_ptr_array_add(notes, g_strdup_printf("deprecated: %s", m->deprecated));

@@ -225,7 +225,7 @@ static void loaded_plugin_free(struct loaded_plugin *lp)
     diskimg_schema_free(lp->schema);
     if (lp->dl)
         dlclose(lp->dl);
-    g_mutex_clear(&lp->serialize_all);
+    g_rec_mutex_clear(&lp->serialize_all);
     g_free(lp->path);
     g_free(lp);
 }
@@ -235,7 +235,7 @@ static struct loaded_plugin *load_plugin(const char *path, GError **errp)
     if (!file_is_trusted(path, errp))
         return NULL;
     struct loaded_plugin *lp = g_new0(struct loaded_plugin, 1);
-    g_mutex_init(&lp->serialize_all);
+    g_rec_mutex_init(&lp->serialize_all);
     lp->path = g_strdup(path);
     lp->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!lp->dl) {

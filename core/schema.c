@@ -956,7 +956,8 @@ const struct member_set *schema_find_output_type(const diskimg_schema *s, const 
 
 bool diskimg_schema_has_set(const diskimg_schema *s, const char *set)
 {
-    return schema_find_option_set(s, set) != NULL;
+    /* Option sets and output types ("info", a name under types:) alike. */
+    return schema_find_option_set(s, set) != NULL || schema_find_output_type(s, set) != NULL;
 }
 
 char **diskimg_schema_set_keys(const diskimg_schema *s, const char *set_name)

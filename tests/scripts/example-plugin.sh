@@ -102,6 +102,7 @@ $code" "$file" "$@"
 patch() {
     local file=$1 offset=$2
     shift 2
+    # shellcheck disable=SC2059  # the bytes are printf escapes on purpose
     printf "$@" | dd of="$file" bs=1 seek="$offset" conv=notrunc status=none
 }
 

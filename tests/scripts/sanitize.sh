@@ -10,5 +10,5 @@ if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" "$src" -Db_sanitize=address,undefined -Db_lundef=false \
         -Dsanitize_suite=false -Dinterop=disabled -Dbuildtype=debug >/dev/null
 fi
-ninja -C "$dir" >/dev/null
+ninja -C "$dir" > "$dir/ninja.log" 2>&1 || { tail -n 40 "$dir/ninja.log"; exit 1; }
 meson test -C "$dir" --print-errorlogs --no-rebuild --suite unit --suite cli

@@ -192,6 +192,8 @@ struct diskimg_format_ops {
     int (*write_compressed)(void *h, const void *buf, uint64_t len, uint64_t offset,
                             GError **errp);
     int (*discard)(void *h, uint64_t offset, uint64_t len, GError **errp);
+    /* Makes written data durable in the plugin's own structures; the core
+     * then flushes the file (and data-file) children itself. */
     int (*flush)(void *h, GError **errp);
     /* Status of [offset, offset+len) in this layer only; see DISKIMG_BS_*. */
     int (*block_status)(void *h, uint64_t offset, uint64_t len,
