@@ -1,103 +1,146 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The copy engine.  Walks the sources by block status, so holes and
- * known-zero ranges are never read; data ranges are read in large chunks
- * and scanned for zero runs of `sparse_size` bytes, which become holes
- * (or explicit zeroes when the target cannot be trusted to read zero).
+ * The copy engine behind convert, dd and friends: a small pipeline.
+ *
+ *   producer (calling thread)          workers (-m of them)
+ *   -------------------------          ------------------------------------
+ *   walks the sources by block         take an item, read it (or hand it to
+ *   status; holes and known-zero       copy offload), split it into data and
+ *   ranges never become reads;         zero runs (-S), compress whole clusters
+ *   cuts the rest into items of        in parallel (-c), then wait for their
+ *   at most 2 MiB, numbered in         turn and write (in item order, unless
+ *   order                              -W lets them write as soon as ready)
+ *
+ * At most 2 x -m items exist at once, so memory is bounded by the number of
+ * workers times the chunk size, whatever the image size.  Skipped ranges
+ * still count as progress, so the bar moves evenly over sparse images.
  */
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
-#define CHUNK_SIZE (2u << 20)      /* bytes per read; a multiple of every cluster size */
+#define CHUNK_SIZE (2u << 20)      /* bytes per item; a multiple of every cluster size */
 #define SALVAGE_SECTOR 512
+#define MAX_WORKERS 64
 
-struct copy_state {
-    const struct diskimg_copy_params *p;
-    uint8_t *buf;
-    uint64_t cluster_size;         /* target's, for -c */
-    uint64_t written_since_tick;
-    gint64 tick_start;
+struct item {
+    uint64_t seq;
+    bool zero;                     /* write zeroes (the target may not read zero) */
+    diskimg_node *src;
+    uint64_t soff, toff, len;
+    diskimg_node *host;            /* where the source bytes lie, for copy offload */
+    uint64_t host_off;
 };
 
-static void rate_limit(struct copy_state *s, uint64_t bytes)
+struct pipeline {
+    const struct diskimg_copy_params *p;
+    uint64_t cluster_size;         /* target's, for -c */
+    bool parallel_compress;        /* the target compresses outside its lock */
+    unsigned workers;
+    unsigned max_items;
+
+    GMutex lock;
+    GCond cond;
+    GQueue queue;                  /* struct item *, produced, not taken yet */
+    unsigned items;                /* produced and not finished */
+    uint64_t next_write;           /* seq of the item whose turn it is */
+    bool produced_all;
+    GError *error;                 /* first error; stops everyone */
+
+    GMutex rate_lock;
+    gint64 rate_start;
+    uint64_t rate_bytes;
+};
+
+struct worker {
+    struct pipeline *pl;
+    GThread *thread;
+    uint8_t *buf;                  /* CHUNK_SIZE */
+    uint8_t *cbuf;                 /* compressed clusters of the current item */
+    int64_t *clen;                 /* per cluster: stored length, 0 = not compressed */
+};
+
+/* ------------------------------------------------------------------ errors */
+
+static bool failed(struct pipeline *pl)
 {
-    if (!s->p->rate_limit)
+    g_mutex_lock(&pl->lock);
+    bool f = pl->error != NULL;
+    g_mutex_unlock(&pl->lock);
+    return f;
+}
+
+static void fail(struct pipeline *pl, GError *err)
+{
+    g_mutex_lock(&pl->lock);
+    if (!pl->error)
+        pl->error = err;
+    else
+        g_error_free(err);
+    g_cond_broadcast(&pl->cond);
+    g_mutex_unlock(&pl->lock);
+}
+
+/* -------------------------------------------------------------- writing */
+
+static void rate_limit(struct pipeline *pl, uint64_t bytes)
+{
+    uint64_t rate = pl->p->rate_limit;
+    if (!rate)
         return;
-    s->written_since_tick += bytes;
+    g_mutex_lock(&pl->rate_lock);
+    pl->rate_bytes += bytes;
+    gint64 due = pl->rate_start + (gint64)((long double)pl->rate_bytes * G_USEC_PER_SEC / rate);
+    g_mutex_unlock(&pl->rate_lock);
     gint64 now = g_get_monotonic_time();
-    gint64 due = s->tick_start + (gint64)(s->written_since_tick * G_USEC_PER_SEC /
-                                          s->p->rate_limit);
     if (due > now)
         g_usleep((gulong)(due - now));
 }
 
-static int write_zero_range(struct copy_state *s, uint64_t toff, uint64_t len, GError **errp)
+/* Zeroes are skipped when the target already reads zero; -S 0 asks for a
+ * fully allocated target, so there zeroes are written, not punched. */
+static bool zeroes_are_free(const struct diskimg_copy_params *p)
 {
-    const struct diskimg_copy_params *p = s->p;
-    if (p->target_is_zero && !p->target_has_backing && p->sparse_size)
+    return p->target_is_zero && !p->target_has_backing && p->sparse_size;
+}
+
+static int write_zero_range(struct pipeline *pl, uint64_t toff, uint64_t len, GError **errp)
+{
+    const struct diskimg_copy_params *p = pl->p;
+    if (zeroes_are_free(p))
         return 0;
-    /* -S 0 asks for a fully allocated target: zeroes are written, not punched. */
     unsigned flags = p->sparse_size ? DISKIMG_WRITE_MAY_UNMAP : 0;
     return diskimg_node_write_zeroes(p->target, toff, len, flags, errp);
 }
 
-static int write_data(struct copy_state *s, const uint8_t *buf, uint64_t toff, uint64_t len,
+static int write_data(struct pipeline *pl, const uint8_t *buf, uint64_t toff, uint64_t len,
                       GError **errp)
 {
-    rate_limit(s, len);
-    return diskimg_node_pwrite(s->p->target, buf, len, toff, 0, errp);
+    rate_limit(pl, len);
+    return diskimg_node_pwrite(pl->p->target, buf, len, toff, 0, errp);
 }
 
-/* Writes whole target clusters compressed; zero clusters become holes. */
-static int write_compressed_run(struct copy_state *s, const uint8_t *buf, uint64_t toff,
-                                uint64_t len, GError **errp)
-{
-    uint64_t cs = s->cluster_size;
-    uint64_t pos = 0;
-    while (pos < len) {
-        uint64_t n = MIN(cs - (toff + pos) % cs, len - pos);
-        if (diskimg_is_zero(buf + pos, n)) {
-            if (write_zero_range(s, toff + pos, n, errp) < 0)
-                return -1;
-        } else if (n == cs || (toff + pos) % cs == 0) {
-            rate_limit(s, n);
-            if (diskimg_node_write_compressed(s->p->target, buf + pos, n, toff + pos, errp) < 0)
-                return -1;
-        } else if (write_data(s, buf + pos, toff + pos, n, errp) < 0) {
-            return -1;
-        }
-        pos += n;
-    }
-    return 0;
-}
-
-/* Splits a data buffer into data runs and zero runs of sparse_size blocks. */
-static int write_buffer(struct copy_state *s, const uint8_t *buf, uint64_t toff, uint64_t len,
+/* Splits data into data runs and zero runs of sparse_size blocks, aligned
+ * to the target so holes land on whole blocks. */
+static int write_sparse(struct pipeline *pl, const uint8_t *buf, uint64_t toff, uint64_t len,
                         GError **errp)
 {
-    const struct diskimg_copy_params *p = s->p;
-    if (p->compress)
-        return write_compressed_run(s, buf, toff, len, errp);
-    if (p->sparse_size == 0)
-        return write_data(s, buf, toff, len, errp);
-    uint64_t block = p->sparse_size;
+    uint64_t block = pl->p->sparse_size;
+    if (block == 0)
+        return write_data(pl, buf, toff, len, errp);
     uint64_t pos = 0;
     while (pos < len) {
-        /* Blocks are aligned to the target so holes land on whole blocks. */
         uint64_t n = MIN(block - (toff + pos) % block, len - pos);
         bool zero = n == block && diskimg_is_zero(buf + pos, n);
         uint64_t run = n;
         while (pos + run < len) {
             uint64_t m = MIN(block, len - pos - run);
-            bool z = m == block && diskimg_is_zero(buf + pos + run, m);
-            if (z != zero)
+            if ((m == block && diskimg_is_zero(buf + pos + run, m)) != zero)
                 break;
             run += m;
         }
-        int ret = zero ? write_zero_range(s, toff + pos, run, errp)
-                       : write_data(s, buf + pos, toff + pos, run, errp);
+        int ret = zero ? write_zero_range(pl, toff + pos, run, errp)
+                       : write_data(pl, buf + pos, toff + pos, run, errp);
         if (ret < 0)
             return -1;
         pos += run;
@@ -105,87 +148,323 @@ static int write_buffer(struct copy_state *s, const uint8_t *buf, uint64_t toff,
     return 0;
 }
 
+/* ---------------------------------------------------------- compression */
+
+static uint64_t cluster_len(struct pipeline *pl, const struct item *it, uint64_t pos)
+{
+    uint64_t cs = pl->cluster_size;
+    return MIN(cs - (it->toff + pos) % cs, it->len - pos);
+}
+
+/* Worker side, no lock held: compress every non-zero whole cluster. */
+static int compress_item(struct worker *w, const struct item *it, GError **errp)
+{
+    struct pipeline *pl = w->pl;
+    uint64_t cs = pl->cluster_size;
+    size_t i = 0;
+    for (uint64_t pos = 0; pos < it->len; pos += cluster_len(pl, it, pos), i++) {
+        uint64_t n = cluster_len(pl, it, pos);
+        w->clen[i] = 0;
+        if ((it->toff + pos) % cs || diskimg_is_zero(w->buf + pos, n))
+            continue;
+        int64_t got = diskimg_node_compress(pl->p->target, w->buf + pos, n, w->cbuf + pos, cs,
+                                            errp);
+        if (got < 0)
+            return -1;
+        w->clen[i] = got;
+    }
+    return 0;
+}
+
+/* Writer side, in turn: store each cluster the best way we can. */
+static int write_compressed_item(struct worker *w, const struct item *it, GError **errp)
+{
+    struct pipeline *pl = w->pl;
+    diskimg_node *t = pl->p->target;
+    size_t i = 0;
+    for (uint64_t pos = 0; pos < it->len; pos += cluster_len(pl, it, pos), i++) {
+        uint64_t n = cluster_len(pl, it, pos), toff = it->toff + pos;
+        const uint8_t *data = w->buf + pos;
+        int ret;
+        if (diskimg_is_zero(data, n)) {
+            ret = write_zero_range(pl, toff, n, errp);
+        } else if (pl->parallel_compress && w->clen[i] > 0) {
+            rate_limit(pl, (uint64_t)w->clen[i]);
+            ret = diskimg_node_write_precompressed(t, w->cbuf + pos, (uint64_t)w->clen[i], toff,
+                                                   n, errp);
+        } else if (!pl->parallel_compress && toff % pl->cluster_size == 0) {
+            rate_limit(pl, n);
+            ret = diskimg_node_write_compressed(t, data, n, toff, errp);
+        } else {
+            ret = write_data(pl, data, toff, n, errp);
+        }
+        if (ret < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- reading */
+
 /* --salvage: re-read sector by sector, unreadable sectors become zeroes. */
-static int salvage_read(struct copy_state *s, diskimg_node *src, uint8_t *buf, uint64_t off,
-                        uint64_t len, GError **errp)
+static void salvage_read(struct pipeline *pl, const struct item *it, uint8_t *buf)
 {
     uint64_t bad = 0;
-    for (uint64_t pos = 0; pos < len; pos += SALVAGE_SECTOR) {
-        uint64_t n = MIN(SALVAGE_SECTOR, len - pos);
+    for (uint64_t pos = 0; pos < it->len; pos += SALVAGE_SECTOR) {
+        uint64_t n = MIN(SALVAGE_SECTOR, it->len - pos);
         GError *err = NULL;
-        if (diskimg_node_pread(src, buf + pos, n, off + pos, &err) < 0) {
+        if (diskimg_node_pread(it->src, buf + pos, n, it->soff + pos, &err) < 0) {
             memset(buf + pos, 0, n);
             bad += n;
             g_error_free(err);
         }
     }
-    if (bad && !s->p->quiet)
+    if (bad && !pl->p->quiet)
         diskimg_warn("warning: %s: %" PRIu64 " unreadable bytes at offset %" PRIu64
-                     " were replaced by zeroes", diskimg_node_filename(src), bad, off);
+                     " were replaced by zeroes", diskimg_node_filename(it->src), bad, it->soff);
+}
+
+static int read_item(struct pipeline *pl, const struct item *it, uint8_t *buf, GError **errp)
+{
+    if (!pl->p->salvage)
+        return diskimg_node_pread(it->src, buf, it->len, it->soff, errp);
+    GError *err = NULL;
+    if (diskimg_node_pread(it->src, buf, it->len, it->soff, &err) == 0)
+        return 0;
+    g_error_free(err);
+    salvage_read(pl, it, buf);
     return 0;
 }
 
-static int read_source(struct copy_state *s, diskimg_node *src, uint8_t *buf, uint64_t off,
-                       uint64_t len, GError **errp)
+/* -C: let the I/O backend copy host ranges directly.  Returns 1 when the
+ * whole item was copied, 0 when it must be copied by reading. */
+static int try_copy_offload(struct pipeline *pl, const struct item *it, GError **errp)
 {
-    if (!s->p->salvage)
-        return diskimg_node_pread(src, buf, len, off, errp);
-    GError *err = NULL;
-    if (diskimg_node_pread(src, buf, len, off, &err) == 0)
+    if (!pl->p->copy_offload || !it->host)
         return 0;
-    g_error_free(err);
-    return salvage_read(s, src, buf, off, len, errp);
+    uint64_t done = 0;
+    while (done < it->len) {
+        struct diskimg_extent t;
+        if (diskimg_node_block_status(pl->p->target, it->toff + done, it->len - done, &t,
+                                      errp) < 0)
+            return -1;
+        if (!(t.flags & DISKIMG_BS_OFFSET_VALID) || !t.file)
+            return done ? -1 : 0;
+        int64_t n = diskimg_node_copy_range(it->host, it->host_off + done, t.file, t.offset,
+                                            t.length, errp);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            if (done == 0)
+                return 0;
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_IO,
+                        "copy offload stopped part way at offset %" PRIu64, it->toff + done);
+            return -1;
+        }
+        done += (uint64_t)n;
+    }
+    return 1;
 }
 
-/* What one extent of the source means for the target. */
+/* ---------------------------------------------------------------- workers */
+
+static struct item *take_item(struct pipeline *pl)
+{
+    g_mutex_lock(&pl->lock);
+    while (g_queue_is_empty(&pl->queue) && !pl->produced_all && !pl->error)
+        g_cond_wait(&pl->cond, &pl->lock);
+    struct item *it = pl->error ? NULL : g_queue_pop_head(&pl->queue);
+    g_mutex_unlock(&pl->lock);
+    return it;
+}
+
+/* In-order mode: block until every earlier item has been written. */
+static bool wait_for_turn(struct pipeline *pl, const struct item *it)
+{
+    if (pl->p->out_of_order)
+        return !failed(pl);
+    g_mutex_lock(&pl->lock);
+    while (pl->next_write != it->seq && !pl->error)
+        g_cond_wait(&pl->cond, &pl->lock);
+    bool ok = !pl->error;
+    g_mutex_unlock(&pl->lock);
+    return ok;
+}
+
+static void finish_item(struct pipeline *pl, struct item *it)
+{
+    g_mutex_lock(&pl->lock);
+    if (!pl->p->out_of_order)
+        pl->next_write = it->seq + 1;
+    pl->items--;
+    g_cond_broadcast(&pl->cond);
+    g_mutex_unlock(&pl->lock);
+    diskimg_progress_add(pl->p->progress, it->len);
+    g_free(it);
+}
+
+/* Everything a worker can do before its turn to write. */
+static int prepare_item(struct worker *w, const struct item *it, bool *offloaded,
+                        GError **errp)
+{
+    *offloaded = false;
+    if (it->zero)
+        return 0;
+    int r = try_copy_offload(w->pl, it, errp);
+    if (r != 0) {
+        *offloaded = r > 0;
+        return r < 0 ? -1 : 0;
+    }
+    if (read_item(w->pl, it, w->buf, errp) < 0)
+        return -1;
+    if (w->pl->p->compress && w->pl->parallel_compress)
+        return compress_item(w, it, errp);
+    return 0;
+}
+
+static int write_item(struct worker *w, const struct item *it, GError **errp)
+{
+    if (it->zero)
+        return write_zero_range(w->pl, it->toff, it->len, errp);
+    if (w->pl->p->compress)
+        return write_compressed_item(w, it, errp);
+    return write_sparse(w->pl, w->buf, it->toff, it->len, errp);
+}
+
+static gpointer worker_main(gpointer data)
+{
+    struct worker *w = data;
+    struct pipeline *pl = w->pl;
+    struct item *it;
+    while ((it = take_item(pl))) {
+        GError *err = NULL;
+        bool offloaded;
+        int ret = prepare_item(w, it, &offloaded, &err);
+        if (ret == 0 && wait_for_turn(pl, it) && !offloaded)
+            ret = write_item(w, it, &err);
+        if (ret < 0)
+            fail(pl, err);
+        finish_item(pl, it);
+    }
+    return NULL;
+}
+
+/* --------------------------------------------------------------- producer */
+
+/* Hands an item to the workers, waiting while too many are in flight. */
+static bool push_item(struct pipeline *pl, struct item *it)
+{
+    g_mutex_lock(&pl->lock);
+    while (pl->items >= pl->max_items && !pl->error)
+        g_cond_wait(&pl->cond, &pl->lock);
+    bool ok = !pl->error;
+    if (ok) {
+        pl->items++;
+        g_queue_push_tail(&pl->queue, it);
+        g_cond_signal(&pl->cond);
+    }
+    g_mutex_unlock(&pl->lock);
+    if (!ok)
+        g_free(it);
+    return ok;
+}
+
 enum extent_kind { EXTENT_DATA, EXTENT_ZERO, EXTENT_SKIP };
 
-static int classify(struct copy_state *s, diskimg_node *src, uint64_t off, uint64_t len,
-                    uint64_t *run, enum extent_kind *kind, GError **errp)
+static int classify(struct pipeline *pl, diskimg_node *src, uint64_t off, uint64_t len,
+                    struct diskimg_extent *ext, enum extent_kind *kind, GError **errp)
 {
-    struct diskimg_extent ext;
-    int ret = s->p->top_only ? diskimg_node_block_status(src, off, len, &ext, errp)
-                             : diskimg_node_block_status_chain(src, off, len, &ext, NULL, errp);
+    const struct diskimg_copy_params *p = pl->p;
+    int ret = p->top_only ? diskimg_node_block_status(src, off, len, ext, errp)
+                          : diskimg_node_block_status_chain(src, off, len, ext, NULL, errp);
     if (ret < 0) {
-        if (!s->p->salvage)
+        if (!p->salvage)
             return -1;
         g_clear_error(errp);
-        ext.length = MIN(len, CHUNK_SIZE);
-        ext.flags = DISKIMG_BS_DATA;
+        memset(ext, 0, sizeof(*ext));
+        ext->length = MIN(len, CHUNK_SIZE);
+        ext->flags = DISKIMG_BS_DATA;
     }
-    *run = ext.length;
-    if (s->p->top_only && !(ext.flags & DISKIMG_BS_ALLOCATED))
+    if (p->top_only && !(ext->flags & DISKIMG_BS_ALLOCATED))
         *kind = EXTENT_SKIP;
-    else if (ext.flags & DISKIMG_BS_ZERO)
+    else if (ext->flags & DISKIMG_BS_ZERO)
         *kind = EXTENT_ZERO;
     else
         *kind = EXTENT_DATA;
     return 0;
 }
 
-static int copy_source(struct copy_state *s, diskimg_node *src, uint64_t start, uint64_t end,
-                       uint64_t toff, GError **errp)
+/* With -c items cover whole target clusters: a cluster is data as soon as
+ * any byte of it is. */
+static uint64_t align_run(struct pipeline *pl, uint64_t toff, uint64_t run, uint64_t room,
+                          enum extent_kind *kind)
 {
-    uint64_t off = start;
-    while (off < end) {
-        uint64_t run;
+    if (!pl->p->compress)
+        return MIN(run, room);
+    uint64_t cs = pl->cluster_size;
+    uint64_t head = toff % cs;
+    if (*kind != EXTENT_DATA && head == 0 && run >= cs)
+        return MIN(run - run % cs, room);    /* whole zero clusters */
+    *kind = EXTENT_DATA;
+    uint64_t to_boundary = cs - head;
+    uint64_t n = run <= to_boundary ? to_boundary : run + (cs - (toff + run) % cs) % cs;
+    return MIN(MIN(n, CHUNK_SIZE - CHUNK_SIZE % cs), room);
+}
+
+static int produce_source(struct pipeline *pl, diskimg_node *src, uint64_t start, uint64_t end,
+                          uint64_t toff, uint64_t *seq, GError **errp)
+{
+    for (uint64_t off = start; off < end;) {
+        struct diskimg_extent ext;
         enum extent_kind kind;
-        if (classify(s, src, off, end - off, &run, &kind, errp) < 0)
+        if (classify(pl, src, off, MIN(end - off, (uint64_t)64 << 30), &ext, &kind, errp) < 0)
             return -1;
-        if (kind == EXTENT_ZERO) {
-            if (write_zero_range(s, toff + (off - start), run, errp) < 0)
-                return -1;
-        } else if (kind == EXTENT_DATA) {
-            run = MIN(run, CHUNK_SIZE);
-            if (read_source(s, src, s->buf, off, run, errp) < 0 ||
-                write_buffer(s, s->buf, toff + (off - start), run, errp) < 0)
-                return -1;
+        uint64_t t = toff + (off - start);
+        uint64_t run = align_run(pl, t, ext.length, end - off, &kind);
+        if (kind == EXTENT_SKIP || (kind == EXTENT_ZERO && zeroes_are_free(pl->p))) {
+            diskimg_progress_add(pl->p->progress, run);
+            off += run;
+            continue;
         }
-        diskimg_progress_add(s->p->progress, run);
+        if (kind == EXTENT_DATA)
+            run = MIN(run, CHUNK_SIZE);
+        struct item *it = g_new0(struct item, 1);
+        *it = (struct item){ .seq = (*seq)++, .zero = kind == EXTENT_ZERO, .src = src,
+                             .soff = off, .toff = t, .len = run };
+        bool mapped = (ext.flags & DISKIMG_BS_OFFSET_VALID) && ext.file &&
+                      !(ext.flags & (DISKIMG_BS_COMPRESSED | DISKIMG_BS_ZERO)) &&
+                      run <= ext.length;
+        if (mapped) {
+            it->host = ext.file;
+            it->host_off = ext.offset;
+        }
+        if (!push_item(pl, it))
+            return 0;   /* a worker failed; its error is reported */
         off += run;
     }
     return 0;
 }
+
+static int produce(struct pipeline *pl, GError **errp)
+{
+    const struct diskimg_copy_params *p = pl->p;
+    uint64_t toff = p->target_offset, seq = 0;
+    uint64_t remaining = p->length ? p->length : UINT64_MAX;
+    for (size_t i = 0; i < p->n_sources && remaining && !failed(pl); i++) {
+        int64_t size = diskimg_node_size(p->sources[i], errp);
+        if (size < 0)
+            return -1;
+        uint64_t start = i == 0 ? MIN(p->source_offset, (uint64_t)size) : 0;
+        uint64_t end = start + MIN((uint64_t)size - start, remaining);
+        if (produce_source(pl, p->sources[i], start, end, toff, &seq, errp) < 0)
+            return -1;
+        toff += end - start;
+        remaining -= end - start;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ setup */
 
 static int target_cluster_size(diskimg_node *target, uint64_t *out, GError **errp)
 {
@@ -193,7 +472,7 @@ static int target_cluster_size(diskimg_node *target, uint64_t *out, GError **err
     if (diskimg_node_info(target, &info, errp) < 0)
         return -1;
     *out = info.cluster_size ? info.cluster_size : 65536;
-    if (CHUNK_SIZE % *out) {
+    if (*out > CHUNK_SIZE || CHUNK_SIZE % *out) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "%s: cluster size %" PRIu64 " is too large for compressed writes",
                     diskimg_node_filename(target), *out);
@@ -202,31 +481,71 @@ static int target_cluster_size(diskimg_node *target, uint64_t *out, GError **err
     return 0;
 }
 
+static bool start_workers(struct pipeline *pl, struct worker *w, GError **errp)
+{
+    size_t clusters = pl->p->compress ? CHUNK_SIZE / pl->cluster_size : 0;
+    for (unsigned i = 0; i < pl->workers; i++) {
+        w[i].pl = pl;
+        w[i].buf = diskimg_alloc_aligned(CHUNK_SIZE);
+        if (clusters && pl->parallel_compress) {
+            w[i].cbuf = g_malloc(CHUNK_SIZE);
+            w[i].clen = g_new0(int64_t, clusters);
+        }
+        if (!w[i].buf) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "out of memory");
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < pl->workers; i++)
+        w[i].thread = g_thread_new("diskimg-copy", worker_main, &w[i]);
+    return true;
+}
+
+static void stop_workers(struct pipeline *pl, struct worker *w)
+{
+    g_mutex_lock(&pl->lock);
+    pl->produced_all = true;
+    g_cond_broadcast(&pl->cond);
+    g_mutex_unlock(&pl->lock);
+    for (unsigned i = 0; i < pl->workers; i++) {
+        if (w[i].thread)
+            g_thread_join(w[i].thread);
+        diskimg_free_aligned(w[i].buf);
+        g_free(w[i].cbuf);
+        g_free(w[i].clen);
+    }
+    g_queue_free_full(&pl->queue, g_free);
+}
+
 int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)
 {
-    struct copy_state s = { .p = p, .tick_start = g_get_monotonic_time() };
-    if (p->compress && target_cluster_size(p->target, &s.cluster_size, errp) < 0)
-        return -1;
-    s.buf = diskimg_alloc_aligned(CHUNK_SIZE);
-    if (!s.buf) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "out of memory");
-        return -1;
+    struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time() };
+    if (p->compress) {
+        if (target_cluster_size(p->target, &pl.cluster_size, errp) < 0)
+            return -1;
+        pl.parallel_compress = diskimg_node_can_compress_parallel(p->target);
     }
-    int ret = 0;
-    uint64_t toff = p->target_offset;
-    uint64_t remaining = p->length ? p->length : UINT64_MAX;
-    for (size_t i = 0; i < p->n_sources && remaining && ret == 0; i++) {
-        int64_t size = diskimg_node_size(p->sources[i], errp);
-        if (size < 0) {
-            ret = -1;
-            break;
-        }
-        uint64_t start = i == 0 ? MIN(p->source_offset, (uint64_t)size) : 0;
-        uint64_t end = start + MIN((uint64_t)size - start, remaining);
-        ret = copy_source(&s, p->sources[i], start, end, toff, errp);
-        toff += end - start;
-        remaining -= end - start;
+    pl.workers = CLAMP(p->parallel ? p->parallel : 8, 1, MAX_WORKERS);
+    pl.max_items = pl.workers * 2;
+    g_mutex_init(&pl.lock);
+    g_cond_init(&pl.cond);
+    g_mutex_init(&pl.rate_lock);
+    g_queue_init(&pl.queue);
+    struct worker *w = g_new0(struct worker, pl.workers);
+    int ret = -1;
+    GError *err = NULL;
+    if (start_workers(&pl, w, &err) && produce(&pl, &err) == 0)
+        ret = 0;
+    if (err)
+        fail(&pl, err);
+    stop_workers(&pl, w);
+    if (pl.error) {
+        g_propagate_error(errp, pl.error);
+        ret = -1;
     }
-    diskimg_free_aligned(s.buf);
+    g_free(w);
+    g_mutex_clear(&pl.lock);
+    g_cond_clear(&pl.cond);
+    g_mutex_clear(&pl.rate_lock);
     return ret;
 }

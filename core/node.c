@@ -241,6 +241,44 @@ int diskimg_node_write_compressed(diskimg_node *n, const void *buf, uint64_t len
     return LOCKED_CALL(n, FMT(n)->write_compressed(n->handle, buf, len, offset, errp));
 }
 
+bool diskimg_node_can_compress_parallel(const diskimg_node *n)
+{
+    return !n->is_file && FMT(n)->compress && FMT(n)->write_precompressed;
+}
+
+int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, void *out,
+                              uint64_t out_cap, GError **errp)
+{
+    if (!diskimg_node_can_compress_parallel(n))
+        return not_supported(errp, "Compression not supported for this file format");
+    /* No lock: compress is a pure function of the plugin's settings. */
+    return FMT(n)->compress(n->handle, buf, len, out, out_cap, errp);
+}
+
+int diskimg_node_write_precompressed(diskimg_node *n, const void *data, uint64_t len,
+                                     uint64_t offset, uint64_t guest_len, GError **errp)
+{
+    if (read_only(n, errp) < 0 || check_range(n, offset, guest_len, errp) < 0)
+        return -1;
+    if (!diskimg_node_can_compress_parallel(n))
+        return not_supported(errp, "Compression not supported for this file format");
+    return LOCKED_CALL(n, FMT(n)->write_precompressed(n->handle, data, len, offset, guest_len,
+                                                      errp));
+}
+
+int64_t diskimg_node_copy_range(diskimg_node *src, uint64_t src_offset, diskimg_node *dst,
+                                uint64_t dst_offset, uint64_t len, GError **errp)
+{
+    /* Only between two files of one I/O backend, which can hand the copy
+     * to the kernel or the storage. */
+    if (!src->is_file || !dst->is_file || src->plugin != dst->plugin ||
+        !IO(src)->copy_range)
+        return 0;
+    if (read_only(dst, errp) < 0)
+        return -1;
+    return IO(src)->copy_range(src->handle, src_offset, dst->handle, dst_offset, len, errp);
+}
+
 int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len, GError **errp)
 {
     if (len == 0)
@@ -401,7 +439,7 @@ static const struct {
     OP(make_empty), OP(check), OP(measure), OP(amend), OP(snapshot_list), OP(snapshot_create),
     OP(snapshot_apply), OP(snapshot_delete), OP(snapshot_load), OP(bitmap_list),
     OP(bitmap_add), OP(bitmap_remove), OP(bitmap_set_enabled), OP(bitmap_query),
-    OP(bitmap_set),
+    OP(bitmap_set), OP(compress), OP(write_precompressed),
 #undef OP
 };
 

@@ -109,6 +109,20 @@ DISKIMG_API int diskimg_node_bitmap_set(diskimg_node *n, const char *name, uint6
 DISKIMG_API int diskimg_bitmap_merge(diskimg_node *dst, const char *dst_name, diskimg_node *src,
                                      const char *src_name, GError **errp);
 
+/* Parallel compression of whole clusters (see the format ops `compress` and
+ * `write_precompressed`): compress may run on any thread, concurrently. */
+DISKIMG_API bool diskimg_node_can_compress_parallel(const diskimg_node *n);
+DISKIMG_API int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len,
+                                          void *out, uint64_t out_cap, GError **errp);
+DISKIMG_API int diskimg_node_write_precompressed(diskimg_node *n, const void *data,
+                                                 uint64_t len, uint64_t offset,
+                                                 uint64_t guest_len, GError **errp);
+/* Copy offload between two file nodes of one I/O backend: bytes copied
+ * (maybe fewer than len), 0 when offload is impossible here, -1 on error. */
+DISKIMG_API int64_t diskimg_node_copy_range(diskimg_node *src, uint64_t src_offset,
+                                            diskimg_node *dst, uint64_t dst_offset,
+                                            uint64_t len, GError **errp);
+
 /* ------------------------------------------------------------ copy engine */
 
 /*

@@ -345,6 +345,35 @@ DISKIMG_API void diskimg_warn(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 typedef void (*diskimg_warn_fn)(const char *message, void *opaque);
 DISKIMG_API void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque);
 
+
+/* ================================================================= codecs */
+/*
+ * Compression codecs shared by formats (core/codec.c).
+ *
+ * diskimg_compress returns the compressed length, 0 when the result does
+ * not fit in dst_cap (store the data uncompressed then), -1 on error.
+ * `level` -1 is the codec's default; `window_bits` (zlib family, 9..15,
+ * 0 = 15) sets the deflate window, e.g. 12 for qcow2 as qemu writes it.
+ *
+ * diskimg_decompress returns the bytes produced (at most dst_len; it stops
+ * when dst is full and ignores trailing input), -1 on corrupt data.
+ * Inflating always uses the largest window, so data made with any window
+ * is accepted; `window_bits` is reserved.
+ */
+enum diskimg_codec {
+    DISKIMG_CODEC_DEFLATE = 1,   /* raw deflate (RFC 1951), qcow2 "zlib" */
+    DISKIMG_CODEC_ZLIB,          /* zlib stream (RFC 1950), vmdk grains */
+    DISKIMG_CODEC_GZIP,          /* gzip member (RFC 1952) */
+    DISKIMG_CODEC_ZSTD,          /* zstd frame */
+};
+DISKIMG_API int64_t diskimg_compress(enum diskimg_codec codec, int level, int window_bits,
+                                     const void *src, size_t src_len, void *dst,
+                                     size_t dst_cap, GError **errp);
+DISKIMG_API int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits,
+                                       const void *src, size_t src_len, void *dst,
+                                       size_t dst_len, GError **errp);
+/* ============================================================ end codecs */
+
 #ifdef __cplusplus
 }
 #endif

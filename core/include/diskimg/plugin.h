@@ -232,6 +232,18 @@ struct diskimg_format_ops {
                         bool *dirty, uint64_t *run, GError **errp);
     int (*bitmap_set)(void *h, const char *name, uint64_t offset, uint64_t len,
                       bool dirty, GError **errp);
+
+    /* Parallel compression (optional; both or neither).  `compress` turns
+     * one cluster of guest data into the bytes the format stores for it,
+     * without touching the image: the core calls it from several worker
+     * threads at once, outside the node's lock.  It returns the stored
+     * length, 0 when compressing does not pay (the core then writes the
+     * cluster normally), or -1.  `write_precompressed` then stores such
+     * bytes for the cluster at `offset` (guest_len = its guest length). */
+    int64_t (*compress)(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
+                        GError **errp);
+    int (*write_precompressed)(void *h, const void *data, uint64_t len, uint64_t offset,
+                               uint64_t guest_len, GError **errp);
 };
 
 /* ======================================================================= io */
