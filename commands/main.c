@@ -43,6 +43,7 @@ static int usage(void)
            "Disk image utility, command-line compatible with qemu-img\n\n"
            "    '-h', '--help'          display this help and exit\n"
            "    '-V', '--version'       output version information and exit\n"
+           "    '--io=BACKEND'          I/O backend for every file: posix (default) or uring\n"
            "    '--list-formats'        list the installed format plugins\n"
            "                            ([--output=json] for programs)\n\n"
            "Command syntax:\n%s\n"
@@ -116,6 +117,17 @@ int main(int argc, char **argv)
     if (diskimg_init(&err) < 0) {
         cli_gerror(err);
         return 1;
+    }
+    /* --io=NAME before the command picks the I/O backend of every file. */
+    while (argc > 1 && g_str_has_prefix(argv[1], "--io=")) {
+        const char *io = argv[1] + strlen("--io=");
+        if (!diskimg_plugin_descriptor(DISKIMG_KIND_IO, io)) {
+            cli_error("Unknown I/O backend '%s' (see 'diskimg schema')", io);
+            return 1;
+        }
+        diskimg_set_default_io(io);
+        argv++;
+        argc--;
     }
     if (argc < 2)
         return cli_usage_error("Not enough arguments");

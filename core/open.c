@@ -13,10 +13,24 @@
 #define PROBE_BYTES 2048
 #define MAX_CHAIN_DEPTH 256
 
+/* The I/O backend file nodes use unless told otherwise (--io). */
+static char *default_io_name;
+
+void diskimg_set_default_io(const char *name)
+{
+    g_free(default_io_name);
+    default_io_name = g_strdup(name);
+}
+
 static const char *default_io(const char *io)
 {
-    return io ? io : "posix";
+    if (io)
+        return io;
+    return default_io_name ? default_io_name : "posix";
 }
+
+/* The backend every system has, used when the chosen one cannot run here. */
+#define FALLBACK_IO "posix"
 
 /* qemu's lock permissions for an image opened read-only or read-write. */
 static void lock_permissions(unsigned flags, uint64_t *perm, uint64_t *shared)
@@ -67,10 +81,32 @@ diskimg_node *open_file_node(const char *filename, const char *io, unsigned flag
         .cache = cache,
         .options = options,
     };
+    GError *err = NULL;
     node_lock(n);
-    n->handle = lp->ops.io.open(&args, errp);
+    n->handle = lp->ops.io.open(&args, &err);
     node_unlock(n);
-    if (!n->handle || apply_locks(n, errp) < 0) {
+    if (!n->handle && !err)
+        g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED, "%s: I/O plugin '%s' failed",
+                    filename, lp->desc->name);
+    if (!n->handle && err->code == DISKIMG_ERROR_NOT_SUPPORTED &&
+        !g_str_equal(lp->desc->name, FALLBACK_IO)) {
+        /* e.g. io_uring refused by the kernel or a sandbox: say so once,
+         * then carry on with the portable backend. */
+        static gsize noticed;
+        if (g_once_init_enter(&noticed)) {
+            diskimg_warn("%s; using the %s I/O backend instead", err->message, FALLBACK_IO);
+            g_once_init_leave(&noticed, 1);
+        }
+        g_error_free(err);
+        diskimg_close(n);
+        return open_file_node(filename, FALLBACK_IO, flags, cache, options, errp);
+    }
+    if (!n->handle) {
+        g_propagate_error(errp, err);
+        diskimg_close(n);
+        return NULL;
+    }
+    if (apply_locks(n, errp) < 0) {
         diskimg_close(n);
         return NULL;
     }

@@ -21,6 +21,11 @@ DISKIMG_API const char *diskimg_version(void);
  * broken core schema is an error. */
 DISKIMG_API int diskimg_init(GError **errp);
 
+/* The I/O plugin file nodes use when the caller names none ("posix" by
+ * default); a backend that the system refuses falls back to posix with a
+ * one-line notice. */
+DISKIMG_API void diskimg_set_default_io(const char *name);
+
 /* Names of the loaded plugins of a kind, sorted; free with g_strfreev. */
 DISKIMG_API char **diskimg_plugin_names(enum diskimg_plugin_kind kind);
 DISKIMG_API const struct diskimg_plugin *diskimg_plugin_descriptor(enum diskimg_plugin_kind kind,
