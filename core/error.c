@@ -59,3 +59,24 @@ void diskimg_warn(const char *fmt, ...)
     else
         fprintf(stderr, "%s\n", msg);
 }
+
+static diskimg_warn_fn report_fn;
+static void *report_opaque;
+
+void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque)
+{
+    report_fn = fn;
+    report_opaque = opaque;
+}
+
+void diskimg_report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (report_fn)
+        report_fn(msg, report_opaque);
+    else
+        fprintf(stderr, "%s\n", msg);
+}

@@ -344,6 +344,11 @@ DISKIMG_API void diskimg_secret_wipe(uint8_t *data, size_t len);
 DISKIMG_API void diskimg_warn(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 typedef void (*diskimg_warn_fn)(const char *message, void *opaque);
 DISKIMG_API void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque);
+/* One line of an operation's findings, printed as is (no prefix) — what
+ * qemu-img check prints per problem ("Leaked cluster 12 refcount=1
+ * reference=0").  Goes to stderr unless a handler is set. */
+DISKIMG_API void diskimg_report(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
+DISKIMG_API void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque);
 
 
 /* ================================================================= codecs */
