@@ -25,11 +25,17 @@ static JsonObject *check_json(const char *filename, const char *format,
         json_object_set_int_member(o, "corruptions-fixed", (gint64)r->corruptions_fixed);
     if (r->leaks_fixed)
         json_object_set_int_member(o, "leaks-fixed", (gint64)r->leaks_fixed);
-    if (r->has_cluster_stats && r->total_clusters) {
-        json_object_set_int_member(o, "total-clusters", (gint64)r->total_clusters);
-        json_object_set_int_member(o, "allocated-clusters", (gint64)r->allocated_clusters);
-        json_object_set_int_member(o, "fragmented-clusters", (gint64)r->fragmented_clusters);
-        json_object_set_int_member(o, "compressed-clusters", (gint64)r->compressed_clusters);
+    /* qemu-img shows each counter only when it is non-zero. */
+    if (r->has_cluster_stats) {
+        const struct { const char *key; uint64_t value; } stats[] = {
+            { "total-clusters", r->total_clusters },
+            { "allocated-clusters", r->allocated_clusters },
+            { "fragmented-clusters", r->fragmented_clusters },
+            { "compressed-clusters", r->compressed_clusters },
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(stats); i++)
+            if (stats[i].value)
+                json_object_set_int_member(o, stats[i].key, (gint64)stats[i].value);
     }
     return o;
 }
@@ -109,6 +115,7 @@ int cmd_check(struct cli *c)
     cli_open_defaults(c, &o);
     o.writable = fix != 0;
     o.no_backing = true;
+    o.check = true;
     o.cache = cli_get(c, "source-cache");
     GError *err = NULL;
     diskimg_node *n = cli_open_image(c->args[0], &o, &err);

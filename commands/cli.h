@@ -63,6 +63,7 @@ struct cli_open {
     bool no_backing;
     bool unsafe_chain;
     bool no_lock;
+    bool check;                 /* opened for check: tolerate damage */
     const char *cache;          /* NULL: writeback */
     const char *backing_format; /* -F for the top image */
 };

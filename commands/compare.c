@@ -67,6 +67,48 @@ static int read_side(struct side *s, uint64_t off, uint64_t len)
     return SAME;
 }
 
+/* Reads of the second image run on a helper thread while this one reads the
+ * first: comparing is read-bound, and the two images are independent. */
+struct read_job {
+    struct side *side;
+    uint64_t off, len;
+    int result;
+    GAsyncQueue *done;
+};
+
+static void read_job_run(gpointer data, gpointer unused)
+{
+    struct read_job *job = data;
+    job->result = read_side(job->side, job->off, job->len);
+    g_async_queue_push(job->done, job);
+}
+
+static GThreadPool *reader_pool;
+static GAsyncQueue *reader_done;
+
+static int read_both(struct side *a, struct side *b, uint64_t off, uint64_t len)
+{
+    if (!reader_pool) {
+        reader_pool = g_thread_pool_new(read_job_run, NULL, 1, TRUE, NULL);
+        reader_done = g_async_queue_new();
+    }
+    struct read_job job = { .side = b, .off = off, .len = len, .done = reader_done };
+    g_thread_pool_push(reader_pool, &job, NULL);
+    int ra = read_side(a, off, len);
+    g_async_queue_pop(reader_done);   /* the job lives on this stack: wait for it */
+    return ra ? ra : job.result;
+}
+
+static void stop_reader(void)
+{
+    if (reader_pool)
+        g_thread_pool_free(reader_pool, FALSE, TRUE);
+    if (reader_done)
+        g_async_queue_unref(reader_done);
+    reader_pool = NULL;
+    reader_done = NULL;
+}
+
 static int compare_common(struct side *a, struct side *b, uint64_t end, bool strict,
                           bool quiet, diskimg_progress *progress)
 {
@@ -84,7 +126,7 @@ static int compare_common(struct side *a, struct side *b, uint64_t end, bool str
             return DIFFERENT;
         }
         if (!(za && zb)) {
-            if ((r = read_side(a, off, len)) || (r = read_side(b, off, len)))
+            if ((r = read_both(a, b, off, len)))
                 return r;
             if (memcmp(a->buf, b->buf, len)) {
                 if (!quiet)
@@ -175,6 +217,7 @@ int cmd_compare(struct cli *c)
     if (ret == SAME && !quiet)
         printf("Images are identical.\n");
 out:
+    stop_reader();
     diskimg_free_aligned(a.buf);
     diskimg_free_aligned(b.buf);
     diskimg_close(a.node);

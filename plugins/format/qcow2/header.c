@@ -588,7 +588,7 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
                           struct qcow2_snapshot *sn, GError **errp)
 {
     uint64_t off = *pos;
-    uint16_t id_len, name_len;
+    uint16_t id_len = 0, name_len = 0;
     uint32_t vm32;
     if (!qrd_has(r, off, 40))
         return hdr_error(errp, "Snapshot table is truncated");
@@ -669,7 +669,7 @@ static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
                         struct qcow2_bitmap *bm, GError **errp)
 {
     uint64_t off = *pos;
-    uint16_t name_len;
+    uint16_t name_len = 0;
     if (!qrd_has(r, off, 24))
         return hdr_error(errp, "Bitmap directory is truncated");
     qrd_u64(r, off, &bm->table_offset);

@@ -70,7 +70,7 @@
 #define QCOW2_OFLAG_COPIED     (1ull << 63)
 #define QCOW2_OFLAG_COMPRESSED (1ull << 62)
 #define QCOW2_OFLAG_ZERO       (1ull << 0)
-#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull
+#define QCOW2_OFFSET_MASK      UINT64_C(0x00fffffffffffe00)
 #define QCOW2_L1_RESERVED      0x7f000000000001ffull
 #define QCOW2_L2_RESERVED      0x3f000000000001feull
 #define QCOW2_REFT_RESERVED    0x1ffull
@@ -353,7 +353,12 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
 /* check.c */
 int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp);
 
+/* amend.c */
+int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp);
+
 /* qcow2.c */
+int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc, unsigned flags,
+                 GError **errp);
 int qcow2_flush_metadata(struct qcow2 *s, GError **errp);
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
                       unsigned flags, GError **errp);

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * amend.c — qemu-img amend for qcow2: compat upgrade/downgrade, lazy
+ * refcounts, data file name and raw flag, backing file, size.  Changing
+ * the refcount width or encryption is not supported yet and says so.
+ */
+#include <string.h>
+
+#include "qcow2.h"
+
+static int amend_error(GError **errp, int code, const char *msg)
+{
+    g_set_error(errp, DISKIMG_ERROR, code, "%s", msg);
+    return -1;
+}
+
+/* v2 has no zero flag: zero clusters become unallocated (no backing file)
+ * or real zeroes. */
+static int expand_zero_clusters(struct qcow2 *s, GError **errp)
+{
+    bool backing = s->node && diskimg_node_backing(s->node);
+    uint64_t off = 0, end = s->h.size;
+    uint8_t *zero = NULL;
+    int ret = 0;
+    while (off < end && ret == 0) {
+        struct qcow2_run r;
+        if (qcow2_map_run(s, off, end - off, &r, errp) < 0)
+            return -1;
+        if (r.type == QC_ZERO_PLAIN || r.type == QC_ZERO_ALLOC) {
+            if (!backing && r.type == QC_ZERO_PLAIN) {
+                ret = qcow2_zero_clusters(s, qcow2_align_down(s, off),
+                                          qcow2_size_to_clusters(s, r.len) << s->cluster_bits,
+                                          false, true, errp);
+            } else {
+                if (!zero)
+                    zero = g_malloc0(s->cluster_size);
+                for (uint64_t p = 0; p < r.len && ret == 0; p += s->cluster_size)
+                    ret = qcow2_write(s, zero, MIN(s->cluster_size, r.len - p), off + p, 0,
+                                      errp);
+            }
+        }
+        off += r.len;
+    }
+    g_free(zero);
+    return ret;
+}
+
+static int downgrade(struct qcow2 *s, GError **errp)
+{
+    if (s->h.refcount_order != 4)
+        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                           "compat=0.10 requires refcount_bits=16");
+    if (s->ext_data || s->ext_l2 || s->h.compression_type != QCOW2_COMPRESSION_ZLIB ||
+        s->nb_bitmaps)
+        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                           "Cannot downgrade an image with a data file, extended L2 entries, "
+                           "a non-zlib compression type or bitmaps");
+    if (s->h.incompat & QCOW2_INCOMPAT_DIRTY)
+        return amend_error(errp, DISKIMG_ERROR_INVALID,
+                           "Cannot downgrade an image that is not clean");
+    if (expand_zero_clusters(s, errp) < 0 || qcow2_flush_metadata(s, errp) < 0)
+        return -1;
+    s->h.version = 2;
+    s->h.header_length = QCOW2_V2_HEADER_LEN;
+    s->h.incompat = s->h.compat = s->h.autoclear = 0;
+    s->h.compression_type = 0;
+    return 0;
+}
+
+static void upgrade(struct qcow2 *s)
+{
+    s->h.version = 3;
+    s->h.header_length = QCOW2_HEADER_LEN_DEFAULT;
+    s->h.refcount_order = 4;
+}
+
+static int amend_compat(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (!diskimg_options_has(o, "compat"))
+        return 0;
+    const char *c = diskimg_options_get_str(o, "compat");
+    bool v3 = g_str_equal(c, "1.1") || g_str_equal(c, "v3");
+    if (v3 && s->h.version < 3)
+        upgrade(s);
+    else if (!v3 && s->h.version >= 3)
+        return downgrade(s, errp);
+    return 0;
+}
+
+static int amend_lazy(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (!diskimg_options_has(o, "lazy_refcounts"))
+        return 0;
+    bool lazy = diskimg_options_get_bool(o, "lazy_refcounts", false);
+    if (lazy && s->h.version < 3)
+        return amend_error(errp, DISKIMG_ERROR_INVALID,
+                           "Lazy refcounts only supported with compatibility level 1.1 and "
+                           "above (use compat=1.1 or greater)");
+    s->h.compat = lazy ? s->h.compat | QCOW2_COMPAT_LAZY : s->h.compat & ~QCOW2_COMPAT_LAZY;
+    return 0;
+}
+
+static int amend_data_file(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (diskimg_options_has(o, "data_file")) {
+        if (!s->ext_data)
+            return amend_error(errp, DISKIMG_ERROR_INVALID,
+                               "data-file can only be set for images that use an external "
+                               "data file");
+        g_free(s->h.data_file);
+        s->h.data_file = g_strdup(diskimg_options_get_str(o, "data_file"));
+    }
+    if (diskimg_options_has(o, "data_file_raw")) {
+        bool raw = diskimg_options_get_bool(o, "data_file_raw", false);
+        if (raw && !s->ext_data)
+            return amend_error(errp, DISKIMG_ERROR_INVALID,
+                               "data-file-raw cannot be set on existing images");
+        if (!raw && s->data_raw)
+            s->h.autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+        else if (raw && !s->data_raw)
+            return amend_error(errp, DISKIMG_ERROR_INVALID,
+                               "data-file-raw cannot be set on existing images");
+        s->data_raw = raw;
+    }
+    return 0;
+}
+
+static int amend_unsupported(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (diskimg_options_has(o, "refcount_bits") &&
+        diskimg_options_get_uint(o, "refcount_bits", 16) != s->refcount_bits)
+        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                           "Changing the refcount width is not supported yet");
+    if (diskimg_options_has(o, "encrypt.format"))
+        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                           "Changing the encryption format is not supported");
+    return 0;
+}
+
+static int amend_backing_and_size(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (diskimg_options_has(o, "backing_file") || diskimg_options_has(o, "backing_fmt")) {
+        const char *f = diskimg_options_has(o, "backing_file")
+                        ? diskimg_options_get_str(o, "backing_file") : s->h.backing_file;
+        const char *fmt = diskimg_options_has(o, "backing_fmt")
+                          ? diskimg_options_get_str(o, "backing_fmt") : s->h.backing_fmt;
+        g_free(s->h.backing_file);
+        s->h.backing_file = f && *f ? g_strdup(f) : NULL;
+        char *nf = fmt && s->h.backing_file ? g_strdup(fmt) : NULL;
+        g_free(s->h.backing_fmt);
+        s->h.backing_fmt = nf;
+    }
+    if (diskimg_options_has(o, "size")) {
+        uint64_t size = diskimg_options_get_uint(o, "size", s->h.size);
+        if (size != s->h.size && qcow2_resize(s, size, DISKIMG_PREALLOC_OFF, 0, errp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
+{
+    struct qcow2 *s = h;
+    (void)force;
+    if (amend_unsupported(s, o, errp) < 0 || amend_compat(s, o, errp) < 0 ||
+        amend_lazy(s, o, errp) < 0 || amend_data_file(s, o, errp) < 0 ||
+        amend_backing_and_size(s, o, errp) < 0)
+        return -1;
+    if (qcow2_flush_metadata(s, errp) < 0 || qcow2_header_write(s, errp) < 0)
+        return -1;
+    return diskimg_node_flush(s->file, errp);
+}

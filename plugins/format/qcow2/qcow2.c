@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qcow2.c — the qcow2 plugin: open/close, info, flush, resize and the
+ * descriptor.  See qcow2.h for the map of the other files and the thread
+ * model.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+#ifndef PLUGIN_VERSION
+#define PLUGIN_VERSION "0"
+#endif
+
+extern const char qcow2_schema_yaml[];
+
+#define L2_CACHE_BUDGET (1u << 20)
+#define REFCOUNT_CACHE_BUDGET (256u << 10)
+
+int qcow2_enomem(GError **errp)
+{
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
+    return -1;
+}
+
+int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (s->writable && !s->corrupt) {
+        s->corrupt = true;
+        diskimg_warn("warning: qcow2: Marking image as corrupt: %s; further corruption "
+                     "events will be suppressed", msg);
+        (void)qcow2_header_set_incompat(s, s->h.incompat | QCOW2_INCOMPAT_CORRUPT, NULL);
+        (void)diskimg_node_flush(s->file, NULL);
+    }
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s: %s", s->filename, msg);
+    return -1;
+}
+
+/* ------------------------------------------------------------ probe */
+
+static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    (void)filename;
+    if (len >= 8 && diskimg_be32(buf) == QCOW2_MAGIC && diskimg_be32(buf + 4) >= 2)
+        return 100;
+    return 0;
+}
+
+/* ------------------------------------------------------------ open */
+
+static int read_header(struct qcow2 *s, GError **errp)
+{
+    uint8_t small[QCOW2_V2_HEADER_LEN];
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0 || diskimg_node_pread(s->file, small, sizeof(small), 0, errp) < 0)
+        return -1;
+    uint32_t bits = diskimg_be32(small + 20);
+    if (diskimg_be32(small) != QCOW2_MAGIC || bits < QCOW2_MIN_CLUSTER_BITS ||
+        bits > QCOW2_MAX_CLUSTER_BITS)
+        return qcow2_header_parse(&s->h, small, sizeof(small), (uint64_t)fsize, errp);
+    size_t cs = (size_t)1 << bits;
+    g_autofree uint8_t *buf = g_malloc(cs);
+    if (diskimg_node_pread(s->file, buf, cs, 0, errp) < 0)
+        return -1;
+    return qcow2_header_parse(&s->h, buf, cs, (uint64_t)fsize, errp);
+}
+
+static void setup_geometry(struct qcow2 *s)
+{
+    s->cluster_bits = s->h.cluster_bits;
+    s->cluster_size = 1ull << s->cluster_bits;
+    s->ext_l2 = s->h.incompat & QCOW2_INCOMPAT_EXTL2;
+    s->ext_data = s->h.incompat & QCOW2_INCOMPAT_DATA_FILE;
+    s->data_raw = s->ext_data && (s->h.autoclear & QCOW2_AUTOCLEAR_DATA_RAW);
+    s->l2e_size = s->ext_l2 ? 16 : 8;
+    s->l2_bits = s->cluster_bits - (s->ext_l2 ? 4 : 3);
+    s->l2_entries = 1ull << s->l2_bits;
+    s->subcluster_size = s->ext_l2 ? s->cluster_size / QCOW2_SUBCLUSTERS : s->cluster_size;
+    s->csize_shift = 62 - (s->cluster_bits - 8);
+    s->csize_mask = (1ull << (s->cluster_bits - 8)) - 1;
+    s->coffset_mask = (1ull << s->csize_shift) - 1;
+}
+
+static int check_open_mode(struct qcow2 *s, unsigned flags, GError **errp)
+{
+    if (s->h.crypt_method) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "qcow2: encrypted images (%s) are not supported yet",
+                    s->h.crypt_method == 1 ? "aes" : "luks");
+        return -1;
+    }
+    if ((s->h.incompat & QCOW2_INCOMPAT_CORRUPT) && (flags & DISKIMG_OPEN_RDWR) &&
+        !(flags & DISKIMG_OPEN_CHECK)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
+                    "qcow2: Image is corrupt; cannot be opened read/write");
+        return -1;
+    }
+    return 0;
+}
+
+static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
+{
+    s->data = s->file;
+    if (!s->ext_data)
+        return 0;
+    diskimg_node *existing = diskimg_node_data_file(node ? node : s->file);
+    if (existing) {
+        s->data = existing;
+        return 0;
+    }
+    if (!s->h.data_file) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "'data-file' is required for this image");
+        return -1;
+    }
+    s->data = diskimg_node_open_data_file(node, s->h.data_file, 0, errp);
+    if (!s->data) {
+        g_prefix_error(errp, "Could not open data file: ");
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_state(struct qcow2 *s, diskimg_node *node, GError **errp)
+{
+    setup_geometry(s);
+    if (open_data_file(s, node, errp) < 0 || qcow2_refcount_init(s, errp) < 0 ||
+        qcow2_l1_load(s, errp) < 0)
+        return -1;
+    if (qcow2_cache_init(&s->rbc, s, "refcount block", REFCOUNT_CACHE_BUDGET, errp) < 0 ||
+        qcow2_cache_init(&s->l2c, s, "L2 table", L2_CACHE_BUDGET, errp) < 0)
+        return -1;
+    s->l2c.depends = &s->rbc;
+    s->cbuf = g_try_malloc(s->cluster_size);
+    s->cin = g_try_malloc(2 * s->cluster_size + 512);
+    if (!s->cbuf || !s->cin)
+        return qcow2_enomem(errp);
+    return qcow2_snapshots_load(s, errp) < 0 ? -1 : qcow2_bitmaps_load(s, errp);
+}
+
+/* An image left dirty (lazy refcounts, crash) gets its refcounts rebuilt
+ * before the first write, then is marked clean, as qemu does on open. */
+static int repair_dirty(struct qcow2 *s, unsigned flags, GError **errp)
+{
+    if (!s->writable || !(s->h.incompat & QCOW2_INCOMPAT_DIRTY) || (flags & DISKIMG_OPEN_CHECK))
+        return 0;
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    if (qcow2_check(s, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res, errp) < 0) {
+        g_prefix_error(errp, "Could not repair dirty image: ");
+        return -1;
+    }
+    if (diskimg_node_flush(s->file, errp) < 0)
+        return -1;
+    return qcow2_header_set_incompat(s, s->h.incompat & ~QCOW2_INCOMPAT_DIRTY, errp);
+}
+
+void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
+                      unsigned flags, GError **errp)
+{
+    struct qcow2 *s = g_new0(struct qcow2, 1);
+    s->node = node;
+    s->file = file;
+    s->filename = g_strdup(filename);
+    if (read_header(s, errp) < 0 || check_open_mode(s, flags, errp) < 0) {
+        qcow2_close(s);
+        return NULL;
+    }
+    s->writable = flags & DISKIMG_OPEN_RDWR;
+    if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0) {
+        s->writable = false;
+        qcow2_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void *qcow2_open(const struct diskimg_format_open_args *args, GError **errp)
+{
+    return qcow2_open_file(args->node, args->file, args->filename, args->flags, errp);
+}
+
+int qcow2_flush_metadata(struct qcow2 *s, GError **errp)
+{
+    if (!s->writable)
+        return 0;
+    return qcow2_cache_flush(&s->rbc, errp) < 0 ? -1 : qcow2_cache_flush(&s->l2c, errp);
+}
+
+static void free_tables(struct qcow2 *s)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        g_free(s->snapshots[i].id);
+        g_free(s->snapshots[i].name);
+        g_free(s->snapshots[i].extra);
+    }
+    g_free(s->snapshots);
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        g_free(s->bitmaps[i].name);
+        g_free(s->bitmaps[i].extra);
+    }
+    g_free(s->bitmaps);
+}
+
+void qcow2_close(void *h)
+{
+    struct qcow2 *s = h;
+    if (!s)
+        return;
+    if (s->writable && s->l2c.e) {
+        GError *err = NULL;
+        if (qcow2_flush_metadata(s, &err) < 0) {
+            diskimg_warn("warning: %s: metadata could not be written: %s", s->filename,
+                         err->message);
+            g_error_free(err);
+        }
+    }
+    qcow2_cache_destroy(&s->l2c);
+    qcow2_cache_destroy(&s->rbc);
+    free_tables(s);
+    g_free(s->l1);
+    g_free(s->reftable);
+    g_free(s->cbuf);
+    g_free(s->cin);
+    qcow2_header_clear(&s->h);
+    g_free(s->filename);
+    g_free(s);
+}
+
+/* ------------------------------------------------------------ queries */
+
+static int64_t qcow2_get_size(void *h, GError **errp)
+{
+    struct qcow2 *s = h;
+    (void)errp;
+    return (int64_t)(s->h.size & ~511ull);
+}
+
+static int qcow2_get_backing(void *h, struct diskimg_backing_ref *ref)
+{
+    struct qcow2 *s = h;
+    ref->filename = s->h.backing_file;
+    ref->format = s->h.backing_fmt;
+    return 0;
+}
+
+static void info_bitmaps(struct qcow2 *s, diskimg_obj *specific)
+{
+    if (!s->nb_bitmaps)
+        return;
+    diskimg_list *l = diskimg_obj_add_list(specific, "bitmaps");
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        diskimg_obj *b = diskimg_list_add_obj(l);
+        diskimg_list *flags = diskimg_obj_add_list(b, "flags");
+        if (s->bitmaps[i].flags & QCOW2_BME_IN_USE)
+            diskimg_list_add_str(flags, "in-use");
+        if (s->bitmaps[i].flags & QCOW2_BME_AUTO)
+            diskimg_list_add_str(flags, "auto");
+        diskimg_obj_set_str(b, "name", s->bitmaps[i].name);
+        diskimg_obj_set_int(b, "granularity", (int64_t)1 << s->bitmaps[i].granularity_bits);
+    }
+}
+
+static int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
+                      GError **errp)
+{
+    struct qcow2 *s = h;
+    (void)errp;
+    info->cluster_size = s->cluster_size;
+    info->encrypted = s->h.crypt_method != 0;
+    info->dirty = s->h.incompat & QCOW2_INCOMPAT_DIRTY;
+    if (!specific)
+        return 0;
+    bool v3 = s->h.version >= 3;
+    diskimg_obj_set_str(specific, "compat", v3 ? "1.1" : "0.10");
+    diskimg_obj_set_str(specific, "compression-type",
+                        s->h.compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
+    if (v3)
+        diskimg_obj_set_bool(specific, "lazy-refcounts", s->h.compat & QCOW2_COMPAT_LAZY);
+    info_bitmaps(s, specific);
+    diskimg_obj_set_int(specific, "refcount-bits", s->refcount_bits);
+    if (s->ext_data) {
+        if (s->h.data_file)
+            diskimg_obj_set_str(specific, "data-file", s->h.data_file);
+        diskimg_obj_set_bool(specific, "data-file-raw", s->data_raw);
+    }
+    if (v3) {
+        diskimg_obj_set_bool(specific, "corrupt", s->h.incompat & QCOW2_INCOMPAT_CORRUPT);
+        diskimg_obj_set_bool(specific, "extended-l2", s->ext_l2);
+    }
+    return 0;
+}
+
+static int qcow2_flush(void *h, GError **errp)
+{
+    return qcow2_flush_metadata(h, errp);
+}
+
+/* ------------------------------------------------------------ backing */
+
+static int qcow2_set_backing(void *h, const char *filename, const char *format, GError **errp)
+{
+    struct qcow2 *s = h;
+    if (filename && *filename && s->data_raw) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Cannot use a backing file with a raw external data file");
+        return -1;
+    }
+    if (filename && strlen(filename) > QCOW2_MAX_BACKING_NAME) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Backing file name too long");
+        return -1;
+    }
+    if (format && strlen(format) > 15) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Backing format name too long");
+        return -1;
+    }
+    char *old_file = s->h.backing_file, *old_fmt = s->h.backing_fmt;
+    bool set = filename && *filename;
+    s->h.backing_file = set ? g_strdup(filename) : NULL;
+    s->h.backing_fmt = set && format ? g_strdup(format) : NULL;
+    if (qcow2_flush_metadata(s, errp) < 0 || qcow2_header_write(s, errp) < 0) {
+        g_free(s->h.backing_file);
+        g_free(s->h.backing_fmt);
+        s->h.backing_file = old_file;
+        s->h.backing_fmt = old_fmt;
+        return -1;
+    }
+    g_free(old_file);
+    g_free(old_fmt);
+    return diskimg_node_flush(s->file, errp);
+}
+
+/* After commit: every cluster falls through to the backing file again. */
+static int qcow2_make_empty(void *h, GError **errp)
+{
+    struct qcow2 *s = h;
+    uint64_t end = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    if (end && qcow2_zero_clusters(s, 0, end, false, true, errp) < 0)
+        return -1;
+    return qcow2_flush_metadata(s, errp);
+}
+
+/* ------------------------------------------------------------ resize */
+
+static int write_size(struct qcow2 *s, uint64_t size, GError **errp)
+{
+    uint8_t v[8];
+    diskimg_put_be64(v, size);
+    if (diskimg_node_pwrite(s->file, v, 8, 24, 0, errp) < 0)
+        return -1;
+    s->h.size = size;
+    return 0;
+}
+
+static uint64_t l1_entries_for(const struct qcow2 *s, uint64_t size)
+{
+    uint32_t shift = s->cluster_bits + s->l2_bits;
+    return (size >> shift) + !!(size & ((1ull << shift) - 1));
+}
+
+static int shrink(struct qcow2 *s, uint64_t size, GError **errp)
+{
+    uint64_t from = (size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    uint64_t old = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    if (from < old && qcow2_zero_clusters(s, from, old - from, false, true, errp) < 0)
+        return -1;
+    return write_size(s, size, errp);
+}
+
+int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
+                          unsigned flags, GError **errp)
+{
+    struct qcow2 *s = h;
+    if (size % 512) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "The new size must be a multiple of 512");
+        return -1;
+    }
+    if (s->nb_snapshots) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Can't resize an image which has snapshots");
+        return -1;
+    }
+    if (size < s->h.size) {
+        if (!(flags & DISKIMG_TRUNCATE_SHRINK)) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                        "qcow2 doesn't support shrinking images yet");
+            return -1;
+        }
+        return shrink(s, size, errp);
+    }
+    uint64_t old = s->h.size;
+    if (qcow2_grow_l1(s, l1_entries_for(s, size), errp) < 0 ||
+        write_size(s, size, errp) < 0)
+        return -1;
+    if (prealloc != DISKIMG_PREALLOC_OFF &&
+        qcow2_preallocate(s, old, size, prealloc, errp) < 0)
+        return -1;
+    return qcow2_flush_metadata(s, errp);
+}
+
+/* ------------------------------------------------------------ descriptor */
+
+static const struct diskimg_format_ops qcow2_ops = {
+    .struct_size = sizeof(struct diskimg_format_ops),
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .create = qcow2_create,
+    .get_size = qcow2_get_size,
+    .read = qcow2_read,
+    .write = qcow2_write,
+    .write_zeroes = qcow2_write_zeroes,
+    .write_compressed = qcow2_write_compressed,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
+    .block_status = qcow2_block_status,
+    .truncate = qcow2_resize,
+    .info = qcow2_info,
+    .get_backing = qcow2_get_backing,
+    .set_backing = qcow2_set_backing,
+    .make_empty = qcow2_make_empty,
+    .check = qcow2_check,
+    .measure = qcow2_measure,
+    .amend = qcow2_amend,
+};
+
+static const struct diskimg_plugin qcow2_plugin = {
+    .abi_version = DISKIMG_ABI_VERSION,
+    .struct_size = sizeof(struct diskimg_plugin),
+    .kind = DISKIMG_KIND_FORMAT,
+    .thread_model = DISKIMG_THREAD_SERIALIZE_REQUESTS,
+    .name = "qcow2",
+    .version = PLUGIN_VERSION,
+    .summary = "QEMU copy-on-write image, version 2 and 3",
+    .schema = qcow2_schema_yaml,
+    .capabilities = DISKIMG_CAP_BACKING | DISKIMG_CAP_ZERO_INIT,
+    .ops = &qcow2_ops,
+};
+
+DISKIMG_PLUGIN_DEFINE(qcow2_plugin)
