@@ -117,6 +117,8 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
     uint8_t *l2;
     if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
         return -1;
+    /* qemu measures fragmentation within each L2 table. */
+    c->next_contig = 0;
     int ret = 0;
     for (uint64_t i = 0; i < s->l2_entries && ret == 0; i++)
         ret = check_l2_entry(c, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), active,
