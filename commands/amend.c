@@ -25,7 +25,7 @@ int cmd_amend(struct cli *c)
             cli_gerror(err);
             return 1;
         }
-        cli_print_options_help(format, "amend-options");
+        cli_print_options_help(format, "amend-options", false);
         return 0;
     }
     struct cli_open o;

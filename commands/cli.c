@@ -533,25 +533,95 @@ void cli_print_json(JsonNode *node)
     printf("%s\n", text);
 }
 
-diskimg_options *cli_create_options(const char *format, const char *text, GError **errp)
+/* Splits "a=b,c=d" into key/value pairs (",," is a literal comma). */
+static GPtrArray *split_option_text(const char *text)
+{
+    GPtrArray *items = g_ptr_array_new_with_free_func(g_free);
+    GString *cur = g_string_new(NULL);
+    for (const char *p = text;; p++) {
+        if (*p == ',' && p[1] == ',') {
+            g_string_append_c(cur, ',');
+            p++;
+        } else if (*p && *p != ',') {
+            g_string_append_c(cur, *p);
+        } else {
+            if (cur->len)
+                g_ptr_array_add(items, g_strdup(cur->str));
+            g_string_truncate(cur, 0);
+            if (!*p)
+                break;
+        }
+    }
+    g_string_free(cur, TRUE);
+    return items;
+}
+
+static bool set_has_key(const diskimg_schema *s, const char *set, const char *key)
+{
+    g_auto(GStrv) keys = s ? diskimg_schema_set_keys(s, set) : NULL;
+    return keys && g_strv_contains((const char *const *)keys, key);
+}
+
+diskimg_options *cli_create_options(const char *format, const char *text,
+                                    diskimg_options **file_options, GError **errp)
 {
     if (diskimg_format_require(format, errp) < 0)
         return NULL;
-    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
-    diskimg_options *o = diskimg_options_new(s, "create-options");
-    if (text && diskimg_options_parse(o, text, errp) < 0) {
-        diskimg_options_free(o);
-        return NULL;
+    const diskimg_schema *fs = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
+    const diskimg_schema *io = diskimg_plugin_schema(DISKIMG_KIND_IO, diskimg_default_io());
+    diskimg_options *o = diskimg_options_new(fs, "create-options");
+    if (file_options)
+        *file_options = io ? diskimg_options_new(io, "create-options") : NULL;
+    g_autoptr(GPtrArray) items = split_option_text(text ? text : "");
+    for (guint i = 0; i < items->len; i++) {
+        const char *item = items->pdata[i];
+        const char *eq = strchr(item, '=');
+        g_autofree char *key = eq ? g_strndup(item, (gsize)(eq - item)) : g_strdup(item);
+        const char *value = eq ? eq + 1 : "on";
+        bool to_file = file_options && *file_options &&
+                       !set_has_key(fs, "create-options", key) &&
+                       set_has_key(io, "create-options", key);
+        if (diskimg_options_set(to_file ? *file_options : o, key, value, errp) < 0) {
+            diskimg_options_free(o);
+            if (file_options) {
+                diskimg_options_free(*file_options);
+                *file_options = NULL;
+            }
+            return NULL;
+        }
     }
     return o;
 }
 
-void cli_print_options_help(const char *format, const char *set)
+static gint compare_strings(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void cli_print_options_help(const char *format, const char *set, bool with_file)
 {
     const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
+    const diskimg_schema *io = diskimg_plugin_schema(DISKIMG_KIND_IO, diskimg_default_io());
     g_autofree char *help = diskimg_schema_options_help(s, set);
-    fputs(help, stdout);
-    if (g_str_equal(set, "create-options"))
-        printf("\nThe protocol level may support further options.\n"
-               "Specify the target filename to include those options.\n");
+    if (!with_file || !io || !g_str_equal(set, "create-options")) {
+        fputs(help, stdout);
+        if (g_str_equal(set, "create-options"))
+            printf("\nThe protocol level may support further options.\n"
+                   "Specify the target filename to include those options.\n");
+        return;
+    }
+    /* With a file name qemu-img lists format and protocol options as one
+     * sorted list under "Supported options:". */
+    g_autofree char *file_help = diskimg_schema_options_help(io, set);
+    g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+    for (const char *text = help; text; text = text == help ? file_help : NULL) {
+        g_auto(GStrv) split = g_strsplit(text, "\n", -1);
+        for (char **l = split; *l; l++)
+            if (g_str_has_prefix(*l, "  "))
+                g_ptr_array_add(lines, g_strdup(*l));
+    }
+    g_ptr_array_sort(lines, compare_strings);
+    printf("Supported options:\n");
+    for (guint i = 0; i < lines->len; i++)
+        printf("%s\n", (char *)lines->pdata[i]);
 }

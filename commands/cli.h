@@ -80,10 +80,16 @@ char *cli_human_size(uint64_t bytes);
 /* Prints a JSON node with qemu's layout and a newline. */
 void cli_print_json(JsonNode *node);
 
-/* Validated create-options of a format from -o text (NULL = none). */
-diskimg_options *cli_create_options(const char *format, const char *text, GError **errp);
-/* Handles "-o help": prints the help of FORMAT's create-options. */
-void cli_print_options_help(const char *format, const char *set);
+/* Validated create-options of a format from -o text (NULL = none).  With
+ * `file_options` non-NULL, options the format lacks but the I/O backend
+ * creates files with (nocow, extent_size_hint) go there, as qemu-img passes
+ * them to its protocol layer. */
+diskimg_options *cli_create_options(const char *format, const char *text,
+                                    diskimg_options **file_options, GError **errp);
+/* Handles "-o help": prints the help of FORMAT's option set; with
+ * `with_file` (a file name was given) the I/O backend's create options are
+ * merged in, as qemu-img does. */
+void cli_print_options_help(const char *format, const char *set, bool with_file);
 
 /* convert -l: make `src` read the snapshot named by a qemu snapshot_param
  * ("snapshot.id=ID,snapshot.name=NAME" or "ID_OR_NAME"). */

@@ -108,10 +108,11 @@ static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
     return 0;
 }
 
-static diskimg_options *target_options(struct cli *c, struct convert_job *j, GError **errp)
+static diskimg_options *target_options(struct cli *c, struct convert_job *j,
+                                       diskimg_options **file_opts, GError **errp)
 {
     g_autofree char *text = cli_joined(c, "options");
-    diskimg_options *o = cli_create_options(j->out_format, text, errp);
+    diskimg_options *o = cli_create_options(j->out_format, text, file_opts, errp);
     if (!o)
         return NULL;
     const char *backing = cli_get(c, "backing");
@@ -130,18 +131,22 @@ static diskimg_options *target_options(struct cli *c, struct convert_job *j, GEr
     return o;
 fail:
     diskimg_options_free(o);
+    diskimg_options_free(*file_opts);
+    *file_opts = NULL;
     return NULL;
 }
 
 static int create_target(struct cli *c, struct convert_job *j, GError **errp)
 {
-    diskimg_options *o = target_options(c, j, errp);
+    diskimg_options *file_opts = NULL;
+    diskimg_options *o = target_options(c, j, &file_opts, errp);
     if (!o)
         return -1;
     if (cli_flag(c, "compress") && !diskimg_format_has_op(j->out_format, "write_compressed")) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "Compression not supported for this file format");
         diskimg_options_free(o);
+        diskimg_options_free(file_opts);
         return -1;
     }
     struct diskimg_create_params p = {
@@ -150,9 +155,11 @@ static int create_target(struct cli *c, struct convert_job *j, GError **errp)
         .options = o,
         .size = j->total_size,
         .flags = 0,
+        .file_options = file_opts,
     };
     int ret = diskimg_create(j->target, &p, errp);
     diskimg_options_free(o);
+    diskimg_options_free(file_opts);
     if (ret == 0)
         j->created = true;
     return ret;
@@ -229,7 +236,7 @@ int cmd_convert(struct cli *c)
     }
     g_autofree char *text = cli_joined(c, "options");
     if (text && diskimg_options_text_wants_help(text)) {
-        cli_print_options_help(j.out_format, "create-options");
+        cli_print_options_help(j.out_format, "create-options", c->nargs > 0);
         return 0;
     }
     if (c->nargs < 2)

@@ -69,14 +69,15 @@ int cmd_create(struct cli *c)
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
-        cli_print_options_help(format, "create-options");
+        cli_print_options_help(format, "create-options", c->nargs > 0);
         return 0;
     }
     uint64_t size = 0;
     bool have_size = c->nargs > 1;
     if (have_size && cli_parse_size(c->args[1], &size, NULL))
         return 1;
-    diskimg_options *o = cli_create_options(format, text, &err);
+    diskimg_options *file_opts = NULL;
+    diskimg_options *o = cli_create_options(format, text, &file_opts, &err);
     if (!o || add_backing_options(format, o, backing, backing_fmt, &err) < 0)
         goto fail;
     if (!have_size && diskimg_options_has(o, "size")) {
@@ -101,13 +102,16 @@ int cmd_create(struct cli *c)
         .options = o,
         .size = size,
         .flags = cli_flag(c, "unsafe") ? DISKIMG_CREATE_UNSAFE : 0,
+        .file_options = file_opts,
     };
     if (diskimg_create(filename, &p, &err) < 0)
         goto fail;
     diskimg_options_free(o);
+    diskimg_options_free(file_opts);
     return 0;
 fail:
     diskimg_options_free(o);
+    diskimg_options_free(file_opts);
     cli_gerror(err);
     return 1;
 }

@@ -38,7 +38,7 @@ int cmd_measure(struct cli *c)
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
-        cli_print_options_help(format, "create-options");
+        cli_print_options_help(format, "create-options", false);
         return 0;
     }
     if (size_text && c->nargs > 0) {
@@ -52,7 +52,7 @@ int cmd_measure(struct cli *c)
     struct diskimg_measure_args args = { .struct_size = sizeof(args) };
     if (size_text && cli_parse_size(size_text, &args.size, NULL))
         return 1;
-    diskimg_options *o = cli_create_options(format, text, &err);
+    diskimg_options *o = cli_create_options(format, text, NULL, &err);
     diskimg_node *src = NULL;
     int ret = 1;
     if (!o)

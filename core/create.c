@@ -35,8 +35,8 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *p, 
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);
     bool existed = g_file_test(filename, G_FILE_TEST_EXISTS);
     unsigned flags = DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE;
-    diskimg_node *file = open_file_node(filename, p->io, flags, DISKIMG_CACHE_WRITEBACK, NULL,
-                                        errp);
+    diskimg_node *file = open_file_node(filename, p->io, flags, DISKIMG_CACHE_WRITEBACK,
+                                        p->file_options, errp);
     if (!file)
         return -1;
     struct diskimg_format_create_args args = {

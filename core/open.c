@@ -22,6 +22,11 @@ void diskimg_set_default_io(const char *name)
     default_io_name = g_strdup(name);
 }
 
+const char *diskimg_default_io(void)
+{
+    return default_io_name ? default_io_name : "posix";
+}
+
 static const char *default_io(const char *io)
 {
     if (io)

@@ -273,6 +273,11 @@ static struct loaded_plugin *find_loaded(uint32_t kind, const char *name)
     return NULL;
 }
 
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void collect_files(const char *dir, int depth, GPtrArray *out)
 {
     GDir *d = g_dir_open(dir, 0, NULL);
@@ -284,7 +289,7 @@ static void collect_files(const char *dir, int depth, GPtrArray *out)
         g_ptr_array_add(names, g_strdup(entry));
     g_dir_close(d);
     /* Sorted, so that which duplicate wins does not depend on the fs. */
-    g_ptr_array_sort(names, (GCompareFunc)(void *)g_strcmp0);
+    g_ptr_array_sort(names, compare_names);
     for (guint i = 0; i < names->len; i++) {
         const char *name = *(char **)&names->pdata[i];
         g_autofree char *path = g_build_filename(dir, name, NULL);

@@ -78,6 +78,11 @@ expect 1 "missing file name" "$D" info
 expect 0 "create -f raw -o help" "$D" create -f raw -o help
 grep_out "^  preallocation=<str> +- .*off, falloc, full.*default: off" "-o help lists preallocation values and default"
 grep_out "^  size=<size>" "-o help lists size"
+expect 0 "create -o help with a file name" "$D" create -f raw -o help x.img
+grep_out "^Supported options:$" "with a file name the options are merged, as qemu-img does"
+grep_out "^  nocow=<bool \(on/off\)>" "protocol option nocow is listed"
+expect 0 "protocol options reach the I/O backend" "$D" create -q -f raw -o nocow=on,extent_size_hint=0 proto.img 1M
+expect 1 "a misspelt protocol option is still refused" "$D" create -q -f raw -o nocw=on proto2.img 1M
 expect 0 "schema raw --output=json" "$D" schema raw --output=json
 if python3 -c 'import json; json.load(open("out"))'; then ok "schema JSON parses"; else nok "schema JSON parses"; fi
 grep_out "preallocation" "schema JSON describes preallocation"

@@ -25,6 +25,7 @@ DISKIMG_API int diskimg_init(GError **errp);
  * default); a backend that the system refuses falls back to posix with a
  * one-line notice. */
 DISKIMG_API void diskimg_set_default_io(const char *name);
+DISKIMG_API const char *diskimg_default_io(void);
 
 /* Names of the loaded plugins of a kind, sorted; free with g_strfreev. */
 DISKIMG_API char **diskimg_plugin_names(enum diskimg_plugin_kind kind);
@@ -54,7 +55,8 @@ struct diskimg_create_params {
     const diskimg_options *options;  /* validated create-options; may be NULL */
     uint64_t size;
     unsigned flags;                  /* DISKIMG_CREATE_* */
-    const char *io;                  /* NULL: posix */
+    const char *io;                  /* NULL: the default backend */
+    const diskimg_options *file_options; /* the io plugin's create-options (nocow...) */
 };
 DISKIMG_API int diskimg_create(const char *filename, const struct diskimg_create_params *p,
                                GError **errp);
