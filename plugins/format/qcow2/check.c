@@ -22,6 +22,7 @@ struct checker {
     uint32_t *ref;          /* computed refcounts */
     uint64_t nref;          /* entries in ref */
     uint64_t next_contig;   /* fragmentation tracking */
+    uint64_t file_len;      /* host file size: references beyond it are errors */
 };
 
 static int ref_grow(struct checker *c, uint64_t need, GError **errp)
@@ -50,9 +51,12 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     if (len == 0)
         return 0;
     uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
-    if (last >= (1ull << 56) >> s->cluster_bits) {
-        diskimg_report("ERROR: reference to cluster offset %#" PRIx64 " is beyond any valid "
-                     "image size", off);
+    /* the last cluster may be partly written; anything further is not
+     * there (this also bounds c->ref by the file size) */
+    if (off > UINT64_MAX - len || (off + len > c->file_len &&
+                                   off + len - c->file_len >= s->cluster_size)) {
+        diskimg_report("ERROR: counting reference for region exceeding the end of the file by "
+                       "one cluster or more: offset %#" PRIx64 " size %#" PRIx64, off, len);
         c->res->corruptions++;
         return 0;
     }
@@ -166,26 +170,18 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 
 /* ------------------------------------------------------------ other structures */
 
-static uint64_t snapshot_table_size(const struct qcow2 *s)
-{
-    uint64_t size = 0;
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        const struct qcow2_snapshot *sn = &s->snapshots[i];
-        size += (40 + (uint64_t)sn->extra_size + strlen(sn->id) + strlen(sn->name) + 7) & ~7ull;
-    }
-    return size;
-}
-
 static int check_bitmaps(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
-    if (!s->nb_bitmaps)
+    if (!s->h.has_bitmaps_ext)
         return 0;
     if (inc_refs(c, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, errp) < 0)
         return -1;
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *bm = &s->bitmaps[i];
         uint64_t n = bm->table_size;
+        if (!bm->table_offset)
+            continue;   /* added, not stored yet */
         uint64_t *t = g_try_new(uint64_t, MAX(n, 1));
         if (!t)
             return qcow2_enomem(errp);
@@ -242,7 +238,7 @@ static int count_references(struct checker *c, GError **errp)
             return -1;
     }
     if (s->nb_snapshots &&
-        inc_refs(c, s->h.snapshots_offset, snapshot_table_size(s), errp) < 0)
+        inc_refs(c, s->h.snapshots_offset, s->snapshots_size, errp) < 0)
         return -1;
     if (inc_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
                  errp) < 0)
@@ -389,6 +385,10 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     struct qcow2 *s = h;
     struct checker c = { .s = s, .res = res, .fix = s->writable ? fix : 0 };
     uint64_t highest = 0;
+    int64_t file_len = diskimg_node_size(s->file, errp);
+    if (file_len < 0)
+        return -1;
+    c.file_len = (uint64_t)file_len;
     int ret = count_references(&c, errp);
     if (ret == 0)
         ret = compare_refcounts(&c, &highest, errp);

@@ -387,8 +387,10 @@ int qcow2_measure(const struct diskimg_measure_args *args, struct diskimg_measur
         required = vsize;
     res->fully_allocated = prealloc_size(vsize, cs, c.refcount_order, c.ext_l2);
     res->required = res->fully_allocated - vsize + required;
+    /* qemu: a v3 target of a source that can hold persistent bitmaps */
     res->has_bitmaps = c.version >= 3 && args->source &&
-                       g_str_equal(diskimg_node_driver(args->source), "qcow2");
-    res->bitmaps = 0;
+                       g_str_equal(diskimg_node_driver(args->source), "qcow2") &&
+                       ((const struct qcow2 *)diskimg_node_handle(args->source))->h.version >= 3;
+    res->bitmaps = res->has_bitmaps ? qcow2_bitmaps_measure(args->source, cs) : 0;
     return 0;
 }

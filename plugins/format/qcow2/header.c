@@ -585,7 +585,7 @@ static int read_table(struct qcow2 *s, uint64_t off, uint64_t len, uint8_t **out
 }
 
 static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
-                          struct qcow2_snapshot *sn, GError **errp)
+                          struct qcow2_snapshot *sn, uint64_t *end, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t id_len = 0, name_len = 0;
@@ -627,6 +627,7 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     if (!sn->id || !sn->name)
         return hdr_error(errp, "Snapshot table is truncated");
     off += (uint64_t)id_len + name_len;
+    *end = off;
     *pos = (off + 7) & ~7ull;
     if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return hdr_error(errp, "Snapshot L1 table too large");
@@ -655,53 +656,73 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     struct qrd r = { buf, max };
     s->snapshots = g_new0(struct qcow2_snapshot, n);
     s->nb_snapshots = n;
-    uint64_t pos = 0;
+    uint64_t pos = 0, end = 0;
     int ret = 0;
-    for (uint32_t i = 0; i < n && ret == 0; i++)
-        ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], errp);
+    for (uint32_t i = 0; i < n && ret == 0; i++) {
+        ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], &end, errp);
+        if (ret == 0 && end > QCOW2_MAX_SNAPSHOT_TABLE)
+            ret = hdr_error(errp, "Snapshot table exceeds the maximum size");
+    }
+    s->snapshots_size = end;
     g_free(buf);
     return ret;
 }
 
 /* ------------------------------------------------------- bitmaps */
 
+/* qemu's check_dir_entry: the constraints every directory entry meets. */
+static bool bitmap_entry_ok(const struct qcow2 *s, const struct qcow2_bitmap *bm)
+{
+    if (bm->table_size == 0 || bm->table_offset == 0 ||
+        (bm->table_offset & (s->cluster_size - 1)) || bm->table_size > QCOW2_BME_MAX_TABLE ||
+        bm->granularity_bits > 31 || bm->granularity_bits < 9 ||
+        (bm->flags & QCOW2_BME_RESERVED) || bm->type != 1)
+        return false;
+    uint64_t phys = (uint64_t)bm->table_size << s->cluster_bits;
+    if (phys > QCOW2_BME_MAX_PHYS || !table_ok(bm->table_offset, bm->table_size, 8,
+                                               s->cluster_size))
+        return false;
+    /* a consistent bitmap must cover the whole disk */
+    return (bm->flags & QCOW2_BME_IN_USE) || s->h.size <= ((phys * 8) << bm->granularity_bits);
+}
+
 static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
                         struct qcow2_bitmap *bm, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t name_len = 0;
+    uint32_t extra_size = 0;
     if (!qrd_has(r, off, 24))
-        return hdr_error(errp, "Bitmap directory is truncated");
+        return hdr_error(errp, "Broken bitmap directory");
     qrd_u64(r, off, &bm->table_offset);
     qrd_u32(r, off + 8, &bm->table_size);
     qrd_u32(r, off + 12, &bm->flags);
     qrd_u8(r, off + 16, &bm->type);
     qrd_u8(r, off + 17, &bm->granularity_bits);
     qrd_u16(r, off + 18, &name_len);
-    qrd_u32(r, off + 20, &bm->extra_size);
-    off += 24;
-    if (bm->extra_size > 4096 || !qrd_has(r, off, bm->extra_size))
-        return hdr_error(errp, "Bitmap directory entry has invalid extra data");
-    if (bm->extra_size)
-        bm->extra = g_memdup2(r->p + off, bm->extra_size);
-    off += bm->extra_size;
-    if (name_len == 0 || name_len > 1023)
-        return hdr_error(errp, "Bitmap directory entry has an invalid name length");
-    bm->name = qrd_str(r, off, name_len);
-    if (!bm->name)
-        return hdr_error(errp, "Bitmap directory is truncated");
-    off += name_len;
-    *pos = (off + 7) & ~7ull;
-    if (bm->type != 1)
-        return hdr_error(errp, "Bitmap '%s' has an unknown type %u", bm->name, bm->type);
-    if (bm->granularity_bits < 9 || bm->granularity_bits > 31)
-        return hdr_error(errp, "Bitmap '%s' has an unsupported granularity 2^%u", bm->name,
-                         bm->granularity_bits);
-    if (bm->flags & ~7u)
-        return hdr_error(errp, "Bitmap '%s' has reserved flags set", bm->name);
-    if (!table_ok(bm->table_offset, bm->table_size, 8, s->cluster_size) ||
-        bm->table_size > (QCOW2_MAX_L1_BYTES / 8))
-        return hdr_error(errp, "Bitmap '%s' has an invalid bitmap table", bm->name);
+    qrd_u32(r, off + 20, &extra_size);
+    uint64_t end = (off + 24 + (uint64_t)extra_size + name_len + 7) & ~7ull;
+    if (end > r->len)
+        return hdr_error(errp, "Broken bitmap directory");
+    if (extra_size != 0)
+        return hdr_error(errp, "Bitmap extra data is not supported");
+    bm->name = qrd_str(r, off + 24, name_len);
+    if (name_len > QCOW2_BME_MAX_NAME || strlen(bm->name) != name_len ||
+        !bitmap_entry_ok(s, bm))
+        return hdr_error(errp, "Bitmap '%s' doesn't satisfy the constraints", bm->name);
+    bm->enabled = bm->flags & QCOW2_BME_AUTO;
+    bm->inconsistent = bm->flags & QCOW2_BME_IN_USE;
+    *pos = end;
+    return 0;
+}
+
+static int check_bitmap_names(const struct qcow2 *s, GError **errp)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        if (!g_hash_table_add(seen, s->bitmaps[i].name))
+            return hdr_error(errp, "Bitmap already exists: %s", s->bitmaps[i].name);
+    }
     return 0;
 }
 
@@ -709,19 +730,34 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
 {
     if (!s->h.has_bitmaps_ext)
         return 0;
+    if (s->h.bitmap_dir_size == 0)
+        return hdr_error(errp, "Requested bitmap directory size is zero");
     uint8_t *buf;
     if (read_table(s, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, &buf, errp) < 0)
         return -1;
     struct qrd r = { buf, s->h.bitmap_dir_size };
     uint32_t n = s->h.nb_bitmaps;
     s->bitmaps = g_new0(struct qcow2_bitmap, n);
-    s->nb_bitmaps = n;
     uint64_t pos = 0;
     int ret = 0;
-    for (uint32_t i = 0; i < n && ret == 0; i++)
-        ret = parse_bitmap(s, &r, &pos, &s->bitmaps[i], errp);
-    if (ret == 0 && pos != s->h.bitmap_dir_size)
-        ret = hdr_error(errp, "Bitmap directory size does not match its entries");
+    while (ret == 0 && pos < r.len) {
+        if (s->nb_bitmaps == n) {
+            ret = hdr_error(errp, "More bitmaps found than specified in header extension");
+            break;
+        }
+        ret = parse_bitmap(s, &r, &pos, &s->bitmaps[s->nb_bitmaps++], errp);
+    }
+    if (ret == 0 && s->nb_bitmaps != n)
+        ret = hdr_error(errp, "Less bitmaps found than specified in header extension");
+    if (ret == 0)
+        ret = check_bitmap_names(s, errp);
     g_free(buf);
     return ret;
+}
+
+int qcow2_header_update(struct qcow2 *s, GError **errp)
+{
+    if (qcow2_header_write(s, errp) < 0)
+        return -1;
+    return diskimg_node_flush(s->file, errp);
 }

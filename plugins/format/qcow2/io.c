@@ -339,7 +339,8 @@ int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigne
                 GError **errp)
 {
     struct qcow2 *s = h;
-    if (writable(s, errp) < 0 || write_range(s, buf, len, offset, errp) < 0)
+    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0 ||
+        write_range(s, buf, len, offset, errp) < 0)
         return -1;
     if (flags & DISKIMG_WRITE_FUA)
         return qcow2_flush_metadata(s, errp) < 0 ? -1 : diskimg_node_flush(s->data, errp);
@@ -451,7 +452,7 @@ static int write_zero_buffer(struct qcow2 *s, uint64_t off, uint64_t len, GError
 int qcow2_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
 {
     struct qcow2 *s = h;
-    if (writable(s, errp) < 0)
+    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
         return -1;
     uint64_t end = offset + len;
     uint64_t a = (offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
@@ -470,7 +471,7 @@ int qcow2_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, G
 int qcow2_discard(void *h, uint64_t offset, uint64_t len, GError **errp)
 {
     struct qcow2 *s = h;
-    if (writable(s, errp) < 0)
+    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
         return -1;
     uint64_t end = offset + len;
     uint64_t a = (offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
@@ -528,7 +529,7 @@ int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offs
                            GError **errp)
 {
     struct qcow2 *s = h;
-    if (writable(s, errp) < 0)
+    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
         return -1;
     if (s->ext_data) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
@@ -581,6 +582,7 @@ static int detect_prealloc(struct qcow2 *s, GError **errp)
 /* For preallocated images: data clusters over host holes read as zeroes. */
 static int recurse_file(struct qcow2 *s, struct diskimg_extent *ext, GError **errp)
 {
+    (void)errp;
     struct diskimg_extent f;
     if (diskimg_node_block_status(s->data, ext->offset, ext->length, &f, NULL) < 0)
         return 0;

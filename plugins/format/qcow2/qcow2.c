@@ -140,7 +140,9 @@ static int setup_state(struct qcow2 *s, diskimg_node *node, GError **errp)
     s->cin = g_try_malloc(2 * s->cluster_size + 512);
     if (!s->cbuf || !s->cin)
         return qcow2_enomem(errp);
-    return qcow2_snapshots_load(s, errp) < 0 ? -1 : qcow2_bitmaps_load(s, errp);
+    if (qcow2_snapshots_load(s, errp) < 0 || qcow2_bitmaps_load(s, errp) < 0)
+        return -1;
+    return qcow2_bitmaps_validate(s, errp);
 }
 
 /* An image left dirty (lazy refcounts, crash) gets its refcounts rebuilt
@@ -171,7 +173,8 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
         return NULL;
     }
     s->writable = flags & DISKIMG_OPEN_RDWR;
-    if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0) {
+    if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0 ||
+        (!(flags & DISKIMG_OPEN_CHECK) && qcow2_bitmaps_open_rw(s, errp) < 0)) {
         s->writable = false;
         qcow2_close(s);
         return NULL;
@@ -193,17 +196,8 @@ int qcow2_flush_metadata(struct qcow2 *s, GError **errp)
 
 static void free_tables(struct qcow2 *s)
 {
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        g_free(s->snapshots[i].id);
-        g_free(s->snapshots[i].name);
-        g_free(s->snapshots[i].extra);
-    }
-    g_free(s->snapshots);
-    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
-        g_free(s->bitmaps[i].name);
-        g_free(s->bitmaps[i].extra);
-    }
-    g_free(s->bitmaps);
+    qcow2_snapshots_free(s);
+    qcow2_bitmaps_free(s);
 }
 
 void qcow2_close(void *h)
@@ -213,6 +207,10 @@ void qcow2_close(void *h)
         return;
     if (s->writable && s->l2c.e) {
         GError *err = NULL;
+        if (qcow2_bitmaps_store(s, &err) < 0) {
+            diskimg_warn("warning: %s: %s", s->filename, err->message);
+            g_clear_error(&err);
+        }
         if (qcow2_flush_metadata(s, &err) < 0) {
             diskimg_warn("warning: %s: metadata could not be written: %s", s->filename,
                          err->message);
@@ -248,12 +246,15 @@ static int qcow2_get_backing(void *h, struct diskimg_backing_ref *ref)
     return 0;
 }
 
+/* The directory as stored on disk (qemu reads it back for info). */
 static void info_bitmaps(struct qcow2 *s, diskimg_obj *specific)
 {
-    if (!s->nb_bitmaps)
+    if (!s->h.has_bitmaps_ext)
         return;
     diskimg_list *l = diskimg_obj_add_list(specific, "bitmaps");
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        if (!s->bitmaps[i].table_offset)
+            continue;
         diskimg_obj *b = diskimg_list_add_obj(l);
         diskimg_list *flags = diskimg_obj_add_list(b, "flags");
         if (s->bitmaps[i].flags & QCOW2_BME_IN_USE)
@@ -297,6 +298,8 @@ static int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *spe
 
 static int qcow2_flush(void *h, GError **errp)
 {
+    if (qcow2_bitmaps_store(h, errp) < 0)
+        return -1;
     return qcow2_flush_metadata(h, errp);
 }
 
@@ -339,6 +342,8 @@ static int qcow2_make_empty(void *h, GError **errp)
 {
     struct qcow2 *s = h;
     uint64_t end = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+    if (qcow2_bitmaps_mark(s, 0, s->h.size, errp) < 0)
+        return -1;
     if (end && qcow2_zero_clusters(s, 0, end, false, true, errp) < 0)
         return -1;
     return qcow2_flush_metadata(s, errp);
@@ -380,22 +385,24 @@ int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
                     "The new size must be a multiple of 512");
         return -1;
     }
-    if (s->nb_snapshots) {
+    /* the snapshot size was not required before v3 (qemu's rule) */
+    if (s->nb_snapshots && s->h.version < 3) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
-                    "Can't resize an image which has snapshots");
+                    "Can't resize a v2 image which has snapshots");
         return -1;
     }
-    if (size < s->h.size) {
-        if (!(flags & DISKIMG_TRUNCATE_SHRINK)) {
-            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                        "qcow2 doesn't support shrinking images yet");
-            return -1;
-        }
-        return shrink(s, size, errp);
+    if (size < s->h.size && !(flags & DISKIMG_TRUNCATE_SHRINK)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "qcow2 doesn't support shrinking images yet");
+        return -1;
     }
+    if (qcow2_bitmaps_resize_check(s, size, errp) < 0)
+        return -1;
+    if (size < s->h.size)
+        return shrink(s, size, errp) < 0 ? -1 : qcow2_bitmaps_resize(s, errp);
     uint64_t old = s->h.size;
     if (qcow2_grow_l1(s, l1_entries_for(s, size), errp) < 0 ||
-        write_size(s, size, errp) < 0)
+        write_size(s, size, errp) < 0 || qcow2_bitmaps_resize(s, errp) < 0)
         return -1;
     if (prealloc != DISKIMG_PREALLOC_OFF &&
         qcow2_preallocate(s, old, size, prealloc, errp) < 0)
@@ -427,6 +434,17 @@ static const struct diskimg_format_ops qcow2_ops = {
     .check = qcow2_check,
     .measure = qcow2_measure,
     .amend = qcow2_amend,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load = qcow2_snapshot_load,
+    .bitmap_list = qcow2_bitmap_list,
+    .bitmap_add = qcow2_bitmap_add,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmap_set_enabled = qcow2_bitmap_set_enabled,
+    .bitmap_query = qcow2_bitmap_query,
+    .bitmap_set = qcow2_bitmap_set,
 };
 
 static const struct diskimg_plugin qcow2_plugin = {

@@ -13,6 +13,8 @@
  *               block status
  *   create.c    image creation and size measurement
  *   check.c     consistency check and repair
+ *   snapshot.c  internal snapshots: table, refcount walk, create/apply/delete
+ *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
  * Thread model: DISKIMG_THREAD_SERIALIZE_REQUESTS.  All state of an open
@@ -124,18 +126,30 @@ struct qcow2_snapshot {
     uint32_t extra_unknown;
 };
 
+/* A persistent dirty bitmap.  table_offset/table_size/flags describe what
+ * the directory on disk says (table_offset 0: added, not stored yet); the
+ * other fields are the live state (see bitmap.c). */
 struct qcow2_bitmap {
     uint64_t table_offset;
     uint32_t table_size;
-    uint32_t flags;
+    uint32_t flags;         /* QCOW2_BME_* as in the directory on disk */
     uint8_t type, granularity_bits;
     char *name;
-    uint32_t extra_size;
-    uint8_t *extra;
+    bool enabled;           /* "auto": guest writes set bits */
+    bool inconsistent;      /* was in use at open: contents unusable */
+    bool changed;           /* bits differ from the stored table */
+    uint8_t *bits;          /* loaded contents, bit i = chunk i (LSB first); NULL: not loaded */
+    uint64_t nbits;         /* chunks `bits` covers */
 };
 #define QCOW2_BME_IN_USE   (1u << 0)
 #define QCOW2_BME_AUTO     (1u << 1)
-#define QCOW2_BME_EXTRA_OK (1u << 2)
+#define QCOW2_BME_RESERVED 0xfffffffcu
+#define QCOW2_BME_TABLE_RESERVED 0xff000000000001feull
+#define QCOW2_BME_ALL_ONES 1ull
+#define QCOW2_BME_MAX_TABLE 0x8000000u        /* entries */
+#define QCOW2_BME_MAX_PHYS (512u << 20)       /* bytes of one bitmap */
+#define QCOW2_BME_MAX_NAME 1023u
+#define QCOW2_BITMAP_MEM_BUDGET (1ull << 30)  /* loaded bitmaps of one image */
 
 /* An unknown header extension, kept for header rewrites. */
 struct qcow2_ext {
@@ -212,8 +226,13 @@ struct qcow2 {
 
     struct qcow2_snapshot *snapshots;
     uint32_t nb_snapshots;
+    uint64_t snapshots_size;  /* bytes of the snapshot table on disk */
+    bool snapshot_loaded;     /* a snapshot's L1 replaced the active one (read-only) */
     struct qcow2_bitmap *bitmaps;
     uint32_t nb_bitmaps;
+    bool bm_marked;           /* consistent bitmaps are flagged in use on disk */
+    bool bm_need_store;       /* flush/close must store bitmaps */
+    uint64_t bm_mem;          /* bytes of loaded bitmap contents */
 
     /* last decompressed cluster */
     uint8_t *cbuf;
@@ -256,6 +275,9 @@ int qcow2_header_build(const struct qcow2_header *h, uint8_t *buf, size_t len, G
 int qcow2_header_write(struct qcow2 *s, GError **errp);
 /* Updates only the incompatible features field. */
 int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp);
+/* Writes the bitmaps header extension fields of s->h (whole header
+ * cluster rewrite) and makes it durable. */
+int qcow2_header_update(struct qcow2 *s, GError **errp);
 /* Loads the snapshot table and the bitmap directory (validated). */
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp);
 int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
@@ -349,6 +371,43 @@ uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
 /* Preallocates guest [0, size): L2 tables (and data clusters with falloc/full). */
 int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
                       enum diskimg_prealloc mode, GError **errp);
+
+/* snapshot.c */
+#define QCOW2_SNAPSHOT_EXTRA_LEN 24u              /* extra data qemu writes */
+#define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)      /* qemu's QCOW_MAX_SNAPSHOTS_SIZE */
+int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp);
+int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *sn, GError **errp);
+int qcow2_snapshot_apply(void *h, const char *id_or_name, GError **errp);
+int qcow2_snapshot_delete(void *h, const char *id_or_name, GError **errp);
+int qcow2_snapshot_load(void *h, const char *id, const char *name, GError **errp);
+void qcow2_snapshots_free(struct qcow2 *s);
+/* Durability point: metadata caches written, file flushed. */
+int qcow2_sync(struct qcow2 *s, GError **errp);
+
+/* bitmap.c */
+int qcow2_bitmap_list(void *h, diskimg_bitmap_list *out, GError **errp);
+int qcow2_bitmap_add(void *h, const struct diskimg_bitmap *b, GError **errp);
+int qcow2_bitmap_remove(void *h, const char *name, GError **errp);
+int qcow2_bitmap_set_enabled(void *h, const char *name, bool enabled, GError **errp);
+int qcow2_bitmap_query(void *h, const char *name, uint64_t offset, uint64_t len, bool *dirty,
+                       uint64_t *run, GError **errp);
+int qcow2_bitmap_set(void *h, const char *name, uint64_t offset, uint64_t len, bool dirty,
+                     GError **errp);
+/* Validates the loaded directory against the image (qemu's constraints). */
+int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp);
+/* Read-write open: flags every consistent bitmap in use on disk. */
+int qcow2_bitmaps_open_rw(struct qcow2 *s, GError **errp);
+/* Guest write of [off, off+len): sets the bits of every enabled bitmap. */
+int qcow2_bitmaps_mark(struct qcow2 *s, uint64_t off, uint64_t len, GError **errp);
+/* Writes changed bitmaps and the directory, clearing the in-use flags. */
+int qcow2_bitmaps_store(struct qcow2 *s, GError **errp);
+/* Refuses (as qemu) or prepares a change of the virtual size; call
+ * qcow2_bitmaps_resize after the size changed. */
+int qcow2_bitmaps_resize_check(struct qcow2 *s, uint64_t new_size, GError **errp);
+int qcow2_bitmaps_resize(struct qcow2 *s, GError **errp);
+/* measure: space a copy of src's bitmaps needs with `cluster_size`. */
+uint64_t qcow2_bitmaps_measure(diskimg_node *src, uint64_t cluster_size);
+void qcow2_bitmaps_free(struct qcow2 *s);
 
 /* check.c */
 int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp);

@@ -355,12 +355,18 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
         return -1;
     uint64_t idx = cluster & (s->rb_entries - 1);
     uint64_t rc = qcow2_rb_get(s, b, idx);
-    if ((delta < 0 && rc < (uint64_t)-delta) ||
-        (delta > 0 && s->refcount_max - rc < (uint64_t)delta)) {
+    if (delta < 0 && rc < (uint64_t)-delta) {
         qcow2_cache_put(&s->rbc, b);
-        return qcow2_corrupt(s, errp, "Refcount of cluster %#" PRIx64 " would %s",
-                             cluster << s->cluster_bits, delta < 0 ? "become negative"
-                                                                   : "overflow");
+        return qcow2_corrupt(s, errp, "Refcount of cluster %#" PRIx64 " would become negative",
+                             cluster << s->cluster_bits);
+    }
+    if (delta > 0 && s->refcount_max - rc < (uint64_t)delta) {
+        /* a limit of the image (refcount_bits), not damage */
+        qcow2_cache_put(&s->rbc, b);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: refcount of cluster %#"
+                    PRIx64 " would exceed %" PRIu64 " (refcount_bits=%" PRIu32 ")", s->filename,
+                    cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
+        return -1;
     }
     rc = (uint64_t)((int64_t)rc + delta);
     qcow2_rb_set(s, b, idx, rc);

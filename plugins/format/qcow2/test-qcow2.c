@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the qcow2 plugin internals: the header validator against
- * damaged and random headers, the codecs, and the bounds of the metadata
- * cache.  Built with the plugin's sources; file I/O goes through the core
+ * damaged and random headers, the codecs, the bounds of the metadata
+ * cache, internal snapshots and persistent bitmaps (round trips checked
+ * with the plugin's own check, hostile tables and directories).  Built with the plugin's sources; file I/O goes through the core
  * with the posix plugin of the build tree.
  */
 #include <string.h>
@@ -86,6 +87,7 @@ static void put(uint8_t *p, unsigned width, uint64_t v)
 {
     switch (width) {
     case 1: *p = (uint8_t)v; break;
+    case 2: diskimg_put_be16(p, (uint16_t)v); break;
     case 4: diskimg_put_be32(p, (uint32_t)v); break;
     default: diskimg_put_be64(p, v); break;
     }
@@ -253,6 +255,465 @@ static void test_cache_bounds(void)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------ test images */
+
+/* A qcow2 image made and opened by the plugin itself, on a raw file node. */
+struct timg {
+    char *dir, *path;
+    diskimg_node *raw;
+    struct qcow2 *s;
+};
+
+static void timg_open(struct timg *t, unsigned flags)
+{
+    GError *err = NULL;
+    t->s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, flags, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(t->s);
+}
+
+static void timg_create(struct timg *t, uint64_t size)
+{
+    t->dir = g_dir_make_tmp("qcow2-test-XXXXXX", NULL);
+    t->path = g_build_filename(t->dir, "img.qcow2", NULL);
+    g_assert_true(g_file_set_contents(t->path, "", 0, NULL));
+    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "raw",
+                                     .flags = DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_RDWR };
+    GError *err = NULL;
+    t->raw = diskimg_open(t->path, &p, &err);
+    g_assert_no_error(err);
+    struct diskimg_format_create_args a = { .struct_size = sizeof(a), .filename = t->path,
+                                            .file = diskimg_node_file(t->raw), .size = size };
+    g_assert_cmpint(qcow2_create(&a, &err), ==, 0);
+    g_assert_no_error(err);
+    timg_open(t, DISKIMG_OPEN_RDWR);
+}
+
+static void timg_close(struct timg *t)
+{
+    qcow2_close(t->s);
+    t->s = NULL;
+}
+
+static void timg_reopen(struct timg *t, unsigned flags)
+{
+    timg_close(t);
+    timg_open(t, flags);
+}
+
+static void timg_destroy(struct timg *t)
+{
+    timg_close(t);
+    diskimg_close(t->raw);
+    unlink(t->path);
+    rmdir(t->dir);
+    g_free(t->path);
+    g_free(t->dir);
+}
+
+/* The plugin's own check finds neither leaks nor corruptions. */
+static void assert_clean(struct qcow2 *s)
+{
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_check(s, 0, &res, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.leaks, ==, 0);
+    g_assert_cmpuint(res.check_errors, ==, 0);
+}
+
+static void fill_write(struct qcow2 *s, uint8_t v, uint64_t off, uint64_t len)
+{
+    g_autofree uint8_t *b = g_malloc(len);
+    memset(b, v, len);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_write(s, b, len, off, 0, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+static void assert_reads(struct qcow2 *s, uint8_t v, uint64_t off, uint64_t len)
+{
+    g_autofree uint8_t *b = g_malloc(len), *want = g_malloc(len);
+    memset(want, v, len);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_read(s, b, len, off, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpmem(b, len, want, len);
+}
+
+static void raw_put(struct timg *t, uint64_t off, unsigned width, uint64_t v)
+{
+    uint8_t b[8];
+    put(b, width, v);
+    g_assert_cmpint(diskimg_node_pwrite(diskimg_node_file(t->raw), b, width, off, 0, NULL),
+                    ==, 0);
+}
+
+/* Opening must fail with an error (any message), never crash. */
+static void assert_open_fails(struct timg *t, const char *expect)
+{
+    GError *err = NULL;
+    struct qcow2 *s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, 0, &err);
+    if (s || !err || (expect && !strstr(err->message, expect)))
+        g_error("open: got %p, error '%s', expected '%s'", (void *)s,
+                err ? err->message : "(none)", expect ? expect : "(any)");
+    g_error_free(err);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+static void snap_create(struct qcow2 *s, const char *name)
+{
+    struct diskimg_snapshot sn = { .name = name, .date_sec = 1, .date_nsec = 2 };
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_snapshot_create(s, &sn, &err), ==, 0);
+    g_assert_no_error(err);
+    assert_clean(s);
+}
+
+static void test_snapshot_roundtrip(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 4 << 20);
+    fill_write(t.s, 0xaa, 0, 256 << 10);
+    snap_create(t.s, "s1");
+    fill_write(t.s, 0xbb, 64 << 10, 64 << 10);
+    assert_clean(t.s);
+    snap_create(t.s, "s2");
+    fill_write(t.s, 0xcc, 3 << 20, 4096);
+    g_assert_cmpstr(t.s->snapshots[1].id, ==, "2");
+    g_assert_cmpuint(t.s->snapshots[1].disk_size, ==, 4 << 20);
+
+    g_assert_cmpint(qcow2_snapshot_apply(t.s, "s1", &err), ==, 0);
+    g_assert_no_error(err);
+    assert_clean(t.s);
+    assert_reads(t.s, 0xaa, 0, 256 << 10);
+    assert_reads(t.s, 0, 3 << 20, 4096);
+    g_assert_cmpint(qcow2_snapshot_apply(t.s, "2", &err), ==, 0);   /* by id */
+    assert_reads(t.s, 0xbb, 64 << 10, 64 << 10);
+    assert_clean(t.s);
+
+    g_assert_cmpint(qcow2_snapshot_delete(t.s, "nosuch", &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_FOUND);
+    g_assert_cmpstr(err->message, ==, "snapshot not found");
+    g_clear_error(&err);
+    g_assert_cmpint(qcow2_snapshot_apply(t.s, "nosuch", &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+
+    g_assert_cmpint(qcow2_snapshot_delete(t.s, "s2", &err), ==, 0);
+    assert_clean(t.s);
+    snap_create(t.s, "s3");
+    g_assert_cmpstr(t.s->snapshots[1].id, ==, "2");     /* max id + 1 */
+    g_assert_cmpint(qcow2_snapshot_delete(t.s, "s1", &err), ==, 0);
+    g_assert_cmpint(qcow2_snapshot_delete(t.s, "s3", &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(t.s->nb_snapshots, ==, 0);
+    assert_clean(t.s);
+    /* after the last delete every active cluster is writable in place */
+    fill_write(t.s, 0xdd, 0, 4096);
+    assert_clean(t.s);
+
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    assert_reads(t.s, 0xdd, 0, 4096);
+    assert_reads(t.s, 0xbb, 64 << 10, 64 << 10);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+static void test_snapshot_load(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 1 << 20);
+    fill_write(t.s, 0x11, 0, 8192);
+    snap_create(t.s, "old");
+    fill_write(t.s, 0x22, 0, 8192);
+    g_assert_cmpint(qcow2_snapshot_load(t.s, "1", NULL, &err), <, 0);  /* writable */
+    g_clear_error(&err);
+    timg_reopen(&t, 0);
+    g_assert_cmpint(qcow2_snapshot_load(t.s, "9", NULL, &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+    g_assert_cmpint(qcow2_snapshot_load(t.s, "old", NULL, &err), ==, 0);  /* name fallback */
+    assert_reads(t.s, 0x11, 0, 8192);
+    timg_reopen(&t, 0);
+    g_assert_cmpint(qcow2_snapshot_load(t.s, "1", "old", &err), ==, 0);
+    assert_reads(t.s, 0x11, 0, 8192);
+    timg_destroy(&t);
+}
+
+struct sn_damage {
+    unsigned off, width;        /* within the first table entry */
+    uint64_t value;
+};
+
+static const struct sn_damage sn_damages[] = {
+    { 0, 8, 12345 },                /* L1 offset unaligned */
+    { 0, 8, 1ull << 60 },           /* L1 offset absurd */
+    { 8, 4, 0x7fffffff },           /* L1 size huge */
+    { 12, 2, 0xffff },              /* id runs past the table */
+    { 14, 2, 0xffff },              /* name runs past the table */
+    { 36, 4, 0x7fffffff },          /* extra data huge */
+    { 36, 4, 2000 },                /* extra data beyond qemu's limit */
+};
+
+static void test_snapshot_hostile(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(sn_damages); i++) {
+        struct timg t = { 0 };
+        timg_create(&t, 1 << 20);
+        snap_create(t.s, "s");
+        uint64_t table = t.s->h.snapshots_offset;
+        timg_close(&t);
+        /* nothing after the table: lengths running past it run past the file */
+        g_assert_cmpint(diskimg_node_truncate(diskimg_node_file(t.raw), table + CS,
+                                              DISKIMG_PREALLOC_OFF, 0, NULL), ==, 0);
+        raw_put(&t, table + sn_damages[i].off, sn_damages[i].width, sn_damages[i].value);
+        g_test_message("snapshot damage %zu", i);
+        assert_open_fails(&t, NULL);
+        timg_destroy(&t);
+    }
+    /* header: huge count, unaligned and absurd table offsets */
+    const struct damage hdr[] = {
+        { 60, 4, 70000, "Too many snapshots" },
+        { 60, 4, 65536, NULL },
+        { 64, 8, 12345, "Invalid snapshot table offset" },
+        { 64, 8, 1ull << 59, NULL },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(hdr); i++) {
+        struct timg t = { 0 };
+        timg_create(&t, 1 << 20);
+        snap_create(t.s, "s");
+        timg_close(&t);
+        raw_put(&t, hdr[i].off, hdr[i].width, hdr[i].value);
+        assert_open_fails(&t, hdr[i].expect);
+        timg_destroy(&t);
+    }
+}
+
+/* ------------------------------------------------------------ bitmaps */
+
+static void bm_add(struct qcow2 *s, const char *name, uint32_t gran, bool enabled)
+{
+    struct diskimg_bitmap b = { .name = name, .granularity = gran, .enabled = enabled,
+                                .persistent = true };
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_bitmap_add(s, &b, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+static void bm_expect(struct qcow2 *s, const char *name, uint64_t off, bool dirty,
+                      uint64_t run)
+{
+    bool d;
+    uint64_t r;
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_bitmap_query(s, name, off, s->h.size - off, &d, &r, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(d, ==, dirty);
+    g_assert_cmpuint(r, ==, run);
+}
+
+static void bm_store(struct qcow2 *s)
+{
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_bitmaps_store(s, &err), ==, 0);
+    g_assert_cmpint(qcow2_flush_metadata(s, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+#define MiB (1ull << 20)
+
+static void test_bitmap_persist(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 64 * MiB);
+    bm_add(t.s, "b1", 0, true);                 /* default granularity: 64k */
+    bm_add(t.s, "b2", 4096, false);
+    struct diskimg_bitmap dup = { .name = "b1", .granularity = 65536 };
+    g_assert_cmpint(qcow2_bitmap_add(t.s, &dup, &err), <, 0);
+    g_assert_cmpstr(err->message, ==, "Bitmap already exists: b1");
+    g_clear_error(&err);
+    dup.name = "b3";
+    dup.granularity = 3000;
+    g_assert_cmpint(qcow2_bitmap_add(t.s, &dup, &err), <, 0);
+    g_clear_error(&err);
+
+    fill_write(t.s, 1, MiB + 100, 100);            /* b1: chunk 16 */
+    g_assert_cmpint(qcow2_bitmap_set(t.s, "b2", 5 * MiB, 8192, true, &err), ==, 0);
+    bm_expect(t.s, "b1", 0, false, MiB);
+    bm_expect(t.s, "b1", MiB, true, 65536);
+    bm_expect(t.s, "b2", 0, false, 5 * MiB);
+    bm_expect(t.s, "b2", 5 * MiB + 10, true, 8192 - 10);
+    bm_store(t.s);
+    assert_clean(t.s);
+    g_assert_true(t.s->h.has_bitmaps_ext);
+    g_assert_true(t.s->h.autoclear & QCOW2_AUTOCLEAR_BITMAPS);
+
+    /* read-write open: flagged in use on disk until stored */
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->bitmaps[0].flags, ==, QCOW2_BME_IN_USE | QCOW2_BME_AUTO);
+    g_assert_cmpuint(t.s->bitmaps[1].flags, ==, QCOW2_BME_IN_USE);
+    struct qcow2 *other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, &err);
+    g_assert_nonnull(other);
+    g_assert_true(other->bitmaps[0].inconsistent);
+    qcow2_close(other);
+    bm_expect(t.s, "b1", MiB, true, 65536);
+    /* the whole image dirty: stored as all-ones table entries */
+    g_assert_cmpint(qcow2_bitmap_set(t.s, "b2", 0, 64 * MiB, true, &err), ==, 0);
+    timg_reopen(&t, 0);
+    g_assert_cmpuint(t.s->bitmaps[0].flags, ==, QCOW2_BME_AUTO);
+    g_assert_false(t.s->bitmaps[0].inconsistent);
+    bm_expect(t.s, "b1", 0, false, MiB);
+    bm_expect(t.s, "b1", MiB, true, 65536);
+    bm_expect(t.s, "b2", 0, true, 64 * MiB);
+    uint64_t entry;
+    g_assert_cmpint(diskimg_node_pread(t.s->file, &entry, 8, t.s->bitmaps[1].table_offset,
+                                       &err), ==, 0);
+    g_assert_cmpuint(diskimg_be64(&entry), ==, QCOW2_BME_ALL_ONES);
+    assert_clean(t.s);
+
+    /* clear, disable, remove */
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpint(qcow2_bitmap_set(t.s, "b2", 0, 64 * MiB, false, &err), ==, 0);
+    g_assert_cmpint(qcow2_bitmap_set_enabled(t.s, "b1", false, &err), ==, 0);
+    fill_write(t.s, 2, 10 * MiB, 4096);         /* no bitmap enabled now */
+    g_assert_cmpint(qcow2_bitmap_remove(t.s, "nosuch", &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_false(t.s->bitmaps[0].enabled);
+    bm_expect(t.s, "b1", MiB + 65536, false, 63 * MiB - 65536);
+    bm_expect(t.s, "b2", 0, false, 64 * MiB);
+    g_assert_cmpint(qcow2_bitmap_remove(t.s, "b1", &err), ==, 0);
+    assert_clean(t.s);
+    g_assert_cmpint(qcow2_bitmap_remove(t.s, "b2", &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_false(t.s->h.has_bitmaps_ext);
+    assert_clean(t.s);
+    timg_reopen(&t, 0);
+    g_assert_cmpuint(t.s->nb_bitmaps, ==, 0);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+static void test_bitmap_resize(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 8 * MiB);
+    bm_add(t.s, "b", 65536, true);
+    fill_write(t.s, 1, 7 * MiB, 4096);
+    g_assert_cmpint(qcow2_resize(t.s, 20 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    bm_expect(t.s, "b", 7 * MiB, true, 65536);
+    bm_expect(t.s, "b", 8 * MiB, false, 12 * MiB);
+    g_assert_cmpint(qcow2_resize(t.s, 6 * MiB, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
+                                 &err), ==, 0);
+    timg_reopen(&t, 0);
+    bm_expect(t.s, "b", 0, false, 6 * MiB);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+/* A stored image with one bitmap; *dir receives its directory offset. */
+static void bitmap_image(struct timg *t, uint64_t *dir, uint64_t *table)
+{
+    timg_create(t, 16 * MiB);
+    bm_add(t->s, "bitmap", 65536, true);
+    fill_write(t->s, 1, 0, 4096);
+    bm_store(t->s);
+    *dir = t->s->h.bitmap_dir_offset;
+    *table = t->s->bitmaps[0].table_offset;
+    timg_close(t);
+}
+
+static const struct sn_damage bm_damages[] = {
+    { 0, 8, 0 },                    /* no table */
+    { 0, 8, 12345 },                /* table unaligned */
+    { 0, 8, 1ull << 60 },           /* table beyond any file */
+    { 8, 4, 0 },                    /* empty table */
+    { 8, 4, 0x7fffffff },           /* table huge */
+    { 8, 4, 2 },                    /* table of the wrong size */
+    { 12, 4, 0x10 },                /* reserved flag */
+    { 16, 1, 2 },                   /* unknown type */
+    { 17, 1, 40 },                  /* granularity too large */
+    { 17, 1, 4 },                   /* granularity too small */
+    { 18, 2, 0 },                   /* empty name */
+    { 18, 2, 0xffff },              /* name past the directory */
+    { 20, 4, 8 },                   /* extra data */
+};
+
+static void test_bitmap_hostile(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(bm_damages); i++) {
+        struct timg t = { 0 };
+        uint64_t dir, table;
+        bitmap_image(&t, &dir, &table);
+        raw_put(&t, dir + bm_damages[i].off, bm_damages[i].width, bm_damages[i].value);
+        g_test_message("bitmap damage %zu", i);
+        assert_open_fails(&t, NULL);
+        timg_destroy(&t);
+    }
+    /* a table entry with reserved bits: the query fails cleanly */
+    struct timg t = { 0 };
+    uint64_t dir, table;
+    bitmap_image(&t, &dir, &table);
+    raw_put(&t, table, 8, 0x2);
+    timg_open(&t, 0);
+    bool d;
+    uint64_t r;
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_bitmap_query(t.s, "bitmap", 0, 4096, &d, &r, &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_clear_error(&err);
+    timg_destroy(&t);
+}
+
+/* Random bytes over the snapshot table and the bitmap directory: open
+ * fails cleanly, or everything reachable works. */
+static void test_tables_fuzz(void)
+{
+    GRand *r = g_rand_new_with_seed(99);
+    for (int iter = 0; iter < 150; iter++) {
+        struct timg t = { 0 };
+        timg_create(&t, 4 * MiB);
+        bm_add(t.s, "b", 65536, true);
+        fill_write(t.s, 1, 0, 4096);
+        snap_create(t.s, "snap");
+        bm_store(t.s);
+        uint64_t areas[2] = { t.s->h.snapshots_offset, t.s->h.bitmap_dir_offset };
+        timg_close(&t);
+        for (int k = 0; k < 4; k++)
+            raw_put(&t, areas[k & 1] + (uint64_t)g_rand_int_range(r, 0, 64), 1,
+                    (uint8_t)g_rand_int(r));
+        GError *err = NULL;
+        t.s = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, &err);
+        if (!t.s) {
+            g_assert_nonnull(err);
+            g_clear_error(&err);
+        } else {
+            struct diskimg_check_result res = { .struct_size = sizeof(res) };
+            bool d;
+            uint64_t run;
+            (void)qcow2_check(t.s, 0, &res, NULL);
+            for (uint32_t i = 0; i < t.s->nb_bitmaps; i++)
+                (void)qcow2_bitmap_query(t.s, t.s->bitmaps[i].name, 0, 4096, &d, &run, NULL);
+            if (t.s->nb_snapshots &&
+                qcow2_snapshot_load(t.s, t.s->snapshots[0].id, NULL, NULL) == 0) {
+                uint8_t buf[4096];
+                (void)qcow2_read(t.s, buf, sizeof(buf), 0, NULL);
+            }
+        }
+        timg_destroy(&t);
+    }
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -266,5 +727,12 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/codec/roundtrip", test_codecs);
     g_test_add_func("/qcow2/codec/incompressible", test_codec_incompressible);
     g_test_add_func("/qcow2/cache/bounds", test_cache_bounds);
+    g_test_add_func("/qcow2/snapshot/roundtrip", test_snapshot_roundtrip);
+    g_test_add_func("/qcow2/snapshot/load", test_snapshot_load);
+    g_test_add_func("/qcow2/snapshot/hostile", test_snapshot_hostile);
+    g_test_add_func("/qcow2/bitmap/persist", test_bitmap_persist);
+    g_test_add_func("/qcow2/bitmap/resize", test_bitmap_resize);
+    g_test_add_func("/qcow2/bitmap/hostile", test_bitmap_hostile);
+    g_test_add_func("/qcow2/tables/fuzz", test_tables_fuzz);
     return g_test_run();
 }
