@@ -69,6 +69,13 @@ int cmd_bitmap(struct cli *c)
         return 1;
     if (g && !has_action(actions, "add"))
         return cli_usage_error("granularity only supported with --add");
+    /* The ABI carries granularity in 32 bits; anything larger is invalid
+     * anyway (qemu's limit is 2^31). */
+    if (granularity > (1ull << 31)) {
+        cli_error("Operation add on bitmap %s failed: Granularity must be power of 2 and at "
+                  "least 512", c->args[1]);
+        return 1;
+    }
     if (cli_get(c, "source-format") && !cli_get(c, "source-file"))
         return cli_usage_error("-F only supported with -b");
     /* --add --disable makes a disabled bitmap (qemu-img does the same). */
@@ -114,12 +121,12 @@ int cli_copy_bitmaps(diskimg_node *src, diskimg_node *dst, bool skip_broken, GEr
         struct diskimg_bitmap *b = &g_array_index(l->items, struct diskimg_bitmap, i);
         if (b->in_use) {
             if (skip_broken) {
-                diskimg_warn("Skipping bitmap '%s', marked as inconsistent", b->name);
+                diskimg_warn("warning: Skipping inconsistent bitmap '%s'", b->name);
                 continue;
             }
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
-                        "Cannot copy inconsistent bitmap '%s'; try --skip-broken-bitmaps, or "
-                        "use 'qemu-img bitmap --remove' to delete it", b->name);
+                        "Cannot copy inconsistent bitmap '%s' (try --skip-broken-bitmaps, or "
+                        "'diskimg bitmap --remove' to delete it)", b->name);
             ret = -1;
             break;
         }

@@ -31,6 +31,8 @@ static int create_snapshot(diskimg_node *n, const char *name, GError **errp)
         .name = name,
         .date_sec = (uint32_t)(now / G_USEC_PER_SEC),
         .date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000,
+        .icount = 0,            /* qemu-img records 0 for snapshots it takes */
+        .has_icount = true,
     };
     return diskimg_node_snapshot_create(n, &sn, errp);
 }
