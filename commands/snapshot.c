@@ -117,9 +117,7 @@ int cli_load_snapshot(diskimg_node *src, const char *param, GError **errp)
         id = g_strdup(param);   /* an ID or a name: the plugin tries both */
     }
     if (diskimg_node_snapshot_load(src, id, name, errp) < 0) {
-        GError *e = *errp ? *errp : NULL;
-        if (e)
-            g_prefix_error(errp, "Failed to load snapshot: ");
+        g_prefix_error(errp, "Failed to load snapshot: ");
         return -1;
     }
     return 0;
