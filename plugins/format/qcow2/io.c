@@ -525,10 +525,10 @@ static int store_compressed(struct qcow2 *s, uint64_t offset, const uint8_t *dat
     return ret;
 }
 
-int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
-                           GError **errp)
+/* What every compressed write must satisfy, however it was compressed. */
+static int check_compressed_write(struct qcow2 *s, uint64_t len, uint64_t offset,
+                                  GError **errp)
 {
-    struct qcow2 *s = h;
     if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
         return -1;
     if (s->ext_data) {
@@ -542,17 +542,64 @@ int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offs
                     "Compressed writes must cover whole clusters");
         return -1;
     }
-    uint8_t *in = g_malloc0(s->cluster_size), *out = g_malloc(s->cluster_size);
-    memcpy(in, buf, len);
-    uint64_t clen = 0;
-    int ret = compress_cluster(s, in, out, &clen, errp);
-    if (ret == 0 && clen == 0)   /* incompressible: stored normally */
+    return 0;
+}
+
+int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
+                           GError **errp)
+{
+    struct qcow2 *s = h;
+    if (check_compressed_write(s, len, offset, errp) < 0)
+        return -1;
+    uint8_t *out = g_malloc(s->cluster_size);
+    int64_t clen = qcow2_compress(h, buf, len, out, s->cluster_size, errp);
+    int ret = clen < 0 ? -1 : 0;
+    if (clen == 0)   /* incompressible: stored normally */
         ret = write_range(s, buf, len, offset, errp);
-    else if (ret == 0)
-        ret = store_compressed(s, offset, out, clen, errp);
-    g_free(in);
+    else if (clen > 0)
+        ret = store_compressed(s, offset, out, (uint64_t)clen, errp);
     g_free(out);
     return ret;
+}
+
+/* Runs on the core's compression workers, concurrently and without the
+ * node lock: it reads only settings fixed at open (cluster size, codec). */
+int64_t qcow2_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
+                       GError **errp)
+{
+    struct qcow2 *s = h;
+    if (len > s->cluster_size || out_cap < s->cluster_size) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "compress: %" PRIu64 " bytes do not make one cluster", len);
+        return -1;
+    }
+    /* The last cluster of an image may be partial: qemu pads it with zeroes. */
+    g_autofree uint8_t *padded = NULL;
+    const uint8_t *in = buf;
+    if (len < s->cluster_size) {
+        padded = g_malloc0(s->cluster_size);
+        memcpy(padded, buf, len);
+        in = padded;
+    }
+    uint64_t clen = 0;
+    if (compress_cluster(s, in, out, &clen, errp) < 0)
+        return -1;
+    return (int64_t)clen;
+}
+
+int qcow2_write_precompressed(void *h, const void *data, uint64_t len, uint64_t offset,
+                              uint64_t guest_len, GError **errp)
+{
+    struct qcow2 *s = h;
+    if (check_compressed_write(s, guest_len, offset, errp) < 0)
+        return -1;
+    if (len == 0 || len >= s->cluster_size) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "precompressed cluster of %" PRIu64 " bytes is not smaller than a cluster",
+                    len);
+        return -1;
+    }
+    return store_compressed(s, offset, data, len, errp);
 }
 
 /* ------------------------------------------------------------ block status */

@@ -351,6 +351,10 @@ int qcow2_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                 GError **errp);
 int qcow2_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp);
+int64_t qcow2_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
+                       GError **errp);
+int qcow2_write_precompressed(void *h, const void *data, uint64_t len, uint64_t offset,
+                              uint64_t guest_len, GError **errp);
 int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
                            GError **errp);
 int qcow2_discard(void *h, uint64_t offset, uint64_t len, GError **errp);
