@@ -458,7 +458,9 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
               (o->no_backing ? DISKIMG_OPEN_NO_BACKING : 0) |
               (o->unsafe_chain ? DISKIMG_OPEN_UNSAFE_CHAIN : 0) |
               (o->no_lock ? DISKIMG_OPEN_NO_LOCK : 0) |
-              (o->check ? DISKIMG_OPEN_CHECK : 0);
+              (o->check ? DISKIMG_OPEN_CHECK : 0) |
+              (o->no_io ? DISKIMG_OPEN_NO_IO : 0);
+    p.format_options = o->format_options;
     if (o->cache && diskimg_cache_parse(o->cache, &p.cache, errp) < 0)
         return NULL;
     if (!o->image_opts)

@@ -66,6 +66,9 @@ struct cli_open {
     bool check;                 /* opened for check: tolerate damage */
     const char *cache;          /* NULL: writeback */
     const char *backing_format; /* -F for the top image */
+    bool no_io;                 /* metadata only (info): DISKIMG_OPEN_NO_IO */
+    /* open-options for the format when not given by --image-opts */
+    const diskimg_options *format_options;
 };
 diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError **errp);
 /* Fills the common struct cli_open fields from -f, -U, --image-opts. */

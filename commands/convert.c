@@ -23,6 +23,7 @@ struct convert_job {
     unsigned parallel;
     uint64_t rate_limit;
     bool created;
+    diskimg_options *target_open;  /* key secrets of the create options */
 };
 
 static int parse_numbers(struct cli *c, struct convert_job *j)
@@ -136,6 +137,26 @@ fail:
     return NULL;
 }
 
+/* qemu-img's img_add_key_secrets: the target this command creates is
+ * opened with the create options' key secrets (encrypt.key-secret...). */
+static diskimg_options *key_secret_options(const char *format, const diskimg_options *create)
+{
+    const diskimg_schema *schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
+    if (!schema || !diskimg_schema_has_set(schema, "open-options"))
+        return NULL;
+    g_auto(GStrv) keys = diskimg_schema_set_keys(schema, "create-options");
+    diskimg_options *open = NULL;
+    for (char **k = keys; k && *k; k++) {
+        if (!g_str_has_suffix(*k, "key-secret") || !diskimg_options_has(create, *k))
+            continue;
+        if (!open)
+            open = diskimg_options_new(schema, "open-options");
+        /* a key the open options lack is simply not passed on */
+        (void)diskimg_options_set(open, *k, diskimg_options_get_str(create, *k), NULL);
+    }
+    return open;
+}
+
 static int create_target(struct cli *c, struct convert_job *j, GError **errp)
 {
     diskimg_options *file_opts = NULL;
@@ -158,10 +179,12 @@ static int create_target(struct cli *c, struct convert_job *j, GError **errp)
         .file_options = file_opts,
     };
     int ret = diskimg_create(j->target, &p, errp);
+    if (ret == 0) {
+        j->created = true;
+        j->target_open = key_secret_options(j->out_format, o);
+    }
     diskimg_options_free(o);
     diskimg_options_free(file_opts);
-    if (ret == 0)
-        j->created = true;
     return ret;
 }
 
@@ -173,6 +196,7 @@ static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **
     o.no_backing = true;
     o.image_opts = cli_flag(c, "target-image-opts");
     o.cache = cli_get(c, "cache") ? cli_get(c, "cache") : "unsafe";
+    o.format_options = j->target_open;
     diskimg_node *t = cli_open_image(j->target, &o, errp);
     if (!t)
         return NULL;
@@ -260,6 +284,7 @@ out:
     for (size_t i = 0; i < j.n_sources; i++)
         diskimg_close(j.sources[i]);
     g_free(j.sources);
+    diskimg_options_free(j.target_open);
     if (ret) {
         cli_gerror(err);
         /* A half-written image we made ourselves is worse than none. */

@@ -98,6 +98,7 @@ int cmd_info(struct cli *c)
     struct cli_open o;
     cli_open_defaults(c, &o);
     o.no_backing = !chain;
+    o.no_io = true;   /* as qemu-img: no key needed for encrypted images */
     GError *err = NULL;
     diskimg_node *top = cli_open_image(c->args[0], &o, &err);
     if (!top) {

@@ -514,7 +514,7 @@ static void stop_workers(struct pipeline *pl, struct worker *w)
         g_free(w[i].cbuf);
         g_free(w[i].clen);
     }
-    g_queue_free_full(&pl->queue, g_free);
+    g_queue_clear_full(&pl->queue, g_free);
 }
 
 int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)

@@ -2,7 +2,8 @@
 /*
  * amend.c — qemu-img amend for qcow2: compat upgrade/downgrade, lazy
  * refcounts, data file name and raw flag, backing file, size.  Changing
- * the refcount width or encryption is not supported yet and says so.
+ * the refcount width is not supported yet and says so; the encryption
+ * options are creation-only (not in the schema's amend-options).
  */
 #include <string.h>
 
@@ -131,9 +132,6 @@ static int amend_unsupported(struct qcow2 *s, const diskimg_options *o, GError *
         diskimg_options_get_uint(o, "refcount_bits", 16) != s->refcount_bits)
         return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                            "Changing the refcount width is not supported yet");
-    if (diskimg_options_has(o, "encrypt.format"))
-        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                           "Changing the encryption format is not supported");
     return 0;
 }
 

@@ -16,6 +16,7 @@ struct create_opts {
     uint32_t refcount_order;
     bool lazy, ext_l2, data_raw;
     uint8_t compression;
+    uint32_t crypt_method;  /* QCOW2_CRYPT_* */
     const char *backing_file, *backing_fmt, *data_file;
     enum diskimg_prealloc prealloc;
 };
@@ -83,12 +84,11 @@ static int parse_create(const diskimg_options *o, struct create_opts *c, GError 
 {
     if (parse_common(o, c, errp) < 0)
         return -1;
-    const char *enc = o ? diskimg_options_get_str(o, "encrypt.format") : NULL;
-    if (enc || (o && diskimg_options_get_bool(o, "encryption", false))) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
-                    "qcow2: creating encrypted images is not supported yet");
+    if (qcow2_crypto_parse_create(o, &c->crypt_method, errp) < 0)
         return -1;
-    }
+    if (c->crypt_method && c->prealloc != DISKIMG_PREALLOC_OFF && c->version < 3)
+        return invalid(errp, "Preallocation of encrypted images requires compatibility level "
+                       "1.1 or above (use version=v3 or greater)");
     c->lazy = o && diskimg_options_get_bool(o, "lazy_refcounts", false);
     if (c->lazy && c->version < 3)
         return invalid(errp, "Lazy refcounts only supported with compatibility level 1.1 and "
@@ -212,7 +212,7 @@ static int finish_image(const struct diskimg_format_create_args *args,
                         const struct create_opts *c, GError **errp)
 {
     struct qcow2 *s = qcow2_open_file(NULL, args->file, args->filename, DISKIMG_OPEN_RDWR,
-                                      errp);
+                                      NULL, errp);
     if (!s)
         return -1;
     uint64_t off;
@@ -228,10 +228,13 @@ static int finish_image(const struct diskimg_format_create_args *args,
     if (ret == 0) {
         s->h.size = c->size;
         if (c->prealloc != DISKIMG_PREALLOC_OFF)
-            ret = qcow2_preallocate(s, 0, c->size, c->prealloc, errp);
+            ret = qcow2_preallocate(s, 0, c->size, c->prealloc, c->crypt_method != 0, errp);
     }
     if (ret == 0)
         ret = set_backing(s, c, errp);
+    /* last, as qemu: the encryption header follows the preallocated data */
+    if (ret == 0)
+        ret = qcow2_crypto_create(s, args->options, c->crypt_method, errp);
     if (ret == 0)
         ret = qcow2_flush_metadata(s, errp);
     qcow2_close(s);
@@ -255,7 +258,8 @@ int qcow2_create(const struct diskimg_format_create_args *args, GError **errp)
 /* ------------------------------------------------------------ preallocation */
 
 /* Maps every unallocated cluster of [from, to) to a new host cluster. */
-static int prealloc_table(struct qcow2 *s, uint64_t from, uint64_t to, GError **errp)
+static int prealloc_table(struct qcow2 *s, uint64_t from, uint64_t to, bool zero,
+                          GError **errp)
 {
     uint8_t *l2;
     uint64_t idx;
@@ -268,25 +272,29 @@ static int prealloc_table(struct qcow2 *s, uint64_t from, uint64_t to, GError **
     for (uint64_t i = 0; ret == 0 && i < n; i++) {
         uint64_t h = s->ext_data ? from + (i << s->cluster_bits) : host + (i << s->cluster_bits);
         uint64_t e = (s->ext_data && h == 0 ? 0 : h) | QCOW2_OFLAG_COPIED;
+        if (zero && !s->ext_l2)
+            e |= QCOW2_OFLAG_ZERO;
         qcow2_l2_set(s, l2, idx + i, e, s->ext_l2 ? 0xffffffff00000000ull : 0);
     }
-    if (s->ext_l2 || s->h.version >= 3) {
-        /* preallocated clusters read as zeroes: v3 keeps normal entries whose
-         * host clusters are holes (qemu), ext L2 marks them zero */
-    }
+    /* Preallocated clusters read as zeroes: ext L2 marks them zero; plain
+     * entries point at host clusters that are holes or zeroes (qemu), or,
+     * when `zero`, carry the zero flag. */
     qcow2_cache_dirty(&s->l2c, l2);
     qcow2_cache_put(&s->l2c, l2);
     return ret;
 }
 
 int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
-                      enum diskimg_prealloc mode, GError **errp)
+                      enum diskimg_prealloc mode, bool zero, GError **errp)
 {
+    if (zero && s->h.version < 3)
+        return invalid(errp, "Preallocation of encrypted images requires compatibility level "
+                       "1.1 or above (use version=v3 or greater)");
     uint64_t span = s->l2_entries << s->cluster_bits;
     uint64_t off = (from + s->cluster_size - 1) & ~(s->cluster_size - 1);
     while (off < size) {
         uint64_t end = MIN(size, (off & ~(span - 1)) + span);
-        if (prealloc_table(s, off, end, errp) < 0)
+        if (prealloc_table(s, off, end, zero, errp) < 0)
             return -1;
         off = (end + s->cluster_size - 1) & ~(s->cluster_size - 1);
     }
@@ -385,7 +393,10 @@ int qcow2_measure(const struct diskimg_measure_args *args, struct diskimg_measur
     }
     if (c.prealloc == DISKIMG_PREALLOC_FULL || c.prealloc == DISKIMG_PREALLOC_FALLOC)
         required = vsize;
-    res->fully_allocated = prealloc_size(vsize, cs, c.refcount_order, c.ext_l2);
+    uint64_t crypto_bytes;
+    if (qcow2_crypto_measure(args->options, cs, &crypto_bytes, errp) < 0)
+        return -1;
+    res->fully_allocated = prealloc_size(vsize, cs, c.refcount_order, c.ext_l2) + crypto_bytes;
     res->required = res->fully_allocated - vsize + required;
     /* qemu: a v3 target of a source that can hold persistent bitmaps */
     res->has_bitmaps = c.version >= 3 && args->source &&

@@ -292,16 +292,24 @@ static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off
 static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
                       GError **errp)
 {
+    uint64_t cs = 1ull << h->cluster_bits;
     if (h->has_crypto_ext)
-        return hdr_error(errp, "Duplicate full disk encryption header extension");
+        return hdr_error(errp, "Duplicate CRYPTO header extension");
+    if (h->crypt_method != QCOW2_CRYPT_LUKS)
+        return hdr_error(errp, "CRYPTO header extension only expected with LUKS encryption "
+                         "method");
     if (len != 16)
-        return hdr_error(errp, "Invalid encryption header extension length %" PRIu32, len);
-    if (h->crypt_method != 2)
-        return hdr_error(errp, "Unexpected encryption header extension");
+        return hdr_error(errp, "CRYPTO header extension size %" PRIu32 ", but expected size 16",
+                         len);
     qrd_u64(r, off, &h->crypto_offset);
     qrd_u64(r, off + 8, &h->crypto_length);
-    if (!table_ok(h->crypto_offset, h->crypto_length, 1, 1ull << h->cluster_bits))
-        return hdr_error(errp, "Invalid encryption header offset");
+    if (h->crypto_offset % cs)
+        return hdr_error(errp, "Encryption header offset '%" PRIu64 "' is not a multiple of "
+                         "cluster size '%" PRIu64 "'", h->crypto_offset, cs);
+    /* the area must lie where qcow2 data can (and not in the header cluster) */
+    if (h->crypto_offset == 0 || !table_ok(h->crypto_offset, h->crypto_length, 1, cs))
+        return hdr_error(errp, "Invalid encryption header offset '%" PRIu64 "' or length '%"
+                         PRIu64 "'", h->crypto_offset, h->crypto_length);
     h->has_crypto_ext = true;
     return 0;
 }
@@ -399,8 +407,8 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
         goto fail;
     if (check_features(h, &features, errp) < 0 || read_backing_name(h, &r, errp) < 0)
         goto fail;
-    if (h->crypt_method == 2 && !h->has_crypto_ext) {
-        hdr_error(errp, "LUKS encryption requires the encryption header extension");
+    if (h->crypt_method == QCOW2_CRYPT_LUKS && !h->has_crypto_ext) {
+        hdr_error(errp, "Missing CRYPTO header for crypt method 2");
         goto fail;
     }
     if (h->data_file && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
@@ -505,7 +513,9 @@ static void write_extensions(const struct qcow2_header *h, struct qwr *w)
         diskimg_put_be64(c + 8, h->crypto_length);
         qwr_ext(w, QCOW2_EXT_CRYPTO, c, sizeof(c));
     }
-    if (h->version >= 3)
+    /* qemu omits the table (392 bytes) with clusters of 4k and less, to
+     * leave room for extensions and the backing file name */
+    if (h->version >= 3 && h->cluster_bits > 12)
         write_feature_table(w);
     if (h->has_bitmaps_ext) {
         uint8_t b[24] = { 0 };

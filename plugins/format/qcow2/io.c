@@ -10,10 +10,61 @@
  * file, zeroes, compressed or shared data) — the "fill" is simply a read
  * of the current mapping.  With extended L2 entries only the touched
  * subclusters are allocated in a fresh cluster.
+ *
+ * Encrypted images: guest data passes through data_read/data_write, which
+ * decrypt/encrypt whole 512-byte sectors; requests not aligned to sectors
+ * are widened at the top (read_guest/write_guest), so that every range
+ * below is sector-aligned.
  */
 #include <string.h>
 
 #include "qcow2.h"
+
+/* ------------------------------------------------------------ data */
+
+static bool encrypted(const struct qcow2 *s)
+{
+    return s->h.crypt_method != QCOW2_CRYPT_NONE;
+}
+
+/* Guest data [guest, guest+len) stored at `host` in the data file. */
+static int data_read(struct qcow2 *s, void *buf, uint64_t len, uint64_t host, uint64_t guest,
+                     GError **errp)
+{
+    if (diskimg_node_pread(s->data, buf, len, host, errp) < 0)
+        return -1;
+    return encrypted(s) ? qcow2_crypt(s, false, host, guest, buf, len, errp) : 0;
+}
+
+/* Stores guest data from a buffer of ours, encrypting it in place. */
+static int data_write_scratch(struct qcow2 *s, void *buf, uint64_t len, uint64_t host,
+                              uint64_t guest, GError **errp)
+{
+    if (encrypted(s) && qcow2_crypt(s, true, host, guest, buf, len, errp) < 0)
+        return -1;
+    return diskimg_node_pwrite(s->data, buf, len, host, 0, errp);
+}
+
+/* Stores the caller's guest data, which stays as it is. */
+static int data_write(struct qcow2 *s, const void *buf, uint64_t len, uint64_t host,
+                      uint64_t guest, GError **errp)
+{
+    if (!encrypted(s))
+        return diskimg_node_pwrite(s->data, buf, len, host, 0, errp);
+    /* encrypt a copy, chunk by chunk */
+    uint64_t chunk = MIN(len, 1u << 20);
+    uint8_t *b = diskimg_alloc_aligned(chunk);
+    if (!b)
+        return qcow2_enomem(errp);
+    int ret = 0;
+    for (uint64_t done = 0; done < len && ret == 0; done += chunk) {
+        uint64_t n = MIN(chunk, len - done);
+        memcpy(b, (const uint8_t *)buf + done, n);
+        ret = data_write_scratch(s, b, n, host + done, guest + done, errp);
+    }
+    diskimg_free_aligned(b);
+    return ret;
+}
 
 /* ------------------------------------------------------------ reads */
 
@@ -61,7 +112,7 @@ static int read_run(struct qcow2 *s, const struct qcow2_run *r, uint8_t *buf, ui
         memset(buf, 0, r->len);
         return 0;
     case QC_NORMAL:
-        return diskimg_node_pread(s->data, buf, r->len, r->host, errp);
+        return data_read(s, buf, r->len, r->host, off, errp);
     case QC_COMPRESSED:
         if (decompress_cluster(s, r->l2e, errp) < 0)
             return -1;
@@ -74,7 +125,8 @@ static int read_run(struct qcow2 *s, const struct qcow2_run *r, uint8_t *buf, ui
 /* Reads what the guest sees at [off, off+len); zeroes past the end. */
 static int read_range(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, GError **errp)
 {
-    uint64_t size = s->h.size;
+    /* encrypted: whole sectors only (the size qemu and get_size use) */
+    uint64_t size = encrypted(s) ? s->h.size & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1) : s->h.size;
     if (off + len > size) {
         uint64_t in = off < size ? size - off : 0;
         memset(buf + in, 0, len - in);
@@ -91,9 +143,46 @@ static int read_range(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off,
     return 0;
 }
 
+static bool sector_aligned(const struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    return !encrypted(s) || !((off | len) & (QCOW2_CRYPT_SECTOR - 1));
+}
+
+/* read_range for any range: partial sectors of encrypted images go
+ * through a sector buffer. */
+static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, GError **errp)
+{
+    if (sector_aligned(s, off, len))
+        return read_range(s, buf, len, off, errp);
+    uint8_t *sec = diskimg_alloc_aligned(QCOW2_CRYPT_SECTOR);
+    if (!sec)
+        return qcow2_enomem(errp);
+    int ret = 0;
+    uint64_t head = off & (QCOW2_CRYPT_SECTOR - 1);
+    if (head) {
+        uint64_t n = MIN(len, QCOW2_CRYPT_SECTOR - head);
+        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off - head, errp);
+        if (ret == 0)
+            memcpy(buf, sec + head, n);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    uint64_t mid = len & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
+    if (ret == 0 && mid)
+        ret = read_range(s, buf, mid, off, errp);
+    if (ret == 0 && len > mid) {
+        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off + mid, errp);
+        if (ret == 0)
+            memcpy(buf + mid, sec, len - mid);
+    }
+    diskimg_free_aligned(sec);
+    return ret;
+}
+
 int qcow2_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
-    return read_range(h, buf, len, offset, errp);
+    return read_guest(h, buf, len, offset, errp);
 }
 
 /* ------------------------------------------------------------ write helpers */
@@ -118,7 +207,7 @@ static int fill(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t host, GErr
         return qcow2_enomem(errp);
     int ret = read_range(s, b, len, off, errp);
     if (ret == 0)
-        ret = diskimg_node_pwrite(s->data, b, len, host, 0, errp);
+        ret = data_write_scratch(s, b, len, host, off, errp);
     diskimg_free_aligned(b);
     return ret;
 }
@@ -217,8 +306,7 @@ static int write_in_place(struct wctx *w, uint64_t cstart, uint64_t a, uint64_t 
             fill(s, b, hi - b, host + (b - cstart), errp) < 0)
             return -1;
     }
-    if (diskimg_node_pwrite(s->data, w->buf + (a - w->off), b - a, host + (a - cstart), 0,
-                            errp) < 0)
+    if (data_write(s, w->buf + (a - w->off), b - a, host + (a - cstart), a, errp) < 0)
         return -1;
     if (need_fill || (s->ext_l2 && (touched & ~bm))) {
         uint64_t nbm = (bm | touched) & ~(touched << 32);
@@ -266,8 +354,7 @@ static int write_new(struct wctx *w, uint64_t cstart, uint64_t k, GError **errp)
     uint64_t lcs = cstart + (k - 1) * cs;
     fill_bounds(s, lcs, MAX(a, lcs), b, whole_last, &ignore, &hi);
     if (fill(s, lo, a - lo, host + (lo - cstart), errp) < 0 ||
-        diskimg_node_pwrite(s->data, w->buf + (a - w->off), b - a, host + (a - cstart), 0,
-                            errp) < 0 ||
+        data_write(s, w->buf + (a - w->off), b - a, host + (a - cstart), a, errp) < 0 ||
         fill(s, b, hi - b, host + (b - cstart), errp) < 0)
         return -1;
     for (uint64_t j = 0; j < k; j++) {
@@ -335,12 +422,50 @@ static int write_range(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64
     return 0;
 }
 
+/* Read-modify-write of the sector holding [off, off+n), n < one sector. */
+static int write_partial_sector(struct qcow2 *s, uint8_t *sec, const uint8_t *buf, uint64_t n,
+                                uint64_t off, GError **errp)
+{
+    uint64_t start = off & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
+    if (read_range(s, sec, QCOW2_CRYPT_SECTOR, start, errp) < 0)
+        return -1;
+    memcpy(sec + (off - start), buf, n);
+    return write_range(s, sec, QCOW2_CRYPT_SECTOR, start, errp);
+}
+
+/* write_range for any range (see read_guest). */
+static int write_guest(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64_t off,
+                       GError **errp)
+{
+    if (sector_aligned(s, off, len))
+        return write_range(s, buf, len, off, errp);
+    uint8_t *sec = diskimg_alloc_aligned(QCOW2_CRYPT_SECTOR);
+    if (!sec)
+        return qcow2_enomem(errp);
+    int ret = 0;
+    uint64_t head = off & (QCOW2_CRYPT_SECTOR - 1);
+    if (head) {
+        uint64_t n = MIN(len, QCOW2_CRYPT_SECTOR - head);
+        ret = write_partial_sector(s, sec, buf, n, off, errp);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    uint64_t mid = len & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
+    if (ret == 0 && mid)
+        ret = write_range(s, buf, mid, off, errp);
+    if (ret == 0 && len > mid)
+        ret = write_partial_sector(s, sec, buf + mid, len - mid, off + mid, errp);
+    diskimg_free_aligned(sec);
+    return ret;
+}
+
 int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                 GError **errp)
 {
     struct qcow2 *s = h;
     if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0 ||
-        write_range(s, buf, len, offset, errp) < 0)
+        write_guest(s, buf, len, offset, errp) < 0)
         return -1;
     if (flags & DISKIMG_WRITE_FUA)
         return qcow2_flush_metadata(s, errp) < 0 ? -1 : diskimg_node_flush(s->data, errp);
@@ -441,7 +566,7 @@ static int write_zero_buffer(struct qcow2 *s, uint64_t off, uint64_t len, GError
     int ret = 0;
     while (len && ret == 0) {
         uint64_t n = MIN(len, chunk);
-        ret = write_range(s, z, n, off, errp);
+        ret = write_guest(s, z, n, off, errp);
         off += n;
         len -= n;
     }
@@ -529,8 +654,13 @@ static int store_compressed(struct qcow2 *s, uint64_t offset, const uint8_t *dat
 static int check_compressed_write(struct qcow2 *s, uint64_t len, uint64_t offset,
                                   GError **errp)
 {
-    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
+    if (writable(s, errp) < 0)
         return -1;
+    if (encrypted(s)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Compression and encryption not supported at the same time");
+        return -1;
+    }
     if (s->ext_data) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "Compressed writes are not supported with an external data file");
@@ -542,7 +672,7 @@ static int check_compressed_write(struct qcow2 *s, uint64_t len, uint64_t offset
                     "Compressed writes must cover whole clusters");
         return -1;
     }
-    return 0;
+    return qcow2_bitmaps_mark(s, offset, len, errp);
 }
 
 int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
@@ -639,12 +769,24 @@ static int recurse_file(struct qcow2 *s, struct diskimg_extent *ext, GError **er
     return 0;
 }
 
+/* Where the data of a run lives.  Never for encrypted images: their host
+ * bytes are ciphertext, nothing may copy or inspect them as data (qemu
+ * reports no offset either, so map shows none). */
+static void set_host(struct qcow2 *s, const struct qcow2_run *r, struct diskimg_extent *ext)
+{
+    if (encrypted(s))
+        return;
+    ext->flags |= DISKIMG_BS_OFFSET_VALID;
+    ext->offset = r->host;
+    ext->file = s->data;
+}
+
 int qcow2_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
                        GError **errp)
 {
     struct qcow2 *s = h;
     struct qcow2_run r;
-    if (!s->prealloc_checked && detect_prealloc(s, errp) < 0)
+    if (!s->prealloc_checked && !encrypted(s) && detect_prealloc(s, errp) < 0)
         return -1;
     if (qcow2_map_run(s, offset, len, &r, errp) < 0)
         return -1;
@@ -655,22 +797,18 @@ int qcow2_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_ex
         return 0;
     case QC_UNALLOC_ALLOC:
         /* qemu reports where such a subcluster would live, without data */
-        ext->flags = DISKIMG_BS_OFFSET_VALID;
-        ext->offset = r.host;
-        ext->file = s->data;
+        set_host(s, &r, ext);
         return 0;
     case QC_ZERO_PLAIN:
         ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
         return 0;
     case QC_ZERO_ALLOC:
-        ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED | DISKIMG_BS_OFFSET_VALID;
-        ext->offset = r.host;
-        ext->file = s->data;
+        ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
+        set_host(s, &r, ext);
         return 0;
     case QC_NORMAL:
-        ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED | DISKIMG_BS_OFFSET_VALID;
-        ext->offset = r.host;
-        ext->file = s->data;
+        ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED;
+        set_host(s, &r, ext);
         return s->prealloc_meta ? recurse_file(s, ext, errp) : 0;
     case QC_COMPRESSED:
         ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED | DISKIMG_BS_COMPRESSED;

@@ -53,23 +53,6 @@ static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 
 /* ------------------------------------------------------------ open */
 
-static int read_header(struct qcow2 *s, GError **errp)
-{
-    uint8_t small[QCOW2_V2_HEADER_LEN];
-    int64_t fsize = diskimg_node_size(s->file, errp);
-    if (fsize < 0 || diskimg_node_pread(s->file, small, sizeof(small), 0, errp) < 0)
-        return -1;
-    uint32_t bits = diskimg_be32(small + 20);
-    if (diskimg_be32(small) != QCOW2_MAGIC || bits < QCOW2_MIN_CLUSTER_BITS ||
-        bits > QCOW2_MAX_CLUSTER_BITS)
-        return qcow2_header_parse(&s->h, small, sizeof(small), (uint64_t)fsize, errp);
-    size_t cs = (size_t)1 << bits;
-    g_autofree uint8_t *buf = g_malloc(cs);
-    if (diskimg_node_pread(s->file, buf, cs, 0, errp) < 0)
-        return -1;
-    return qcow2_header_parse(&s->h, buf, cs, (uint64_t)fsize, errp);
-}
-
 static void setup_geometry(struct qcow2 *s)
 {
     s->cluster_bits = s->h.cluster_bits;
@@ -86,14 +69,27 @@ static void setup_geometry(struct qcow2 *s)
     s->coffset_mask = (1ull << s->csize_shift) - 1;
 }
 
+static int read_header(struct qcow2 *s, GError **errp)
+{
+    uint8_t small[QCOW2_V2_HEADER_LEN];
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0 || diskimg_node_pread(s->file, small, sizeof(small), 0, errp) < 0)
+        return -1;
+    uint32_t bits = diskimg_be32(small + 20);
+    if (diskimg_be32(small) != QCOW2_MAGIC || bits < QCOW2_MIN_CLUSTER_BITS ||
+        bits > QCOW2_MAX_CLUSTER_BITS)
+        return qcow2_header_parse(&s->h, small, sizeof(small), (uint64_t)fsize, errp);
+    size_t cs = (size_t)1 << bits;
+    g_autofree uint8_t *buf = g_malloc(cs);
+    if (diskimg_node_pread(s->file, buf, cs, 0, errp) < 0 ||
+        qcow2_header_parse(&s->h, buf, cs, (uint64_t)fsize, errp) < 0)
+        return -1;
+    setup_geometry(s);
+    return 0;
+}
+
 static int check_open_mode(struct qcow2 *s, unsigned flags, GError **errp)
 {
-    if (s->h.crypt_method) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
-                    "qcow2: encrypted images (%s) are not supported yet",
-                    s->h.crypt_method == 1 ? "aes" : "luks");
-        return -1;
-    }
     if ((s->h.incompat & QCOW2_INCOMPAT_CORRUPT) && (flags & DISKIMG_OPEN_RDWR) &&
         !(flags & DISKIMG_OPEN_CHECK)) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
@@ -128,7 +124,6 @@ static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
 
 static int setup_state(struct qcow2 *s, diskimg_node *node, GError **errp)
 {
-    setup_geometry(s);
     if (open_data_file(s, node, errp) < 0 || qcow2_refcount_init(s, errp) < 0 ||
         qcow2_l1_load(s, errp) < 0)
         return -1;
@@ -162,13 +157,14 @@ static int repair_dirty(struct qcow2 *s, unsigned flags, GError **errp)
 }
 
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
-                      unsigned flags, GError **errp)
+                      unsigned flags, const diskimg_options *options, GError **errp)
 {
     struct qcow2 *s = g_new0(struct qcow2, 1);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
-    if (read_header(s, errp) < 0 || check_open_mode(s, flags, errp) < 0) {
+    if (read_header(s, errp) < 0 || check_open_mode(s, flags, errp) < 0 ||
+        qcow2_crypto_open(s, options, flags, errp) < 0) {
         qcow2_close(s);
         return NULL;
     }
@@ -184,7 +180,8 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
 
 static void *qcow2_open(const struct diskimg_format_open_args *args, GError **errp)
 {
-    return qcow2_open_file(args->node, args->file, args->filename, args->flags, errp);
+    return qcow2_open_file(args->node, args->file, args->filename, args->flags, args->options,
+                           errp);
 }
 
 int qcow2_flush_metadata(struct qcow2 *s, GError **errp)
@@ -224,6 +221,7 @@ void qcow2_close(void *h)
     g_free(s->reftable);
     g_free(s->cbuf);
     g_free(s->cin);
+    qcow2_crypto_close(s);
     qcow2_header_clear(&s->h);
     g_free(s->filename);
     g_free(s);
@@ -266,8 +264,8 @@ static void info_bitmaps(struct qcow2 *s, diskimg_obj *specific)
     }
 }
 
-static int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
-                      GError **errp)
+int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
+               GError **errp)
 {
     struct qcow2 *s = h;
     (void)errp;
@@ -284,6 +282,7 @@ static int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *spe
         diskimg_obj_set_bool(specific, "lazy-refcounts", s->h.compat & QCOW2_COMPAT_LAZY);
     info_bitmaps(s, specific);
     diskimg_obj_set_int(specific, "refcount-bits", s->refcount_bits);
+    qcow2_crypto_info(s, specific);
     if (s->ext_data) {
         if (s->h.data_file)
             diskimg_obj_set_str(specific, "data-file", s->h.data_file);
@@ -405,7 +404,8 @@ int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
         write_size(s, size, errp) < 0 || qcow2_bitmaps_resize(s, errp) < 0)
         return -1;
     if (prealloc != DISKIMG_PREALLOC_OFF &&
-        qcow2_preallocate(s, old, size, prealloc, errp) < 0)
+        qcow2_preallocate(s, old, size, prealloc, s->h.crypt_method != QCOW2_CRYPT_NONE,
+                          errp) < 0)
         return -1;
     return qcow2_flush_metadata(s, errp);
 }

@@ -14,6 +14,8 @@
  *   create.c    image creation and size measurement
  *   check.c     consistency check and repair
  *   snapshot.c  internal snapshots: table, refcount walk, create/apply/delete
+ *   encrypt.c   encrypted images: LUKS header (open/create), legacy AES,
+ *               the data cipher, encryption info and measure
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
@@ -25,6 +27,7 @@
 #ifndef QCOW2_PRIVATE_H
 #define QCOW2_PRIVATE_H
 
+#include <diskimg/crypto.h>
 #include <diskimg/plugin.h>
 
 #define QCOW2_MAGIC 0x514649fbu          /* "QFI\xfb" */
@@ -77,6 +80,13 @@
 #define QCOW2_L2_RESERVED      0x3f000000000001feull
 #define QCOW2_REFT_RESERVED    0x1ffull
 #define QCOW2_SUBCLUSTERS      32u
+
+/* crypt_method */
+#define QCOW2_CRYPT_NONE 0u
+#define QCOW2_CRYPT_AES  1u
+#define QCOW2_CRYPT_LUKS 2u
+/* Encrypted images encrypt whole sectors of this size. */
+#define QCOW2_CRYPT_SECTOR 512u
 
 #define QCOW2_COMPRESSION_ZLIB 0u
 #define QCOW2_COMPRESSION_ZSTD 1u
@@ -240,6 +250,10 @@ struct qcow2 {
     uint8_t *cin;             /* compressed input buffer (2 clusters) */
 
     bool prealloc_checked, prealloc_meta;
+
+    /* encryption (h.crypt_method != 0), see encrypt.c */
+    diskimg_luks *luks;       /* LUKS: the parsed header, unlocked unless opened NO_IO */
+    diskimg_sector_cipher *aes;  /* legacy AES: the data cipher, NULL when opened NO_IO */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -372,9 +386,11 @@ int qcow2_measure(const struct diskimg_measure_args *args, struct diskimg_measur
 uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
                                       uint32_t refcount_order, bool generous,
                                       uint64_t *refblocks);
-/* Preallocates guest [0, size): L2 tables (and data clusters with falloc/full). */
+/* Preallocates guest [0, size): L2 tables (and data clusters with falloc/full).
+ * `zero`: the clusters get the zero flag (encrypted images, whose host
+ * bytes would decrypt to garbage; needs v3). */
 int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
-                      enum diskimg_prealloc mode, GError **errp);
+                      enum diskimg_prealloc mode, bool zero, GError **errp);
 
 /* snapshot.c */
 #define QCOW2_SNAPSHOT_EXTRA_LEN 24u              /* extra data qemu writes */
@@ -419,12 +435,36 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
 /* amend.c */
 int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp);
 
+/* encrypt.c */
+/* Validates the encryption create options; *method: QCOW2_CRYPT_*. */
+int qcow2_crypto_parse_create(const diskimg_options *o, uint32_t *method, GError **errp);
+/* Open: parses (LUKS) and, unless DISKIMG_OPEN_NO_IO, unlocks with the
+ * password of the encrypt.key-secret open option. */
+int qcow2_crypto_open(struct qcow2 *s, const diskimg_options *o, unsigned flags,
+                      GError **errp);
+void qcow2_crypto_close(struct qcow2 *s);
+/* Encrypts/decrypts whole sectors in place: LUKS derives the IVs from the
+ * host offset in the data file, AES from the guest offset. */
+int qcow2_crypt(struct qcow2 *s, bool encrypt, uint64_t host, uint64_t guest, void *buf,
+                uint64_t len, GError **errp);
+void qcow2_crypto_info(const struct qcow2 *s, diskimg_obj *specific);
+/* Create: sets up encryption `method` on the new image open in s (a LUKS
+ * header in fresh clusters), then rewrites the header. */
+int qcow2_crypto_create(struct qcow2 *s, const diskimg_options *o, uint32_t method,
+                        GError **errp);
+/* Measure: bytes the encryption header adds (cluster-rounded). */
+int qcow2_crypto_measure(const diskimg_options *o, uint64_t cluster_size, uint64_t *bytes,
+                         GError **errp);
+
 /* qcow2.c */
 int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc, unsigned flags,
                  GError **errp);
 int qcow2_flush_metadata(struct qcow2 *s, GError **errp);
+int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
+               GError **errp);
+/* options: the open-options (encrypt.key-secret, encrypt.format), may be NULL. */
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
-                      unsigned flags, GError **errp);
+                      unsigned flags, const diskimg_options *options, GError **errp);
 void qcow2_close(void *h);
 
 #endif

@@ -3,8 +3,10 @@
  * Unit tests of the qcow2 plugin internals: the header validator against
  * damaged and random headers, the codecs, the bounds of the metadata
  * cache, internal snapshots and persistent bitmaps (round trips checked
- * with the plugin's own check, hostile tables and directories).  Built with the plugin's sources; file I/O goes through the core
- * with the posix plugin of the build tree.
+ * with the plugin's own check, hostile tables and directories) and
+ * encryption (LUKS and AES round trips, hostile encryption headers).
+ * Built with the plugin's sources; file I/O goes through the core with
+ * the posix plugin of the build tree, crypto through its nettle plugin.
  */
 #include <string.h>
 #include <unistd.h>
@@ -267,7 +269,7 @@ struct timg {
 static void timg_open(struct timg *t, unsigned flags)
 {
     GError *err = NULL;
-    t->s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, flags, &err);
+    t->s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, flags, NULL, &err);
     g_assert_no_error(err);
     g_assert_nonnull(t->s);
 }
@@ -354,7 +356,7 @@ static void raw_put(struct timg *t, uint64_t off, unsigned width, uint64_t v)
 static void assert_open_fails(struct timg *t, const char *expect)
 {
     GError *err = NULL;
-    struct qcow2 *s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, 0, &err);
+    struct qcow2 *s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, 0, NULL, &err);
     if (s || !err || (expect && !strstr(err->message, expect)))
         g_error("open: got %p, error '%s', expected '%s'", (void *)s,
                 err ? err->message : "(none)", expect ? expect : "(any)");
@@ -558,7 +560,7 @@ static void test_bitmap_persist(void)
     timg_reopen(&t, DISKIMG_OPEN_RDWR);
     g_assert_cmpuint(t.s->bitmaps[0].flags, ==, QCOW2_BME_IN_USE | QCOW2_BME_AUTO);
     g_assert_cmpuint(t.s->bitmaps[1].flags, ==, QCOW2_BME_IN_USE);
-    struct qcow2 *other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, &err);
+    struct qcow2 *other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, NULL, &err);
     g_assert_nonnull(other);
     g_assert_true(other->bitmaps[0].inconsistent);
     qcow2_close(other);
@@ -692,7 +694,7 @@ static void test_tables_fuzz(void)
             raw_put(&t, areas[k & 1] + (uint64_t)g_rand_int_range(r, 0, 64), 1,
                     (uint8_t)g_rand_int(r));
         GError *err = NULL;
-        t.s = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, &err);
+        t.s = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, NULL, &err);
         if (!t.s) {
             g_assert_nonnull(err);
             g_clear_error(&err);
@@ -712,6 +714,414 @@ static void test_tables_fuzz(void)
         timg_destroy(&t);
     }
     g_rand_free(r);
+}
+
+/* ------------------------------------------------------------ encryption */
+
+extern const char qcow2_schema_yaml[];
+
+static diskimg_options *qopts(diskimg_schema *schema, const char *set, const char *text)
+{
+    GError *err = NULL;
+    diskimg_options *o = diskimg_options_new(schema, set);
+    g_assert_cmpint(diskimg_options_parse(o, text, &err), ==, 0);
+    g_assert_no_error(err);
+    return o;
+}
+
+static diskimg_schema *qschema(void)
+{
+    GError *err = NULL;
+    diskimg_schema *s = diskimg_schema_parse(qcow2_schema_yaml, "qcow2.yaml", &err);
+    g_assert_no_error(err);
+    return s;
+}
+
+static bool crypto_or_skip(void)
+{
+    if (diskimg_crypto_available())
+        return true;
+    g_test_skip("no crypto plugin");
+    return false;
+}
+
+static void define_secrets(void)
+{
+    static bool done;
+    if (done)
+        return;
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_object_add("secret,id=qsec,data=correct horse", &err), ==, 0);
+    g_assert_cmpint(diskimg_object_add("secret,id=qbad,data=battery staple", &err), ==, 0);
+    g_assert_no_error(err);
+    done = true;
+}
+
+/* An image created with the create options `copts` (qcow2 syntax). */
+static void timg_create_opts(struct timg *t, uint64_t size, diskimg_schema *schema,
+                             const char *copts)
+{
+    t->dir = g_dir_make_tmp("qcow2-test-XXXXXX", NULL);
+    t->path = g_build_filename(t->dir, "img.qcow2", NULL);
+    g_assert_true(g_file_set_contents(t->path, "", 0, NULL));
+    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "raw",
+                                     .flags = DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_RDWR };
+    GError *err = NULL;
+    t->raw = diskimg_open(t->path, &p, &err);
+    g_assert_no_error(err);
+    diskimg_options *o = qopts(schema, "create-options", copts);
+    struct diskimg_format_create_args a = { .struct_size = sizeof(a), .filename = t->path,
+                                            .file = diskimg_node_file(t->raw), .size = size,
+                                            .options = o };
+    g_assert_cmpint(qcow2_create(&a, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_options_free(o);
+}
+
+/* Opens with the open options `oopts`; NULL and the error when it fails. */
+static struct qcow2 *open_opts(struct timg *t, unsigned flags, diskimg_schema *schema,
+                               const char *oopts, GError **errp)
+{
+    diskimg_options *o = oopts ? qopts(schema, "open-options", oopts) : NULL;
+    struct qcow2 *s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, flags, o,
+                                      errp);
+    /* the plugin keeps nothing of its options */
+    diskimg_options_free(o);
+    return s;
+}
+
+static void expect_open_error(struct timg *t, unsigned flags, diskimg_schema *schema,
+                              const char *oopts, const char *expect)
+{
+    GError *err = NULL;
+    struct qcow2 *s = open_opts(t, flags, schema, oopts, &err);
+    if (s || !err || !strstr(err->message, expect))
+        g_error("open: got %p, error '%s', expected '%s'", (void *)s,
+                err ? err->message : "(none)", expect);
+    g_error_free(err);
+}
+
+static void model_write(struct qcow2 *s, uint8_t *model, uint64_t off, uint64_t len,
+                        uint8_t seed)
+{
+    g_autofree uint8_t *b = g_malloc(len);
+    for (uint64_t i = 0; i < len; i++)
+        b[i] = (uint8_t)(seed + i * 7);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_write(s, b, len, off, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    memcpy(model + off, b, len);
+}
+
+static void model_check(struct qcow2 *s, const uint8_t *model, uint64_t size)
+{
+    g_autofree uint8_t *b = g_malloc(size);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_read(s, b, size, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpmem(b, size, model, size);
+    /* unaligned reads see the same bytes */
+    uint8_t small[700];
+    g_assert_cmpint(qcow2_read(s, small, sizeof(small), 65536 - 333, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpmem(small, sizeof(small), model + 65536 - 333, sizeof(small));
+}
+
+/* Where qemu-img is installed: it reads the image as the model says. */
+static void qemu_reads(const struct timg *t, const uint8_t *model, uint64_t size)
+{
+    g_autofree char *qemu = g_find_program_in_path("qemu-img");
+    if (!qemu)
+        return;
+    g_autofree char *out = g_build_filename(t->dir, "qemu.raw", NULL);
+    g_autofree char *iopts = g_strdup_printf("driver=qcow2,encrypt.key-secret=qsec,"
+                                             "file.filename=%s", t->path);
+    const char *argv[] = { qemu, "convert", "--object", "secret,id=qsec,data=correct horse",
+                           "--image-opts", iopts, "-O", "raw", out, NULL };
+    int status;
+    g_autofree char *err = NULL;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                               NULL, NULL, &err, &status, NULL));
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("qemu-img convert failed: %s", err);
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(out, &data, &len, NULL));
+    g_assert_cmpmem(data, len, model, size);
+    unlink(out);
+}
+
+/* Writes of every alignment through the data cipher, the ciphertext on
+ * disk, reopening with the right, a wrong and no password. */
+static void encrypt_roundtrip(const char *format)
+{
+    if (!crypto_or_skip())
+        return;
+    define_secrets();
+    diskimg_schema *schema = qschema();
+    const uint64_t size = 4 * MiB;
+    g_autofree char *copts = g_strdup_printf("encrypt.format=%s,encrypt.key-secret=qsec%s",
+                                             format, g_str_equal(format, "luks")
+                                             ? ",encrypt.iter-time=10" : "");
+    struct timg t = { 0 };
+    timg_create_opts(&t, size, schema, copts);
+    GError *err = NULL;
+    t.s = open_opts(&t, DISKIMG_OPEN_RDWR, schema, "encrypt.key-secret=qsec", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(t.s->h.crypt_method, ==,
+                     g_str_equal(format, "luks") ? QCOW2_CRYPT_LUKS : QCOW2_CRYPT_AES);
+
+    g_autofree uint8_t *model = g_malloc0(size);
+    model_write(t.s, model, 0, 2 * CS, 1);              /* whole clusters */
+    model_write(t.s, model, 1000, 3, 2);                /* inside one sector */
+    model_write(t.s, model, 1535, 3, 3);                /* across a sector edge */
+    model_write(t.s, model, 3 * CS - 10, 20, 4);        /* new cluster, partial */
+    model_write(t.s, model, 5 * CS + 511, 2 * CS + 2, 5);
+    g_assert_cmpint(qcow2_write_zeroes(t.s, 700, 100, 0, &err), ==, 0);
+    memset(model + 700, 0, 100);
+    g_assert_cmpint(qcow2_write_zeroes(t.s, CS - 1, CS + 2, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    memset(model + CS - 1, 0, CS + 2);
+    model_check(t.s, model, size);
+    assert_clean(t.s);
+
+    /* the file holds ciphertext */
+    struct qcow2_run r;
+    g_assert_cmpint(qcow2_map_run(t.s, 0, CS, &r, &err), ==, 0);
+    g_assert_cmpint(r.type, ==, QC_NORMAL);
+    uint8_t disk[512];
+    g_assert_cmpint(diskimg_node_pread(t.s->file, disk, sizeof(disk), r.host, &err), ==, 0);
+    g_assert_true(memcmp(disk, model, sizeof(disk)) != 0);
+    /* block status never points at ciphertext */
+    struct diskimg_extent ext;
+    g_assert_cmpint(qcow2_block_status(t.s, 0, CS, &ext, &err), ==, 0);
+    g_assert_true(ext.flags & DISKIMG_BS_DATA);
+    g_assert_false(ext.flags & DISKIMG_BS_OFFSET_VALID);
+    /* compressed writes are refused */
+    g_autofree uint8_t *zeros = g_malloc0(CS);
+    g_assert_cmpint(qcow2_write_compressed(t.s, zeros, CS, 8 * CS, &err), <, 0);
+    g_assert_nonnull(strstr(err->message, "Compression and encryption"));
+    g_clear_error(&err);
+    timg_close(&t);
+
+    t.s = open_opts(&t, 0, schema, "encrypt.key-secret=qsec", &err);
+    g_assert_no_error(err);
+    model_check(t.s, model, size);
+    timg_close(&t);
+    qemu_reads(&t, model, size);
+
+    if (g_str_equal(format, "luks")) {
+        expect_open_error(&t, 0, schema, "encrypt.key-secret=qbad",
+                          "Invalid password, cannot unlock any keyslot");
+    } else {
+        /* AES has no key check: a wrong password reads garbage */
+        t.s = open_opts(&t, 0, schema, "encrypt.key-secret=qbad", &err);
+        g_assert_no_error(err);
+        uint8_t b[512];
+        g_assert_cmpint(qcow2_read(t.s, b, sizeof(b), 0, &err), ==, 0);
+        g_assert_true(memcmp(b, model, sizeof(b)) != 0);
+        timg_close(&t);
+    }
+    expect_open_error(&t, 0, schema, NULL, "Parameter 'encrypt.key-secret' is required");
+    expect_open_error(&t, 0, schema, g_str_equal(format, "luks") ? "encrypt.format=aes"
+                                                                : "encrypt.format=luks",
+                      "encryption format but options specify");
+
+    /* metadata only (info) needs no key; data requests fail cleanly */
+    t.s = open_opts(&t, DISKIMG_OPEN_NO_IO, schema, NULL, &err);
+    g_assert_no_error(err);
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
+    g_autoptr(JsonObject) jo = json_object_new();
+    g_assert_cmpint(qcow2_info(t.s, &info, diskimg_obj_from_json(jo), &err), ==, 0);
+    g_assert_true(info.encrypted);
+    g_autoptr(JsonObject) conformed = diskimg_schema_conform(schema, "info", jo, &err);
+    g_assert_no_error(err);
+    JsonObject *enc = json_object_get_object_member(conformed, "encrypt");
+    g_assert_nonnull(enc);
+    g_assert_cmpstr(json_object_get_string_member(enc, "format"), ==, format);
+    g_assert_cmpint(json_object_has_member(enc, "slots"), ==, g_str_equal(format, "luks"));
+    uint8_t b[512];
+    g_assert_cmpint(qcow2_read(t.s, b, sizeof(b), 0, &err), <, 0);
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    timg_destroy(&t);
+    diskimg_schema_free(schema);
+}
+
+static void test_encrypt_luks(void)
+{
+    encrypt_roundtrip("luks");
+}
+
+static void test_encrypt_aes(void)
+{
+    encrypt_roundtrip("aes");
+}
+
+/* Offset of the crypto header extension's data in the header cluster. */
+static uint64_t crypto_ext_at(struct timg *t)
+{
+    uint8_t h[4096];
+    g_assert_cmpint(diskimg_node_pread(diskimg_node_file(t->raw), h, sizeof(h), 0, NULL), ==, 0);
+    for (uint64_t off = QCOW2_HEADER_LEN_DEFAULT; off + 8 <= sizeof(h);) {
+        uint32_t type = diskimg_be32(h + off), len = diskimg_be32(h + off + 4);
+        if (type == QCOW2_EXT_CRYPTO)
+            return off + 8;
+        g_assert_cmpuint(type, !=, 0);
+        off += 8 + ((len + 7) & ~7u);
+    }
+    g_assert_not_reached();
+}
+
+/* Damaged encryption metadata: open fails with an error, never crashes,
+ * with and without the key. */
+static void test_encrypt_hostile(void)
+{
+    if (!crypto_or_skip())
+        return;
+    define_secrets();
+    diskimg_schema *schema = qschema();
+    struct timg t = { 0 };
+    timg_create_opts(&t, 4 * MiB, schema, "encrypt.format=luks,encrypt.key-secret=qsec,"
+                     "encrypt.iter-time=10");
+    GError *err = NULL;
+    t.s = open_opts(&t, 0, schema, "encrypt.key-secret=qsec", &err);
+    g_assert_no_error(err);
+    uint64_t off = t.s->h.crypto_offset, len = t.s->h.crypto_length;
+    uint64_t l1 = t.s->h.l1_offset;
+    timg_close(&t);
+    uint64_t ext = crypto_ext_at(&t);
+    const struct {
+        int field;              /* 0: offset, 1: length */
+        uint64_t value;
+        const char *expect;
+    } cases[] = {
+        { 0, CS + 512, "not a multiple of cluster size" },
+        { 0, 0, "Invalid encryption header offset" },
+        { 0, 1ull << 60, "Invalid encryption header offset" },
+        { 0, UINT64_MAX & ~(uint64_t)(CS - 1), "Invalid encryption header offset" },
+        { 1, UINT64_MAX, "Invalid encryption header offset" },
+        { 1, 100, "too small" },
+        { 1, 4096, "beyond the encryption header length" },
+        { 0, 1000 * CS, "LUKS" },        /* beyond the end of the file */
+        { 0, l1, "LUKS" },               /* over other metadata */
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        uint64_t v = cases[i].value;
+        raw_put(&t, ext, 8, cases[i].field == 0 ? v : off);
+        raw_put(&t, ext + 8, 8, cases[i].field == 1 ? v : len);
+        expect_open_error(&t, DISKIMG_OPEN_NO_IO, schema, NULL, cases[i].expect);
+        expect_open_error(&t, 0, schema, "encrypt.key-secret=qsec", cases[i].expect);
+    }
+    raw_put(&t, ext, 8, off);
+    raw_put(&t, ext + 8, 8, len);
+    /* the extension only goes with method 2, method 2 needs it */
+    raw_put(&t, 32, 4, QCOW2_CRYPT_AES);
+    expect_open_error(&t, DISKIMG_OPEN_NO_IO, schema, NULL, "only expected with LUKS");
+    raw_put(&t, 32, 4, QCOW2_CRYPT_LUKS);
+    raw_put(&t, ext - 4, 4, 8);
+    expect_open_error(&t, DISKIMG_OPEN_NO_IO, schema, NULL, "size 8, but expected size 16");
+    raw_put(&t, ext - 4, 4, 16);
+    raw_put(&t, ext - 8, 4, 0x12345678);
+    expect_open_error(&t, DISKIMG_OPEN_NO_IO, schema, NULL, "Missing CRYPTO header");
+    raw_put(&t, ext - 8, 4, QCOW2_EXT_CRYPTO);
+
+    /* random bytes over the LUKS header: parsing fails or succeeds, never
+     * more (metadata-only opens, no key derivation from hostile counts) */
+    GRand *r = g_rand_new_with_seed(7);
+    g_autofree uint8_t *orig = g_malloc(DISKIMG_LUKS_HEADER_SIZE);
+    g_assert_cmpint(diskimg_node_pread(diskimg_node_file(t.raw), orig,
+                                       DISKIMG_LUKS_HEADER_SIZE, off, NULL), ==, 0);
+    for (int iter = 0; iter < 200; iter++) {
+        for (int k = 0; k < 4; k++)
+            raw_put(&t, off + (uint64_t)g_rand_int_range(r, 0, DISKIMG_LUKS_HEADER_SIZE), 1,
+                    (uint8_t)g_rand_int(r));
+        t.s = open_opts(&t, DISKIMG_OPEN_NO_IO, schema, NULL, &err);
+        if (!t.s) {
+            g_assert_nonnull(err);
+            g_clear_error(&err);
+        } else {
+            /* what info prints stays valid output, whatever the bytes */
+            struct diskimg_image_info info = { .struct_size = sizeof(info) };
+            g_autoptr(JsonObject) jo = json_object_new();
+            g_assert_cmpint(qcow2_info(t.s, &info, diskimg_obj_from_json(jo), &err), ==, 0);
+            g_assert_true(info.encrypted);
+            g_autoptr(JsonObject) conformed = diskimg_schema_conform(schema, "info", jo, &err);
+            g_assert_no_error(err);
+            g_assert_nonnull(conformed);
+            timg_close(&t);
+        }
+        g_assert_cmpint(diskimg_node_pwrite(diskimg_node_file(t.raw), orig,
+                                            DISKIMG_LUKS_HEADER_SIZE, off, 0, NULL), ==, 0);
+    }
+    g_rand_free(r);
+    /* restored: the image opens again */
+    t.s = open_opts(&t, 0, schema, "encrypt.key-secret=qsec", &err);
+    g_assert_no_error(err);
+    assert_clean(t.s);
+    timg_destroy(&t);
+    diskimg_schema_free(schema);
+}
+
+/* Encryption create options: qemu's refusals. */
+static void test_encrypt_options(void)
+{
+    define_secrets();
+    diskimg_schema *schema = qschema();
+    static const struct {
+        const char *opts;
+        const char *expect;     /* NULL: accepted */
+        uint32_t method;
+    } cases[] = {
+        { "encryption=on,encrypt.format=luks", "can't be used at the same time", 0 },
+        { "encrypt.format=aes,encrypt.key-secret=qsec,encrypt.cipher-alg=aes-128",
+          "Parameter 'encrypt.cipher-alg' is unexpected", 0 },
+        { "encrypt.key-secret=qsec", "Parameter 'encrypt.format' is missing", 0 },
+        { "encrypt.format=luks", "Parameter 'encrypt.key-secret' is required for cipher", 0 },
+        { "encryption=on", "Parameter 'encrypt.key-secret' is required for cipher", 0 },
+        { "encryption=on,encrypt.key-secret=qsec", NULL, QCOW2_CRYPT_AES },
+        { "encryption=off,encrypt.format=luks,encrypt.key-secret=qsec", NULL,
+          QCOW2_CRYPT_LUKS },
+        { "compat=0.10", NULL, QCOW2_CRYPT_NONE },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        diskimg_options *o = qopts(schema, "create-options", cases[i].opts);
+        uint32_t method = 99;
+        GError *err = NULL;
+        int ret = qcow2_crypto_parse_create(o, &method, &err);
+        if (cases[i].expect) {
+            g_assert_cmpint(ret, <, 0);
+            g_assert_nonnull(err);
+            g_assert_nonnull(strstr(err->message, cases[i].expect));
+            g_clear_error(&err);
+        } else {
+            g_assert_no_error(err);
+            g_assert_cmpuint(method, ==, cases[i].method);
+        }
+        diskimg_options_free(o);
+    }
+    /* measure: qemu's sizes (header area rounded up to clusters) */
+    static const struct {
+        const char *opts;
+        uint64_t cs, bytes;
+    } m[] = {
+        { "encrypt.format=luks,encrypt.key-secret=qsec", 65536, 2097152 },
+        { "encrypt.format=luks,encrypt.key-secret=qsec,encrypt.cipher-alg=aes-128", 512,
+          1052672 },
+        { "encrypt.format=luks,encrypt.key-secret=qsec,encrypt.cipher-mode=cbc", 65536,
+          1114112 },
+        { "encrypt.format=aes", 65536, 0 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(m); i++) {
+        diskimg_options *o = qopts(schema, "create-options", m[i].opts);
+        uint64_t bytes = 1;
+        GError *err = NULL;
+        g_assert_cmpint(qcow2_crypto_measure(o, m[i].cs, &bytes, &err), ==, 0);
+        g_assert_no_error(err);
+        g_assert_cmpuint(bytes, ==, m[i].bytes);
+        diskimg_options_free(o);
+    }
+    diskimg_schema_free(schema);
 }
 
 int main(int argc, char **argv)
@@ -734,5 +1144,9 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/bitmap/resize", test_bitmap_resize);
     g_test_add_func("/qcow2/bitmap/hostile", test_bitmap_hostile);
     g_test_add_func("/qcow2/tables/fuzz", test_tables_fuzz);
+    g_test_add_func("/qcow2/encrypt/luks", test_encrypt_luks);
+    g_test_add_func("/qcow2/encrypt/aes", test_encrypt_aes);
+    g_test_add_func("/qcow2/encrypt/hostile", test_encrypt_hostile);
+    g_test_add_func("/qcow2/encrypt/options", test_encrypt_options);
     return g_test_run();
 }
