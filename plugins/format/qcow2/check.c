@@ -107,10 +107,12 @@ static int check_l2_entry(struct checker *c, uint64_t e, uint64_t bm, bool activ
         c->next_contig = host + s->cluster_size;
     }
     if (qcow2_offset_into_cluster(s, host)) {
-        diskimg_report("ERROR offset=%" PRIx64 ": Cluster is not properly aligned; L2 entry "
-                     "corrupted.", host);
+        /* Like qemu: report, then still count the (misaligned) range as
+         * referenced, so the clusters it overlaps are not called leaks. */
+        bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
+        diskimg_report("ERROR offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
+                       "corrupted.", host, data ? "Data" : "Preallocated");
         c->res->corruptions++;
-        return 0;
     }
     return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
 }
