@@ -6,6 +6,8 @@
 #ifndef DISKIMG_CORE_INTERNAL_H
 #define DISKIMG_CORE_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include <diskimg/plugin.h>
 #include <diskimg/schema.h>
 #include <diskimg/core.h>
@@ -43,7 +45,9 @@ struct diskimg_node {
     char *backing_format;           /* as recorded, or probed */
     char *backing_resolved;         /* path the backing was opened from */
     GMutex request_lock;            /* DISKIMG_THREAD_SERIALIZE_REQUESTS */
-    int64_t cached_size;            /* -1 when unknown */
+    /* -1 when unknown; atomic because requests of PARALLEL plugins run
+     * concurrently and all of them ask for the size. */
+    _Atomic int64_t cached_size;
 };
 
 /* registry.c */

@@ -105,9 +105,9 @@ static int read_only(diskimg_node *n, GError **errp)
 
 int64_t diskimg_node_size(diskimg_node *n, GError **errp)
 {
-    if (n->cached_size >= 0)
-        return n->cached_size;
-    int64_t size;
+    int64_t size = n->cached_size;
+    if (size >= 0)
+        return size;
     node_lock(n);
     size = n->is_file ? IO(n)->get_size(n->handle, errp) : FMT(n)->get_size(n->handle, errp);
     node_unlock(n);

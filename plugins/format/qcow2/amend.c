@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * amend.c — qemu-img amend for qcow2: compat upgrade/downgrade, lazy
- * refcounts, data file name and raw flag, backing file, size.  Changing
- * the refcount width is not supported yet and says so; the encryption
- * options are creation-only (not in the schema's amend-options).
+ * refcounts, data file name and raw flag, backing file, size, refcount
+ * width (refcount-order.c); the encryption options are creation-only (not
+ * in the schema's amend-options).
  */
 #include <string.h>
 
@@ -126,12 +126,34 @@ static int amend_data_file(struct qcow2 *s, const diskimg_options *o, GError **e
     return 0;
 }
 
-static int amend_unsupported(struct qcow2 *s, const diskimg_options *o, GError **errp)
+/* As qemu: an upgrade comes first (other widths need v3), the width
+ * changes before any downgrade (which needs 16 bits). */
+static int amend_refcount_bits(struct qcow2 *s, const diskimg_options *o, GError **errp)
 {
-    if (diskimg_options_has(o, "refcount_bits") &&
-        diskimg_options_get_uint(o, "refcount_bits", 16) != s->refcount_bits)
-        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                           "Changing the refcount width is not supported yet");
+    if (!diskimg_options_has(o, "refcount_bits"))
+        return 0;
+    uint64_t bits = diskimg_options_get_uint(o, "refcount_bits", 16);
+    if (bits == 0 || bits > 64 || (bits & (bits - 1)))
+        return amend_error(errp, DISKIMG_ERROR_INVALID,
+                           "Refcount width must be a power of two and may not exceed 64 bits");
+    if (bits == s->refcount_bits)
+        return 0;
+    const char *c = diskimg_options_has(o, "compat") ? diskimg_options_get_str(o, "compat") : NULL;
+    bool v3 = c ? g_str_equal(c, "1.1") || g_str_equal(c, "v3") : s->h.version >= 3;
+    if (!v3)
+        return amend_error(errp, DISKIMG_ERROR_INVALID,
+                           "Different refcount widths than 16 bits require compatibility level "
+                           "1.1 or above (use compat=1.1 or greater)");
+    uint32_t version = s->h.version, header_length = s->h.header_length;
+    if (version < 3)
+        upgrade(s);
+    if (qcow2_change_refcount_order(s, (uint32_t)__builtin_ctzll(bits), errp) < 0) {
+        if (s->h.refcount_order != (uint32_t)__builtin_ctzll(bits)) {
+            s->h.version = version;
+            s->h.header_length = header_length;
+        }
+        return -1;
+    }
     return 0;
 }
 
@@ -160,7 +182,7 @@ int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
 {
     struct qcow2 *s = h;
     (void)force;
-    if (amend_unsupported(s, o, errp) < 0 || amend_compat(s, o, errp) < 0 ||
+    if (amend_refcount_bits(s, o, errp) < 0 || amend_compat(s, o, errp) < 0 ||
         amend_lazy(s, o, errp) < 0 || amend_data_file(s, o, errp) < 0 ||
         amend_backing_and_size(s, o, errp) < 0)
         return -1;

@@ -66,22 +66,74 @@ static int data_write(struct qcow2 *s, const void *buf, uint64_t len, uint64_t h
     return ret;
 }
 
-/* ------------------------------------------------------------ reads */
+/* ------------------------------------------------------------ decompression */
 
-static int decompress_cluster(struct qcow2 *s, uint64_t l2e, GError **errp)
+/* Per-thread decompression state: concurrent reads decompress in
+ * parallel, each in its own buffers.  The last cluster decompressed for
+ * a partial read is kept, so that small sequential reads of one
+ * compressed cluster decompress it once.  It is valid for reads of image
+ * `image` that looked their mapping up while s->cgen was `gen` (the
+ * generation changes whenever a compressed cluster may have been freed,
+ * so an equal L2 entry then still names the same bytes). */
+struct dctx {
+    uint64_t image, gen, l2e;   /* what `out` holds; image 0: nothing */
+    uint64_t cap;               /* cluster size the buffers are made for */
+    uint8_t *in, *out;
+};
+
+static void dctx_free(gpointer p)
+{
+    struct dctx *d = p;
+    g_free(d->in);
+    g_free(d->out);
+    g_free(d);
+}
+
+static GPrivate dctx_key = G_PRIVATE_INIT(dctx_free);
+
+static struct dctx *dctx_get(uint64_t cluster_size, GError **errp)
+{
+    struct dctx *d = g_private_get(&dctx_key);
+    if (!d) {
+        d = g_new0(struct dctx, 1);
+        g_private_set(&dctx_key, d);
+    }
+    if (d->cap < cluster_size) {
+        g_free(d->in);
+        g_free(d->out);
+        d->image = 0;
+        d->in = g_try_malloc(2 * cluster_size + 512);
+        d->out = g_try_malloc(cluster_size);
+        d->cap = d->in && d->out ? cluster_size : 0;
+        if (!d->cap) {
+            qcow2_enomem(errp);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+/* Lock held: the descriptor must point inside the image's limits. */
+static int check_compressed(struct qcow2 *s, uint64_t l2e, GError **errp)
 {
     uint64_t off, len;
-    if (s->cbuf_entry == l2e)
-        return 0;
     qcow2_compressed_span(s, l2e, &off, &len);
     if (!off || len > 2 * s->cluster_size)
         return qcow2_corrupt(s, errp, "Invalid compressed cluster descriptor %#" PRIx64, l2e);
-    if (diskimg_node_pread(s->file, s->cin, len, off, errp) < 0)
+    return 0;
+}
+
+/* Unlocked: the cluster of (checked) descriptor l2e into out. */
+static int decompress_cluster(struct qcow2 *s, uint64_t l2e, uint8_t *in, uint8_t *out,
+                              GError **errp)
+{
+    uint64_t off, len;
+    qcow2_compressed_span(s, l2e, &off, &len);
+    if (diskimg_node_pread(s->file, in, len, off, errp) < 0)
         return -1;
     enum diskimg_codec codec = s->h.compression_type == QCOW2_COMPRESSION_ZSTD
                                ? DISKIMG_CODEC_ZSTD : DISKIMG_CODEC_DEFLATE;
-    s->cbuf_entry = 0;
-    int64_t n = diskimg_decompress(codec, 15, s->cin, len, s->cbuf, s->cluster_size, errp);
+    int64_t n = diskimg_decompress(codec, 15, in, len, out, s->cluster_size, errp);
     if (n < 0) {
         g_prefix_error(errp, "%s: compressed cluster at %#" PRIx64 ": ", s->filename, off);
         return -1;
@@ -92,12 +144,59 @@ static int decompress_cluster(struct qcow2 *s, uint64_t l2e, GError **errp)
                     " bytes instead of %" PRIu64, s->filename, off, n, s->cluster_size);
         return -1;
     }
-    s->cbuf_entry = l2e;
     return 0;
 }
 
-static int read_run(struct qcow2 *s, const struct qcow2_run *r, uint8_t *buf, uint64_t off,
-                    GError **errp)
+/* Unlocked: guest [off, off+len) of compressed run r, looked up at
+ * generation gen.  Whole clusters go straight into the caller's buffer. */
+static int read_compressed(struct qcow2 *s, const struct qcow2_run *r, uint64_t gen,
+                           uint8_t *buf, uint64_t off, GError **errp)
+{
+    struct dctx *d = dctx_get(s->cluster_size, errp);
+    if (!d)
+        return -1;
+    uint64_t into = qcow2_offset_into_cluster(s, off);
+    bool cached = d->image == s->id && d->gen == gen && d->l2e == r->l2e;
+    if (!cached && into == 0 && r->len == s->cluster_size)
+        return decompress_cluster(s, r->l2e, d->in, buf, errp);
+    if (!cached) {
+        d->image = 0;
+        if (decompress_cluster(s, r->l2e, d->in, d->out, errp) < 0)
+            return -1;
+        d->image = s->id;
+        d->gen = gen;
+        d->l2e = r->l2e;
+    }
+    memcpy(buf, d->out + into, r->len);
+    return 0;
+}
+
+/* ------------------------------------------------------------ reads */
+
+/* Lock held: the run at off, validated so that reading it needs no
+ * metadata (and no corruption report) any more. */
+static int map_for_read(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_run *r,
+                        GError **errp)
+{
+    if (qcow2_map_run(s, off, len, r, errp) < 0)
+        return -1;
+    switch (r->type) {
+    case QC_UNALLOC:
+    case QC_UNALLOC_ALLOC:
+    case QC_ZERO_PLAIN:
+    case QC_ZERO_ALLOC:
+    case QC_NORMAL:
+        return 0;
+    case QC_COMPRESSED:
+        return check_compressed(s, r->l2e, errp);
+    }
+    return qcow2_corrupt(s, errp, "Invalid cluster entry at guest offset %#" PRIx64, off);
+}
+
+/* May run unlocked: touches only what stays fixed while transfers run
+ * (the nodes, the cipher, settings that only exclusive operations change). */
+static int read_run(struct qcow2 *s, const struct qcow2_run *r, uint64_t gen, uint8_t *buf,
+                    uint64_t off, GError **errp)
 {
     switch (r->type) {
     case QC_UNALLOC:
@@ -107,23 +206,39 @@ static int read_run(struct qcow2 *s, const struct qcow2_run *r, uint8_t *buf, ui
             return 0;
         }
         return diskimg_node_read_backing(s->node, buf, r->len, off, errp);
-    case QC_ZERO_PLAIN:
-    case QC_ZERO_ALLOC:
-        memset(buf, 0, r->len);
-        return 0;
     case QC_NORMAL:
         return data_read(s, buf, r->len, r->host, off, errp);
     case QC_COMPRESSED:
-        if (decompress_cluster(s, r->l2e, errp) < 0)
-            return -1;
-        memcpy(buf, s->cbuf + qcow2_offset_into_cluster(s, off), r->len);
+        return read_compressed(s, r, gen, buf, off, errp);
+    default:    /* zeroes; map_for_read let nothing else through */
+        memset(buf, 0, r->len);
         return 0;
     }
-    return qcow2_corrupt(s, errp, "Invalid cluster entry at guest offset %#" PRIx64, off);
+}
+
+/* One run of a read: looked up with the lock held; transferred with it
+ * released when `unlock` (see qcow2.h).  *done: bytes of the run. */
+static int read_one_run(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, bool unlock,
+                        uint64_t *done, GError **errp)
+{
+    struct qcow2_run r;
+    if (unlock)
+        qcow2_io_admit(s);
+    if (map_for_read(s, off, len, &r, errp) < 0)
+        return -1;
+    uint64_t gen = s->cgen;
+    if (unlock)
+        qcow2_io_begin(s);
+    int ret = read_run(s, &r, gen, buf, off, errp);
+    if (unlock)
+        qcow2_io_end(s);
+    *done = r.len;
+    return ret;
 }
 
 /* Reads what the guest sees at [off, off+len); zeroes past the end. */
-static int read_range(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, GError **errp)
+static int read_range(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, bool unlock,
+                      GError **errp)
 {
     /* encrypted: whole sectors only (the size qemu and get_size use) */
     uint64_t size = encrypted(s) ? s->h.size & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1) : s->h.size;
@@ -133,12 +248,12 @@ static int read_range(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off,
         len = in;
     }
     while (len) {
-        struct qcow2_run r;
-        if (qcow2_map_run(s, off, len, &r, errp) < 0 || read_run(s, &r, buf, off, errp) < 0)
+        uint64_t n;
+        if (read_one_run(s, buf, len, off, unlock, &n, errp) < 0)
             return -1;
-        buf += r.len;
-        off += r.len;
-        len -= r.len;
+        buf += n;
+        off += n;
+        len -= n;
     }
     return 0;
 }
@@ -150,10 +265,11 @@ static bool sector_aligned(const struct qcow2 *s, uint64_t off, uint64_t len)
 
 /* read_range for any range: partial sectors of encrypted images go
  * through a sector buffer. */
-static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, GError **errp)
+static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off, bool unlock,
+                      GError **errp)
 {
     if (sector_aligned(s, off, len))
-        return read_range(s, buf, len, off, errp);
+        return read_range(s, buf, len, off, unlock, errp);
     uint8_t *sec = diskimg_alloc_aligned(QCOW2_CRYPT_SECTOR);
     if (!sec)
         return qcow2_enomem(errp);
@@ -161,7 +277,7 @@ static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off,
     uint64_t head = off & (QCOW2_CRYPT_SECTOR - 1);
     if (head) {
         uint64_t n = MIN(len, QCOW2_CRYPT_SECTOR - head);
-        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off - head, errp);
+        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off - head, unlock, errp);
         if (ret == 0)
             memcpy(buf, sec + head, n);
         buf += n;
@@ -170,9 +286,9 @@ static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off,
     }
     uint64_t mid = len & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
     if (ret == 0 && mid)
-        ret = read_range(s, buf, mid, off, errp);
+        ret = read_range(s, buf, mid, off, unlock, errp);
     if (ret == 0 && len > mid) {
-        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off + mid, errp);
+        ret = read_range(s, sec, QCOW2_CRYPT_SECTOR, off + mid, unlock, errp);
         if (ret == 0)
             memcpy(buf + mid, sec, len - mid);
     }
@@ -182,7 +298,13 @@ static int read_guest(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off,
 
 int qcow2_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
-    return read_guest(h, buf, len, offset, errp);
+    return read_guest(h, buf, len, offset, false, errp);
+}
+
+int qcow2_read_unlocking(struct qcow2 *s, void *buf, uint64_t len, uint64_t offset,
+                         GError **errp)
+{
+    return read_guest(s, buf, len, offset, true, errp);
 }
 
 /* ------------------------------------------------------------ write helpers */
@@ -197,15 +319,25 @@ static int writable(struct qcow2 *s, GError **errp)
     return 0;
 }
 
-/* Copies the current guest view of [off, off+len) to host offset `host`. */
+static int reads_zero(struct qcow2 *s, uint64_t off, uint64_t len, bool *zero, GError **errp);
+
+/* Copies the current guest view of [off, off+len) to host offset `host`.
+ * A view of zeroes becomes a zero write (as qemu's is_zero_cow): no
+ * buffer to write, and the allocating write holding the lock ends sooner.
+ * Not for encrypted images, whose zeroes are ciphertext. */
 static int fill(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t host, GError **errp)
 {
     if (len == 0)
         return 0;
+    bool zero = false;
+    if (!encrypted(s) && reads_zero(s, off, len, &zero, errp) < 0)
+        return -1;
+    if (zero)
+        return diskimg_node_write_zeroes(s->data, host, len, 0, errp);
     uint8_t *b = diskimg_alloc_aligned(len);
     if (!b)
         return qcow2_enomem(errp);
-    int ret = read_range(s, b, len, off, errp);
+    int ret = read_range(s, b, len, off, false, errp);
     if (ret == 0)
         ret = data_write_scratch(s, b, len, host, off, errp);
     diskimg_free_aligned(b);
@@ -266,13 +398,19 @@ static void freelist_add(struct freelist *f, uint64_t e)
     f->e[f->n++] = e;
 }
 
+/* The new mapping is durable before the old clusters are freed, and
+ * no transfer still using them (looked up before the change) is running. */
 static int freelist_release(struct qcow2 *s, struct freelist *f, GError **errp)
 {
     int ret = 0;
     if (f->n && qcow2_cache_flush(&s->l2c, errp) < 0)
         ret = -1;
+    if (f->n && ret == 0)
+        qcow2_drain_for_free(s);
     for (size_t i = 0; i < f->n && ret == 0; i++)
         ret = qcow2_free_entry(s, f->e[i], errp);
+    if (f->n)
+        s->cgen++;      /* freed compressed clusters may be rewritten */
     g_free(f->e);
     memset(f, 0, sizeof(*f));
     return ret;
@@ -414,7 +552,6 @@ static int write_range(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64
             ret = -1;
         if (ret < 0)
             return -1;
-        s->cbuf_entry = 0;
         buf += n;
         off += n;
         len -= n;
@@ -427,7 +564,7 @@ static int write_partial_sector(struct qcow2 *s, uint8_t *sec, const uint8_t *bu
                                 uint64_t off, GError **errp)
 {
     uint64_t start = off & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
-    if (read_range(s, sec, QCOW2_CRYPT_SECTOR, start, errp) < 0)
+    if (read_range(s, sec, QCOW2_CRYPT_SECTOR, start, false, errp) < 0)
         return -1;
     memcpy(sec + (off - start), buf, n);
     return write_range(s, sec, QCOW2_CRYPT_SECTOR, start, errp);
@@ -460,6 +597,13 @@ static int write_guest(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64
     return ret;
 }
 
+static int write_done(struct qcow2 *s, unsigned flags, GError **errp)
+{
+    if (flags & DISKIMG_WRITE_FUA)
+        return qcow2_flush_metadata(s, errp) < 0 ? -1 : diskimg_node_flush(s->data, errp);
+    return 0;
+}
+
 int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                 GError **errp)
 {
@@ -467,9 +611,111 @@ int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigne
     if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0 ||
         write_guest(s, buf, len, offset, errp) < 0)
         return -1;
-    if (flags & DISKIMG_WRITE_FUA)
-        return qcow2_flush_metadata(s, errp) < 0 ? -1 : diskimg_node_flush(s->data, errp);
+    return write_done(s, flags, errp);
+}
+
+/* ------------------------------------------------------------ unlocked overwrites */
+
+/* Can [a, b) of guest cluster entry (e, bm) be overwritten where it is
+ * with no metadata change at all?  Then the data needs no lock. */
+static bool plain_overwrite(const struct qcow2 *s, uint64_t e, uint64_t bm, uint64_t a,
+                            uint64_t b)
+{
+    if (!in_place(s, e))
+        return false;
+    if (!s->ext_l2)
+        return !(e & QCOW2_OFLAG_ZERO);
+    return !(sub_mask(s, a, b) & ~bm & 0xffffffffull);
+}
+
+/* A stretch of a write: plain overwrites at contiguous host offsets from
+ * `host` (fast), or clusters that need the locked write path. */
+struct stretch {
+    bool fast;
+    uint64_t host;
+    uint64_t len;
+};
+
+/* Extends st over the clusters of table l2 (index idx0 at guest c0) from
+ * off to end while they are of the same kind (and contiguous when fast). */
+static void extend_stretch(const struct qcow2 *s, const uint8_t *l2, uint64_t idx0,
+                           uint64_t c0, uint64_t off, uint64_t end, struct stretch *st)
+{
+    for (uint64_t pos = off; pos < end;) {
+        uint64_t cstart = qcow2_align_down(s, pos), b = MIN(end, cstart + s->cluster_size);
+        uint64_t idx = idx0 + ((cstart - c0) >> s->cluster_bits);
+        uint64_t e = qcow2_l2_entry(s, l2, idx), bm = qcow2_l2_bitmap(s, l2, idx);
+        uint64_t host = (s->ext_data ? cstart : (e & QCOW2_OFFSET_MASK)) + (pos - cstart);
+        bool fast = plain_overwrite(s, e, bm, pos, b) &&
+                    !qcow2_offset_into_cluster(s, host - (pos - cstart));
+        if (pos == off) {
+            st->fast = fast;
+            st->host = host;
+        } else if (fast != st->fast || (fast && host != st->host + (pos - off))) {
+            break;
+        }
+        pos = b;
+        st->len = pos - off;
+    }
+}
+
+/* Lock held: the stretch of [off, off+len) starting at off, within one L2
+ * table.  Only tables the active L1 owns (COPIED) qualify for the fast
+ * path; the locked path copies shared ones first. */
+static int next_stretch(struct qcow2 *s, uint64_t off, uint64_t len, struct stretch *st,
+                        GError **errp)
+{
+    uint64_t end = MIN(off + len, table_end(s, off)), l1i = off >> (s->cluster_bits + s->l2_bits);
+    *st = (struct stretch){ .fast = false, .len = end - off };
+    if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_OFLAG_COPIED))
+        return 0;
+    uint8_t *l2;
+    uint64_t idx;
+    if (qcow2_l2_table(s, off, false, &l2, &idx, errp) < 0)
+        return -1;
+    if (!l2)
+        return 0;
+    extend_stretch(s, l2, idx, qcow2_align_down(s, off), off, end, st);
+    qcow2_cache_put(&s->l2c, l2);
     return 0;
+}
+
+/* Sector-aligned [off, off+len): plain overwrites transfer unlocked, the
+ * rest goes through the locked path, stretch by stretch. */
+static int write_stretches(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64_t off,
+                           GError **errp)
+{
+    while (len) {
+        struct stretch st;
+        qcow2_io_admit(s);
+        if (next_stretch(s, off, len, &st, errp) < 0)
+            return -1;
+        int ret;
+        if (st.fast) {
+            qcow2_io_begin(s);
+            ret = data_write(s, buf, st.len, st.host, off, errp);
+            qcow2_io_end(s);
+        } else {
+            ret = write_range(s, buf, st.len, off, errp);
+        }
+        if (ret < 0)
+            return -1;
+        buf += st.len;
+        off += st.len;
+        len -= st.len;
+    }
+    return 0;
+}
+
+int qcow2_write_unlocking(struct qcow2 *s, const void *buf, uint64_t len, uint64_t offset,
+                          unsigned flags, GError **errp)
+{
+    if (writable(s, errp) < 0 || qcow2_bitmaps_mark(s, offset, len, errp) < 0)
+        return -1;
+    /* partial sectors of encrypted images: read-modify-write, locked */
+    int ret = sector_aligned(s, offset, len) ? write_stretches(s, buf, len, offset, errp)
+                                             : write_guest(s, buf, len, offset, errp);
+    return ret < 0 ? -1 : write_done(s, flags, errp);
 }
 
 /* ------------------------------------------------------------ zeroes, discard */
@@ -530,7 +776,6 @@ int qcow2_zero_clusters(struct qcow2 *s, uint64_t off, uint64_t len, bool zero, 
             return -1;
         off += n;
     }
-    s->cbuf_entry = 0;
     return 0;
 }
 
@@ -646,7 +891,6 @@ static int store_compressed(struct qcow2 *s, uint64_t offset, const uint8_t *dat
         freelist_add(&f, old);
         ret = freelist_release(s, &f, errp);
     }
-    s->cbuf_entry = 0;
     return ret;
 }
 
@@ -675,21 +919,39 @@ static int check_compressed_write(struct qcow2 *s, uint64_t len, uint64_t offset
     return qcow2_bitmaps_mark(s, offset, len, errp);
 }
 
-int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
-                           GError **errp)
+/* Compression needs no lock (see qcow2_compress); with `unlock` it runs
+ * with the lock released so that requests overlap with it. */
+static int write_compressed(struct qcow2 *s, const void *buf, uint64_t len, uint64_t offset,
+                            bool unlock, GError **errp)
 {
-    struct qcow2 *s = h;
     if (check_compressed_write(s, len, offset, errp) < 0)
         return -1;
     uint8_t *out = g_malloc(s->cluster_size);
-    int64_t clen = qcow2_compress(h, buf, len, out, s->cluster_size, errp);
-    int ret = clen < 0 ? -1 : 0;
-    if (clen == 0)   /* incompressible: stored normally */
+    if (unlock)
+        qcow2_unlock(s);
+    int64_t clen = qcow2_compress(s, buf, len, out, s->cluster_size, errp);
+    if (unlock)
+        qcow2_lock(s);
+    /* the image may have been found corrupt meanwhile */
+    int ret = clen < 0 || writable(s, errp) < 0 ? -1 : 0;
+    if (ret == 0 && clen == 0)   /* incompressible: stored normally */
         ret = write_range(s, buf, len, offset, errp);
-    else if (clen > 0)
+    else if (ret == 0)
         ret = store_compressed(s, offset, out, (uint64_t)clen, errp);
     g_free(out);
     return ret;
+}
+
+int qcow2_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
+                           GError **errp)
+{
+    return write_compressed(h, buf, len, offset, false, errp);
+}
+
+int qcow2_write_compressed_unlocking(struct qcow2 *s, const void *buf, uint64_t len,
+                                     uint64_t offset, GError **errp)
+{
+    return write_compressed(s, buf, len, offset, true, errp);
 }
 
 /* Runs on the core's compression workers, concurrently and without the

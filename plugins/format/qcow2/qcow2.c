@@ -2,7 +2,7 @@
 /*
  * qcow2.c — the qcow2 plugin: open/close, info, flush, resize and the
  * descriptor.  See qcow2.h for the map of the other files and the thread
- * model.
+ * model; the callbacks with their locking are in entry.c.
  */
 #include <errno.h>
 #include <string.h>
@@ -43,7 +43,7 @@ int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
 
 /* ------------------------------------------------------------ probe */
 
-static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
     if (len >= 8 && diskimg_be32(buf) == QCOW2_MAGIC && diskimg_be32(buf + 4) >= 2)
@@ -131,10 +131,6 @@ static int setup_state(struct qcow2 *s, diskimg_node *node, GError **errp)
         qcow2_cache_init(&s->l2c, s, "L2 table", L2_CACHE_BUDGET, errp) < 0)
         return -1;
     s->l2c.depends = &s->rbc;
-    s->cbuf = g_try_malloc(s->cluster_size);
-    s->cin = g_try_malloc(2 * s->cluster_size + 512);
-    if (!s->cbuf || !s->cin)
-        return qcow2_enomem(errp);
     if (qcow2_snapshots_load(s, errp) < 0 || qcow2_bitmaps_load(s, errp) < 0)
         return -1;
     return qcow2_bitmaps_validate(s, errp);
@@ -160,6 +156,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
                       unsigned flags, const diskimg_options *options, GError **errp)
 {
     struct qcow2 *s = g_new0(struct qcow2, 1);
+    qcow2_lock_init(s);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
@@ -176,12 +173,6 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
         return NULL;
     }
     return s;
-}
-
-static void *qcow2_open(const struct diskimg_format_open_args *args, GError **errp)
-{
-    return qcow2_open_file(args->node, args->file, args->filename, args->flags, args->options,
-                           errp);
 }
 
 int qcow2_flush_metadata(struct qcow2 *s, GError **errp)
@@ -219,24 +210,23 @@ void qcow2_close(void *h)
     free_tables(s);
     g_free(s->l1);
     g_free(s->reftable);
-    g_free(s->cbuf);
-    g_free(s->cin);
     qcow2_crypto_close(s);
     qcow2_header_clear(&s->h);
     g_free(s->filename);
+    qcow2_lock_clear(s);
     g_free(s);
 }
 
 /* ------------------------------------------------------------ queries */
 
-static int64_t qcow2_get_size(void *h, GError **errp)
+int64_t qcow2_get_size(void *h, GError **errp)
 {
     struct qcow2 *s = h;
     (void)errp;
     return (int64_t)(s->h.size & ~511ull);
 }
 
-static int qcow2_get_backing(void *h, struct diskimg_backing_ref *ref)
+int qcow2_get_backing(void *h, struct diskimg_backing_ref *ref)
 {
     struct qcow2 *s = h;
     ref->filename = s->h.backing_file;
@@ -295,7 +285,7 @@ int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
     return 0;
 }
 
-static int qcow2_flush(void *h, GError **errp)
+int qcow2_flush(void *h, GError **errp)
 {
     if (qcow2_bitmaps_store(h, errp) < 0)
         return -1;
@@ -304,7 +294,7 @@ static int qcow2_flush(void *h, GError **errp)
 
 /* ------------------------------------------------------------ backing */
 
-static int qcow2_set_backing(void *h, const char *filename, const char *format, GError **errp)
+int qcow2_set_backing(void *h, const char *filename, const char *format, GError **errp)
 {
     struct qcow2 *s = h;
     if (filename && *filename && s->data_raw) {
@@ -337,7 +327,7 @@ static int qcow2_set_backing(void *h, const char *filename, const char *format, 
 }
 
 /* After commit: every cluster falls through to the backing file again. */
-static int qcow2_make_empty(void *h, GError **errp)
+int qcow2_make_empty(void *h, GError **errp)
 {
     struct qcow2 *s = h;
     uint64_t end = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
@@ -412,48 +402,11 @@ int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
 
 /* ------------------------------------------------------------ descriptor */
 
-static const struct diskimg_format_ops qcow2_ops = {
-    .struct_size = sizeof(struct diskimg_format_ops),
-    .probe = qcow2_probe,
-    .open = qcow2_open,
-    .close = qcow2_close,
-    .create = qcow2_create,
-    .get_size = qcow2_get_size,
-    .read = qcow2_read,
-    .write = qcow2_write,
-    .write_zeroes = qcow2_write_zeroes,
-    .write_compressed = qcow2_write_compressed,
-    .compress = qcow2_compress,
-    .write_precompressed = qcow2_write_precompressed,
-    .discard = qcow2_discard,
-    .flush = qcow2_flush,
-    .block_status = qcow2_block_status,
-    .truncate = qcow2_resize,
-    .info = qcow2_info,
-    .get_backing = qcow2_get_backing,
-    .set_backing = qcow2_set_backing,
-    .make_empty = qcow2_make_empty,
-    .check = qcow2_check,
-    .measure = qcow2_measure,
-    .amend = qcow2_amend,
-    .snapshot_list = qcow2_snapshot_list,
-    .snapshot_create = qcow2_snapshot_create,
-    .snapshot_apply = qcow2_snapshot_apply,
-    .snapshot_delete = qcow2_snapshot_delete,
-    .snapshot_load = qcow2_snapshot_load,
-    .bitmap_list = qcow2_bitmap_list,
-    .bitmap_add = qcow2_bitmap_add,
-    .bitmap_remove = qcow2_bitmap_remove,
-    .bitmap_set_enabled = qcow2_bitmap_set_enabled,
-    .bitmap_query = qcow2_bitmap_query,
-    .bitmap_set = qcow2_bitmap_set,
-};
-
 static const struct diskimg_plugin qcow2_plugin = {
     .abi_version = DISKIMG_ABI_VERSION,
     .struct_size = sizeof(struct diskimg_plugin),
     .kind = DISKIMG_KIND_FORMAT,
-    .thread_model = DISKIMG_THREAD_SERIALIZE_REQUESTS,
+    .thread_model = DISKIMG_THREAD_PARALLEL,
     .name = "qcow2",
     .version = PLUGIN_VERSION,
     .summary = "QEMU copy-on-write image, version 2 and 3",

@@ -19,11 +19,53 @@
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
- * Thread model: DISKIMG_THREAD_SERIALIZE_REQUESTS.  All state of an open
- * image (caches, allocator hints, the L1 table) is owned by one handle and
- * the core never runs two callbacks of the same handle at once, so no
- * locking is needed here.  Different images run in parallel.
- */
+ *   lock.c      the metadata lock, request drain, in-flight transfer count
+ *   entry.c     the callbacks of the descriptor: each takes the lock the
+ *               rules below ask for, then calls the implementation
+ *
+ * Thread model: DISKIMG_THREAD_PARALLEL.  The core runs any callbacks of
+ * one handle concurrently; the plugin locks:
+ *
+ *   - One metadata mutex per image (s->lock) protects everything in
+ *     struct qcow2 that changes after open: L1, the L2 and refcount
+ *     caches, the allocator, header, snapshot and bitmap state, the
+ *     corrupt flag.  Every function of the plugin that takes a struct
+ *     qcow2 expects the lock held unless it says otherwise; entry.c takes
+ *     it.  Cache entries are pinned only while the lock is held.
+ *
+ *   - Data transfers and (de)compression run with the lock released.  A
+ *     read maps one run of clusters under the lock, copies out what it
+ *     needs (struct qcow2_run), and transfers, decompresses or decrypts it
+ *     unlocked (the backing file too).  A write whose clusters are all
+ *     allocated, owned (COPIED), uncompressed and need no metadata change
+ *     does the same.  Every other write (allocation, COW, zero clusters,
+ *     discard, compressed stores, L2 and refcount updates) keeps the lock
+ *     for the whole operation, so two requests can never both allocate the
+ *     same cluster.  Compression runs before the lock is taken.
+ *
+ *   - An unlocked transfer is counted in s->inflight (qcow2_io_begin/end).
+ *     Invariant: a host cluster an unlocked transfer targets keeps its
+ *     refcount until the transfer ends, so it is never reused under the
+ *     transfer's feet (a stale read would return another cluster's data, a
+ *     stale write would corrupt it).  Writes that free data clusters first
+ *     drop the mapping, then wait for in-flight transfers to end
+ *     (qcow2_drain_for_free) before dropping the refcounts; while anyone
+ *     waits, no new transfer starts, so waits are short.  The rare
+ *     operations (truncate, snapshots, bitmaps, amend, check, make_empty,
+ *     set_backing) run exclusive: lock held and nothing in flight.
+ *
+ *   - A read racing a write of the same range sees old or new data, as on
+ *     a disk, but never another cluster's data or a torn mapping.  Flush
+ *     takes the lock, so metadata of a write is either before or after it;
+ *     data of writes completed before the flush was called is covered.
+ *
+ *   - Decompression buffers are per thread (io.c); the last decompressed
+ *     cluster is kept there, tagged with s->cgen, a generation bumped
+ *     whenever a compressed cluster may have been freed.  Ciphers are
+ *     stateless after key setup (core/crypto.c works on a copy of the IV,
+ *     nettle contexts are read-only), so requests encrypt concurrently, each
+ *     in its own buffer.
+  */
 #ifndef QCOW2_PRIVATE_H
 #define QCOW2_PRIVATE_H
 
@@ -244,10 +286,15 @@ struct qcow2 {
     bool bm_need_store;       /* flush/close must store bitmaps */
     uint64_t bm_mem;          /* bytes of loaded bitmap contents */
 
-    /* last decompressed cluster */
-    uint8_t *cbuf;
-    uint64_t cbuf_entry;      /* L2 entry it came from, 0 = none */
-    uint8_t *cin;             /* compressed input buffer (2 clusters) */
+    /* locking, see the top of this file and lock.c */
+    GMutex lock;
+    GCond cond;               /* inflight, drainers or freeing changed */
+    unsigned inflight;        /* unlocked data transfers running */
+    unsigned drainers;        /* threads waiting for inflight == 0 */
+    unsigned freeing;         /* of them, writes holding clusters to free */
+    unsigned waiting;         /* threads in g_cond_wait (wake only then) */
+    uint64_t id;              /* unique per open: tags per-thread caches */
+    uint64_t cgen;            /* bumped when compressed clusters may be freed */
 
     bool prealloc_checked, prealloc_meta;
 
@@ -275,6 +322,26 @@ static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t si
  * corrupt on disk (qemu's qcow2_signal_corruption) and blocks writes. */
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 int qcow2_enomem(GError **errp);
+
+/* lock.c */
+void qcow2_lock_init(struct qcow2 *s);
+void qcow2_lock_clear(struct qcow2 *s);
+void qcow2_lock(struct qcow2 *s);
+void qcow2_unlock(struct qcow2 *s);
+/* Takes the lock once no transfer is in flight and no write is parked
+ * waiting to free clusters; it stays so until qcow2_unlock_exclusive. */
+void qcow2_lock_exclusive(struct qcow2 *s);
+void qcow2_unlock_exclusive(struct qcow2 *s);
+/* Lock held: before dropping references to data clusters whose mapping
+ * is gone, waits for the transfers in flight (the lock is released while
+ * waiting, so call it where the metadata is consistent). */
+void qcow2_drain_for_free(struct qcow2 *s);
+/* An unlocked transfer: admit (may release the lock while a drain is
+ * queued), then look the mapping up, then begin (counts the transfer and
+ * unlocks), transfer, end (locks again). */
+void qcow2_io_admit(struct qcow2 *s);
+void qcow2_io_begin(struct qcow2 *s);
+void qcow2_io_end(struct qcow2 *s);
 
 /* header.c */
 /* Parses and validates the header in buf (the first cluster of the file,
@@ -361,9 +428,19 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, GError **errp);
 void qcow2_compressed_span(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len);
 
 /* io.c */
+/* qcow2_read/qcow2_write keep the lock for the whole request (internal
+ * users, tests); the _unlocking variants, used by the callbacks, release
+ * it around data transfers (lock held on entry and on return). */
 int qcow2_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp);
 int qcow2_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                 GError **errp);
+int qcow2_read_unlocking(struct qcow2 *s, void *buf, uint64_t len, uint64_t offset,
+                         GError **errp);
+int qcow2_write_unlocking(struct qcow2 *s, const void *buf, uint64_t len, uint64_t offset,
+                          unsigned flags, GError **errp);
+/* Compresses with the lock released, stores with it held. */
+int qcow2_write_compressed_unlocking(struct qcow2 *s, const void *buf, uint64_t len,
+                                     uint64_t offset, GError **errp);
 int qcow2_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp);
 int64_t qcow2_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
                        GError **errp);
@@ -457,6 +534,12 @@ int qcow2_crypto_measure(const diskimg_options *o, uint64_t cluster_size, uint64
                          GError **errp);
 
 /* qcow2.c */
+int qcow2_probe(const uint8_t *buf, size_t len, const char *filename);
+int64_t qcow2_get_size(void *h, GError **errp);
+int qcow2_get_backing(void *h, struct diskimg_backing_ref *ref);
+int qcow2_flush(void *h, GError **errp);
+int qcow2_set_backing(void *h, const char *filename, const char *format, GError **errp);
+int qcow2_make_empty(void *h, GError **errp);
 int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc, unsigned flags,
                  GError **errp);
 int qcow2_flush_metadata(struct qcow2 *s, GError **errp);
@@ -466,5 +549,16 @@ int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
                       unsigned flags, const diskimg_options *options, GError **errp);
 void qcow2_close(void *h);
+
+/* entry.c */
+extern const struct diskimg_format_ops qcow2_ops;
+
+/* ---- refcount-order.c (refcount width change; appended block) ---- */
+/* Rewrites the refcount structures of an open, writable v3 image with
+ * 2^order-bit entries (0 <= order <= 6) and switches to them with one
+ * header update; refuses, changing nothing, when a refcount does not fit.
+ * The caller needs exclusive use of the image (amend). */
+int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order, GError **errp);
+/* ---- end refcount-order.c ---- */
 
 #endif

@@ -375,6 +375,10 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
     if (rc == 0) {
         if (cluster < s->free_cluster_index)
             s->free_cluster_index = cluster;
+        /* compressed bytes must not be appended to the cluster once it is
+         * free: it may be reallocated as a data cluster */
+        if (s->free_byte_offset >> s->cluster_bits == cluster)
+            s->free_byte_offset = 0;
         qcow2_cache_discard(&s->l2c, cluster << s->cluster_bits);
         qcow2_cache_discard(&s->rbc, cluster << s->cluster_bits);
     } else {

@@ -563,7 +563,7 @@ int qcow2_snapshot_load(void *h, const char *id, const char *name, GError **errp
     s->l1 = l1;
     s->l1_size = sn->l1_size;
     s->l1_offset = sn->l1_offset;
-    s->cbuf_entry = 0;
+    s->cgen++;                  /* cached decompressed clusters are stale */
     s->snapshot_loaded = true;
     return 0;
 }

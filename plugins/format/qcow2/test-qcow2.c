@@ -4,7 +4,8 @@
  * damaged and random headers, the codecs, the bounds of the metadata
  * cache, internal snapshots and persistent bitmaps (round trips checked
  * with the plugin's own check, hostile tables and directories) and
- * encryption (LUKS and AES round trips, hostile encryption headers).
+ * encryption (LUKS and AES round trips, hostile encryption headers), and
+ * concurrent requests on one handle through the descriptor's callbacks.
  * Built with the plugin's sources; file I/O goes through the core with
  * the posix plugin of the build tree, crypto through its nettle plugin.
  */
@@ -1124,6 +1125,384 @@ static void test_encrypt_options(void)
     diskimg_schema_free(schema);
 }
 
+/* ------------------------------------------------------------ concurrency */
+
+/* Requests of several threads on one handle, through the descriptor's
+ * callbacks (which take the plugin's locks).  Each thread owns the
+ * clusters of every STRESS_THREADS-th block of STRESS_BLOCK clusters, so
+ * the expected content is deterministic: a model of the image that only
+ * the owner of a byte writes.  A ninth thread snapshots, checks and
+ * flushes meanwhile: check must find nothing wrong while writes run. */
+#define STRESS_THREADS 8
+#define STRESS_BLOCK 4u
+
+struct stress {
+    struct qcow2 *s;
+    uint8_t *model;
+    uint64_t size, cs;
+    bool compress;           /* compressed writes too (not with encryption) */
+    gint64 deadline;
+    guint32 seed;
+    gint stop;               /* a worker failed: everyone stops */
+};
+
+struct stress_worker {
+    struct stress *st;
+    unsigned id;
+    uint64_t ops;
+};
+
+/* A random range inside one block the worker owns; sometimes unaligned. */
+static void stress_range(struct stress_worker *w, GRand *r, uint64_t *off, uint64_t *len)
+{
+    struct stress *st = w->st;
+    uint64_t bsize = STRESS_BLOCK * st->cs, blocks = st->size / bsize;
+    uint64_t mine = (blocks - w->id + STRESS_THREADS - 1) / STRESS_THREADS;
+    uint64_t b = w->id + STRESS_THREADS * (uint64_t)g_rand_int_range(r, 0, (gint32)mine);
+    uint64_t unit = g_rand_boolean(r) ? st->cs : 512;
+    if (g_rand_int_range(r, 0, 4) == 0)
+        unit = 1;
+    uint64_t units = bsize / unit;
+    uint64_t a = (uint64_t)g_rand_int_range(r, 0, (gint32)units);
+    uint64_t n = (uint64_t)g_rand_int_range(r, 1, (gint32)(units - a + 1));
+    *off = b * bsize + a * unit;
+    *len = MIN(n * unit, 3 * st->cs);
+}
+
+static bool stress_read(struct stress_worker *w, uint64_t off, uint64_t len)
+{
+    g_autofree uint8_t *b = g_malloc(len);
+    GError *err = NULL;
+    if (qcow2_ops.read(w->st->s, b, len, off, &err) < 0) {
+        g_printerr("read %#" PRIx64 "+%#" PRIx64 ": %s\n", off, len, err->message);
+        g_error_free(err);
+        return false;
+    }
+    if (memcmp(b, w->st->model + off, len) != 0) {
+        g_printerr("thread %u: read %#" PRIx64 "+%#" PRIx64 " differs from the model\n", w->id,
+                   off, len);
+        return false;
+    }
+    return true;
+}
+
+static bool stress_write(struct stress_worker *w, GRand *r, uint64_t off, uint64_t len)
+{
+    g_autofree uint8_t *b = g_malloc(len);
+    for (uint64_t i = 0; i < len; i++)
+        b[i] = (uint8_t)(off + i + w->ops);
+    GError *err = NULL;
+    unsigned flags = g_rand_int_range(r, 0, 16) == 0 ? DISKIMG_WRITE_FUA : 0;
+    if (qcow2_ops.write(w->st->s, b, len, off, flags, &err) < 0) {
+        g_printerr("write %#" PRIx64 "+%#" PRIx64 ": %s\n", off, len, err->message);
+        g_error_free(err);
+        return false;
+    }
+    memcpy(w->st->model + off, b, len);
+    return true;
+}
+
+/* Zero writes zero the range; discards only the whole clusters in it
+ * (without a backing file they then read as zeroes). */
+static bool stress_zero(struct stress_worker *w, GRand *r, uint64_t off, uint64_t len)
+{
+    struct stress *st = w->st;
+    GError *err = NULL;
+    bool discard = g_rand_boolean(r);
+    int ret = discard ? qcow2_ops.discard(st->s, off, len, &err)
+                      : qcow2_ops.write_zeroes(st->s, off, len,
+                                               g_rand_boolean(r) ? DISKIMG_WRITE_MAY_UNMAP : 0,
+                                               &err);
+    if (ret < 0) {
+        g_printerr("%s %#" PRIx64 "+%#" PRIx64 ": %s\n", discard ? "discard" : "zero", off,
+                   len, err->message);
+        g_error_free(err);
+        return false;
+    }
+    uint64_t a = off, b = off + len;
+    if (discard) {
+        a = (off + st->cs - 1) / st->cs * st->cs;
+        b = (off + len) / st->cs * st->cs;
+    }
+    if (a < b)
+        memset(st->model + a, 0, b - a);
+    return true;
+}
+
+/* Compresses one whole cluster of the range (mostly compressible data). */
+static bool stress_compressed(struct stress_worker *w, uint64_t off)
+{
+    struct stress *st = w->st;
+    uint64_t c = off / st->cs * st->cs;
+    g_autofree uint8_t *b = g_malloc(st->cs);
+    for (uint64_t i = 0; i < st->cs; i++)
+        b[i] = (uint8_t)((i / 64) ^ w->ops);
+    GError *err = NULL;
+    if (qcow2_ops.write_compressed(st->s, b, st->cs, c, &err) < 0) {
+        g_printerr("compressed write %#" PRIx64 ": %s\n", c, err->message);
+        g_error_free(err);
+        return false;
+    }
+    memcpy(st->model + c, b, st->cs);
+    return true;
+}
+
+static bool stress_op(struct stress_worker *w, GRand *r)
+{
+    uint64_t off, len;
+    stress_range(w, r, &off, &len);
+    switch (g_rand_int_range(r, 0, 10)) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+        return stress_read(w, off, len);
+    case 4:
+    case 5:
+    case 6:
+        return stress_write(w, r, off, len);
+    case 7:
+    case 8:
+        return stress_zero(w, r, off, len);
+    default:
+        return w->st->compress ? stress_compressed(w, off) : stress_read(w, off, len);
+    }
+}
+
+static gpointer stress_thread(gpointer data)
+{
+    struct stress_worker *w = data;
+    GRand *r = g_rand_new_with_seed(w->st->seed + w->id);
+    while (!g_atomic_int_get(&w->st->stop) && g_get_monotonic_time() < w->st->deadline) {
+        if (!stress_op(w, r)) {
+            g_atomic_int_set(&w->st->stop, 1);
+            break;
+        }
+        w->ops++;
+    }
+    g_rand_free(r);
+    return NULL;
+}
+
+static bool admin_check(struct stress *st)
+{
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    GError *err = NULL;
+    if (qcow2_ops.check(st->s, 0, &res, &err) < 0 || res.corruptions || res.leaks ||
+        res.check_errors) {
+        g_printerr("check during writes: %s, %" PRIu64 " corruptions, %" PRIu64 " leaks\n",
+                   err ? err->message : "ok", res.corruptions, res.leaks);
+        g_clear_error(&err);
+        return false;
+    }
+    return true;
+}
+
+/* Snapshots make the clusters shared, so that writes copy them and free
+ * the copies' sources; the snapshot is deleted again at once. */
+static bool admin_snapshot(struct stress *st)
+{
+    struct diskimg_snapshot sn = { .name = "stress", .date_sec = 1 };
+    GError *err = NULL;
+    if (qcow2_ops.snapshot_create(st->s, &sn, &err) < 0 ||
+        qcow2_ops.flush(st->s, &err) < 0 || qcow2_ops.snapshot_delete(st->s, "stress", &err) < 0) {
+        g_printerr("snapshot during writes: %s\n", err->message);
+        g_error_free(err);
+        return false;
+    }
+    return true;
+}
+
+static gpointer stress_admin(gpointer data)
+{
+    struct stress *st = data;
+    for (unsigned i = 0; !g_atomic_int_get(&st->stop) && g_get_monotonic_time() < st->deadline;
+         i++) {
+        g_usleep(20000);
+        if (!(i % 2 ? admin_check(st) : admin_snapshot(st)))
+            g_atomic_int_set(&st->stop, 1);
+    }
+    return NULL;
+}
+
+/* Runs the workers and the admin thread for `ms` on the open image. */
+static void stress_run(struct stress *st, unsigned ms)
+{
+    struct stress_worker w[STRESS_THREADS];
+    GThread *t[STRESS_THREADS];
+    st->deadline = g_get_monotonic_time() + (gint64)ms * 1000;
+    st->seed = g_test_rand_int();
+    g_test_message("stress seed %" PRIu32, st->seed);
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        w[i] = (struct stress_worker){ .st = st, .id = i };
+        t[i] = g_thread_new("qcow2-stress", stress_thread, &w[i]);
+    }
+    GThread *admin = g_thread_new("qcow2-admin", stress_admin, st);
+    uint64_t ops = 0;
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        g_thread_join(t[i]);
+        ops += w[i].ops;
+    }
+    g_thread_join(admin);
+    g_test_message("%" PRIu64 " requests", ops);
+    g_assert_cmpint(g_atomic_int_get(&st->stop), ==, 0);
+}
+
+static void stress_verify(struct stress *st)
+{
+    assert_clean(st->s);
+    g_autofree uint8_t *b = g_malloc(st->size);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_ops.read(st->s, b, st->size, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_true(memcmp(b, st->model, st->size) == 0);
+}
+
+static void stress_image(struct timg *t, struct stress *st, const char *what)
+{
+    g_test_message("%s", what);
+    st->s = t->s;
+    st->model = g_malloc0(st->size);
+    stress_run(st, 1500);
+    stress_verify(st);
+    /* what reached the disk is what the model says */
+    timg_reopen(t, DISKIMG_OPEN_RDWR);
+    st->s = t->s;
+    stress_verify(st);
+    g_free(st->model);
+}
+
+static void test_parallel_requests(void)
+{
+    static const struct {
+        const char *opts;
+        uint64_t cs;
+    } images[] = {
+        { "cluster_size=65536", 65536 },
+        { "cluster_size=4096", 4096 },            /* many requests share an L2 table */
+        { "cluster_size=65536,extended_l2=on", 65536 },
+    };
+    diskimg_schema *schema = qschema();
+    for (size_t i = 0; i < G_N_ELEMENTS(images); i++) {
+        struct timg t = { 0 };
+        struct stress st = { .cs = images[i].cs, .compress = true };
+        st.size = STRESS_THREADS * STRESS_BLOCK * st.cs * 8;
+        timg_create_opts(&t, st.size, schema, images[i].opts);
+        timg_open(&t, DISKIMG_OPEN_RDWR);
+        stress_image(&t, &st, images[i].opts);
+        timg_destroy(&t);
+    }
+    diskimg_schema_free(schema);
+}
+
+/* Encrypted: requests encrypt and decrypt concurrently; unaligned ones
+ * take the locked read-modify-write path. */
+static void test_parallel_encrypted(void)
+{
+    if (!crypto_or_skip())
+        return;
+    define_secrets();
+    diskimg_schema *schema = qschema();
+    struct timg t = { 0 };
+    struct stress st = { .cs = 65536 };
+    st.size = STRESS_THREADS * STRESS_BLOCK * st.cs * 2;
+    timg_create_opts(&t, st.size, schema, "encrypt.format=luks,encrypt.key-secret=qsec,"
+                     "encrypt.iter-time=10");
+    GError *err = NULL;
+    t.s = open_opts(&t, DISKIMG_OPEN_RDWR, schema, "encrypt.key-secret=qsec", &err);
+    g_assert_no_error(err);
+    st.s = t.s;
+    st.model = g_malloc0(st.size);
+    stress_run(&st, 1000);
+    stress_verify(&st);
+    g_free(st.model);
+    timg_destroy(&t);
+    diskimg_schema_free(schema);
+}
+
+/* The compressed allocation cursor must not outlive its cluster: once
+ * freed and reused as a data cluster, compressed bytes appended there
+ * would overwrite guest data (found by the parallel test). */
+static void test_compressed_cursor_reuse(void)
+{
+    struct timg t = { 0 };
+    timg_create(&t, 4 * MiB);
+    g_autofree uint8_t *z = g_malloc0(CS);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_write_compressed(t.s, z, CS, 0, &err), ==, 0);
+    g_assert_cmpint(qcow2_discard(t.s, 0, CS, &err), ==, 0);
+    g_assert_no_error(err);
+    fill_write(t.s, 0xaa, CS, CS);          /* reuses the freed cluster */
+    g_assert_cmpint(qcow2_write_compressed(t.s, z, CS, 2 * CS, &err), ==, 0);
+    g_assert_no_error(err);
+    assert_reads(t.s, 0xaa, CS, CS);
+    assert_reads(t.s, 0, 2 * CS, CS);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+struct creader {
+    struct qcow2 *s;
+    const uint8_t *model;
+    uint64_t size, cs;
+    guint32 seed;
+    gint failed;
+};
+
+/* Whole clusters, partial ones (the per-thread cache) and runs across
+ * several compressed clusters. */
+static gpointer creader_thread(gpointer data)
+{
+    struct creader *c = data;
+    GRand *r = g_rand_new_with_seed(c->seed);
+    g_autofree uint8_t *b = g_malloc(4 * c->cs);
+    for (unsigned i = 0; i < 400 && !g_atomic_int_get(&c->failed); i++) {
+        uint64_t off = (uint64_t)g_rand_int_range(r, 0, (gint32)(c->size / 512)) * 512;
+        uint64_t want = g_rand_boolean(r) ? c->cs
+                        : 512 * (uint64_t)g_rand_int_range(r, 1, (gint32)(4 * c->cs / 512));
+        uint64_t len = MIN(c->size - off, want);
+        GError *err = NULL;
+        if (qcow2_ops.read(c->s, b, len, off, &err) < 0 || memcmp(b, c->model + off, len)) {
+            g_printerr("read %#" PRIx64 "+%#" PRIx64 ": %s\n", off, len,
+                       err ? err->message : "differs from the model");
+            g_clear_error(&err);
+            g_atomic_int_set(&c->failed, 1);
+        }
+    }
+    g_rand_free(r);
+    return NULL;
+}
+
+static void test_parallel_compressed_reads(void)
+{
+    struct timg t = { 0 };
+    uint64_t size = 4 * MiB;
+    timg_create(&t, size);
+    g_autofree uint8_t *model = g_malloc(size);
+    for (uint64_t i = 0; i < size; i++)
+        model[i] = (uint8_t)((i / 100) * 7 + (i >> 16));
+    GError *err = NULL;
+    for (uint64_t off = 0; off < size; off += CS)
+        g_assert_cmpint(qcow2_ops.write_compressed(t.s, model + off, CS, off, &err), ==, 0);
+    g_assert_no_error(err);
+    struct creader c[STRESS_THREADS];
+    GThread *th[STRESS_THREADS];
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        c[i] = (struct creader){ .s = t.s, .model = model, .size = size, .cs = CS,
+                                 .seed = g_test_rand_int() };
+        th[i] = g_thread_new("qcow2-creader", creader_thread, &c[i]);
+    }
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        g_thread_join(th[i]);
+        g_assert_cmpint(c[i].failed, ==, 0);
+    }
+    struct diskimg_extent ext;
+    g_assert_cmpint(qcow2_block_status(t.s, 0, CS, &ext, &err), ==, 0);
+    g_assert_true(ext.flags & DISKIMG_BS_COMPRESSED);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1148,5 +1527,9 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/encrypt/aes", test_encrypt_aes);
     g_test_add_func("/qcow2/encrypt/hostile", test_encrypt_hostile);
     g_test_add_func("/qcow2/encrypt/options", test_encrypt_options);
+    g_test_add_func("/qcow2/compressed/cursor-reuse", test_compressed_cursor_reuse);
+    g_test_add_func("/qcow2/parallel/requests", test_parallel_requests);
+    g_test_add_func("/qcow2/parallel/encrypted", test_parallel_encrypted);
+    g_test_add_func("/qcow2/parallel/compressed-reads", test_parallel_compressed_reads);
     return g_test_run();
 }
