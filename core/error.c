@@ -39,44 +39,46 @@ void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
                 g_strerror(errnum));
 }
 
-static diskimg_warn_fn warn_fn;
-static void *warn_opaque;
+/* Where warnings and report lines go: a handler the caller installed, or
+ * stderr. */
+struct sink {
+    diskimg_warn_fn fn;
+    void *opaque;
+};
+
+static struct sink warnings, reports;
+
+static void emit(const struct sink *sink, const char *fmt, va_list ap)
+{
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    if (sink->fn)
+        sink->fn(msg, sink->opaque);
+    else
+        fprintf(stderr, "%s\n", msg);
+}
 
 void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque)
 {
-    warn_fn = fn;
-    warn_opaque = opaque;
+    warnings = (struct sink){ fn, opaque };
+}
+
+void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque)
+{
+    reports = (struct sink){ fn, opaque };
 }
 
 void diskimg_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    emit(&warnings, fmt, ap);
     va_end(ap);
-    if (warn_fn)
-        warn_fn(msg, warn_opaque);
-    else
-        fprintf(stderr, "%s\n", msg);
-}
-
-static diskimg_warn_fn report_fn;
-static void *report_opaque;
-
-void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque)
-{
-    report_fn = fn;
-    report_opaque = opaque;
 }
 
 void diskimg_report(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    emit(&reports, fmt, ap);
     va_end(ap);
-    if (report_fn)
-        report_fn(msg, report_opaque);
-    else
-        fprintf(stderr, "%s\n", msg);
 }
