@@ -140,10 +140,10 @@ static int amend_refcount_bits(struct qcow2 *s, const diskimg_options *o, GError
         return 0;
     const char *c = diskimg_options_has(o, "compat") ? diskimg_options_get_str(o, "compat") : NULL;
     bool v3 = c ? g_str_equal(c, "1.1") || g_str_equal(c, "v3") : s->h.version >= 3;
-    if (!v3)
+    if (!v3 && bits != 16)
         return amend_error(errp, DISKIMG_ERROR_INVALID,
-                           "Different refcount widths than 16 bits require compatibility level "
-                           "1.1 or above (use compat=1.1 or greater)");
+                           "Refcount widths other than 16 bits require compatibility level 1.1 "
+                           "or above (use compat=1.1 or greater)");
     uint32_t version = s->h.version, header_length = s->h.header_length;
     if (version < 3)
         upgrade(s);

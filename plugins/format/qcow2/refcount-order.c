@@ -468,8 +468,8 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order, GError **errp)
         return 0;
     if (s->h.version < 3) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "Different refcount widths than 16 bits require compatibility level 1.1 "
-                    "or above (use compat=1.1 or greater)");
+                    "Refcount widths other than 16 bits require compatibility level 1.1 or "
+                    "above (use compat=1.1 or greater)");
         return -1;
     }
     if (!s->writable || s->corrupt) {

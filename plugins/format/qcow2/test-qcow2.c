@@ -1503,6 +1503,167 @@ static void test_parallel_compressed_reads(void)
     timg_destroy(&t);
 }
 
+/* ------------------------------------------------------------ refcount width */
+
+static void change_order(struct qcow2 *s, uint32_t order)
+{
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_change_refcount_order(s, order, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(s->h.refcount_order, ==, order);
+    g_assert_cmpuint(s->refcount_bits, ==, 1u << order);
+    assert_clean(s);
+}
+
+static void write_compressed_fill(struct qcow2 *s, uint8_t v, uint64_t off)
+{
+    g_autofree uint8_t *b = g_malloc(CS);
+    memset(b, v, CS);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_write_compressed(s, b, CS, off, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+/* 16 -> 1 -> 64 -> 16 and the other widths: after every switch the image
+ * checks clean, reads the same, and allocates (plain and compressed)
+ * through the new width; the last state survives a reopen. */
+static void test_refcount_order_roundtrip(void)
+{
+    static const uint32_t orders[] = { 0, 6, 4, 1, 3, 5, 2, 4 };
+    struct timg t = { 0 };
+    timg_create(&t, 8 << 20);
+    fill_write(t.s, 0x11, 0, 1 << 20);
+    fill_write(t.s, 0x22, 5 << 20, 128 << 10);
+    write_compressed_fill(t.s, 0x33, 3 << 20);
+    assert_clean(t.s);
+    for (unsigned i = 0; i < G_N_ELEMENTS(orders); i++) {
+        uint64_t off = (6 << 20) + (uint64_t)i * 2 * CS;
+        uint64_t old_table = t.s->h.reftable_offset;
+        change_order(t.s, orders[i]);
+        g_assert_cmpuint(t.s->h.reftable_offset, !=, old_table);
+        assert_reads(t.s, 0x11, 0, 1 << 20);
+        assert_reads(t.s, 0x22, 5 << 20, 128 << 10);
+        assert_reads(t.s, 0x33, 3 << 20, CS);
+        /* allocations in the new width, the freed old structures reused */
+        fill_write(t.s, (uint8_t)(0x40 + i), off, CS);
+        write_compressed_fill(t.s, (uint8_t)(0x80 + i), off + CS);
+        assert_clean(t.s);
+    }
+    /* the same width again changes nothing */
+    uint64_t table = t.s->h.reftable_offset;
+    change_order(t.s, 4);
+    g_assert_cmpuint(t.s->h.reftable_offset, ==, table);
+
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 16);
+    assert_clean(t.s);
+    for (unsigned i = 0; i < G_N_ELEMENTS(orders); i++) {
+        uint64_t off = (6 << 20) + (uint64_t)i * 2 * CS;
+        assert_reads(t.s, (uint8_t)(0x40 + i), off, CS);
+        assert_reads(t.s, (uint8_t)(0x80 + i), off + CS, CS);
+    }
+    assert_reads(t.s, 0x11, 0, 1 << 20);
+    timg_destroy(&t);
+}
+
+/* A refcount the new width cannot hold refuses the change before
+ * anything is written. */
+static void test_refcount_order_refuse(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 4 << 20);
+    fill_write(t.s, 0x33, 0, 256 << 10);
+    snap_create(t.s, "s1");                 /* data clusters: refcount 2 */
+    g_assert_cmpint(qcow2_flush_metadata(t.s, &err), ==, 0);
+    g_autofree char *before = NULL, *after = NULL;
+    gsize blen = 0, alen = 0;
+    g_assert_true(g_file_get_contents(t.path, &before, &blen, NULL));
+
+    g_assert_cmpint(qcow2_change_refcount_order(t.s, 0, &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_true(g_str_has_prefix(err->message, "Cannot decrease refcount entry width to 1 "
+                                   "bits: Cluster at offset 0x"));
+    g_assert_true(g_str_has_suffix(err->message, " has a refcount of 2"));
+    g_clear_error(&err);
+    g_assert_true(g_file_get_contents(t.path, &after, &alen, NULL));
+    g_assert_cmpmem(before, blen, after, alen);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 16);
+    assert_clean(t.s);
+
+    change_order(t.s, 1);                   /* 2 bits hold 2 */
+    g_assert_cmpint(qcow2_snapshot_delete(t.s, "s1", &err), ==, 0);
+    g_assert_no_error(err);
+    assert_clean(t.s);
+    change_order(t.s, 0);                   /* and now every refcount is 1 */
+    assert_reads(t.s, 0x33, 0, 256 << 10);
+
+    /* out of range and read-only */
+    g_assert_cmpint(qcow2_change_refcount_order(t.s, 7, &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_clear_error(&err);
+    timg_reopen(&t, 0);
+    g_assert_cmpint(qcow2_change_refcount_order(t.s, 4, &err), <, 0);
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 1);
+    timg_destroy(&t);
+}
+
+static int amend_text(struct qcow2 *s, diskimg_schema *schema, const char *text, GError **errp)
+{
+    diskimg_options *o = qopts(schema, "amend-options", text);
+    int ret = qcow2_amend(s, o, false, errp);
+    diskimg_options_free(o);
+    return ret;
+}
+
+/* Through amend, on 512-byte clusters (many blocks, a table of several
+ * clusters), with the compat rules of qemu. */
+static void test_refcount_order_amend(void)
+{
+    diskimg_schema *schema = qschema();
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create_opts(&t, 16 << 20, schema, "compat=0.10,cluster_size=512");
+    timg_open(&t, DISKIMG_OPEN_RDWR);
+    fill_write(t.s, 0x5a, 0, 12 << 20);
+
+    g_assert_cmpint(amend_text(t.s, schema, "refcount_bits=8", &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_cmpstr(err->message, ==, "Refcount widths other than 16 bits require "
+                    "compatibility level 1.1 or above (use compat=1.1 or greater)");
+    g_clear_error(&err);
+    g_assert_cmpint(amend_text(t.s, schema, "compat=1.1,refcount_bits=3", &err), <, 0);
+    g_assert_cmpstr(err->message, ==, "Refcount width must be a power of two and may not "
+                    "exceed 64 bits");
+    g_clear_error(&err);
+    g_assert_cmpuint(t.s->h.version, ==, 2);
+
+    g_assert_cmpint(amend_text(t.s, schema, "compat=1.1,refcount_bits=64", &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(t.s->h.version, ==, 3);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 64);
+    g_assert_cmpuint(t.s->h.reftable_clusters, >, 1);
+    assert_clean(t.s);
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 64);
+    assert_clean(t.s);
+
+    /* the width changes before the downgrade, which needs 16 bits */
+    g_assert_cmpint(amend_text(t.s, schema, "compat=0.10,refcount_bits=16", &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(t.s->h.version, ==, 2);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 16);
+    assert_clean(t.s);
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->h.version, ==, 2);
+    assert_clean(t.s);
+    assert_reads(t.s, 0x5a, 0, 12 << 20);
+    timg_destroy(&t);
+    diskimg_schema_free(schema);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1531,5 +1692,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/parallel/requests", test_parallel_requests);
     g_test_add_func("/qcow2/parallel/encrypted", test_parallel_encrypted);
     g_test_add_func("/qcow2/parallel/compressed-reads", test_parallel_compressed_reads);
+    g_test_add_func("/qcow2/refcount-order/roundtrip", test_refcount_order_roundtrip);
+    g_test_add_func("/qcow2/refcount-order/refuse", test_refcount_order_refuse);
+    g_test_add_func("/qcow2/refcount-order/amend", test_refcount_order_amend);
     return g_test_run();
 }
