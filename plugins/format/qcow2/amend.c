@@ -181,6 +181,8 @@ static int amend_backing_and_size(struct qcow2 *s, const diskimg_options *o, GEr
 int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
 {
     struct qcow2 *s = h;
+    /* qemu-img only consults --force for LUKS key-slot changes, which qcow2
+     * amend does not offer; every change here is safe without it. */
     (void)force;
     if (amend_refcount_bits(s, o, errp) < 0 || amend_compat(s, o, errp) < 0 ||
         amend_lazy(s, o, errp) < 0 || amend_data_file(s, o, errp) < 0 ||
