@@ -525,8 +525,16 @@ int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)
             return -1;
         pl.parallel_compress = diskimg_node_can_compress_parallel(p->target);
     }
-    pl.workers = CLAMP(p->parallel ? p->parallel : 8, 1, MAX_WORKERS);
-    pl.max_items = pl.workers * 2;
+    /* -m is the number of requests in flight.  For plain copies, threads
+     * beyond the number of CPUs only add switching (measured: 8 threads on
+     * 2 CPUs copy a 2 GiB raw image ~25 % slower than 2), so they are
+     * capped by the CPUs; compressing workers keep one thread per request,
+     * because a worker waiting for its turn to write leaves its CPU to the
+     * others. */
+    unsigned requests = CLAMP(p->parallel ? p->parallel : 8, 1, MAX_WORKERS);
+    unsigned cpus = (unsigned)MAX(g_get_num_processors(), 2);
+    pl.workers = p->compress ? requests : MIN(requests, cpus);
+    pl.max_items = requests * 2;
     g_mutex_init(&pl.lock);
     g_cond_init(&pl.cond);
     g_mutex_init(&pl.rate_lock);
