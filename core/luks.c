@@ -383,23 +383,29 @@ static int af_diffuse(const char *hash, uint8_t *block, size_t len, GError **err
     return ret;
 }
 
+/* The anti-forensic fold both directions share: XOR the first stripes-1
+ * stripes into `block`, diffusing after each one. */
+static int af_fold(const char *hash, const uint8_t *split, size_t len, uint32_t stripes,
+                   uint8_t *block, GError **errp)
+{
+    for (uint32_t s = 0; s + 1 < stripes; s++) {
+        for (size_t i = 0; i < len; i++)
+            block[i] ^= split[(size_t)s * len + i];
+        if (af_diffuse(hash, block, len, errp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Merges `stripes` stripes of `len` bytes back into the key. */
 static int af_merge(const char *hash, const uint8_t *split, size_t len, uint32_t stripes,
                     uint8_t *key, GError **errp)
 {
     uint8_t block[LUKS_MAX_KEY_LEN] = { 0 };
-    int ret = 0;
-    for (uint32_t s = 0; s + 1 < stripes; s++) {
+    int ret = af_fold(hash, split, len, stripes, block, errp);
+    if (ret == 0)
         for (size_t i = 0; i < len; i++)
-            block[i] ^= split[(size_t)s * len + i];
-        if (af_diffuse(hash, block, len, errp) < 0) {
-            ret = -1;
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < len; i++)
-        key[i] = split[(size_t)(stripes - 1) * len + i] ^ block[i];
-out:
+            key[i] = split[(size_t)(stripes - 1) * len + i] ^ block[i];
     diskimg_crypto_wipe(block, sizeof(block));
     return ret;
 }
@@ -409,24 +415,14 @@ static int af_split(const char *hash, const uint8_t *key, size_t len, uint32_t s
                     uint8_t *split, GError **errp)
 {
     uint8_t block[LUKS_MAX_KEY_LEN] = { 0 };
-    int ret = 0;
-    if (diskimg_random_bytes(split, (size_t)(stripes - 1) * len, errp) < 0) {
-        ret = -1;
-        goto out;
-    }
-    for (uint32_t s = 0; s + 1 < stripes; s++) {
+    int ret = diskimg_random_bytes(split, (size_t)(stripes - 1) * len, errp);
+    if (ret == 0)
+        ret = af_fold(hash, split, len, stripes, block, errp);
+    if (ret == 0)
         for (size_t i = 0; i < len; i++)
-            block[i] ^= split[(size_t)s * len + i];
-        if (af_diffuse(hash, block, len, errp) < 0) {
-            ret = -1;
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < len; i++)
-        split[(size_t)(stripes - 1) * len + i] = key[i] ^ block[i];
-out:
+            split[(size_t)(stripes - 1) * len + i] = key[i] ^ block[i];
     diskimg_crypto_wipe(block, sizeof(block));
-    return ret;
+    return ret < 0 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- unlock */

@@ -252,7 +252,14 @@ int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, vo
     if (!diskimg_node_can_compress_parallel(n))
         return not_supported(errp, "Compression not supported for this file format");
     /* No lock: compress is a pure function of the plugin's settings. */
-    return FMT(n)->compress(n->handle, buf, len, out, out_cap, errp);
+    int64_t got = FMT(n)->compress(n->handle, buf, len, out, out_cap, errp);
+    if (got > (int64_t)out_cap) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_FAILED,
+                    "plugin '%s' compressed into %" PRId64 " bytes, more than the %" PRIu64
+                    " it was given", diskimg_node_driver(n), got, out_cap);
+        return -1;
+    }
+    return got;
 }
 
 int diskimg_node_write_precompressed(diskimg_node *n, const void *data, uint64_t len,

@@ -20,14 +20,12 @@
 #define MiB (1024u * 1024u)
 #define PASSWORD "pass"
 
-static char *tmpdir;
+#include "test-tmpdir.h"
+#define tmpdir test_tmpdir
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_path(const char *name)
-{
-    return g_build_filename(tmpdir, name, NULL);
-}
+#define tmp_path test_tmp_path
 
 static bool have_qemu(void)
 {
@@ -595,8 +593,7 @@ int main(int argc, char **argv)
     GError *err = NULL;
     if (diskimg_init(&err) < 0)
         g_error("diskimg_init: %s", err->message);
-    tmpdir = g_dir_make_tmp("test-luks-XXXXXX", &err);
-    g_assert_no_error(err);
+    test_tmpdir_create("test-luks", NULL);
 
     g_test_add_func("/luks/qemu/default", test_qemu_default);
     g_test_add_func("/luks/qemu/node", test_qemu_node);
@@ -607,9 +604,6 @@ int main(int argc, char **argv)
     g_test_add_func("/luks/hostile", test_hostile);
     int ret = g_test_run();
 
-    g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(rm) != 0)
-        g_printerr("could not remove %s\n", tmpdir);
-    g_free(tmpdir);
+    test_tmpdir_remove();
     return ret;
 }

@@ -24,14 +24,12 @@
 
 static const struct diskimg_format_ops *raw;
 static const diskimg_schema *schema;
-static char *tmpdir;
+#include "test-tmpdir.h"
+#define tmpdir test_tmpdir
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_path(const char *name)
-{
-    return g_build_filename(tmpdir, name, NULL);
-}
+#define tmp_path test_tmp_path
 
 static void write_file(const char *path, const void *data, size_t len)
 {
@@ -526,22 +524,6 @@ static void test_info(void)
     g_free(path);
 }
 
-static void remove_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d)) != NULL) {
-        char *p = g_build_filename(dir, name, NULL);
-
-        unlink(p);
-        g_free(p);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 int main(int argc, char **argv)
 {
     GError *err = NULL;
@@ -557,8 +539,7 @@ int main(int argc, char **argv)
                 g_getenv("DISKIMG_PLUGIN_PATH"));
     raw = p->ops;
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "raw");
-    tmpdir = g_dir_make_tmp("diskimg-raw-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    test_tmpdir_create("diskimg-raw", NULL);
 
     g_test_add_data_func("/raw/descriptor", argc > 1 ? argv[1] : NULL, test_descriptor);
     g_test_add_func("/raw/create-first-block", test_create_first_block);
@@ -572,7 +553,6 @@ int main(int argc, char **argv)
     g_test_add_func("/raw/info", test_info);
 
     ret = g_test_run();
-    remove_tree(tmpdir);
-    g_free(tmpdir);
+    test_tmpdir_remove();
     return ret;
 }

@@ -26,14 +26,12 @@
 const struct diskimg_plugin *diskimg_plugin_entry(void);
 
 static const struct diskimg_io_ops *ops;
-static char *tmpdir;
+#include "test-tmpdir.h"
+#define tmpdir test_tmpdir
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_path(const char *name)
-{
-    return g_build_filename(tmpdir, name, NULL);
-}
+#define tmp_path test_tmp_path
 
 static void *open_file(const char *path, unsigned flags, enum diskimg_cache cache,
                        GError **errp)
@@ -922,30 +920,13 @@ static void test_remove(void)
     g_free(path);
 }
 
-static void remove_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d)) != NULL) {
-        char *p = g_build_filename(dir, name, NULL);
-
-        unlink(p);
-        g_free(p);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 int main(int argc, char **argv)
 {
     int ret;
 
     g_test_init(&argc, &argv, NULL);
     ops = diskimg_plugin_entry()->ops;
-    tmpdir = g_dir_make_tmp("diskimg-posix-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    test_tmpdir_create("diskimg-posix", NULL);
 
     /* argv[1]: the built module, to check what it exports. */
     g_test_add_data_func("/posix/descriptor", argc > 1 ? argv[1] : NULL, test_descriptor);
@@ -969,7 +950,6 @@ int main(int argc, char **argv)
     g_test_add_func("/posix/remove", test_remove);
 
     ret = g_test_run();
-    remove_tree(tmpdir);
-    g_free(tmpdir);
+    test_tmpdir_remove();
     return ret;
 }

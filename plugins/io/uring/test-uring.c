@@ -38,7 +38,8 @@ const struct diskimg_plugin *diskimg_plugin_entry(void);
 static const struct diskimg_io_ops *ops;
 static const struct diskimg_io_ops *posix_ops;   /* NULL: module not given */
 static void *posix_dl;
-static char *tmpdir;
+#include "test-tmpdir.h"
+#define tmpdir test_tmpdir
 static char *unavailable;                         /* why io_uring cannot be used */
 
 /* ---------------------------------------------------------------- helpers */
@@ -51,10 +52,7 @@ static bool skip_without_uring(void)
     return true;
 }
 
-static char *tmp_path(const char *name)
-{
-    return g_build_filename(tmpdir, name, NULL);
-}
+#define tmp_path test_tmp_path
 
 static void *open_with(const struct diskimg_io_ops *o, const char *path, unsigned flags,
                        enum diskimg_cache cache, const diskimg_options *options,
@@ -1135,22 +1133,6 @@ static void test_schema(void)
 
 /* ------------------------------------------------------------------ main */
 
-static void remove_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d)) != NULL) {
-        char *p = g_build_filename(dir, name, NULL);
-
-        unlink(p);
-        g_free(p);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 /* Whether this kernel and sandbox let us use io_uring at all. */
 static void probe_uring(void)
 {
@@ -1177,12 +1159,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     ops = diskimg_plugin_entry()->ops;
     /* A subprocess re-run uses the directory of its parent. */
-    tmpdir = g_strdup(g_getenv("URING_TEST_DIR"));
-    if (!tmpdir) {
-        tmpdir = g_dir_make_tmp("diskimg-uring-XXXXXX", NULL);
-        g_assert_nonnull(tmpdir);
-        g_setenv("URING_TEST_DIR", tmpdir, TRUE);
-    }
+    test_tmpdir_create("diskimg-uring", "URING_TEST_DIR");
     if (argc > 2) {
         const struct diskimg_plugin *(*entry)(void);
 
@@ -1212,9 +1189,7 @@ int main(int argc, char **argv)
     g_test_add_func("/uring/schema", test_schema);
 
     ret = g_test_run();
-    if (!g_test_subprocess())
-        remove_tree(tmpdir);
-    g_free(tmpdir);
+    test_tmpdir_remove();
     g_free(unavailable);
     if (posix_dl)
         dlclose(posix_dl);
