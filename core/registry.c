@@ -32,9 +32,21 @@ extern const char diskimg_schema_magic_yaml[];
 
 static struct {
     GPtrArray *plugins;            /* struct loaded_plugin * */
-    diskimg_schema *commands, *types, *magic;
-    GError *error;                 /* a failure of the core schemas */
 } registry;
+
+/* The core's own schema documents, read on first use: a short command
+ * needs the command schema only, and reading costs start-up time.  They
+ * were validated when the library was built (diskimg-embed-schema). */
+static struct core_doc {
+    const char *which;
+    const char *text;
+    GOnce once;
+    diskimg_schema *schema;
+} core_docs[] = {
+    { "commands", diskimg_schema_commands_yaml, G_ONCE_INIT, NULL },
+    { "types", diskimg_schema_types_yaml, G_ONCE_INIT, NULL },
+    { "magic", diskimg_schema_magic_yaml, G_ONCE_INIT, NULL },
+};
 
 static const char *kind_name(uint32_t kind)
 {
@@ -348,21 +360,9 @@ static bool running_from_build_tree(void)
     return real && root && g_str_has_prefix(real, root) && real[strlen(root)] == '/';
 }
 
-static diskimg_schema *parse_core_schema(const char *text, const char *name)
-{
-    if (registry.error)
-        return NULL;
-    diskimg_schema *s = diskimg_schema_parse(text, name, &registry.error);
-    return s;
-}
-
 static gpointer init_once(gpointer unused)
 {
     registry.plugins = g_ptr_array_new();
-    registry.commands = parse_core_schema(diskimg_schema_commands_yaml, "schema/commands.yaml");
-    registry.types = parse_core_schema(diskimg_schema_types_yaml, "schema/types.yaml");
-    registry.magic = parse_core_schema(diskimg_schema_magic_yaml, "schema/magic.yaml");
-
     const char *env = g_getenv("DISKIMG_PLUGIN_PATH");
     if (env && *env) {
         g_auto(GStrv) dirs = g_strsplit(env, ":", -1);
@@ -382,11 +382,7 @@ int diskimg_init(GError **errp)
 {
     static GOnce once = G_ONCE_INIT;
     g_once(&once, init_once, NULL);
-    if (registry.error) {
-        if (errp)
-            *errp = g_error_copy(registry.error);
-        return -1;
-    }
+    (void)errp;   /* nothing here can fail today; plugins that do are skipped */
     return 0;
 }
 
@@ -451,16 +447,27 @@ const char *diskimg_plugin_path(enum diskimg_plugin_kind kind, const char *name)
     return lp ? lp->path : NULL;
 }
 
+static gpointer parse_core_doc(gpointer data)
+{
+    struct core_doc *d = data;
+    g_autofree char *origin = g_strdup_printf("schema/%s.yaml", d->which);
+    GError *err = NULL;
+    d->schema = diskimg_schema_parse(d->text, origin, &err);
+    if (!d->schema) {
+        diskimg_warn("%s", err->message);   /* a broken build; say so once */
+        g_error_free(err);
+    }
+    return NULL;
+}
+
 const diskimg_schema *registry_core_schema(const char *which)
 {
-    if (diskimg_init(NULL) < 0)
-        return NULL;
-    if (g_str_equal(which, "commands"))
-        return registry.commands;
-    if (g_str_equal(which, "types"))
-        return registry.types;
-    if (g_str_equal(which, "magic"))
-        return registry.magic;
+    for (size_t i = 0; i < G_N_ELEMENTS(core_docs); i++) {
+        if (g_str_equal(which, core_docs[i].which)) {
+            g_once(&core_docs[i].once, parse_core_doc, &core_docs[i]);
+            return core_docs[i].schema;
+        }
+    }
     return NULL;
 }
 

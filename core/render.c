@@ -506,7 +506,7 @@ static const char *const structure_keys[] = {
  * become JSON booleans. */
 static JsonObject *flags_json(const diskimg_schema *s)
 {
-    JsonObject *top = json_node_get_object(s->tree);
+    JsonObject *top = json_node_get_object(diskimg_schema_tree(s));
     JsonObject *flags = json_object_new();
     GList *names = json_object_get_members(top);
     for (GList *l = names; l; l = l->next) {
@@ -555,7 +555,7 @@ JsonNode *diskimg_schema_to_json(const diskimg_schema *s)
     json_object_set_object_member(o, "types", types);
 
     /* Generic parts stay as the document wrote them. */
-    JsonObject *top = json_node_get_object(s->tree);
+    JsonObject *top = json_node_get_object(diskimg_schema_tree(s));
     static const char *const generic_keys[] = { "commands", "formats" };
     for (size_t i = 0; i < G_N_ELEMENTS(generic_keys); i++) {
         JsonNode *part = json_object_get_member(top, generic_keys[i]);

@@ -65,8 +65,10 @@ struct member_set {
 
 struct diskimg_schema {
     char *origin;
-    JsonNode *tree;             /* the whole document, scalars as strings */
-    const char *name;           /* plugin:, owned by tree; NULL for core docs */
+    struct ynode *root;         /* the document as read (schema-tree.h) */
+    JsonNode *tree;             /* its generic view, scalars as strings; built on
+                                   first use by diskimg_schema_tree() */
+    const char *name;           /* plugin:, owned by root; NULL for core docs */
     const char *kind;
     const char *summary;
     GPtrArray *option_sets;     /* struct member_set* */

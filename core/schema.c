@@ -1,272 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The schema engine, part 1: YAML text → validated in-memory schema.
+ * The schema engine, part 1: schema text → validated in-memory schema.
  *
- * Reading happens in two passes.  libyaml's event parser first builds a
- * small tree of `ynode`s that remembers where every node starts, so that
- * the second pass (validation) can say "raw.yaml:7:5: ..." about any
- * mistake.  The same tree is also converted once into a JsonNode that the
- * command layer queries generically (commands.yaml).  Plugins are third
- * party code, so the reader is strict and bounded: 1 MiB of text, 32
- * levels of nesting, no aliases, no duplicate keys.
+ * Reading happens in two passes.  schema-tree.c first builds a small tree
+ * of `ynode`s that remembers where every node starts, so that the second
+ * pass here (validation) can say "raw.yaml:7:5: ..." about any mistake.
+ * The same tree is also converted once into a JsonNode that the command
+ * layer queries generically (commands.yaml).
  */
 #include <stdarg.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "internal.h"
 #include "schema-private.h"
-
-#define SCHEMA_MAX_BYTES (1024 * 1024)
-#define SCHEMA_MAX_DEPTH 32
-
-/* ------------------------------------------------------------ YAML tree */
-
-enum ynode_kind { YNODE_SCALAR, YNODE_SEQUENCE, YNODE_MAPPING };
-
-struct ynode {
-    enum ynode_kind kind;
-    int line, column;       /* 1-based */
-    char *text;             /* scalars */
-    GPtrArray *children;    /* sequences: items; mappings: key, value, key, value... */
-};
-
-static void ynode_free(struct ynode *n)
-{
-    if (!n)
-        return;
-    g_free(n->text);
-    if (n->children)
-        g_ptr_array_free(n->children, TRUE);
-    g_free(n);
-}
-
-static struct ynode *ynode_new(enum ynode_kind kind, const yaml_mark_t *mark)
-{
-    struct ynode *n = g_new0(struct ynode, 1);
-    n->kind = kind;
-    n->line = (int)mark->line + 1;
-    n->column = (int)mark->column + 1;
-    if (kind != YNODE_SCALAR)
-        n->children = g_ptr_array_new_with_free_func((GDestroyNotify)ynode_free);
-    return n;
-}
-
-static guint ymap_size(const struct ynode *map)
-{
-    return map->children->len / 2;
-}
-
-static const struct ynode *ymap_key(const struct ynode *map, guint i)
-{
-    return g_ptr_array_index(map->children, 2 * i);
-}
-
-static const struct ynode *ymap_value(const struct ynode *map, guint i)
-{
-    return g_ptr_array_index(map->children, 2 * i + 1);
-}
-
-/* The key node of `key` in a mapping, or NULL. */
-static const struct ynode *ymap_find_key(const struct ynode *map, const char *key)
-{
-    for (guint i = 0; i < ymap_size(map); i++) {
-        if (strcmp(ymap_key(map, i)->text, key) == 0)
-            return ymap_key(map, i);
-    }
-    return NULL;
-}
-
-static const struct ynode *ymap_get(const struct ynode *map, const char *key)
-{
-    for (guint i = 0; i < ymap_size(map); i++) {
-        if (strcmp(ymap_key(map, i)->text, key) == 0)
-            return ymap_value(map, i);
-    }
-    return NULL;
-}
-
-struct yaml_reader {
-    yaml_parser_t parser;
-    const char *origin;
-};
-
-static void G_GNUC_PRINTF(5, 6)
-set_error_at(GError **errp, const char *origin, int line, int column, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s:%d:%d: %s", origin, line,
-                column, msg);
-}
-
-static bool next_event(struct yaml_reader *r, yaml_event_t *ev, GError **errp)
-{
-    if (yaml_parser_parse(&r->parser, ev))
-        return true;
-    const yaml_parser_t *p = &r->parser;
-    set_error_at(errp, r->origin, (int)p->problem_mark.line + 1,
-                 (int)p->problem_mark.column + 1, "%s%s%s",
-                 p->problem ? p->problem : "invalid YAML",
-                 p->context ? " " : "", p->context ? p->context : "");
-    return false;
-}
-
-static struct ynode *read_node(struct yaml_reader *r, yaml_event_t *ev, int depth,
-                               GError **errp);
-
-/* Reads children until the closing event of the collection `n`. */
-static bool read_children(struct yaml_reader *r, struct ynode *n, int depth, GError **errp)
-{
-    yaml_event_type_t end = n->kind == YNODE_MAPPING ? YAML_MAPPING_END_EVENT
-                                                     : YAML_SEQUENCE_END_EVENT;
-    for (;;) {
-        yaml_event_t ev;
-        if (!next_event(r, &ev, errp))
-            return false;
-        if (ev.type == end) {
-            yaml_event_delete(&ev);
-            return true;
-        }
-        struct ynode *child = read_node(r, &ev, depth + 1, errp);
-        yaml_event_delete(&ev);
-        if (!child)
-            return false;
-        bool is_key = n->kind == YNODE_MAPPING && n->children->len % 2 == 0;
-        if (is_key && child->kind != YNODE_SCALAR) {
-            set_error_at(errp, r->origin, child->line, child->column,
-                         "mapping keys must be plain strings");
-            ynode_free(child);
-            return false;
-        }
-        if (is_key && ymap_find_key(n, child->text)) {
-            set_error_at(errp, r->origin, child->line, child->column, "duplicate key '%s'",
-                         child->text);
-            ynode_free(child);
-            return false;
-        }
-        g_ptr_array_add(n->children, child);
-    }
-}
-
-/* Builds the node that starts with event `ev` (which the caller deletes). */
-static struct ynode *read_node(struct yaml_reader *r, yaml_event_t *ev, int depth,
-                               GError **errp)
-{
-    struct ynode *n;
-    switch (ev->type) {
-    case YAML_SCALAR_EVENT:
-        n = ynode_new(YNODE_SCALAR, &ev->start_mark);
-        n->text = g_strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
-        return n;
-    case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-        if (depth >= SCHEMA_MAX_DEPTH) {
-            set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
-                         (int)ev->start_mark.column + 1, "nesting deeper than %d levels",
-                         SCHEMA_MAX_DEPTH);
-            return NULL;
-        }
-        n = ynode_new(ev->type == YAML_MAPPING_START_EVENT ? YNODE_MAPPING : YNODE_SEQUENCE,
-                      &ev->start_mark);
-        if (!read_children(r, n, depth, errp)) {
-            ynode_free(n);
-            return NULL;
-        }
-        return n;
-    case YAML_ALIAS_EVENT:
-        set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
-                     (int)ev->start_mark.column + 1, "aliases are not allowed");
-        return NULL;
-    default:
-        set_error_at(errp, r->origin, (int)ev->start_mark.line + 1,
-                     (int)ev->start_mark.column + 1, "unexpected YAML event");
-        return NULL;
-    }
-}
-
-/* Expects the next event to be of `type`; false (error set) otherwise. */
-static bool expect_event(struct yaml_reader *r, yaml_event_type_t type, const char *what,
-                         GError **errp)
-{
-    yaml_event_t ev;
-    if (!next_event(r, &ev, errp))
-        return false;
-    bool ok = ev.type == type;
-    if (!ok)
-        set_error_at(errp, r->origin, (int)ev.start_mark.line + 1,
-                     (int)ev.start_mark.column + 1, "%s", what);
-    yaml_event_delete(&ev);
-    return ok;
-}
-
-static struct ynode *read_document(struct yaml_reader *r, GError **errp)
-{
-    yaml_event_t ev;
-    if (!expect_event(r, YAML_STREAM_START_EVENT, "invalid YAML stream", errp))
-        return NULL;
-    if (!next_event(r, &ev, errp))
-        return NULL;
-    if (ev.type != YAML_DOCUMENT_START_EVENT) {
-        set_error_at(errp, r->origin, 1, 1, "empty schema document");
-        yaml_event_delete(&ev);
-        return NULL;
-    }
-    yaml_event_delete(&ev);
-    if (!next_event(r, &ev, errp))
-        return NULL;
-    struct ynode *root = read_node(r, &ev, 0, errp);
-    yaml_event_delete(&ev);
-    if (!root)
-        return NULL;
-    if (!expect_event(r, YAML_DOCUMENT_END_EVENT, "invalid end of document", errp) ||
-        !expect_event(r, YAML_STREAM_END_EVENT, "only one document is allowed", errp)) {
-        ynode_free(root);
-        return NULL;
-    }
-    return root;
-}
-
-static struct ynode *read_yaml(const char *text, const char *origin, GError **errp)
-{
-    size_t len = strlen(text);
-    if (len > SCHEMA_MAX_BYTES) {
-        set_error_at(errp, origin, 1, 1, "schema is larger than 1 MiB");
-        return NULL;
-    }
-    struct yaml_reader r = { .origin = origin };
-    if (!yaml_parser_initialize(&r.parser)) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory", origin);
-        return NULL;
-    }
-    yaml_parser_set_input_string(&r.parser, (const unsigned char *)text, len);
-    struct ynode *root = read_document(&r, errp);
-    yaml_parser_delete(&r.parser);
-    return root;
-}
-
-/* The generic view of the document: every scalar stays a string. */
-static JsonNode *ynode_to_json(const struct ynode *n)
-{
-    if (n->kind == YNODE_SCALAR)
-        return json_node_init_string(json_node_alloc(), n->text);
-    if (n->kind == YNODE_SEQUENCE) {
-        JsonArray *a = json_array_sized_new(n->children->len);
-        for (guint i = 0; i < n->children->len; i++)
-            json_array_add_element(a, ynode_to_json(g_ptr_array_index(n->children, i)));
-        JsonNode *node = json_node_init_array(json_node_alloc(), a);
-        json_array_unref(a);
-        return node;
-    }
-    JsonObject *o = json_object_new();
-    for (guint i = 0; i < ymap_size(n); i++)
-        json_object_set_member(o, ymap_key(n, i)->text, ynode_to_json(ymap_value(n, i)));
-    JsonNode *node = json_node_init_object(json_node_alloc(), o);
-    json_object_unref(o);
-    return node;
-}
+#include "schema-tree.h"
 
 /* ----------------------------------------------------------- structures */
 
@@ -325,6 +72,7 @@ void diskimg_schema_free(diskimg_schema *s)
     g_ptr_array_free(s->output_types, TRUE);
     if (s->tree)
         json_node_unref(s->tree);
+    ynode_free(s->root);
     g_free(s->origin);
     g_free(s);
 }
@@ -859,13 +607,11 @@ static bool validate_document(struct validator *v, const struct ynode *root)
     return true;
 }
 
-static const char *tree_string(const diskimg_schema *s, const char *key)
+/* A top-level scalar of the document, or NULL. */
+static const char *top_string(const diskimg_schema *s, const char *key)
 {
-    JsonObject *top = json_node_get_object(s->tree);
-    JsonNode *n = json_object_get_member(top, key);
-    if (!n || !JSON_NODE_HOLDS_VALUE(n))
-        return NULL;
-    return json_node_get_string(n);
+    const struct ynode *n = ymap_get(s->root, key);
+    return n && n->kind == YNODE_SCALAR ? n->text : NULL;
 }
 
 diskimg_schema *diskimg_schema_parse(const char *yaml_text, const char *origin, GError **errp)
@@ -873,26 +619,22 @@ diskimg_schema *diskimg_schema_parse(const char *yaml_text, const char *origin, 
     g_return_val_if_fail(yaml_text != NULL, NULL);
     if (!origin)
         origin = "<schema>";
-    struct ynode *root = read_yaml(yaml_text, origin, errp);
+    struct ynode *root = schema_tree_read(yaml_text, origin, errp);
     if (!root)
         return NULL;
     diskimg_schema *s = g_new0(diskimg_schema, 1);
     s->origin = g_strdup(origin);
+    s->root = root;
     s->option_sets = g_ptr_array_new();
     s->output_types = g_ptr_array_new_with_free_func((GDestroyNotify)member_set_free);
     struct validator v = { .s = s, .errp = errp };
-    bool ok = validate_document(&v, root);
-    if (ok) {
-        s->tree = ynode_to_json(root);
-        s->name = tree_string(s, "plugin");
-        s->kind = tree_string(s, "kind");
-        s->summary = tree_string(s, "summary");
-    }
-    ynode_free(root);
-    if (!ok) {
+    if (!validate_document(&v, root)) {
         diskimg_schema_free(s);
         return NULL;
     }
+    s->name = top_string(s, "plugin");
+    s->kind = top_string(s, "kind");
+    s->summary = top_string(s, "summary");
     return s;
 }
 
@@ -920,18 +662,31 @@ const char *schema_display_name(const diskimg_schema *s)
 
 bool diskimg_schema_flag(const diskimg_schema *s, const char *key)
 {
-    const char *value = tree_string(s, key);
+    const char *value = top_string(s, key);
     return value && (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on"));
 }
 
 const char *diskimg_schema_string(const diskimg_schema *s, const char *key)
 {
-    return tree_string(s, key);
+    return top_string(s, key);
 }
 
+/* Built on first use: most runs never ask for the generic view of most
+ * schemas, and building it is a third of the cost of reading one. */
 JsonNode *diskimg_schema_tree(const diskimg_schema *s)
 {
+    diskimg_schema *mut = (diskimg_schema *)s;
+    if (g_once_init_enter(&mut->tree))
+        g_once_init_leave(&mut->tree, ynode_to_json(s->root));
     return s->tree;
+}
+
+JsonNode *diskimg_schema_subtree(const diskimg_schema *s, const char *const *keys)
+{
+    const struct ynode *n = s->root;
+    for (; n && *keys; keys++)
+        n = n->kind == YNODE_MAPPING ? ymap_get(n, *keys) : NULL;
+    return n ? ynode_to_json(n) : NULL;
 }
 
 static const struct member_set *find_set(GPtrArray *sets, const char *name)

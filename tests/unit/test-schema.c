@@ -121,6 +121,91 @@ static void test_parse_tree(void)
     diskimg_schema_free(s);
 }
 
+/* What diskimg-embed-schema embeds: the validated document as compact JSON. */
+static char *compact_json(const diskimg_schema *s)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_generator_set_root(gen, diskimg_schema_tree(s));
+    return json_generator_to_data(gen, NULL);
+}
+
+static char *introspect(const diskimg_schema *s)
+{
+    JsonNode *n = diskimg_schema_to_json(s);
+    char *text = diskimg_render_json(n, false);
+    json_node_unref(n);
+    return text;
+}
+
+static void test_parse_json(void)
+{
+    /* The JSON form reads back as the very same schema. */
+    diskimg_schema *yaml = sample_schema();
+    g_autofree char *json = compact_json(yaml);
+    g_assert_true(json[0] == '{');
+    GError *err = NULL;
+    diskimg_schema *s = diskimg_schema_parse(json, "qcow2.json", &err);
+    g_assert_no_error(err);
+    g_assert_true(json_node_equal(diskimg_schema_tree(s), diskimg_schema_tree(yaml)));
+    g_autofree char *a = introspect(yaml), *b = introspect(s);
+    g_assert_cmpstr(a, ==, b);
+    g_assert_true(diskimg_schema_flag(s, "probe-fallback"));
+    diskimg_schema_free(s);
+    diskimg_schema_free(yaml);
+
+    /* Escapes, surrogate pairs and literals, as YAML would read them. */
+    s = diskimg_schema_parse("{\"plugin\": \"raw\", \"kind\":\"format\",\n"
+                             " \"summary\": \"q\\\"b\\\\s\\/\\u00e9\\ud83d\\ude00\\t\",\n"
+                             " \"probe-fallback\": true, \"n\": -1.5e3}",
+                             "raw.json", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(diskimg_schema_summary(s), ==, "q\"b\\s/\xc3\xa9\xf0\x9f\x98\x80\t");
+    g_assert_true(diskimg_schema_flag(s, "probe-fallback"));
+    g_assert_cmpstr(diskimg_schema_string(s, "n"), ==, "-1.5e3");
+    diskimg_schema_free(s);
+
+    /* YAML flow style that is not JSON still reads (through libyaml). */
+    s = diskimg_schema_parse("{plugin: raw, kind: format}", "raw.yaml", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(diskimg_schema_name(s), ==, "raw");
+    diskimg_schema_free(s);
+}
+
+static void test_json_errors(void)
+{
+    /* Mistakes in JSON are reported by the YAML reader, with positions. */
+    GError *err = NULL;
+    const char *dup = "{\"plugin\":\"raw\",\n\"kind\":\"format\",\n\"plugin\":\"x\"}";
+    g_assert_null(diskimg_schema_parse(dup, "raw.json", &err));
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_cmpstr(err->message, ==, "raw.json:3:1: duplicate key 'plugin'");
+    g_clear_error(&err);
+
+    GString *deep = g_string_new("{\"plugin\":\"raw\",\"kind\":\"format\",\"x\":");
+    for (int i = 0; i < 40; i++)
+        g_string_append_c(deep, '[');
+    for (int i = 0; i < 40; i++)
+        g_string_append_c(deep, ']');
+    g_string_append_c(deep, '}');
+    g_assert_null(diskimg_schema_parse(deep->str, "raw.json", &err));
+    g_assert_nonnull(strstr(err->message, "nesting deeper than 32 levels"));
+    g_clear_error(&err);
+    g_string_free(deep, TRUE);
+
+    /* Not JSON and not YAML either: an unterminated string, a lone
+     * surrogate escape, trailing text. */
+    const char *bad[] = {
+        "{\"plugin\":\"raw",
+        "{\"plugin\":\"raw\",\"kind\":\"format\",\"summary\":\"\\udc00\"}",
+        "{\"plugin\":\"raw\",\"kind\":\"format\"} x",
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_assert_null(diskimg_schema_parse(bad[i], "raw.json", &err));
+        g_assert_true(g_str_has_prefix(err->message, "raw.json:"));
+        g_clear_error(&err);
+    }
+}
+
 static void assert_schema_error(const char *yaml, const char *message)
 {
     GError *err = NULL;
@@ -639,6 +724,8 @@ int main(int argc, char **argv)
     g_test_add_func("/schema/parse/good", test_parse_good);
     g_test_add_func("/schema/parse/tree", test_parse_tree);
     g_test_add_func("/schema/parse/errors", test_schema_errors);
+    g_test_add_func("/schema/parse/json", test_parse_json);
+    g_test_add_func("/schema/parse/json-errors", test_json_errors);
     g_test_add_func("/schema/options/errors", test_option_errors);
     g_test_add_func("/schema/options/values", test_option_values);
     g_test_add_func("/schema/options/amend", test_option_amend_subset);

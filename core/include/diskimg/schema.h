@@ -114,6 +114,10 @@ DISKIMG_API JsonNode *diskimg_schema_to_json(const diskimg_schema *s);
  * objects (key order kept), sequences arrays, and every scalar a string
  * (unquoted `true` or `123` too; consumers convert). */
 DISKIMG_API JsonNode *diskimg_schema_tree(const diskimg_schema *s);
+/* One part of that view, by keys from the top ("commands", "info"),
+ * NULL-terminated: a new node (json_node_unref it), or NULL when a key is
+ * missing.  Cheaper than the whole tree when only a part is needed. */
+DISKIMG_API JsonNode *diskimg_schema_subtree(const diskimg_schema *s, const char *const *keys);
 
 /* bridging */
 

@@ -170,8 +170,8 @@ static void test_descriptor(gconstpointer module_path)
     g_assert_cmpuint(p->kind, ==, DISKIMG_KIND_IO);
     g_assert_cmpuint(p->thread_model, ==, DISKIMG_THREAD_PARALLEL);
     g_assert_cmpstr(p->name, ==, "posix");
-    g_assert_nonnull(strstr(p->schema, "plugin: posix"));
-    g_assert_nonnull(strstr(p->schema, "locking:"));
+    g_assert_nonnull(strstr(p->schema, "\"plugin\":\"posix\""));
+    g_assert_nonnull(strstr(p->schema, "\"locking\":"));
     g_assert_cmpuint(ops->struct_size, ==, sizeof(struct diskimg_io_ops));
 
     if (!module_path)
