@@ -17,6 +17,7 @@
  * predates read as NULL. */
 struct loaded_plugin {
     char *path;                     /* file it came from */
+    unsigned tier;                  /* search tier it was found in (registry.c) */
     void *dl;                       /* dlopen handle */
     const struct diskimg_plugin *desc;
     diskimg_schema *schema;

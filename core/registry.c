@@ -3,6 +3,14 @@
  * The plugin registry: finds plugin files, dlopen()s them, checks their
  * descriptors and schemas, and answers "which plugin is called X".
  *
+ * Loading is lazy.  diskimg_init() only lists the candidate files; a
+ * plugin is opened when it is first asked for, trying first the files
+ * named after it (<name>.so, the packaging convention) and then, if none
+ * of those is it, every other candidate of its kind.  Listing a kind, as
+ * probing and --list-formats do, loads all of it.  A short command such as
+ * `info -f qcow2` so opens two plugins instead of all of them, and a
+ * broken optional plugin only bothers the commands that reach for it.
+ *
  * Search order (first hit of a name wins; later ones are shadowed):
  *   1. every directory of $DISKIMG_PLUGIN_PATH (colon-separated);
  *   2. the build tree's plugins/, when this very library was loaded from
@@ -30,8 +38,20 @@ extern const char diskimg_schema_magic_yaml[];
 #define MAX_SCAN_DEPTH 3     /* dir/<kind>/<name>/<name>.so in the build tree */
 #define MAX_PLUGIN_FILES 1024
 
+/* A plugin file found by the scan, not necessarily opened yet. */
+struct candidate {
+    char *path;
+    char *stem;                    /* file name without ".so" */
+    uint32_t kind;                 /* implied by the path; 0 = unknown */
+    unsigned tier;                 /* 0 = $DISKIMG_PLUGIN_PATH, 1 = build tree or system */
+    bool tried;
+};
+
 static struct {
-    GPtrArray *plugins;            /* struct loaded_plugin * */
+    GMutex lock;                   /* candidates' `tried`, plugins, shadowed */
+    GPtrArray *candidates;         /* struct candidate *, in search order */
+    GPtrArray *plugins;            /* struct loaded_plugin *, the active ones */
+    GPtrArray *shadowed;           /* loaded, then displaced by an earlier tier */
 } registry;
 
 /* The core's own schema documents, read on first use: a short command
@@ -314,39 +334,88 @@ static void collect_files(const char *dir, int depth, GPtrArray *out)
     }
 }
 
-/* Loads every plugin file under the directories of one tier. */
-static void load_tier(char **dirs)
+/* Lists the plugin files under the directories of one tier. */
+static void scan_tier(char **dirs, unsigned tier)
 {
-    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (char **dir = dirs; dir && *dir; dir++) {
         if (!**dir)
             continue;
         g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func(g_free);
         collect_files(*dir, MAX_SCAN_DEPTH, files);
         for (guint i = 0; i < files->len; i++) {
-            const char *path = files->pdata[i];
-            GError *err = NULL;
-            struct loaded_plugin *lp = load_plugin(path, &err);
-            if (!lp) {
-                diskimg_warn("ignoring plugin %s", err->message);
-                g_error_free(err);
-                continue;
-            }
-            g_autofree char *key = g_strdup_printf("%s/%s", kind_name(lp->desc->kind),
-                                                   lp->desc->name);
-            const char *first = g_hash_table_lookup(seen, key);
-            if (first) {
-                diskimg_warn("ignoring plugin %s: duplicate %s plugin name '%s' (already loaded "
-                             "from %s)", path, kind_name(lp->desc->kind), lp->desc->name, first);
-                loaded_plugin_free(lp);
-            } else if (find_loaded(lp->desc->kind, lp->desc->name)) {
-                loaded_plugin_free(lp);   /* shadowed by an earlier tier */
-            } else {
-                g_hash_table_insert(seen, g_strdup(key), g_strdup(path));
-                g_ptr_array_add(registry.plugins, lp);
-            }
+            struct candidate *c = g_new0(struct candidate, 1);
+            c->path = g_strdup(files->pdata[i]);
+            g_autofree char *base = g_path_get_basename(c->path);
+            c->stem = g_strndup(base, strlen(base) - strlen(".so"));
+            c->kind = kind_from_path(c->path);
+            c->tier = tier;
+            g_ptr_array_add(registry.candidates, c);
         }
     }
+}
+
+/* Opens a candidate once; called with registry.lock held. */
+static void try_candidate(struct candidate *c)
+{
+    if (c->tried)
+        return;
+    c->tried = true;
+    GError *err = NULL;
+    struct loaded_plugin *lp = load_plugin(c->path, &err);
+    if (!lp) {
+        diskimg_warn("ignoring plugin %s", err->message);
+        g_error_free(err);
+        return;
+    }
+    lp->tier = c->tier;
+    struct loaded_plugin *other = find_loaded(lp->desc->kind, lp->desc->name);
+    if (!other) {
+        g_ptr_array_add(registry.plugins, lp);
+    } else if (other->tier == lp->tier) {
+        diskimg_warn("ignoring plugin %s: duplicate %s plugin name '%s' (already loaded "
+                     "from %s)", lp->path, kind_name(lp->desc->kind), lp->desc->name,
+                     other->path);
+        loaded_plugin_free(lp);
+    } else if (other->tier < lp->tier) {
+        loaded_plugin_free(lp);          /* shadowed by an earlier tier */
+    } else {
+        /* An earlier tier's file with an unexpected name: it wins from now
+         * on; the displaced plugin may be in use, so it stays loaded. */
+        g_ptr_array_remove(registry.plugins, other);
+        g_ptr_array_add(registry.shadowed, other);
+        g_ptr_array_add(registry.plugins, lp);
+    }
+}
+
+static bool may_be_kind(const struct candidate *c, uint32_t kind)
+{
+    return c->kind == 0 || c->kind == kind;
+}
+
+/* Opens every candidate that may hold a plugin of `kind`, in search order. */
+static void load_kind(uint32_t kind)
+{
+    for (guint i = 0; i < registry.candidates->len; i++) {
+        struct candidate *c = registry.candidates->pdata[i];
+        if (may_be_kind(c, kind))
+            try_candidate(c);
+    }
+}
+
+/* The plugin called `name`: files named after it first, in search order
+ * (so an earlier tier's file wins), then everything else of its kind. */
+static struct loaded_plugin *load_by_name(uint32_t kind, const char *name)
+{
+    for (guint i = 0; i < registry.candidates->len; i++) {
+        struct candidate *c = registry.candidates->pdata[i];
+        if (may_be_kind(c, kind) && g_str_equal(c->stem, name))
+            try_candidate(c);
+    }
+    struct loaded_plugin *lp = find_loaded(kind, name);
+    if (lp)
+        return lp;
+    load_kind(kind);
+    return find_loaded(kind, name);
 }
 
 /* True when this library itself was loaded from the build tree. */
@@ -362,18 +431,21 @@ static bool running_from_build_tree(void)
 
 static gpointer init_once(gpointer unused)
 {
+    g_mutex_init(&registry.lock);
+    registry.candidates = g_ptr_array_new();
     registry.plugins = g_ptr_array_new();
+    registry.shadowed = g_ptr_array_new();
     const char *env = g_getenv("DISKIMG_PLUGIN_PATH");
     if (env && *env) {
         g_auto(GStrv) dirs = g_strsplit(env, ":", -1);
-        load_tier(dirs);
+        scan_tier(dirs, 0);
     }
     if (running_from_build_tree()) {
         char *dirs[] = { (char *)DISKIMG_BUILD_ROOT "/plugins", NULL };
-        load_tier(dirs);
+        scan_tier(dirs, 1);
     } else {
         char *dirs[] = { (char *)DISKIMG_PLUGIN_DIR, NULL };
-        load_tier(dirs);
+        scan_tier(dirs, 1);
     }
     return NULL;
 }
@@ -395,7 +467,12 @@ struct loaded_plugin *registry_find(enum diskimg_plugin_kind kind, const char *n
 {
     if (diskimg_init(NULL) < 0 || !name)
         return NULL;
-    return find_loaded(kind, name);
+    g_mutex_lock(&registry.lock);
+    struct loaded_plugin *lp = find_loaded(kind, name);
+    if (!lp)
+        lp = load_by_name(kind, name);
+    g_mutex_unlock(&registry.lock);
+    return lp;
 }
 
 static gint compare_by_name(gconstpointer a, gconstpointer b)
@@ -410,11 +487,14 @@ GPtrArray *registry_list(enum diskimg_plugin_kind kind)
     GPtrArray *out = g_ptr_array_new();
     if (diskimg_init(NULL) < 0)
         return out;
+    g_mutex_lock(&registry.lock);
+    load_kind(kind);
     for (guint i = 0; i < registry.plugins->len; i++) {
         struct loaded_plugin *lp = registry.plugins->pdata[i];
         if (lp->desc->kind == kind)
             g_ptr_array_add(out, lp);
     }
+    g_mutex_unlock(&registry.lock);
     g_ptr_array_sort(out, compare_by_name);
     return out;
 }

@@ -230,6 +230,15 @@ cp "$FAKE"/fake-misnamed.so plug/format/
 run "${L[@]}" "$D" --list-formats
 grep_out "schema names plugin 'other'" "schema/descriptor name mismatch refused" err
 rm plug/format/fake-misnamed.so
+# Plugins are opened when needed: a broken one bothers only what reaches for it.
+cp "$FAKE"/fake-good.so plug/format/fake.so
+cp "$FAKE"/fake-newabi.so plug/format/
+run "${L[@]}" "$D" info -f fake q2.img
+if [ "$RC" = 0 ] && ! grep -q newabi err; then
+    ok "info -f NAME opens only the plugin it needs"; else nok "info -f NAME opens only the plugin it needs ($RC: $(cat err))"; fi
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-newabi.so: built for plugin ABI 99" "listing formats opens (and reports) every format plugin" err
+rm plug/format/fake.so plug/format/fake-newabi.so
 cp "$FAKE"/fake-good.so plug/format/fake-writable.so; chmod g+w plug/format/fake-writable.so
 rm plug/format/fake-good.so
 run "${L[@]}" "$D" --list-formats
