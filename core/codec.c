@@ -5,10 +5,13 @@
  * grains, ...): one buffer in, one buffer out.
  *
  * Compression that does not fit the output buffer is not an error: the
- * caller then stores the data uncompressed.  Decompression stops when the
+ * caller then stores the data uncompressed.  Data that is already random
+ * (compressed files, encrypted volumes: a large share of real disks) is
+ * recognised before the codec runs, see "incompressible data" below.  Decompression stops when the
  * output buffer is full (trailing input is ignored, as qemu does for
  * qcow2, whose compressed clusters end on sector boundaries).
  */
+#include <math.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -118,6 +121,101 @@ static int64_t zstd_decompress(const void *src, size_t src_len, void *dst, size_
     return ret < 0 ? ret : (int64_t)out.pos;
 }
 
+/* ------------------------------------------------------ incompressible data */
+
+/*
+ * Deflate and zstd save bytes in two ways only: repeats within their
+ * window become matches, and literals are entropy-coded.  Both gains are
+ * cheap to bound: a hash table of 4-byte sequences finds the repeats, byte
+ * histograms give the entropy.  When together they promise less than
+ * 1/128 of the data, running the codec (deflate at qemu's level manages
+ * ~40 MB/s a core, on random data too) is wasted: the data is stored
+ * as is.  The decision only ever costs that fraction of one block's size.
+ *
+ * Histograms are taken per 4 KiB piece as well as over the whole, because
+ * a codec may switch tables between blocks: data whose pieces each use few
+ * byte values but together use all of them looks random as a whole only.
+ */
+#define PROBE_PIECE 4096
+#define PROBE_HASH_BITS 12
+
+/* Entropy in bits per byte of a histogram of n bytes. */
+static double histogram_entropy(const uint32_t count[256], size_t n)
+{
+    double h = 0;
+    for (int i = 0; i < 256; i++) {
+        if (count[i]) {
+            double q = (double)count[i] / (double)n;
+            h -= q * log2(q);
+        }
+    }
+    return h;
+}
+
+/* Can entropy coding of literals save more than 1/256 of the data?  The
+ * bounds allow for the bias of an estimate from few samples: uniformly
+ * random 4 KiB pieces measure ~7.955 bits a byte, whole 64 KiB ~7.997. */
+static bool literals_compress(const uint8_t *p, size_t len)
+{
+    uint32_t total[256] = { 0 };
+    for (size_t start = 0; start < len; start += PROBE_PIECE) {
+        uint32_t count[256] = { 0 };
+        size_t n = MIN((size_t)PROBE_PIECE, len - start);
+        for (size_t i = 0; i < n; i++)
+            count[p[start + i]]++;
+        if (n == PROBE_PIECE && histogram_entropy(count, n) < 7.9)
+            return true;
+        for (int i = 0; i < 256; i++)
+            total[i] += count[i];
+    }
+    return histogram_entropy(total, len) < 8.0 - 8.0 / 256;
+}
+
+/* Do repeats of 4 bytes or more, at most `window` bytes apart, cover more
+ * than 1/256 of the data? */
+static bool repeats_compress(const uint8_t *p, size_t len, size_t window)
+{
+    uint32_t *last = g_new0(uint32_t, 1u << PROBE_HASH_BITS);   /* position + 1 */
+    size_t covered = 0, limit = len / 256;
+    bool found = false;
+    for (size_t i = 0; i + 4 <= len && !found;) {
+        uint32_t v;
+        memcpy(&v, p + i, 4);
+        uint32_t h = (v * 2654435761u) >> (32 - PROBE_HASH_BITS);
+        size_t prev = last[h];
+        last[h] = (uint32_t)i + 1;
+        if (prev && i - (prev - 1) <= window && memcmp(p + prev - 1, p + i, 4) == 0) {
+            size_t m = 4;
+            while (i + m < len && p[prev - 1 + m] == p[i + m])
+                m++;
+            covered += m;
+            found = covered > limit;
+            i += m;
+        } else {
+            i++;
+        }
+    }
+    g_free(last);
+    return found;
+}
+
+/* The span a codec looks back for repeats. */
+static size_t codec_window(enum diskimg_codec codec, int window_bits, size_t len)
+{
+    if (codec == DISKIMG_CODEC_ZSTD)
+        return len;
+    return (size_t)1 << (window_bits ? window_bits : 15);
+}
+
+bool diskimg_probably_incompressible(enum diskimg_codec codec, int window_bits,
+                                     const void *data, size_t len)
+{
+    if (len < PROBE_PIECE)
+        return false;   /* too few bytes for the estimates to mean much */
+    return !literals_compress(data, len) &&
+           !repeats_compress(data, len, codec_window(codec, window_bits, len));
+}
+
 int64_t diskimg_compress(enum diskimg_codec codec, int level, int window_bits,
                          const void *src, size_t src_len, void *dst, size_t dst_cap,
                          GError **errp)
@@ -126,6 +224,9 @@ int64_t diskimg_compress(enum diskimg_codec codec, int level, int window_bits,
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "compression buffer too large");
         return -1;
     }
+    /* A caller that leaves no room for growth wants savings, not a stream. */
+    if (dst_cap < src_len && diskimg_probably_incompressible(codec, window_bits, src, src_len))
+        return 0;
     switch (codec) {
     case DISKIMG_CODEC_DEFLATE:
     case DISKIMG_CODEC_ZLIB:

@@ -357,6 +357,8 @@ DISKIMG_API void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque);
  *
  * diskimg_compress returns the compressed length, 0 when the result does
  * not fit in dst_cap (store the data uncompressed then), -1 on error.
+ * With dst_cap < src_len it also returns 0, without compressing, when
+ * diskimg_probably_incompressible() says the data is close to random.
  * `level` -1 is the codec's default; `window_bits` (zlib family, 9..15,
  * 0 = 15) sets the deflate window, e.g. 12 for qcow2 as qemu writes it.
  *
@@ -374,6 +376,10 @@ enum diskimg_codec {
 DISKIMG_API int64_t diskimg_compress(enum diskimg_codec codec, int level, int window_bits,
                                      const void *src, size_t src_len, void *dst,
                                      size_t dst_cap, GError **errp);
+/* True when `codec` could save at most ~1/128 of the data (repeats and
+ * byte statistics are both near random): cheap, ~25x faster than deflate. */
+DISKIMG_API bool diskimg_probably_incompressible(enum diskimg_codec codec, int window_bits,
+                                                 const void *data, size_t len);
 DISKIMG_API int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits,
                                        const void *src, size_t src_len, void *dst,
                                        size_t dst_len, GError **errp);
