@@ -117,6 +117,19 @@ static int check_l2_entry(struct checker *c, uint64_t e, uint64_t bm, bool activ
     return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
 }
 
+/* The first entry at or after i that is not in a run of all-zero entries.
+ * A zero entry (and bitmap) needs no check, and in a sparse image nearly
+ * all are zero: testing them by the 8 saves most of a check's time. */
+static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint64_t i)
+{
+    const uint64_t run = 8;
+    size_t entry = s->ext_l2 ? 16 : 8;
+    while (i % run == 0 && i + run <= s->l2_entries &&
+           diskimg_is_zero(l2 + i * entry, run * entry))
+        i += run;
+    return i;
+}
+
 static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
@@ -126,7 +139,8 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
-    for (uint64_t i = 0; i < s->l2_entries && ret == 0; i++)
+    for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
+         i = skip_zero_entries(s, l2, i + 1))
         ret = check_l2_entry(c, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), active,
                              errp);
     qcow2_cache_put(&s->l2c, l2);
@@ -361,7 +375,8 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
     if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
         return -1;
     int ret = 0;
-    for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++)
+    for (uint64_t j = skip_zero_entries(s, l2, 0); j < s->l2_entries && ret == 0;
+         j = skip_zero_entries(s, l2, j + 1))
         ret = check_copied_entry(c, l2, j, &dirty, errp);
     if (dirty)
         qcow2_cache_dirty(&s->l2c, l2);
