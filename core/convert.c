@@ -688,9 +688,10 @@ static bool in_backing_chain(diskimg_node *top, const diskimg_node *n)
     return false;
 }
 
-/* The chain modes walk one source's layers; they cannot be mixed with each
- * other, and comparing writes sector runs, not the whole clusters -c needs. */
-static int check_modes(struct pipeline *pl, GError **errp)
+/* The chain modes walk one source's layers and cannot be mixed; comparing
+ * is defined on what only_unallocated walks (it never makes zero items), and
+ * writes sector runs, not the whole clusters -c needs. */
+static int check_modes(const struct pipeline *pl, GError **errp)
 {
     const struct diskimg_copy_params *p = pl->p;
     const char *bad = NULL;
@@ -698,19 +699,25 @@ static int check_modes(struct pipeline *pl, GError **errp)
         bad = "base and only_unallocated need exactly one source";
     else if (p->base && p->only_unallocated)
         bad = "base and only_unallocated exclude each other";
-    else if (pl->comparing && p->compress)
-        bad = "comparing with a reference cannot write compressed";
+    else if (pl->comparing && (!p->only_unallocated || p->compress))
+        bad = "differences_against needs only_unallocated and no compression";
     else if (p->base && !in_backing_chain(p->sources[0], p->base))
         bad = "base is not in the backing chain of the source";
-    if (bad) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "copy: %s", bad);
-        return -1;
-    }
-    if (!p->differences_against)
+    if (!bad)
         return 0;
-    int64_t size = diskimg_node_size(p->differences_against, errp);
-    pl->ref_size = size < 0 ? 0 : (uint64_t)size;
-    return size < 0 ? -1 : 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "copy: %s", bad);
+    return -1;
+}
+
+static int measure_reference(struct pipeline *pl, GError **errp)
+{
+    if (!pl->p->differences_against)
+        return 0;
+    int64_t size = diskimg_node_size(pl->p->differences_against, errp);
+    if (size < 0)
+        return -1;
+    pl->ref_size = (uint64_t)size;
+    return 0;
 }
 
 int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
@@ -723,7 +730,7 @@ int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
     struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time(),
                            .comparing = p->differences_against ||
                                         p->differences_against_zeroes };
-    if (check_modes(&pl, errp) < 0)
+    if (check_modes(&pl, errp) < 0 || measure_reference(&pl, errp) < 0)
         return -1;
     if (p->compress) {
         if (target_cluster_size(p->target, &pl.cluster_size, errp) < 0)

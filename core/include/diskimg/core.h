@@ -167,9 +167,10 @@ struct diskimg_copy_params {
     bool only_unallocated;          /* rebase: copy only ranges the source's own
                                        layer does not allocate (what its backing
                                        chain shows) */
-    diskimg_node *differences_against; /* write only the 512-byte sectors where
-                                       the source differs from this node, read
-                                       at the same offsets (zeroes past its end) */
+    diskimg_node *differences_against; /* with only_unallocated: write only the
+                                       512-byte sectors where the source differs
+                                       from this node, read at the same offsets
+                                       (zeroes past its end) */
     bool differences_against_zeroes; /* with differences_against NULL: compare
                                        with zeroes instead (rebase -b '') */
 };
