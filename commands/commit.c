@@ -9,8 +9,6 @@
 
 #include "cli.h"
 
-#define CHUNK (2u << 20)
-
 /* The chain node that -b names, matched by real path. */
 static diskimg_node *find_base(diskimg_node *top, const char *base_arg, GError **errp)
 {
@@ -28,59 +26,65 @@ static diskimg_node *find_base(diskimg_node *top, const char *base_arg, GError *
     return NULL;
 }
 
-/* Is [off, off+*len) allocated in a layer above base?  Shrinks *len to the
- * run with one answer. */
-static int allocated_above(diskimg_node *top, diskimg_node *base, uint64_t off, uint64_t *len,
-                           bool *allocated, GError **errp)
+/* The base gets its own writable handle.  It is opened with its backing
+ * chain: a write into part of a cluster base does not allocate copies the
+ * rest from there, and qcow2 only skips zero writes where base reads zero,
+ * which it can only tell with that chain open. */
+static diskimg_node *open_base_writer(struct cli *c, diskimg_node *base, GError **errp)
 {
-    *allocated = false;
-    for (diskimg_node *n = top; n && n != base; n = diskimg_node_backing(n)) {
-        struct diskimg_extent e;
-        int64_t size = diskimg_node_size(n, errp);
-        if (size < 0)
-            return -1;
-        if (off >= (uint64_t)size)
-            continue;
-        if (diskimg_node_block_status(n, off, MIN(*len, (uint64_t)size - off), &e, errp) < 0)
-            return -1;
-        *len = e.length;
-        if (e.flags & DISKIMG_BS_ALLOCATED) {
-            *allocated = true;
-            return 0;
-        }
-    }
-    return 0;
+    struct cli_open wo = { .format = diskimg_node_driver(base), .writable = true,
+                           .cache = cli_get(c, "cache") };
+    return cli_open_image(diskimg_node_filename(base), &wo, errp);
 }
 
-static int copy_down(diskimg_node *top, diskimg_node *base, diskimg_node *writer,
-                     uint64_t size, uint64_t rate, diskimg_progress *progress, GError **errp)
+/* A top larger than base makes base grow.  Where base's own backing file
+ * reaches into the new area its content would show through, so that area
+ * is zeroed, as qemu's truncate does. */
+static int grow_base(diskimg_node *writer, uint64_t size, GError **errp)
 {
-    uint8_t *buf = diskimg_alloc_aligned(CHUNK);
-    int ret = 0;
-    gint64 start = g_get_monotonic_time();
-    uint64_t written = 0;
-    for (uint64_t off = 0; off < size && ret == 0;) {
-        uint64_t len = MIN(size - off, CHUNK);
-        bool allocated;
-        ret = allocated_above(top, base, off, &len, &allocated, errp);
-        if (ret == 0 && allocated) {
-            ret = diskimg_node_pread(top, buf, len, off, errp);
-            if (ret == 0)
-                ret = diskimg_is_zero(buf, len)
-                          ? diskimg_node_write_zeroes(writer, off, len, 0, errp)
-                          : diskimg_node_pwrite(writer, buf, len, off, 0, errp);
-            written += len;
-            if (rate) {
-                gint64 due = start + (gint64)(written * G_USEC_PER_SEC / rate);
-                if (due > g_get_monotonic_time())
-                    g_usleep((gulong)(due - g_get_monotonic_time()));
-            }
-        }
-        diskimg_progress_add(progress, len);
-        off += len;
+    int64_t old = diskimg_node_size(writer, errp);
+    if (old < 0)
+        return -1;
+    if ((uint64_t)old >= size)
+        return 0;
+    if (diskimg_node_truncate(writer, size, DISKIMG_PREALLOC_OFF, 0, errp) < 0)
+        return -1;
+    diskimg_node *below = diskimg_node_backing(writer);
+    int64_t reach = below ? diskimg_node_size(below, errp) : 0;
+    if (reach < 0)
+        return -1;
+    if (reach <= old)
+        return 0;
+    return diskimg_node_write_zeroes(writer, (uint64_t)old, size - (uint64_t)old, 0, errp);
+}
+
+/* Zero detection on whole clusters of base: an all-zero cluster becomes a
+ * zero cluster (no data stored), and a partly zero one is written in one
+ * piece instead of as a read-modify-write of its zero part. */
+static uint64_t zero_block(diskimg_node *n)
+{
+    struct diskimg_image_info info;
+    GError *err = NULL;
+    if (diskimg_node_info(n, &info, &err) < 0) {
+        g_error_free(err);
+        return 4096;
     }
-    diskimg_free_aligned(buf);
-    return ret;
+    return info.cluster_size ? info.cluster_size : 4096;
+}
+
+/* The copy engine in commit mode: what the layers above base allocate,
+ * zero ranges included, lands in base; the rest is skipped. */
+static int copy_down(struct cli *c, diskimg_node *top, diskimg_node *base,
+                     diskimg_node *writer, uint64_t rate, diskimg_progress *progress,
+                     GError **errp)
+{
+    diskimg_node *sources[] = { top };
+    struct diskimg_copy_params p = {
+        .struct_size = sizeof(p), .sources = sources, .n_sources = 1, .target = writer,
+        .sparse_size = zero_block(writer), .quiet = c->quiet, .rate_limit = rate,
+        .progress = progress, .base = base,
+    };
+    return diskimg_copy(&p, errp);
 }
 
 static int commit(struct cli *c, diskimg_node *top, GError **errp)
@@ -92,22 +96,16 @@ static int commit(struct cli *c, diskimg_node *top, GError **errp)
     const char *r = cli_get(c, "rate-limit");
     if (r && diskimg_parse_size(r, &rate, errp) < 0)
         return -1;
-    /* The base gets its own writable handle; the chain's view of it is
-     * read-only and only consulted for ranges we do not touch. */
-    struct cli_open wo = { .format = diskimg_node_driver(base), .writable = true,
-                           .no_backing = true, .cache = cli_get(c, "cache") };
-    diskimg_node *writer = cli_open_image(diskimg_node_filename(base), &wo, errp);
+    diskimg_node *writer = open_base_writer(c, base, errp);
     if (!writer)
         return -1;
-    int64_t size = diskimg_node_size(top, errp), bsize = diskimg_node_size(writer, errp);
-    int ret = size < 0 || bsize < 0 ? -1 : 0;
-    if (ret == 0 && bsize < size)
-        ret = diskimg_node_truncate(writer, (uint64_t)size, DISKIMG_PREALLOC_OFF, 0, errp);
+    int64_t size = diskimg_node_size(top, errp);
+    int ret = size < 0 ? -1 : grow_base(writer, (uint64_t)size, errp);
     diskimg_progress *progress = diskimg_progress_new(
         cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
         size > 0 ? (uint64_t)size : 0);
     if (ret == 0)
-        ret = copy_down(top, base, writer, (uint64_t)size, rate, progress, errp);
+        ret = copy_down(c, top, base, writer, rate, progress, errp);
     diskimg_progress_finish(progress);
     if (ret == 0)
         ret = diskimg_node_flush(writer, errp);

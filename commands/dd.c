@@ -99,7 +99,6 @@ int cmd_dd(struct cli *c)
         .struct_size = sizeof(cp), .sources = sources, .n_sources = 1, .target = out,
         .source_offset = start, .length = len, .sparse_size = 4096,
         .target_is_zero = (diskimg_format_capabilities(out_format) & DISKIMG_CAP_ZERO_INIT) != 0,
-        .parallel = 1,
     };
     if (len && diskimg_copy(&cp, &err) < 0)
         goto fail;

@@ -10,9 +10,6 @@
 
 #include "cli.h"
 
-#define CHUNK (1u << 20)
-#define SECTOR 512
-
 static diskimg_node *open_new_backing(struct cli *c, const char *image, const char *name,
                                       const char *format, GError **errp)
 {
@@ -25,73 +22,40 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
     return n;
 }
 
-/* What the new backing shows at [off, off+len): zeroes past its end. */
-static int read_new(diskimg_node *nb, uint8_t *buf, uint64_t off, uint64_t len, GError **errp)
+/* Zero detection on whole clusters of the image: an all-zero cluster of
+ * old content becomes a zero cluster instead of stored zeroes. */
+static uint64_t zero_block(diskimg_node *n)
 {
-    uint64_t have = 0;
-    if (nb) {
-        int64_t size = diskimg_node_size(nb, errp);
-        if (size < 0)
-            return -1;
-        if (off < (uint64_t)size)
-            have = MIN(len, (uint64_t)size - off);
-        if (have && diskimg_node_pread(nb, buf, have, off, errp) < 0)
-            return -1;
+    struct diskimg_image_info info;
+    GError *err = NULL;
+    if (diskimg_node_info(n, &info, &err) < 0) {
+        g_error_free(err);
+        return 4096;
     }
-    memset(buf + have, 0, len - have);
-    return 0;
+    return info.cluster_size ? info.cluster_size : 4096;
 }
 
-/* Writes the sector runs where old and new differ into the image. */
-static int write_differences(diskimg_node *img, const uint8_t *old, const uint8_t *nw,
-                             uint64_t off, uint64_t len, GError **errp)
-{
-    uint64_t i = 0;
-    while (i < len) {
-        uint64_t n = MIN(SECTOR, len - i);
-        if (!memcmp(old + i, nw + i, n)) {
-            i += n;
-            continue;
-        }
-        uint64_t run = n;
-        while (i + run < len) {
-            uint64_t m = MIN(SECTOR, len - i - run);
-            if (!memcmp(old + i + run, nw + i + run, m))
-                break;
-            run += m;
-        }
-        if (diskimg_node_pwrite(img, old + i, run, off + i, 0, errp) < 0)
-            return -1;
-        i += run;
-    }
-    return 0;
-}
-
-static int copy_differences(diskimg_node *img, diskimg_node *nb, diskimg_progress *progress,
-                            GError **errp)
+/* The copy engine in rebase mode: the image is both the source (read
+ * through its old chain) and the target; only what it does not allocate
+ * itself and where the old chain and the new backing (`nb`, or zeroes for
+ * no backing) differ is written, so its guest view stays the same. */
+static int copy_differences(struct cli *c, diskimg_node *img, diskimg_node *nb, GError **errp)
 {
     int64_t size = diskimg_node_size(img, errp);
     if (size < 0)
         return -1;
-    uint8_t *old = diskimg_alloc_aligned(CHUNK), *nw = diskimg_alloc_aligned(CHUNK);
-    int ret = 0;
-    for (uint64_t off = 0; off < (uint64_t)size && ret == 0;) {
-        struct diskimg_extent e;
-        ret = diskimg_node_block_status(img, off, MIN((uint64_t)size - off, CHUNK), &e, errp);
-        if (ret < 0)
-            break;
-        if (!(e.flags & DISKIMG_BS_ALLOCATED)) {
-            ret = diskimg_node_read_backing(img, old, e.length, off, errp);
-            if (ret == 0)
-                ret = read_new(nb, nw, off, e.length, errp);
-            if (ret == 0)
-                ret = write_differences(img, old, nw, off, e.length, errp);
-        }
-        diskimg_progress_add(progress, e.length);
-        off += e.length;
-    }
-    diskimg_free_aligned(old);
-    diskimg_free_aligned(nw);
+    diskimg_progress *progress = diskimg_progress_new(
+        cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
+        (uint64_t)size);
+    diskimg_node *sources[] = { img };
+    struct diskimg_copy_params p = {
+        .struct_size = sizeof(p), .sources = sources, .n_sources = 1, .target = img,
+        .sparse_size = zero_block(img), .quiet = c->quiet, .progress = progress,
+        .only_unallocated = true, .differences_against = nb,
+        .differences_against_zeroes = nb == NULL,
+    };
+    int ret = diskimg_copy(&p, errp);
+    diskimg_progress_finish(progress);
     return ret;
 }
 
@@ -111,15 +75,8 @@ static int rebase(struct cli *c, diskimg_node *img, const char *name, GError **e
         if (!format)
             format = diskimg_node_driver(nb);
     }
-    if (!unsafe) {
-        diskimg_progress *progress = diskimg_progress_new(
-            cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR
-                                                 : DISKIMG_PROGRESS_QUIET, 0);
-        int64_t size = diskimg_node_size(img, NULL);
-        diskimg_progress_set_total(progress, size > 0 ? (uint64_t)size : 0);
-        ret = copy_differences(img, nb, progress, errp);
-        diskimg_progress_finish(progress);
-    }
+    if (!unsafe)
+        ret = copy_differences(c, img, nb, errp);
     if (ret == 0)
         ret = diskimg_node_set_backing(img, *name ? name : NULL, *name ? format : NULL, errp);
     if (ret < 0 && errp && *errp && !g_str_has_prefix((*errp)->message, "Could not"))

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The copy engine behind convert, dd and friends: a small pipeline.
+ * The copy engine behind convert, dd, commit and rebase: a small pipeline.
  *
  *   producer (calling thread)          workers (-m of them)
  *   -------------------------          ------------------------------------
@@ -14,6 +14,20 @@
  * At most 2 x -m items exist at once, so memory is bounded by the number of
  * workers times the chunk size, whatever the image size.  Skipped ranges
  * still count as progress, so the bar moves evenly over sparse images.
+ *
+ * What the producer walks depends on the command:
+ *   convert, dd   the guest view of the whole source chain (or its top layer
+ *                 only, top_only), every range copied;
+ *   commit        `base`: only ranges some layer above base allocates; the
+ *                 rest is already in base (or below it) and is skipped;
+ *   rebase        `only_unallocated` + `differences_against`: only ranges
+ *                 the image itself does not allocate, and of those only the
+ *                 512-byte sectors where the old chain (the source) and the
+ *                 new backing differ are written; ranges both sides report
+ *                 as zeroes are skipped unread.
+ * Source and target may be one node (rebase): items cover disjoint ranges,
+ * and a write that allocates a cluster copies in what the old chain shows,
+ * which is what a concurrent read of its neighbour returns anyway.
  */
 #include <string.h>
 
@@ -21,6 +35,7 @@
 
 #define CHUNK_SIZE (2u << 20)      /* bytes per item; a multiple of every cluster size */
 #define SALVAGE_SECTOR 512
+#define COMPARE_SECTOR 512         /* rebase compares (and writes) whole sectors, as qemu-img */
 #define MAX_WORKERS 64
 
 struct item {
@@ -38,6 +53,8 @@ struct pipeline {
     bool parallel_compress;        /* the target compresses outside its lock */
     unsigned workers;
     unsigned max_items;
+    bool comparing;                /* write only where the source differs from a reference */
+    uint64_t ref_size;             /* size of differences_against */
 
     GMutex lock;
     GCond cond;
@@ -56,6 +73,7 @@ struct worker {
     struct pipeline *pl;
     GThread *thread;
     uint8_t *buf;                  /* CHUNK_SIZE */
+    uint8_t *ref;                  /* CHUNK_SIZE: the reference's bytes, when comparing */
     uint8_t *cbuf;                 /* compressed clusters of the current item */
     int64_t *clen;                 /* per cluster: stored length, 0 = not compressed */
 };
@@ -204,6 +222,40 @@ static int write_compressed_item(struct worker *w, const struct item *it, GError
     return 0;
 }
 
+/* ------------------------------------------------------------ comparing */
+
+/* Length of the run of whole sectors from `pos` that all differ between a
+ * and b, or all match (*differs tells which).  Sectors are guest-aligned. */
+static uint64_t sector_run(const uint8_t *a, const uint8_t *b, uint64_t toff, uint64_t pos,
+                           uint64_t len, bool *differs)
+{
+    uint64_t run = 0;
+    while (pos + run < len) {
+        uint64_t at = pos + run;
+        uint64_t n = MIN(COMPARE_SECTOR - (toff + at) % COMPARE_SECTOR, len - at);
+        bool d = memcmp(a + at, b + at, n) != 0;
+        if (run && d != *differs)
+            break;
+        *differs = d;
+        run += n;
+    }
+    return run;
+}
+
+/* Writes the sector runs where the source (w->buf) differs from the
+ * reference (w->ref); zero runs still go through the -S handling. */
+static int write_differences(struct worker *w, const struct item *it, GError **errp)
+{
+    for (uint64_t pos = 0; pos < it->len;) {
+        bool differs = false;
+        uint64_t run = sector_run(w->buf, w->ref, it->toff, pos, it->len, &differs);
+        if (differs && write_sparse(w->pl, w->buf + pos, it->toff + pos, run, errp) < 0)
+            return -1;
+        pos += run;
+    }
+    return 0;
+}
+
 /* --------------------------------------------------------------- reading */
 
 /* --salvage: re-read sector by sector, unreadable sectors become zeroes. */
@@ -233,6 +285,21 @@ static int read_item(struct pipeline *pl, const struct item *it, uint8_t *buf, G
         return 0;
     g_error_free(err);
     salvage_read(pl, it, buf);
+    return 0;
+}
+
+/* What the reference shows at the item's source offsets: zeroes past its
+ * end, and everywhere when comparing against zeroes. */
+static int read_reference(struct pipeline *pl, const struct item *it, uint8_t *buf,
+                          GError **errp)
+{
+    diskimg_node *ref = pl->p->differences_against;
+    uint64_t have = 0;
+    if (ref && it->soff < pl->ref_size)
+        have = MIN(it->len, pl->ref_size - it->soff);
+    if (have && diskimg_node_pread(ref, buf, have, it->soff, errp) < 0)
+        return -1;
+    memset(buf + have, 0, it->len - have);
     return 0;
 }
 
@@ -310,6 +377,9 @@ static int prepare_item(struct worker *w, const struct item *it, bool *offloaded
     *offloaded = false;
     if (it->zero)
         return 0;
+    if (w->pl->comparing)
+        return read_item(w->pl, it, w->buf, errp) < 0 ? -1
+                                                        : read_reference(w->pl, it, w->ref, errp);
     int r = try_copy_offload(w->pl, it, errp);
     if (r != 0) {
         *offloaded = r > 0;
@@ -326,6 +396,8 @@ static int write_item(struct worker *w, const struct item *it, GError **errp)
 {
     if (it->zero)
         return write_zero_range(w->pl, it->toff, it->len, errp);
+    if (w->pl->comparing)
+        return write_differences(w, it, errp);
     if (w->pl->p->compress)
         return write_compressed_item(w, it, errp);
     return write_sparse(w->pl, w->buf, it->toff, it->len, errp);
@@ -371,10 +443,100 @@ static bool push_item(struct pipeline *pl, struct item *it)
 
 enum extent_kind { EXTENT_DATA, EXTENT_ZERO, EXTENT_SKIP };
 
+static enum extent_kind content_kind(const struct diskimg_extent *ext)
+{
+    return ext->flags & DISKIMG_BS_ZERO ? EXTENT_ZERO : EXTENT_DATA;
+}
+
+/* commit: the status the first layer from `top` down to `base` (exclusive)
+ * that defines the range gives it; no ALLOCATED flag when none does, for
+ * then base or what lies below it already holds the content.  Past the end
+ * of a shorter intermediate layer the guest reads zeroes that base need not
+ * have, so that counts as allocated zeroes (qemu's bdrv_is_allocated_above). */
+static int status_above_base(diskimg_node *top, diskimg_node *base, uint64_t off,
+                             uint64_t len, struct diskimg_extent *ext, GError **errp)
+{
+    for (diskimg_node *n = top; n != base; n = diskimg_node_backing(n)) {
+        int64_t size = diskimg_node_size(n, errp);
+        if (size < 0)
+            return -1;
+        if (off >= (uint64_t)size) {
+            *ext = (struct diskimg_extent){ .length = len,
+                                            .flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED };
+            return 0;
+        }
+        if (diskimg_node_block_status(n, off, MIN(len, (uint64_t)size - off), ext, errp) < 0)
+            return -1;
+        if (ext->flags & DISKIMG_BS_ALLOCATED)
+            return 0;
+        len = ext->length;
+    }
+    *ext = (struct diskimg_extent){ .length = len };
+    return 0;
+}
+
+static int classify_above_base(struct pipeline *pl, diskimg_node *src, uint64_t off,
+                               uint64_t len, struct diskimg_extent *ext,
+                               enum extent_kind *kind, GError **errp)
+{
+    if (status_above_base(src, pl->p->base, off, len, ext, errp) < 0)
+        return -1;
+    *kind = ext->flags & DISKIMG_BS_ALLOCATED ? content_kind(ext) : EXTENT_SKIP;
+    return 0;
+}
+
+/* Whether the reference reads as zeroes from `off` per block status, and
+ * for how long (*run <= len). */
+static int reference_status(struct pipeline *pl, uint64_t off, uint64_t len, bool *zero,
+                            uint64_t *run, GError **errp)
+{
+    diskimg_node *ref = pl->p->differences_against;
+    *zero = true;
+    *run = len;
+    if (!ref || off >= pl->ref_size)
+        return 0;
+    struct diskimg_extent e;
+    if (diskimg_node_block_status_chain(ref, off, MIN(len, pl->ref_size - off), &e, NULL,
+                                        errp) < 0)
+        return -1;
+    *zero = (e.flags & DISKIMG_BS_ZERO) != 0;
+    *run = e.length;
+    return 0;
+}
+
+/* rebase: what the source's own layer allocates keeps its content whatever
+ * lies below, so it is skipped; the rest shows the (old) backing chain.
+ * When comparing, ranges that both the old chain and the reference report
+ * as zeroes cannot differ and are skipped without reading. */
+static int classify_unallocated(struct pipeline *pl, diskimg_node *src, uint64_t off,
+                                uint64_t len, struct diskimg_extent *ext,
+                                enum extent_kind *kind, GError **errp)
+{
+    int depth;
+    if (diskimg_node_block_status_chain(src, off, len, ext, &depth, errp) < 0)
+        return -1;
+    if (depth == 0 && (ext->flags & DISKIMG_BS_ALLOCATED)) {
+        *kind = EXTENT_SKIP;
+        return 0;
+    }
+    *kind = content_kind(ext);
+    if (!pl->comparing)
+        return 0;
+    bool ref_zero;
+    if (reference_status(pl, off, ext->length, &ref_zero, &ext->length, errp) < 0)
+        return -1;
+    *kind = *kind == EXTENT_ZERO && ref_zero ? EXTENT_SKIP : EXTENT_DATA;
+    return 0;
+}
+
 static int classify(struct pipeline *pl, diskimg_node *src, uint64_t off, uint64_t len,
                     struct diskimg_extent *ext, enum extent_kind *kind, GError **errp)
 {
     const struct diskimg_copy_params *p = pl->p;
+    if (p->base)
+        return classify_above_base(pl, src, off, len, ext, kind, errp);
+    if (p->only_unallocated)
+        return classify_unallocated(pl, src, off, len, ext, kind, errp);
     int ret = p->top_only ? diskimg_node_block_status(src, off, len, ext, errp)
                           : diskimg_node_block_status_chain(src, off, len, ext, NULL, errp);
     if (ret < 0) {
@@ -387,10 +549,8 @@ static int classify(struct pipeline *pl, diskimg_node *src, uint64_t off, uint64
     }
     if (p->top_only && !(ext->flags & DISKIMG_BS_ALLOCATED))
         *kind = EXTENT_SKIP;
-    else if (ext->flags & DISKIMG_BS_ZERO)
-        *kind = EXTENT_ZERO;
     else
-        *kind = EXTENT_DATA;
+        *kind = content_kind(ext);
     return 0;
 }
 
@@ -487,11 +647,13 @@ static bool start_workers(struct pipeline *pl, struct worker *w, GError **errp)
     for (unsigned i = 0; i < pl->workers; i++) {
         w[i].pl = pl;
         w[i].buf = diskimg_alloc_aligned(CHUNK_SIZE);
+        if (pl->comparing)
+            w[i].ref = diskimg_alloc_aligned(CHUNK_SIZE);
         if (clusters && pl->parallel_compress) {
             w[i].cbuf = g_malloc(CHUNK_SIZE);
             w[i].clen = g_new0(int64_t, clusters);
         }
-        if (!w[i].buf) {
+        if (!w[i].buf || (pl->comparing && !w[i].ref)) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "out of memory");
             return false;
         }
@@ -511,15 +673,65 @@ static void stop_workers(struct pipeline *pl, struct worker *w)
         if (w[i].thread)
             g_thread_join(w[i].thread);
         diskimg_free_aligned(w[i].buf);
+        diskimg_free_aligned(w[i].ref);
         g_free(w[i].cbuf);
         g_free(w[i].clen);
     }
     g_queue_clear_full(&pl->queue, g_free);
 }
 
-int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)
+static bool in_backing_chain(diskimg_node *top, const diskimg_node *n)
 {
-    struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time() };
+    for (diskimg_node *b = diskimg_node_backing(top); b; b = diskimg_node_backing(b))
+        if (b == n)
+            return true;
+    return false;
+}
+
+/* The chain modes walk one source's layers and cannot be mixed; comparing
+ * is defined on what only_unallocated walks (it never makes zero items), and
+ * writes sector runs, not the whole clusters -c needs. */
+static int check_modes(const struct pipeline *pl, GError **errp)
+{
+    const struct diskimg_copy_params *p = pl->p;
+    const char *bad = NULL;
+    if ((p->base || p->only_unallocated) && p->n_sources != 1)
+        bad = "base and only_unallocated need exactly one source";
+    else if (p->base && p->only_unallocated)
+        bad = "base and only_unallocated exclude each other";
+    else if (pl->comparing && (!p->only_unallocated || p->compress))
+        bad = "differences_against needs only_unallocated and no compression";
+    else if (p->base && !in_backing_chain(p->sources[0], p->base))
+        bad = "base is not in the backing chain of the source";
+    if (!bad)
+        return 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "copy: %s", bad);
+    return -1;
+}
+
+static int measure_reference(struct pipeline *pl, GError **errp)
+{
+    if (!pl->p->differences_against)
+        return 0;
+    int64_t size = diskimg_node_size(pl->p->differences_against, errp);
+    if (size < 0)
+        return -1;
+    pl->ref_size = (uint64_t)size;
+    return 0;
+}
+
+int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
+{
+    /* Members a caller built against an older, shorter struct lacks read
+     * as unset. */
+    struct diskimg_copy_params copy = { 0 };
+    memcpy(&copy, params, MIN((size_t)params->struct_size, sizeof(copy)));
+    const struct diskimg_copy_params *p = &copy;
+    struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time(),
+                           .comparing = p->differences_against ||
+                                        p->differences_against_zeroes };
+    if (check_modes(&pl, errp) < 0 || measure_reference(&pl, errp) < 0)
+        return -1;
     if (p->compress) {
         if (target_cluster_size(p->target, &pl.cluster_size, errp) < 0)
             return -1;

@@ -165,6 +165,130 @@ expect 0 "shrink with --shrink" "$D" resize -f raw --shrink r.raw 8M
 expect 0 "dd bs count skip" "$D" dd -f raw -O raw bs=64k count=20 skip=3 if=sparse.raw of=dd.raw
 cmp -s dd.raw <(dd if=sparse.raw bs=64k count=17 skip=3 status=none) && ok "dd copies blocks skip..count as qemu-img does" || nok "dd copies blocks skip..count as qemu-img does"
 
+# ----------------------------------------------------------- commit / rebase / dd on chains
+# Each case runs the same command with qemu-img on a fresh chain in q/ and
+# with diskimg on an identical one in d/; the results must read the same
+# (qemu-img compare), pass qemu-img check, and keep the guest view the
+# command promises to keep.  qemu-io writes the layers.
+HAVE_QIO=0
+command -v qemu-io >/dev/null && HAVE_QIO=1
+# mkchain DIR: base <- mid <- top, 16 MiB (TOP_SIZE / OTHER_SIZE override,
+# MID_OPTS / TOP_OPTS add create options),
+# plus other.qcow2 to rebase onto.  top has zero clusters over data of mid
+# and base, mid zero clusters over base, and writes not aligned to clusters.
+mkchain() {
+    rm -rf "$1"; mkdir "$1"
+    (cd "$1" && qemu-img create -q -f qcow2 base.qcow2 16M &&
+     qemu-io -f qcow2 -c 'write -P 0x11 0 4M' -c 'write -P 0x12 8M 2M' \
+         -c 'write -P 0x13 15M 1M' base.qcow2 &&
+     qemu-img create -q -f qcow2 ${MID_OPTS:-} -b base.qcow2 -F qcow2 mid.qcow2 &&
+     qemu-io -f qcow2 -c 'write -P 0x21 1M 1M' -c 'write -z 8M 512k' \
+         -c 'write -P 0x22 7777777 3333' mid.qcow2 &&
+     qemu-img create -q -f qcow2 ${TOP_OPTS:-} -b mid.qcow2 -F qcow2 top.qcow2 ${TOP_SIZE:-} &&
+     qemu-io -f qcow2 -c 'write -P 0x31 1536k 64k' -c 'write -z 0 256k' -c 'write -z 9M 64k' \
+         -c 'write -P 0x32 12M 100k' -c "write -P 0x33 ${TOP_TAIL:-14M} 1M" top.qcow2 &&
+     qemu-img create -q -f qcow2 other.qcow2 ${OTHER_SIZE:-16M} &&
+     qemu-io -f qcow2 -c 'write -P 0x11 0 4M' -c 'write -P 0x5c 4M 1M' \
+         -c 'write -P 0x13 6M 1M' other.qcow2 &&
+     qemu-img convert -O raw top.qcow2 want.raw) > /dev/null
+}
+# both_chain DESC IMAGES -- ARGS...: the command on both chains; IMAGES are
+# compared between them and checked.
+both_chain() {
+    local desc=$1 images=$2 f bad=""; shift 3
+    mkchain q && rm -rf d && cp -r q d
+    (cd q && qemu-img "$@" > /dev/null 2>&1); local qrc=$?
+    run env -C d "$D" "$@"
+    [ "$RC" = "$qrc" ] || bad="exit $RC, qemu-img $qrc: $(head -c 200 err)"
+    for f in $images; do
+        qemu-img compare q/$f d/$f > /dev/null 2>&1 || bad="$bad $f differs from qemu-img's;"
+        qemu-img check d/$f > /dev/null 2>&1 || bad="$bad $f fails qemu-img check;"
+    done
+    if [ -z "$bad" ]; then ok "$desc"; else nok "$desc ($bad)"; fi
+}
+# guest_view DESC IMAGE: d/IMAGE still shows what top showed before
+guest_view() {
+    if qemu-img compare -f raw d/want.raw "d/$2" > /dev/null 2>&1; then ok "$1"
+    else nok "$1 ($(qemu-img compare -f raw d/want.raw "d/$2" 2>&1 | head -c 200))"; fi
+}
+all="top.qcow2 mid.qcow2 base.qcow2"
+if [ $HAVE_QEMU = 1 ] && [ $HAVE_QIO = 1 ]; then
+    both_chain "commit into the backing file as qemu-img" "$all" -- commit top.qcow2
+    grep_out "^Image committed.$" "commit says Image committed."
+    guest_view "commit keeps the guest view (top over mid)" top.qcow2
+    guest_view "mid now holds what top showed" mid.qcow2
+    [ "$(qemu-img map --output=json d/top.qcow2 | grep -c '"depth": 0')" = 0 ] &&
+        ok "commit empties the top image" || nok "commit empties the top image"
+    both_chain "commit -b base (3 layers into the bottom) as qemu-img" "$all" -- commit -b base.qcow2 top.qcow2
+    guest_view "base now holds what top showed" base.qcow2
+    guest_view "commit -b leaves top's view alone" top.qcow2
+    mkchain keep
+    both_chain "commit -d as qemu-img" "$all" -- commit -d top.qcow2
+    cmp -s keep/top.qcow2 d/top.qcow2 && ok "commit -d leaves the top file as it was" || nok "commit -d leaves the top file as it was"
+    guest_view "commit -d: mid holds what top showed" mid.qcow2
+    both_chain "commit -r (rate limit) -q as qemu-img" "$all" -- commit -q -r 64M top.qcow2
+    [ ! -s out ] && ok "commit -q prints nothing" || nok "commit -q prints nothing"
+    TOP_SIZE=24M TOP_TAIL=20M both_chain "commit of a top larger than its base" "$all" -- commit top.qcow2
+    [ "$(qemu-img info --output=json d/mid.qcow2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((24 << 20)) ] &&
+        ok "the base grew to the top's size" || nok "the base grew to the top's size"
+    guest_view "the grown base shows what top showed" mid.qcow2
+    # Smaller clusters above: writes cover parts of mid's clusters, whose
+    # rest must come from base; compat=0.10 has no zero clusters.
+    MID_OPTS="-o compat=0.10" TOP_OPTS="-o cluster_size=4k" \
+        both_chain "commit of 4 KiB clusters into a compat=0.10 image with a backing file" "$all" -- commit top.qcow2
+    guest_view "mid shows what top showed" mid.qcow2
+    both_chain "commit -p as qemu-img" "$all" -- commit -p top.qcow2
+    grep_out "\(100.00/100%\)" "commit -p reaches 100%"
+
+    both_chain "rebase (safe) onto another image as qemu-img" "top.qcow2" -- rebase -b other.qcow2 -F qcow2 top.qcow2
+    guest_view "rebase keeps the guest view" top.qcow2
+    grep_out '"backing-filename": "other.qcow2"' "rebase changed the backing file" \
+        <(qemu-img info --output=json d/top.qcow2)
+    both_chain "rebase -b '' as qemu-img" "top.qcow2" -- rebase -b '' top.qcow2
+    guest_view "rebase -b '' keeps the guest view" top.qcow2
+    qemu-img info d/top.qcow2 | grep -q '^backing file' &&
+        nok "rebase -b '' drops the backing file" || ok "rebase -b '' drops the backing file"
+    OTHER_SIZE=8M both_chain "rebase onto a shorter backing as qemu-img" "top.qcow2" -- rebase -b other.qcow2 -F qcow2 top.qcow2
+    guest_view "rebase onto a shorter backing keeps the guest view" top.qcow2
+    both_chain "rebase onto the bottom of the chain as qemu-img" "top.qcow2" -- rebase -p -b base.qcow2 -F qcow2 top.qcow2
+    guest_view "rebase onto base keeps the guest view" top.qcow2
+    grep_out "\(100.00/100%\)" "rebase -p reaches 100%"
+    qemu-io -f qcow2 -c 'read -P 0x33 14M 1M' -c 'read -P 0x32 12M 100k' d/top.qcow2 > qio 2>&1 &&
+        ! grep -q "Pattern verification failed" qio &&
+        ok "data the top allocates stays" || nok "data the top allocates stays ($(head -c 200 qio))"
+
+    mkchain d
+    cp d/top.qcow2 top.before
+    run env -C d "$D" rebase -b nosuch.qcow2 -F qcow2 top.qcow2
+    [ "$RC" = 1 ] && ok "rebase onto a missing backing fails" || nok "rebase onto a missing backing fails ($RC)"
+    one_line_err "missing new backing: one line naming it" "Could not open new backing file 'nosuch.qcow2'"
+    cmp -s top.before d/top.qcow2 && ok "failed rebase leaves the image as it was" || nok "failed rebase leaves the image as it was"
+    # Another process holding base without sharing writes (qemu's lock
+    # byte 201, "write not shared") makes commit fail before it writes.
+    cp d/base.qcow2 base.before
+    python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "rb")
+fcntl.lockf(f, fcntl.LOCK_SH, 1, 201)
+open(sys.argv[2], "w").close()
+time.sleep(30)' d/base.qcow2 d/locked &
+    locker=$!
+    for _ in $(seq 50); do [ -e d/locked ] && break; sleep 0.1; done
+    run env -C d "$D" commit -b base.qcow2 top.qcow2
+    kill "$locker"; wait "$locker" 2> /dev/null
+    [ "$RC" = 1 ] && ok "commit into a base in use fails" || nok "commit into a base in use fails ($RC)"
+    one_line_err "base in use: one line naming it" 'Failed to get "write" lock.*base.qcow2'
+    cmp -s base.before d/base.qcow2 && ok "failed commit leaves base as it was" || nok "failed commit leaves base as it was"
+
+    mkchain q
+    qemu-img dd -f qcow2 -O raw bs=64k skip=5 count=200 if=q/top.qcow2 of=q/dd.raw
+    expect 0 "dd bs skip count from a qcow2 chain" "$D" dd -f qcow2 -O qcow2 bs=64k skip=5 count=200 if=q/top.qcow2 of=dd.qcow2
+    qemu-img compare -f raw -F qcow2 q/dd.raw dd.qcow2 > /dev/null 2>&1 &&
+        ok "dd output reads as qemu-img dd's" || nok "dd output reads as qemu-img dd's"
+    qemu-img check dd.qcow2 > /dev/null 2>&1 && ok "dd output passes qemu-img check" || nok "dd output passes qemu-img check"
+else
+    for i in $(seq 41); do skip "commit/rebase/dd on chains" "no qemu-img or qemu-io"; done
+fi
+
 # ----------------------------------------------------------- unsupported operations on raw
 expect 63 "check on raw exits 63" "$D" check -f raw sparse.raw
 grep_out "This image format does not support checks" "check wording" err

@@ -158,6 +158,21 @@ struct diskimg_copy_params {
     bool out_of_order;              /* -W */
     bool copy_offload;              /* -C */
     struct diskimg_progress *progress;
+    /* Members below were appended later; callers that predate them pass a
+     * smaller struct_size and get the plain copy above. */
+    diskimg_node *base;             /* commit: copy only ranges that some layer
+                                       between the source and base (exclusive)
+                                       allocates; base must be in the source's
+                                       backing chain.  NULL: off */
+    bool only_unallocated;          /* rebase: copy only ranges the source's own
+                                       layer does not allocate (what its backing
+                                       chain shows) */
+    diskimg_node *differences_against; /* with only_unallocated: write only the
+                                       512-byte sectors where the source differs
+                                       from this node, read at the same offsets
+                                       (zeroes past its end) */
+    bool differences_against_zeroes; /* with differences_against NULL: compare
+                                       with zeroes instead (rebase -b '') */
 };
 DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp);
 
