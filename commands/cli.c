@@ -643,3 +643,14 @@ void cli_print_options_help(const char *format, const char *set, bool with_file)
     for (guint i = 0; i < lines->len; i++)
         printf("%s\n", (char *)lines->pdata[i]);
 }
+
+uint64_t cli_cluster_size(diskimg_node *n)
+{
+    struct diskimg_image_info info;
+    GError *err = NULL;
+    if (diskimg_node_info(n, &info, &err) < 0) {
+        g_error_free(err);
+        return 4096;
+    }
+    return info.cluster_size ? info.cluster_size : 4096;
+}

@@ -74,6 +74,10 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
 /* Fills the common struct cli_open fields from -f, -U, --image-opts. */
 void cli_open_defaults(const struct cli *c, struct cli_open *o);
 
+/* The image's cluster size (4096 when it has none): the block zero
+ * detection works on when writing into an image in place, so that an
+ * all-zero cluster becomes a zero cluster instead of stored zeroes. */
+uint64_t cli_cluster_size(diskimg_node *n);
 /* Parses a size argument as qemu-img does ("Invalid image size specified"). */
 int cli_parse_size(const char *text, uint64_t *out, const char *what);
 

@@ -58,20 +58,6 @@ static int grow_base(diskimg_node *writer, uint64_t size, GError **errp)
     return diskimg_node_write_zeroes(writer, (uint64_t)old, size - (uint64_t)old, 0, errp);
 }
 
-/* Zero detection on whole clusters of base: an all-zero cluster becomes a
- * zero cluster (no data stored), and a partly zero one is written in one
- * piece instead of as a read-modify-write of its zero part. */
-static uint64_t zero_block(diskimg_node *n)
-{
-    struct diskimg_image_info info;
-    GError *err = NULL;
-    if (diskimg_node_info(n, &info, &err) < 0) {
-        g_error_free(err);
-        return 4096;
-    }
-    return info.cluster_size ? info.cluster_size : 4096;
-}
-
 /* The copy engine in commit mode: what the layers above base allocate,
  * zero ranges included, lands in base; the rest is skipped. */
 static int copy_down(struct cli *c, diskimg_node *top, diskimg_node *base,
@@ -81,7 +67,7 @@ static int copy_down(struct cli *c, diskimg_node *top, diskimg_node *base,
     diskimg_node *sources[] = { top };
     struct diskimg_copy_params p = {
         .struct_size = sizeof(p), .sources = sources, .n_sources = 1, .target = writer,
-        .sparse_size = zero_block(writer), .quiet = c->quiet, .rate_limit = rate,
+        .sparse_size = cli_cluster_size(writer), .quiet = c->quiet, .rate_limit = rate,
         .progress = progress, .base = base,
     };
     return diskimg_copy(&p, errp);

@@ -16,23 +16,21 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
     g_autofree char *path = diskimg_resolve_relative(image, name);
     struct cli_open o = { .format = format, .force_share = cli_flag(c, "force-share"),
                           .cache = cli_get(c, "source-cache") };
-    diskimg_node *n = cli_open_image(path, &o, errp);
-    if (!n)
-        g_prefix_error(errp, "Could not open new backing file '%s': ", name);
-    return n;
-}
-
-/* Zero detection on whole clusters of the image: an all-zero cluster of
- * old content becomes a zero cluster instead of stored zeroes. */
-static uint64_t zero_block(diskimg_node *n)
-{
-    struct diskimg_image_info info;
     GError *err = NULL;
-    if (diskimg_node_info(n, &info, &err) < 0) {
-        g_error_free(err);
-        return 4096;
-    }
-    return info.cluster_size ? info.cluster_size : 4096;
+    diskimg_node *n = cli_open_image(path, &o, &err);
+    if (n)
+        return n;
+    /* The open error names the image, then the file layer names the file
+     * (as qemu-img's image opening does); qemu-img rebase reports the file
+     * layer's part only, after its own prefix. */
+    g_autofree char *outer = g_strdup_printf("Could not open '%s': ", path);
+    const char *msg = err->message;
+    if (g_str_has_prefix(msg, outer) && g_str_has_prefix(msg + strlen(outer), "Could not open"))
+        msg += strlen(outer);
+    g_set_error(errp, err->domain, err->code, "Could not open new backing file '%s': %s", name,
+                msg);
+    g_error_free(err);
+    return NULL;
 }
 
 /* The copy engine in rebase mode: the image is both the source (read
@@ -50,7 +48,7 @@ static int copy_differences(struct cli *c, diskimg_node *img, diskimg_node *nb, 
     diskimg_node *sources[] = { img };
     struct diskimg_copy_params p = {
         .struct_size = sizeof(p), .sources = sources, .n_sources = 1, .target = img,
-        .sparse_size = zero_block(img), .quiet = c->quiet, .progress = progress,
+        .sparse_size = cli_cluster_size(img), .quiet = c->quiet, .progress = progress,
         .only_unallocated = true, .differences_against = nb,
         .differences_against_zeroes = nb == NULL,
     };
