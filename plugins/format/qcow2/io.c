@@ -508,6 +508,7 @@ struct newrun {
     uint64_t a, b, lo, hi;
     bool whole_first, whole_last;   /* first/last cluster had data: fill it whole */
     enum fill head, tail;
+    bool early;             /* may be linked before the data is written */
 };
 
 /* Lock held: allocates the run's clusters and decides its fills. */
@@ -535,7 +536,11 @@ static int plan_new(struct wctx *w, uint64_t cstart, uint64_t k, struct newrun *
     if (fill_kind(s, nr->lo, nr->a - nr->lo, host_zero, &nr->head, errp) < 0 ||
         fill_kind(s, nr->b, nr->hi - nr->b, host_zero, &nr->tail, errp) < 0)
         return -1;
-    return 0;
+    /* Host clusters of zeroes where the guest saw zeroes: linked at once,
+     * the entries expose nothing but what the guest saw, and the data
+     * write is a plain overwrite (extended L2 entries would claim the
+     * subclusters the write does not touch). */
+    return host_zero && !s->ext_l2 ? reads_zero(s, cstart, end - cstart, &nr->early, errp) : 0;
 }
 
 /* The fills and the data; without FILL_COPY it needs no lock. */
@@ -822,14 +827,21 @@ static int write_allocating(struct qcow2 *s, const uint8_t *buf, uint64_t len, u
     struct newrun nr;
     int ret = plan_new(&w, cstart, k, &nr, errp);
     bool locked = nr.head == FILL_COPY || nr.tail == FILL_COPY;
-    if (ret == 0 && locked) {
+    if (ret == 0 && nr.early) {
+        link_new(&w, &nr);
+    } else if (ret == 0 && locked) {
         ret = transfer_new(&w, &nr, errp);
         if (ret == 0)
             link_new(&w, &nr);
     }
     qcow2_cache_put(&s->l2c, w.l2);
-    if (ret == 0 && !locked)
-        ret = transfer_unlocked(&w, &nr, errp);
+    if (ret < 0 || locked)
+        return ret;
+    if (!nr.early)
+        return transfer_unlocked(&w, &nr, errp);
+    qcow2_io_begin(s);
+    ret = transfer_new(&w, &nr, errp);
+    qcow2_io_end(s);
     return ret;
 }
 
