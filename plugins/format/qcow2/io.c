@@ -8,8 +8,14 @@
  * storage get one contiguous allocation and one data write, with the
  * partial head and tail filled from what the guest saw before (backing
  * file, zeroes, compressed or shared data) — the "fill" is simply a read
- * of the current mapping.  With extended L2 entries only the touched
- * subclusters are allocated in a fresh cluster.
+ * of the current mapping, or nothing when the new host clusters read as
+ * zeroes already (tail.c) and so did the guest view.  With extended L2
+ * entries only the touched subclusters are allocated in a fresh cluster.
+ *
+ * Requests through the callbacks (qcow2_write_unlocking) transfer data
+ * without the lock wherever the metadata allows: plain overwrites, and
+ * writes into fresh clusters (write_allocating; see "Thread model" in
+ * qcow2.h for how they are linked and who waits for them).
  *
  * Encrypted images: guest data passes through data_read/data_write, which
  * decrypt/encrypt whole 512-byte sectors; requests not aligned to sectors

@@ -4,8 +4,10 @@
  * transfers that run without it (see "Thread model" in qcow2.h).
  *
  * One condition variable serves every wait: transfers ending (a drainer
- * waits for inflight == 0) and drains ending (new transfers wait while a
- * drainer is queued, so that a stream of requests cannot starve it).
+ * waits for inflight == 0), drains ending (new transfers wait while a
+ * drainer is queued, so that a stream of requests cannot starve it) and
+ * recorded allocations ending (requests that would change the L2 entries
+ * of an allocation whose data is being written unlocked).
  * Broadcasts are made only when someone waits: g_cond_broadcast is a
  * system call, and transfers end at a high rate.
  */

@@ -40,10 +40,23 @@
  *     needs (struct qcow2_run), and transfers, decompresses or decrypts it
  *     unlocked (the backing file too).  A write whose clusters are all
  *     allocated, owned (COPIED), uncompressed and need no metadata change
- *     does the same.  Every other write (allocation, COW, zero clusters,
- *     discard, compressed stores, L2 and refcount updates) keeps the lock
- *     for the whole operation, so two requests can never both allocate the
- *     same cluster.  Compression runs before the lock is taken.
+ *     does the same.  A write into fresh clusters (no storage to free)
+ *     allocates them under the lock and writes its data unlocked:
+ *       . when the new host clusters are known zeroes (tail.c) and the
+ *         guest saw zeroes there, the L2 entries are set at once (they
+ *         expose only what the guest saw) and the data write is a plain
+ *         overwrite;
+ *       . otherwise the allocation is recorded (struct qcow2_alloc), the
+ *         data and any zero fill are written, and the entries set after;
+ *         every path that changes L2 entries waits first for the recorded
+ *         allocations it overlaps (qcow2_alloc_wait), so two requests can
+ *         never both allocate one cluster.
+ *     Every other write (COW of data, zero clusters, discard, compressed
+ *     stores) keeps the lock for the whole operation.  Compression runs
+ *     before the lock is taken.  Ordering on disk is unchanged: refcount
+ *     blocks are written before the L2 tables that need them (cache
+ *     dependency), and an L2 entry never exposes a cluster whose bytes
+ *     are not what the guest should see there.
  *
  *   - An unlocked transfer is counted in s->inflight (qcow2_io_begin/end).
  *     Invariant: a host cluster an unlocked transfer targets keeps its

@@ -80,10 +80,11 @@ static uint64_t used_end(const struct qcow2 *s)
 
 int qcow2_tail_trim(struct qcow2 *s, GError **errp)
 {
-    if (!s->tail_from)
-        return 0;
-    uint64_t keep = MAX(s->tail_from, used_end(s));
+    uint64_t from = s->tail_from;
     s->tail_from = s->tail_end = 0;
+    if (!from)
+        return 0;
+    uint64_t keep = MAX(from, used_end(s));
     /* a corrupt image's allocation state is not to be trusted */
     if (s->corrupt)
         return 0;
