@@ -805,10 +805,33 @@ static int transfer_unlocked(struct wctx *w, const struct newrun *nr, GError **e
     return ret;
 }
 
+/* Lock held, w->l2 pinned (put here): k fresh clusters from guest cstart.
+ * The data goes without the lock unless a fill must copy guest data. */
+static int write_fresh(struct wctx *w, uint64_t cstart, uint64_t k, GError **errp)
+{
+    struct qcow2 *s = w->s;
+    struct newrun nr;
+    int ret = plan_new(w, cstart, k, &nr, errp);
+    bool locked = nr.head == FILL_COPY || nr.tail == FILL_COPY;
+    if (ret == 0 && locked)
+        ret = transfer_new(w, &nr, errp);
+    if (ret == 0 && (locked || nr.early))
+        link_new(w, &nr);
+    qcow2_cache_put(&s->l2c, w->l2);
+    if (ret < 0 || locked)
+        return ret;
+    if (!nr.early)
+        return transfer_unlocked(w, &nr, errp);
+    /* linked already: a plain overwrite */
+    qcow2_io_begin(s);
+    ret = transfer_new(w, &nr, errp);
+    qcow2_io_end(s);
+    return ret;
+}
+
 /* Lock held: [off, off+len), within one L2 table, holds no plain
- * overwrite.  Its leading fresh clusters get storage under the lock and
- * their data without it, unless a fill must copy guest data; leading
- * clusters that are not fresh go through write_range.  *done: the bytes
+ * overwrite.  Its leading fresh clusters go through write_fresh, leading
+ * clusters that are not fresh through write_range.  *done: the bytes
  * written, 0 after waiting for an allocation in flight there. */
 static int write_allocating(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64_t off,
                             uint64_t *done, GError **errp)
@@ -826,29 +849,10 @@ static int write_allocating(struct qcow2 *s, const uint8_t *buf, uint64_t len, u
         k = leading_fresh(s, w.l2, off, w.end, false);
     *done = MIN(w.end, cstart + k * s->cluster_size) - off;
     w.end = off + *done;
-    if (!fresh) {
-        qcow2_cache_put(&s->l2c, w.l2);
-        return write_range(s, buf, *done, off, errp);
-    }
-    struct newrun nr;
-    int ret = plan_new(&w, cstart, k, &nr, errp);
-    bool locked = nr.head == FILL_COPY || nr.tail == FILL_COPY;
-    if (ret == 0 && nr.early) {
-        link_new(&w, &nr);
-    } else if (ret == 0 && locked) {
-        ret = transfer_new(&w, &nr, errp);
-        if (ret == 0)
-            link_new(&w, &nr);
-    }
+    if (fresh)
+        return write_fresh(&w, cstart, k, errp);
     qcow2_cache_put(&s->l2c, w.l2);
-    if (ret < 0 || locked)
-        return ret;
-    if (!nr.early)
-        return transfer_unlocked(&w, &nr, errp);
-    qcow2_io_begin(s);
-    ret = transfer_new(&w, &nr, errp);
-    qcow2_io_end(s);
-    return ret;
+    return write_range(s, buf, *done, off, errp);
 }
 
 /* Sector-aligned [off, off+len): plain overwrites transfer unlocked, the
