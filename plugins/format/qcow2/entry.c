@@ -19,8 +19,12 @@
 /* Evaluates `expr` (an int) with the lock held. */
 #define LOCKED(s, expr)                                                        \
     ({ qcow2_lock(s); int r_ = (expr); qcow2_unlock(s); r_; })
+/* Exclusive operations may write or size the file on their own terms:
+ * what growing added beyond the clusters in use goes first (tail.c). */
 #define EXCLUSIVE(s, expr)                                                     \
-    ({ qcow2_lock_exclusive(s); int r_ = (expr); qcow2_unlock_exclusive(s); r_; })
+    ({ qcow2_lock_exclusive(s);                                                \
+       int r_ = qcow2_tail_trim(s, errp) < 0 ? -1 : (expr);                    \
+       qcow2_unlock_exclusive(s); r_; })
 
 /* ------------------------------------------------------------ unlocking */
 

@@ -8,8 +8,14 @@
  * storage get one contiguous allocation and one data write, with the
  * partial head and tail filled from what the guest saw before (backing
  * file, zeroes, compressed or shared data) — the "fill" is simply a read
- * of the current mapping.  With extended L2 entries only the touched
- * subclusters are allocated in a fresh cluster.
+ * of the current mapping, or nothing when the new host clusters read as
+ * zeroes already (tail.c) and so did the guest view.  With extended L2
+ * entries only the touched subclusters are allocated in a fresh cluster.
+ *
+ * Requests through the callbacks (qcow2_write_unlocking) transfer data
+ * without the lock wherever the metadata allows: plain overwrites, and
+ * writes into fresh clusters (write_allocating; see "Thread model" in
+ * qcow2.h for how they are linked and who waits for them).
  *
  * Encrypted images: guest data passes through data_read/data_write, which
  * decrypt/encrypt whole 512-byte sectors; requests not aligned to sectors
@@ -321,18 +327,36 @@ static int writable(struct qcow2 *s, GError **errp)
 
 static int reads_zero(struct qcow2 *s, uint64_t off, uint64_t len, bool *zero, GError **errp);
 
-/* Copies the current guest view of [off, off+len) to host offset `host`.
- * A view of zeroes becomes a zero write (as qemu's is_zero_cow): no
- * buffer to write, and the allocating write holding the lock ends sooner.
- * Not for encrypted images, whose zeroes are ciphertext. */
-static int fill(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t host, GError **errp)
+/* How the part of a new cluster that a write leaves out gets what the
+ * guest saw there: nothing to do (the host bytes read as zeroes already),
+ * a zero write, or a copy (backing file, old data; always for encrypted
+ * images, whose zeroes are ciphertext). */
+enum fill { FILL_NONE, FILL_ZEROES, FILL_COPY };
+
+/* Lock held: the fill of guest [off, off+len); host_zero tells whether
+ * its host bytes read as zeroes.  A view of zeroes needs no buffer (as
+ * qemu's is_zero_cow), and no lock to write. */
+static int fill_kind(struct qcow2 *s, uint64_t off, uint64_t len, bool host_zero,
+                     enum fill *f, GError **errp)
 {
+    bool zero = false;
+    *f = FILL_NONE;
     if (len == 0)
         return 0;
-    bool zero = false;
     if (!encrypted(s) && reads_zero(s, off, len, &zero, errp) < 0)
         return -1;
-    if (zero)
+    *f = !zero ? FILL_COPY : host_zero ? FILL_NONE : FILL_ZEROES;
+    return 0;
+}
+
+/* Fills host [host, host+len) for guest [off, off+len); FILL_COPY reads
+ * the guest view and needs the lock, the others not. */
+static int do_fill(struct qcow2 *s, enum fill f, uint64_t off, uint64_t len, uint64_t host,
+                   GError **errp)
+{
+    if (f == FILL_NONE)
+        return 0;
+    if (f == FILL_ZEROES)
         return diskimg_node_write_zeroes(s->data, host, len, 0, errp);
     uint8_t *b = diskimg_alloc_aligned(len);
     if (!b)
@@ -342,6 +366,15 @@ static int fill(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t host, GErr
         ret = data_write_scratch(s, b, len, host, off, errp);
     diskimg_free_aligned(b);
     return ret;
+}
+
+/* Lock held: copies the current guest view of [off, off+len) to `host`. */
+static int fill(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t host, GError **errp)
+{
+    enum fill f;
+    if (fill_kind(s, off, len, false, &f, errp) < 0)
+        return -1;
+    return do_fill(s, f, off, len, host, errp);
 }
 
 static bool entry_has_data(const struct qcow2 *s, uint64_t e)
@@ -473,35 +506,81 @@ static void new_entry(struct wctx *w, uint64_t idx, uint64_t host, uint64_t a, u
         freelist_add(&w->freed, old);
 }
 
+/* k clusters from guest cstart that all get new storage: the host
+ * clusters, the part [a, b) the write covers, and the fills [lo, a) and
+ * [b, hi) around it. */
+struct newrun {
+    uint64_t cstart, k, host;
+    uint64_t a, b, lo, hi;
+    bool whole_first, whole_last;   /* first/last cluster had data: fill it whole */
+    enum fill head, tail;
+    bool early;             /* may be linked before the data is written */
+};
+
+/* Lock held: allocates the run's clusters and decides its fills. */
+static int plan_new(struct wctx *w, uint64_t cstart, uint64_t k, struct newrun *nr,
+                    GError **errp)
+{
+    struct qcow2 *s = w->s;
+    uint64_t cs = s->cluster_size, end = cstart + k * cs, ignore;
+    uint64_t idx0 = (cstart >> s->cluster_bits) & (s->l2_entries - 1);
+    uint64_t old_end = s->end_cluster << s->cluster_bits;
+    bool host_zero = false;
+    *nr = (struct newrun){ .cstart = cstart, .k = k, .a = MAX(w->off, cstart),
+                           .b = MIN(w->end, end) };
+    nr->whole_first = entry_has_data(s, qcow2_l2_entry(s, w->l2, idx0));
+    nr->whole_last = entry_has_data(s, qcow2_l2_entry(s, w->l2, idx0 + k - 1));
+    if (s->ext_data) {
+        nr->host = cstart;
+    } else {
+        if (qcow2_alloc_clusters(s, k, &nr->host, errp) < 0)
+            return -1;
+        host_zero = qcow2_tail_reserve(s, nr->host, k * cs, old_end);
+    }
+    fill_bounds(s, cstart, nr->a, MIN(nr->b, cstart + cs), nr->whole_first, &nr->lo, &ignore);
+    fill_bounds(s, end - cs, MAX(nr->a, end - cs), nr->b, nr->whole_last, &ignore, &nr->hi);
+    if (fill_kind(s, nr->lo, nr->a - nr->lo, host_zero, &nr->head, errp) < 0 ||
+        fill_kind(s, nr->b, nr->hi - nr->b, host_zero, &nr->tail, errp) < 0)
+        return -1;
+    /* Host clusters of zeroes where the guest saw zeroes: linked at once,
+     * the entries expose nothing but what the guest saw, and the data
+     * write is a plain overwrite (extended L2 entries would claim the
+     * subclusters the write does not touch). */
+    return host_zero && !s->ext_l2 ? reads_zero(s, cstart, end - cstart, &nr->early, errp) : 0;
+}
+
+/* The fills and the data; without FILL_COPY it needs no lock. */
+static int transfer_new(struct wctx *w, const struct newrun *nr, GError **errp)
+{
+    struct qcow2 *s = w->s;
+    uint64_t host = nr->host - nr->cstart;     /* + guest offset = host offset */
+    if (do_fill(s, nr->head, nr->lo, nr->a - nr->lo, host + nr->lo, errp) < 0 ||
+        data_write(s, w->buf + (nr->a - w->off), nr->b - nr->a, host + nr->a, nr->a, errp) < 0)
+        return -1;
+    return do_fill(s, nr->tail, nr->b, nr->hi - nr->b, host + nr->b, errp);
+}
+
+/* Lock held, w->l2 pinned: points the run's L2 entries at its clusters. */
+static void link_new(struct wctx *w, const struct newrun *nr)
+{
+    struct qcow2 *s = w->s;
+    uint64_t cs = s->cluster_size, idx0 = (nr->cstart >> s->cluster_bits) & (s->l2_entries - 1);
+    for (uint64_t j = 0; j < nr->k; j++) {
+        uint64_t c = nr->cstart + j * cs;
+        bool whole = (j == 0 && nr->whole_first) || (j == nr->k - 1 && nr->whole_last) ||
+                     (MAX(nr->a, c) == c && MIN(nr->b, c + cs) == c + cs);
+        new_entry(w, idx0 + j, nr->host + j * cs, MAX(nr->a, c), MIN(nr->b, c + cs), whole);
+    }
+    qcow2_cache_dirty(&s->l2c, w->l2);
+}
+
 /* Writes k clusters starting at cstart that all need new storage. */
 static int write_new(struct wctx *w, uint64_t cstart, uint64_t k, GError **errp)
 {
-    struct qcow2 *s = w->s;
-    uint64_t host, cs = s->cluster_size;
-    uint64_t a = MAX(w->off, cstart), b = MIN(w->end, cstart + k * cs);
-    uint64_t idx0 = (cstart >> s->cluster_bits) & (s->l2_entries - 1);
-    uint64_t first_e = qcow2_l2_entry(s, w->l2, idx0);
-    uint64_t last_e = qcow2_l2_entry(s, w->l2, idx0 + k - 1);
-    bool whole_first = entry_has_data(s, first_e), whole_last = entry_has_data(s, last_e);
-    if (s->ext_data)
-        host = cstart;
-    else if (qcow2_alloc_clusters(s, k, &host, errp) < 0)
+    struct newrun nr;
+    if (plan_new(w, cstart, k, &nr, errp) < 0 || transfer_new(w, &nr, errp) < 0)
         return -1;
-    uint64_t lo, hi, ignore;
-    fill_bounds(s, cstart, a, MIN(b, cstart + cs), whole_first, &lo, &ignore);
-    uint64_t lcs = cstart + (k - 1) * cs;
-    fill_bounds(s, lcs, MAX(a, lcs), b, whole_last, &ignore, &hi);
-    if (fill(s, lo, a - lo, host + (lo - cstart), errp) < 0 ||
-        data_write(s, w->buf + (a - w->off), b - a, host + (a - cstart), a, errp) < 0 ||
-        fill(s, b, hi - b, host + (b - cstart), errp) < 0)
-        return -1;
-    for (uint64_t j = 0; j < k; j++) {
-        uint64_t c = cstart + j * cs;
-        bool whole = (j == 0 && whole_first) || (j == k - 1 && whole_last) ||
-                     (MAX(a, c) == c && MIN(b, c + cs) == c + cs);
-        new_entry(w, idx0 + j, host + j * cs, MAX(a, c), MIN(b, c + cs), whole);
-    }
-    qcow2_cache_dirty(&s->l2c, w->l2);
+    link_new(w, &nr);
     return 0;
 }
 
@@ -547,6 +626,7 @@ static int write_range(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64
     while (len) {
         uint64_t n = MIN(len, table_end(s, off) - off);
         struct wctx w = { .s = s, .buf = buf, .off = off, .end = off + n };
+        qcow2_alloc_wait_all(s, off, n);
         int ret = write_table(&w, errp);
         if (freelist_release(s, &w.freed, ret < 0 ? NULL : errp) < 0 && ret == 0)
             ret = -1;
@@ -564,6 +644,8 @@ static int write_partial_sector(struct qcow2 *s, uint8_t *sec, const uint8_t *bu
                                 uint64_t off, GError **errp)
 {
     uint64_t start = off & ~(uint64_t)(QCOW2_CRYPT_SECTOR - 1);
+    /* what is read must still be there when written back */
+    qcow2_alloc_wait_all(s, start, QCOW2_CRYPT_SECTOR);
     if (read_range(s, sec, QCOW2_CRYPT_SECTOR, start, false, errp) < 0)
         return -1;
     memcpy(sec + (off - start), buf, n);
@@ -680,8 +762,101 @@ static int next_stretch(struct qcow2 *s, uint64_t off, uint64_t len, struct stre
     return 0;
 }
 
+/* ------------------------------------------------------------ unlocked allocation */
+
+/* Clusters without storage (unallocated, zero flag): new storage frees
+ * nothing.  Counts the leading clusters of table l2 from guest off up to
+ * end that are fresh (or, with !want, that are not). */
+static uint64_t leading_fresh(const struct qcow2 *s, const uint8_t *l2, uint64_t off,
+                              uint64_t end, bool want)
+{
+    uint64_t cstart = qcow2_align_down(s, off), k = 0;
+    uint64_t idx = (cstart >> s->cluster_bits) & (s->l2_entries - 1);
+    while (cstart + k * s->cluster_size < end &&
+           !entry_has_data(s, qcow2_l2_entry(s, l2, idx + k)) == want)
+        k++;
+    return k;
+}
+
+/* Lock held, w->l2 unpinned: the run's fills and data with the lock
+ * released, then its L2 entries.  Requests that would change those entries
+ * meanwhile wait for it (qcow2_alloc_wait); the clusters are referenced
+ * already, so nothing else allocates them. */
+static int transfer_unlocked(struct wctx *w, const struct newrun *nr, GError **errp)
+{
+    struct qcow2 *s = w->s;
+    struct qcow2_alloc a;
+    uint64_t idx, bytes = nr->k * s->cluster_size;
+    qcow2_alloc_start(s, &a, nr->cstart, nr->cstart + bytes);
+    qcow2_io_begin(s);
+    int ret = transfer_new(w, nr, errp);
+    qcow2_io_end(s);
+    /* the data is written before an L2 entry exposes it */
+    if (ret == 0)
+        ret = qcow2_l2_table(s, nr->cstart, true, &w->l2, &idx, errp);
+    if (ret == 0) {
+        link_new(w, nr);
+        qcow2_cache_put(&s->l2c, w->l2);
+    } else if (!s->ext_data) {
+        /* nothing points at the clusters: give them back */
+        (void)qcow2_update_refcount(s, nr->host, bytes, -1, NULL);
+    }
+    qcow2_alloc_done(s, &a);
+    return ret;
+}
+
+/* Lock held, w->l2 pinned (put here): k fresh clusters from guest cstart.
+ * The data goes without the lock unless a fill must copy guest data. */
+static int write_fresh(struct wctx *w, uint64_t cstart, uint64_t k, GError **errp)
+{
+    struct qcow2 *s = w->s;
+    struct newrun nr;
+    int ret = plan_new(w, cstart, k, &nr, errp);
+    bool locked = nr.head == FILL_COPY || nr.tail == FILL_COPY;
+    if (ret == 0 && locked)
+        ret = transfer_new(w, &nr, errp);
+    if (ret == 0 && (locked || nr.early))
+        link_new(w, &nr);
+    qcow2_cache_put(&s->l2c, w->l2);
+    if (ret < 0 || locked)
+        return ret;
+    if (!nr.early)
+        return transfer_unlocked(w, &nr, errp);
+    /* linked already: a plain overwrite */
+    qcow2_io_begin(s);
+    ret = transfer_new(w, &nr, errp);
+    qcow2_io_end(s);
+    return ret;
+}
+
+/* Lock held: [off, off+len), within one L2 table, holds no plain
+ * overwrite.  Its leading fresh clusters go through write_fresh, leading
+ * clusters that are not fresh through write_range.  *done: the bytes
+ * written, 0 after waiting for an allocation in flight there. */
+static int write_allocating(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64_t off,
+                            uint64_t *done, GError **errp)
+{
+    struct wctx w = { .s = s, .buf = buf, .off = off, .end = off + len };
+    uint64_t idx, cstart = qcow2_align_down(s, off);
+    *done = 0;
+    if (qcow2_alloc_wait(s, off, len))
+        return 0;
+    if (qcow2_l2_table(s, off, true, &w.l2, &idx, errp) < 0)
+        return -1;
+    uint64_t k = leading_fresh(s, w.l2, off, w.end, true);
+    bool fresh = k > 0;
+    if (!fresh)
+        k = leading_fresh(s, w.l2, off, w.end, false);
+    *done = MIN(w.end, cstart + k * s->cluster_size) - off;
+    w.end = off + *done;
+    if (fresh)
+        return write_fresh(&w, cstart, k, errp);
+    qcow2_cache_put(&s->l2c, w.l2);
+    return write_range(s, buf, *done, off, errp);
+}
+
 /* Sector-aligned [off, off+len): plain overwrites transfer unlocked, the
- * rest goes through the locked path, stretch by stretch. */
+ * rest goes through write_allocating, stretch by stretch. */
 static int write_stretches(struct qcow2 *s, const uint8_t *buf, uint64_t len, uint64_t off,
                            GError **errp)
 {
@@ -691,18 +866,19 @@ static int write_stretches(struct qcow2 *s, const uint8_t *buf, uint64_t len, ui
         if (next_stretch(s, off, len, &st, errp) < 0)
             return -1;
         int ret;
+        uint64_t done = st.len;
         if (st.fast) {
             qcow2_io_begin(s);
             ret = data_write(s, buf, st.len, st.host, off, errp);
             qcow2_io_end(s);
         } else {
-            ret = write_range(s, buf, st.len, off, errp);
+            ret = write_allocating(s, buf, st.len, off, &done, errp);
         }
         if (ret < 0)
             return -1;
-        buf += st.len;
-        off += st.len;
-        len -= st.len;
+        buf += done;
+        off += done;
+        len -= done;
     }
     return 0;
 }
@@ -758,6 +934,7 @@ int qcow2_zero_clusters(struct qcow2 *s, uint64_t off, uint64_t len, bool zero, 
         uint64_t n = MIN(end, table_end(s, off)) - off, idx;
         uint8_t *l2;
         struct freelist freed = { 0 };
+        qcow2_alloc_wait_all(s, off, n);
         if (table_for_update(s, off, zero, &l2, &idx, errp) < 0)
             return -1;
         for (uint64_t c = 0; l2 && c < (n >> s->cluster_bits); c++) {
@@ -873,6 +1050,7 @@ static int store_compressed(struct qcow2 *s, uint64_t offset, const uint8_t *dat
 {
     uint8_t *l2;
     uint64_t idx, coff;
+    qcow2_alloc_wait_all(s, offset, s->cluster_size);
     if (qcow2_l2_table(s, offset, true, &l2, &idx, errp) < 0)
         return -1;
     uint64_t old = qcow2_l2_entry(s, l2, idx);

@@ -4,8 +4,10 @@
  * transfers that run without it (see "Thread model" in qcow2.h).
  *
  * One condition variable serves every wait: transfers ending (a drainer
- * waits for inflight == 0) and drains ending (new transfers wait while a
- * drainer is queued, so that a stream of requests cannot starve it).
+ * waits for inflight == 0), drains ending (new transfers wait while a
+ * drainer is queued, so that a stream of requests cannot starve it) and
+ * recorded allocations ending (requests that would change the L2 entries
+ * of an allocation whose data is being written unlocked).
  * Broadcasts are made only when someone waits: g_cond_broadcast is a
  * system call, and transfers end at a high rate.
  */
@@ -124,4 +126,43 @@ void qcow2_io_end(struct qcow2 *s)
     qcow2_lock(s);
     if (--s->inflight == 0)
         wake(s);
+}
+
+/* ------------------------------------------------------------ allocations in flight */
+
+void qcow2_alloc_start(struct qcow2 *s, struct qcow2_alloc *a, uint64_t start, uint64_t end)
+{
+    a->start = start;
+    a->end = end;
+    a->next = s->allocs;
+    s->allocs = a;
+}
+
+void qcow2_alloc_done(struct qcow2 *s, struct qcow2_alloc *a)
+{
+    for (struct qcow2_alloc **p = &s->allocs; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    }
+    wake(s);
+}
+
+bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    uint64_t start = off & ~(s->cluster_size - 1), end = off + len;
+    for (struct qcow2_alloc *a = s->allocs; a; a = a->next) {
+        if (a->start < end && start < a->end) {
+            wait_cond(s);
+            return true;
+        }
+    }
+    return false;
+}
+
+void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    while (qcow2_alloc_wait(s, off, len))
+        ;
 }

@@ -202,6 +202,10 @@ void qcow2_close(void *h)
         if (qcow2_flush_metadata(s, &err) < 0) {
             diskimg_warn("warning: %s: metadata could not be written: %s", s->filename,
                          err->message);
+            g_clear_error(&err);
+        }
+        if (qcow2_tail_trim(s, &err) < 0) {
+            diskimg_warn("warning: %s: %s", s->filename, err->message);
             g_error_free(err);
         }
     }

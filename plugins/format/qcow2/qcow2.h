@@ -19,7 +19,9 @@
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
- *   lock.c      the metadata lock, request drain, in-flight transfer count
+ *   lock.c      the metadata lock, request drain, in-flight transfer count,
+ *               allocations in flight
+ *   tail.c      growth of the host file ahead of allocation (known zeroes)
  *   entry.c     the callbacks of the descriptor: each takes the lock the
  *               rules below ask for, then calls the implementation
  *
@@ -38,10 +40,23 @@
  *     needs (struct qcow2_run), and transfers, decompresses or decrypts it
  *     unlocked (the backing file too).  A write whose clusters are all
  *     allocated, owned (COPIED), uncompressed and need no metadata change
- *     does the same.  Every other write (allocation, COW, zero clusters,
- *     discard, compressed stores, L2 and refcount updates) keeps the lock
- *     for the whole operation, so two requests can never both allocate the
- *     same cluster.  Compression runs before the lock is taken.
+ *     does the same.  A write into fresh clusters (no storage to free)
+ *     allocates them under the lock and writes its data unlocked:
+ *       . when the new host clusters are known zeroes (tail.c) and the
+ *         guest saw zeroes there, the L2 entries are set at once (they
+ *         expose only what the guest saw) and the data write is a plain
+ *         overwrite;
+ *       . otherwise the allocation is recorded (struct qcow2_alloc), the
+ *         data and any zero fill are written, and the entries set after;
+ *         every path that changes L2 entries waits first for the recorded
+ *         allocations it overlaps (qcow2_alloc_wait), so two requests can
+ *         never both allocate one cluster.
+ *     Every other write (COW of data, zero clusters, discard, compressed
+ *     stores) keeps the lock for the whole operation.  Compression runs
+ *     before the lock is taken.  Ordering on disk is unchanged: refcount
+ *     blocks are written before the L2 tables that need them (cache
+ *     dependency), and an L2 entry never exposes a cluster whose bytes
+ *     are not what the guest should see there.
  *
  *   - An unlocked transfer is counted in s->inflight (qcow2_io_begin/end).
  *     Invariant: a host cluster an unlocked transfer targets keeps its
@@ -298,6 +313,14 @@ struct qcow2 {
 
     bool prealloc_checked, prealloc_meta;
 
+    /* allocating writes whose data transfer runs unlocked (lock.c) */
+    struct qcow2_alloc *allocs;
+
+    /* the zero tail of the host file (tail.c) */
+    uint64_t tail_from;       /* file size before our first growth, 0: not grown */
+    uint64_t tail_end;        /* the file is known to be at least this long */
+    bool tail_off;            /* growing failed (device, no fallocate...): don't */
+
     /* encryption (h.crypt_method != 0), see encrypt.c */
     diskimg_luks *luks;       /* LUKS: the parsed header, unlocked unless opened NO_IO */
     diskimg_sector_cipher *aes;  /* legacy AES: the data cipher, NULL when opened NO_IO */
@@ -342,6 +365,22 @@ void qcow2_drain_for_free(struct qcow2 *s);
 void qcow2_io_admit(struct qcow2 *s);
 void qcow2_io_begin(struct qcow2 *s);
 void qcow2_io_end(struct qcow2 *s);
+/* An allocating write between the allocation of its clusters and the L2
+ * entries that link them (guest bytes [start, end), whole clusters): the
+ * data transfer runs unlocked meanwhile.  Any other request that would
+ * change those entries waits for it (qcow2_alloc_wait). */
+struct qcow2_alloc {
+    uint64_t start, end;
+    struct qcow2_alloc *next;
+};
+void qcow2_alloc_start(struct qcow2 *s, struct qcow2_alloc *a, uint64_t start, uint64_t end);
+void qcow2_alloc_done(struct qcow2 *s, struct qcow2_alloc *a);
+/* When an allocation in flight overlaps the clusters of guest [off, off+len),
+ * waits until one ends (lock released meanwhile) and returns true: what
+ * the caller looked up may have changed. */
+bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Waits until none overlaps. */
+void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len);
 
 /* header.c */
 /* Parses and validates the header in buf (the first cluster of the file,
@@ -396,6 +435,16 @@ uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t idx)
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t v);
 /* Host clusters the file spans (for allocation scans and check). */
 int qcow2_file_clusters(struct qcow2 *s, uint64_t *n, GError **errp);
+
+/* tail.c */
+/* Host clusters [host, host+len) were just allocated; old_end is where
+ * the clusters in use ended before (s->end_cluster, in bytes).  Grows the
+ * file ahead when they reach past its end; true when they are known to
+ * read as zeroes (nothing was ever written there). */
+bool qcow2_tail_reserve(struct qcow2 *s, uint64_t host, uint64_t len, uint64_t old_end);
+/* Cuts what growing added beyond the clusters in use (close, before
+ * exclusive operations). */
+int qcow2_tail_trim(struct qcow2 *s, GError **errp);
 
 /* cluster.c */
 int qcow2_l1_load(struct qcow2 *s, GError **errp);

@@ -1664,6 +1664,233 @@ static void test_refcount_order_amend(void)
     diskimg_schema_free(schema);
 }
 
+/* ------------------------------------------------------------ growth ahead of allocation */
+
+static uint64_t file_size(struct timg *t)
+{
+    int64_t n = diskimg_node_size(diskimg_node_file(t->raw), NULL);
+    g_assert_cmpint(n, >=, 0);
+    return (uint64_t)n;
+}
+
+/* fill_write through the descriptor's callback (the unlocking path). */
+static void ops_fill_write(struct qcow2 *s, uint8_t v, uint64_t off, uint64_t len)
+{
+    g_autofree uint8_t *b = g_malloc(len);
+    memset(b, v, len);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_ops.write(s, b, len, off, 0, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+/* Whether the next cluster allocated would be taken as zeroes; the
+ * cluster is given back. */
+static bool next_alloc_zero(struct qcow2 *s)
+{
+    uint64_t old_end = s->end_cluster << s->cluster_bits, host;
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_alloc_clusters(s, 1, &host, &err), ==, 0);
+    g_assert_no_error(err);
+    bool zero = qcow2_tail_reserve(s, host, s->cluster_size, old_end);
+    g_assert_cmpint(qcow2_update_refcount(s, host, s->cluster_size, -1, &err), ==, 0);
+    return zero;
+}
+
+/* Small writes into fresh clusters at the end: the file grows ahead in
+ * large steps, what the writes leave out of their clusters reads as
+ * zeroes without being written, and close cuts the file back to the
+ * clusters in use. */
+static void test_tail_grow_trim(void)
+{
+    struct timg t = { 0 };
+    timg_create(&t, 64 * MiB);
+    uint64_t created = file_size(&t);
+    for (uint64_t c = 0; c < 40; c++)
+        ops_fill_write(t.s, (uint8_t)(c + 1), c * CS + 4096, 4096);
+    g_assert_cmpuint(t.s->tail_from, >=, created);
+    g_assert_true(next_alloc_zero(t.s));
+    uint64_t used = t.s->end_cluster * CS;
+    g_assert_cmpuint(file_size(&t), >, used);
+    for (uint64_t c = 0; c < 40; c++) {
+        assert_reads(t.s, 0, c * CS, 4096);
+        assert_reads(t.s, (uint8_t)(c + 1), c * CS + 4096, 4096);
+        assert_reads(t.s, 0, c * CS + 8192, CS - 8192);
+    }
+    assert_clean(t.s);
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(file_size(&t), ==, used);
+    assert_reads(t.s, 40, 39 * CS + 4096, 4096);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+/* Bytes past the clusters in use that growing did not add (here: junk
+ * some tool left) are never taken as zeroes, and are not cut. */
+static void test_tail_foreign(void)
+{
+    struct timg t = { 0 };
+    timg_create(&t, 64 * MiB);
+    timg_close(&t);
+    uint64_t end = file_size(&t);
+    g_autofree uint8_t *junk = g_malloc(4 * CS);
+    memset(junk, 0xff, 4 * CS);
+    g_assert_cmpint(diskimg_node_pwrite(diskimg_node_file(t.raw), junk, 4 * CS, end, 0, NULL),
+                    ==, 0);
+    timg_open(&t, DISKIMG_OPEN_RDWR);
+    g_assert_false(next_alloc_zero(t.s));
+    /* the first clusters land in the junk, the next ones past it */
+    for (uint64_t c = 0; c < 8; c++)
+        ops_fill_write(t.s, 0x22, c * CS + 4096, 4096);
+    for (uint64_t c = 0; c < 8; c++) {
+        assert_reads(t.s, 0, c * CS, 4096);
+        assert_reads(t.s, 0x22, c * CS + 4096, 4096);
+        assert_reads(t.s, 0, c * CS + 8192, CS - 8192);
+    }
+    timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(file_size(&t), >=, end + 4 * CS);
+    assert_reads(t.s, 0, 7 * CS + 8192, CS - 8192);
+    assert_clean(t.s);
+    timg_destroy(&t);
+}
+
+/* The image as a crash after a flush leaves it: the grown tail is still
+ * there.  It checks clean, reads right, and later allocations reuse the
+ * tail (not taken as zeroes: nothing says it is) without cutting it. */
+static void test_tail_crash(void)
+{
+    struct timg t = { 0 };
+    timg_create(&t, 64 * MiB);
+    for (uint64_t c = 0; c < 4; c++)
+        ops_fill_write(t.s, 0x33, c * CS, 4096);
+    GError *err = NULL;
+    g_assert_cmpint(qcow2_flush(t.s, &err), ==, 0);
+    g_assert_no_error(err);
+    uint64_t used = t.s->end_cluster * CS;
+    g_autofree char *copy = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(t.path, &copy, &len, NULL));
+    timg_destroy(&t);
+
+    struct timg c = { 0 };
+    timg_create(&c, MiB);
+    timg_close(&c);
+    diskimg_node *f = diskimg_node_file(c.raw);
+    g_assert_cmpint(diskimg_node_truncate(f, 0, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
+                                          NULL), ==, 0);
+    g_assert_cmpint(diskimg_node_pwrite(f, copy, len, 0, 0, NULL), ==, 0);
+    timg_open(&c, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(file_size(&c), >, used);
+    assert_clean(c.s);
+    assert_reads(c.s, 0x33, 3 * CS, 4096);
+    assert_reads(c.s, 0, 3 * CS + 4096, CS - 4096);
+    g_assert_false(next_alloc_zero(c.s));
+    for (uint64_t i = 4; i < 8; i++)
+        ops_fill_write(c.s, 0x44, i * CS + 4096, 4096);
+    g_assert_cmpuint(c.s->end_cluster * CS, <=, len);
+    timg_reopen(&c, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(file_size(&c), ==, len);
+    assert_reads(c.s, 0x33, 3 * CS, 4096);
+    assert_reads(c.s, 0, 7 * CS, 4096);
+    assert_reads(c.s, 0x44, 7 * CS + 4096, 4096);
+    assert_reads(c.s, 0, 7 * CS + 8192, CS - 8192);
+    assert_clean(c.s);
+    timg_destroy(&c);
+}
+
+/* Writers that all start on the same fresh clusters at once, each with
+ * its own piece of every cluster (as a parallel sequential stream). */
+struct same_cluster {
+    struct qcow2 *s;
+    uint64_t clusters, cs;
+    unsigned id;
+    gint *ready, *failed;
+};
+
+static uint8_t piece_byte(uint64_t cluster, unsigned id)
+{
+    return (uint8_t)(cluster * STRESS_THREADS + id + 1);
+}
+
+static gpointer same_cluster_thread(gpointer data)
+{
+    struct same_cluster *w = data;
+    uint64_t piece = w->cs / STRESS_THREADS;
+    g_autofree uint8_t *b = g_malloc(piece);
+    /* start together, so that the writers meet on every cluster */
+    g_atomic_int_inc(w->ready);
+    while (g_atomic_int_get(w->ready) < STRESS_THREADS)
+        g_thread_yield();
+    for (uint64_t c = 0; c < w->clusters && !g_atomic_int_get(w->failed); c++) {
+        GError *err = NULL;
+        memset(b, piece_byte(c, w->id), piece);
+        if (qcow2_ops.write(w->s, b, piece, c * w->cs + w->id * piece, 0, &err) < 0) {
+            g_printerr("write: %s\n", err->message);
+            g_error_free(err);
+            g_atomic_int_set(w->failed, 1);
+        }
+    }
+    return NULL;
+}
+
+static void same_cluster_run(struct qcow2 *s, uint64_t clusters, uint64_t cs)
+{
+    struct same_cluster w[STRESS_THREADS];
+    GThread *th[STRESS_THREADS];
+    gint ready = 0, failed = 0;
+    for (unsigned i = 0; i < STRESS_THREADS; i++) {
+        w[i] = (struct same_cluster){ .s = s, .clusters = clusters, .cs = cs, .id = i,
+                                      .ready = &ready, .failed = &failed };
+        th[i] = g_thread_new("qcow2-same", same_cluster_thread, &w[i]);
+    }
+    for (unsigned i = 0; i < STRESS_THREADS; i++)
+        g_thread_join(th[i]);
+    g_assert_cmpint(failed, ==, 0);
+}
+
+static void same_cluster_verify(struct qcow2 *s, uint64_t clusters, uint64_t cs)
+{
+    uint64_t piece = cs / STRESS_THREADS;
+    for (uint64_t c = 0; c < clusters; c++) {
+        for (unsigned i = 0; i < STRESS_THREADS; i++)
+            assert_reads(s, piece_byte(c, i), c * cs + i * piece, piece);
+    }
+    assert_clean(s);
+}
+
+/* Fresh clusters of zeroes (linked at once), extended L2 (allocations in
+ * flight that the other writers wait for) and clusters freed before
+ * (not known to be zeroes: zero-filled, unlocked). */
+static void test_parallel_same_cluster(void)
+{
+    static const struct {
+        const char *opts;
+        bool reuse;
+    } cases[] = {
+        { "cluster_size=65536", false },
+        { "cluster_size=65536,extended_l2=on", false },
+        { "cluster_size=65536", true },
+    };
+    diskimg_schema *schema = qschema();
+    uint64_t clusters = 96;
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct timg t = { 0 };
+        timg_create_opts(&t, clusters * CS, schema, cases[i].opts);
+        timg_open(&t, DISKIMG_OPEN_RDWR);
+        GError *err = NULL;
+        if (cases[i].reuse) {
+            fill_write(t.s, 0xee, 0, clusters * CS);
+            g_assert_cmpint(qcow2_discard(t.s, 0, clusters * CS, &err), ==, 0);
+            g_assert_no_error(err);
+        }
+        same_cluster_run(t.s, clusters, CS);
+        same_cluster_verify(t.s, clusters, CS);
+        timg_reopen(&t, DISKIMG_OPEN_RDWR);
+        same_cluster_verify(t.s, clusters, CS);
+        timg_destroy(&t);
+    }
+    diskimg_schema_free(schema);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1695,5 +1922,9 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/refcount-order/roundtrip", test_refcount_order_roundtrip);
     g_test_add_func("/qcow2/refcount-order/refuse", test_refcount_order_refuse);
     g_test_add_func("/qcow2/refcount-order/amend", test_refcount_order_amend);
+    g_test_add_func("/qcow2/tail/grow-trim", test_tail_grow_trim);
+    g_test_add_func("/qcow2/tail/foreign", test_tail_foreign);
+    g_test_add_func("/qcow2/tail/crash", test_tail_crash);
+    g_test_add_func("/qcow2/parallel/same-cluster", test_parallel_same_cluster);
     return g_test_run();
 }
