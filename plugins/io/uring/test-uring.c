@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/filter.h>
@@ -136,6 +137,172 @@ static void test_queue_depth(void)
     g_assert_cmpuint(ring_count(), ==, 0);
 }
 
+/* ---------------------------------------------------------- thread rings */
+
+/* Synchronous requests run on a ring of the calling thread: 2 entries. */
+#define THREAD_RING_ENTRIES 2
+
+/* How many of this process's rings are thread rings, each checked to
+ * have the file registered. */
+static unsigned thread_ring_count(void)
+{
+    struct ring_info info[64];
+    unsigned n = MIN(list_rings(info, 64), 64), found = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        if (info[i].sq_entries != THREAD_RING_ENTRIES)
+            continue;
+        g_assert_cmpuint(info[i].user_files, ==, 1);
+        found++;
+    }
+    return found;
+}
+
+static void read_one_block(void *h)
+{
+    uint8_t buf[4096];
+
+    read_ok(h, buf, sizeof(buf), 0);
+}
+
+/* A thread that reads through a handle, then waits for word to exit. */
+struct reader {
+    void *h;
+    GAsyncQueue *started, *go;
+    GThread *thread;
+};
+
+static gpointer reader_main(gpointer data)
+{
+    struct reader *r = data;
+
+    read_one_block(r->h);
+    g_async_queue_push(r->started, r);
+    g_async_queue_pop(r->go);
+    /* The handle may be closed meanwhile: its ring went with it.  A new
+     * handle gets a new ring (and the dead entry is pruned). */
+    if (r->h == NULL) {
+        void *other = create_ok("thread-ring-other.img", NULL);
+
+        read_one_block(other);
+        ops->close(other);
+    }
+    return NULL;
+}
+
+static void readers_start(struct reader *r, unsigned n, void *h, GAsyncQueue *started)
+{
+    for (unsigned i = 0; i < n; i++) {
+        r[i] = (struct reader){ .h = h, .started = started, .go = g_async_queue_new() };
+        r[i].thread = g_thread_new("reader", reader_main, &r[i]);
+    }
+    for (unsigned i = 0; i < n; i++)
+        g_async_queue_pop(started);
+}
+
+static void readers_finish(struct reader *r, unsigned n, void *h)
+{
+    for (unsigned i = 0; i < n; i++) {
+        r[i].h = h;
+        g_async_queue_push(r[i].go, &r[i]);
+        g_thread_join(r[i].thread);
+        g_async_queue_unref(r[i].go);
+    }
+}
+
+/* Rings appear at a thread's first synchronous request, one per thread
+ * and handle, and go when the thread exits or the handle closes. */
+static void test_thread_rings(void)
+{
+    GAsyncQueue *started = g_async_queue_new();
+    void *h = create_ok("thread-ring.img", NULL), *h2;
+    struct reader r[4];
+
+    g_assert_cmpuint(thread_ring_count(), ==, 0);       /* none before use */
+    read_one_block(h);
+    read_one_block(h);
+    g_assert_cmpuint(thread_ring_count(), ==, 1);       /* reused */
+    h2 = create_ok("thread-ring2.img", NULL);
+    read_one_block(h2);
+    g_assert_cmpuint(thread_ring_count(), ==, 2);       /* one per handle */
+    ops->close(h2);
+    g_assert_cmpuint(thread_ring_count(), ==, 1);
+
+    readers_start(r, 4, h, started);
+    g_assert_cmpuint(thread_ring_count(), ==, 5);
+    readers_finish(r, 4, h);                            /* thread exit */
+    g_assert_cmpuint(thread_ring_count(), ==, 1);
+
+    readers_start(r, 2, h, started);
+    ops->close(h);                                      /* handle close */
+    g_assert_cmpuint(ring_count(), ==, 0);
+    readers_finish(r, 2, NULL);
+    g_assert_cmpuint(ring_count(), ==, 0);
+    g_async_queue_unref(started);
+}
+
+/* Lowers the fd limit to the fds open now: io_uring_setup then fails with
+ * EMFILE (as on a process out of descriptors). */
+static void limit_fds_to_open_ones(struct rlimit *saved)
+{
+    int lowest_free = dup(0);
+    struct rlimit rl;
+
+    g_assert_cmpint(lowest_free, >=, 0);
+    close(lowest_free);
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, saved), ==, 0);
+    rl = (struct rlimit){ (rlim_t)lowest_free, saved->rlim_max };
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &rl), ==, 0);
+}
+
+struct writer {
+    void *h;
+    unsigned id;
+};
+
+/* Writes and reads back its own 8 KiB, 100 times. */
+static gpointer writer_main(gpointer data)
+{
+    struct writer *w = data;
+    uint8_t buf[8192], back[8192];
+
+    for (unsigned round = 0; round < 100; round++) {
+        fill_pattern(buf, sizeof(buf), w->id * 100 + round);
+        write_ok(w->h, buf, sizeof(buf), w->id * sizeof(buf));
+        read_ok(w->h, back, sizeof(back), w->id * sizeof(buf));
+        g_assert_cmpmem(back, sizeof(back), buf, sizeof(buf));
+    }
+    return NULL;
+}
+
+/* Without file descriptors for thread rings, synchronous requests of many
+ * threads share the handle's ring. */
+static void test_thread_ring_refused(void)
+{
+    struct writer w[4];
+    GThread *t[4];
+    struct rlimit saved;
+    void *h;
+
+    if (!g_test_subprocess()) {
+        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_assert_passed();
+        return;
+    }
+    h = create_ok("no-thread-ring.img", NULL);
+    limit_fds_to_open_ones(&saved);
+    for (unsigned i = 0; i < 4; i++) {
+        w[i] = (struct writer){ h, i };
+        t[i] = g_thread_new("writer", writer_main, &w[i]);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        g_thread_join(t[i]);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &saved), ==, 0);
+    g_assert_cmpuint(ring_count(), ==, 1);
+    g_assert_cmpuint(thread_ring_count(), ==, 0);
+    ops->close(h);
+}
+
 /* ------------------------------------------------------------- sandbox */
 
 /* Refuses io_uring_setup with ENOSYS from now on, as seccomp sandboxes
@@ -219,5 +386,7 @@ int main(int argc, char **argv)
     io_test_add("schema", test_schema, true);
     io_test_add("unavailable", test_unavailable, true);
     io_test_add("queue-depth", test_queue_depth, false);
+    io_test_add("thread-rings", test_thread_rings, false);
+    io_test_add("thread-ring-refused", test_thread_ring_refused, false);
     return io_test_run();
 }
