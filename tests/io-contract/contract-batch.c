@@ -234,16 +234,17 @@ struct thread_job {
     bool batch;
 };
 
-/* Writes the four blocks at base as a batch and waits for all four. */
-static void write_batch_of_four(void *h, uint8_t *buf, uint64_t base)
+/* Writes the four blocks of `block` bytes at base as a batch and waits
+ * for all four. */
+static void write_batch_of_four(void *h, uint8_t *buf, uint64_t base, uint64_t block)
 {
     struct diskimg_io_request r[4], *p[4], *d[4];
     GError *err = NULL;
 
     for (unsigned i = 0; i < 4; i++) {
-        r[i] = (struct diskimg_io_request){ .op = DISKIMG_IO_WRITE, .len = T_BLOCK,
-                                            .buf = buf + i * T_BLOCK,
-                                            .offset = base + i * T_BLOCK };
+        r[i] = (struct diskimg_io_request){ .op = DISKIMG_IO_WRITE, .len = block,
+                                            .buf = buf + i * block,
+                                            .offset = base + i * block };
         p[i] = &r[i];
     }
     if (ops->submit(h, p, 4, &err) < 0)
@@ -270,7 +271,7 @@ static gpointer io_thread(gpointer data)
 
         fill_pattern(buf, 4 * T_BLOCK, job->id * 1000 + round);
         if (job->batch) {
-            write_batch_of_four(job->h, buf, base);
+            write_batch_of_four(job->h, buf, base, T_BLOCK);
             continue;
         }
         if (ops->pwrite(job->h, buf, 4 * T_BLOCK, base, 0, &err) < 0)
@@ -315,10 +316,103 @@ out:
     g_free(back);
 }
 
+/* --------------------------------------- mixed writers on an O_DIRECT file */
+
+enum { X_REGION = 64 * 1024, X_LEN = 16 * 1024, X_ODD_OFF = 100, X_ODD_LEN = 3000,
+       X_ROUNDS = 100 };
+
+/* How a thread writes its region: as batches, aligned synchronous writes,
+ * or unaligned ones (read-modify-write, taking the write exclusion). */
+enum x_style { X_BATCH, X_ALIGNED, X_UNALIGNED };
+
+/* One batch user per handle (see test_threads). */
+static const enum x_style x_styles[] = {
+    X_BATCH, X_ALIGNED, X_UNALIGNED, X_ALIGNED, X_UNALIGNED, X_UNALIGNED,
+};
+
+struct x_job {
+    void *h;
+    unsigned id;        /* region id */
+    uint8_t *buf;       /* aligned, X_LEN */
+};
+
+static void x_write(const struct x_job *job, unsigned round)
+{
+    uint64_t base = (uint64_t)job->id * X_REGION;
+    GError *err = NULL;
+
+    fill_pattern(job->buf, X_LEN, job->id * 1000 + round);
+    switch (x_styles[job->id]) {
+    case X_BATCH:
+        write_batch_of_four(job->h, job->buf, base, X_LEN / 4);
+        break;
+    case X_ALIGNED:
+        if (ops->pwrite(job->h, job->buf, X_LEN, base, 0, &err) < 0)
+            g_error("write: %s", err->message);
+        break;
+    default:
+        if (ops->pwrite(job->h, job->buf + 1, X_ODD_LEN, base + X_ODD_OFF, 0, &err) < 0)
+            g_error("write: %s", err->message);
+        break;
+    }
+}
+
+static gpointer x_thread(gpointer data)
+{
+    for (unsigned round = 0; round < X_ROUNDS; round++)
+        x_write(data, round);
+    return NULL;
+}
+
+/* Region i holds what its thread wrote last. */
+static void x_check(void *h, unsigned id, uint8_t *expect, uint8_t *back)
+{
+    memset(expect, 0, X_REGION);
+    fill_pattern(back, X_LEN, id * 1000 + X_ROUNDS - 1);
+    if (x_styles[id] == X_UNALIGNED)
+        memcpy(expect + X_ODD_OFF, back + 1, X_ODD_LEN);
+    else
+        memcpy(expect, back, X_LEN);
+    read_ok(h, back, X_REGION, (uint64_t)id * X_REGION);
+    g_assert_cmpmem(back, X_REGION, expect, X_REGION);
+}
+
+/* Batch writes, aligned and unaligned synchronous writes from several
+ * threads on one O_DIRECT handle: the write exclusion of the unaligned
+ * ones waits for the others, in flight or queued, and none starves. */
+static void test_direct_mixed_writers(void)
+{
+    enum { THREADS = G_N_ELEMENTS(x_styles) };
+    char *path = io_tmp_path("mixed-writers.img");
+    struct x_job jobs[THREADS];
+    GThread *threads[THREADS];
+    uint8_t *expect = g_malloc(X_REGION), *back = g_malloc(X_REGION);
+    void *h = contract_parallel() ? open_direct(path, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE,
+                                                DISKIMG_CACHE_NONE)
+                                  : NULL;
+
+    for (unsigned i = 0; h && i < THREADS; i++) {
+        jobs[i] = (struct x_job){ h, i, diskimg_alloc_aligned(X_LEN) };
+        threads[i] = g_thread_new("writer", x_thread, &jobs[i]);
+    }
+    for (unsigned i = 0; h && i < THREADS; i++) {
+        g_thread_join(threads[i]);
+        diskimg_free_aligned(jobs[i].buf);
+    }
+    for (unsigned i = 0; h && i < THREADS; i++)
+        x_check(h, i, expect, back);
+    if (h)
+        ops->close(h);
+    g_free(expect);
+    g_free(back);
+    g_free(path);
+}
+
 void contract_add_batch_tests(void)
 {
     io_test_add("batch", test_batch, false);
     io_test_add("batch-mixed", test_batch_mixed, false);
     io_test_add("batch-errors", test_batch_errors_and_close, false);
     io_test_add("threads", test_threads, false);
+    io_test_add("direct-mixed-writers", test_direct_mixed_writers, false);
 }

@@ -380,8 +380,6 @@ static bool gate_drop_shared(struct uring_handle *h)
 /* ===================================================== the shared ring */
 /* Every function in this section runs with h->mutex held. */
 
-static void notify(struct uring_handle *h);
-
 /* Submits whatever SQEs are prepared; 0, or -errno when the kernel took
  * none of them (it is short of memory: -EAGAIN/-EBUSY). */
 static int flush_sq(struct uring_handle *h)
@@ -428,14 +426,15 @@ static void prep_uop(struct uring_handle *h, struct uop *u)
     prep_sqe(h, sqe, u, h->fixed_file);
 }
 
-/* Drops the shared gate reference u holds in the ring, if any. */
+/* Drops the shared gate reference u holds in the ring, if any.  This
+ * happens as the leader dispatches completions; it wakes the waiters (an
+ * exclusive one among them) once it has dispatched them all. */
 static void gate_release_uop(struct uring_handle *h, struct uop *u)
 {
     if (!u->gated)
         return;
     u->gated = false;
-    if (gate_drop_shared(h))
-        notify(h);
+    (void)gate_drop_shared(h);
 }
 
 static void start_uop(struct uring_handle *h, struct uop *u)
