@@ -146,8 +146,8 @@ static void test_queue_depth(void)
  * have the file registered. */
 static unsigned thread_ring_count(void)
 {
-    struct ring_info info[64];
-    unsigned n = MIN(list_rings(info, 64), 64), found = 0;
+    struct ring_info info[128];
+    unsigned n = MIN(list_rings(info, 128), 128), found = 0;
 
     for (unsigned i = 0; i < n; i++) {
         if (info[i].sq_entries != THREAD_RING_ENTRIES)
@@ -238,6 +238,24 @@ static void test_thread_rings(void)
     g_assert_cmpuint(ring_count(), ==, 0);
     readers_finish(r, 2, NULL);
     g_assert_cmpuint(ring_count(), ==, 0);
+    g_async_queue_unref(started);
+}
+
+/* Threads beyond MAX_THREAD_RINGS (64) per handle share its ring rather
+ * than take yet more file descriptors. */
+static void test_thread_ring_limit(void)
+{
+    enum { MAX_THREAD_RINGS = 64, READERS = MAX_THREAD_RINGS + 6 };
+    GAsyncQueue *started = g_async_queue_new();
+    struct reader *r = g_new(struct reader, READERS);
+    void *h = create_ok("thread-ring-limit.img", NULL);
+
+    readers_start(r, READERS, h, started);
+    g_assert_cmpuint(thread_ring_count(), ==, MAX_THREAD_RINGS);
+    readers_finish(r, READERS, h);
+    g_assert_cmpuint(thread_ring_count(), ==, 0);
+    ops->close(h);
+    g_free(r);
     g_async_queue_unref(started);
 }
 
@@ -387,6 +405,7 @@ int main(int argc, char **argv)
     io_test_add("unavailable", test_unavailable, true);
     io_test_add("queue-depth", test_queue_depth, false);
     io_test_add("thread-rings", test_thread_rings, false);
+    io_test_add("thread-ring-limit", test_thread_ring_limit, false);
     io_test_add("thread-ring-refused", test_thread_ring_refused, false);
     return io_test_run();
 }

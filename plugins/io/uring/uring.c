@@ -114,6 +114,9 @@ extern const char uring_schema_yaml[];
 #define MAX_DEPTH        4096
 /* A thread ring carries one operation at a time. */
 #define THREAD_RING_ENTRIES 2
+/* Each ring costs a file descriptor: threads beyond this many per handle
+ * share the handle's ring. */
+#define MAX_THREAD_RINGS 64
 
 enum uop_kind {
     UOP_READ = 1,
@@ -180,6 +183,7 @@ struct uring_handle {
 
     /* Thread rings. */
     struct thread_ring *thread_rings; /* under rings_lock */
+    gint thread_ring_count;           /* atomic; changed under rings_lock */
     gint no_thread_rings;             /* atomic: one could not be set up */
 
     GMutex mutex;                     /* everything below, and the SQ */
@@ -737,6 +741,7 @@ static void unlink_from_handle(struct thread_ring *tr)
     while (*link != tr)
         link = &(*link)->handle_next;
     *link = tr->handle_next;
+    g_atomic_int_add(&tr->h->thread_ring_count, -1);
 }
 
 /* Frees the entries of the calling thread's list whose handle has closed
@@ -777,12 +782,16 @@ static void thread_rings_free(gpointer head)
     g_mutex_unlock(&rings_lock);
 }
 
-/* Sets up the calling thread's ring for h; NULL when the kernel refuses
- * (then the thread and all others use the shared ring for h). */
+/* Sets up the calling thread's ring for h; NULL when h has as many as it
+ * may, or when the kernel refuses (then all threads use the shared ring
+ * for h). */
 static struct thread_ring *thread_ring_new(struct uring_handle *h)
 {
-    struct thread_ring *tr = g_new0(struct thread_ring, 1);
+    struct thread_ring *tr;
 
+    if (g_atomic_int_get(&h->thread_ring_count) >= MAX_THREAD_RINGS)
+        return NULL;
+    tr = g_new0(struct thread_ring, 1);
     if (thread_ring_init(tr, h) < 0) {
         g_free(tr);
         g_atomic_int_set(&h->no_thread_rings, 1);
@@ -792,6 +801,7 @@ static struct thread_ring *thread_ring_new(struct uring_handle *h)
     tr->h = h;
     tr->handle_next = h->thread_rings;
     h->thread_rings = tr;
+    g_atomic_int_inc(&h->thread_ring_count);
     tr->next = prune_closed(g_private_get(&thread_rings));
     g_private_set(&thread_rings, tr);
     g_mutex_unlock(&rings_lock);
