@@ -782,6 +782,26 @@ static void thread_rings_free(gpointer head)
     g_mutex_unlock(&rings_lock);
 }
 
+/* Puts tr on h's list and the calling thread's; false when h has as many
+ * thread rings as it may already (other threads got there first). */
+static bool thread_ring_link(struct uring_handle *h, struct thread_ring *tr)
+{
+    bool ok;
+
+    g_mutex_lock(&rings_lock);
+    ok = g_atomic_int_get(&h->thread_ring_count) < MAX_THREAD_RINGS;
+    if (ok) {
+        tr->h = h;
+        tr->handle_next = h->thread_rings;
+        h->thread_rings = tr;
+        g_atomic_int_inc(&h->thread_ring_count);
+        tr->next = prune_closed(g_private_get(&thread_rings));
+        g_private_set(&thread_rings, tr);
+    }
+    g_mutex_unlock(&rings_lock);
+    return ok;
+}
+
 /* Sets up the calling thread's ring for h; NULL when h has as many as it
  * may, or when the kernel refuses (then all threads use the shared ring
  * for h). */
@@ -797,14 +817,11 @@ static struct thread_ring *thread_ring_new(struct uring_handle *h)
         g_atomic_int_set(&h->no_thread_rings, 1);
         return NULL;
     }
-    g_mutex_lock(&rings_lock);
-    tr->h = h;
-    tr->handle_next = h->thread_rings;
-    h->thread_rings = tr;
-    g_atomic_int_inc(&h->thread_ring_count);
-    tr->next = prune_closed(g_private_get(&thread_rings));
-    g_private_set(&thread_rings, tr);
-    g_mutex_unlock(&rings_lock);
+    if (!thread_ring_link(h, tr)) {
+        thread_ring_exit(tr);
+        g_free(tr);
+        return NULL;
+    }
     return tr;
 }
 
