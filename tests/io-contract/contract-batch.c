@@ -16,60 +16,77 @@
 
 enum { B_N = 32, B_BLOCK = 64 * 1024 };
 
-static void test_batch(void)
-{
-    void *h = create_ok("batch.img", NULL);
+struct simple_batch {
     struct diskimg_io_request reqs[B_N + 2], *ptrs[B_N + 2], *done[B_N + 2];
-    uint8_t *bufs = g_malloc((size_t)B_N * B_BLOCK), *back = g_malloc((size_t)B_N * B_BLOCK);
+    uint8_t *bufs, *back;       /* B_N blocks each */
+};
+
+/* B_N writes, each reaped once (at least one per reap), successful. */
+static void batch_writes(void *h, struct simple_batch *b)
+{
+    for (unsigned i = 0; i < B_N; i++) {
+        fill_pattern(b->bufs + (size_t)i * B_BLOCK, B_BLOCK, i);
+        b->reqs[i] = (struct diskimg_io_request){
+            .op = DISKIMG_IO_WRITE, .buf = b->bufs + (size_t)i * B_BLOCK, .len = B_BLOCK,
+            .offset = (uint64_t)i * B_BLOCK, .result = 1, .user = GUINT_TO_POINTER(i),
+        };
+        b->ptrs[i] = &b->reqs[i];
+    }
+    submit_ok(h, b->ptrs, B_N);
+    g_assert_cmpuint(reap_all(h, b->done, B_N), ==, B_N);
+    for (unsigned i = 0; i < B_N; i++)
+        g_assert_cmpint(b->done[i]->result, ==, 0);
+}
+
+/* Reads of those blocks, a zeroing after them and a flush in one batch,
+ * all reaped by one call that waits for all of them. */
+static void batch_reads_zero_flush(void *h, struct simple_batch *b)
+{
     GError *err = NULL;
 
     for (unsigned i = 0; i < B_N; i++) {
-        fill_pattern(bufs + (size_t)i * B_BLOCK, B_BLOCK, i);
-        reqs[i] = (struct diskimg_io_request){
-            .op = DISKIMG_IO_WRITE, .buf = bufs + (size_t)i * B_BLOCK, .len = B_BLOCK,
-            .offset = (uint64_t)i * B_BLOCK, .result = 1, .user = GUINT_TO_POINTER(i),
-        };
-        ptrs[i] = &reqs[i];
-    }
-    submit_ok(h, ptrs, B_N);
-    g_assert_cmpuint(reap_all(h, done, B_N), ==, B_N);
-    for (unsigned i = 0; i < B_N; i++)
-        g_assert_cmpint(done[i]->result, ==, 0);
-
-    /* Nothing in flight: reap returns at once, even when asked to wait. */
-    io_watchdog_start("reap", 5);
-    g_assert_cmpint(ops->reap(h, done, B_N, B_N, &err), ==, 0);
-    io_watchdog_stop();
-
-    /* Reads, a zeroing and a flush in one batch. */
-    for (unsigned i = 0; i < B_N; i++) {
-        reqs[i] = (struct diskimg_io_request){
-            .op = DISKIMG_IO_READ, .buf = back + (size_t)i * B_BLOCK, .len = B_BLOCK,
+        b->reqs[i] = (struct diskimg_io_request){
+            .op = DISKIMG_IO_READ, .buf = b->back + (size_t)i * B_BLOCK, .len = B_BLOCK,
             .offset = (uint64_t)i * B_BLOCK, .result = 1,
         };
     }
-    reqs[B_N] = (struct diskimg_io_request){
+    b->reqs[B_N] = (struct diskimg_io_request){
         .op = DISKIMG_IO_WRITE_ZEROES, .offset = (uint64_t)B_N * B_BLOCK, .len = B_BLOCK,
     };
-    reqs[B_N + 1] = (struct diskimg_io_request){ .op = DISKIMG_IO_FLUSH };
-    ptrs[B_N] = &reqs[B_N];
-    ptrs[B_N + 1] = &reqs[B_N + 1];
-    submit_ok(h, ptrs, B_N + 2);
-    g_assert_cmpint(ops->reap(h, done, B_N + 2, B_N + 2, &err), ==, B_N + 2);
+    b->reqs[B_N + 1] = (struct diskimg_io_request){ .op = DISKIMG_IO_FLUSH };
+    b->ptrs[B_N] = &b->reqs[B_N];
+    b->ptrs[B_N + 1] = &b->reqs[B_N + 1];
+    submit_ok(h, b->ptrs, B_N + 2);
+    g_assert_cmpint(ops->reap(h, b->done, B_N + 2, B_N + 2, &err), ==, B_N + 2);
     for (unsigned i = 0; i < B_N + 2; i++)
-        g_assert_cmpint(done[i]->result, ==, 0);
-    g_assert_cmpmem(back, (size_t)B_N * B_BLOCK, bufs, (size_t)B_N * B_BLOCK);
+        g_assert_cmpint(b->done[i]->result, ==, 0);
+    g_assert_cmpmem(b->back, (size_t)B_N * B_BLOCK, b->bufs, (size_t)B_N * B_BLOCK);
     g_assert_cmpint(size_of(h), ==, (int64_t)(B_N + 1) * B_BLOCK);
+}
 
+static void test_batch(void)
+{
+    void *h = create_ok("batch.img", NULL);
+    struct simple_batch *b = g_new0(struct simple_batch, 1);
+    GError *err = NULL;
+
+    b->bufs = g_malloc((size_t)B_N * B_BLOCK);
+    b->back = g_malloc((size_t)B_N * B_BLOCK);
+    batch_writes(h, b);
+    /* Nothing in flight: reap returns at once, even when asked to wait. */
+    io_watchdog_start("reap", 5);
+    g_assert_cmpint(ops->reap(h, b->done, B_N, B_N, &err), ==, 0);
+    io_watchdog_stop();
+    batch_reads_zero_flush(h, b);
     /* A bad request is refused at submit time. */
-    reqs[0] = (struct diskimg_io_request){ .op = 99 };
-    g_assert_cmpint(ops->submit(h, ptrs, 1, &err), ==, -1);
+    b->reqs[0] = (struct diskimg_io_request){ .op = 99 };
+    g_assert_cmpint(ops->submit(h, b->ptrs, 1, &err), ==, -1);
     g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
     g_clear_error(&err);
-
     ops->close(h);
-    g_free(bufs);
-    g_free(back);
+    g_free(b->bufs);
+    g_free(b->back);
+    g_free(b);
 }
 
 /* ------------------------------------------------------------ mixed batch */
