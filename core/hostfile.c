@@ -1198,6 +1198,12 @@ static int find_allocation(int fd, uint64_t start, uint64_t *data, uint64_t *hol
 }
 
 /* Fills ext for [offset, offset+len) inside the file. */
+static int64_t current_size(const struct diskimg_hostfile *hf);
+
+/* Status of [offset, offset+len) of a regular file, or of a device when
+ * `len` was clipped to its end.  SEEK_DATA/SEEK_HOLE stop at the end of a
+ * file by themselves, so the file size is only looked up for a trailing
+ * hole (to clip it at EOF): no fstat for every call. */
 static void extent_in_file(const struct diskimg_hostfile *hf, uint64_t offset, uint64_t len,
                            struct diskimg_extent *ext)
 {
@@ -1205,8 +1211,10 @@ static void extent_in_file(const struct diskimg_hostfile *hf, uint64_t offset, u
     int ret = hf->type == S_IFREG ? find_allocation(hf->fd, offset, &data, &hole) : -ENOTSUP;
 
     if (ret == -ENXIO) {
-        ext->flags = DISKIMG_BS_ZERO;              /* trailing hole */
-        ext->length = len;
+        int64_t size = current_size(hf);
+        ext->flags = DISKIMG_BS_ZERO;              /* trailing hole, or past EOF */
+        ext->length = size > 0 && offset < (uint64_t)size ? MIN(len, (uint64_t)size - offset)
+                                                           : len;
     } else if (ret < 0) {
         ext->flags = DISKIMG_BS_DATA;              /* no information: no holes */
         ext->length = len;
@@ -1223,10 +1231,7 @@ int diskimg_hostfile_op_block_status(void *handle, uint64_t offset, uint64_t len
                                      struct diskimg_extent *ext, GError **errp)
 {
     struct diskimg_hostfile *hf = handle_file(handle);
-    int64_t size = current_size(hf);
 
-    if (size < 0)
-        return io_error(errp, (int)-size, hf, "get block status of", offset);
     if (len == 0 || !diskimg_hostfile_range_ok(offset, len)) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "Invalid block status request at offset %" PRIu64, offset);
@@ -1234,6 +1239,10 @@ int diskimg_hostfile_op_block_status(void *handle, uint64_t offset, uint64_t len
     }
     ext->offset = offset;
     ext->file = hf->node;
+    /* A regular file needs no size here (see extent_in_file). */
+    int64_t size = hf->type == S_IFREG ? INT64_MAX : current_size(hf);
+    if (size < 0)
+        return io_error(errp, (int)-size, hf, "get block status of", offset);
     if (offset >= (uint64_t)size) {
         ext->flags = DISKIMG_BS_ZERO;              /* past EOF: reads as zeroes */
         ext->length = len;
