@@ -219,6 +219,9 @@ if [ $HAVE_QEMU = 1 ] && [ $HAVE_QIO = 1 ]; then
     guest_view "mid now holds what top showed" mid.qcow2
     [ "$(qemu-img map --output=json d/top.qcow2 | grep -c '"depth": 0')" = 0 ] &&
         ok "commit empties the top image" || nok "commit empties the top image"
+    used_d=$(du -k d/top.qcow2 | cut -f1); used_q=$(du -k q/top.qcow2 | cut -f1)
+    [ "$used_d" -le $((used_q + 512)) ] && ok "commit gives the top's space back (${used_d} KiB, qemu-img ${used_q} KiB)" ||
+        nok "commit gives the top's space back (${used_d} KiB, qemu-img ${used_q} KiB)"
     both_chain "commit -b base (3 layers into the bottom) as qemu-img" "$all" -- commit -b base.qcow2 top.qcow2
     guest_view "base now holds what top showed" base.qcow2
     guest_view "commit -b leaves top's view alone" top.qcow2
@@ -286,7 +289,7 @@ time.sleep(30)' d/base.qcow2 d/locked &
         ok "dd output reads as qemu-img dd's" || nok "dd output reads as qemu-img dd's"
     qemu-img check dd.qcow2 > /dev/null 2>&1 && ok "dd output passes qemu-img check" || nok "dd output passes qemu-img check"
 else
-    for i in $(seq 41); do skip "commit/rebase/dd on chains" "no qemu-img or qemu-io"; done
+    for i in $(seq 42); do skip "commit/rebase/dd on chains" "no qemu-img or qemu-io"; done
 fi
 
 # ----------------------------------------------------------- unsupported operations on raw

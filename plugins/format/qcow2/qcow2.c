@@ -339,7 +339,8 @@ int qcow2_make_empty(void *h, GError **errp)
         return -1;
     if (end && qcow2_zero_clusters(s, 0, end, false, true, errp) < 0)
         return -1;
-    return qcow2_flush_metadata(s, errp);
+    /* The point of a commit is often the space: give it back. */
+    return qcow2_punch_free_clusters(s, errp);
 }
 
 /* ------------------------------------------------------------ resize */

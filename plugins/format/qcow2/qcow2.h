@@ -431,6 +431,9 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *off, GError **er
 int qcow2_alloc_bytes(struct qcow2 *s, uint64_t size, uint64_t *off, GError **errp);
 /* Drops one reference of whatever an L2 entry points at. */
 int qcow2_free_entry(struct qcow2 *s, uint64_t l2e, GError **errp);
+/* Punches holes where clusters have refcount 0, after making the metadata
+ * durable (make_empty). */
+int qcow2_punch_free_clusters(struct qcow2 *s, GError **errp);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t idx);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t v);
 /* Host clusters the file spans (for allocation scans and check). */

@@ -478,3 +478,32 @@ int qcow2_free_entry(struct qcow2 *s, uint64_t l2e, GError **errp)
         return 0;
     return qcow2_update_refcount(s, host, s->cluster_size, -1, errp);
 }
+
+/* Gives the space of clusters that nothing references back to the file
+ * system (qemu passes such discards down too).  The metadata that stopped
+ * referencing them is made durable first: a crash must never leave an old
+ * L2 entry on disk pointing at a hole.  Punching is advisory, so a file
+ * system that cannot does not fail the caller. */
+int qcow2_punch_free_clusters(struct qcow2 *s, GError **errp)
+{
+    if (s->data != s->file)
+        return 0;
+    if (qcow2_flush_metadata(s, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
+        return -1;
+    uint64_t run = 0;
+    for (uint64_t c = 0; c <= s->end_cluster; c++) {
+        uint64_t rc = 1;
+        if (c < s->end_cluster && qcow2_get_refcount(s, c, &rc, errp) < 0)
+            return -1;
+        if (rc == 0) {
+            run++;
+            continue;
+        }
+        GError *err = NULL;
+        if (run && diskimg_node_discard(s->file, (c - run) << s->cluster_bits,
+                                        run << s->cluster_bits, &err) < 0)
+            g_error_free(err);
+        run = 0;
+    }
+    return 0;
+}
