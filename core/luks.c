@@ -89,14 +89,21 @@ struct diskimg_luks {
     unsigned material_slot;
 };
 
+static int fail_v(GError **errp, int code, const char *fmt, va_list ap) DISKIMG_PRINTF(3, 0);
+static int fail_v(GError **errp, int code, const char *fmt, va_list ap)
+{
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    g_set_error_literal(errp, DISKIMG_ERROR, code, msg);
+    return -1;
+}
+
 static int corrupt(GError **errp, const char *fmt, ...) DISKIMG_PRINTF(2, 3);
 static int corrupt(GError **errp, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    fail_v(errp, DISKIMG_ERROR_CORRUPT, fmt, ap);
     va_end(ap);
-    g_set_error_literal(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, msg);
     return -1;
 }
 
@@ -105,9 +112,8 @@ static int unsupported(GError **errp, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    fail_v(errp, DISKIMG_ERROR_NOT_SUPPORTED, fmt, ap);
     va_end(ap);
-    g_set_error_literal(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED, msg);
     return -1;
 }
 

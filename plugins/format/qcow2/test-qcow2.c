@@ -275,7 +275,9 @@ static void timg_open(struct timg *t, unsigned flags)
     g_assert_nonnull(t->s);
 }
 
-static void timg_create(struct timg *t, uint64_t size)
+/* A fresh image in a scratch directory, created with create-options
+ * `options` (NULL = defaults), not opened as qcow2 yet. */
+static void timg_create_with(struct timg *t, uint64_t size, const diskimg_options *options)
 {
     t->dir = g_dir_make_tmp("qcow2-test-XXXXXX", NULL);
     t->path = g_build_filename(t->dir, "img.qcow2", NULL);
@@ -286,9 +288,15 @@ static void timg_create(struct timg *t, uint64_t size)
     t->raw = diskimg_open(t->path, &p, &err);
     g_assert_no_error(err);
     struct diskimg_format_create_args a = { .struct_size = sizeof(a), .filename = t->path,
-                                            .file = diskimg_node_file(t->raw), .size = size };
+                                            .file = diskimg_node_file(t->raw), .size = size,
+                                            .options = options };
     g_assert_cmpint(qcow2_create(&a, &err), ==, 0);
     g_assert_no_error(err);
+}
+
+static void timg_create(struct timg *t, uint64_t size)
+{
+    timg_create_with(t, size, NULL);
     timg_open(t, DISKIMG_OPEN_RDWR);
 }
 
@@ -762,20 +770,8 @@ static void define_secrets(void)
 static void timg_create_opts(struct timg *t, uint64_t size, diskimg_schema *schema,
                              const char *copts)
 {
-    t->dir = g_dir_make_tmp("qcow2-test-XXXXXX", NULL);
-    t->path = g_build_filename(t->dir, "img.qcow2", NULL);
-    g_assert_true(g_file_set_contents(t->path, "", 0, NULL));
-    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "raw",
-                                     .flags = DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_RDWR };
-    GError *err = NULL;
-    t->raw = diskimg_open(t->path, &p, &err);
-    g_assert_no_error(err);
     diskimg_options *o = qopts(schema, "create-options", copts);
-    struct diskimg_format_create_args a = { .struct_size = sizeof(a), .filename = t->path,
-                                            .file = diskimg_node_file(t->raw), .size = size,
-                                            .options = o };
-    g_assert_cmpint(qcow2_create(&a, &err), ==, 0);
-    g_assert_no_error(err);
+    timg_create_with(t, size, o);
     diskimg_options_free(o);
 }
 
