@@ -27,8 +27,33 @@ done
 echo "formats under test: $formats"
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$log.new"' EXIT
 bash "$conform" "$tool" --formats "$formats" "$@" | tee "$log"
+
+# qemu-img's own LUKS key setup times PBKDF2 with the thread's CPU clock and
+# fails now and then under load ("Unable to get accurate CPU usage"; conform.sh
+# retries once).  A case that failed only because the reference did so is run
+# again, alone, up to twice more; its last result replaces the first one.
+flaky_reference() { grep -E '^FAIL [^ ]+: reference qemu-img .*accurate CPU usage' "$log" |
+                    awk '{print $2}' | sed 's/:$//'; }
+# result_of NAME [-v]: the result lines of case NAME (with -v: all others).
+result_of() { awk -v n="$1" -v inv="${2:-}" '
+    { f = $2; sub(/:$/, "", f)
+      hit = ($1 == "PASS" || $1 == "FAIL" || $1 == "SKIP") && f == n
+      if (hit != (inv == "-v")) print }'; }
+for name in $(flaky_reference); do
+    pattern="^$(printf '%s' "$name" | sed 's/[][\.^$*+?(){}|/]/\\&/g')\$"
+    for attempt in 2 3; do
+        retry=$(bash "$conform" "$tool" --formats "$formats" --filter "$pattern" "$@" |
+                result_of "$name" | tail -n 1)
+        [ -n "$retry" ] || break
+        echo "retry $attempt of $name (reference qemu-img flaked): $retry"
+        result_of "$name" -v < "$log" > "$log.new"
+        printf '%s\n' "$retry" >> "$log.new"
+        mv "$log.new" "$log"
+        case $retry in *"accurate CPU usage"*) ;; *) break ;; esac
+    done
+done
 list=$src/tests/interop-known-failures.txt
 expected() { [ -f "$list" ] && grep -v '^#' "$list" | awk '{print $1}' | grep -qxF "$1"; }
 bad=0
@@ -41,5 +66,6 @@ while read -r status name _; do
     fi
 done < "$log"
 n_known=$(grep -c '^FAIL' "$log")
-echo "interop: $(tail -n 1 "$log") ($n_known failures, all listed as known: $([ $bad = 0 ] && echo yes || echo no))"
+n_pass=$(grep -c '^PASS' "$log")
+echo "interop: $n_pass passed, $n_known failed ($n_known failures, all listed as known: $([ $bad = 0 ] && echo yes || echo no))"
 exit $bad
