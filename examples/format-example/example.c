@@ -68,18 +68,6 @@ struct example {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Sets *errp (if errp is not NULL) and returns -1, for `return fail(...)`. */
-static int fail(GError **errp, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static int fail(GError **errp, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_propagate_error(errp, g_error_new_valist(DISKIMG_ERROR, code, fmt, ap));
-    va_end(ap);
-    return -1;
-}
-
 /* The core has checked the options against the schema (so `label`, if
  * set, is a string); what the schema cannot say we check here. */
 static int label_option(const diskimg_options *o, const char **label, GError **errp)
@@ -88,16 +76,17 @@ static int label_option(const diskimg_options *o, const char **label, GError **e
 
     *label = l ? l : "";
     if (strlen(*label) >= EX_LABEL_SIZE)
-        return fail(errp, DISKIMG_ERROR_INVALID, "label must be at most %u bytes long",
-                    EX_LABEL_SIZE - 1);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "label must be at most %u bytes long",
+                                 EX_LABEL_SIZE - 1);
     return 0;
 }
 
 static int check_size(uint64_t size, GError **errp)
 {
     if (size > EX_MAX_SIZE)
-        return fail(errp, DISKIMG_ERROR_INVALID,
-                    "Image size %" PRIu64 " is too large (the maximum is 4 EiB)", size);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Image size %" PRIu64 " is too large (the maximum is 4 EiB)",
+                                 size);
     return 0;
 }
 
@@ -110,23 +99,27 @@ static int parse_header(const uint8_t *h, struct example *s, GError **errp)
     uint64_t data_offset = diskimg_le64(h + OFF_DATA_OFFSET);
 
     if (memcmp(h + OFF_MAGIC, EX_MAGIC, EX_MAGIC_LEN) != 0)
-        return fail(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
     if (version != EX_VERSION)
-        return fail(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Unsupported version %" PRIu32, version);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Unsupported version %" PRIu32, version);
     if (header_size != EX_HEADER_SIZE)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid header size %" PRIu32 " (must be %u)",
-                    header_size, EX_HEADER_SIZE);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid header size %" PRIu32 " (must be %u)",
+                                 header_size, EX_HEADER_SIZE);
     if (data_offset != EX_HEADER_SIZE)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid data offset %" PRIu64 " (must be %u)",
-                    data_offset, EX_HEADER_SIZE);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid data offset %" PRIu64 " (must be %u)",
+                                 data_offset, EX_HEADER_SIZE);
     /* With data_offset fixed the second test cannot fire today; it keeps
      * "offset + size" safe should a later version make the offset vary. */
     if (size > EX_MAX_SIZE || size > (uint64_t)INT64_MAX - data_offset)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid virtual size %" PRIu64, size);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid virtual size %" PRIu64, size);
     if (!memchr(h + OFF_LABEL, '\0', EX_LABEL_SIZE))
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Image label is not NUL-terminated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image label is not NUL-terminated");
     if (!diskimg_is_zero(h + OFF_RESERVED, EX_HEADER_SIZE - OFF_RESERVED))
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Reserved header bytes are not zero");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Reserved header bytes are not zero");
 
     s->size = size;
     memcpy(s->label, h + OFF_LABEL, EX_LABEL_SIZE);
@@ -157,7 +150,7 @@ static void *example_open(const struct diskimg_format_open_args *args, GError **
         return NULL;
     /* File nodes read zeroes past EOF: check the length, not only the magic. */
     if ((uint64_t)file_size < EX_HEADER_SIZE) {
-        fail(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
+        diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
         return NULL;
     }
     if (diskimg_node_pread(args->file, header, sizeof(header), 0, errp) < 0)
@@ -265,7 +258,7 @@ static int example_truncate(void *h, uint64_t size, enum diskimg_prealloc preall
     if (check_size(size, errp) < 0)
         return -1;
     if (shrink && !(flags & DISKIMG_TRUNCATE_SHRINK))
-        return fail(errp, DISKIMG_ERROR_INVALID, "Shrinking the image needs --shrink");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Shrinking the image needs --shrink");
     if (shrink && write_size(s, size, errp) < 0)
         return -1;
     /* The file plugin implements (or refuses) the preallocation mode. */

@@ -64,17 +64,6 @@ static char *qrd_str(const struct qrd *r, uint64_t off, uint64_t n)
     return g_strndup((const char *)r->p + off, n);
 }
 
-static int hdr_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static int hdr_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s", msg);
-    return -1;
-}
-
 /* ------------------------------------------------------- fixed header */
 
 static void ext_free(gpointer p)
@@ -98,9 +87,9 @@ static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError
 {
     uint32_t magic;
     if (!qrd_u32(r, 0, &magic) || magic != QCOW2_MAGIC)
-        return hdr_error(errp, "Image is not in qcow2 format");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is not in qcow2 format");
     if (!qrd_has(r, 0, QCOW2_V2_HEADER_LEN))
-        return hdr_error(errp, "qcow2 header truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
     qrd_u32(r, 4, &h->version);
     qrd_u64(r, 8, &h->backing_offset);
     qrd_u32(r, 16, &h->backing_size);
@@ -114,27 +103,29 @@ static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError
     qrd_u32(r, 60, &h->nb_snapshots);
     qrd_u64(r, 64, &h->snapshots_offset);
     if (h->version < 2 || h->version > 3)
-        return hdr_error(errp, "Unsupported qcow2 version %" PRIu32, h->version);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported qcow2 version %" PRIu32, h->version);
     if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-        return hdr_error(errp, "Unsupported cluster size: 2^%" PRIu32, h->cluster_bits);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported cluster size: 2^%" PRIu32, h->cluster_bits);
     if (h->version == 2) {
         h->refcount_order = 4;
         h->header_length = QCOW2_V2_HEADER_LEN;
         return 0;
     }
     if (!qrd_has(r, 0, QCOW2_V3_HEADER_LEN))
-        return hdr_error(errp, "qcow2 header truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
     qrd_u64(r, 72, &h->incompat);
     qrd_u64(r, 80, &h->compat);
     qrd_u64(r, 88, &h->autoclear);
     qrd_u32(r, 96, &h->refcount_order);
     qrd_u32(r, 100, &h->header_length);
     if (h->header_length < QCOW2_V3_HEADER_LEN)
-        return hdr_error(errp, "qcow2 header too short");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header too short");
     if (h->header_length > (1u << h->cluster_bits))
-        return hdr_error(errp, "qcow2 header exceeds cluster size");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header exceeds cluster size");
     if (h->header_length > 104 && !qrd_u8(r, 104, &h->compression_type))
-        return hdr_error(errp, "qcow2 header truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
     return 0;
 }
 
@@ -154,35 +145,38 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
 {
     uint64_t cs = 1ull << h->cluster_bits;
     if (h->refcount_order > 6)
-        return hdr_error(errp, "Reference count entry width too large; may not exceed 64 bits");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Reference count entry width too large; may not exceed 64 bits");
     if (h->reftable_clusters == 0)
-        return hdr_error(errp, "Image does not contain a reference count table");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Image does not contain a reference count table");
     if ((uint64_t)h->reftable_clusters > (QCOW2_MAX_REFTABLE_BYTES >> h->cluster_bits))
-        return hdr_error(errp, "Reference count table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Reference count table too large");
     if (!table_ok(h->reftable_offset, (uint64_t)h->reftable_clusters << h->cluster_bits, 1, cs) ||
         h->reftable_offset == 0)
-        return hdr_error(errp, "Invalid reference count table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid reference count table offset");
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return hdr_error(errp, "Too many snapshots");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Too many snapshots");
     if (h->nb_snapshots && !table_ok(h->snapshots_offset, h->nb_snapshots, 40, cs))
-        return hdr_error(errp, "Invalid snapshot table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid snapshot table offset");
     if (h->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return hdr_error(errp, "Active L1 table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Active L1 table too large");
     uint32_t l2e = (h->incompat & QCOW2_INCOMPAT_EXTL2) ? 16 : 8;
     uint32_t l2_bits = h->cluster_bits - (l2e == 16 ? 4 : 3);
     uint32_t shift = h->cluster_bits + l2_bits;
     uint64_t needed = shift >= 64 ? 1 : (h->size >> shift) + !!(h->size & ((1ull << shift) - 1));
     if (h->size > (uint64_t)INT64_MAX || needed > INT32_MAX)
-        return hdr_error(errp, "Image is too big");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is too big");
     if (h->l1_size < needed)
-        return hdr_error(errp, "L1 table is too small");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "L1 table is too small");
     if (h->l1_size && (!table_ok(h->l1_offset, h->l1_size, 8, cs) || h->l1_offset == 0))
-        return hdr_error(errp, "Invalid L1 table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid L1 table offset");
     if (h->backing_offset) {
         if (h->backing_size > QCOW2_MAX_BACKING_NAME)
-            return hdr_error(errp, "Backing file name too long");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Backing file name too long");
         if (h->backing_offset > cs || h->backing_size > cs - h->backing_offset)
-            return hdr_error(errp, "Invalid backing file offset");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
     }
     return 0;
 }
@@ -224,20 +218,25 @@ static int check_features(struct qcow2_header *h, const struct qrd *table, GErro
         return report_unsupported(h->incompat & ~QCOW2_INCOMPAT_KNOWN, table, errp);
     if (h->incompat & QCOW2_INCOMPAT_COMPRESS) {
         if (h->header_length <= 104 || h->compression_type == QCOW2_COMPRESSION_ZLIB)
-            return hdr_error(errp, "Compression type incompatible feature bit must not be "
-                             "set when the compression type is zlib");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Compression type incompatible feature bit must not be "
+                                     "set when the compression type is zlib");
     } else if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
-        return hdr_error(errp, "Compression type incompatible feature bit must be set when "
-                         "the compression type is not zlib");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Compression type incompatible feature bit must be set when "
+                                 "the compression type is not zlib");
     }
     if (h->compression_type > QCOW2_COMPRESSION_ZSTD)
-        return hdr_error(errp, "Unknown compression type %u", h->compression_type);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unknown compression type %u", h->compression_type);
     if ((h->incompat & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14)
-        return hdr_error(errp, "Extended L2 entries need a cluster size of at least 16k");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Extended L2 entries need a cluster size of at least 16k");
     if (h->crypt_method > 2)
-        return hdr_error(errp, "Unsupported encryption method: %" PRIu32, h->crypt_method);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported encryption method: %" PRIu32, h->crypt_method);
     if ((h->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE))
-        return hdr_error(errp, "data-file-raw requires a data file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "data-file-raw requires a data file");
     return 0;
 }
 
@@ -247,12 +246,16 @@ static int ext_string(char **dst, const struct qrd *r, uint64_t off, uint32_t le
                       const char *what, GError **errp)
 {
     if (*dst)
-        return hdr_error(errp, "Duplicate %s header extension", what);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Duplicate %s header extension", what);
     if (len > max)
-        return hdr_error(errp, "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len, max + 1);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len,
+                                 max + 1);
     *dst = qrd_str(r, off, len);
     if (memchr(*dst, 0, len))
-        return hdr_error(errp, "Invalid %s header extension: embedded NUL", what);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid %s header extension: embedded NUL", what);
     return 0;
 }
 
@@ -261,9 +264,10 @@ static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off
 {
     uint32_t reserved;
     if (h->has_bitmaps_ext)
-        return hdr_error(errp, "Duplicate bitmaps header extension");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Duplicate bitmaps header extension");
     if (len != 24)
-        return hdr_error(errp, "bitmaps_ext: Invalid extension length");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Invalid extension length");
     if (!(h->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
         diskimg_warn("warning: a program lacking bitmap support modified this file, so all "
                      "bitmaps are now considered inconsistent");
@@ -274,17 +278,23 @@ static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off
     qrd_u64(r, off + 8, &h->bitmap_dir_size);
     qrd_u64(r, off + 16, &h->bitmap_dir_offset);
     if (reserved)
-        return hdr_error(errp, "bitmaps_ext: Reserved field is not zero");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Reserved field is not zero");
     if (h->nb_bitmaps == 0)
-        return hdr_error(errp, "found bitmaps extension with zero bitmaps");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "found bitmaps extension with zero bitmaps");
     if (h->nb_bitmaps > QCOW2_MAX_BITMAPS)
-        return hdr_error(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
-                         "QEMU supported maximum of %u", h->nb_bitmaps, QCOW2_MAX_BITMAPS);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
+                                 "QEMU supported maximum of %u", h->nb_bitmaps, QCOW2_MAX_BITMAPS);
     if (h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR)
-        return hdr_error(errp, "bitmaps_ext: bitmap directory size (%" PRIu64 ") exceeds the "
-                         "maximum supported size (%u)", h->bitmap_dir_size, QCOW2_MAX_BITMAP_DIR);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: bitmap directory size (%" PRIu64 ") exceeds the "
+                                 "maximum supported size (%u)", h->bitmap_dir_size,
+                                 QCOW2_MAX_BITMAP_DIR);
     if (!table_ok(h->bitmap_dir_offset, h->bitmap_dir_size, 1, 1ull << h->cluster_bits))
-        return hdr_error(errp, "bitmaps_ext: invalid bitmap directory offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: invalid bitmap directory offset");
     h->has_bitmaps_ext = true;
     return 0;
 }
@@ -294,22 +304,26 @@ static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off,
 {
     uint64_t cs = 1ull << h->cluster_bits;
     if (h->has_crypto_ext)
-        return hdr_error(errp, "Duplicate CRYPTO header extension");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Duplicate CRYPTO header extension");
     if (h->crypt_method != QCOW2_CRYPT_LUKS)
-        return hdr_error(errp, "CRYPTO header extension only expected with LUKS encryption "
-                         "method");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "CRYPTO header extension only expected with LUKS encryption "
+                                 "method");
     if (len != 16)
-        return hdr_error(errp, "CRYPTO header extension size %" PRIu32 ", but expected size 16",
-                         len);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "CRYPTO header extension size %" PRIu32 ", but expected size 16",
+                                 len);
     qrd_u64(r, off, &h->crypto_offset);
     qrd_u64(r, off + 8, &h->crypto_length);
     if (h->crypto_offset % cs)
-        return hdr_error(errp, "Encryption header offset '%" PRIu64 "' is not a multiple of "
-                         "cluster size '%" PRIu64 "'", h->crypto_offset, cs);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Encryption header offset '%" PRIu64 "' is not a multiple of "
+                                 "cluster size '%" PRIu64 "'", h->crypto_offset, cs);
     /* the area must lie where qcow2 data can (and not in the header cluster) */
     if (h->crypto_offset == 0 || !table_ok(h->crypto_offset, h->crypto_length, 1, cs))
-        return hdr_error(errp, "Invalid encryption header offset '%" PRIu64 "' or length '%"
-                         PRIu64 "'", h->crypto_offset, h->crypto_length);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid encryption header offset '%" PRIu64 "' or length '%"
+                                 PRIu64 "'", h->crypto_offset, h->crypto_length);
     h->has_crypto_ext = true;
     return 0;
 }
@@ -356,12 +370,14 @@ static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_
     while (off + 8 <= end) {
         uint32_t type, len;
         if (!qrd_u32(r, off, &type) || !qrd_u32(r, off + 4, &len))
-            return hdr_error(errp, "qcow2 header extension truncated");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "qcow2 header extension truncated");
         off += 8;
         if (type == QCOW2_EXT_END)
             break;
         if (len > end - off)
-            return hdr_error(errp, "Header extension 0x%08" PRIx32 " too large", type);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Header extension 0x%08" PRIx32 " too large", type);
         if (type == QCOW2_EXT_FEATURES) {
             features->p = r->p + off;
             features->len = len;
@@ -380,9 +396,10 @@ static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError
         return 0;
     h->backing_file = qrd_str(r, h->backing_offset, h->backing_size);
     if (!h->backing_file)
-        return hdr_error(errp, "Invalid backing file offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
     if (strlen(h->backing_file) != h->backing_size)
-        return hdr_error(errp, "Backing file name contains a NUL byte");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Backing file name contains a NUL byte");
     if (h->backing_size == 0) {
         g_clear_pointer(&h->backing_file, g_free);
     }
@@ -400,7 +417,7 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
     uint64_t cs = 1ull << h->cluster_bits;
     uint64_t end = h->backing_offset ? h->backing_offset : cs;
     if (end < h->header_length) {
-        hdr_error(errp, "Invalid backing file offset");
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
         goto fail;
     }
     if (parse_extensions(h, &r, MIN(end, (uint64_t)len), &features, errp) < 0)
@@ -408,7 +425,7 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
     if (check_features(h, &features, errp) < 0 || read_backing_name(h, &r, errp) < 0)
         goto fail;
     if (h->crypt_method == QCOW2_CRYPT_LUKS && !h->has_crypto_ext) {
-        hdr_error(errp, "Missing CRYPTO header for crypt method 2");
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Missing CRYPTO header for crypt method 2");
         goto fail;
     }
     if (h->data_file && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
@@ -601,7 +618,7 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     uint16_t id_len = 0, name_len = 0;
     uint32_t vm32;
     if (!qrd_has(r, off, 40))
-        return hdr_error(errp, "Snapshot table is truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     qrd_u64(r, off, &sn->l1_offset);
     qrd_u32(r, off + 8, &sn->l1_size);
     qrd_u16(r, off + 12, &id_len);
@@ -613,10 +630,10 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     qrd_u32(r, off + 36, &sn->extra_size);
     sn->vm_state_size = vm32;
     if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
-        return hdr_error(errp, "Snapshot extra data too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot extra data too large");
     off += 40;
     if (!qrd_has(r, off, sn->extra_size))
-        return hdr_error(errp, "Snapshot table is truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     if (sn->extra_size >= 8)
         qrd_u64(r, off, &sn->vm_state_size);
     if (sn->extra_size >= 16)
@@ -635,14 +652,14 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     sn->id = qrd_str(r, off, id_len);
     sn->name = sn->id ? qrd_str(r, off + id_len, name_len) : NULL;
     if (!sn->id || !sn->name)
-        return hdr_error(errp, "Snapshot table is truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     off += (uint64_t)id_len + name_len;
     *end = off;
     *pos = (off + 7) & ~7ull;
     if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return hdr_error(errp, "Snapshot L1 table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
     if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
-        return hdr_error(errp, "Snapshot L1 table offset invalid");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
     return 0;
 }
 
@@ -658,7 +675,8 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     if (fsize < 0)
         return -1;
     if (s->h.snapshots_offset >= (uint64_t)fsize)
-        return hdr_error(errp, "Snapshot table lies beyond the end of the file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Snapshot table lies beyond the end of the file");
     max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
     uint8_t *buf;
     if (read_table(s, s->h.snapshots_offset, max, &buf, errp) < 0)
@@ -671,7 +689,8 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     for (uint32_t i = 0; i < n && ret == 0; i++) {
         ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], &end, errp);
         if (ret == 0 && end > QCOW2_MAX_SNAPSHOT_TABLE)
-            ret = hdr_error(errp, "Snapshot table exceeds the maximum size");
+            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                    "Snapshot table exceeds the maximum size");
     }
     s->snapshots_size = end;
     g_free(buf);
@@ -703,7 +722,7 @@ static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     uint16_t name_len = 0;
     uint32_t extra_size = 0;
     if (!qrd_has(r, off, 24))
-        return hdr_error(errp, "Broken bitmap directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
     qrd_u64(r, off, &bm->table_offset);
     qrd_u32(r, off + 8, &bm->table_size);
     qrd_u32(r, off + 12, &bm->flags);
@@ -713,13 +732,14 @@ static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
     qrd_u32(r, off + 20, &extra_size);
     uint64_t end = (off + 24 + (uint64_t)extra_size + name_len + 7) & ~7ull;
     if (end > r->len)
-        return hdr_error(errp, "Broken bitmap directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
     if (extra_size != 0)
-        return hdr_error(errp, "Bitmap extra data is not supported");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Bitmap extra data is not supported");
     bm->name = qrd_str(r, off + 24, name_len);
     if (name_len > QCOW2_BME_MAX_NAME || strlen(bm->name) != name_len ||
         !bitmap_entry_ok(s, bm))
-        return hdr_error(errp, "Bitmap '%s' doesn't satisfy the constraints", bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Bitmap '%s' doesn't satisfy the constraints", bm->name);
     bm->enabled = bm->flags & QCOW2_BME_AUTO;
     bm->inconsistent = bm->flags & QCOW2_BME_IN_USE;
     *pos = end;
@@ -731,7 +751,8 @@ static int check_bitmap_names(const struct qcow2 *s, GError **errp)
     g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         if (!g_hash_table_add(seen, s->bitmaps[i].name))
-            return hdr_error(errp, "Bitmap already exists: %s", s->bitmaps[i].name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Bitmap already exists: %s", s->bitmaps[i].name);
     }
     return 0;
 }
@@ -741,7 +762,8 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
     if (!s->h.has_bitmaps_ext)
         return 0;
     if (s->h.bitmap_dir_size == 0)
-        return hdr_error(errp, "Requested bitmap directory size is zero");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Requested bitmap directory size is zero");
     uint8_t *buf;
     if (read_table(s, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, &buf, errp) < 0)
         return -1;
@@ -752,13 +774,15 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
     int ret = 0;
     while (ret == 0 && pos < r.len) {
         if (s->nb_bitmaps == n) {
-            ret = hdr_error(errp, "More bitmaps found than specified in header extension");
+            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                    "More bitmaps found than specified in header extension");
             break;
         }
         ret = parse_bitmap(s, &r, &pos, &s->bitmaps[s->nb_bitmaps++], errp);
     }
     if (ret == 0 && s->nb_bitmaps != n)
-        ret = hdr_error(errp, "Less bitmaps found than specified in header extension");
+        ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                "Less bitmaps found than specified in header extension");
     if (ret == 0)
         ret = check_bitmap_names(s, errp);
     g_free(buf);

@@ -32,12 +32,6 @@ int qcow2_sync(struct qcow2 *s, GError **errp)
     return diskimg_node_flush(s->file, errp);
 }
 
-static int sn_error(GError **errp, int code, const char *msg)
-{
-    g_set_error(errp, DISKIMG_ERROR, code, "%s", msg);
-    return -1;
-}
-
 static void snapshot_clear(struct qcow2_snapshot *sn)
 {
     g_free(sn->id);
@@ -186,7 +180,7 @@ static int write_snapshot_table(struct qcow2 *s, GError **errp)
 {
     uint64_t size = snapshot_table_size(s), off = 0;
     if (size > QCOW2_MAX_SNAPSHOT_TABLE)
-        return sn_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
     if (size && qcow2_alloc_clusters(s, qcow2_size_to_clusters(s, size), &off, errp) < 0)
         return -1;
     if (qcow2_sync(s, errp) < 0 || (size && write_table_data(s, off, size, errp) < 0) ||
@@ -338,11 +332,12 @@ static int read_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, ui
 static int modifiable(struct qcow2 *s, GError **errp)
 {
     if (!s->writable || s->snapshot_loaded)
-        return sn_error(errp, DISKIMG_ERROR_PERMISSION, "Image is read-only");
+        return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION, "Image is read-only");
     if (s->corrupt)
-        return sn_error(errp, DISKIMG_ERROR_CORRUPT, "Image is corrupt");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is corrupt");
     if (s->ext_data)
-        return sn_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "-95 (Operation not supported)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "-95 (Operation not supported)");
     return 0;
 }
 
@@ -410,7 +405,7 @@ int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *in, GError **e
     if (modifiable(s, errp) < 0)
         return -1;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
-        return sn_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
     struct qcow2_snapshot sn;
     init_snapshot(s, in, &sn);
     /* the refcounts taken here leak on a later failure, as in qemu */
@@ -473,13 +468,13 @@ int qcow2_snapshot_apply(void *h, const char *id_or_name, GError **errp)
         return -1;
     /* qemu's bdrv_snapshot_goto refuses any named bitmap, even disabled */
     if (s->nb_bitmaps)
-        return sn_error(errp, DISKIMG_ERROR_INVALID, "Device has active dirty bitmaps");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Device has active dirty bitmaps");
     int i = find_by_id(s, id_or_name);
     if (i < 0)
         i = find_by_name(s, id_or_name);
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND,
-                        "Failed to load snapshot: No such file or directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND,
+                                 "Failed to load snapshot: No such file or directory");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
     uint64_t entries = 0, *l1 = NULL;
     if (snapshot_geometry_ok(s, sn, &entries, errp) < 0 || qcow2_grow_l1(s, entries, errp) < 0 ||
@@ -522,7 +517,7 @@ int qcow2_snapshot_delete(void *h, const char *name, GError **errp)
     struct qcow2 *s = h;
     int i = find_by_name(s, name);
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND, "snapshot not found");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND, "snapshot not found");
     if (modifiable(s, errp) < 0)
         return -1;
     struct qcow2_snapshot sn = s->snapshots[i];
@@ -549,12 +544,12 @@ int qcow2_snapshot_load(void *h, const char *id, const char *name, GError **errp
 {
     struct qcow2 *s = h;
     if (s->writable)
-        return sn_error(errp, DISKIMG_ERROR_INVALID, "Device is not readonly");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Device is not readonly");
     int i = find_by_id_and_name(s, id, name);
     if (i < 0 && id && !name)
         i = find_by_name(s, id);    /* a bare argument is an ID or a name */
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND, "Can't find snapshot");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND, "Can't find snapshot");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
     uint64_t *l1;
     if (read_snapshot_l1(s, sn, sn->l1_size, &l1, errp) < 0)
