@@ -21,6 +21,8 @@
  */
 #include <string.h>
 
+#include <diskimg/toolkit.h>
+
 #include "qcow2.h"
 
 /* ------------------------------------------------------------ geometry */
@@ -144,15 +146,11 @@ static int read_bitmap_table(struct qcow2 *s, const struct qcow2_bitmap *bm, uin
                              GError **errp)
 {
     uint64_t n = bm->table_size;
-    uint64_t *t = g_try_new(uint64_t, MAX(n, 1));
-    if (!t)
-        return qcow2_enomem(errp);
-    if (diskimg_node_pread(s->file, t, n * 8, bm->table_offset, errp) < 0) {
-        g_free(t);
+    uint64_t *t;
+    if (diskimg_load_u64_table(s->file, bm->table_offset, n, 1, DISKIMG_BIG_ENDIAN,
+                               (uint64_t)QCOW2_BME_MAX_TABLE * 8, "bitmap table", &t, errp) < 0)
         return -1;
-    }
     for (uint64_t i = 0; i < n; i++) {
-        t[i] = diskimg_be64(&t[i]);
         uint64_t off = t[i] & QCOW2_OFFSET_MASK;
         if ((t[i] & QCOW2_BME_TABLE_RESERVED) ||
             (off && ((t[i] & QCOW2_BME_ALL_ONES) || qcow2_offset_into_cluster(s, off)))) {

@@ -6,6 +6,8 @@
  */
 #include <string.h>
 
+#include <diskimg/toolkit.h>
+
 #include "qcow2.h"
 
 /* ------------------------------------------------------------ L1 */
@@ -14,17 +16,8 @@ int qcow2_l1_load(struct qcow2 *s, GError **errp)
 {
     s->l1_size = s->h.l1_size;
     s->l1_offset = s->h.l1_offset;
-    s->l1 = g_try_new0(uint64_t, MAX(s->l1_size, 1));
-    if (!s->l1)
-        return qcow2_enomem(errp);
-    if (s->l1_size == 0)
-        return 0;
-    size_t bytes = (size_t)s->l1_size * 8;
-    if (diskimg_node_pread(s->file, s->l1, bytes, s->l1_offset, errp) < 0)
-        return -1;
-    for (uint32_t i = 0; i < s->l1_size; i++)
-        s->l1[i] = diskimg_be64(&s->l1[i]);
-    return 0;
+    return diskimg_load_u64_table(s->file, s->l1_offset, s->l1_size, 1, DISKIMG_BIG_ENDIAN,
+                                  QCOW2_MAX_L1_BYTES, "L1 table", &s->l1, errp);
 }
 
 int qcow2_l1_write_entry(struct qcow2 *s, uint32_t idx, GError **errp)

@@ -4,65 +4,16 @@
  * other code sees it), serialisation, in-place field updates, and the
  * snapshot table and bitmap directory readers.
  *
- * All reads of on-disk bytes go through struct qrd, a bounds-checked view
- * of a buffer: an access outside it fails instead of reading past it.
+ * All reads of on-disk bytes go through the core's bounded reader
+ * (struct diskimg_reader, <diskimg/toolkit.h>): an access outside the
+ * bytes read fails instead of reading past them.
  */
 #include <errno.h>
 #include <string.h>
 
+#include <diskimg/toolkit.h>
+
 #include "qcow2.h"
-
-/* ------------------------------------------------------ bounded reader */
-
-struct qrd {
-    const uint8_t *p;
-    size_t len;
-};
-
-static bool qrd_has(const struct qrd *r, uint64_t off, uint64_t n)
-{
-    return off <= r->len && n <= r->len - off;
-}
-
-static bool qrd_u8(const struct qrd *r, uint64_t off, uint8_t *v)
-{
-    if (!qrd_has(r, off, 1))
-        return false;
-    *v = r->p[off];
-    return true;
-}
-
-static bool qrd_u16(const struct qrd *r, uint64_t off, uint16_t *v)
-{
-    if (!qrd_has(r, off, 2))
-        return false;
-    *v = diskimg_be16(r->p + off);
-    return true;
-}
-
-static bool qrd_u32(const struct qrd *r, uint64_t off, uint32_t *v)
-{
-    if (!qrd_has(r, off, 4))
-        return false;
-    *v = diskimg_be32(r->p + off);
-    return true;
-}
-
-static bool qrd_u64(const struct qrd *r, uint64_t off, uint64_t *v)
-{
-    if (!qrd_has(r, off, 8))
-        return false;
-    *v = diskimg_be64(r->p + off);
-    return true;
-}
-
-/* A NUL-terminated copy of n bytes at off; NULL when out of bounds. */
-static char *qrd_str(const struct qrd *r, uint64_t off, uint64_t n)
-{
-    if (!qrd_has(r, off, n))
-        return NULL;
-    return g_strndup((const char *)r->p + off, n);
-}
 
 /* ------------------------------------------------------- fixed header */
 
@@ -83,25 +34,25 @@ void qcow2_header_clear(struct qcow2_header *h)
     memset(h, 0, sizeof(*h));
 }
 
-static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError **errp)
+static int read_fixed_fields(struct qcow2_header *h, const struct diskimg_reader *r, GError **errp)
 {
     uint32_t magic;
-    if (!qrd_u32(r, 0, &magic) || magic != QCOW2_MAGIC)
+    if (diskimg_read_u32(r, 0, "magic", &magic, NULL) < 0 || magic != QCOW2_MAGIC)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is not in qcow2 format");
-    if (!qrd_has(r, 0, QCOW2_V2_HEADER_LEN))
+    if (!diskimg_reader_has(r, 0, QCOW2_V2_HEADER_LEN))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
-    qrd_u32(r, 4, &h->version);
-    qrd_u64(r, 8, &h->backing_offset);
-    qrd_u32(r, 16, &h->backing_size);
-    qrd_u32(r, 20, &h->cluster_bits);
-    qrd_u64(r, 24, &h->size);
-    qrd_u32(r, 32, &h->crypt_method);
-    qrd_u32(r, 36, &h->l1_size);
-    qrd_u64(r, 40, &h->l1_offset);
-    qrd_u64(r, 48, &h->reftable_offset);
-    qrd_u32(r, 56, &h->reftable_clusters);
-    qrd_u32(r, 60, &h->nb_snapshots);
-    qrd_u64(r, 64, &h->snapshots_offset);
+    diskimg_read_u32(r, 4, "version", &h->version, NULL);
+    diskimg_read_u64(r, 8, "backing_offset", &h->backing_offset, NULL);
+    diskimg_read_u32(r, 16, "backing_size", &h->backing_size, NULL);
+    diskimg_read_u32(r, 20, "cluster_bits", &h->cluster_bits, NULL);
+    diskimg_read_u64(r, 24, "size", &h->size, NULL);
+    diskimg_read_u32(r, 32, "crypt_method", &h->crypt_method, NULL);
+    diskimg_read_u32(r, 36, "l1_size", &h->l1_size, NULL);
+    diskimg_read_u64(r, 40, "l1_offset", &h->l1_offset, NULL);
+    diskimg_read_u64(r, 48, "reftable_offset", &h->reftable_offset, NULL);
+    diskimg_read_u32(r, 56, "reftable_clusters", &h->reftable_clusters, NULL);
+    diskimg_read_u32(r, 60, "nb_snapshots", &h->nb_snapshots, NULL);
+    diskimg_read_u64(r, 64, "snapshots_offset", &h->snapshots_offset, NULL);
     if (h->version < 2 || h->version > 3)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Unsupported qcow2 version %" PRIu32, h->version);
@@ -113,18 +64,19 @@ static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError
         h->header_length = QCOW2_V2_HEADER_LEN;
         return 0;
     }
-    if (!qrd_has(r, 0, QCOW2_V3_HEADER_LEN))
+    if (!diskimg_reader_has(r, 0, QCOW2_V3_HEADER_LEN))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
-    qrd_u64(r, 72, &h->incompat);
-    qrd_u64(r, 80, &h->compat);
-    qrd_u64(r, 88, &h->autoclear);
-    qrd_u32(r, 96, &h->refcount_order);
-    qrd_u32(r, 100, &h->header_length);
+    diskimg_read_u64(r, 72, "incompat", &h->incompat, NULL);
+    diskimg_read_u64(r, 80, "compat", &h->compat, NULL);
+    diskimg_read_u64(r, 88, "autoclear", &h->autoclear, NULL);
+    diskimg_read_u32(r, 96, "refcount_order", &h->refcount_order, NULL);
+    diskimg_read_u32(r, 100, "header_length", &h->header_length, NULL);
     if (h->header_length < QCOW2_V3_HEADER_LEN)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header too short");
     if (h->header_length > (1u << h->cluster_bits))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header exceeds cluster size");
-    if (h->header_length > 104 && !qrd_u8(r, 104, &h->compression_type))
+    if (h->header_length > 104 &&
+        diskimg_read_u8(r, 104, "compression_type", &h->compression_type, NULL) < 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
     return 0;
 }
@@ -184,16 +136,17 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
 /* ------------------------------------------------------- features */
 
 /* "name" of a feature from the image's feature table, or NULL. */
-static char *feature_name(const struct qrd *table, uint8_t type, uint8_t bit)
+static char *feature_name(const struct diskimg_reader *table, uint8_t type, uint8_t bit)
 {
-    for (uint64_t off = 0; qrd_has(table, off, 48); off += 48) {
-        if (table->p[off] == type && table->p[off + 1] == bit)
-            return g_strndup((const char *)table->p + off + 2, 46);
+    for (uint64_t off = 0; diskimg_reader_has(table, off, 48); off += 48) {
+        const uint8_t *e = diskimg_read_bytes(table, off, 48, "feature", NULL);
+        if (e[0] == type && e[1] == bit)
+            return g_strndup((const char *)e + 2, 46);
     }
     return NULL;
 }
 
-static int report_unsupported(uint64_t bits, const struct qrd *table, GError **errp)
+static int report_unsupported(uint64_t bits, const struct diskimg_reader *table, GError **errp)
 {
     g_autoptr(GString) s = g_string_new(NULL);
     for (unsigned b = 0; b < 64; b++) {
@@ -212,7 +165,7 @@ static int report_unsupported(uint64_t bits, const struct qrd *table, GError **e
     return -1;
 }
 
-static int check_features(struct qcow2_header *h, const struct qrd *table, GError **errp)
+static int check_features(struct qcow2_header *h, const struct diskimg_reader *table, GError **errp)
 {
     if (h->incompat & ~QCOW2_INCOMPAT_KNOWN)
         return report_unsupported(h->incompat & ~QCOW2_INCOMPAT_KNOWN, table, errp);
@@ -242,8 +195,8 @@ static int check_features(struct qcow2_header *h, const struct qrd *table, GErro
 
 /* ------------------------------------------------------- extensions */
 
-static int ext_string(char **dst, const struct qrd *r, uint64_t off, uint32_t len, size_t max,
-                      const char *what, GError **errp)
+static int ext_string(char **dst, const struct diskimg_reader *r, uint64_t off, uint32_t len,
+                      size_t max, const char *what, GError **errp)
 {
     if (*dst)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
@@ -252,15 +205,15 @@ static int ext_string(char **dst, const struct qrd *r, uint64_t off, uint32_t le
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len,
                                  max + 1);
-    *dst = qrd_str(r, off, len);
+    *dst = diskimg_read_string(r, off, len, what, NULL);
     if (memchr(*dst, 0, len))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Invalid %s header extension: embedded NUL", what);
     return 0;
 }
 
-static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
-                       GError **errp)
+static int ext_bitmaps(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t off,
+                       uint32_t len, GError **errp)
 {
     uint32_t reserved;
     if (h->has_bitmaps_ext)
@@ -273,10 +226,10 @@ static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off
                      "bitmaps are now considered inconsistent");
         return 0;
     }
-    qrd_u32(r, off, &h->nb_bitmaps);
-    qrd_u32(r, off + 4, &reserved);
-    qrd_u64(r, off + 8, &h->bitmap_dir_size);
-    qrd_u64(r, off + 16, &h->bitmap_dir_offset);
+    diskimg_read_u32(r, off, "nb_bitmaps", &h->nb_bitmaps, NULL);
+    diskimg_read_u32(r, off + 4, "reserved", &reserved, NULL);
+    diskimg_read_u64(r, off + 8, "bitmap_dir_size", &h->bitmap_dir_size, NULL);
+    diskimg_read_u64(r, off + 16, "bitmap_dir_offset", &h->bitmap_dir_offset, NULL);
     if (reserved)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "bitmaps_ext: Reserved field is not zero");
@@ -299,8 +252,8 @@ static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off
     return 0;
 }
 
-static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
-                      GError **errp)
+static int ext_crypto(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t off,
+                      uint32_t len, GError **errp)
 {
     uint64_t cs = 1ull << h->cluster_bits;
     if (h->has_crypto_ext)
@@ -313,8 +266,8 @@ static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off,
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "CRYPTO header extension size %" PRIu32 ", but expected size 16",
                                  len);
-    qrd_u64(r, off, &h->crypto_offset);
-    qrd_u64(r, off + 8, &h->crypto_length);
+    diskimg_read_u64(r, off, "crypto_offset", &h->crypto_offset, NULL);
+    diskimg_read_u64(r, off + 8, "crypto_length", &h->crypto_length, NULL);
     if (h->crypto_offset % cs)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Encryption header offset '%" PRIu64 "' is not a multiple of "
@@ -328,20 +281,20 @@ static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off,
     return 0;
 }
 
-static int ext_keep(struct qcow2_header *h, uint32_t type, const struct qrd *r, uint64_t off,
-                    uint32_t len)
+static int ext_keep(struct qcow2_header *h, uint32_t type, const struct diskimg_reader *r,
+                    uint64_t off, uint32_t len)
 {
     struct qcow2_ext *e = g_new0(struct qcow2_ext, 1);
     e->type = type;
     e->len = len;
-    e->data = g_memdup2(r->p + off, len);
+    e->data = g_memdup2(r->data + off, len);
     if (!h->unknown_ext)
         h->unknown_ext = g_ptr_array_new_with_free_func(ext_free);
     g_ptr_array_add(h->unknown_ext, e);
     return 0;
 }
 
-static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct qrd *r,
+static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct diskimg_reader *r,
                          uint64_t off, uint32_t len, GError **errp)
 {
     switch (type) {
@@ -362,14 +315,15 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct qrd
 
 /* Walks the extensions between the header and `end`; *features receives
  * the feature table (for error messages). */
-static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_t end,
-                            struct qrd *features, GError **errp)
+static int parse_extensions(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t end,
+                            struct diskimg_reader *features, GError **errp)
 {
     uint64_t off = h->header_length;
-    memset(features, 0, sizeof(*features));
+    *features = diskimg_reader_make(NULL, 0, DISKIMG_BIG_ENDIAN, NULL, "feature table");
     while (off + 8 <= end) {
         uint32_t type, len;
-        if (!qrd_u32(r, off, &type) || !qrd_u32(r, off + 4, &len))
+        if (diskimg_read_u32(r, off, "extension type", &type, NULL) < 0 ||
+            diskimg_read_u32(r, off + 4, "extension length", &len, NULL) < 0)
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                      "qcow2 header extension truncated");
         off += 8;
@@ -379,8 +333,8 @@ static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                      "Header extension 0x%08" PRIx32 " too large", type);
         if (type == QCOW2_EXT_FEATURES) {
-            features->p = r->p + off;
-            features->len = len;
+            *features = diskimg_reader_make(r->data + off, len, DISKIMG_BIG_ENDIAN, NULL,
+                                            "feature table");
         }
         if (parse_one_ext(h, type, r, off, len, errp) < 0)
             return -1;
@@ -390,11 +344,12 @@ static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_
     return 0;
 }
 
-static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError **errp)
+static int read_backing_name(struct qcow2_header *h, const struct diskimg_reader *r, GError **errp)
 {
     if (!h->backing_offset)
         return 0;
-    h->backing_file = qrd_str(r, h->backing_offset, h->backing_size);
+    h->backing_file = diskimg_read_string(r, h->backing_offset, h->backing_size,
+                                           "backing file name", NULL);
     if (!h->backing_file)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
     if (strlen(h->backing_file) != h->backing_size)
@@ -409,7 +364,9 @@ static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError
 int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
                        uint64_t file_size, GError **errp)
 {
-    struct qrd r = { buf, len }, features;
+    struct diskimg_reader r = diskimg_reader_make(buf, len, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "qcow2 header");
+    struct diskimg_reader features;
     memset(h, 0, sizeof(*h));
     (void)file_size;
     if (read_fixed_fields(h, &r, errp) < 0 || check_geometry(h, errp) < 0)
@@ -598,59 +555,46 @@ int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp)
 
 /* ------------------------------------------------------- snapshots */
 
-static int read_table(struct qcow2 *s, uint64_t off, uint64_t len, uint8_t **out, GError **errp)
-{
-    *out = g_try_malloc(len ? len : 1);
-    if (!*out)
-        return qcow2_enomem(errp);
-    if (len && diskimg_node_pread(s->file, *out, len, off, errp) < 0) {
-        g_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
                           struct qcow2_snapshot *sn, uint64_t *end, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t id_len = 0, name_len = 0;
     uint32_t vm32;
-    if (!qrd_has(r, off, 40))
+    if (!diskimg_reader_has(r, off, 40))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    qrd_u64(r, off, &sn->l1_offset);
-    qrd_u32(r, off + 8, &sn->l1_size);
-    qrd_u16(r, off + 12, &id_len);
-    qrd_u16(r, off + 14, &name_len);
-    qrd_u32(r, off + 16, &sn->date_sec);
-    qrd_u32(r, off + 20, &sn->date_nsec);
-    qrd_u64(r, off + 24, &sn->vm_clock_nsec);
-    qrd_u32(r, off + 32, &vm32);
-    qrd_u32(r, off + 36, &sn->extra_size);
+    diskimg_read_u64(r, off, "l1_offset", &sn->l1_offset, NULL);
+    diskimg_read_u32(r, off + 8, "l1_size", &sn->l1_size, NULL);
+    diskimg_read_u16(r, off + 12, "id_len", &id_len, NULL);
+    diskimg_read_u16(r, off + 14, "name_len", &name_len, NULL);
+    diskimg_read_u32(r, off + 16, "date_sec", &sn->date_sec, NULL);
+    diskimg_read_u32(r, off + 20, "date_nsec", &sn->date_nsec, NULL);
+    diskimg_read_u64(r, off + 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
+    diskimg_read_u32(r, off + 32, "vm32", &vm32, NULL);
+    diskimg_read_u32(r, off + 36, "extra_size", &sn->extra_size, NULL);
     sn->vm_state_size = vm32;
     if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot extra data too large");
     off += 40;
-    if (!qrd_has(r, off, sn->extra_size))
+    if (!diskimg_reader_has(r, off, sn->extra_size))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     if (sn->extra_size >= 8)
-        qrd_u64(r, off, &sn->vm_state_size);
+        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
     if (sn->extra_size >= 16)
-        qrd_u64(r, off + 8, &sn->disk_size);
+        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
     else
         sn->disk_size = s->h.size;
     if (sn->extra_size >= 24) {
-        qrd_u64(r, off + 16, &sn->icount);
+        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
         sn->has_icount = sn->icount != UINT64_MAX;
     }
     if (sn->extra_size > 24) {
         sn->extra_unknown = sn->extra_size - 24;
-        sn->extra = g_memdup2(r->p + off + 24, sn->extra_unknown);
+        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
     }
     off += sn->extra_size;
-    sn->id = qrd_str(r, off, id_len);
-    sn->name = sn->id ? qrd_str(r, off + id_len, name_len) : NULL;
+    sn->id = diskimg_read_string(r, off, id_len, "id_str", NULL);
+    sn->name = sn->id ? diskimg_read_string(r, off + id_len, name_len, "name", NULL) : NULL;
     if (!sn->id || !sn->name)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     off += (uint64_t)id_len + name_len;
@@ -669,8 +613,12 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     if (n == 0)
         return 0;
     /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
-     * one go, bounded by that worst case and by the file. */
-    uint64_t max = (uint64_t)n * (40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8);
+     * one go, bounded by that worst case, by the file, and by the largest
+     * table qemu accepts plus one entry (so that an entry crossing that
+     * limit is still parsed and reported as such). */
+    uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
+    uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
+    uint64_t max = MIN((uint64_t)n * entry_max, cap);
     int64_t fsize = diskimg_node_size(s->file, errp);
     if (fsize < 0)
         return -1;
@@ -678,10 +626,12 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Snapshot table lies beyond the end of the file");
     max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
-    uint8_t *buf;
-    if (read_table(s, s->h.snapshots_offset, max, &buf, errp) < 0)
+    void *buf;
+    if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
+                           errp) < 0)
         return -1;
-    struct qrd r = { buf, max };
+    struct diskimg_reader r = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot table");
     s->snapshots = g_new0(struct qcow2_snapshot, n);
     s->nb_snapshots = n;
     uint64_t pos = 0, end = 0;
@@ -715,27 +665,27 @@ static bool bitmap_entry_ok(const struct qcow2 *s, const struct qcow2_bitmap *bm
     return (bm->flags & QCOW2_BME_IN_USE) || s->h.size <= ((phys * 8) << bm->granularity_bits);
 }
 
-static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+static int parse_bitmap(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
                         struct qcow2_bitmap *bm, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t name_len = 0;
     uint32_t extra_size = 0;
-    if (!qrd_has(r, off, 24))
+    if (!diskimg_reader_has(r, off, 24))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
-    qrd_u64(r, off, &bm->table_offset);
-    qrd_u32(r, off + 8, &bm->table_size);
-    qrd_u32(r, off + 12, &bm->flags);
-    qrd_u8(r, off + 16, &bm->type);
-    qrd_u8(r, off + 17, &bm->granularity_bits);
-    qrd_u16(r, off + 18, &name_len);
-    qrd_u32(r, off + 20, &extra_size);
+    diskimg_read_u64(r, off, "table_offset", &bm->table_offset, NULL);
+    diskimg_read_u32(r, off + 8, "table_size", &bm->table_size, NULL);
+    diskimg_read_u32(r, off + 12, "flags", &bm->flags, NULL);
+    diskimg_read_u8(r, off + 16, "type", &bm->type, NULL);
+    diskimg_read_u8(r, off + 17, "granularity_bits", &bm->granularity_bits, NULL);
+    diskimg_read_u16(r, off + 18, "name_len", &name_len, NULL);
+    diskimg_read_u32(r, off + 20, "extra_size", &extra_size, NULL);
     uint64_t end = (off + 24 + (uint64_t)extra_size + name_len + 7) & ~7ull;
     if (end > r->len)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
     if (extra_size != 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Bitmap extra data is not supported");
-    bm->name = qrd_str(r, off + 24, name_len);
+    bm->name = diskimg_read_string(r, off + 24, name_len, "name", NULL);
     if (name_len > QCOW2_BME_MAX_NAME || strlen(bm->name) != name_len ||
         !bitmap_entry_ok(s, bm))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
@@ -764,10 +714,12 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
     if (s->h.bitmap_dir_size == 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Requested bitmap directory size is zero");
-    uint8_t *buf;
-    if (read_table(s, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, &buf, errp) < 0)
+    void *buf;
+    if (diskimg_load_table(s->file, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, 1,
+                           QCOW2_MAX_BITMAP_DIR, "bitmap directory", &buf, errp) < 0)
         return -1;
-    struct qrd r = { buf, s->h.bitmap_dir_size };
+    struct diskimg_reader r = diskimg_reader_make(buf, s->h.bitmap_dir_size, DISKIMG_BIG_ENDIAN,
+                                                  NULL, "bitmap directory");
     uint32_t n = s->h.nb_bitmaps;
     s->bitmaps = g_new0(struct qcow2_bitmap, n);
     uint64_t pos = 0;

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <diskimg/toolkit.h>
+
 #include "qcow2.h"
 
 /* QEMUSnapshotInfo.name is char[256]: qemu-img cuts longer names there. */
@@ -313,18 +315,9 @@ static int walk_active(struct qcow2 *s, int addend, GError **errp)
 static int read_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, uint64_t entries,
                             uint64_t **out, GError **errp)
 {
-    uint64_t *l1 = g_try_new0(uint64_t, MAX(entries, 1));
-    if (!l1)
-        return qcow2_enomem(errp);
-    if (sn->l1_size && diskimg_node_pread(s->file, l1, (uint64_t)sn->l1_size * 8,
-                                          sn->l1_offset, errp) < 0) {
-        g_free(l1);
-        return -1;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = diskimg_be64(&l1[i]);
-    *out = l1;
-    return 0;
+    return diskimg_load_u64_table(s->file, sn->l1_offset, sn->l1_size, entries,
+                                  DISKIMG_BIG_ENDIAN, QCOW2_MAX_L1_BYTES, "snapshot L1 table",
+                                  out, errp);
 }
 
 /* ------------------------------------------------------------ create */

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * toolkit.h — building blocks for format plugins, in the core so that
+ * each format does not write (and get wrong) its own:
+ *
+ *   - a bounded reader for on-disk structures and checked table loads
+ *     (core/reader.c);
+ *
+ * Each piece is documented below and in docs/plugin-guide.md §14.  They
+ * started out inside the qcow2 plugin, which uses all of them.
+ */
+#ifndef DISKIMG_TOOLKIT_H
+#define DISKIMG_TOOLKIT_H
+
+#include <diskimg/diskimg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------- bounded reader */
+
+/*
+ * A read-only view of bytes read from an image (a header, a directory, a
+ * table).  Every field read is checked against the view's length, so a
+ * parser can never read past what was read from the file; multi-byte
+ * fields are decoded in the view's byte order.  A failed read sets a
+ * DISKIMG_ERROR_CORRUPT error naming the file (when known), the structure
+ * and the field:
+ *   "x.img: vhdx region table: field 'entry_count' (4 bytes at offset 8)
+ *    lies beyond its 16 bytes"
+ *
+ * Build one with diskimg_reader_make(); the struct is the plugin's (on its
+ * stack), the core only reads it, and only up to its struct_size.
+ */
+enum diskimg_byte_order {
+    DISKIMG_BIG_ENDIAN = 0,
+    DISKIMG_LITTLE_ENDIAN = 1,
+};
+
+struct diskimg_reader {
+    size_t struct_size;            /* sizeof(struct diskimg_reader), as compiled */
+    const uint8_t *data;
+    size_t len;
+    enum diskimg_byte_order order;
+    const char *filename;          /* named in errors; NULL where the core adds it (open) */
+    const char *what;              /* the structure, named in errors ("qcow2 header") */
+};
+
+static inline struct diskimg_reader diskimg_reader_make(const void *data, size_t len,
+                                                        enum diskimg_byte_order order,
+                                                        const char *filename,
+                                                        const char *what)
+{
+    struct diskimg_reader r = { sizeof(struct diskimg_reader), (const uint8_t *)data, len,
+                                order, filename, what };
+    return r;
+}
+
+/* True when [off, off + n) lies within the view (overflow-safe). */
+DISKIMG_API bool diskimg_reader_has(const struct diskimg_reader *r, uint64_t off, uint64_t n);
+
+/* Reads the field `field` of 1, 2, 4 or 8 bytes at `off`: 0, or -1 with
+ * *errp set (errp may be NULL, for callers with their own message) and *v
+ * zeroed. */
+DISKIMG_API int diskimg_read_u8(const struct diskimg_reader *r, uint64_t off,
+                                const char *field, uint8_t *v, GError **errp);
+DISKIMG_API int diskimg_read_u16(const struct diskimg_reader *r, uint64_t off,
+                                 const char *field, uint16_t *v, GError **errp);
+DISKIMG_API int diskimg_read_u32(const struct diskimg_reader *r, uint64_t off,
+                                 const char *field, uint32_t *v, GError **errp);
+DISKIMG_API int diskimg_read_u64(const struct diskimg_reader *r, uint64_t off,
+                                 const char *field, uint64_t *v, GError **errp);
+
+/* The n bytes of `field` at `off`: a pointer into the view, or NULL with
+ * *errp set. */
+DISKIMG_API const uint8_t *diskimg_read_bytes(const struct diskimg_reader *r, uint64_t off,
+                                              uint64_t n, const char *field, GError **errp);
+
+/* A NUL-terminated copy (g_free) of the n bytes of `field` at `off`, or
+ * NULL with *errp set.  The bytes may hold a NUL: compare strlen() with n
+ * where the format forbids one. */
+DISKIMG_API char *diskimg_read_string(const struct diskimg_reader *r, uint64_t off, uint64_t n,
+                                      const char *field, GError **errp);
+
+/* A view of the n bytes at `off` (same file and byte order), named `what`;
+ * -1 with *errp set when they lie outside r. */
+DISKIMG_API int diskimg_reader_sub(const struct diskimg_reader *r, uint64_t off, uint64_t n,
+                                   const char *what, struct diskimg_reader *out,
+                                   GError **errp);
+
+/*
+ * Loads a table of `count` entries of `entry_size` bytes at `offset` of
+ * `file` into a new buffer (g_free; never NULL on success, even for
+ * count 0).  Before anything is allocated, the size is checked against
+ * the caller's cap `max_bytes` and offset + size against the file size;
+ * failures are DISKIMG_ERROR_CORRUPT errors naming the file and `what`:
+ *   "x.img: L1 table (4096 entries of 8 bytes at offset 0x30000) lies
+ *    beyond the end of the file (196608 bytes)"
+ * and an allocation failure is DISKIMG_ERROR_NO_MEMORY.
+ */
+DISKIMG_API int diskimg_load_table(diskimg_node *file, uint64_t offset, uint64_t count,
+                                   uint32_t entry_size, uint64_t max_bytes, const char *what,
+                                   void **table, GError **errp);
+
+/* The same for a table of 64-bit entries stored in `order`, converted to
+ * host order; the array has room for max(count, capacity, 1) entries,
+ * those beyond count zeroed (a table about to grow). */
+DISKIMG_API int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint64_t count,
+                                       uint64_t capacity, enum diskimg_byte_order order,
+                                       uint64_t max_bytes, const char *what,
+                                       uint64_t **table, GError **errp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
