@@ -184,6 +184,244 @@ static void test_load_u64_table(void)
     scratch_close(&t);
 }
 
+/* ------------------------------------------------------------ metadata cache */
+
+#define BLK 4096u
+
+/* The order in which blocks reach the disk, and a switch to refuse them. */
+struct write_log {
+    GString *order;         /* "A@1 B@3 ..." */
+    bool refuse;
+};
+
+static int log_write(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                     GError **errp)
+{
+    struct write_log *log = opaque;
+    g_assert_cmpuint(len, ==, BLK);
+    if (log->refuse)
+        return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION, "refused %s at %" PRIu64, what,
+                                 offset);
+    g_string_append_printf(log->order, "%s@%" PRIu64 " ", what, offset / BLK);
+    return 0;
+}
+
+static uint8_t byte_at(const struct scratch *t, uint64_t off)
+{
+    g_autofree char *content = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(t->path, &content, &len, NULL));
+    g_assert_cmpuint(off, <, len);
+    return (uint8_t)content[off];
+}
+
+static void test_mcache_bounds(void)
+{
+    struct scratch t;
+    scratch_open(&t, "mcache.raw", 64 * BLK);
+    GError *err = NULL;
+    diskimg_mcache *c = diskimg_mcache_new(t.file, "L2 table", BLK, 4 * BLK + 100, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(diskimg_mcache_entries(c), ==, 4);    /* whole entries of the budget */
+    for (int round = 0; round < 3; round++) {
+        for (uint64_t i = 1; i < 64; i++) {
+            uint8_t *d;
+            g_assert_cmpint(diskimg_mcache_get(c, i * BLK, 0, &d, &err), ==, 0);
+            g_assert_cmpuint(d[0], ==, (uint8_t)(i * BLK));
+            g_assert_cmpuint(d[BLK - 1], ==, (uint8_t)(i * BLK + BLK - 1));
+            diskimg_mcache_put(c, d);
+        }
+    }
+    /* every entry pinned: a fifth block cannot be loaded */
+    uint8_t *pinned[4], *d;
+    for (int i = 0; i < 4; i++)
+        g_assert_cmpint(diskimg_mcache_get(c, (uint64_t)(i + 1) * BLK, 0, &pinned[i], &err),
+                        ==, 0);
+    g_assert_cmpint(diskimg_mcache_get(c, 10 * BLK, 0, &d, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED);
+    g_assert_nonnull(strstr(err->message, "every L2 table cache entry is in use"));
+    g_clear_error(&err);
+    /* a pinned entry is found again without a victim */
+    g_assert_cmpint(diskimg_mcache_get(c, 2 * BLK, 0, &d, &err), ==, 0);
+    g_assert_true(d == pinned[1]);
+    diskimg_mcache_put(c, d);
+    for (int i = 0; i < 4; i++)
+        diskimg_mcache_put(c, pinned[i]);
+
+    /* offsets that cannot hold an entry */
+    g_assert_cmpint(diskimg_mcache_get(c, BLK + 8, 0, &d, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_autofree char *want = g_strdup_printf("%s: L2 table offset 0x1008 is invalid", t.path);
+    g_assert_cmpstr(err->message, ==, want);
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_mcache_get(c, 0, 0, &d, &err), ==, -1);
+    g_clear_error(&err);
+    diskimg_mcache_free(c);
+    scratch_close(&t);
+}
+
+static void test_mcache_write_back(void)
+{
+    struct scratch t;
+    scratch_open(&t, "mcache-wb.raw", 16 * BLK);
+    GError *err = NULL;
+    struct write_log log = { g_string_new(NULL), false };
+    const struct diskimg_mcache_hooks hooks = { .struct_size = sizeof(hooks), .opaque = &log,
+                                                .before_write = log_write };
+    diskimg_mcache *c = diskimg_mcache_new(t.file, "B", BLK, 2 * BLK, &err);
+    diskimg_mcache_set_hooks(c, &hooks);
+
+    /* a fresh block is zeroes, not the file's bytes, and reaches the disk on flush */
+    uint8_t *d;
+    g_assert_cmpint(diskimg_mcache_get(c, 3 * BLK, DISKIMG_MCACHE_FRESH, &d, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(d, BLK));
+    d[5] = 0xaa;
+    diskimg_mcache_mark_dirty(c, d);
+    diskimg_mcache_put(c, d);
+    g_assert_cmpuint(byte_at(&t, 3 * BLK + 5), ==, (uint8_t)(3 * BLK + 5));
+    g_assert_cmpint(diskimg_mcache_flush(c, &err), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 3 * BLK + 5), ==, 0xaa);
+    g_assert_cmpuint(byte_at(&t, 3 * BLK + 6), ==, 0);
+    g_assert_cmpstr(log.order->str, ==, "B@3 ");
+    /* clean now: a second flush writes nothing */
+    g_assert_cmpint(diskimg_mcache_flush(c, &err), ==, 0);
+    g_assert_cmpstr(log.order->str, ==, "B@3 ");
+
+    /* eviction writes a dirty victim back (two entries, a third block) */
+    g_assert_cmpint(diskimg_mcache_get(c, 1 * BLK, 0, &d, &err), ==, 0);
+    d[0] = 0x11;
+    diskimg_mcache_mark_dirty(c, d);
+    diskimg_mcache_put(c, d);
+    g_assert_cmpint(diskimg_mcache_get(c, 2 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_put(c, d);
+    g_assert_cmpint(diskimg_mcache_get(c, 4 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_put(c, d);
+    g_assert_cmpstr(log.order->str, ==, "B@3 B@1 ");
+    g_assert_cmpuint(byte_at(&t, 1 * BLK), ==, 0x11);
+
+    /* a refused write-back fails the flush and leaves the entry dirty */
+    g_assert_cmpint(diskimg_mcache_get(c, 4 * BLK, 0, &d, &err), ==, 0);
+    d[0] = 0x44;
+    diskimg_mcache_mark_dirty(c, d);
+    diskimg_mcache_put(c, d);
+    log.refuse = true;
+    g_assert_cmpint(diskimg_mcache_flush(c, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_assert_cmpstr(err->message, ==, "refused B at 16384");
+    g_clear_error(&err);
+    g_assert_cmpuint(byte_at(&t, 4 * BLK), ==, 0);     /* 4 * 4096 & 0xff */
+    log.refuse = false;
+    g_assert_cmpint(diskimg_mcache_flush(c, &err), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 4 * BLK), ==, 0x44);
+
+    /* a discarded block is dropped unwritten; empty rereads from the file */
+    g_assert_cmpint(diskimg_mcache_get(c, 5 * BLK, 0, &d, &err), ==, 0);
+    d[0] = 0x55;
+    diskimg_mcache_mark_dirty(c, d);
+    diskimg_mcache_put(c, d);
+    diskimg_mcache_discard(c, 5 * BLK);
+    g_assert_cmpint(diskimg_mcache_flush(c, &err), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 5 * BLK), ==, 0);
+    g_assert_cmpint(diskimg_mcache_get(c, 5 * BLK, 0, &d, &err), ==, 0);
+    g_assert_cmpuint(d[0], ==, 0);
+    d[1] = 0x66;        /* changed but not marked dirty: empty drops it */
+    diskimg_mcache_put(c, d);
+    g_assert_cmpint(diskimg_mcache_empty(c, &err), ==, 0);
+    g_assert_cmpint(diskimg_mcache_get(c, 5 * BLK, 0, &d, &err), ==, 0);
+    g_assert_cmpuint(d[1], ==, (uint8_t)(5 * BLK + 1));
+    diskimg_mcache_put(c, d);
+    g_assert_no_error(err);
+    diskimg_mcache_free(c);
+    g_string_free(log.order, TRUE);
+    scratch_close(&t);
+}
+
+/* A dependant's write-back flushes its dependency first, eviction included. */
+static void test_mcache_dependency(void)
+{
+    struct scratch t;
+    scratch_open(&t, "mcache-dep.raw", 16 * BLK);
+    GError *err = NULL;
+    struct write_log log = { g_string_new(NULL), false };
+    const struct diskimg_mcache_hooks hooks = { .struct_size = sizeof(hooks), .opaque = &log,
+                                                .before_write = log_write };
+    diskimg_mcache *first = diskimg_mcache_new(t.file, "refcount", BLK, 2 * BLK, &err);
+    diskimg_mcache *then = diskimg_mcache_new(t.file, "L2", BLK, 2 * BLK, &err);
+    diskimg_mcache_set_hooks(first, &hooks);
+    diskimg_mcache_set_hooks(then, &hooks);
+    diskimg_mcache_set_dependency(then, first);
+    uint8_t *d;
+    g_assert_cmpint(diskimg_mcache_get(then, 8 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_mark_dirty(then, d);
+    diskimg_mcache_put(then, d);
+    g_assert_cmpint(diskimg_mcache_get(first, 1 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_mark_dirty(first, d);
+    diskimg_mcache_put(first, d);
+    g_assert_cmpint(diskimg_mcache_flush(then, &err), ==, 0);
+    g_assert_cmpstr(log.order->str, ==, "refcount@1 L2@8 ");
+
+    /* eviction of a dirty L2 block: the refcount block goes first */
+    g_string_truncate(log.order, 0);
+    g_assert_cmpint(diskimg_mcache_get(first, 2 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_mark_dirty(first, d);
+    diskimg_mcache_put(first, d);
+    for (uint64_t b = 9; b < 12; b++) {
+        g_assert_cmpint(diskimg_mcache_get(then, b * BLK, 0, &d, &err), ==, 0);
+        diskimg_mcache_mark_dirty(then, d);
+        diskimg_mcache_put(then, d);
+    }
+    g_assert_cmpstr(log.order->str, ==, "refcount@2 L2@9 ");   /* 8 was clean */
+    /* the dependency's refusal stops the dependant's write-back */
+    log.refuse = true;
+    g_assert_cmpint(diskimg_mcache_get(first, 3 * BLK, 0, &d, &err), ==, 0);
+    diskimg_mcache_mark_dirty(first, d);
+    diskimg_mcache_put(first, d);
+    g_assert_cmpint(diskimg_mcache_flush(then, &err), ==, -1);
+    g_assert_cmpstr(err->message, ==, "refused refcount at 12288");
+    g_clear_error(&err);
+    log.refuse = false;
+    g_assert_cmpint(diskimg_mcache_flush(then, &err), ==, 0);
+    diskimg_mcache_free(then);
+    diskimg_mcache_free(first);
+    g_string_free(log.order, TRUE);
+    scratch_close(&t);
+}
+
+static void note_bad_offset(void *opaque, const char *what, uint64_t offset, GError **errp)
+{
+    *(uint64_t *)opaque = offset;
+    diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "bad %s at %" PRIu64, what, offset);
+}
+
+static void test_mcache_bad_offset_hook(void)
+{
+    struct scratch t;
+    scratch_open(&t, "mcache-bad.raw", 4 * BLK);
+    GError *err = NULL;
+    uint64_t seen = 0;
+    /* a hooks struct from a plugin built before bad_offset existed: the
+     * member past its struct_size is not read */
+    struct diskimg_mcache_hooks hooks = { .struct_size = offsetof(struct diskimg_mcache_hooks,
+                                                                  bad_offset),
+                                          .opaque = &seen, .bad_offset = note_bad_offset };
+    diskimg_mcache *c = diskimg_mcache_new(t.file, "grain table", BLK, 2 * BLK, &err);
+    diskimg_mcache_set_hooks(c, &hooks);
+    uint8_t *d;
+    g_assert_cmpint(diskimg_mcache_get(c, 100, 0, &d, &err), ==, -1);
+    g_assert_cmpuint(seen, ==, 0);
+    g_assert_nonnull(strstr(err->message, "grain table offset 0x64 is invalid"));
+    g_clear_error(&err);
+    hooks.struct_size = sizeof(hooks);
+    diskimg_mcache_set_hooks(c, &hooks);
+    g_assert_cmpint(diskimg_mcache_get(c, 100, 0, &d, &err), ==, -1);
+    g_assert_cmpuint(seen, ==, 100);
+    g_assert_cmpstr(err->message, ==, "bad grain table at 100");
+    g_assert_null(d);
+    g_clear_error(&err);
+    diskimg_mcache_free(c);
+    scratch_close(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -195,6 +433,10 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/reader/bounds", test_reader_bounds);
     g_test_add_func("/toolkit/reader/load-table", test_load_table);
     g_test_add_func("/toolkit/reader/load-u64-table", test_load_u64_table);
+    g_test_add_func("/toolkit/mcache/bounds", test_mcache_bounds);
+    g_test_add_func("/toolkit/mcache/write-back", test_mcache_write_back);
+    g_test_add_func("/toolkit/mcache/dependency", test_mcache_dependency);
+    g_test_add_func("/toolkit/mcache/bad-offset-hook", test_mcache_bad_offset_hook);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

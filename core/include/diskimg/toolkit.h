@@ -5,6 +5,8 @@
  *
  *   - a bounded reader for on-disk structures and checked table loads
  *     (core/reader.c);
+ *   - a metadata cache with a fixed memory budget, dirty tracking and
+ *     write-back ordering between caches (core/mcache.c);
  *
  * Each piece is documented below and in docs/plugin-guide.md §14.  They
  * started out inside the qcow2 plugin, which uses all of them.
@@ -110,6 +112,75 @@ DISKIMG_API int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint
                                        uint64_t capacity, enum diskimg_byte_order order,
                                        uint64_t max_bytes, const char *what,
                                        uint64_t **table, GError **errp);
+
+/* ---------------------------------------------------------- metadata cache */
+
+/*
+ * A bounded LRU cache of fixed-size metadata blocks of one file (L2
+ * tables, refcount blocks, grain tables).  Memory is fixed when the cache
+ * is made: `budget` bytes rounded down to whole entries, at least 2 and at
+ * most 4096 entries.  An entry is pinned from get to put; changed entries
+ * are marked dirty and written back on eviction, flush and empty.
+ *
+ * Ordering: with diskimg_mcache_set_dependency(c, first), every write-back
+ * of c first writes back *and flushes* `first`, so that what c's entries
+ * point at is durable before they are (qcow2: refcount blocks before L2
+ * tables).  Each flush that wrote something flushes the file.
+ *
+ * Offsets are file offsets, multiples of entry_size and never 0 (every
+ * format's header lives there): others are refused as corruption.
+ *
+ * Not thread-safe: call it under the format's own lock.
+ */
+typedef struct diskimg_mcache diskimg_mcache;
+
+/* What the format adds to a cache; members beyond struct_size read as NULL. */
+struct diskimg_mcache_hooks {
+    size_t struct_size;            /* sizeof(struct diskimg_mcache_hooks), as compiled */
+    void *opaque;                  /* passed to every hook */
+    /* Called before an entry is written back ([offset, offset + len) of the
+     * file); return -1 with *errp set to refuse the write (the entry stays
+     * dirty): a format that found corruption, a metadata-write guard. */
+    int (*before_write)(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                        GError **errp);
+    /* Called for a get with an invalid offset; must set *errp (the format
+     * may mark the image corrupt here).  NULL: a DISKIMG_ERROR_CORRUPT
+     * error "x.img: L2 table offset 0x1234 is invalid". */
+    void (*bad_offset)(void *opaque, const char *what, uint64_t offset, GError **errp);
+};
+
+/* A cache of `entry_size`-byte blocks of `file`; `what` ("L2 table") names
+ * them in errors. */
+DISKIMG_API diskimg_mcache *diskimg_mcache_new(diskimg_node *file, const char *what,
+                                               uint32_t entry_size, uint64_t budget,
+                                               GError **errp);
+/* Frees the cache without writing anything back (flush first).  Safe on NULL. */
+DISKIMG_API void diskimg_mcache_free(diskimg_mcache *c);
+/* Every write-back of c is preceded by a flush of `first` (NULL: none). */
+DISKIMG_API void diskimg_mcache_set_dependency(diskimg_mcache *c, diskimg_mcache *first);
+/* Installs (copies) the hooks; NULL removes them. */
+DISKIMG_API void diskimg_mcache_set_hooks(diskimg_mcache *c,
+                                          const struct diskimg_mcache_hooks *hooks);
+/* The number of entries the budget gave. */
+DISKIMG_API unsigned diskimg_mcache_entries(const diskimg_mcache *c);
+
+enum {
+    DISKIMG_MCACHE_FRESH = 1u << 0,    /* a new block: zero-filled, not read from the file */
+};
+/* Pins the block at `off` (read unless DISKIMG_MCACHE_FRESH) and points
+ * *data at its entry_size bytes, valid until diskimg_mcache_put.  Fails
+ * when the offset is invalid, the read fails, or every entry is pinned. */
+DISKIMG_API int diskimg_mcache_get(diskimg_mcache *c, uint64_t off, unsigned flags,
+                                   uint8_t **data, GError **errp);
+DISKIMG_API void diskimg_mcache_put(diskimg_mcache *c, uint8_t *data);
+/* The pinned block `data` was changed: write it back later. */
+DISKIMG_API void diskimg_mcache_mark_dirty(diskimg_mcache *c, uint8_t *data);
+/* Writes back every dirty entry (dependency first), then flushes the file. */
+DISKIMG_API int diskimg_mcache_flush(diskimg_mcache *c, GError **errp);
+/* Drops the unpinned entry for `off` (a freed block) without writing it. */
+DISKIMG_API void diskimg_mcache_discard(diskimg_mcache *c, uint64_t off);
+/* Flushes, then drops every unpinned entry (the file changed beneath). */
+DISKIMG_API int diskimg_mcache_empty(diskimg_mcache *c, GError **errp);
 
 #ifdef __cplusplus
 }

@@ -21,8 +21,6 @@
  */
 #include <string.h>
 
-#include <diskimg/toolkit.h>
-
 #include "qcow2.h"
 
 /* ------------------------------------------------------------ geometry */

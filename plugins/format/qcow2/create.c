@@ -286,8 +286,8 @@ static int prealloc_table(struct qcow2 *s, uint64_t from, uint64_t to, bool zero
     /* Preallocated clusters read as zeroes: ext L2 marks them zero; plain
      * entries point at host clusters that are holes or zeroes (qemu), or,
      * when `zero`, carry the zero flag. */
-    qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_mark_dirty(s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return ret;
 }
 

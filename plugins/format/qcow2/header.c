@@ -11,8 +11,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include <diskimg/toolkit.h>
-
 #include "qcow2.h"
 
 /* ------------------------------------------------------- fixed header */

@@ -5,8 +5,6 @@
  * Files of the plugin, by concern:
  *   header.c    the one reader of the on-disk header and its extensions
  *               (every field validated), header field updates
- *   cache.c     bounded LRU cache of metadata clusters (L2 tables,
- *               refcount blocks)
  *   cluster.c   guest -> host mapping through L1/L2, L2 allocation
  *   refcount.c  refcount reads/updates, cluster allocation, table growth
  *   io.c        read, write (COW), zeroes, discard, compressed writes,
@@ -86,6 +84,7 @@
 
 #include <diskimg/crypto.h>
 #include <diskimg/plugin.h>
+#include <diskimg/toolkit.h>
 
 #define QCOW2_MAGIC 0x514649fbu          /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN 72u
@@ -158,25 +157,7 @@ enum qcow2_ctype {
     QC_COMPRESSED,      /* compressed descriptor */
 };
 
-/* A metadata cluster cache (L2 tables or refcount blocks). */
 struct qcow2;
-struct qcow2_cache_entry {
-    uint64_t offset;        /* host offset of the cached cluster, 0 = empty */
-    uint8_t *data;          /* cluster_size bytes */
-    uint64_t lru;           /* last use tick */
-    int refs;               /* pinned while > 0 */
-    bool dirty;
-};
-struct qcow2_cache {
-    struct qcow2 *s;
-    const char *what;       /* "L2 table" / "refcount block" for messages */
-    struct qcow2_cache_entry *e;
-    uint8_t *base;          /* n * cluster_size bytes, entry i at base + i * cs */
-    GHashTable *index;      /* host offset -> entry */
-    unsigned n;
-    uint64_t tick;
-    struct qcow2_cache *depends;  /* flushed before any write-back of ours */
-};
 
 struct qcow2_snapshot {
     uint64_t l1_offset;
@@ -286,7 +267,8 @@ struct qcow2 {
     uint64_t rb_entries;      /* refcounts per block */
     uint32_t rb_bits;
 
-    struct qcow2_cache l2c, rbc;
+    /* metadata caches (<diskimg/toolkit.h>); l2c depends on rbc */
+    diskimg_mcache *l2c, *rbc;
     uint64_t free_cluster_index;
     uint64_t end_cluster;     /* no cluster at or beyond this one is in use */
     uint64_t free_byte_offset;   /* compressed allocation cursor, 0 = none */
@@ -402,21 +384,30 @@ int qcow2_header_update(struct qcow2 *s, GError **errp);
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp);
 int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
 
-/* cache.c */
-int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what,
-                     uint64_t budget, GError **errp);
-void qcow2_cache_destroy(struct qcow2_cache *c);
-/* Gets the cluster at host offset `off` (read from the file unless `fresh`,
- * in which case it is zero-filled); pinned until qcow2_cache_put. */
-int qcow2_cache_get(struct qcow2_cache *c, uint64_t off, bool fresh, uint8_t **data,
-                    GError **errp);
-void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
-void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
-int qcow2_cache_flush(struct qcow2_cache *c, GError **errp);
-/* Drops the entry for `off` (a freed cluster) without writing it. */
-void qcow2_cache_discard(struct qcow2_cache *c, uint64_t off);
-/* Drops every clean entry and writes back dirty ones. */
-int qcow2_cache_empty(struct qcow2_cache *c, GError **errp);
+/* The metadata caches are the core's (diskimg_mcache_*, <diskimg/toolkit.h>,
+ * set up in qcow2.c).  Old names, kept only for check.c and refcount.c
+ * until those are renamed; new code calls diskimg_mcache_* directly. */
+static inline int qcow2_cache_get(diskimg_mcache **c, uint64_t off, bool fresh,
+                                  uint8_t **data, GError **errp)
+{
+    return diskimg_mcache_get(*c, off, fresh ? DISKIMG_MCACHE_FRESH : 0, data, errp);
+}
+static inline void qcow2_cache_put(diskimg_mcache **c, uint8_t *data)
+{
+    diskimg_mcache_put(*c, data);
+}
+static inline void qcow2_cache_dirty(diskimg_mcache **c, uint8_t *data)
+{
+    diskimg_mcache_mark_dirty(*c, data);
+}
+static inline int qcow2_cache_flush(diskimg_mcache **c, GError **errp)
+{
+    return diskimg_mcache_flush(*c, errp);
+}
+static inline void qcow2_cache_discard(diskimg_mcache **c, uint64_t off)
+{
+    diskimg_mcache_discard(*c, off);
+}
 
 /* refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, GError **errp);

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <diskimg/toolkit.h>
-
 #include "qcow2.h"
 
 /* QEMUSnapshotInfo.name is char[256]: qemu-img cuts longer names there. */
@@ -239,14 +237,14 @@ static int walk_l2(struct qcow2 *s, uint64_t l2off, int addend, GError **errp)
 {
     uint8_t *l2;
     bool dirty = false;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (diskimg_mcache_get(s->l2c, l2off, 0, &l2, errp) < 0)
         return -1;
     int ret = 0;
     for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++)
         ret = walk_entry(s, l2, j, l2off, addend, &dirty, errp);
     if (dirty)
-        qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return ret;
 }
 

@@ -203,61 +203,6 @@ static void test_codec_incompressible(void)
     g_clear_error(&err);
 }
 
-/* ------------------------------------------------------------ cache */
-
-static void test_cache_bounds(void)
-{
-    g_autofree char *dir = g_dir_make_tmp("qcow2-test-XXXXXX", NULL);
-    g_autofree char *path = g_build_filename(dir, "img.raw", NULL);
-    uint64_t clusters = 64;
-    g_autofree uint8_t *content = g_malloc(clusters * CS);
-    for (uint64_t i = 0; i < clusters; i++)
-        memset(content + i * CS, (int)i, CS);
-    g_assert_true(g_file_set_contents(path, (char *)content, clusters * CS, NULL));
-
-    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "raw",
-                                     .flags = DISKIMG_OPEN_NO_LOCK };
-    GError *err = NULL;
-    diskimg_node *n = diskimg_open(path, &p, &err);
-    g_assert_no_error(err);
-    struct qcow2 s = { 0 };
-    s.file = diskimg_node_file(n);
-    s.filename = path;
-    s.cluster_size = CS;
-    s.cluster_bits = 16;
-    struct qcow2_cache c;
-    g_assert_cmpint(qcow2_cache_init(&c, &s, "L2 table", 4 * CS, &err), ==, 0);
-    g_assert_cmpuint(c.n, ==, 4);
-    for (int round = 0; round < 3; round++) {
-        for (uint64_t i = 1; i < clusters; i++) {
-            uint8_t *d;
-            g_assert_cmpint(qcow2_cache_get(&c, i * CS, false, &d, &err), ==, 0);
-            g_assert_cmpint(d[0], ==, (int)i);
-            g_assert_cmpint(d[CS - 1], ==, (int)i);
-            qcow2_cache_put(&c, d);
-            g_assert_cmpuint(g_hash_table_size(c.index), <=, c.n);
-        }
-    }
-    /* every entry pinned: a fifth table cannot be loaded */
-    uint8_t *pinned[4];
-    for (int i = 0; i < 4; i++)
-        g_assert_cmpint(qcow2_cache_get(&c, (uint64_t)(i + 1) * CS, false, &pinned[i], &err),
-                        ==, 0);
-    uint8_t *d;
-    g_assert_cmpint(qcow2_cache_get(&c, 10 * CS, false, &d, &err), <, 0);
-    g_assert_nonnull(err);
-    g_clear_error(&err);
-    for (int i = 0; i < 4; i++)
-        qcow2_cache_put(&c, pinned[i]);
-    /* an unaligned offset is refused (read-only: not marked corrupt) */
-    g_assert_cmpint(qcow2_cache_get(&c, CS + 8, false, &d, &err), <, 0);
-    g_clear_error(&err);
-    qcow2_cache_destroy(&c);
-    diskimg_close(n);
-    unlink(path);
-    rmdir(dir);
-}
-
 /* ------------------------------------------------------------ test images */
 
 /* A qcow2 image made and opened by the plugin itself, on a raw file node. */
@@ -1899,7 +1844,6 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/header/fuzz", test_header_fuzz);
     g_test_add_func("/qcow2/codec/roundtrip", test_codecs);
     g_test_add_func("/qcow2/codec/incompressible", test_codec_incompressible);
-    g_test_add_func("/qcow2/cache/bounds", test_cache_bounds);
     g_test_add_func("/qcow2/snapshot/roundtrip", test_snapshot_roundtrip);
     g_test_add_func("/qcow2/snapshot/load", test_snapshot_load);
     g_test_add_func("/qcow2/snapshot/hostile", test_snapshot_hostile);
