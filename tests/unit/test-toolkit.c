@@ -422,6 +422,167 @@ static void test_mcache_bad_offset_hook(void)
     scratch_close(&t);
 }
 
+/* ------------------------------------------------------------ tracker */
+
+/* Events in the order threads record them (under the tracker's lock or
+ * with atomics), to check who waited for whom. */
+struct tracker_test {
+    diskimg_tracker *t;
+    GString *log;
+    GMutex log_lock;
+    struct diskimg_claim claim;
+};
+
+static void note(struct tracker_test *tt, const char *event)
+{
+    g_mutex_lock(&tt->log_lock);
+    g_string_append_printf(tt->log, "%s ", event);
+    g_mutex_unlock(&tt->log_lock);
+}
+
+/* Long enough for a thread that does not wait to run ahead (the orders
+ * checked below hold however the threads are scheduled; the pauses only
+ * make the interesting interleaving likely). */
+#define SETTLE_US 20000
+
+/* Waits until `event` was noted. */
+static void await_note(struct tracker_test *tt, const char *event)
+{
+    for (;;) {
+        g_mutex_lock(&tt->log_lock);
+        bool seen = strstr(tt->log->str, event) != NULL;
+        g_mutex_unlock(&tt->log_lock);
+        if (seen)
+            return;
+        g_usleep(1000);
+    }
+}
+
+static gpointer drain_for_free_thread(gpointer p)
+{
+    struct tracker_test *tt = p;
+    diskimg_tracker_lock(tt->t);
+    note(tt, "drain");
+    diskimg_tracker_drain_for_free(tt->t);
+    note(tt, "drained");
+    diskimg_tracker_unlock(tt->t);
+    return NULL;
+}
+
+static gpointer admit_thread(gpointer p)
+{
+    struct tracker_test *tt = p;
+    diskimg_tracker_lock(tt->t);
+    diskimg_tracker_io_admit(tt->t);
+    note(tt, "admitted");
+    diskimg_tracker_unlock(tt->t);
+    return NULL;
+}
+
+static gpointer exclusive_thread(gpointer p)
+{
+    struct tracker_test *tt = p;
+    diskimg_tracker_lock_exclusive(tt->t);
+    note(tt, "exclusive");
+    diskimg_tracker_unlock(tt->t);
+    return NULL;
+}
+
+static void tracker_test_init(struct tracker_test *tt)
+{
+    tt->t = diskimg_tracker_new();
+    tt->log = g_string_new(NULL);
+    g_mutex_init(&tt->log_lock);
+}
+
+static void tracker_test_clear(struct tracker_test *tt)
+{
+    diskimg_tracker_free(tt->t);
+    g_string_free(tt->log, TRUE);
+    g_mutex_clear(&tt->log_lock);
+}
+
+/* A drain waits for the transfer in flight; a request admitted meanwhile
+ * waits for the drain (no starvation). */
+static void test_tracker_drain(void)
+{
+    struct tracker_test tt;
+    tracker_test_init(&tt);
+    diskimg_tracker_lock(tt.t);
+    diskimg_tracker_io_admit(tt.t);         /* nothing queued: returns at once */
+    diskimg_tracker_io_begin(tt.t);         /* counted, lock released */
+    g_assert_cmpuint(diskimg_tracker_inflight(tt.t), ==, 1);
+    note(&tt, "transfer");
+    GThread *drainer = g_thread_new("drain", drain_for_free_thread, &tt);
+    /* noted with the lock held, which the drainer gives up only in its
+     * wait: from then on it is queued */
+    await_note(&tt, "drain");
+    GThread *late = g_thread_new("admit", admit_thread, &tt);
+    g_usleep(SETTLE_US);
+    note(&tt, "end");
+    diskimg_tracker_io_end(tt.t);           /* lock held again */
+    g_assert_cmpuint(diskimg_tracker_inflight(tt.t), ==, 0);
+    diskimg_tracker_unlock(tt.t);
+    g_thread_join(drainer);
+    g_thread_join(late);
+    g_assert_cmpstr(tt.log->str, ==, "transfer drain end drained admitted ");
+    tracker_test_clear(&tt);
+}
+
+/* Exclusive waits for transfers in flight. */
+static void test_tracker_exclusive(void)
+{
+    struct tracker_test tt;
+    tracker_test_init(&tt);
+    diskimg_tracker_lock(tt.t);
+    diskimg_tracker_io_begin(tt.t);
+    GThread *ex = g_thread_new("exclusive", exclusive_thread, &tt);
+    g_usleep(SETTLE_US);
+    note(&tt, "end");
+    diskimg_tracker_io_end(tt.t);
+    diskimg_tracker_unlock(tt.t);
+    g_thread_join(ex);
+    g_assert_cmpstr(tt.log->str, ==, "end exclusive ");
+    /* with nothing in flight, a drain for freeing returns at once */
+    diskimg_tracker_lock(tt.t);
+    diskimg_tracker_drain_for_free(tt.t);
+    diskimg_tracker_unlock(tt.t);
+    tracker_test_clear(&tt);
+}
+
+static gpointer wait_unclaimed_thread(gpointer p)
+{
+    struct tracker_test *tt = p;
+    diskimg_tracker_lock(tt->t);
+    diskimg_tracker_wait_unclaimed(tt->t, 4096, 8192);
+    note(tt, "unclaimed");
+    diskimg_tracker_unlock(tt->t);
+    return NULL;
+}
+
+/* Claims: overlapping waits last until the release, others pass. */
+static void test_tracker_claims(void)
+{
+    struct tracker_test tt;
+    tracker_test_init(&tt);
+    diskimg_tracker_lock(tt.t);
+    diskimg_tracker_claim(tt.t, &tt.claim, 0, 65536);
+    g_assert_false(diskimg_tracker_wait_claim(tt.t, 65536, 70000));   /* adjacent */
+    diskimg_tracker_io_begin(tt.t);         /* the claimed data goes out unlocked */
+    GThread *waiter = g_thread_new("wait", wait_unclaimed_thread, &tt);
+    g_usleep(SETTLE_US);
+    note(&tt, "written");
+    diskimg_tracker_io_end(tt.t);
+    diskimg_tracker_release(tt.t, &tt.claim);
+    diskimg_tracker_unlock(tt.t);
+    g_thread_join(waiter);
+    g_assert_cmpstr(tt.log->str, ==, "written unclaimed ");
+    diskimg_tracker_lock(tt.t);
+    g_assert_false(diskimg_tracker_wait_claim(tt.t, 0, 65536));
+    diskimg_tracker_unlock(tt.t);
+    tracker_test_clear(&tt);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -437,6 +598,9 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/mcache/write-back", test_mcache_write_back);
     g_test_add_func("/toolkit/mcache/dependency", test_mcache_dependency);
     g_test_add_func("/toolkit/mcache/bad-offset-hook", test_mcache_bad_offset_hook);
+    g_test_add_func("/toolkit/tracker/drain", test_tracker_drain);
+    g_test_add_func("/toolkit/tracker/exclusive", test_tracker_exclusive);
+    g_test_add_func("/toolkit/tracker/claims", test_tracker_claims);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

@@ -7,6 +7,9 @@
  *     (core/reader.c);
  *   - a metadata cache with a fixed memory budget, dirty tracking and
  *     write-back ordering between caches (core/mcache.c);
+ *   - a tracker of an image's metadata lock, of the data transfers that
+ *     run without it, drains, and claims on ranges being allocated
+ *     (core/tracker.c);
  *
  * Each piece is documented below and in docs/plugin-guide.md §14.  They
  * started out inside the qcow2 plugin, which uses all of them.
@@ -181,6 +184,61 @@ DISKIMG_API int diskimg_mcache_flush(diskimg_mcache *c, GError **errp);
 DISKIMG_API void diskimg_mcache_discard(diskimg_mcache *c, uint64_t off);
 /* Flushes, then drops every unpinned entry (the file changed beneath). */
 DISKIMG_API int diskimg_mcache_empty(diskimg_mcache *c, GError **errp);
+
+/* ---------------------------------------------------------------- tracker */
+
+/*
+ * For PARALLEL formats (plugin-guide §5) that hold a metadata lock but
+ * move data without it.  A tracker is an image's metadata mutex plus:
+ *
+ *   - transfers in flight: a request maps its range under the lock, then
+ *     io_begin (counted, lock released), transfers, io_end (lock taken
+ *     again).  Call io_admit under the lock before looking the mapping
+ *     up: it waits while a drain is queued, so drains are never starved.
+ *   - drains: drain_for_free waits (lock released meanwhile) until no
+ *     transfer runs — call it after unlinking storage and before freeing
+ *     it, so no transfer still targets what gets reused.  lock_exclusive
+ *     takes the lock and waits until nothing runs and no drain for
+ *     freeing is parked: rare whole-image work (snapshots, check, resize).
+ *   - claims: an allocating write that writes its data unlocked claims its
+ *     range [start, end) (struct diskimg_claim, the caller's storage, alive
+ *     until released); requests that would change the mapping there first
+ *     wait for the claim to be released.
+ *
+ * Every call except new/free/lock/lock_exclusive expects the lock held;
+ * io_begin returns without it, io_end with it.
+ */
+typedef struct diskimg_tracker diskimg_tracker;
+
+DISKIMG_API diskimg_tracker *diskimg_tracker_new(void);
+DISKIMG_API void diskimg_tracker_free(diskimg_tracker *t);    /* nothing may run; NULL is fine */
+DISKIMG_API void diskimg_tracker_lock(diskimg_tracker *t);
+DISKIMG_API void diskimg_tracker_unlock(diskimg_tracker *t);
+/* The lock, with nothing in flight; release it with diskimg_tracker_unlock. */
+DISKIMG_API void diskimg_tracker_lock_exclusive(diskimg_tracker *t);
+DISKIMG_API void diskimg_tracker_drain_for_free(diskimg_tracker *t);
+DISKIMG_API void diskimg_tracker_io_admit(diskimg_tracker *t);
+DISKIMG_API void diskimg_tracker_io_begin(diskimg_tracker *t);
+DISKIMG_API void diskimg_tracker_io_end(diskimg_tracker *t);
+/* Transfers counted between io_begin and io_end right now (for tests). */
+DISKIMG_API unsigned diskimg_tracker_inflight(const diskimg_tracker *t);
+
+/* A claimed range; its members belong to the tracker while claimed. */
+struct diskimg_claim {
+    uint64_t start, end;
+    struct diskimg_claim *next;
+};
+DISKIMG_API void diskimg_tracker_claim(diskimg_tracker *t, struct diskimg_claim *c,
+                                       uint64_t start, uint64_t end);
+/* Releases the claim and wakes the requests waiting for it. */
+DISKIMG_API void diskimg_tracker_release(diskimg_tracker *t, struct diskimg_claim *c);
+/* When a claim overlaps [start, end): waits until some claim is released
+ * (lock released meanwhile) and returns true — what the caller looked up
+ * may have changed.  False at once when none overlaps. */
+DISKIMG_API bool diskimg_tracker_wait_claim(diskimg_tracker *t, uint64_t start, uint64_t end);
+/* Waits until no claim overlaps [start, end). */
+DISKIMG_API void diskimg_tracker_wait_unclaimed(diskimg_tracker *t, uint64_t start,
+                                                uint64_t end);
 
 #ifdef __cplusplus
 }

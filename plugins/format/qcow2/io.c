@@ -229,15 +229,15 @@ static int read_one_run(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t of
 {
     struct qcow2_run r;
     if (unlock)
-        qcow2_io_admit(s);
+        diskimg_tracker_io_admit(s->tracker);
     if (map_for_read(s, off, len, &r, errp) < 0)
         return -1;
     uint64_t gen = s->cgen;
     if (unlock)
-        qcow2_io_begin(s);
+        diskimg_tracker_io_begin(s->tracker);
     int ret = read_run(s, &r, gen, buf, off, errp);
     if (unlock)
-        qcow2_io_end(s);
+        diskimg_tracker_io_end(s->tracker);
     *done = r.len;
     return ret;
 }
@@ -439,7 +439,7 @@ static int freelist_release(struct qcow2 *s, struct freelist *f, GError **errp)
     if (f->n && diskimg_mcache_flush(s->l2c, errp) < 0)
         ret = -1;
     if (f->n && ret == 0)
-        qcow2_drain_for_free(s);
+        diskimg_tracker_drain_for_free(s->tracker);
     for (size_t i = 0; i < f->n && ret == 0; i++)
         ret = qcow2_free_entry(s, f->e[i], errp);
     if (f->n)
@@ -785,12 +785,12 @@ static uint64_t leading_fresh(const struct qcow2 *s, const uint8_t *l2, uint64_t
 static int transfer_unlocked(struct wctx *w, const struct newrun *nr, GError **errp)
 {
     struct qcow2 *s = w->s;
-    struct qcow2_alloc a;
+    struct diskimg_claim a;
     uint64_t idx, bytes = nr->k * s->cluster_size;
-    qcow2_alloc_start(s, &a, nr->cstart, nr->cstart + bytes);
-    qcow2_io_begin(s);
+    diskimg_tracker_claim(s->tracker, &a, nr->cstart, nr->cstart + bytes);
+    diskimg_tracker_io_begin(s->tracker);
     int ret = transfer_new(w, nr, errp);
-    qcow2_io_end(s);
+    diskimg_tracker_io_end(s->tracker);
     /* the data is written before an L2 entry exposes it */
     if (ret == 0)
         ret = qcow2_l2_table(s, nr->cstart, true, &w->l2, &idx, errp);
@@ -801,7 +801,7 @@ static int transfer_unlocked(struct wctx *w, const struct newrun *nr, GError **e
         /* nothing points at the clusters: give them back */
         (void)qcow2_update_refcount(s, nr->host, bytes, -1, NULL);
     }
-    qcow2_alloc_done(s, &a);
+    diskimg_tracker_release(s->tracker, &a);
     return ret;
 }
 
@@ -823,9 +823,9 @@ static int write_fresh(struct wctx *w, uint64_t cstart, uint64_t k, GError **err
     if (!nr.early)
         return transfer_unlocked(w, &nr, errp);
     /* linked already: a plain overwrite */
-    qcow2_io_begin(s);
+    diskimg_tracker_io_begin(s->tracker);
     ret = transfer_new(w, &nr, errp);
-    qcow2_io_end(s);
+    diskimg_tracker_io_end(s->tracker);
     return ret;
 }
 
@@ -862,15 +862,15 @@ static int write_stretches(struct qcow2 *s, const uint8_t *buf, uint64_t len, ui
 {
     while (len) {
         struct stretch st;
-        qcow2_io_admit(s);
+        diskimg_tracker_io_admit(s->tracker);
         if (next_stretch(s, off, len, &st, errp) < 0)
             return -1;
         int ret;
         uint64_t done = st.len;
         if (st.fast) {
-            qcow2_io_begin(s);
+            diskimg_tracker_io_begin(s->tracker);
             ret = data_write(s, buf, st.len, st.host, off, errp);
-            qcow2_io_end(s);
+            diskimg_tracker_io_end(s->tracker);
         } else {
             ret = write_allocating(s, buf, st.len, off, &done, errp);
         }
@@ -1106,10 +1106,10 @@ static int write_compressed(struct qcow2 *s, const void *buf, uint64_t len, uint
         return -1;
     uint8_t *out = g_malloc(s->cluster_size);
     if (unlock)
-        qcow2_unlock(s);
+        diskimg_tracker_unlock(s->tracker);
     int64_t clen = qcow2_compress(s, buf, len, out, s->cluster_size, errp);
     if (unlock)
-        qcow2_lock(s);
+        diskimg_tracker_lock(s->tracker);
     /* the image may have been found corrupt meanwhile */
     int ret = clen < 0 || writable(s, errp) < 0 ? -1 : 0;
     if (ret == 0 && clen == 0)   /* incompressible: stored normally */

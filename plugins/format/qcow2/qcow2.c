@@ -196,8 +196,10 @@ static int repair_dirty(struct qcow2 *s, unsigned flags, GError **errp)
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
                       unsigned flags, const diskimg_options *options, GError **errp)
 {
+    static uint64_t next_id;
     struct qcow2 *s = g_new0(struct qcow2, 1);
-    qcow2_lock_init(s);
+    s->tracker = diskimg_tracker_new();
+    s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
@@ -258,7 +260,7 @@ void qcow2_close(void *h)
     qcow2_crypto_close(s);
     qcow2_header_clear(&s->h);
     g_free(s->filename);
-    qcow2_lock_clear(s);
+    diskimg_tracker_free(s->tracker);
     g_free(s);
 }
 

@@ -17,8 +17,6 @@
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
- *   lock.c      the metadata lock, request drain, in-flight transfer count,
- *               allocations in flight
  *   tail.c      growth of the host file ahead of allocation (known zeroes)
  *   entry.c     the callbacks of the descriptor: each takes the lock the
  *               rules below ask for, then calls the implementation
@@ -26,8 +24,9 @@
  * Thread model: DISKIMG_THREAD_PARALLEL.  The core runs any callbacks of
  * one handle concurrently; the plugin locks:
  *
- *   - One metadata mutex per image (s->lock) protects everything in
- *     struct qcow2 that changes after open: L1, the L2 and refcount
+ *   - One metadata mutex per image (that of s->tracker, the core's request
+ *     tracker, <diskimg/toolkit.h>) protects everything in struct qcow2
+ *     that changes after open: L1, the L2 and refcount
  *     caches, the allocator, header, snapshot and bitmap state, the
  *     corrupt flag.  Every function of the plugin that takes a struct
  *     qcow2 expects the lock held unless it says otherwise; entry.c takes
@@ -44,11 +43,11 @@
  *         guest saw zeroes there, the L2 entries are set at once (they
  *         expose only what the guest saw) and the data write is a plain
  *         overwrite;
- *       . otherwise the allocation is recorded (struct qcow2_alloc), the
+ *       . otherwise the allocation is claimed (struct diskimg_claim), the
  *         data and any zero fill are written, and the entries set after;
- *         every path that changes L2 entries waits first for the recorded
- *         allocations it overlaps (qcow2_alloc_wait), so two requests can
- *         never both allocate one cluster.
+ *         every path that changes L2 entries waits first for the claims
+ *         it overlaps (qcow2_alloc_wait), so two requests can never both
+ *         allocate one cluster.
  *     Every other write (COW of data, zero clusters, discard, compressed
  *     stores) keeps the lock for the whole operation.  Compression runs
  *     before the lock is taken.  Ordering on disk is unchanged: refcount
@@ -56,14 +55,14 @@
  *     dependency), and an L2 entry never exposes a cluster whose bytes
  *     are not what the guest should see there.
  *
- *   - An unlocked transfer is counted in s->inflight (qcow2_io_begin/end).
+ *   - An unlocked transfer is counted by the tracker (io_begin/io_end).
  *     Invariant: a host cluster an unlocked transfer targets keeps its
  *     refcount until the transfer ends, so it is never reused under the
  *     transfer's feet (a stale read would return another cluster's data, a
  *     stale write would corrupt it).  Writes that free data clusters first
  *     drop the mapping, then wait for in-flight transfers to end
- *     (qcow2_drain_for_free) before dropping the refcounts; while anyone
- *     waits, no new transfer starts, so waits are short.  The rare
+ *     (diskimg_tracker_drain_for_free) before dropping the refcounts;
+ *     while anyone waits, no new transfer starts, so waits are short.  The rare
  *     operations (truncate, snapshots, bitmaps, amend, check, make_empty,
  *     set_backing) run exclusive: lock held and nothing in flight.
  *
@@ -283,20 +282,13 @@ struct qcow2 {
     bool bm_need_store;       /* flush/close must store bitmaps */
     uint64_t bm_mem;          /* bytes of loaded bitmap contents */
 
-    /* locking, see the top of this file and lock.c */
-    GMutex lock;
-    GCond cond;               /* inflight, drainers or freeing changed */
-    unsigned inflight;        /* unlocked data transfers running */
-    unsigned drainers;        /* threads waiting for inflight == 0 */
-    unsigned freeing;         /* of them, writes holding clusters to free */
-    unsigned waiting;         /* threads in g_cond_wait (wake only then) */
+    /* locking, see the top of this file: lock, transfers in flight,
+     * drains and claims of allocating writes (<diskimg/toolkit.h>) */
+    diskimg_tracker *tracker;
     uint64_t id;              /* unique per open: tags per-thread caches */
     uint64_t cgen;            /* bumped when compressed clusters may be freed */
 
     bool prealloc_checked, prealloc_meta;
-
-    /* allocating writes whose data transfer runs unlocked (lock.c) */
-    struct qcow2_alloc *allocs;
 
     /* the zero tail of the host file (tail.c) */
     uint64_t tail_from;       /* file size before our first growth, 0: not grown */
@@ -328,41 +320,24 @@ static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t si
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 int qcow2_enomem(GError **errp);
 
-/* lock.c */
-void qcow2_lock_init(struct qcow2 *s);
-void qcow2_lock_clear(struct qcow2 *s);
-void qcow2_lock(struct qcow2 *s);
-void qcow2_unlock(struct qcow2 *s);
-/* Takes the lock once no transfer is in flight and no write is parked
- * waiting to free clusters; it stays so until qcow2_unlock_exclusive. */
-void qcow2_lock_exclusive(struct qcow2 *s);
-void qcow2_unlock_exclusive(struct qcow2 *s);
-/* Lock held: before dropping references to data clusters whose mapping
- * is gone, waits for the transfers in flight (the lock is released while
- * waiting, so call it where the metadata is consistent). */
-void qcow2_drain_for_free(struct qcow2 *s);
-/* An unlocked transfer: admit (may release the lock while a drain is
- * queued), then look the mapping up, then begin (counts the transfer and
- * unlocks), transfer, end (locks again). */
-void qcow2_io_admit(struct qcow2 *s);
-void qcow2_io_begin(struct qcow2 *s);
-void qcow2_io_end(struct qcow2 *s);
-/* An allocating write between the allocation of its clusters and the L2
- * entries that link them (guest bytes [start, end), whole clusters): the
- * data transfer runs unlocked meanwhile.  Any other request that would
- * change those entries waits for it (qcow2_alloc_wait). */
-struct qcow2_alloc {
-    uint64_t start, end;
-    struct qcow2_alloc *next;
-};
-void qcow2_alloc_start(struct qcow2 *s, struct qcow2_alloc *a, uint64_t start, uint64_t end);
-void qcow2_alloc_done(struct qcow2 *s, struct qcow2_alloc *a);
-/* When an allocation in flight overlaps the clusters of guest [off, off+len),
- * waits until one ends (lock released meanwhile) and returns true: what
- * the caller looked up may have changed. */
-bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Locking is the core's request tracker (diskimg_tracker_*, <diskimg/toolkit.h>,
+ * s->tracker): the metadata lock, unlocked transfers (io_admit/begin/end),
+ * drains (drain_for_free; lock_exclusive in entry.c) and claims on the
+ * guest clusters of allocating writes whose data is written unlocked.
+ * Claims cover whole clusters: a request that would change the L2 entries
+ * of guest [off, off+len) waits for the claims on its clusters. */
+/* When a claim overlaps the clusters of guest [off, off+len), waits until
+ * one is released (lock released meanwhile) and returns true: what the
+ * caller looked up may have changed. */
+static inline bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    return diskimg_tracker_wait_claim(s->tracker, qcow2_align_down(s, off), off + len);
+}
 /* Waits until none overlaps. */
-void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len);
+static inline void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    diskimg_tracker_wait_unclaimed(s->tracker, qcow2_align_down(s, off), off + len);
+}
 
 /* header.c */
 /* Parses and validates the header in buf (the first cluster of the file,
