@@ -583,6 +583,68 @@ static void test_tracker_claims(void)
     tracker_test_clear(&tt);
 }
 
+/* ------------------------------------------------------------ tail growth */
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+static uint64_t node_size(diskimg_node *n)
+{
+    GError *err = NULL;
+    int64_t size = diskimg_node_size(n, &err);
+    g_assert_no_error(err);
+    return (uint64_t)size;
+}
+
+static void test_tail_grow(void)
+{
+    struct scratch t;
+    scratch_open(&t, "tail.raw", 100 * KiB);
+    diskimg_tail *tail = diskimg_tail_new(t.file, 64 * KiB);
+    g_assert_cmpuint(diskimg_tail_grown_from(tail), ==, 0);
+
+    /* past the end: one growth by the minimum step, aligned; known zeroes */
+    g_assert_true(diskimg_tail_reserve(tail, 128 * KiB, 64 * KiB, 128 * KiB));
+    g_assert_cmpuint(diskimg_tail_grown_from(tail), ==, 100 * KiB);
+    uint64_t grown = node_size(t.file);
+    g_assert_cmpuint(grown, ==, (100 * KiB + MiB + 64 * KiB - 1) / (64 * KiB) * (64 * KiB));
+    /* within what was added: no new growth, still zeroes */
+    g_assert_true(diskimg_tail_reserve(tail, 192 * KiB, 64 * KiB, 192 * KiB));
+    g_assert_cmpuint(node_size(t.file), ==, grown);
+    /* below the old end of file, or below the allocations in use: not known */
+    g_assert_false(diskimg_tail_reserve(tail, 64 * KiB, 64 * KiB, 64 * KiB));
+    g_assert_false(diskimg_tail_reserve(tail, 256 * KiB, 64 * KiB, 320 * KiB));
+    /* beyond what was added: grows again from the current size */
+    g_assert_true(diskimg_tail_reserve(tail, grown, 64 * KiB, grown));
+    g_assert_cmpuint(node_size(t.file), >=, grown + MiB);
+    g_assert_cmpuint(diskimg_tail_grown_from(tail), ==, 100 * KiB);
+
+    /* trim cuts back to the allocations in use and starts over */
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_tail_trim(tail, 320 * KiB, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(node_size(t.file), ==, 320 * KiB);
+    g_assert_cmpuint(diskimg_tail_grown_from(tail), ==, 0);
+    /* a trim without growth changes nothing */
+    g_assert_cmpint(diskimg_tail_trim(tail, 64 * KiB, &err), ==, 0);
+    g_assert_cmpuint(node_size(t.file), ==, 320 * KiB);
+
+    /* never below the size before growing: those bytes are not the tail's */
+    g_assert_true(diskimg_tail_reserve(tail, 320 * KiB, 64 * KiB, 320 * KiB));
+    g_assert_cmpint(diskimg_tail_trim(tail, 0, &err), ==, 0);
+    g_assert_cmpuint(node_size(t.file), ==, 320 * KiB);
+
+    /* forget: the growth stays, nothing is taken as zero any more */
+    g_assert_true(diskimg_tail_reserve(tail, 320 * KiB, 64 * KiB, 320 * KiB));
+    uint64_t before = node_size(t.file);
+    diskimg_tail_forget(tail);
+    g_assert_cmpuint(diskimg_tail_grown_from(tail), ==, 0);
+    g_assert_cmpint(diskimg_tail_trim(tail, 384 * KiB, &err), ==, 0);
+    g_assert_cmpuint(node_size(t.file), ==, before);
+    diskimg_tail_free(tail);
+    scratch_close(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -601,6 +663,7 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/tracker/drain", test_tracker_drain);
     g_test_add_func("/toolkit/tracker/exclusive", test_tracker_exclusive);
     g_test_add_func("/toolkit/tracker/claims", test_tracker_claims);
+    g_test_add_func("/toolkit/tail/grow", test_tail_grow);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

@@ -10,6 +10,8 @@
  *   - a tracker of an image's metadata lock, of the data transfers that
  *     run without it, drains, and claims on ranges being allocated
  *     (core/tracker.c);
+ *   - growth of the host file ahead of allocation, with a known-zero tail
+ *     (core/tailgrow.c);
  *
  * Each piece is documented below and in docs/plugin-guide.md §14.  They
  * started out inside the qcow2 plugin, which uses all of them.
@@ -239,6 +241,46 @@ DISKIMG_API bool diskimg_tracker_wait_claim(diskimg_tracker *t, uint64_t start, 
 /* Waits until no claim overlaps [start, end). */
 DISKIMG_API void diskimg_tracker_wait_unclaimed(diskimg_tracker *t, uint64_t start,
                                                 uint64_t end);
+
+/* ------------------------------------------------------------ tail growth */
+
+/*
+ * For formats that allocate at the end of their file.  When an allocation
+ * reaches past the end, the file grows by one preallocating truncate of
+ * max(1 MiB, size / 8), at most 64 MiB, instead of by every write (each
+ * size change waits for the direct I/O in flight on Linux); allocations
+ * inside what growing added are known to read as zeroes, so the format
+ * need not write zeroes around partial data.
+ *
+ * The format's part: nothing is written outside allocations in use, the
+ * `used_end` it passes (where its allocations in use end) only grows
+ * between trims, and it trims (close, and before any operation that writes
+ * or sizes the file on its own terms).  A crash leaves the grown tail
+ * behind: space past the last allocation, which the format must tolerate
+ * (qcow2: refcount 0, reused by later allocations).
+ *
+ * Growing is best effort: if the file cannot grow (a device, no
+ * fallocate) nothing is known to be zero and writes extend the file
+ * themselves.  Not thread-safe: call it under the format's lock.
+ */
+typedef struct diskimg_tail diskimg_tail;
+
+/* Growth of `file`; the file is grown to multiples of `align` (a power of
+ * two, e.g. the cluster size; others mean 1). */
+DISKIMG_API diskimg_tail *diskimg_tail_new(diskimg_node *file, uint32_t align);
+DISKIMG_API void diskimg_tail_free(diskimg_tail *t);    /* NULL is fine */
+/* [off, off + len) of the file was just allocated; `used_end` is where the
+ * allocations in use ended before.  Grows the file when the range reaches
+ * past its end; true when the range is known to read as zeroes. */
+DISKIMG_API bool diskimg_tail_reserve(diskimg_tail *t, uint64_t off, uint64_t len,
+                                      uint64_t used_end);
+/* Cuts what growing added beyond `used_end` (never below the size before
+ * the first growth) and starts over. */
+DISKIMG_API int diskimg_tail_trim(diskimg_tail *t, uint64_t used_end, GError **errp);
+/* Starts over without cutting (the format no longer trusts its used_end). */
+DISKIMG_API void diskimg_tail_forget(diskimg_tail *t);
+/* The file size before the first growth since the last trim; 0: not grown. */
+DISKIMG_API uint64_t diskimg_tail_grown_from(const diskimg_tail *t);
 
 #ifdef __cplusplus
 }

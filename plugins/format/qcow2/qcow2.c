@@ -144,7 +144,8 @@ static void bad_metadata_offset(void *opaque, const char *what, uint64_t offset,
 }
 
 /* The L2 and refcount caches: refcount blocks reach the disk before the
- * L2 tables that need them (the L2 cache depends on the refcount cache). */
+ * L2 tables that need them (the L2 cache depends on the refcount cache);
+ * and the growth of the file's tail (tail.c). */
 static int setup_caches(struct qcow2 *s, GError **errp)
 {
     const struct diskimg_mcache_hooks hooks = {
@@ -162,6 +163,7 @@ static int setup_caches(struct qcow2 *s, GError **errp)
     diskimg_mcache_set_hooks(s->rbc, &hooks);
     diskimg_mcache_set_hooks(s->l2c, &hooks);
     diskimg_mcache_set_dependency(s->l2c, s->rbc);
+    s->tail = diskimg_tail_new(s->file, (uint32_t)s->cluster_size);
     return 0;
 }
 
@@ -254,6 +256,7 @@ void qcow2_close(void *h)
     }
     diskimg_mcache_free(s->l2c);
     diskimg_mcache_free(s->rbc);
+    diskimg_tail_free(s->tail);
     free_tables(s);
     g_free(s->l1);
     g_free(s->reftable);

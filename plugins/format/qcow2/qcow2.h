@@ -17,7 +17,8 @@
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
- *   tail.c      growth of the host file ahead of allocation (known zeroes)
+ *   tail.c      when qcow2 lets the core's tail growth grow the host file
+ *               ahead of allocation, and what it may take as zeroes
  *   entry.c     the callbacks of the descriptor: each takes the lock the
  *               rules below ask for, then calls the implementation
  *
@@ -290,10 +291,8 @@ struct qcow2 {
 
     bool prealloc_checked, prealloc_meta;
 
-    /* the zero tail of the host file (tail.c) */
-    uint64_t tail_from;       /* file size before our first growth, 0: not grown */
-    uint64_t tail_end;        /* the file is known to be at least this long */
-    bool tail_off;            /* growing failed (device, no fallocate...): don't */
+    /* growth of the host file ahead of allocation, known zeroes (tail.c) */
+    diskimg_tail *tail;
 
     /* encryption (h.crypt_method != 0), see encrypt.c */
     diskimg_luks *luks;       /* LUKS: the parsed header, unlocked unless opened NO_IO */
