@@ -12,6 +12,7 @@
  *     (core/tracker.c);
  *   - growth of the host file ahead of allocation, with a known-zero tail
  *     (core/tailgrow.c);
+ *   - CRC-32C (core/crc32c.c).
  *
  * Each piece is documented below and in docs/plugin-guide.md §14.  They
  * started out inside the qcow2 plugin, which uses all of them.
@@ -281,6 +282,17 @@ DISKIMG_API int diskimg_tail_trim(diskimg_tail *t, uint64_t used_end, GError **e
 DISKIMG_API void diskimg_tail_forget(diskimg_tail *t);
 /* The file size before the first growth since the last trim; 0: not grown. */
 DISKIMG_API uint64_t diskimg_tail_grown_from(const diskimg_tail *t);
+
+/* ----------------------------------------------------------------- CRC-32C */
+
+/*
+ * CRC-32C (Castagnoli, as iSCSI, ext4 and VHDX use it).  Start with crc 0;
+ * pass the previous result to continue over more bytes:
+ *   diskimg_crc32c(diskimg_crc32c(0, a, n), b, m) == CRC-32C of a then b
+ * diskimg_crc32c(0, "123456789", 9) == 0xe3069283.  The pre- and
+ * post-inversion are included: the result is what formats store.
+ */
+DISKIMG_API uint32_t diskimg_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }
