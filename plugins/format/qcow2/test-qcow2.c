@@ -1832,6 +1832,42 @@ static void test_parallel_same_cluster(void)
     diskimg_schema_free(schema);
 }
 
+/* ------------------------------------------------------------ metadata cache hooks */
+
+/* qcow2's hooks on the core's metadata cache: a metadata offset inside a
+ * cluster (a damaged reftable entry, say; L1 entries are checked before
+ * with qemu's own message) marks the image corrupt, qemu's corruption
+ * signal, and once corrupt no cached metadata is written back. */
+static void test_cache_hooks_corrupt(void)
+{
+    struct timg t = { 0 };
+    timg_create(&t, 64 * MiB);
+    ops_fill_write(t.s, 0x11, 0, 4096);
+    uint64_t l2 = t.s->l1[0] & QCOW2_OFFSET_MASK, rb = t.s->reftable[0] & QCOW2_OFFSET_MASK;
+    GError *err = NULL;
+    uint8_t *d;
+    g_assert_cmpint(diskimg_mcache_get(t.s->rbc, rb + 512, 0, &d, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_autofree char *want = g_strdup_printf("%s: refcount block offset %#" PRIx64 " is invalid",
+                                            t.path, rb + 512);
+    g_assert_cmpstr(err->message, ==, want);
+    g_clear_error(&err);
+    g_assert_true(t.s->corrupt);
+    g_assert_true(t.s->h.incompat & QCOW2_INCOMPAT_CORRUPT);
+
+    /* a dirty L2 table of the corrupt image (and the refcount blocks it
+     * depends on) stays in memory */
+    g_assert_cmpint(diskimg_mcache_get(t.s->l2c, l2, 0, &d, &err), ==, 0);
+    diskimg_mcache_mark_dirty(t.s->l2c, d);
+    diskimg_mcache_put(t.s->l2c, d);
+    g_assert_cmpint(diskimg_mcache_flush(t.s->l2c, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "image is marked corrupt; not writing"));
+    g_clear_error(&err);
+    diskimg_mcache_discard(t.s->l2c, l2);
+    timg_destroy(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1862,6 +1898,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/refcount-order/roundtrip", test_refcount_order_roundtrip);
     g_test_add_func("/qcow2/refcount-order/refuse", test_refcount_order_refuse);
     g_test_add_func("/qcow2/refcount-order/amend", test_refcount_order_amend);
+    g_test_add_func("/qcow2/cache/hooks-corrupt", test_cache_hooks_corrupt);
     g_test_add_func("/qcow2/tail/grow-trim", test_tail_grow_trim);
     g_test_add_func("/qcow2/tail/foreign", test_tail_foreign);
     g_test_add_func("/qcow2/tail/crash", test_tail_crash);
