@@ -55,7 +55,9 @@ static const uint8_t *field_at(const struct diskimg_reader *r, uint64_t off, uin
         out_of_bounds(r, off, n, field, errp);
         return NULL;
     }
-    return r->data + off;
+    /* the empty field of an empty view: a valid pointer all the same */
+    static const uint8_t nothing;
+    return r->data ? r->data + off : &nothing;
 }
 
 static bool little(const struct diskimg_reader *r)

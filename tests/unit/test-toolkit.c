@@ -116,6 +116,13 @@ static void test_reader_bounds(void)
     g_assert_cmpstr(err->message, ==, "qcow2 header: field 'extension' (4 bytes at offset 2) "
                     "lies beyond its 4 bytes");
     g_clear_error(&err);
+
+    /* an empty view holds exactly the empty field */
+    struct diskimg_reader empty = diskimg_reader_make(NULL, 0, DISKIMG_BIG_ENDIAN, NULL, "none");
+    g_autofree char *nothing = diskimg_read_string(&empty, 0, 0, "name", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(nothing, ==, "");
+    g_assert_null(diskimg_read_bytes(&empty, 0, 1, "name", NULL));
 }
 
 static void test_load_table(void)
