@@ -20,8 +20,7 @@ extern const char qcow2_schema_yaml[];
 
 int qcow2_enomem(GError **errp)
 {
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
-    return -1;
+    return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
 }
 
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
@@ -37,8 +36,7 @@ int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
         (void)qcow2_header_set_incompat(s, s->h.incompat | QCOW2_INCOMPAT_CORRUPT, NULL);
         (void)diskimg_node_flush(s->file, NULL);
     }
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s: %s", s->filename, msg);
-    return -1;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: %s", s->filename, msg);
 }
 
 /* ------------------------------------------------------------ probe */
