@@ -39,6 +39,17 @@ void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
                 g_strerror(errnum));
 }
 
+int diskimg_set_error(GError **errp, int code, const char *fmt, ...)
+{
+    if (!errp)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    g_propagate_error(errp, g_error_new_valist(DISKIMG_ERROR, code, fmt, ap));
+    va_end(ap);
+    return -1;
+}
+
 /* Where warnings and report lines go: a handler the caller installed, or
  * stderr. */
 struct sink {

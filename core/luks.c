@@ -89,34 +89,6 @@ struct diskimg_luks {
     unsigned material_slot;
 };
 
-static int fail_v(GError **errp, int code, const char *fmt, va_list ap) DISKIMG_PRINTF(3, 0);
-static int fail_v(GError **errp, int code, const char *fmt, va_list ap)
-{
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    g_set_error_literal(errp, DISKIMG_ERROR, code, msg);
-    return -1;
-}
-
-static int corrupt(GError **errp, const char *fmt, ...) DISKIMG_PRINTF(2, 3);
-static int corrupt(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fail_v(errp, DISKIMG_ERROR_CORRUPT, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int unsupported(GError **errp, const char *fmt, ...) DISKIMG_PRINTF(2, 3);
-static int unsupported(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fail_v(errp, DISKIMG_ERROR_NOT_SUPPORTED, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Bytes of one slot's key material; at most 64 * 4000 once validated. */
 static uint64_t material_len(const diskimg_luks *l, const struct luks_slot *s)
 {
@@ -149,39 +121,48 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
     g_strlcpy(spec, l->cipher_mode, sizeof(spec));
     char *ivgen = strchr(spec, '-');
     if (!ivgen)
-        return unsupported(errp, "Unexpected cipher mode string format %s", l->cipher_mode);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Unexpected cipher mode string format %s", l->cipher_mode);
     *ivgen++ = '\0';
     char *ivhash = strchr(ivgen, ':');
     if (ivhash) {
         *ivhash++ = '\0';
         if (!diskimg_hash_digest_len(ivhash))
-            return unsupported(errp, "Hash algorithm %s not supported", ivhash);
+            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                     "Hash algorithm %s not supported", ivhash);
     }
     if (!in_list(spec, luks_modes, G_N_ELEMENTS(luks_modes)))
-        return unsupported(errp, "Cipher mode %s not supported", spec);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cipher mode %s not supported", spec);
     bool xts = g_str_equal(spec, "xts");
 
     if (l->key_len == 0 || l->key_len > LUKS_MAX_KEY_LEN)
-        return corrupt(errp, "LUKS master key length %" PRIu32 " is invalid (1 to %d bytes)",
-                       l->key_len, LUKS_MAX_KEY_LEN);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "LUKS master key length %" PRIu32 " is invalid (1 to %d bytes)",
+                                 l->key_len, LUKS_MAX_KEY_LEN);
     uint32_t one_key = xts ? l->key_len / 2 : l->key_len;
     g_snprintf(l->cipher_alg, sizeof(l->cipher_alg), "%s-%" PRIu32, l->cipher_name,
                one_key * 8);
     /* An odd xts length would silently drop a byte of the tweak key. */
     if (!in_list(l->cipher_name, luks_ciphers, G_N_ELEMENTS(luks_ciphers)) ||
         diskimg_cipher_key_len(l->cipher_alg) != one_key || (xts && l->key_len % 2))
-        return unsupported(errp, "Algorithm %s with key size %" PRIu32 " bytes not supported",
-                           l->cipher_name, one_key);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Algorithm %s with key size %" PRIu32 " bytes not supported",
+                                 l->cipher_name, one_key);
     if (xts && diskimg_cipher_block_len(l->cipher_alg) != 16)
-        return unsupported(errp, "Cipher %s cannot be used in xts mode", l->cipher_alg);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cipher %s cannot be used in xts mode", l->cipher_alg);
 
     if (!diskimg_hash_digest_len(l->hash_spec))
-        return unsupported(errp, "Hash algorithm %s not supported", l->hash_spec);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Hash algorithm %s not supported", l->hash_spec);
     if (!in_list(ivgen, luks_ivgens, G_N_ELEMENTS(luks_ivgens)))
-        return unsupported(errp, "IV generator %s not supported", ivgen);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "IV generator %s not supported", ivgen);
     bool essiv = g_str_equal(ivgen, "essiv");
     if (essiv && !ivhash)
-        return unsupported(errp, "Missing IV generator hash specification");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Missing IV generator hash specification");
     if (essiv) {
         /* ESSIV needs the cipher family at the digest's key size (see
          * diskimg_ivgen_new); refuse now rather than at unlock. */
@@ -189,8 +170,9 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
         char essiv_alg[LUKS_NAME_LEN + 8];
         g_snprintf(essiv_alg, sizeof(essiv_alg), "%s-%zu", l->cipher_name, dlen * 8);
         if (diskimg_cipher_key_len(essiv_alg) != dlen)
-            return unsupported(errp, "Cipher %s not supported with essiv:%s", l->cipher_alg,
-                               ivhash);
+            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                     "Cipher %s not supported with essiv:%s", l->cipher_alg,
+                                     ivhash);
     }
 
     g_strlcpy(l->mode, spec, sizeof(l->mode));
@@ -210,35 +192,44 @@ static int check_slots(const diskimg_luks *l, GError **errp)
     for (size_t i = 0; i < DISKIMG_LUKS_NUM_KEY_SLOTS; i++) {
         const struct luks_slot *s = &l->slots[i];
         if (s->stripes == 0)
-            return corrupt(errp, "Keyslot %zu is corrupted (stripes == 0)", i);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Keyslot %zu is corrupted (stripes == 0)", i);
         if (s->active != LUKS_SLOT_ENABLED && s->active != LUKS_SLOT_DISABLED)
-            return corrupt(errp, "Keyslot %zu state (active/disable) is corrupted", i);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Keyslot %zu state (active/disable) is corrupted", i);
         if (s->stripes > DISKIMG_LUKS_MAX_STRIPES)
-            return corrupt(errp, "Keyslot %zu has %" PRIu32 " anti-forensic stripes, more "
-                           "than the %d supported", i, s->stripes, DISKIMG_LUKS_MAX_STRIPES);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Keyslot %zu has %" PRIu32 " anti-forensic stripes, more "
+                                     "than the %d supported", i, s->stripes,
+                                     DISKIMG_LUKS_MAX_STRIPES);
         if (s->active == LUKS_SLOT_ENABLED) {
             if (s->iterations == 0)
-                return corrupt(errp, "Keyslot %zu is corrupted (iterations == 0)", i);
+                return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                         "Keyslot %zu is corrupted (iterations == 0)", i);
             if (s->iterations > DISKIMG_LUKS_MAX_ITERATIONS)
-                return corrupt(errp, "Keyslot %zu asks for %" PRIu32 " PBKDF2 iterations, more "
-                               "than the %u accepted", i, s->iterations,
-                               DISKIMG_LUKS_MAX_ITERATIONS);
+                return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                         "Keyslot %zu asks for %" PRIu32 " PBKDF2 iterations, more "
+                                         "than the %u accepted", i, s->iterations,
+                                         DISKIMG_LUKS_MAX_ITERATIONS);
         }
         /* All slots, active or not, as qemu: an inactive slot's area is
          * where a key may be added later. */
         uint64_t start = (uint64_t)s->key_offset * LUKS_SECTOR;
         uint64_t end = start + material_len(l, s);
         if (start < DISKIMG_LUKS_HEADER_SIZE)
-            return corrupt(errp, "Keyslot %zu is overlapping with the LUKS header", i);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Keyslot %zu is overlapping with the LUKS header", i);
         if (end > (uint64_t)l->payload_offset * LUKS_SECTOR)
-            return corrupt(errp, "Keyslot %zu is overlapping with the encrypted payload", i);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Keyslot %zu is overlapping with the encrypted payload", i);
         for (size_t j = i + 1; j < DISKIMG_LUKS_NUM_KEY_SLOTS; j++) {
             const struct luks_slot *t = &l->slots[j];
             uint64_t start2 = (uint64_t)t->key_offset * LUKS_SECTOR;
             uint64_t end2 = start2 + material_len(l, t);
             if (start < end2 && start2 < end)
-                return corrupt(errp, "Keyslots %zu and %zu are overlapping in the header",
-                               i, j);
+                return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                         "Keyslots %zu and %zu are overlapping in the header",
+                                         i, j);
         }
     }
     return 0;
@@ -248,7 +239,8 @@ static int check_slots(const diskimg_luks *l, GError **errp)
 static int copy_name(char *dst, const uint8_t *src, const char *what, GError **errp)
 {
     if (!memchr(src, '\0', LUKS_NAME_LEN))
-        return corrupt(errp, "LUKS header %s is not NUL-terminated", what);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "LUKS header %s is not NUL-terminated", what);
     memcpy(dst, src, LUKS_NAME_LEN);
     dst[LUKS_NAME_LEN] = '\0';
     return 0;
@@ -296,8 +288,9 @@ diskimg_luks *diskimg_luks_parse(const uint8_t *buf, size_t len, GError **errp)
     if (parse_algorithms(l, errp) < 0)
         goto fail;
     if (l->mk_iterations == 0 || l->mk_iterations > DISKIMG_LUKS_MAX_ITERATIONS) {
-        corrupt(errp, "LUKS master key digest iterations %" PRIu32 " out of range (1 to %u)",
-                l->mk_iterations, DISKIMG_LUKS_MAX_ITERATIONS);
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                          "LUKS master key digest iterations %" PRIu32 " out of range (1 to %u)",
+                          l->mk_iterations, DISKIMG_LUKS_MAX_ITERATIONS);
         goto fail;
     }
     if (check_slots(l, errp) < 0)

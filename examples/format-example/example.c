@@ -29,10 +29,10 @@
  * DISKIMG_ERROR domain, one line, which the core prefixes with the file
  * name ("Could not open 'x.img': Unsupported version 7").
  */
-#include <stdarg.h>
 #include <string.h>
 
 #include <diskimg/plugin.h>
+#include <diskimg/toolkit.h>
 
 #ifndef PLUGIN_VERSION
 #define PLUGIN_VERSION "1.0"
@@ -68,18 +68,6 @@ struct example {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Sets *errp (if errp is not NULL) and returns -1, for `return fail(...)`. */
-static int fail(GError **errp, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static int fail(GError **errp, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_propagate_error(errp, g_error_new_valist(DISKIMG_ERROR, code, fmt, ap));
-    va_end(ap);
-    return -1;
-}
-
 /* The core has checked the options against the schema (so `label`, if
  * set, is a string); what the schema cannot say we check here. */
 static int label_option(const diskimg_options *o, const char **label, GError **errp)
@@ -88,48 +76,69 @@ static int label_option(const diskimg_options *o, const char **label, GError **e
 
     *label = l ? l : "";
     if (strlen(*label) >= EX_LABEL_SIZE)
-        return fail(errp, DISKIMG_ERROR_INVALID, "label must be at most %u bytes long",
-                    EX_LABEL_SIZE - 1);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "label must be at most %u bytes long", EX_LABEL_SIZE - 1);
     return 0;
 }
 
 static int check_size(uint64_t size, GError **errp)
 {
     if (size > EX_MAX_SIZE)
-        return fail(errp, DISKIMG_ERROR_INVALID,
-                    "Image size %" PRIu64 " is too large (the maximum is 4 EiB)", size);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Image size %" PRIu64 " is too large (the maximum is 4 EiB)",
+                                 size);
     return 0;
 }
 
-/* Every field is checked: the file may be damaged or hostile. */
-static int parse_header(const uint8_t *h, struct example *s, GError **errp)
+/* Every field is checked: the file may be damaged or hostile.  Fields are
+ * read through the core's bounded reader (<diskimg/toolkit.h>): a read
+ * outside the bytes we have fails with an error naming the field instead
+ * of reading past the buffer, and the byte order is said once. */
+static int parse_header(const uint8_t *buf, size_t len, struct example *s, GError **errp)
 {
-    uint32_t version = diskimg_le32(h + OFF_VERSION);
-    uint32_t header_size = diskimg_le32(h + OFF_HEADER_SIZE);
-    uint64_t size = diskimg_le64(h + OFF_VIRTUAL_SIZE);
-    uint64_t data_offset = diskimg_le64(h + OFF_DATA_OFFSET);
+    struct diskimg_reader h = diskimg_reader_make(buf, len, DISKIMG_LITTLE_ENDIAN, NULL,
+                                                  "example header");
+    uint32_t version, header_size;
+    uint64_t size, data_offset;
+    const uint8_t *magic, *label, *reserved;
 
-    if (memcmp(h + OFF_MAGIC, EX_MAGIC, EX_MAGIC_LEN) != 0)
-        return fail(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
+    if (!(magic = diskimg_read_bytes(&h, OFF_MAGIC, EX_MAGIC_LEN, "magic", errp)) ||
+        diskimg_read_u32(&h, OFF_VERSION, "version", &version, errp) < 0 ||
+        diskimg_read_u32(&h, OFF_HEADER_SIZE, "header size", &header_size, errp) < 0 ||
+        diskimg_read_u64(&h, OFF_VIRTUAL_SIZE, "virtual size", &size, errp) < 0 ||
+        diskimg_read_u64(&h, OFF_DATA_OFFSET, "data offset", &data_offset, errp) < 0 ||
+        !(label = diskimg_read_bytes(&h, OFF_LABEL, EX_LABEL_SIZE, "label", errp)) ||
+        !(reserved = diskimg_read_bytes(&h, OFF_RESERVED, EX_HEADER_SIZE - OFF_RESERVED,
+                                        "reserved", errp)))
+        return -1;
+
+    if (memcmp(magic, EX_MAGIC, EX_MAGIC_LEN) != 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
     if (version != EX_VERSION)
-        return fail(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Unsupported version %" PRIu32, version);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Unsupported version %" PRIu32, version);
     if (header_size != EX_HEADER_SIZE)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid header size %" PRIu32 " (must be %u)",
-                    header_size, EX_HEADER_SIZE);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid header size %" PRIu32 " (must be %u)",
+                                 header_size, EX_HEADER_SIZE);
     if (data_offset != EX_HEADER_SIZE)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid data offset %" PRIu64 " (must be %u)",
-                    data_offset, EX_HEADER_SIZE);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid data offset %" PRIu64 " (must be %u)",
+                                 data_offset, EX_HEADER_SIZE);
     /* With data_offset fixed the second test cannot fire today; it keeps
      * "offset + size" safe should a later version make the offset vary. */
     if (size > EX_MAX_SIZE || size > (uint64_t)INT64_MAX - data_offset)
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Invalid virtual size %" PRIu64, size);
-    if (!memchr(h + OFF_LABEL, '\0', EX_LABEL_SIZE))
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Image label is not NUL-terminated");
-    if (!diskimg_is_zero(h + OFF_RESERVED, EX_HEADER_SIZE - OFF_RESERVED))
-        return fail(errp, DISKIMG_ERROR_CORRUPT, "Reserved header bytes are not zero");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid virtual size %" PRIu64, size);
+    if (!memchr(label, '\0', EX_LABEL_SIZE))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Image label is not NUL-terminated");
+    if (!diskimg_is_zero(reserved, EX_HEADER_SIZE - OFF_RESERVED))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Reserved header bytes are not zero");
 
     s->size = size;
-    memcpy(s->label, h + OFF_LABEL, EX_LABEL_SIZE);
+    memcpy(s->label, label, EX_LABEL_SIZE);
     return 0;
 }
 
@@ -157,14 +166,14 @@ static void *example_open(const struct diskimg_format_open_args *args, GError **
         return NULL;
     /* File nodes read zeroes past EOF: check the length, not only the magic. */
     if ((uint64_t)file_size < EX_HEADER_SIZE) {
-        fail(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
+        diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image is not in example format");
         return NULL;
     }
     if (diskimg_node_pread(args->file, header, sizeof(header), 0, errp) < 0)
         return NULL;
     s = g_new0(struct example, 1);
     s->file = args->file;
-    if (parse_header(header, s, errp) < 0) {
+    if (parse_header(header, sizeof(header), s, errp) < 0) {
         g_free(s);
         return NULL;
     }
@@ -265,7 +274,7 @@ static int example_truncate(void *h, uint64_t size, enum diskimg_prealloc preall
     if (check_size(size, errp) < 0)
         return -1;
     if (shrink && !(flags & DISKIMG_TRUNCATE_SHRINK))
-        return fail(errp, DISKIMG_ERROR_INVALID, "Shrinking the image needs --shrink");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Shrinking the image needs --shrink");
     if (shrink && write_size(s, size, errp) < 0)
         return -1;
     /* The file plugin implements (or refuses) the preallocation mode. */

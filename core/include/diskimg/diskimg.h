@@ -60,6 +60,14 @@ enum diskimg_error_code {
 DISKIMG_API void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
     DISKIMG_PRINTF(3, 4);
 
+/* Sets *errp (when errp is not NULL) to a DISKIMG_ERROR with `code` and the
+ * formatted one-line message, and returns -1, so that error paths read
+ * `return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "...", ...)`.
+ * Name the file in the message ("%s: ...") unless the core adds it (the
+ * messages of open and create are prefixed with the file name). */
+DISKIMG_API int diskimg_set_error(GError **errp, int code, const char *fmt, ...)
+    DISKIMG_PRINTF(3, 4);
+
 /* ---------------------------------------------------------------- options */
 
 /*

@@ -41,17 +41,6 @@ static void wipe(void *p, size_t len)
         v[i] = 0;
 }
 
-static void *fail_null(GError **errp, int code, const char *fmt, ...) DISKIMG_PRINTF(3, 4);
-static void *fail_null(GError **errp, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, DISKIMG_ERROR, code, msg);
-    return NULL;
-}
-
 /* --------------------------------------------------------------- ciphers */
 
 static const struct {
@@ -109,9 +98,11 @@ static void *nt_cipher_new(const char *alg, const char *mode, const uint8_t *key
     for (size_t i = 0; i < G_N_ELEMENTS(ciphers); i++)
         if (g_str_equal(ciphers[i].name, alg))
             meta = ciphers[i].meta;
-    if (!meta)
-        return fail_null(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Unsupported cipher algorithm %s",
-                         alg);
+    if (!meta) {
+        diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Unsupported cipher algorithm %s",
+                          alg);
+        return NULL;
+    }
 
     enum mode m;
     if (g_str_equal(mode, "ecb"))
@@ -122,13 +113,17 @@ static void *nt_cipher_new(const char *alg, const char *mode, const uint8_t *key
         m = MODE_XTS;
     else if (g_str_equal(mode, "ctr"))
         m = MODE_CTR;
-    else
-        return fail_null(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Cipher mode %s not supported",
-                         mode);
+    else {
+        diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Cipher mode %s not supported",
+                          mode);
+        return NULL;
+    }
 
-    if (m == MODE_XTS && meta->block_size != XTS_BLOCK_SIZE)
-        return fail_null(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                         "Cipher %s cannot be used in xts mode", alg);
+    if (m == MODE_XTS && meta->block_size != XTS_BLOCK_SIZE) {
+        diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                          "Cipher %s cannot be used in xts mode", alg);
+        return NULL;
+    }
     size_t want = m == MODE_XTS ? 2u * meta->key_size : meta->key_size;
     if (key_len != want) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,

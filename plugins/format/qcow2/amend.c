@@ -9,12 +9,6 @@
 
 #include "qcow2.h"
 
-static int amend_error(GError **errp, int code, const char *msg)
-{
-    g_set_error(errp, DISKIMG_ERROR, code, "%s", msg);
-    return -1;
-}
-
 /* v2 has no zero flag: zero clusters become unallocated (no backing file)
  * or real zeroes. */
 static int expand_zero_clusters(struct qcow2 *s, GError **errp)
@@ -49,16 +43,16 @@ static int expand_zero_clusters(struct qcow2 *s, GError **errp)
 static int downgrade(struct qcow2 *s, GError **errp)
 {
     if (s->h.refcount_order != 4)
-        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                           "compat=0.10 requires refcount_bits=16");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "compat=0.10 requires refcount_bits=16");
     if (s->ext_data || s->ext_l2 || s->h.compression_type != QCOW2_COMPRESSION_ZLIB ||
         s->nb_bitmaps)
-        return amend_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                           "Cannot downgrade an image with a data file, extended L2 entries, "
-                           "a non-zlib compression type or bitmaps");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cannot downgrade an image with a data file, extended L2 entries, "
+                                 "a non-zlib compression type or bitmaps");
     if (s->h.incompat & QCOW2_INCOMPAT_DIRTY)
-        return amend_error(errp, DISKIMG_ERROR_INVALID,
-                           "Cannot downgrade an image that is not clean");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Cannot downgrade an image that is not clean");
     if (expand_zero_clusters(s, errp) < 0 || qcow2_flush_metadata(s, errp) < 0)
         return -1;
     s->h.version = 2;
@@ -94,9 +88,9 @@ static int amend_lazy(struct qcow2 *s, const diskimg_options *o, GError **errp)
         return 0;
     bool lazy = diskimg_options_get_bool(o, "lazy_refcounts", false);
     if (lazy && s->h.version < 3)
-        return amend_error(errp, DISKIMG_ERROR_INVALID,
-                           "Lazy refcounts only supported with compatibility level 1.1 and "
-                           "above (use compat=1.1 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Lazy refcounts only supported with compatibility level 1.1 and "
+                                 "above (use compat=1.1 or greater)");
     s->h.compat = lazy ? s->h.compat | QCOW2_COMPAT_LAZY : s->h.compat & ~QCOW2_COMPAT_LAZY;
     return 0;
 }
@@ -105,22 +99,22 @@ static int amend_data_file(struct qcow2 *s, const diskimg_options *o, GError **e
 {
     if (diskimg_options_has(o, "data_file")) {
         if (!s->ext_data)
-            return amend_error(errp, DISKIMG_ERROR_INVALID,
-                               "data-file can only be set for images that use an external "
-                               "data file");
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "data-file can only be set for images that use an external "
+                                     "data file");
         g_free(s->h.data_file);
         s->h.data_file = g_strdup(diskimg_options_get_str(o, "data_file"));
     }
     if (diskimg_options_has(o, "data_file_raw")) {
         bool raw = diskimg_options_get_bool(o, "data_file_raw", false);
         if (raw && !s->ext_data)
-            return amend_error(errp, DISKIMG_ERROR_INVALID,
-                               "data-file-raw cannot be set on existing images");
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "data-file-raw cannot be set on existing images");
         if (!raw && s->data_raw)
             s->h.autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
         else if (raw && !s->data_raw)
-            return amend_error(errp, DISKIMG_ERROR_INVALID,
-                               "data-file-raw cannot be set on existing images");
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "data-file-raw cannot be set on existing images");
         s->data_raw = raw;
     }
     return 0;
@@ -134,16 +128,17 @@ static int amend_refcount_bits(struct qcow2 *s, const diskimg_options *o, GError
         return 0;
     uint64_t bits = diskimg_options_get_uint(o, "refcount_bits", 16);
     if (bits == 0 || bits > 64 || (bits & (bits - 1)))
-        return amend_error(errp, DISKIMG_ERROR_INVALID,
-                           "Refcount width must be a power of two and may not exceed 64 bits");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Refcount width must be a power of two and may not exceed "
+                                 "64 bits");
     if (bits == s->refcount_bits)
         return 0;
     const char *c = diskimg_options_has(o, "compat") ? diskimg_options_get_str(o, "compat") : NULL;
     bool v3 = c ? g_str_equal(c, "1.1") || g_str_equal(c, "v3") : s->h.version >= 3;
     if (!v3 && bits != 16)
-        return amend_error(errp, DISKIMG_ERROR_INVALID,
-                           "Refcount widths other than 16 bits require compatibility level 1.1 "
-                           "or above (use compat=1.1 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Refcount widths other than 16 bits require compatibility "
+                                 "level 1.1 or above (use compat=1.1 or greater)");
     uint32_t version = s->h.version, header_length = s->h.header_length;
     if (version < 3)
         upgrade(s);

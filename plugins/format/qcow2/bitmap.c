@@ -23,17 +23,6 @@
 
 #include "qcow2.h"
 
-static int bm_error(GError **errp, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static int bm_error(GError **errp, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(errp, DISKIMG_ERROR, code, "%s", msg);
-    return -1;
-}
-
 /* ------------------------------------------------------------ geometry */
 
 static uint64_t chunks_for(uint64_t size, uint8_t gbits)
@@ -119,17 +108,17 @@ static struct qcow2_bitmap *lookup(struct qcow2 *s, const char *name, GError **e
 {
     struct qcow2_bitmap *bm = find(s, name, NULL);
     if (!bm)
-        bm_error(errp, DISKIMG_ERROR_NOT_FOUND, "Dirty bitmap '%s' not found", name);
+        diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND, "Dirty bitmap '%s' not found", name);
     return bm;
 }
 
 static int usable(const struct qcow2_bitmap *bm, GError **errp)
 {
     if (bm->inconsistent)
-        return bm_error(errp, DISKIMG_ERROR_CORRUPT,
-                        "Bitmap '%s' is inconsistent and cannot be used\n"
-                        "Try block-dirty-bitmap-remove to delete this bitmap from disk",
-                        bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Bitmap '%s' is inconsistent and cannot be used\n"
+                                 "Try block-dirty-bitmap-remove to delete this bitmap from disk",
+                                 bm->name);
     return 0;
 }
 
@@ -138,12 +127,14 @@ static int modifiable(struct qcow2 *s, const struct qcow2_bitmap *bm, GError **e
     if (bm && usable(bm, errp) < 0)
         return -1;
     if (!s->writable && bm)
-        return bm_error(errp, DISKIMG_ERROR_PERMISSION, "Bitmap '%s' is readonly and cannot "
-                        "be modified", bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION,
+                                 "Bitmap '%s' is readonly and cannot "
+                                 "be modified", bm->name);
     if (!s->writable)
-        return bm_error(errp, DISKIMG_ERROR_PERMISSION, "%s: image is read-only", s->filename);
+        return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION,
+                                 "%s: image is read-only", s->filename);
     if (s->corrupt)
-        return bm_error(errp, DISKIMG_ERROR_CORRUPT, "%s: image is corrupt", s->filename);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: image is corrupt", s->filename);
     return 0;
 }
 
@@ -153,21 +144,18 @@ static int read_bitmap_table(struct qcow2 *s, const struct qcow2_bitmap *bm, uin
                              GError **errp)
 {
     uint64_t n = bm->table_size;
-    uint64_t *t = g_try_new(uint64_t, MAX(n, 1));
-    if (!t)
-        return qcow2_enomem(errp);
-    if (diskimg_node_pread(s->file, t, n * 8, bm->table_offset, errp) < 0) {
-        g_free(t);
+    uint64_t *t;
+    if (diskimg_load_u64_table(s->file, bm->table_offset, n, 1, DISKIMG_BIG_ENDIAN,
+                               (uint64_t)QCOW2_BME_MAX_TABLE * 8, "bitmap table", &t, errp) < 0)
         return -1;
-    }
     for (uint64_t i = 0; i < n; i++) {
-        t[i] = diskimg_be64(&t[i]);
         uint64_t off = t[i] & QCOW2_OFFSET_MASK;
         if ((t[i] & QCOW2_BME_TABLE_RESERVED) ||
             (off && ((t[i] & QCOW2_BME_ALL_ONES) || qcow2_offset_into_cluster(s, off)))) {
             g_free(t);
-            return bm_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap_table table "
-                            "from image for bitmap '%s': Invalid argument", bm->name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Could not read bitmap_table table "
+                                     "from image for bitmap '%s': Invalid argument", bm->name);
         }
     }
     *out = t;
@@ -204,8 +192,9 @@ static int read_bits(struct qcow2 *s, const struct qcow2_bitmap *bm, uint8_t *bi
 {
     uint64_t *t;
     if (bm->table_size != qcow2_size_to_clusters(s, bytes))
-        return bm_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap '%s' from image: "
-                        "Invalid argument", bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Could not read bitmap '%s' from image: "
+                                 "Invalid argument", bm->name);
     if (read_bitmap_table(s, bm, &t, errp) < 0)
         return -1;
     int ret = 0;
@@ -229,8 +218,8 @@ static int load_bits(struct qcow2 *s, struct qcow2_bitmap *bm, GError **errp)
     uint64_t nbits = chunks_for(disk_size(s), bm->granularity_bits);
     uint64_t bytes = MAX(bytes_for(nbits), 8);
     if (bytes > QCOW2_BME_MAX_PHYS || s->bm_mem + bytes > QCOW2_BITMAP_MEM_BUDGET)
-        return bm_error(errp, DISKIMG_ERROR_NO_MEMORY, "Bitmap '%s' is too large to load "
-                        "(%" PRIu64 " bytes)", bm->name, bytes);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "Bitmap '%s' is too large to load "
+                                 "(%" PRIu64 " bytes)", bm->name, bytes);
     uint8_t *bits = g_try_malloc0(bytes);
     if (!bits)
         return qcow2_enomem(errp);
@@ -259,8 +248,8 @@ int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp)
         const struct qcow2_bitmap *bm = &s->bitmaps[i];
         if (!bm->inconsistent &&
             bm->table_size != table_entries_for(s, bm->granularity_bits))
-            return bm_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap '%s' from "
-                            "image: Invalid argument", bm->name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap '%s' from "
+                                     "image: Invalid argument", bm->name);
     }
     return 0;
 }
@@ -303,7 +292,7 @@ static int build_directory(const struct qcow2 *s, uint8_t **out, uint64_t *size,
         }
     }
     if (len > QCOW2_MAX_BITMAP_DIR)
-        return bm_error(errp, DISKIMG_ERROR_NO_SPACE, "Bitmap directory is too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "Bitmap directory is too large");
     uint8_t *buf = g_try_malloc0(MAX(len, 1));
     if (!buf)
         return qcow2_enomem(errp);
@@ -471,7 +460,7 @@ static int store_bitmap(struct qcow2 *s, struct qcow2_bitmap *bm, GError **errp)
     uint64_t nbits = chunks_for(disk_size(s), bm->granularity_bits);
     uint64_t bytes = bytes_for(nbits), n = qcow2_size_to_clusters(s, bytes), toff;
     if (n == 0 || n > QCOW2_BME_MAX_TABLE || (n << s->cluster_bits) > QCOW2_BME_MAX_PHYS)
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Bitmap '%s' is too big", bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Bitmap '%s' is too big", bm->name);
     uint64_t *t = g_try_new0(uint64_t, n);
     uint8_t *buf = g_try_malloc(s->cluster_size);
     int ret = t && buf ? 0 : qcow2_enomem(errp);
@@ -605,8 +594,9 @@ int qcow2_bitmaps_resize_check(struct qcow2 *s, uint64_t new_size, GError **errp
         if (usable(bm, errp) < 0)
             return -1;
         if (bytes > QCOW2_BME_MAX_PHYS)
-            return bm_error(errp, DISKIMG_ERROR_INVALID, "Bitmap '%s' would become too large",
-                            bm->name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Bitmap '%s' would become too large",
+                                     bm->name);
         if (touch(s, errp) < 0 || load_bits(s, bm, errp) < 0)
             return -1;
     }
@@ -663,36 +653,38 @@ static int can_store(struct qcow2 *s, const char *name, uint32_t gran, GError **
     uint8_t gbits = (uint8_t)__builtin_ctz(gran);
     uint64_t bytes = (chunks_for(disk_size(s), gbits) + 7) / 8, dir = dir_entry_len(name);
     if (s->h.version < 3)
-        return bm_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                        "Cannot store dirty bitmaps in qcow2 v2 files");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cannot store dirty bitmaps in qcow2 v2 files");
     if (bytes > QCOW2_BME_MAX_PHYS || bytes > (uint64_t)QCOW2_BME_MAX_TABLE * s->cluster_size)
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Too much space will be occupied by the "
-                        "bitmap. Use larger granularity");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Too much space will be occupied by the "
+                                 "bitmap. Use larger granularity");
     if (strlen(name) > QCOW2_BME_MAX_NAME)
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Name length exceeds maximum (%u "
-                        "characters)", QCOW2_BME_MAX_NAME);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Name length exceeds maximum (%u "
+                                 "characters)", QCOW2_BME_MAX_NAME);
     if (disk_size(s) == 0)
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Cannot store a bitmap of an empty image");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Cannot store a bitmap of an empty image");
     for (uint32_t i = 0; i < s->nb_bitmaps; i++)
         dir += dir_entry_len(s->bitmaps[i].name);
     if (s->nb_bitmaps + 1 > QCOW2_MAX_BITMAPS)
-        return bm_error(errp, DISKIMG_ERROR_NO_SPACE,
-                        "Maximum number of persistent bitmaps is already reached");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE,
+                                 "Maximum number of persistent bitmaps is already reached");
     if (dir > QCOW2_MAX_BITMAP_DIR)
-        return bm_error(errp, DISKIMG_ERROR_NO_SPACE, "Not enough space in the bitmap "
-                        "directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "Not enough space in the bitmap "
+                                 "directory");
     return 0;
 }
 
 static int check_new(struct qcow2 *s, const char *name, uint32_t gran, GError **errp)
 {
     if (!*name)
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Bitmap name cannot be empty");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Bitmap name cannot be empty");
     if (gran < 512 || (gran & (gran - 1)))
-        return bm_error(errp, DISKIMG_ERROR_INVALID,
-                        "Granularity must be power of 2 and at least 512");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Granularity must be power of 2 and at least 512");
     if (find(s, name, NULL))
-        return bm_error(errp, DISKIMG_ERROR_INVALID, "Bitmap already exists: %s", name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Bitmap already exists: %s", name);
     if (can_store(s, name, gran, errp) < 0) {
         g_prefix_error(errp, "Can't make bitmap '%s' persistent in '%s': ", name, s->filename);
         return -1;
@@ -726,7 +718,8 @@ int qcow2_bitmap_remove(void *h, const char *name, GError **errp)
     uint32_t i;
     struct qcow2_bitmap *found = find(s, name, &i);
     if (!found)
-        return bm_error(errp, DISKIMG_ERROR_NOT_FOUND, "Dirty bitmap '%s' not found", name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND,
+                                 "Dirty bitmap '%s' not found", name);
     if (modifiable(s, NULL, errp) < 0)
         return -1;
     struct qcow2_bitmap bm = *found;

@@ -14,17 +14,8 @@ int qcow2_l1_load(struct qcow2 *s, GError **errp)
 {
     s->l1_size = s->h.l1_size;
     s->l1_offset = s->h.l1_offset;
-    s->l1 = g_try_new0(uint64_t, MAX(s->l1_size, 1));
-    if (!s->l1)
-        return qcow2_enomem(errp);
-    if (s->l1_size == 0)
-        return 0;
-    size_t bytes = (size_t)s->l1_size * 8;
-    if (diskimg_node_pread(s->file, s->l1, bytes, s->l1_offset, errp) < 0)
-        return -1;
-    for (uint32_t i = 0; i < s->l1_size; i++)
-        s->l1[i] = diskimg_be64(&s->l1[i]);
-    return 0;
+    return diskimg_load_u64_table(s->file, s->l1_offset, s->l1_size, 1, DISKIMG_BIG_ENDIAN,
+                                  QCOW2_MAX_L1_BYTES, "L1 table", &s->l1, errp);
 }
 
 int qcow2_l1_write_entry(struct qcow2 *s, uint32_t idx, GError **errp)
@@ -61,9 +52,9 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size, GError **errp)
     memcpy(l1, s->l1, (size_t)s->l1_size * 8);
     uint64_t off, clusters = qcow2_size_to_clusters(s, min_size * 8);
     uint8_t hdr[12];
-    if (qcow2_cache_flush(&s->rbc, errp) < 0 || qcow2_alloc_clusters(s, clusters, &off, errp) < 0)
+    if (diskimg_mcache_flush(s->rbc, errp) < 0 || qcow2_alloc_clusters(s, clusters, &off, errp) < 0)
         goto fail;
-    if (qcow2_cache_flush(&s->rbc, errp) < 0 || write_l1_table(s, l1, min_size, off, errp) < 0 ||
+    if (diskimg_mcache_flush(s->rbc, errp) < 0 || write_l1_table(s, l1, min_size, off, errp) < 0 ||
         diskimg_node_flush(s->file, errp) < 0)
         goto fail;
     diskimg_put_be32(hdr, (uint32_t)min_size);
@@ -207,12 +198,12 @@ int qcow2_get_l2e(struct qcow2 *s, uint64_t guest, uint64_t *l2e, uint64_t *bitm
         return -1;
     if (!l2off)
         return 0;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (diskimg_mcache_get(s->l2c, l2off, 0, &l2, errp) < 0)
         return -1;
     uint64_t idx = l2_index(s, guest);
     *l2e = qcow2_l2_entry(s, l2, idx);
     *bitmap = qcow2_l2_bitmap(s, l2, idx);
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return check_entry(s, *l2e, *bitmap, l2off, idx, errp);
 }
 
@@ -267,7 +258,7 @@ int qcow2_map_run(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_run 
         r->len = end - off;
         return 0;
     }
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (diskimg_mcache_get(s->l2c, l2off, 0, &l2, errp) < 0)
         return -1;
     uint64_t idx = l2_index(s, off);
     uint64_t e = qcow2_l2_entry(s, l2, idx), bm = qcow2_l2_bitmap(s, l2, idx);
@@ -280,7 +271,7 @@ int qcow2_map_run(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_run 
         r->host = host_of(s, e, off);
         ret = extend_run(s, l2, l2off, off, end, r, errp);
     }
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return ret;
 }
 
@@ -294,21 +285,21 @@ static int new_l2_table(struct qcow2 *s, uint64_t l1i, uint64_t old, GError **er
     uint8_t *l2;
     if (qcow2_alloc_clusters(s, 1, &off, errp) < 0)
         return -1;
-    if (qcow2_cache_get(&s->l2c, off, true, &l2, errp) < 0)
+    if (diskimg_mcache_get(s->l2c, off, DISKIMG_MCACHE_FRESH, &l2, errp) < 0)
         return -1;
     if (old) {
         uint8_t *src;
-        if (qcow2_cache_get(&s->l2c, old, false, &src, errp) < 0) {
-            qcow2_cache_put(&s->l2c, l2);
+        if (diskimg_mcache_get(s->l2c, old, 0, &src, errp) < 0) {
+            diskimg_mcache_put(s->l2c, l2);
             return -1;
         }
         memcpy(l2, src, s->cluster_size);
-        qcow2_cache_put(&s->l2c, src);
+        diskimg_mcache_put(s->l2c, src);
     }
-    qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_mark_dirty(s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     /* refcounts, then the table, then the L1 entry pointing at it */
-    if (qcow2_cache_flush(&s->l2c, errp) < 0)
+    if (diskimg_mcache_flush(s->l2c, errp) < 0)
         return -1;
     s->l1[l1i] = off | QCOW2_OFLAG_COPIED;
     if (qcow2_l1_write_entry(s, (uint32_t)l1i, errp) < 0)
@@ -337,5 +328,5 @@ int qcow2_l2_table(struct qcow2 *s, uint64_t guest, bool alloc, uint8_t **l2, ui
     }
     if (!off)
         return 0;
-    return qcow2_cache_get(&s->l2c, off, false, l2, errp);
+    return diskimg_mcache_get(s->l2c, off, 0, l2, errp);
 }

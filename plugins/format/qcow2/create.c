@@ -21,12 +21,6 @@ struct create_opts {
     enum diskimg_prealloc prealloc;
 };
 
-static int invalid(GError **errp, const char *msg)
-{
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s", msg);
-    return -1;
-}
-
 static int parse_version(const diskimg_options *o, uint32_t *version, GError **errp)
 {
     const char *compat = o ? diskimg_options_get_str(o, "compat") : NULL;
@@ -35,7 +29,7 @@ static int parse_version(const diskimg_options *o, uint32_t *version, GError **e
     else if (g_str_equal(compat, "0.10") || g_str_equal(compat, "v2"))
         *version = 2;
     else
-        return invalid(errp, "Invalid compatibility level");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Invalid compatibility level");
     return 0;
 }
 
@@ -44,10 +38,13 @@ static int parse_refcount(const diskimg_options *o, uint32_t version, uint32_t *
 {
     uint64_t bits = o ? diskimg_options_get_uint(o, "refcount_bits", 16) : 16;
     if (bits == 0 || bits > 64 || (bits & (bits - 1)))
-        return invalid(errp, "Refcount width must be a power of two and may not exceed 64 bits");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Refcount width must be a power of two and may not exceed "
+                                 "64 bits");
     if (version < 3 && bits != 16)
-        return invalid(errp, "Different refcount widths than 16 bits require compatibility "
-                       "level 1.1 or above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Different refcount widths than 16 bits require compatibility "
+                                 "level 1.1 or above (use version=v3 or greater)");
     *order = (uint32_t)__builtin_ctzll(bits);
     return 0;
 }
@@ -62,15 +59,18 @@ static int parse_common(const diskimg_options *o, struct create_opts *c, GError 
     c->cluster_size = o ? diskimg_options_get_uint(o, "cluster_size", 65536) : 65536;
     if (c->cluster_size < 512 || c->cluster_size > (2u << 20) ||
         (c->cluster_size & (c->cluster_size - 1)))
-        return invalid(errp, "Cluster size must be a power of two between 512 and 2048k");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Cluster size must be a power of two between 512 and 2048k");
     c->cluster_bits = (uint32_t)__builtin_ctzll(c->cluster_size);
     c->ext_l2 = o && diskimg_options_get_bool(o, "extended_l2", false);
     if (c->ext_l2 && c->version < 3)
-        return invalid(errp, "Extended L2 entries are only supported with compatibility level "
-                       "1.1 and above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Extended L2 entries are only supported with compatibility level "
+                                 "1.1 and above (use version=v3 or greater)");
     if (c->ext_l2 && c->cluster_size < 16384)
-        return invalid(errp, "Extended L2 entries are only supported with cluster sizes of at "
-                       "least 16384 bytes");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Extended L2 entries are only supported with cluster sizes of at "
+                                 "least 16384 bytes");
     const char *p = o ? diskimg_options_get_str(o, "preallocation") : NULL;
     c->prealloc = DISKIMG_PREALLOC_OFF;
     if (p && diskimg_prealloc_parse(p, &c->prealloc, errp) < 0)
@@ -87,32 +87,39 @@ static int parse_create(const diskimg_options *o, struct create_opts *c, GError 
     if (qcow2_crypto_parse_create(o, &c->crypt_method, errp) < 0)
         return -1;
     if (c->crypt_method && c->prealloc != DISKIMG_PREALLOC_OFF && c->version < 3)
-        return invalid(errp, "Preallocation of encrypted images requires compatibility level "
-                       "1.1 or above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Preallocation of encrypted images requires compatibility level "
+                                 "1.1 or above (use version=v3 or greater)");
     c->lazy = o && diskimg_options_get_bool(o, "lazy_refcounts", false);
     if (c->lazy && c->version < 3)
-        return invalid(errp, "Lazy refcounts only supported with compatibility level 1.1 and "
-                       "above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Lazy refcounts only supported with compatibility level 1.1 and "
+                                 "above (use version=v3 or greater)");
     const char *ct = o ? diskimg_options_get_str(o, "compression_type") : NULL;
     c->compression = ct && g_str_equal(ct, "zstd") ? QCOW2_COMPRESSION_ZSTD
                                                     : QCOW2_COMPRESSION_ZLIB;
     if (c->compression != QCOW2_COMPRESSION_ZLIB && c->version < 3)
-        return invalid(errp, "Non-zlib compression type is only supported with compatibility "
-                       "level 1.1 and above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Non-zlib compression type is only supported with compatibility "
+                                 "level 1.1 and above (use version=v3 or greater)");
     c->data_file = o ? diskimg_options_get_str(o, "data_file") : NULL;
     c->data_raw = o && diskimg_options_get_bool(o, "data_file_raw", false);
     if (c->data_raw && !c->data_file)
-        return invalid(errp, "data-file-raw requires data-file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "data-file-raw requires data-file");
     if (c->data_file && c->version < 3)
-        return invalid(errp, "External data files are only supported with compatibility level "
-                       "1.1 and above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "External data files are only supported with compatibility level "
+                                 "1.1 and above (use version=v3 or greater)");
     if (c->backing_fmt && !c->backing_file)
-        return invalid(errp, "Backing format cannot be used without backing file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Backing format cannot be used without backing file");
     if (c->backing_file && c->data_raw)
-        return invalid(errp, "Backing file and data-file-raw cannot be used together");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Backing file and data-file-raw cannot be used together");
     if (c->backing_file && c->prealloc != DISKIMG_PREALLOC_OFF && !c->ext_l2)
-        return invalid(errp, "Backing file and preallocation can only be used at the same time "
-                       "if extended_l2 is on");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Backing file and preallocation can only be used at the same time "
+                                 "if extended_l2 is on");
     return 0;
 }
 
@@ -279,8 +286,8 @@ static int prealloc_table(struct qcow2 *s, uint64_t from, uint64_t to, bool zero
     /* Preallocated clusters read as zeroes: ext L2 marks them zero; plain
      * entries point at host clusters that are holes or zeroes (qemu), or,
      * when `zero`, carry the zero flag. */
-    qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_mark_dirty(s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return ret;
 }
 
@@ -288,8 +295,9 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
                       enum diskimg_prealloc mode, bool zero, GError **errp)
 {
     if (zero && s->h.version < 3)
-        return invalid(errp, "Preallocation of encrypted images requires compatibility level "
-                       "1.1 or above (use version=v3 or greater)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Preallocation of encrypted images requires compatibility level "
+                                 "1.1 or above (use version=v3 or greater)");
     uint64_t span = s->l2_entries << s->cluster_bits;
     uint64_t off = (from + s->cluster_size - 1) & ~(s->cluster_size - 1);
     while (off < size) {
@@ -380,7 +388,8 @@ int qcow2_measure(const struct diskimg_measure_args *args, struct diskimg_measur
     uint64_t vsize = (args->size + 511) & ~511ull, required = 0;
     uint64_t l2_tables = ((vsize + cs - 1) / cs + cs / 8 - 1) / (cs / 8);
     if (l2_tables * 8 > QCOW2_MAX_L1_BYTES)
-        return invalid(errp, "The image size is too large (try using a larger cluster size)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "The image size is too large (try using a larger cluster size)");
     if (args->source) {
         int64_t ssize = diskimg_node_size(args->source, errp);
         if (ssize < 0)

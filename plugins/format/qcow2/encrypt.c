@@ -32,21 +32,10 @@ static const char *const luks_only_options[] = {
     "cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg", "hash-alg", "iter-time",
 };
 
-static int crypt_error(GError **errp, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static int crypt_error(GError **errp, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, DISKIMG_ERROR, code, msg);
-    return -1;
-}
-
 static int missing_key(GError **errp)
 {
-    return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                       "Parameter 'encrypt.key-secret' is required for cipher");
+    return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                             "Parameter 'encrypt.key-secret' is required for cipher");
 }
 
 /* ------------------------------------------------------------ options */
@@ -59,9 +48,9 @@ int qcow2_crypto_parse_create(const diskimg_options *o, uint32_t *method, GError
     const char *fmt = diskimg_options_get_str(o, "encrypt.format");
     bool legacy = diskimg_options_get_bool(o, "encryption", false);
     if (fmt && legacy)
-        return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                           "'encrypt.format' and its alias 'encryption' can't be used at "
-                           "the same time");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "'encrypt.format' and its alias 'encryption' can't be used at "
+                                 "the same time");
     if (legacy)
         fmt = "aes";
     if (!fmt) {
@@ -71,18 +60,19 @@ int qcow2_crypto_parse_create(const diskimg_options *o, uint32_t *method, GError
             any = any || diskimg_options_has(o, key);
         }
         if (any)
-            return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                               "Parameter 'encrypt.format' is missing");
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Parameter 'encrypt.format' is missing");
         return 0;
     }
     bool aes = g_str_equal(fmt, "aes");
     if (!aes && !g_str_equal(fmt, "luks"))
-        return crypt_error(errp, DISKIMG_ERROR_INVALID, "Invalid encryption format '%s'", fmt);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Invalid encryption format '%s'", fmt);
     for (size_t i = 0; aes && i < G_N_ELEMENTS(luks_only_options); i++) {
         g_autofree char *key = g_strdup_printf("encrypt.%s", luks_only_options[i]);
         if (diskimg_options_has(o, key))
-            return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                               "Parameter '%s' is unexpected", key);
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Parameter '%s' is unexpected", key);
     }
     if (!diskimg_options_get_str(o, "encrypt.key-secret"))
         return missing_key(errp);
@@ -120,9 +110,9 @@ static int open_luks_header(struct qcow2 *s, GError **errp)
 {
     const struct qcow2_header *h = &s->h;
     if (h->crypto_length < DISKIMG_LUKS_HEADER_SIZE)
-        return crypt_error(errp, DISKIMG_ERROR_CORRUPT,
-                           "Encryption header length '%" PRIu64 "' is too small",
-                           h->crypto_length);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Encryption header length '%" PRIu64 "' is too small",
+                                 h->crypto_length);
     GError *err = NULL;
     s->luks = diskimg_luks_open_node(s->file, h->crypto_offset, &err);
     if (!s->luks) {
@@ -131,10 +121,10 @@ static int open_luks_header(struct qcow2 *s, GError **errp)
     }
     /* every key slot's material must lie within the extension's area */
     if (diskimg_luks_header_end(s->luks) > h->crypto_length)
-        return crypt_error(errp, DISKIMG_ERROR_CORRUPT,
-                           "LUKS key material ends at %" PRIu64 ", beyond the encryption "
-                           "header length %" PRIu64, diskimg_luks_header_end(s->luks),
-                           h->crypto_length);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "LUKS key material ends at %" PRIu64 ", beyond the encryption "
+                                 "header length %" PRIu64, diskimg_luks_header_end(s->luks),
+                                 h->crypto_length);
     return 0;
 }
 
@@ -144,20 +134,20 @@ static int check_format_option(const struct qcow2 *s, const char *fmt, GError **
         return 0;
     switch (s->h.crypt_method) {
     case QCOW2_CRYPT_NONE:
-        return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                           "No encryption in image header, but options specified format '%s'",
-                           fmt);
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "No encryption in image header, but options specified format '%s'",
+                                 fmt);
     case QCOW2_CRYPT_AES:
         if (!g_str_equal(fmt, "aes"))
-            return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                               "Header reported 'aes' encryption format but options specify "
-                               "'%s'", fmt);
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Header reported 'aes' encryption format but options specify "
+                                     "'%s'", fmt);
         return 0;
     default:
         if (!g_str_equal(fmt, "luks"))
-            return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                               "Header reported 'luks' encryption format but options specify "
-                               "'%s'", fmt);
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Header reported 'luks' encryption format but options specify "
+                                     "'%s'", fmt);
         return 0;
     }
 }
@@ -201,16 +191,16 @@ int qcow2_crypt(struct qcow2 *s, bool encrypt, uint64_t host, uint64_t guest, vo
                 uint64_t len, GError **errp)
 {
     if (len > SIZE_MAX)
-        return crypt_error(errp, DISKIMG_ERROR_INVALID, "encrypted request too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "encrypted request too large");
     if (s->aes)
         return encrypt ? diskimg_sector_cipher_encrypt(s->aes, guest, buf, (size_t)len, errp)
                        : diskimg_sector_cipher_decrypt(s->aes, guest, buf, (size_t)len, errp);
     if (s->luks && diskimg_luks_is_unlocked(s->luks))
         return encrypt ? diskimg_luks_encrypt(s->luks, host, buf, (size_t)len, errp)
                        : diskimg_luks_decrypt(s->luks, host, buf, (size_t)len, errp);
-    return crypt_error(errp, DISKIMG_ERROR_INVALID,
-                       "%s: the image is encrypted and was opened without its key",
-                       s->filename);
+    return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                             "%s: the image is encrypted and was opened without its key",
+                             s->filename);
 }
 
 /* ------------------------------------------------------------ info */
@@ -308,8 +298,8 @@ int qcow2_crypto_measure(const diskimg_options *o, uint64_t cluster_size, uint64
     mode = mode ? mode : "xts";
     uint64_t key = diskimg_cipher_key_len(alg);
     if (!key)
-        return crypt_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Algorithm '%s' not supported",
-                           alg);
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "Algorithm '%s' not supported",
+                                 alg);
     if (g_str_equal(mode, "xts"))
         key *= 2;
     uint64_t material = (key * LUKS_STRIPES + LUKS_ALIGN - 1) / LUKS_ALIGN * LUKS_ALIGN;

@@ -16,6 +16,32 @@
  */
 #include "qcow2.h"
 
+static void qcow2_lock(struct qcow2 *s)
+{
+    diskimg_tracker_lock(s->tracker);
+}
+
+static void qcow2_unlock(struct qcow2 *s)
+{
+    diskimg_tracker_unlock(s->tracker);
+}
+
+/* Exclusive: the lock with nothing in flight (not even writes parked to
+ * free clusters).  Snapshots, amend, check... may free compressed
+ * clusters: the per-thread decompression caches are stale afterwards, and
+ * before too, should a parked write have freed some. */
+static void qcow2_lock_exclusive(struct qcow2 *s)
+{
+    diskimg_tracker_lock_exclusive(s->tracker);
+    s->cgen++;
+}
+
+static void qcow2_unlock_exclusive(struct qcow2 *s)
+{
+    s->cgen++;
+    diskimg_tracker_unlock(s->tracker);
+}
+
 /* Evaluates `expr` (an int) with the lock held. */
 #define LOCKED(s, expr)                                                        \
     ({ qcow2_lock(s); int r_ = (expr); qcow2_unlock(s); r_; })

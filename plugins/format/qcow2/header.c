@@ -4,76 +4,14 @@
  * other code sees it), serialisation, in-place field updates, and the
  * snapshot table and bitmap directory readers.
  *
- * All reads of on-disk bytes go through struct qrd, a bounds-checked view
- * of a buffer: an access outside it fails instead of reading past it.
+ * All reads of on-disk bytes go through the core's bounded reader
+ * (struct diskimg_reader, <diskimg/toolkit.h>): an access outside the
+ * bytes read fails instead of reading past them.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "qcow2.h"
-
-/* ------------------------------------------------------ bounded reader */
-
-struct qrd {
-    const uint8_t *p;
-    size_t len;
-};
-
-static bool qrd_has(const struct qrd *r, uint64_t off, uint64_t n)
-{
-    return off <= r->len && n <= r->len - off;
-}
-
-static bool qrd_u8(const struct qrd *r, uint64_t off, uint8_t *v)
-{
-    if (!qrd_has(r, off, 1))
-        return false;
-    *v = r->p[off];
-    return true;
-}
-
-static bool qrd_u16(const struct qrd *r, uint64_t off, uint16_t *v)
-{
-    if (!qrd_has(r, off, 2))
-        return false;
-    *v = diskimg_be16(r->p + off);
-    return true;
-}
-
-static bool qrd_u32(const struct qrd *r, uint64_t off, uint32_t *v)
-{
-    if (!qrd_has(r, off, 4))
-        return false;
-    *v = diskimg_be32(r->p + off);
-    return true;
-}
-
-static bool qrd_u64(const struct qrd *r, uint64_t off, uint64_t *v)
-{
-    if (!qrd_has(r, off, 8))
-        return false;
-    *v = diskimg_be64(r->p + off);
-    return true;
-}
-
-/* A NUL-terminated copy of n bytes at off; NULL when out of bounds. */
-static char *qrd_str(const struct qrd *r, uint64_t off, uint64_t n)
-{
-    if (!qrd_has(r, off, n))
-        return NULL;
-    return g_strndup((const char *)r->p + off, n);
-}
-
-static int hdr_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static int hdr_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s", msg);
-    return -1;
-}
 
 /* ------------------------------------------------------- fixed header */
 
@@ -94,47 +32,50 @@ void qcow2_header_clear(struct qcow2_header *h)
     memset(h, 0, sizeof(*h));
 }
 
-static int read_fixed_fields(struct qcow2_header *h, const struct qrd *r, GError **errp)
+static int read_fixed_fields(struct qcow2_header *h, const struct diskimg_reader *r, GError **errp)
 {
     uint32_t magic;
-    if (!qrd_u32(r, 0, &magic) || magic != QCOW2_MAGIC)
-        return hdr_error(errp, "Image is not in qcow2 format");
-    if (!qrd_has(r, 0, QCOW2_V2_HEADER_LEN))
-        return hdr_error(errp, "qcow2 header truncated");
-    qrd_u32(r, 4, &h->version);
-    qrd_u64(r, 8, &h->backing_offset);
-    qrd_u32(r, 16, &h->backing_size);
-    qrd_u32(r, 20, &h->cluster_bits);
-    qrd_u64(r, 24, &h->size);
-    qrd_u32(r, 32, &h->crypt_method);
-    qrd_u32(r, 36, &h->l1_size);
-    qrd_u64(r, 40, &h->l1_offset);
-    qrd_u64(r, 48, &h->reftable_offset);
-    qrd_u32(r, 56, &h->reftable_clusters);
-    qrd_u32(r, 60, &h->nb_snapshots);
-    qrd_u64(r, 64, &h->snapshots_offset);
+    if (diskimg_read_u32(r, 0, "magic", &magic, NULL) < 0 || magic != QCOW2_MAGIC)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is not in qcow2 format");
+    if (!diskimg_reader_has(r, 0, QCOW2_V2_HEADER_LEN))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
+    diskimg_read_u32(r, 4, "version", &h->version, NULL);
+    diskimg_read_u64(r, 8, "backing_offset", &h->backing_offset, NULL);
+    diskimg_read_u32(r, 16, "backing_size", &h->backing_size, NULL);
+    diskimg_read_u32(r, 20, "cluster_bits", &h->cluster_bits, NULL);
+    diskimg_read_u64(r, 24, "size", &h->size, NULL);
+    diskimg_read_u32(r, 32, "crypt_method", &h->crypt_method, NULL);
+    diskimg_read_u32(r, 36, "l1_size", &h->l1_size, NULL);
+    diskimg_read_u64(r, 40, "l1_offset", &h->l1_offset, NULL);
+    diskimg_read_u64(r, 48, "reftable_offset", &h->reftable_offset, NULL);
+    diskimg_read_u32(r, 56, "reftable_clusters", &h->reftable_clusters, NULL);
+    diskimg_read_u32(r, 60, "nb_snapshots", &h->nb_snapshots, NULL);
+    diskimg_read_u64(r, 64, "snapshots_offset", &h->snapshots_offset, NULL);
     if (h->version < 2 || h->version > 3)
-        return hdr_error(errp, "Unsupported qcow2 version %" PRIu32, h->version);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported qcow2 version %" PRIu32, h->version);
     if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-        return hdr_error(errp, "Unsupported cluster size: 2^%" PRIu32, h->cluster_bits);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported cluster size: 2^%" PRIu32, h->cluster_bits);
     if (h->version == 2) {
         h->refcount_order = 4;
         h->header_length = QCOW2_V2_HEADER_LEN;
         return 0;
     }
-    if (!qrd_has(r, 0, QCOW2_V3_HEADER_LEN))
-        return hdr_error(errp, "qcow2 header truncated");
-    qrd_u64(r, 72, &h->incompat);
-    qrd_u64(r, 80, &h->compat);
-    qrd_u64(r, 88, &h->autoclear);
-    qrd_u32(r, 96, &h->refcount_order);
-    qrd_u32(r, 100, &h->header_length);
+    if (!diskimg_reader_has(r, 0, QCOW2_V3_HEADER_LEN))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
+    diskimg_read_u64(r, 72, "incompat", &h->incompat, NULL);
+    diskimg_read_u64(r, 80, "compat", &h->compat, NULL);
+    diskimg_read_u64(r, 88, "autoclear", &h->autoclear, NULL);
+    diskimg_read_u32(r, 96, "refcount_order", &h->refcount_order, NULL);
+    diskimg_read_u32(r, 100, "header_length", &h->header_length, NULL);
     if (h->header_length < QCOW2_V3_HEADER_LEN)
-        return hdr_error(errp, "qcow2 header too short");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header too short");
     if (h->header_length > (1u << h->cluster_bits))
-        return hdr_error(errp, "qcow2 header exceeds cluster size");
-    if (h->header_length > 104 && !qrd_u8(r, 104, &h->compression_type))
-        return hdr_error(errp, "qcow2 header truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header exceeds cluster size");
+    if (h->header_length > 104 &&
+        diskimg_read_u8(r, 104, "compression_type", &h->compression_type, NULL) < 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "qcow2 header truncated");
     return 0;
 }
 
@@ -154,35 +95,38 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
 {
     uint64_t cs = 1ull << h->cluster_bits;
     if (h->refcount_order > 6)
-        return hdr_error(errp, "Reference count entry width too large; may not exceed 64 bits");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Reference count entry width too large; may not exceed 64 bits");
     if (h->reftable_clusters == 0)
-        return hdr_error(errp, "Image does not contain a reference count table");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Image does not contain a reference count table");
     if ((uint64_t)h->reftable_clusters > (QCOW2_MAX_REFTABLE_BYTES >> h->cluster_bits))
-        return hdr_error(errp, "Reference count table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Reference count table too large");
     if (!table_ok(h->reftable_offset, (uint64_t)h->reftable_clusters << h->cluster_bits, 1, cs) ||
         h->reftable_offset == 0)
-        return hdr_error(errp, "Invalid reference count table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid reference count table offset");
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return hdr_error(errp, "Too many snapshots");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Too many snapshots");
     if (h->nb_snapshots && !table_ok(h->snapshots_offset, h->nb_snapshots, 40, cs))
-        return hdr_error(errp, "Invalid snapshot table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid snapshot table offset");
     if (h->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return hdr_error(errp, "Active L1 table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Active L1 table too large");
     uint32_t l2e = (h->incompat & QCOW2_INCOMPAT_EXTL2) ? 16 : 8;
     uint32_t l2_bits = h->cluster_bits - (l2e == 16 ? 4 : 3);
     uint32_t shift = h->cluster_bits + l2_bits;
     uint64_t needed = shift >= 64 ? 1 : (h->size >> shift) + !!(h->size & ((1ull << shift) - 1));
     if (h->size > (uint64_t)INT64_MAX || needed > INT32_MAX)
-        return hdr_error(errp, "Image is too big");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is too big");
     if (h->l1_size < needed)
-        return hdr_error(errp, "L1 table is too small");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "L1 table is too small");
     if (h->l1_size && (!table_ok(h->l1_offset, h->l1_size, 8, cs) || h->l1_offset == 0))
-        return hdr_error(errp, "Invalid L1 table offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid L1 table offset");
     if (h->backing_offset) {
         if (h->backing_size > QCOW2_MAX_BACKING_NAME)
-            return hdr_error(errp, "Backing file name too long");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Backing file name too long");
         if (h->backing_offset > cs || h->backing_size > cs - h->backing_offset)
-            return hdr_error(errp, "Invalid backing file offset");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
     }
     return 0;
 }
@@ -190,16 +134,17 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
 /* ------------------------------------------------------- features */
 
 /* "name" of a feature from the image's feature table, or NULL. */
-static char *feature_name(const struct qrd *table, uint8_t type, uint8_t bit)
+static char *feature_name(const struct diskimg_reader *table, uint8_t type, uint8_t bit)
 {
-    for (uint64_t off = 0; qrd_has(table, off, 48); off += 48) {
-        if (table->p[off] == type && table->p[off + 1] == bit)
-            return g_strndup((const char *)table->p + off + 2, 46);
+    for (uint64_t off = 0; diskimg_reader_has(table, off, 48); off += 48) {
+        const uint8_t *e = diskimg_read_bytes(table, off, 48, "feature", NULL);
+        if (e[0] == type && e[1] == bit)
+            return g_strndup((const char *)e + 2, 46);
     }
     return NULL;
 }
 
-static int report_unsupported(uint64_t bits, const struct qrd *table, GError **errp)
+static int report_unsupported(uint64_t bits, const struct diskimg_reader *table, GError **errp)
 {
     g_autoptr(GString) s = g_string_new(NULL);
     for (unsigned b = 0; b < 64; b++) {
@@ -218,116 +163,136 @@ static int report_unsupported(uint64_t bits, const struct qrd *table, GError **e
     return -1;
 }
 
-static int check_features(struct qcow2_header *h, const struct qrd *table, GError **errp)
+static int check_features(struct qcow2_header *h, const struct diskimg_reader *table, GError **errp)
 {
     if (h->incompat & ~QCOW2_INCOMPAT_KNOWN)
         return report_unsupported(h->incompat & ~QCOW2_INCOMPAT_KNOWN, table, errp);
     if (h->incompat & QCOW2_INCOMPAT_COMPRESS) {
         if (h->header_length <= 104 || h->compression_type == QCOW2_COMPRESSION_ZLIB)
-            return hdr_error(errp, "Compression type incompatible feature bit must not be "
-                             "set when the compression type is zlib");
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Compression type incompatible feature bit must not be "
+                                     "set when the compression type is zlib");
     } else if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
-        return hdr_error(errp, "Compression type incompatible feature bit must be set when "
-                         "the compression type is not zlib");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Compression type incompatible feature bit must be set when "
+                                 "the compression type is not zlib");
     }
     if (h->compression_type > QCOW2_COMPRESSION_ZSTD)
-        return hdr_error(errp, "Unknown compression type %u", h->compression_type);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unknown compression type %u", h->compression_type);
     if ((h->incompat & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14)
-        return hdr_error(errp, "Extended L2 entries need a cluster size of at least 16k");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Extended L2 entries need a cluster size of at least 16k");
     if (h->crypt_method > 2)
-        return hdr_error(errp, "Unsupported encryption method: %" PRIu32, h->crypt_method);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Unsupported encryption method: %" PRIu32, h->crypt_method);
     if ((h->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE))
-        return hdr_error(errp, "data-file-raw requires a data file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "data-file-raw requires a data file");
     return 0;
 }
 
 /* ------------------------------------------------------- extensions */
 
-static int ext_string(char **dst, const struct qrd *r, uint64_t off, uint32_t len, size_t max,
-                      const char *what, GError **errp)
+static int ext_string(char **dst, const struct diskimg_reader *r, uint64_t off, uint32_t len,
+                      size_t max, const char *what, GError **errp)
 {
     if (*dst)
-        return hdr_error(errp, "Duplicate %s header extension", what);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Duplicate %s header extension", what);
     if (len > max)
-        return hdr_error(errp, "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len, max + 1);
-    *dst = qrd_str(r, off, len);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len,
+                                 max + 1);
+    *dst = diskimg_read_string(r, off, len, what, NULL);
     if (memchr(*dst, 0, len))
-        return hdr_error(errp, "Invalid %s header extension: embedded NUL", what);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid %s header extension: embedded NUL", what);
     return 0;
 }
 
-static int ext_bitmaps(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
-                       GError **errp)
+static int ext_bitmaps(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t off,
+                       uint32_t len, GError **errp)
 {
     uint32_t reserved;
     if (h->has_bitmaps_ext)
-        return hdr_error(errp, "Duplicate bitmaps header extension");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Duplicate bitmaps header extension");
     if (len != 24)
-        return hdr_error(errp, "bitmaps_ext: Invalid extension length");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Invalid extension length");
     if (!(h->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
         diskimg_warn("warning: a program lacking bitmap support modified this file, so all "
                      "bitmaps are now considered inconsistent");
         return 0;
     }
-    qrd_u32(r, off, &h->nb_bitmaps);
-    qrd_u32(r, off + 4, &reserved);
-    qrd_u64(r, off + 8, &h->bitmap_dir_size);
-    qrd_u64(r, off + 16, &h->bitmap_dir_offset);
+    diskimg_read_u32(r, off, "nb_bitmaps", &h->nb_bitmaps, NULL);
+    diskimg_read_u32(r, off + 4, "reserved", &reserved, NULL);
+    diskimg_read_u64(r, off + 8, "bitmap_dir_size", &h->bitmap_dir_size, NULL);
+    diskimg_read_u64(r, off + 16, "bitmap_dir_offset", &h->bitmap_dir_offset, NULL);
     if (reserved)
-        return hdr_error(errp, "bitmaps_ext: Reserved field is not zero");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Reserved field is not zero");
     if (h->nb_bitmaps == 0)
-        return hdr_error(errp, "found bitmaps extension with zero bitmaps");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "found bitmaps extension with zero bitmaps");
     if (h->nb_bitmaps > QCOW2_MAX_BITMAPS)
-        return hdr_error(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
-                         "QEMU supported maximum of %u", h->nb_bitmaps, QCOW2_MAX_BITMAPS);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
+                                 "QEMU supported maximum of %u", h->nb_bitmaps, QCOW2_MAX_BITMAPS);
     if (h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR)
-        return hdr_error(errp, "bitmaps_ext: bitmap directory size (%" PRIu64 ") exceeds the "
-                         "maximum supported size (%u)", h->bitmap_dir_size, QCOW2_MAX_BITMAP_DIR);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: bitmap directory size (%" PRIu64 ") exceeds the "
+                                 "maximum supported size (%u)", h->bitmap_dir_size,
+                                 QCOW2_MAX_BITMAP_DIR);
     if (!table_ok(h->bitmap_dir_offset, h->bitmap_dir_size, 1, 1ull << h->cluster_bits))
-        return hdr_error(errp, "bitmaps_ext: invalid bitmap directory offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "bitmaps_ext: invalid bitmap directory offset");
     h->has_bitmaps_ext = true;
     return 0;
 }
 
-static int ext_crypto(struct qcow2_header *h, const struct qrd *r, uint64_t off, uint32_t len,
-                      GError **errp)
+static int ext_crypto(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t off,
+                      uint32_t len, GError **errp)
 {
     uint64_t cs = 1ull << h->cluster_bits;
     if (h->has_crypto_ext)
-        return hdr_error(errp, "Duplicate CRYPTO header extension");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Duplicate CRYPTO header extension");
     if (h->crypt_method != QCOW2_CRYPT_LUKS)
-        return hdr_error(errp, "CRYPTO header extension only expected with LUKS encryption "
-                         "method");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "CRYPTO header extension only expected with LUKS encryption "
+                                 "method");
     if (len != 16)
-        return hdr_error(errp, "CRYPTO header extension size %" PRIu32 ", but expected size 16",
-                         len);
-    qrd_u64(r, off, &h->crypto_offset);
-    qrd_u64(r, off + 8, &h->crypto_length);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "CRYPTO header extension size %" PRIu32 ", but expected size 16",
+                                 len);
+    diskimg_read_u64(r, off, "crypto_offset", &h->crypto_offset, NULL);
+    diskimg_read_u64(r, off + 8, "crypto_length", &h->crypto_length, NULL);
     if (h->crypto_offset % cs)
-        return hdr_error(errp, "Encryption header offset '%" PRIu64 "' is not a multiple of "
-                         "cluster size '%" PRIu64 "'", h->crypto_offset, cs);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Encryption header offset '%" PRIu64 "' is not a multiple of "
+                                 "cluster size '%" PRIu64 "'", h->crypto_offset, cs);
     /* the area must lie where qcow2 data can (and not in the header cluster) */
     if (h->crypto_offset == 0 || !table_ok(h->crypto_offset, h->crypto_length, 1, cs))
-        return hdr_error(errp, "Invalid encryption header offset '%" PRIu64 "' or length '%"
-                         PRIu64 "'", h->crypto_offset, h->crypto_length);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid encryption header offset '%" PRIu64 "' or length '%"
+                                 PRIu64 "'", h->crypto_offset, h->crypto_length);
     h->has_crypto_ext = true;
     return 0;
 }
 
-static int ext_keep(struct qcow2_header *h, uint32_t type, const struct qrd *r, uint64_t off,
-                    uint32_t len)
+static int ext_keep(struct qcow2_header *h, uint32_t type, const struct diskimg_reader *r,
+                    uint64_t off, uint32_t len)
 {
     struct qcow2_ext *e = g_new0(struct qcow2_ext, 1);
     e->type = type;
     e->len = len;
-    e->data = g_memdup2(r->p + off, len);
+    e->data = g_memdup2(r->data + off, len);
     if (!h->unknown_ext)
         h->unknown_ext = g_ptr_array_new_with_free_func(ext_free);
     g_ptr_array_add(h->unknown_ext, e);
     return 0;
 }
 
-static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct qrd *r,
+static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct diskimg_reader *r,
                          uint64_t off, uint32_t len, GError **errp)
 {
     switch (type) {
@@ -348,23 +313,26 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct qrd
 
 /* Walks the extensions between the header and `end`; *features receives
  * the feature table (for error messages). */
-static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_t end,
-                            struct qrd *features, GError **errp)
+static int parse_extensions(struct qcow2_header *h, const struct diskimg_reader *r, uint64_t end,
+                            struct diskimg_reader *features, GError **errp)
 {
     uint64_t off = h->header_length;
-    memset(features, 0, sizeof(*features));
+    *features = diskimg_reader_make(NULL, 0, DISKIMG_BIG_ENDIAN, NULL, "feature table");
     while (off + 8 <= end) {
         uint32_t type, len;
-        if (!qrd_u32(r, off, &type) || !qrd_u32(r, off + 4, &len))
-            return hdr_error(errp, "qcow2 header extension truncated");
+        if (diskimg_read_u32(r, off, "extension type", &type, NULL) < 0 ||
+            diskimg_read_u32(r, off + 4, "extension length", &len, NULL) < 0)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "qcow2 header extension truncated");
         off += 8;
         if (type == QCOW2_EXT_END)
             break;
         if (len > end - off)
-            return hdr_error(errp, "Header extension 0x%08" PRIx32 " too large", type);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Header extension 0x%08" PRIx32 " too large", type);
         if (type == QCOW2_EXT_FEATURES) {
-            features->p = r->p + off;
-            features->len = len;
+            *features = diskimg_reader_make(r->data + off, len, DISKIMG_BIG_ENDIAN, NULL,
+                                            "feature table");
         }
         if (parse_one_ext(h, type, r, off, len, errp) < 0)
             return -1;
@@ -374,15 +342,17 @@ static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_
     return 0;
 }
 
-static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError **errp)
+static int read_backing_name(struct qcow2_header *h, const struct diskimg_reader *r, GError **errp)
 {
     if (!h->backing_offset)
         return 0;
-    h->backing_file = qrd_str(r, h->backing_offset, h->backing_size);
+    h->backing_file = diskimg_read_string(r, h->backing_offset, h->backing_size,
+                                           "backing file name", NULL);
     if (!h->backing_file)
-        return hdr_error(errp, "Invalid backing file offset");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
     if (strlen(h->backing_file) != h->backing_size)
-        return hdr_error(errp, "Backing file name contains a NUL byte");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Backing file name contains a NUL byte");
     if (h->backing_size == 0) {
         g_clear_pointer(&h->backing_file, g_free);
     }
@@ -392,7 +362,9 @@ static int read_backing_name(struct qcow2_header *h, const struct qrd *r, GError
 int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
                        uint64_t file_size, GError **errp)
 {
-    struct qrd r = { buf, len }, features;
+    struct diskimg_reader r = diskimg_reader_make(buf, len, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "qcow2 header");
+    struct diskimg_reader features;
     memset(h, 0, sizeof(*h));
     (void)file_size;
     if (read_fixed_fields(h, &r, errp) < 0 || check_geometry(h, errp) < 0)
@@ -400,7 +372,7 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
     uint64_t cs = 1ull << h->cluster_bits;
     uint64_t end = h->backing_offset ? h->backing_offset : cs;
     if (end < h->header_length) {
-        hdr_error(errp, "Invalid backing file offset");
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
         goto fail;
     }
     if (parse_extensions(h, &r, MIN(end, (uint64_t)len), &features, errp) < 0)
@@ -408,7 +380,7 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
     if (check_features(h, &features, errp) < 0 || read_backing_name(h, &r, errp) < 0)
         goto fail;
     if (h->crypt_method == QCOW2_CRYPT_LUKS && !h->has_crypto_ext) {
-        hdr_error(errp, "Missing CRYPTO header for crypt method 2");
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Missing CRYPTO header for crypt method 2");
         goto fail;
     }
     if (h->data_file && !(h->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
@@ -581,68 +553,55 @@ int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp)
 
 /* ------------------------------------------------------- snapshots */
 
-static int read_table(struct qcow2 *s, uint64_t off, uint64_t len, uint8_t **out, GError **errp)
-{
-    *out = g_try_malloc(len ? len : 1);
-    if (!*out)
-        return qcow2_enomem(errp);
-    if (len && diskimg_node_pread(s->file, *out, len, off, errp) < 0) {
-        g_free(*out);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
                           struct qcow2_snapshot *sn, uint64_t *end, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t id_len = 0, name_len = 0;
     uint32_t vm32;
-    if (!qrd_has(r, off, 40))
-        return hdr_error(errp, "Snapshot table is truncated");
-    qrd_u64(r, off, &sn->l1_offset);
-    qrd_u32(r, off + 8, &sn->l1_size);
-    qrd_u16(r, off + 12, &id_len);
-    qrd_u16(r, off + 14, &name_len);
-    qrd_u32(r, off + 16, &sn->date_sec);
-    qrd_u32(r, off + 20, &sn->date_nsec);
-    qrd_u64(r, off + 24, &sn->vm_clock_nsec);
-    qrd_u32(r, off + 32, &vm32);
-    qrd_u32(r, off + 36, &sn->extra_size);
+    if (!diskimg_reader_has(r, off, 40))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+    diskimg_read_u64(r, off, "l1_offset", &sn->l1_offset, NULL);
+    diskimg_read_u32(r, off + 8, "l1_size", &sn->l1_size, NULL);
+    diskimg_read_u16(r, off + 12, "id_len", &id_len, NULL);
+    diskimg_read_u16(r, off + 14, "name_len", &name_len, NULL);
+    diskimg_read_u32(r, off + 16, "date_sec", &sn->date_sec, NULL);
+    diskimg_read_u32(r, off + 20, "date_nsec", &sn->date_nsec, NULL);
+    diskimg_read_u64(r, off + 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
+    diskimg_read_u32(r, off + 32, "vm32", &vm32, NULL);
+    diskimg_read_u32(r, off + 36, "extra_size", &sn->extra_size, NULL);
     sn->vm_state_size = vm32;
     if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
-        return hdr_error(errp, "Snapshot extra data too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot extra data too large");
     off += 40;
-    if (!qrd_has(r, off, sn->extra_size))
-        return hdr_error(errp, "Snapshot table is truncated");
+    if (!diskimg_reader_has(r, off, sn->extra_size))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     if (sn->extra_size >= 8)
-        qrd_u64(r, off, &sn->vm_state_size);
+        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
     if (sn->extra_size >= 16)
-        qrd_u64(r, off + 8, &sn->disk_size);
+        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
     else
         sn->disk_size = s->h.size;
     if (sn->extra_size >= 24) {
-        qrd_u64(r, off + 16, &sn->icount);
+        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
         sn->has_icount = sn->icount != UINT64_MAX;
     }
     if (sn->extra_size > 24) {
         sn->extra_unknown = sn->extra_size - 24;
-        sn->extra = g_memdup2(r->p + off + 24, sn->extra_unknown);
+        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
     }
     off += sn->extra_size;
-    sn->id = qrd_str(r, off, id_len);
-    sn->name = sn->id ? qrd_str(r, off + id_len, name_len) : NULL;
+    sn->id = diskimg_read_string(r, off, id_len, "id_str", NULL);
+    sn->name = sn->id ? diskimg_read_string(r, off + id_len, name_len, "name", NULL) : NULL;
     if (!sn->id || !sn->name)
-        return hdr_error(errp, "Snapshot table is truncated");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     off += (uint64_t)id_len + name_len;
     *end = off;
     *pos = (off + 7) & ~7ull;
     if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return hdr_error(errp, "Snapshot L1 table too large");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
     if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
-        return hdr_error(errp, "Snapshot L1 table offset invalid");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
     return 0;
 }
 
@@ -652,18 +611,25 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     if (n == 0)
         return 0;
     /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
-     * one go, bounded by that worst case and by the file. */
-    uint64_t max = (uint64_t)n * (40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8);
+     * one go, bounded by that worst case, by the file, and by the largest
+     * table qemu accepts plus one entry (so that an entry crossing that
+     * limit is still parsed and reported as such). */
+    uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
+    uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
+    uint64_t max = MIN((uint64_t)n * entry_max, cap);
     int64_t fsize = diskimg_node_size(s->file, errp);
     if (fsize < 0)
         return -1;
     if (s->h.snapshots_offset >= (uint64_t)fsize)
-        return hdr_error(errp, "Snapshot table lies beyond the end of the file");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Snapshot table lies beyond the end of the file");
     max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
-    uint8_t *buf;
-    if (read_table(s, s->h.snapshots_offset, max, &buf, errp) < 0)
+    void *buf;
+    if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
+                           errp) < 0)
         return -1;
-    struct qrd r = { buf, max };
+    struct diskimg_reader r = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot table");
     s->snapshots = g_new0(struct qcow2_snapshot, n);
     s->nb_snapshots = n;
     uint64_t pos = 0, end = 0;
@@ -671,7 +637,8 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     for (uint32_t i = 0; i < n && ret == 0; i++) {
         ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], &end, errp);
         if (ret == 0 && end > QCOW2_MAX_SNAPSHOT_TABLE)
-            ret = hdr_error(errp, "Snapshot table exceeds the maximum size");
+            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                    "Snapshot table exceeds the maximum size");
     }
     s->snapshots_size = end;
     g_free(buf);
@@ -696,30 +663,31 @@ static bool bitmap_entry_ok(const struct qcow2 *s, const struct qcow2_bitmap *bm
     return (bm->flags & QCOW2_BME_IN_USE) || s->h.size <= ((phys * 8) << bm->granularity_bits);
 }
 
-static int parse_bitmap(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
+static int parse_bitmap(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
                         struct qcow2_bitmap *bm, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t name_len = 0;
     uint32_t extra_size = 0;
-    if (!qrd_has(r, off, 24))
-        return hdr_error(errp, "Broken bitmap directory");
-    qrd_u64(r, off, &bm->table_offset);
-    qrd_u32(r, off + 8, &bm->table_size);
-    qrd_u32(r, off + 12, &bm->flags);
-    qrd_u8(r, off + 16, &bm->type);
-    qrd_u8(r, off + 17, &bm->granularity_bits);
-    qrd_u16(r, off + 18, &name_len);
-    qrd_u32(r, off + 20, &extra_size);
+    if (!diskimg_reader_has(r, off, 24))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
+    diskimg_read_u64(r, off, "table_offset", &bm->table_offset, NULL);
+    diskimg_read_u32(r, off + 8, "table_size", &bm->table_size, NULL);
+    diskimg_read_u32(r, off + 12, "flags", &bm->flags, NULL);
+    diskimg_read_u8(r, off + 16, "type", &bm->type, NULL);
+    diskimg_read_u8(r, off + 17, "granularity_bits", &bm->granularity_bits, NULL);
+    diskimg_read_u16(r, off + 18, "name_len", &name_len, NULL);
+    diskimg_read_u32(r, off + 20, "extra_size", &extra_size, NULL);
     uint64_t end = (off + 24 + (uint64_t)extra_size + name_len + 7) & ~7ull;
     if (end > r->len)
-        return hdr_error(errp, "Broken bitmap directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
     if (extra_size != 0)
-        return hdr_error(errp, "Bitmap extra data is not supported");
-    bm->name = qrd_str(r, off + 24, name_len);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Bitmap extra data is not supported");
+    bm->name = diskimg_read_string(r, off + 24, name_len, "name", NULL);
     if (name_len > QCOW2_BME_MAX_NAME || strlen(bm->name) != name_len ||
         !bitmap_entry_ok(s, bm))
-        return hdr_error(errp, "Bitmap '%s' doesn't satisfy the constraints", bm->name);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Bitmap '%s' doesn't satisfy the constraints", bm->name);
     bm->enabled = bm->flags & QCOW2_BME_AUTO;
     bm->inconsistent = bm->flags & QCOW2_BME_IN_USE;
     *pos = end;
@@ -731,7 +699,8 @@ static int check_bitmap_names(const struct qcow2 *s, GError **errp)
     g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         if (!g_hash_table_add(seen, s->bitmaps[i].name))
-            return hdr_error(errp, "Bitmap already exists: %s", s->bitmaps[i].name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Bitmap already exists: %s", s->bitmaps[i].name);
     }
     return 0;
 }
@@ -741,24 +710,29 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp)
     if (!s->h.has_bitmaps_ext)
         return 0;
     if (s->h.bitmap_dir_size == 0)
-        return hdr_error(errp, "Requested bitmap directory size is zero");
-    uint8_t *buf;
-    if (read_table(s, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, &buf, errp) < 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Requested bitmap directory size is zero");
+    void *buf;
+    if (diskimg_load_table(s->file, s->h.bitmap_dir_offset, s->h.bitmap_dir_size, 1,
+                           QCOW2_MAX_BITMAP_DIR, "bitmap directory", &buf, errp) < 0)
         return -1;
-    struct qrd r = { buf, s->h.bitmap_dir_size };
+    struct diskimg_reader r = diskimg_reader_make(buf, s->h.bitmap_dir_size, DISKIMG_BIG_ENDIAN,
+                                                  NULL, "bitmap directory");
     uint32_t n = s->h.nb_bitmaps;
     s->bitmaps = g_new0(struct qcow2_bitmap, n);
     uint64_t pos = 0;
     int ret = 0;
     while (ret == 0 && pos < r.len) {
         if (s->nb_bitmaps == n) {
-            ret = hdr_error(errp, "More bitmaps found than specified in header extension");
+            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                    "More bitmaps found than specified in header extension");
             break;
         }
         ret = parse_bitmap(s, &r, &pos, &s->bitmaps[s->nb_bitmaps++], errp);
     }
     if (ret == 0 && s->nb_bitmaps != n)
-        ret = hdr_error(errp, "Less bitmaps found than specified in header extension");
+        ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                "Less bitmaps found than specified in header extension");
     if (ret == 0)
         ret = check_bitmap_names(s, errp);
     g_free(buf);

@@ -229,15 +229,15 @@ static int read_one_run(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t of
 {
     struct qcow2_run r;
     if (unlock)
-        qcow2_io_admit(s);
+        diskimg_tracker_io_admit(s->tracker);
     if (map_for_read(s, off, len, &r, errp) < 0)
         return -1;
     uint64_t gen = s->cgen;
     if (unlock)
-        qcow2_io_begin(s);
+        diskimg_tracker_io_begin(s->tracker);
     int ret = read_run(s, &r, gen, buf, off, errp);
     if (unlock)
-        qcow2_io_end(s);
+        diskimg_tracker_io_end(s->tracker);
     *done = r.len;
     return ret;
 }
@@ -436,10 +436,10 @@ static void freelist_add(struct freelist *f, uint64_t e)
 static int freelist_release(struct qcow2 *s, struct freelist *f, GError **errp)
 {
     int ret = 0;
-    if (f->n && qcow2_cache_flush(&s->l2c, errp) < 0)
+    if (f->n && diskimg_mcache_flush(s->l2c, errp) < 0)
         ret = -1;
     if (f->n && ret == 0)
-        qcow2_drain_for_free(s);
+        diskimg_tracker_drain_for_free(s->tracker);
     for (size_t i = 0; i < f->n && ret == 0; i++)
         ret = qcow2_free_entry(s, f->e[i], errp);
     if (f->n)
@@ -482,7 +482,7 @@ static int write_in_place(struct wctx *w, uint64_t cstart, uint64_t a, uint64_t 
     if (need_fill || (s->ext_l2 && (touched & ~bm))) {
         uint64_t nbm = (bm | touched) & ~(touched << 32);
         qcow2_l2_set(s, w->l2, idx, e & ~QCOW2_OFLAG_ZERO, nbm);
-        qcow2_cache_dirty(&s->l2c, w->l2);
+        diskimg_mcache_mark_dirty(s->l2c, w->l2);
     }
     return 0;
 }
@@ -571,7 +571,7 @@ static void link_new(struct wctx *w, const struct newrun *nr)
                      (MAX(nr->a, c) == c && MIN(nr->b, c + cs) == c + cs);
         new_entry(w, idx0 + j, nr->host + j * cs, MAX(nr->a, c), MIN(nr->b, c + cs), whole);
     }
-    qcow2_cache_dirty(&s->l2c, w->l2);
+    diskimg_mcache_mark_dirty(s->l2c, w->l2);
 }
 
 /* Writes k clusters starting at cstart that all need new storage. */
@@ -610,7 +610,7 @@ static int write_table(struct wctx *w, GError **errp)
         ret = write_new(w, cstart, k, errp);
         pos = MIN(w->end, cstart + k * s->cluster_size);
     }
-    qcow2_cache_put(&s->l2c, w->l2);
+    diskimg_mcache_put(s->l2c, w->l2);
     return ret;
 }
 
@@ -758,7 +758,7 @@ static int next_stretch(struct qcow2 *s, uint64_t off, uint64_t len, struct stre
     if (!l2)
         return 0;
     extend_stretch(s, l2, idx, qcow2_align_down(s, off), off, end, st);
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return 0;
 }
 
@@ -785,23 +785,23 @@ static uint64_t leading_fresh(const struct qcow2 *s, const uint8_t *l2, uint64_t
 static int transfer_unlocked(struct wctx *w, const struct newrun *nr, GError **errp)
 {
     struct qcow2 *s = w->s;
-    struct qcow2_alloc a;
+    struct diskimg_claim a;
     uint64_t idx, bytes = nr->k * s->cluster_size;
-    qcow2_alloc_start(s, &a, nr->cstart, nr->cstart + bytes);
-    qcow2_io_begin(s);
+    diskimg_tracker_claim(s->tracker, &a, nr->cstart, nr->cstart + bytes);
+    diskimg_tracker_io_begin(s->tracker);
     int ret = transfer_new(w, nr, errp);
-    qcow2_io_end(s);
+    diskimg_tracker_io_end(s->tracker);
     /* the data is written before an L2 entry exposes it */
     if (ret == 0)
         ret = qcow2_l2_table(s, nr->cstart, true, &w->l2, &idx, errp);
     if (ret == 0) {
         link_new(w, nr);
-        qcow2_cache_put(&s->l2c, w->l2);
+        diskimg_mcache_put(s->l2c, w->l2);
     } else if (!s->ext_data) {
         /* nothing points at the clusters: give them back */
         (void)qcow2_update_refcount(s, nr->host, bytes, -1, NULL);
     }
-    qcow2_alloc_done(s, &a);
+    diskimg_tracker_release(s->tracker, &a);
     return ret;
 }
 
@@ -817,15 +817,15 @@ static int write_fresh(struct wctx *w, uint64_t cstart, uint64_t k, GError **err
         ret = transfer_new(w, &nr, errp);
     if (ret == 0 && (locked || nr.early))
         link_new(w, &nr);
-    qcow2_cache_put(&s->l2c, w->l2);
+    diskimg_mcache_put(s->l2c, w->l2);
     if (ret < 0 || locked)
         return ret;
     if (!nr.early)
         return transfer_unlocked(w, &nr, errp);
     /* linked already: a plain overwrite */
-    qcow2_io_begin(s);
+    diskimg_tracker_io_begin(s->tracker);
     ret = transfer_new(w, &nr, errp);
-    qcow2_io_end(s);
+    diskimg_tracker_io_end(s->tracker);
     return ret;
 }
 
@@ -851,7 +851,7 @@ static int write_allocating(struct qcow2 *s, const uint8_t *buf, uint64_t len, u
     w.end = off + *done;
     if (fresh)
         return write_fresh(&w, cstart, k, errp);
-    qcow2_cache_put(&s->l2c, w.l2);
+    diskimg_mcache_put(s->l2c, w.l2);
     return write_range(s, buf, *done, off, errp);
 }
 
@@ -862,15 +862,15 @@ static int write_stretches(struct qcow2 *s, const uint8_t *buf, uint64_t len, ui
 {
     while (len) {
         struct stretch st;
-        qcow2_io_admit(s);
+        diskimg_tracker_io_admit(s->tracker);
         if (next_stretch(s, off, len, &st, errp) < 0)
             return -1;
         int ret;
         uint64_t done = st.len;
         if (st.fast) {
-            qcow2_io_begin(s);
+            diskimg_tracker_io_begin(s->tracker);
             ret = data_write(s, buf, st.len, st.host, off, errp);
-            qcow2_io_end(s);
+            diskimg_tracker_io_end(s->tracker);
         } else {
             ret = write_allocating(s, buf, st.len, off, &done, errp);
         }
@@ -921,7 +921,7 @@ static int table_for_update(struct qcow2 *s, uint64_t off, bool create, uint8_t 
             return -1;
         if (!*l2)
             return 0;
-        qcow2_cache_put(&s->l2c, *l2);
+        diskimg_mcache_put(s->l2c, *l2);
     }
     return qcow2_l2_table(s, off, true, l2, idx, errp);
 }
@@ -943,12 +943,12 @@ int qcow2_zero_clusters(struct qcow2 *s, uint64_t off, uint64_t len, bool zero, 
             if (ne == e && bm == qcow2_l2_bitmap(s, l2, idx + c))
                 continue;
             qcow2_l2_set(s, l2, idx + c, ne, bm);
-            qcow2_cache_dirty(&s->l2c, l2);
+            diskimg_mcache_mark_dirty(s->l2c, l2);
             if (entry_has_data(s, e) && !(ne & QCOW2_OFFSET_MASK) && !s->ext_data)
                 freelist_add(&freed, e);
         }
         if (l2)
-            qcow2_cache_put(&s->l2c, l2);
+            diskimg_mcache_put(s->l2c, l2);
         if (freelist_release(s, &freed, errp) < 0)
             return -1;
         off += n;
@@ -1061,9 +1061,9 @@ static int store_compressed(struct qcow2 *s, uint64_t offset, const uint8_t *dat
         uint64_t extra = ((coff + clen - 1) >> 9) - (coff >> 9);
         uint64_t e = QCOW2_OFLAG_COMPRESSED | (extra << s->csize_shift) | coff;
         qcow2_l2_set(s, l2, idx, e, 0);
-        qcow2_cache_dirty(&s->l2c, l2);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
     }
-    qcow2_cache_put(&s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     if (ret == 0 && entry_has_data(s, old)) {
         struct freelist f = { 0 };
         freelist_add(&f, old);
@@ -1106,10 +1106,10 @@ static int write_compressed(struct qcow2 *s, const void *buf, uint64_t len, uint
         return -1;
     uint8_t *out = g_malloc(s->cluster_size);
     if (unlock)
-        qcow2_unlock(s);
+        diskimg_tracker_unlock(s->tracker);
     int64_t clen = qcow2_compress(s, buf, len, out, s->cluster_size, errp);
     if (unlock)
-        qcow2_lock(s);
+        diskimg_tracker_lock(s->tracker);
     /* the image may have been found corrupt meanwhile */
     int ret = clen < 0 || writable(s, errp) < 0 ? -1 : 0;
     if (ret == 0 && clen == 0)   /* incompressible: stored normally */

@@ -20,8 +20,7 @@ extern const char qcow2_schema_yaml[];
 
 int qcow2_enomem(GError **errp)
 {
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
-    return -1;
+    return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
 }
 
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
@@ -37,8 +36,7 @@ int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
         (void)qcow2_header_set_incompat(s, s->h.incompat | QCOW2_INCOMPAT_CORRUPT, NULL);
         (void)diskimg_node_flush(s->file, NULL);
     }
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "%s: %s", s->filename, msg);
-    return -1;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: %s", s->filename, msg);
 }
 
 /* ------------------------------------------------------------ probe */
@@ -122,15 +120,58 @@ static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
     return 0;
 }
 
+/* Metadata write-backs of the caches: none once corruption was seen (the
+ * metadata is not to be trusted, and qemu stops writing too). */
+static int metadata_write_ok(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                             GError **errp)
+{
+    struct qcow2 *s = opaque;
+    (void)len;
+    if (s->corrupt)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "%s: image is marked corrupt; not writing %s at %#" PRIx64,
+                                 s->filename, what, offset);
+    return 0;
+}
+
+/* An L1 or reftable entry pointing at offset 0 or into the middle of a
+ * cluster: qemu's corruption signal. */
+static void bad_metadata_offset(void *opaque, const char *what, uint64_t offset, GError **errp)
+{
+    qcow2_corrupt(opaque, errp, "%s offset %#" PRIx64 " is invalid", what, offset);
+}
+
+/* The L2 and refcount caches: refcount blocks reach the disk before the
+ * L2 tables that need them (the L2 cache depends on the refcount cache);
+ * and the growth of the file's tail (tail.c). */
+static int setup_caches(struct qcow2 *s, GError **errp)
+{
+    const struct diskimg_mcache_hooks hooks = {
+        .struct_size = sizeof(hooks),
+        .opaque = s,
+        .before_write = metadata_write_ok,
+        .bad_offset = bad_metadata_offset,
+    };
+    s->rbc = diskimg_mcache_new(s->file, "refcount block", (uint32_t)s->cluster_size,
+                                REFCOUNT_CACHE_BUDGET, errp);
+    s->l2c = s->rbc ? diskimg_mcache_new(s->file, "L2 table", (uint32_t)s->cluster_size,
+                                         L2_CACHE_BUDGET, errp) : NULL;
+    if (!s->l2c)
+        return -1;
+    diskimg_mcache_set_hooks(s->rbc, &hooks);
+    diskimg_mcache_set_hooks(s->l2c, &hooks);
+    diskimg_mcache_set_dependency(s->l2c, s->rbc);
+    s->tail = diskimg_tail_new(s->file, (uint32_t)s->cluster_size);
+    return 0;
+}
+
 static int setup_state(struct qcow2 *s, diskimg_node *node, GError **errp)
 {
     if (open_data_file(s, node, errp) < 0 || qcow2_refcount_init(s, errp) < 0 ||
         qcow2_l1_load(s, errp) < 0)
         return -1;
-    if (qcow2_cache_init(&s->rbc, s, "refcount block", REFCOUNT_CACHE_BUDGET, errp) < 0 ||
-        qcow2_cache_init(&s->l2c, s, "L2 table", L2_CACHE_BUDGET, errp) < 0)
+    if (setup_caches(s, errp) < 0)
         return -1;
-    s->l2c.depends = &s->rbc;
     if (qcow2_snapshots_load(s, errp) < 0 || qcow2_bitmaps_load(s, errp) < 0)
         return -1;
     return qcow2_bitmaps_validate(s, errp);
@@ -155,8 +196,10 @@ static int repair_dirty(struct qcow2 *s, unsigned flags, GError **errp)
 void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filename,
                       unsigned flags, const diskimg_options *options, GError **errp)
 {
+    static uint64_t next_id;
     struct qcow2 *s = g_new0(struct qcow2, 1);
-    qcow2_lock_init(s);
+    s->tracker = diskimg_tracker_new();
+    s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
@@ -179,7 +222,7 @@ int qcow2_flush_metadata(struct qcow2 *s, GError **errp)
 {
     if (!s->writable)
         return 0;
-    return qcow2_cache_flush(&s->rbc, errp) < 0 ? -1 : qcow2_cache_flush(&s->l2c, errp);
+    return diskimg_mcache_flush(s->rbc, errp) < 0 ? -1 : diskimg_mcache_flush(s->l2c, errp);
 }
 
 static void free_tables(struct qcow2 *s)
@@ -193,7 +236,7 @@ void qcow2_close(void *h)
     struct qcow2 *s = h;
     if (!s)
         return;
-    if (s->writable && s->l2c.e) {
+    if (s->writable && s->l2c) {
         GError *err = NULL;
         if (qcow2_bitmaps_store(s, &err) < 0) {
             diskimg_warn("warning: %s: %s", s->filename, err->message);
@@ -209,15 +252,16 @@ void qcow2_close(void *h)
             g_error_free(err);
         }
     }
-    qcow2_cache_destroy(&s->l2c);
-    qcow2_cache_destroy(&s->rbc);
+    diskimg_mcache_free(s->l2c);
+    diskimg_mcache_free(s->rbc);
+    diskimg_tail_free(s->tail);
     free_tables(s);
     g_free(s->l1);
     g_free(s->reftable);
     qcow2_crypto_close(s);
     qcow2_header_clear(&s->h);
     g_free(s->filename);
-    qcow2_lock_clear(s);
+    diskimg_tracker_free(s->tracker);
     g_free(s);
 }
 

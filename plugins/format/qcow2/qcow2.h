@@ -5,8 +5,6 @@
  * Files of the plugin, by concern:
  *   header.c    the one reader of the on-disk header and its extensions
  *               (every field validated), header field updates
- *   cache.c     bounded LRU cache of metadata clusters (L2 tables,
- *               refcount blocks)
  *   cluster.c   guest -> host mapping through L1/L2, L2 allocation
  *   refcount.c  refcount reads/updates, cluster allocation, table growth
  *   io.c        read, write (COW), zeroes, discard, compressed writes,
@@ -19,17 +17,17 @@
  *   bitmap.c    persistent dirty bitmaps: directory, tables, in-use protocol
  *   qcow2.c     open/close, info, flush, truncate, plugin descriptor
  *
- *   lock.c      the metadata lock, request drain, in-flight transfer count,
- *               allocations in flight
- *   tail.c      growth of the host file ahead of allocation (known zeroes)
+ *   tail.c      when qcow2 lets the core's tail growth grow the host file
+ *               ahead of allocation, and what it may take as zeroes
  *   entry.c     the callbacks of the descriptor: each takes the lock the
  *               rules below ask for, then calls the implementation
  *
  * Thread model: DISKIMG_THREAD_PARALLEL.  The core runs any callbacks of
  * one handle concurrently; the plugin locks:
  *
- *   - One metadata mutex per image (s->lock) protects everything in
- *     struct qcow2 that changes after open: L1, the L2 and refcount
+ *   - One metadata mutex per image (that of s->tracker, the core's request
+ *     tracker, <diskimg/toolkit.h>) protects everything in struct qcow2
+ *     that changes after open: L1, the L2 and refcount
  *     caches, the allocator, header, snapshot and bitmap state, the
  *     corrupt flag.  Every function of the plugin that takes a struct
  *     qcow2 expects the lock held unless it says otherwise; entry.c takes
@@ -46,11 +44,11 @@
  *         guest saw zeroes there, the L2 entries are set at once (they
  *         expose only what the guest saw) and the data write is a plain
  *         overwrite;
- *       . otherwise the allocation is recorded (struct qcow2_alloc), the
+ *       . otherwise the allocation is claimed (struct diskimg_claim), the
  *         data and any zero fill are written, and the entries set after;
- *         every path that changes L2 entries waits first for the recorded
- *         allocations it overlaps (qcow2_alloc_wait), so two requests can
- *         never both allocate one cluster.
+ *         every path that changes L2 entries waits first for the claims
+ *         it overlaps (qcow2_alloc_wait), so two requests can never both
+ *         allocate one cluster.
  *     Every other write (COW of data, zero clusters, discard, compressed
  *     stores) keeps the lock for the whole operation.  Compression runs
  *     before the lock is taken.  Ordering on disk is unchanged: refcount
@@ -58,14 +56,14 @@
  *     dependency), and an L2 entry never exposes a cluster whose bytes
  *     are not what the guest should see there.
  *
- *   - An unlocked transfer is counted in s->inflight (qcow2_io_begin/end).
+ *   - An unlocked transfer is counted by the tracker (io_begin/io_end).
  *     Invariant: a host cluster an unlocked transfer targets keeps its
  *     refcount until the transfer ends, so it is never reused under the
  *     transfer's feet (a stale read would return another cluster's data, a
  *     stale write would corrupt it).  Writes that free data clusters first
  *     drop the mapping, then wait for in-flight transfers to end
- *     (qcow2_drain_for_free) before dropping the refcounts; while anyone
- *     waits, no new transfer starts, so waits are short.  The rare
+ *     (diskimg_tracker_drain_for_free) before dropping the refcounts;
+ *     while anyone waits, no new transfer starts, so waits are short.  The rare
  *     operations (truncate, snapshots, bitmaps, amend, check, make_empty,
  *     set_backing) run exclusive: lock held and nothing in flight.
  *
@@ -86,6 +84,7 @@
 
 #include <diskimg/crypto.h>
 #include <diskimg/plugin.h>
+#include <diskimg/toolkit.h>
 
 #define QCOW2_MAGIC 0x514649fbu          /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN 72u
@@ -158,25 +157,7 @@ enum qcow2_ctype {
     QC_COMPRESSED,      /* compressed descriptor */
 };
 
-/* A metadata cluster cache (L2 tables or refcount blocks). */
 struct qcow2;
-struct qcow2_cache_entry {
-    uint64_t offset;        /* host offset of the cached cluster, 0 = empty */
-    uint8_t *data;          /* cluster_size bytes */
-    uint64_t lru;           /* last use tick */
-    int refs;               /* pinned while > 0 */
-    bool dirty;
-};
-struct qcow2_cache {
-    struct qcow2 *s;
-    const char *what;       /* "L2 table" / "refcount block" for messages */
-    struct qcow2_cache_entry *e;
-    uint8_t *base;          /* n * cluster_size bytes, entry i at base + i * cs */
-    GHashTable *index;      /* host offset -> entry */
-    unsigned n;
-    uint64_t tick;
-    struct qcow2_cache *depends;  /* flushed before any write-back of ours */
-};
 
 struct qcow2_snapshot {
     uint64_t l1_offset;
@@ -286,7 +267,8 @@ struct qcow2 {
     uint64_t rb_entries;      /* refcounts per block */
     uint32_t rb_bits;
 
-    struct qcow2_cache l2c, rbc;
+    /* metadata caches (<diskimg/toolkit.h>); l2c depends on rbc */
+    diskimg_mcache *l2c, *rbc;
     uint64_t free_cluster_index;
     uint64_t end_cluster;     /* no cluster at or beyond this one is in use */
     uint64_t free_byte_offset;   /* compressed allocation cursor, 0 = none */
@@ -301,25 +283,16 @@ struct qcow2 {
     bool bm_need_store;       /* flush/close must store bitmaps */
     uint64_t bm_mem;          /* bytes of loaded bitmap contents */
 
-    /* locking, see the top of this file and lock.c */
-    GMutex lock;
-    GCond cond;               /* inflight, drainers or freeing changed */
-    unsigned inflight;        /* unlocked data transfers running */
-    unsigned drainers;        /* threads waiting for inflight == 0 */
-    unsigned freeing;         /* of them, writes holding clusters to free */
-    unsigned waiting;         /* threads in g_cond_wait (wake only then) */
+    /* locking, see the top of this file: lock, transfers in flight,
+     * drains and claims of allocating writes (<diskimg/toolkit.h>) */
+    diskimg_tracker *tracker;
     uint64_t id;              /* unique per open: tags per-thread caches */
     uint64_t cgen;            /* bumped when compressed clusters may be freed */
 
     bool prealloc_checked, prealloc_meta;
 
-    /* allocating writes whose data transfer runs unlocked (lock.c) */
-    struct qcow2_alloc *allocs;
-
-    /* the zero tail of the host file (tail.c) */
-    uint64_t tail_from;       /* file size before our first growth, 0: not grown */
-    uint64_t tail_end;        /* the file is known to be at least this long */
-    bool tail_off;            /* growing failed (device, no fallocate...): don't */
+    /* growth of the host file ahead of allocation, known zeroes (tail.c) */
+    diskimg_tail *tail;
 
     /* encryption (h.crypt_method != 0), see encrypt.c */
     diskimg_luks *luks;       /* LUKS: the parsed header, unlocked unless opened NO_IO */
@@ -346,41 +319,24 @@ static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t si
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 int qcow2_enomem(GError **errp);
 
-/* lock.c */
-void qcow2_lock_init(struct qcow2 *s);
-void qcow2_lock_clear(struct qcow2 *s);
-void qcow2_lock(struct qcow2 *s);
-void qcow2_unlock(struct qcow2 *s);
-/* Takes the lock once no transfer is in flight and no write is parked
- * waiting to free clusters; it stays so until qcow2_unlock_exclusive. */
-void qcow2_lock_exclusive(struct qcow2 *s);
-void qcow2_unlock_exclusive(struct qcow2 *s);
-/* Lock held: before dropping references to data clusters whose mapping
- * is gone, waits for the transfers in flight (the lock is released while
- * waiting, so call it where the metadata is consistent). */
-void qcow2_drain_for_free(struct qcow2 *s);
-/* An unlocked transfer: admit (may release the lock while a drain is
- * queued), then look the mapping up, then begin (counts the transfer and
- * unlocks), transfer, end (locks again). */
-void qcow2_io_admit(struct qcow2 *s);
-void qcow2_io_begin(struct qcow2 *s);
-void qcow2_io_end(struct qcow2 *s);
-/* An allocating write between the allocation of its clusters and the L2
- * entries that link them (guest bytes [start, end), whole clusters): the
- * data transfer runs unlocked meanwhile.  Any other request that would
- * change those entries waits for it (qcow2_alloc_wait). */
-struct qcow2_alloc {
-    uint64_t start, end;
-    struct qcow2_alloc *next;
-};
-void qcow2_alloc_start(struct qcow2 *s, struct qcow2_alloc *a, uint64_t start, uint64_t end);
-void qcow2_alloc_done(struct qcow2 *s, struct qcow2_alloc *a);
-/* When an allocation in flight overlaps the clusters of guest [off, off+len),
- * waits until one ends (lock released meanwhile) and returns true: what
- * the caller looked up may have changed. */
-bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Locking is the core's request tracker (diskimg_tracker_*, <diskimg/toolkit.h>,
+ * s->tracker): the metadata lock, unlocked transfers (io_admit/begin/end),
+ * drains (drain_for_free; lock_exclusive in entry.c) and claims on the
+ * guest clusters of allocating writes whose data is written unlocked.
+ * Claims cover whole clusters: a request that would change the L2 entries
+ * of guest [off, off+len) waits for the claims on its clusters. */
+/* When a claim overlaps the clusters of guest [off, off+len), waits until
+ * one is released (lock released meanwhile) and returns true: what the
+ * caller looked up may have changed. */
+static inline bool qcow2_alloc_wait(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    return diskimg_tracker_wait_claim(s->tracker, qcow2_align_down(s, off), off + len);
+}
 /* Waits until none overlaps. */
-void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len);
+static inline void qcow2_alloc_wait_all(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+    diskimg_tracker_wait_unclaimed(s->tracker, qcow2_align_down(s, off), off + len);
+}
 
 /* header.c */
 /* Parses and validates the header in buf (the first cluster of the file,
@@ -402,21 +358,30 @@ int qcow2_header_update(struct qcow2 *s, GError **errp);
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp);
 int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
 
-/* cache.c */
-int qcow2_cache_init(struct qcow2_cache *c, struct qcow2 *s, const char *what,
-                     uint64_t budget, GError **errp);
-void qcow2_cache_destroy(struct qcow2_cache *c);
-/* Gets the cluster at host offset `off` (read from the file unless `fresh`,
- * in which case it is zero-filled); pinned until qcow2_cache_put. */
-int qcow2_cache_get(struct qcow2_cache *c, uint64_t off, bool fresh, uint8_t **data,
-                    GError **errp);
-void qcow2_cache_put(struct qcow2_cache *c, uint8_t *data);
-void qcow2_cache_dirty(struct qcow2_cache *c, uint8_t *data);
-int qcow2_cache_flush(struct qcow2_cache *c, GError **errp);
-/* Drops the entry for `off` (a freed cluster) without writing it. */
-void qcow2_cache_discard(struct qcow2_cache *c, uint64_t off);
-/* Drops every clean entry and writes back dirty ones. */
-int qcow2_cache_empty(struct qcow2_cache *c, GError **errp);
+/* The metadata caches are the core's (diskimg_mcache_*, <diskimg/toolkit.h>,
+ * set up in qcow2.c).  Old names, kept only for check.c and refcount.c
+ * until those are renamed; new code calls diskimg_mcache_* directly. */
+static inline int qcow2_cache_get(diskimg_mcache **c, uint64_t off, bool fresh,
+                                  uint8_t **data, GError **errp)
+{
+    return diskimg_mcache_get(*c, off, fresh ? DISKIMG_MCACHE_FRESH : 0, data, errp);
+}
+static inline void qcow2_cache_put(diskimg_mcache **c, uint8_t *data)
+{
+    diskimg_mcache_put(*c, data);
+}
+static inline void qcow2_cache_dirty(diskimg_mcache **c, uint8_t *data)
+{
+    diskimg_mcache_mark_dirty(*c, data);
+}
+static inline int qcow2_cache_flush(diskimg_mcache **c, GError **errp)
+{
+    return diskimg_mcache_flush(*c, errp);
+}
+static inline void qcow2_cache_discard(diskimg_mcache **c, uint64_t off)
+{
+    diskimg_mcache_discard(*c, off);
+}
 
 /* refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, GError **errp);

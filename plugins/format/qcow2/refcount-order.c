@@ -488,7 +488,7 @@ int qcow2_change_refcount_order(struct qcow2 *s, uint32_t order, GError **errp)
     /* The old blocks are read from the file below: nothing may be pending
      * in the caches, and the refcount cache must not keep old blocks. */
     uint64_t file_clusters;
-    if (qcow2_flush_metadata(s, errp) < 0 || qcow2_cache_empty(&s->rbc, errp) < 0 ||
+    if (qcow2_flush_metadata(s, errp) < 0 || diskimg_mcache_empty(s->rbc, errp) < 0 ||
         qcow2_file_clusters(s, &file_clusters, errp) < 0)
         return -1;
 

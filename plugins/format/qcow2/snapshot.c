@@ -32,12 +32,6 @@ int qcow2_sync(struct qcow2 *s, GError **errp)
     return diskimg_node_flush(s->file, errp);
 }
 
-static int sn_error(GError **errp, int code, const char *msg)
-{
-    g_set_error(errp, DISKIMG_ERROR, code, "%s", msg);
-    return -1;
-}
-
 static void snapshot_clear(struct qcow2_snapshot *sn)
 {
     g_free(sn->id);
@@ -186,7 +180,7 @@ static int write_snapshot_table(struct qcow2 *s, GError **errp)
 {
     uint64_t size = snapshot_table_size(s), off = 0;
     if (size > QCOW2_MAX_SNAPSHOT_TABLE)
-        return sn_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
     if (size && qcow2_alloc_clusters(s, qcow2_size_to_clusters(s, size), &off, errp) < 0)
         return -1;
     if (qcow2_sync(s, errp) < 0 || (size && write_table_data(s, off, size, errp) < 0) ||
@@ -243,14 +237,14 @@ static int walk_l2(struct qcow2 *s, uint64_t l2off, int addend, GError **errp)
 {
     uint8_t *l2;
     bool dirty = false;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (diskimg_mcache_get(s->l2c, l2off, 0, &l2, errp) < 0)
         return -1;
     int ret = 0;
     for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++)
         ret = walk_entry(s, l2, j, l2off, addend, &dirty, errp);
     if (dirty)
-        qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
+    diskimg_mcache_put(s->l2c, l2);
     return ret;
 }
 
@@ -319,18 +313,9 @@ static int walk_active(struct qcow2 *s, int addend, GError **errp)
 static int read_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, uint64_t entries,
                             uint64_t **out, GError **errp)
 {
-    uint64_t *l1 = g_try_new0(uint64_t, MAX(entries, 1));
-    if (!l1)
-        return qcow2_enomem(errp);
-    if (sn->l1_size && diskimg_node_pread(s->file, l1, (uint64_t)sn->l1_size * 8,
-                                          sn->l1_offset, errp) < 0) {
-        g_free(l1);
-        return -1;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = diskimg_be64(&l1[i]);
-    *out = l1;
-    return 0;
+    return diskimg_load_u64_table(s->file, sn->l1_offset, sn->l1_size, entries,
+                                  DISKIMG_BIG_ENDIAN, QCOW2_MAX_L1_BYTES, "snapshot L1 table",
+                                  out, errp);
 }
 
 /* ------------------------------------------------------------ create */
@@ -338,11 +323,12 @@ static int read_snapshot_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, ui
 static int modifiable(struct qcow2 *s, GError **errp)
 {
     if (!s->writable || s->snapshot_loaded)
-        return sn_error(errp, DISKIMG_ERROR_PERMISSION, "Image is read-only");
+        return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION, "Image is read-only");
     if (s->corrupt)
-        return sn_error(errp, DISKIMG_ERROR_CORRUPT, "Image is corrupt");
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is corrupt");
     if (s->ext_data)
-        return sn_error(errp, DISKIMG_ERROR_NOT_SUPPORTED, "-95 (Operation not supported)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "-95 (Operation not supported)");
     return 0;
 }
 
@@ -410,7 +396,7 @@ int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *in, GError **e
     if (modifiable(s, errp) < 0)
         return -1;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
-        return sn_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE, "-27 (File too large)");
     struct qcow2_snapshot sn;
     init_snapshot(s, in, &sn);
     /* the refcounts taken here leak on a later failure, as in qemu */
@@ -473,13 +459,13 @@ int qcow2_snapshot_apply(void *h, const char *id_or_name, GError **errp)
         return -1;
     /* qemu's bdrv_snapshot_goto refuses any named bitmap, even disabled */
     if (s->nb_bitmaps)
-        return sn_error(errp, DISKIMG_ERROR_INVALID, "Device has active dirty bitmaps");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Device has active dirty bitmaps");
     int i = find_by_id(s, id_or_name);
     if (i < 0)
         i = find_by_name(s, id_or_name);
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND,
-                        "Failed to load snapshot: No such file or directory");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND,
+                                 "Failed to load snapshot: No such file or directory");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
     uint64_t entries = 0, *l1 = NULL;
     if (snapshot_geometry_ok(s, sn, &entries, errp) < 0 || qcow2_grow_l1(s, entries, errp) < 0 ||
@@ -522,7 +508,7 @@ int qcow2_snapshot_delete(void *h, const char *name, GError **errp)
     struct qcow2 *s = h;
     int i = find_by_name(s, name);
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND, "snapshot not found");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND, "snapshot not found");
     if (modifiable(s, errp) < 0)
         return -1;
     struct qcow2_snapshot sn = s->snapshots[i];
@@ -549,12 +535,12 @@ int qcow2_snapshot_load(void *h, const char *id, const char *name, GError **errp
 {
     struct qcow2 *s = h;
     if (s->writable)
-        return sn_error(errp, DISKIMG_ERROR_INVALID, "Device is not readonly");
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Device is not readonly");
     int i = find_by_id_and_name(s, id, name);
     if (i < 0 && id && !name)
         i = find_by_name(s, id);    /* a bare argument is an ID or a name */
     if (i < 0)
-        return sn_error(errp, DISKIMG_ERROR_NOT_FOUND, "Can't find snapshot");
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_FOUND, "Can't find snapshot");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
     uint64_t *l1;
     if (read_snapshot_l1(s, sn, sn->l1_size, &l1, errp) < 0)
