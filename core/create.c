@@ -51,12 +51,17 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *p, 
     int ret = lp->ops.format.create(&args, &err);
     if (ret == 0)
         ret = diskimg_node_flush(file, &err);
+    /* The files the format made besides this one, to undo a failure. */
+    g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func(g_free);
+    child_take_created(file, made);
     diskimg_close(file);
     if (ret < 0) {
         if (!err)
             g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED, "format plugin failed");
         g_set_error(errp, err->domain, err->code, "%s: %s", filename, err->message);
         g_error_free(err);
+        for (guint i = 0; i < made->len; i++)
+            remove_file(p->io, made->pdata[i]);
         if (!existed)
             remove_file(p->io, filename);
         return -1;

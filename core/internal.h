@@ -41,7 +41,7 @@ struct diskimg_node {
     enum diskimg_cache cache;
     diskimg_node *file;             /* owned */
     diskimg_node *backing;          /* owned */
-    diskimg_node *data_file;        /* owned, when the format attached one */
+    GArray *children;               /* struct node_child (child.c), owned; NULL: none */
     char *backing_name;             /* as recorded in the image */
     char *backing_format;           /* as recorded, or probed */
     char *backing_resolved;         /* path the backing was opened from */
@@ -66,6 +66,13 @@ const char *registry_magic_match(const uint8_t *buf, size_t len);
 diskimg_node *node_new(struct loaded_plugin *plugin, const char *filename, unsigned flags);
 void node_lock(diskimg_node *n);
 void node_unlock(diskimg_node *n);
+
+/* child.c: what the core does to every child of a node. */
+int64_t child_allocated_size(diskimg_node *n, GError **errp);  /* counted children only */
+int child_flush_all(diskimg_node *n, GError **errp);
+void child_close_all(diskimg_node *n);
+/* Appends (g_strdup) the paths of the children that create_child made. */
+void child_take_created(diskimg_node *n, GPtrArray *paths);
 
 /* open.c */
 diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,

@@ -70,7 +70,7 @@ void diskimg_close(diskimg_node *n)
         node_unlock(n);
     }
     diskimg_close(n->backing);
-    diskimg_close(n->data_file);
+    child_close_all(n);
     diskimg_close(n->file);
     g_mutex_clear(&n->request_lock);
     g_free(n->filename);
@@ -85,7 +85,6 @@ const char *diskimg_node_driver(const diskimg_node *n) { return n->plugin->desc-
 bool diskimg_node_is_writable(const diskimg_node *n) { return n->flags & DISKIMG_OPEN_RDWR; }
 diskimg_node *diskimg_node_file(const diskimg_node *n) { return n->file; }
 diskimg_node *diskimg_node_backing(const diskimg_node *n) { return n->backing; }
-diskimg_node *diskimg_node_data_file(const diskimg_node *n) { return n->data_file; }
 void *diskimg_node_handle(const diskimg_node *n) { return n->handle; }
 
 static int not_supported(GError **errp, const char *what)
@@ -127,14 +126,12 @@ int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp)
         node_unlock(n);
         return a;
     }
-    /* A format node occupies what its file and data file occupy. */
+    /* A format node occupies what its file and its counted children occupy. */
     int64_t total = diskimg_node_allocated_size(n->file, errp);
-    if (total >= 0 && n->data_file) {
-        int64_t a = diskimg_node_allocated_size(n->data_file, errp);
-        if (a > 0)
-            total += a;
-    }
-    return total;
+    if (total < 0)
+        return total;
+    int64_t children = child_allocated_size(n, errp);
+    return children < 0 ? -1 : total + children;
 }
 
 uint32_t diskimg_node_request_alignment(const diskimg_node *n)
@@ -305,7 +302,7 @@ int diskimg_node_flush(diskimg_node *n, GError **errp)
     if (op && LOCKED_CALL(n, op(n->handle, errp)) < 0)
         return -1;
     /* Flushing a format node flushes what lies below it. */
-    if (n->data_file && diskimg_node_flush(n->data_file, errp) < 0)
+    if (child_flush_all(n, errp) < 0)
         return -1;
     return n->file ? diskimg_node_flush(n->file, errp) : 0;
 }

@@ -128,26 +128,6 @@ char *diskimg_resolve_relative(const char *image_filename, const char *name)
     return g_build_filename(dir, name, NULL);
 }
 
-diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename, unsigned flags,
-                                          GError **errp)
-{
-    if (n->data_file) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: data file already open",
-                    n->filename);
-        return NULL;
-    }
-    diskimg_node *file_level = n->is_file ? n : n->file;
-    g_autofree char *path = diskimg_resolve_relative(n->filename, filename);
-    unsigned f = flags | (n->flags & (DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_LOCK |
-                                      DISKIMG_OPEN_FORCE_SHARE));
-    diskimg_node *d = open_file_node(path, file_level ? file_level->plugin->desc->name : NULL,
-                                     f, n->cache, NULL, errp);
-    if (!d)
-        return NULL;
-    n->data_file = d;
-    return d;
-}
-
 /* Reads the first bytes of the file for probing (fewer for short files). */
 static int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
 {

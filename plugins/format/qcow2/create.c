@@ -188,9 +188,8 @@ static int open_data_file(const struct diskimg_format_create_args *args,
 {
     if (!c->data_file)
         return 0;
-    diskimg_node *d = diskimg_node_open_data_file(args->file, c->data_file,
-                                                  DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE |
-                                                  DISKIMG_OPEN_TRUNCATE, errp);
+    diskimg_node *d = diskimg_node_create_child(args->file, DISKIMG_CHILD_DATA_FILE,
+                                                c->data_file, DISKIMG_CHILD_UNCOUNTED, errp);
     if (!d)
         return -1;
     enum diskimg_prealloc mode = c->data_raw ? c->prealloc : DISKIMG_PREALLOC_OFF;
