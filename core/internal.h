@@ -41,6 +41,7 @@ struct diskimg_node {
     enum diskimg_cache cache;
     diskimg_node *file;             /* owned */
     diskimg_node *backing;          /* owned */
+    uint64_t caps;                  /* DISKIMG_CAP_* of this image (format nodes) */
     GArray *children;               /* struct node_child (child.c), owned; NULL: none */
     char *backing_name;             /* as recorded in the image */
     char *backing_format;           /* as recorded, or probed */
@@ -66,6 +67,11 @@ const char *registry_magic_match(const uint8_t *buf, size_t len);
 diskimg_node *node_new(struct loaded_plugin *plugin, const char *filename, unsigned flags);
 void node_lock(diskimg_node *n);
 void node_unlock(diskimg_node *n);
+/* Fails with qemu-img's text unless n may be written (read-write open of a
+ * writable image). */
+int node_check_writable(diskimg_node *n, GError **errp);
+/* Asks the format what the freshly opened image can do (n->caps). */
+void node_init_capabilities(diskimg_node *n);
 
 /* child.c: what the core does to every child of a node. */
 int64_t child_allocated_size(diskimg_node *n, GError **errp);  /* counted children only */

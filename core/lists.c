@@ -108,20 +108,24 @@ static int missing(diskimg_node *n, const void *op, GError **errp)
         r_;                                                                    \
     })
 
+/* The same for operations that change the image. */
+#define CALL_WRITING_OP(n, op, ...)                                            \
+    (node_check_writable(n, errp) < 0 ? -1 : CALL_OP(n, op, __VA_ARGS__))
+
 int diskimg_node_snapshot_create(diskimg_node *n, const struct diskimg_snapshot *sn,
                                  GError **errp)
 {
-    return CALL_OP(n, snapshot_create, sn, errp);
+    return CALL_WRITING_OP(n, snapshot_create, sn, errp);
 }
 
 int diskimg_node_snapshot_apply(diskimg_node *n, const char *id_or_name, GError **errp)
 {
-    return CALL_OP(n, snapshot_apply, id_or_name, errp);
+    return CALL_WRITING_OP(n, snapshot_apply, id_or_name, errp);
 }
 
 int diskimg_node_snapshot_delete(diskimg_node *n, const char *id_or_name, GError **errp)
 {
-    return CALL_OP(n, snapshot_delete, id_or_name, errp);
+    return CALL_WRITING_OP(n, snapshot_delete, id_or_name, errp);
 }
 
 int diskimg_node_snapshot_load(diskimg_node *n, const char *id, const char *name,
@@ -134,18 +138,18 @@ int diskimg_node_snapshot_load(diskimg_node *n, const char *id, const char *name
 
 int diskimg_node_bitmap_add(diskimg_node *n, const struct diskimg_bitmap *b, GError **errp)
 {
-    return CALL_OP(n, bitmap_add, b, errp);
+    return CALL_WRITING_OP(n, bitmap_add, b, errp);
 }
 
 int diskimg_node_bitmap_remove(diskimg_node *n, const char *name, GError **errp)
 {
-    return CALL_OP(n, bitmap_remove, name, errp);
+    return CALL_WRITING_OP(n, bitmap_remove, name, errp);
 }
 
 int diskimg_node_bitmap_set_enabled(diskimg_node *n, const char *name, bool enabled,
                                     GError **errp)
 {
-    return CALL_OP(n, bitmap_set_enabled, name, enabled, errp);
+    return CALL_WRITING_OP(n, bitmap_set_enabled, name, enabled, errp);
 }
 
 int diskimg_node_bitmap_query(diskimg_node *n, const char *name, uint64_t offset, uint64_t len,
@@ -157,7 +161,7 @@ int diskimg_node_bitmap_query(diskimg_node *n, const char *name, uint64_t offset
 int diskimg_node_bitmap_set(diskimg_node *n, const char *name, uint64_t offset, uint64_t len,
                             bool dirty, GError **errp)
 {
-    return CALL_OP(n, bitmap_set, name, offset, len, dirty, errp);
+    return CALL_WRITING_OP(n, bitmap_set, name, offset, len, dirty, errp);
 }
 
 int diskimg_bitmap_merge(diskimg_node *dst, const char *dst_name, diskimg_node *src,

@@ -82,7 +82,10 @@ void diskimg_close(diskimg_node *n)
 
 const char *diskimg_node_filename(const diskimg_node *n) { return n->filename; }
 const char *diskimg_node_driver(const diskimg_node *n) { return n->plugin->desc->name; }
-bool diskimg_node_is_writable(const diskimg_node *n) { return n->flags & DISKIMG_OPEN_RDWR; }
+bool diskimg_node_is_writable(const diskimg_node *n)
+{
+    return (n->flags & DISKIMG_OPEN_RDWR) && !(n->caps & DISKIMG_CAP_READ_ONLY);
+}
 diskimg_node *diskimg_node_file(const diskimg_node *n) { return n->file; }
 diskimg_node *diskimg_node_backing(const diskimg_node *n) { return n->backing; }
 void *diskimg_node_handle(const diskimg_node *n) { return n->handle; }
@@ -93,9 +96,11 @@ static int not_supported(GError **errp, const char *what)
     return -1;
 }
 
-static int read_only(diskimg_node *n, GError **errp)
+/* Every writing operation asks first: the node must be open read-write and,
+ * for a format node, the image writable (its capabilities). */
+int node_check_writable(diskimg_node *n, GError **errp)
 {
-    if (n->flags & DISKIMG_OPEN_RDWR)
+    if ((n->flags & DISKIMG_OPEN_RDWR) && !(n->caps & DISKIMG_CAP_READ_ONLY))
         return 0;
     g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
                 "Cannot write to '%s': image is opened read-only", n->filename);
@@ -181,7 +186,7 @@ int diskimg_node_pwrite(diskimg_node *n, const void *buf, uint64_t len, uint64_t
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     if (n->is_file)
         return LOCKED_CALL(n, IO(n)->pwrite(n->handle, buf, len, offset, flags, errp));
@@ -217,7 +222,7 @@ int diskimg_node_write_zeroes(diskimg_node *n, uint64_t offset, uint64_t len, un
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     int (*op)(void *, uint64_t, uint64_t, unsigned, GError **) =
         n->is_file ? IO(n)->write_zeroes : FMT(n)->write_zeroes;
@@ -231,16 +236,17 @@ int diskimg_node_write_zeroes(diskimg_node *n, uint64_t offset, uint64_t len, un
 int diskimg_node_write_compressed(diskimg_node *n, const void *buf, uint64_t len,
                                   uint64_t offset, GError **errp)
 {
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
-    if (n->is_file || !FMT(n)->write_compressed)
+    if (n->is_file || !(n->caps & DISKIMG_CAP_COMPRESSED))
         return not_supported(errp, "Compression not supported for this file format");
     return LOCKED_CALL(n, FMT(n)->write_compressed(n->handle, buf, len, offset, errp));
 }
 
 bool diskimg_node_can_compress_parallel(const diskimg_node *n)
 {
-    return !n->is_file && FMT(n)->compress && FMT(n)->write_precompressed;
+    return !n->is_file && (n->caps & DISKIMG_CAP_COMPRESSED) && FMT(n)->compress &&
+           FMT(n)->write_precompressed;
 }
 
 int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, void *out,
@@ -262,7 +268,7 @@ int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, vo
 int diskimg_node_write_precompressed(diskimg_node *n, const void *data, uint64_t len,
                                      uint64_t offset, uint64_t guest_len, GError **errp)
 {
-    if (read_only(n, errp) < 0 || check_range(n, offset, guest_len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, guest_len, errp) < 0)
         return -1;
     if (!diskimg_node_can_compress_parallel(n))
         return not_supported(errp, "Compression not supported for this file format");
@@ -278,7 +284,7 @@ int64_t diskimg_node_copy_range(diskimg_node *src, uint64_t src_offset, diskimg_
     if (!src->is_file || !dst->is_file || src->plugin != dst->plugin ||
         !IO(src)->copy_range)
         return 0;
-    if (read_only(dst, errp) < 0)
+    if (node_check_writable(dst, errp) < 0)
         return -1;
     return IO(src)->copy_range(src->handle, src_offset, dst->handle, dst_offset, len, errp);
 }
@@ -287,13 +293,13 @@ int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len, GError 
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     if (n->is_file)
         return IO(n)->punch_hole ? LOCKED_CALL(n, IO(n)->punch_hole(n->handle, offset, len, errp))
                                  : 0;
-    /* Discard is advisory: a format without it simply keeps the data. */
-    return FMT(n)->discard ? LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp)) : 0;
+    /* Discard is advisory: a format or image without it simply keeps the data. */
+    return (n->caps & DISKIMG_CAP_DISCARD) ? LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp)) : 0;
 }
 
 int diskimg_node_flush(diskimg_node *n, GError **errp)
@@ -310,7 +316,7 @@ int diskimg_node_flush(diskimg_node *n, GError **errp)
 int diskimg_node_truncate(diskimg_node *n, uint64_t size, enum diskimg_prealloc prealloc,
                           unsigned flags, GError **errp)
 {
-    if (read_only(n, errp) < 0)
+    if (node_check_writable(n, errp) < 0)
         return -1;
     int (*op)(void *, uint64_t, enum diskimg_prealloc, unsigned, GError **) =
         n->is_file ? IO(n)->truncate : FMT(n)->truncate;
@@ -431,6 +437,31 @@ int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len, uint64_t
     return 0;
 }
 
+/* ------------------------------------------------------------ capabilities */
+
+void node_init_capabilities(diskimg_node *n)
+{
+    uint64_t defaults = n->plugin->desc->capabilities;
+    if (FMT(n)->write_compressed)
+        defaults |= DISKIMG_CAP_COMPRESSED;
+    if (FMT(n)->discard)
+        defaults |= DISKIMG_CAP_DISCARD;
+    uint64_t caps = defaults;
+    if (FMT(n)->image_capabilities) {
+        node_lock(n);
+        caps = FMT(n)->image_capabilities(n->handle, defaults);
+        node_unlock(n);
+    }
+    /* An image can do less than its plugin, never more; it may only add
+     * that it is read-only. */
+    n->caps = caps & (defaults | DISKIMG_CAP_READ_ONLY);
+}
+
+uint64_t diskimg_node_capabilities(const diskimg_node *n)
+{
+    return n->is_file ? 0 : n->caps;
+}
+
 /* ------------------------------------------------------ optional operations */
 
 static const struct {
@@ -443,7 +474,7 @@ static const struct {
     OP(make_empty), OP(check), OP(measure), OP(amend), OP(snapshot_list), OP(snapshot_create),
     OP(snapshot_apply), OP(snapshot_delete), OP(snapshot_load), OP(bitmap_list),
     OP(bitmap_add), OP(bitmap_remove), OP(bitmap_set_enabled), OP(bitmap_query),
-    OP(bitmap_set), OP(compress), OP(write_precompressed),
+    OP(bitmap_set), OP(compress), OP(write_precompressed), OP(image_capabilities),
 #undef OP
 };
 
@@ -477,7 +508,7 @@ int diskimg_node_check(diskimg_node *n, unsigned fix, struct diskimg_check_resul
     if (format_only(n, (void *)FMT(n)->check, "This image format does not support checks",
                     errp) < 0)
         return -1;
-    if (fix && read_only(n, errp) < 0)
+    if (fix && node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->check(n->handle, fix, res, errp));
 }
@@ -487,7 +518,7 @@ int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force, GE
     if (format_only(n, (void *)FMT(n)->amend,
                     "Format driver does not support amending image options", errp) < 0)
         return -1;
-    if (read_only(n, errp) < 0)
+    if (node_check_writable(n, errp) < 0)
         return -1;
     int ret = LOCKED_CALL(n, FMT(n)->amend(n->handle, o, force, errp));
     n->cached_size = -1;
@@ -500,7 +531,10 @@ int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *
     if (format_only(n, (void *)FMT(n)->set_backing,
                     "Operation not supported: the format has no backing file", errp) < 0)
         return -1;
-    if (read_only(n, errp) < 0)
+    if (!(n->caps & DISKIMG_CAP_BACKING) && filename && *filename)
+        return not_supported(errp, "Operation not supported: the image cannot have a "
+                             "backing file");
+    if (node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->set_backing(n->handle, filename, format, errp));
 }
@@ -508,7 +542,8 @@ int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *
 int diskimg_node_make_empty(diskimg_node *n, GError **errp)
 {
     if (format_only(n, (void *)FMT(n)->make_empty,
-                    "Image format does not support emptying after commit", errp) < 0)
+                    "Image format does not support emptying after commit", errp) < 0 ||
+        node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->make_empty(n->handle, errp));
 }

@@ -280,6 +280,14 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
         diskimg_close(n);
         return NULL;
     }
+    node_init_capabilities(n);
+    if ((flags & DISKIMG_OPEN_RDWR) && (n->caps & DISKIMG_CAP_READ_ONLY)) {
+        /* qemu's bdrv_apply_auto_read_only() text */
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "Could not open '%s': Image is read-only", filename);
+        diskimg_close(n);
+        return NULL;
+    }
     remember_backing(n);
     return n;
 }

@@ -167,6 +167,9 @@ DISKIMG_API void diskimg_close(diskimg_node *node);
 DISKIMG_API const char *diskimg_node_filename(const diskimg_node *n);
 DISKIMG_API const char *diskimg_node_driver(const diskimg_node *n);   /* plugin name */
 DISKIMG_API bool diskimg_node_is_writable(const diskimg_node *n);
+/* DISKIMG_CAP_* of the open image: the format's image_capabilities answer,
+ * or its descriptor's flags (0 for file nodes). */
+DISKIMG_API uint64_t diskimg_node_capabilities(const diskimg_node *n);
 DISKIMG_API diskimg_node *diskimg_node_file(const diskimg_node *n);   /* NULL on file nodes */
 DISKIMG_API diskimg_node *diskimg_node_backing(const diskimg_node *n);
 /* The first DISKIMG_CHILD_DATA_FILE child (see diskimg_node_child). */

@@ -53,12 +53,17 @@ enum diskimg_thread_model {
     DISKIMG_THREAD_PARALLEL = 2,
 };
 
-/* Capability flags of a format plugin. */
+/* Capability flags of a format plugin (the descriptor's `capabilities`) and,
+ * refined per image by the image_capabilities callback, of an open image. */
 enum {
     DISKIMG_CAP_READ_ONLY   = 1u << 0, /* cannot create or write images */
     DISKIMG_CAP_BACKING     = 1u << 1, /* images may have a backing file */
     DISKIMG_CAP_ZERO_INIT   = 1u << 2, /* a newly created image reads as zeroes */
     DISKIMG_CAP_PREALLOC_ZERO = 1u << 3, /* ...also when preallocated */
+    /* Per-image only: the core sets them in the defaults it passes to
+     * image_capabilities when the matching callbacks exist. */
+    DISKIMG_CAP_COMPRESSED  = 1u << 4, /* write_compressed works on this image */
+    DISKIMG_CAP_DISCARD     = 1u << 5, /* discard may free space in this image */
 };
 
 struct diskimg_plugin {
@@ -244,6 +249,17 @@ struct diskimg_format_ops {
                         GError **errp);
     int (*write_precompressed)(void *h, const void *data, uint64_t len, uint64_t offset,
                                uint64_t guest_len, GError **errp);
+
+    /* What this open image can do (nbdkit's can_*), asked once right after
+     * open.  `defaults` holds the descriptor's capabilities, plus
+     * DISKIMG_CAP_COMPRESSED and DISCARD when those callbacks exist; return
+     * it with bits cleared (a fixed VHD is not ZERO_INIT, a streamOptimized
+     * vmdk cannot take compressed rewrites) or with READ_ONLY added (an image
+     * with features the plugin cannot write).  The core ignores bits added
+     * beyond the defaults other than READ_ONLY, and enforces the result:
+     * a READ_ONLY image cannot be opened read-write, and every writing
+     * operation on it is refused.  NULL: the defaults. */
+    uint64_t (*image_capabilities)(void *h, uint64_t defaults);
 };
 
 /* ======================================================================= io */
