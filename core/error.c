@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Errors and warnings: the core never prints by itself; warnings go to a
- * sink the command layer chooses (stderr, or nowhere under -q). */
+/* Errors and warnings: the core never prints by itself; warnings and report
+ * lines go to the handlers the command layer installs (stderr, or nowhere
+ * under -q), and nowhere without one. */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -39,8 +39,7 @@ void diskimg_set_errno(GError **errp, int errnum, const char *fmt, ...)
                 g_strerror(errnum));
 }
 
-/* Where warnings and report lines go: a handler the caller installed, or
- * stderr. */
+/* Where warnings and report lines go: a handler the caller installed. */
 struct sink {
     diskimg_warn_fn fn;
     void *opaque;
@@ -50,11 +49,10 @@ static struct sink warnings, reports;
 
 static void emit(const struct sink *sink, const char *fmt, va_list ap)
 {
+    if (!sink->fn)
+        return;
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    if (sink->fn)
-        sink->fn(msg, sink->opaque);
-    else
-        fprintf(stderr, "%s\n", msg);
+    sink->fn(msg, sink->opaque);
 }
 
 void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque)

@@ -381,14 +381,15 @@ DISKIMG_API void diskimg_secret_wipe(uint8_t *data, size_t len);
 
 /* ---------------------------------------------------------------- logging */
 
-/* Warnings go through the command layer's sink (stderr by default) so that
- * -q and JSON output stay clean. */
+/* Warnings go to the handler the command layer installs (the diskimg
+ * command prints them on stderr; -q and JSON output stay clean).  Without a
+ * handler they are dropped: the library never prints. */
 DISKIMG_API void diskimg_warn(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 typedef void (*diskimg_warn_fn)(const char *message, void *opaque);
 DISKIMG_API void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque);
-/* One line of an operation's findings, printed as is (no prefix) — what
+/* One line of an operation's findings, shown as is (no prefix) — what
  * qemu-img check prints per problem ("Leaked cluster 12 refcount=1
- * reference=0").  Goes to stderr unless a handler is set. */
+ * reference=0").  Goes to the report handler; dropped without one. */
 DISKIMG_API void diskimg_report(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 DISKIMG_API void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque);
 
