@@ -28,8 +28,16 @@ static void remove_file(const char *io, const char *filename)
         unlink(filename);
 }
 
-int diskimg_create(const char *filename, const struct diskimg_create_params *p, GError **errp)
+int diskimg_create(const char *filename, const struct diskimg_create_params *params,
+                   GError **errp)
 {
+    if (abi_check_size(params->struct_size, ABI_END(struct diskimg_create_params, format),
+                       "diskimg_create_params", errp) < 0)
+        return -1;
+    /* Members a shorter (older) caller's struct lacks read as unset. */
+    struct diskimg_create_params full;
+    abi_copy_in(&full, sizeof(full), params, params->struct_size);
+    const struct diskimg_create_params *p = &full;
     if (check_can_create(p->format, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);

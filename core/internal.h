@@ -7,6 +7,7 @@
 #define DISKIMG_CORE_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include <diskimg/plugin.h>
 #include <diskimg/schema.h>
@@ -51,6 +52,24 @@ struct diskimg_node {
      * concurrently and all of them ask for the size. */
     _Atomic int64_t cached_size;
 };
+
+/* ---------------------------------------------- structs crossing the ABI */
+/*
+ * Every struct of the ABI starts with its struct_size, set by whoever
+ * provides it to sizeof() as that party was compiled.  The core never reads
+ * or writes past a caller's struct_size: it works on a full copy.
+ */
+/* Bytes up to the end of `member`: the smallest struct_size holding it. */
+#define ABI_END(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+/* Fails unless a caller's struct of `size` bytes holds the `need` bytes the
+ * core must fill or read (`what` names the struct in the error). */
+int abi_check_size(uint32_t size, size_t need, const char *what, GError **errp);
+/* *full = the caller's struct (their_size bytes), zero beyond; then
+ * full's struct_size = full_size. */
+void abi_copy_in(void *full, size_t full_size, const void *theirs, uint32_t their_size);
+/* Copies a full struct back into the caller's, as far as its struct_size. */
+void abi_copy_out(void *theirs, const void *full, size_t full_size);
 
 /* registry.c */
 int registry_init(GError **errp);

@@ -343,10 +343,13 @@ static int file_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
 
 /* DISKIMG_BS_RECURSE: the plugin maps the range to its file; the file says
  * whether the bytes there are data or a hole. */
+static int block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                        struct diskimg_extent *ext, GError **errp);
+
 static int recurse_into_file(struct diskimg_extent *ext, GError **errp)
 {
-    struct diskimg_extent sub = { 0 };
-    if (diskimg_node_block_status(ext->file, ext->offset, ext->length, &sub, errp) < 0)
+    struct diskimg_extent sub;
+    if (block_status(ext->file, ext->offset, ext->length, &sub, errp) < 0)
         return -1;
     ext->length = MIN(ext->length, sub.length);
     ext->flags &= ~(DISKIMG_BS_DATA | DISKIMG_BS_ZERO | DISKIMG_BS_RECURSE);
@@ -354,10 +357,12 @@ static int recurse_into_file(struct diskimg_extent *ext, GError **errp)
     return 0;
 }
 
-int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
-                              struct diskimg_extent *ext, GError **errp)
+/* Block status into the core's own full-size extent. */
+static int block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                        struct diskimg_extent *ext, GError **errp)
 {
     memset(ext, 0, sizeof(*ext));
+    ext->struct_size = sizeof(*ext);
     if (len == 0) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "block status of an empty range");
         return -1;
@@ -377,6 +382,7 @@ int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
     }
     if (ret < 0)
         return -1;
+    ext->struct_size = sizeof(*ext);   /* whatever the plugin did to it */
     if (ext->length == 0 || ext->length > len) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_FAILED,
                     "%s: plugin '%s' returned a block status of invalid length",
@@ -388,14 +394,28 @@ int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
     return 0;
 }
 
-int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
-                                    struct diskimg_extent *ext, int *depth, GError **errp)
+/* The smallest extent a caller may pass: the members of ABI 2. */
+#define EXTENT_MIN_SIZE ABI_END(struct diskimg_extent, file)
+
+int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                              struct diskimg_extent *ext, GError **errp)
+{
+    if (abi_check_size(ext->struct_size, EXTENT_MIN_SIZE, "diskimg_extent", errp) < 0)
+        return -1;
+    struct diskimg_extent full;
+    int ret = block_status(n, offset, len, &full, errp);
+    abi_copy_out(ext, &full, sizeof(full));
+    return ret;
+}
+
+static int block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
+                              struct diskimg_extent *ext, int *depth, GError **errp)
 {
     int d = 0;
     diskimg_node *cur = n;
     uint64_t want = len;
     for (;;) {
-        if (diskimg_node_block_status(cur, offset, want, ext, errp) < 0)
+        if (block_status(cur, offset, want, ext, errp) < 0)
             return -1;
         if ((ext->flags & DISKIMG_BS_ALLOCATED) || !cur->backing)
             break;
@@ -417,6 +437,17 @@ int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t l
     if (depth)
         *depth = d;
     return 0;
+}
+
+int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
+                                    struct diskimg_extent *ext, int *depth, GError **errp)
+{
+    if (abi_check_size(ext->struct_size, EXTENT_MIN_SIZE, "diskimg_extent", errp) < 0)
+        return -1;
+    struct diskimg_extent full;
+    int ret = block_status_chain(n, offset, len, &full, depth, errp);
+    abi_copy_out(ext, &full, sizeof(full));
+    return ret;
 }
 
 int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len, uint64_t offset,
@@ -503,14 +534,18 @@ static int format_only(diskimg_node *n, void *op, const char *what, GError **err
 int diskimg_node_check(diskimg_node *n, unsigned fix, struct diskimg_check_result *res,
                        GError **errp)
 {
-    memset(res, 0, sizeof(*res));
-    res->struct_size = sizeof(*res);
+    if (abi_check_size(res->struct_size, ABI_END(struct diskimg_check_result,
+                                                 has_cluster_stats),
+                       "diskimg_check_result", errp) < 0)
+        return -1;
+    struct diskimg_check_result full = { .struct_size = sizeof(full) };
+    int ret = -1;
     if (format_only(n, (void *)FMT(n)->check, "This image format does not support checks",
-                    errp) < 0)
-        return -1;
-    if (fix && node_check_writable(n, errp) < 0)
-        return -1;
-    return LOCKED_CALL(n, FMT(n)->check(n->handle, fix, res, errp));
+                    errp) == 0 && (!fix || node_check_writable(n, errp) == 0))
+        ret = LOCKED_CALL(n, FMT(n)->check(n->handle, fix, &full, errp));
+    full.struct_size = sizeof(full);
+    abi_copy_out(res, &full, sizeof(full));
+    return ret;
 }
 
 int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force, GError **errp)
@@ -550,19 +585,29 @@ int diskimg_node_make_empty(diskimg_node *n, GError **errp)
 
 int diskimg_node_info(diskimg_node *n, struct diskimg_image_info *info, GError **errp)
 {
-    memset(info, 0, sizeof(*info));
-    info->struct_size = sizeof(*info);
-    if (n->is_file || !FMT(n)->info)
-        return 0;
-    g_autoptr(JsonObject) scratch = json_object_new();
-    return LOCKED_CALL(n, FMT(n)->info(n->handle, info, diskimg_obj_from_json(scratch), errp));
+    if (abi_check_size(info->struct_size, ABI_END(struct diskimg_image_info, dirty),
+                       "diskimg_image_info", errp) < 0)
+        return -1;
+    struct diskimg_image_info full = { .struct_size = sizeof(full) };
+    int ret = 0;
+    if (!n->is_file && FMT(n)->info) {
+        g_autoptr(JsonObject) scratch = json_object_new();
+        ret = LOCKED_CALL(n, FMT(n)->info(n->handle, &full, diskimg_obj_from_json(scratch),
+                                          errp));
+    }
+    full.struct_size = sizeof(full);
+    abi_copy_out(info, &full, sizeof(full));
+    return ret;
 }
 
 int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
                     struct diskimg_measure_result *res, GError **errp)
 {
-    memset(res, 0, sizeof(*res));
-    if (diskimg_format_require(format, errp) < 0)
+    if (abi_check_size(res->struct_size, ABI_END(struct diskimg_measure_result, has_bitmaps),
+                       "diskimg_measure_result", errp) < 0 ||
+        abi_check_size(args->struct_size, ABI_END(struct diskimg_measure_args, source),
+                       "diskimg_measure_args", errp) < 0 ||
+        diskimg_format_require(format, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
     if (!lp->ops.format.measure) {
@@ -570,5 +615,11 @@ int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
                     "Format driver '%s' does not support size measurement", format);
         return -1;
     }
-    return lp->ops.format.measure(args, res, errp);
+    struct diskimg_measure_args full_args;
+    abi_copy_in(&full_args, sizeof(full_args), args, args->struct_size);
+    struct diskimg_measure_result full = { .struct_size = sizeof(full) };
+    int ret = lp->ops.format.measure(&full_args, &full, errp);
+    full.struct_size = sizeof(full);
+    abi_copy_out(res, &full, sizeof(full));
+    return ret;
 }

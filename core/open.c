@@ -235,7 +235,7 @@ static void remember_backing(diskimg_node *n)
 {
     if (!n->plugin->ops.format.get_backing)
         return;
-    struct diskimg_backing_ref ref = { 0 };
+    struct diskimg_backing_ref ref = { .struct_size = sizeof(ref) };
     node_lock(n);
     n->plugin->ops.format.get_backing(n->handle, &ref);
     node_unlock(n);
@@ -340,8 +340,16 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
 diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_params *params,
                            GError **errp)
 {
-    struct diskimg_open_params defaults = { .struct_size = sizeof(defaults) };
-    const struct diskimg_open_params *p = params ? params : &defaults;
+    /* A full copy: the backing chain's opens copy it in turn, and members a
+     * shorter (older) caller's struct lacks read as unset. */
+    struct diskimg_open_params full = { .struct_size = sizeof(full) };
+    if (params) {
+        if (abi_check_size(params->struct_size, ABI_END(struct diskimg_open_params, flags),
+                           "diskimg_open_params", errp) < 0)
+            return NULL;
+        abi_copy_in(&full, sizeof(full), params, params->struct_size);
+    }
+    const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;
     diskimg_node *n = open_one(filename, p, p->flags, errp);

@@ -86,9 +86,11 @@ DISKIMG_API int diskimg_node_info(diskimg_node *n, struct diskimg_image_info *in
 /* Snapshot and bitmap lists as returned by the plugins. */
 struct diskimg_snapshot_list {
     GArray *items;              /* struct diskimg_snapshot, strings owned */
+    GError *refused;            /* internal: an entry the plugin passed unreadably */
 };
 struct diskimg_bitmap_list {
     GArray *items;              /* struct diskimg_bitmap, strings owned */
+    GError *refused;            /* internal: as above */
 };
 DISKIMG_API diskimg_snapshot_list *diskimg_node_snapshots(diskimg_node *n, GError **errp);
 DISKIMG_API void diskimg_snapshot_list_free(diskimg_snapshot_list *l);

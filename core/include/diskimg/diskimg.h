@@ -229,9 +229,14 @@ enum {
     DISKIMG_BS_RECURSE      = 1u << 5, /* plugin asks the core to ask `file` at `offset`
                                           for the data/zero detail (raw, flat extents) */
 };
+/* Out-parameter of block status.  Callers of diskimg_node_block_status set
+ * struct_size = sizeof(struct diskimg_extent) first (the core fills nothing
+ * beyond it); a plugin's block_status callback gets one from the core with
+ * struct_size set and must not write beyond it. */
 struct diskimg_extent {
-    uint64_t length;        /* > 0; may be shorter than asked */
+    uint32_t struct_size;
     uint32_t flags;         /* DISKIMG_BS_* */
+    uint64_t length;        /* > 0; may be shorter than asked */
     uint64_t offset;        /* host offset when OFFSET_VALID */
     diskimg_node *file;     /* node that `offset` refers to */
 };

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define DISKIMG_ABI_VERSION 1
+#define DISKIMG_ABI_VERSION 2
 #define DISKIMG_PLUGIN_ENTRY_SYMBOL "diskimg_plugin_entry"
 
 enum diskimg_plugin_kind {
@@ -116,8 +116,9 @@ struct diskimg_image_info {
     bool dirty;                /* dirty-flag */
 };
 
-/* The backing file an image names, as stored in it. */
+/* The backing file an image names, as stored in it (filled by get_backing). */
 struct diskimg_backing_ref {
+    uint32_t struct_size;      /* set by the core: write no member beyond it */
     const char *filename;      /* NULL: no backing file */
     const char *format;        /* NULL: not recorded (then probed) */
 };
@@ -143,13 +144,17 @@ struct diskimg_measure_args {
     diskimg_node *source;              /* NULL for measure --size */
 };
 struct diskimg_measure_result {
+    uint32_t struct_size;              /* set by the caller: fill no member beyond it */
     uint64_t required;
     uint64_t fully_allocated;
     uint64_t bitmaps;                  /* valid with has_bitmaps */
     bool has_bitmaps;
 };
 
+/* Filled by the plugin for diskimg_snapshot_list_add, by the core for
+ * snapshot_create: whoever fills it sets struct_size. */
 struct diskimg_snapshot {
+    uint32_t struct_size;              /* sizeof(struct diskimg_snapshot) of the filler */
     const char *id;
     const char *name;
     uint64_t vm_state_size;
@@ -159,11 +164,15 @@ struct diskimg_snapshot {
     bool has_icount;
 };
 typedef struct diskimg_snapshot_list diskimg_snapshot_list;
-/* The core copies *sn. */
+/* The core copies *sn (as far as sn->struct_size reaches; members beyond
+ * it read as zero). */
 DISKIMG_API void diskimg_snapshot_list_add(diskimg_snapshot_list *l,
                                            const struct diskimg_snapshot *sn);
 
+/* Filled by the plugin for diskimg_bitmap_list_add, by the core for
+ * bitmap_add: whoever fills it sets struct_size. */
 struct diskimg_bitmap {
+    uint32_t struct_size;  /* sizeof(struct diskimg_bitmap) of the filler */
     const char *name;
     uint32_t granularity;
     bool enabled;      /* "auto" flag */
@@ -171,6 +180,7 @@ struct diskimg_bitmap {
     bool persistent;
 };
 typedef struct diskimg_bitmap_list diskimg_bitmap_list;
+/* The core copies *b, as far as b->struct_size reaches. */
 DISKIMG_API void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct diskimg_bitmap *b);
 
 struct diskimg_format_ops {

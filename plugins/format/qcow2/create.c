@@ -356,7 +356,7 @@ static int measure_source(diskimg_node *src, uint64_t ssize, uint64_t cs, uint64
     uint64_t off = 0;
     *required = 0;
     while (off < ssize) {
-        struct diskimg_extent ext;
+        struct diskimg_extent ext = { .struct_size = sizeof(ext) };
         if (diskimg_node_block_status_chain(src, off, ssize - off, &ext, NULL, errp) < 0)
             return -1;
         uint64_t n = ext.length;
