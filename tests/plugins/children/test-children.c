@@ -297,6 +297,28 @@ static void test_read_only_image(void)
     g_clear_error(&err);
     g_assert_cmpint(diskimg_node_make_empty(n, &err), ==, -1);
     g_clear_error(&err);
+    /* Snapshot and bitmap changes are refused for the image before the
+     * format is even asked (it has no such callbacks). */
+    struct diskimg_snapshot sn = { .struct_size = sizeof(sn), .name = "s" };
+    g_assert_cmpint(diskimg_node_snapshot_create(n, &sn, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_clear_error(&err);
+    struct diskimg_bitmap bm = { .struct_size = sizeof(bm), .name = "b", .granularity = 65536 };
+    g_assert_cmpint(diskimg_node_bitmap_add(n, &bm, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_node_snapshot_delete(n, "s", &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_clear_error(&err);
+    /* A struct whose struct_size was never set is refused, not misread. */
+    struct diskimg_extent ext = { 0 };
+    g_assert_cmpint(diskimg_node_block_status(n, 0, 512, &ext, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_clear_error(&err);
+    ext.struct_size = sizeof(ext);
+    g_assert_cmpint(diskimg_node_block_status(n, 0, 512, &ext, &err), ==, 0);
+    g_assert_cmpuint(ext.struct_size, ==, sizeof(ext));
+    g_assert_true(ext.flags & DISKIMG_BS_ALLOCATED);
     diskimg_close(n);
     diskimg_options_free(o);
 }
