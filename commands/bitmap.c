@@ -32,7 +32,8 @@ static int run_action(struct cli *c, diskimg_node *n, const char *action, const 
                       uint32_t granularity, bool add_disabled, GError **errp)
 {
     if (g_str_equal(action, "add")) {
-        struct diskimg_bitmap b = { .name = name, .granularity = granularity,
+        struct diskimg_bitmap b = { .struct_size = sizeof(b), .name = name,
+                                    .granularity = granularity,
                                     .enabled = !add_disabled, .persistent = true };
         return diskimg_node_bitmap_add(n, &b, errp);
     }

@@ -123,7 +123,7 @@ int cmd_check(struct cli *c)
         cli_gerror(err);
         return 1;
     }
-    struct diskimg_check_result r;
+    struct diskimg_check_result r = { .struct_size = sizeof(r) };
     int ret = run_check(n, fix, &r, &err);
     if (ret < 0) {
         bool unsupported = err->code == DISKIMG_ERROR_NOT_SUPPORTED;

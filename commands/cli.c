@@ -646,7 +646,7 @@ void cli_print_options_help(const char *format, const char *set, bool with_file)
 
 uint64_t cli_cluster_size(diskimg_node *n)
 {
-    struct diskimg_image_info info;
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
     GError *err = NULL;
     if (diskimg_node_info(n, &info, &err) < 0) {
         g_error_free(err);

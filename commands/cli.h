@@ -43,6 +43,8 @@ char *cli_joined(const struct cli *c, const char *key);
 /* Errors: "diskimg: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 void cli_gerror(GError *err);       /* prints and frees */
+/* Draws the library's progress (-p) and answers SIGUSR1 (progress.c). */
+void cli_progress_install(void);
 /* "Expecting one image file name" plus the help hint; returns 1. */
 int cli_usage_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 

@@ -113,7 +113,8 @@ static int compare_common(struct side *a, struct side *b, uint64_t end, bool str
                           bool quiet, diskimg_progress *progress)
 {
     for (uint64_t off = 0; off < end;) {
-        struct diskimg_extent ea, eb;
+        struct diskimg_extent ea = { .struct_size = sizeof(ea) };
+        struct diskimg_extent eb = { .struct_size = sizeof(eb) };
         bool za, zb;
         int r;
         if ((r = status(a, off, MIN(end - off, CHUNK), &ea, &za)) ||
@@ -146,7 +147,7 @@ static int compare_tail(struct side *big, uint64_t start, bool quiet,
                         diskimg_progress *progress)
 {
     for (uint64_t off = start; off < big->size;) {
-        struct diskimg_extent e;
+        struct diskimg_extent e = { .struct_size = sizeof(e) };
         bool zero;
         int r = status(big, off, MIN(big->size - off, CHUNK), &e, &zero);
         if (r)

@@ -217,8 +217,9 @@ static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **
 
 static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, GError **errp)
 {
+    /* The image says whether it reads as zeroes (a fixed VHD does not). */
     bool fresh_zero = j->created &&
-                      (diskimg_format_capabilities(j->out_format) & DISKIMG_CAP_ZERO_INIT);
+                      (diskimg_node_capabilities(target) & DISKIMG_CAP_ZERO_INIT);
     struct diskimg_copy_params p = {
         .struct_size = sizeof(p),
         .sources = j->sources,

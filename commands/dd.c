@@ -98,7 +98,7 @@ int cmd_dd(struct cli *c)
     struct diskimg_copy_params cp = {
         .struct_size = sizeof(cp), .sources = sources, .n_sources = 1, .target = out,
         .source_offset = start, .length = len, .sparse_size = 4096,
-        .target_is_zero = (diskimg_format_capabilities(out_format) & DISKIMG_CAP_ZERO_INIT) != 0,
+        .target_is_zero = (diskimg_node_capabilities(out) & DISKIMG_CAP_ZERO_INIT) != 0,
     };
     if (len && diskimg_copy(&cp, &err) < 0)
         goto fail;

@@ -28,6 +28,13 @@ static void print_warning(const char *message, void *opaque)
         fprintf(stderr, "diskimg: %s\n", message);
 }
 
+/* Findings of an operation (check's per-problem lines), as they are. */
+static void print_report(const char *message, void *opaque)
+{
+    (void)opaque;
+    fprintf(stderr, "%s\n", message);
+}
+
 static void print_formats_line(void)
 {
     g_auto(GStrv) names = diskimg_plugin_names(DISKIMG_KIND_FORMAT);
@@ -113,6 +120,8 @@ static int global_option(int argc, char **argv)
 int main(int argc, char **argv)
 {
     diskimg_set_warn_handler(print_warning, NULL);
+    diskimg_set_report_handler(print_report, NULL);
+    cli_progress_install();
     GError *err = NULL;
     if (diskimg_init(&err) < 0) {
         cli_gerror(err);

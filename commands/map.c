@@ -48,7 +48,7 @@ static int print_entry(const struct map_entry *e, enum cli_output output, bool l
 static int entry_at(diskimg_node *n, uint64_t off, uint64_t len, struct map_entry *e,
                     GError **errp)
 {
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     int depth;
     if (diskimg_node_block_status_chain(n, off, len, &ext, &depth, errp) < 0)
         return -1;

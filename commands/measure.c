@@ -72,7 +72,7 @@ int cmd_measure(struct cli *c)
         args.size = (uint64_t)s;
         args.source = src;
     }
-    struct diskimg_measure_result r;
+    struct diskimg_measure_result r = { .struct_size = sizeof(r) };
     if (diskimg_measure(format, &args, &r, &err) < 0)
         goto out;
     print_result(&r, output);

@@ -28,6 +28,7 @@ static int create_snapshot(diskimg_node *n, const char *name, GError **errp)
 {
     gint64 now = g_get_real_time();
     struct diskimg_snapshot sn = {
+        .struct_size = sizeof(sn),
         .name = name,
         .date_sec = (uint32_t)(now / G_USEC_PER_SEC),
         .date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000,

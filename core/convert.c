@@ -311,7 +311,7 @@ static int try_copy_offload(struct pipeline *pl, const struct item *it, GError *
         return 0;
     uint64_t done = 0;
     while (done < it->len) {
-        struct diskimg_extent t;
+        struct diskimg_extent t = { .struct_size = sizeof(t) };
         if (diskimg_node_block_status(pl->p->target, it->toff + done, it->len - done, &t,
                                       errp) < 0)
             return -1;
@@ -461,7 +461,7 @@ static int status_above_base(diskimg_node *top, diskimg_node *base, uint64_t off
         if (size < 0)
             return -1;
         if (off >= (uint64_t)size) {
-            *ext = (struct diskimg_extent){ .length = len,
+            *ext = (struct diskimg_extent){ .struct_size = sizeof(*ext), .length = len,
                                             .flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED };
             return 0;
         }
@@ -471,7 +471,7 @@ static int status_above_base(diskimg_node *top, diskimg_node *base, uint64_t off
             return 0;
         len = ext->length;
     }
-    *ext = (struct diskimg_extent){ .length = len };
+    *ext = (struct diskimg_extent){ .struct_size = sizeof(*ext), .length = len };
     return 0;
 }
 
@@ -495,7 +495,7 @@ static int reference_status(struct pipeline *pl, uint64_t off, uint64_t len, boo
     *run = len;
     if (!ref || off >= pl->ref_size)
         return 0;
-    struct diskimg_extent e;
+    struct diskimg_extent e = { .struct_size = sizeof(e) };
     if (diskimg_node_block_status_chain(ref, off, MIN(len, pl->ref_size - off), &e, NULL,
                                         errp) < 0)
         return -1;
@@ -575,7 +575,7 @@ static int produce_source(struct pipeline *pl, diskimg_node *src, uint64_t start
                           uint64_t toff, uint64_t *seq, GError **errp)
 {
     for (uint64_t off = start; off < end;) {
-        struct diskimg_extent ext;
+        struct diskimg_extent ext = { .struct_size = sizeof(ext) };
         enum extent_kind kind;
         if (classify(pl, src, off, MIN(end - off, (uint64_t)64 << 30), &ext, &kind, errp) < 0)
             return -1;
@@ -628,7 +628,7 @@ static int produce(struct pipeline *pl, GError **errp)
 
 static int target_cluster_size(diskimg_node *target, uint64_t *out, GError **errp)
 {
-    struct diskimg_image_info info;
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
     if (diskimg_node_info(target, &info, errp) < 0)
         return -1;
     *out = info.cluster_size ? info.cluster_size : 65536;
@@ -724,8 +724,11 @@ int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
 {
     /* Members a caller built against an older, shorter struct lacks read
      * as unset. */
-    struct diskimg_copy_params copy = { 0 };
-    memcpy(&copy, params, MIN((size_t)params->struct_size, sizeof(copy)));
+    if (abi_check_size(params->struct_size, ABI_END(struct diskimg_copy_params, progress),
+                       "diskimg_copy_params", errp) < 0)
+        return -1;
+    struct diskimg_copy_params copy;
+    abi_copy_in(&copy, sizeof(copy), params, params->struct_size);
     const struct diskimg_copy_params *p = &copy;
     struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time(),
                            .comparing = p->differences_against ||

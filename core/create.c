@@ -28,8 +28,16 @@ static void remove_file(const char *io, const char *filename)
         unlink(filename);
 }
 
-int diskimg_create(const char *filename, const struct diskimg_create_params *p, GError **errp)
+int diskimg_create(const char *filename, const struct diskimg_create_params *params,
+                   GError **errp)
 {
+    if (abi_check_size(params->struct_size, ABI_END(struct diskimg_create_params, format),
+                       "diskimg_create_params", errp) < 0)
+        return -1;
+    /* Members a shorter (older) caller's struct lacks read as unset. */
+    struct diskimg_create_params full;
+    abi_copy_in(&full, sizeof(full), params, params->struct_size);
+    const struct diskimg_create_params *p = &full;
     if (check_can_create(p->format, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);
@@ -51,12 +59,17 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *p, 
     int ret = lp->ops.format.create(&args, &err);
     if (ret == 0)
         ret = diskimg_node_flush(file, &err);
+    /* The files the format made besides this one, to undo a failure. */
+    g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func(g_free);
+    child_take_created(file, made);
     diskimg_close(file);
     if (ret < 0) {
         if (!err)
             g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_FAILED, "format plugin failed");
         g_set_error(errp, err->domain, err->code, "%s: %s", filename, err->message);
         g_error_free(err);
+        for (guint i = 0; i < made->len; i++)
+            remove_file(p->io, made->pdata[i]);
         if (!existed)
             remove_file(p->io, filename);
         return -1;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Errors and warnings: the core never prints by itself; warnings go to a
- * sink the command layer chooses (stderr, or nowhere under -q). */
+/* Errors and warnings: the core never prints by itself; warnings and report
+ * lines go to the handlers the command layer installs (stderr, or nowhere
+ * under -q), and nowhere without one. */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -50,8 +50,7 @@ int diskimg_set_error(GError **errp, int code, const char *fmt, ...)
     return -1;
 }
 
-/* Where warnings and report lines go: a handler the caller installed, or
- * stderr. */
+/* Where warnings and report lines go: a handler the caller installed. */
 struct sink {
     diskimg_warn_fn fn;
     void *opaque;
@@ -61,11 +60,10 @@ static struct sink warnings, reports;
 
 static void emit(const struct sink *sink, const char *fmt, va_list ap)
 {
+    if (!sink->fn)
+        return;
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    if (sink->fn)
-        sink->fn(msg, sink->opaque);
-    else
-        fprintf(stderr, "%s\n", msg);
+    sink->fn(msg, sink->opaque);
 }
 
 void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque)

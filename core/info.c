@@ -66,7 +66,7 @@ static void add_backing(JsonObject *info, diskimg_node *n)
     g_autofree char *full = diskimg_resolve_relative(n->filename, n->backing_name);
     json_object_set_string_member(info, "full-backing-filename", full);
     /* Only a format recorded in the image is shown, as qemu does. */
-    struct diskimg_backing_ref ref = { 0 };
+    struct diskimg_backing_ref ref = { .struct_size = sizeof(ref) };
     if (n->plugin->ops.format.get_backing) {
         node_lock(n);
         n->plugin->ops.format.get_backing(n->handle, &ref);

@@ -7,6 +7,7 @@
 #define DISKIMG_CORE_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include <diskimg/plugin.h>
 #include <diskimg/schema.h>
@@ -41,7 +42,8 @@ struct diskimg_node {
     enum diskimg_cache cache;
     diskimg_node *file;             /* owned */
     diskimg_node *backing;          /* owned */
-    diskimg_node *data_file;        /* owned, when the format attached one */
+    uint64_t caps;                  /* DISKIMG_CAP_* of this image (format nodes) */
+    GArray *children;               /* struct node_child (child.c), owned; NULL: none */
     char *backing_name;             /* as recorded in the image */
     char *backing_format;           /* as recorded, or probed */
     char *backing_resolved;         /* path the backing was opened from */
@@ -50,6 +52,24 @@ struct diskimg_node {
      * concurrently and all of them ask for the size. */
     _Atomic int64_t cached_size;
 };
+
+/* ---------------------------------------------- structs crossing the ABI */
+/*
+ * Every struct of the ABI starts with its struct_size, set by whoever
+ * provides it to sizeof() as that party was compiled.  The core never reads
+ * or writes past a caller's struct_size: it works on a full copy.
+ */
+/* Bytes up to the end of `member`: the smallest struct_size holding it. */
+#define ABI_END(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+/* Fails unless a caller's struct of `size` bytes holds the `need` bytes the
+ * core must fill or read (`what` names the struct in the error). */
+int abi_check_size(uint32_t size, size_t need, const char *what, GError **errp);
+/* *full = the caller's struct (their_size bytes), zero beyond; then
+ * full's struct_size = full_size. */
+void abi_copy_in(void *full, size_t full_size, const void *theirs, uint32_t their_size);
+/* Copies a full struct back into the caller's, as far as its struct_size. */
+void abi_copy_out(void *theirs, const void *full, size_t full_size);
 
 /* registry.c */
 int registry_init(GError **errp);
@@ -66,6 +86,18 @@ const char *registry_magic_match(const uint8_t *buf, size_t len);
 diskimg_node *node_new(struct loaded_plugin *plugin, const char *filename, unsigned flags);
 void node_lock(diskimg_node *n);
 void node_unlock(diskimg_node *n);
+/* Fails with qemu-img's text unless n may be written (read-write open of a
+ * writable image). */
+int node_check_writable(diskimg_node *n, GError **errp);
+/* Asks the format what the freshly opened image can do (n->caps). */
+void node_init_capabilities(diskimg_node *n);
+
+/* child.c: what the core does to every child of a node. */
+int64_t child_allocated_size(diskimg_node *n, GError **errp);  /* counted children only */
+int child_flush_all(diskimg_node *n, GError **errp);
+void child_close_all(diskimg_node *n);
+/* Appends (g_strdup) the paths of the children that create_child made. */
+void child_take_created(diskimg_node *n, GPtrArray *paths);
 
 /* open.c */
 diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,

@@ -11,9 +11,24 @@ static void snapshot_clear(gpointer p)
     g_free((char *)sn->name);
 }
 
+/* An entry a plugin passed with a struct_size too small to hold the members
+ * of ABI 2 is refused; the listing then fails with that error. */
+static bool entry_ok(GError **refused, uint32_t size, size_t need, const char *what)
+{
+    if (size >= need)
+        return true;
+    if (!*refused)
+        abi_check_size(size, need, what, refused);
+    return false;
+}
+
 void diskimg_snapshot_list_add(diskimg_snapshot_list *l, const struct diskimg_snapshot *sn)
 {
-    struct diskimg_snapshot copy = *sn;
+    if (!entry_ok(&l->refused, sn->struct_size, ABI_END(struct diskimg_snapshot, has_icount),
+                  "diskimg_snapshot"))
+        return;
+    struct diskimg_snapshot copy;
+    abi_copy_in(&copy, sizeof(copy), sn, sn->struct_size);
     copy.id = g_strdup(sn->id ? sn->id : "");
     copy.name = g_strdup(sn->name ? sn->name : "");
     g_array_append_val(l->items, copy);
@@ -23,6 +38,7 @@ void diskimg_snapshot_list_free(diskimg_snapshot_list *l)
 {
     if (!l)
         return;
+    g_clear_error(&l->refused);
     g_array_unref(l->items);
     g_free(l);
 }
@@ -38,6 +54,10 @@ diskimg_snapshot_list *diskimg_node_snapshots(diskimg_node *n, GError **errp)
     node_lock(n);
     int ret = ops->snapshot_list(n->handle, l, errp);
     node_unlock(n);
+    if (ret == 0 && l->refused) {
+        g_propagate_error(errp, g_steal_pointer(&l->refused));
+        ret = -1;
+    }
     if (ret < 0) {
         diskimg_snapshot_list_free(l);
         return NULL;
@@ -53,7 +73,11 @@ static void bitmap_clear(gpointer p)
 
 void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct diskimg_bitmap *b)
 {
-    struct diskimg_bitmap copy = *b;
+    if (!entry_ok(&l->refused, b->struct_size, ABI_END(struct diskimg_bitmap, persistent),
+                  "diskimg_bitmap"))
+        return;
+    struct diskimg_bitmap copy;
+    abi_copy_in(&copy, sizeof(copy), b, b->struct_size);
     copy.name = g_strdup(b->name ? b->name : "");
     g_array_append_val(l->items, copy);
 }
@@ -62,6 +86,7 @@ void diskimg_bitmap_list_free(diskimg_bitmap_list *l)
 {
     if (!l)
         return;
+    g_clear_error(&l->refused);
     g_array_unref(l->items);
     g_free(l);
 }
@@ -77,6 +102,10 @@ diskimg_bitmap_list *diskimg_node_bitmaps(diskimg_node *n, GError **errp)
     node_lock(n);
     int ret = ops->bitmap_list(n->handle, l, errp);
     node_unlock(n);
+    if (ret == 0 && l->refused) {
+        g_propagate_error(errp, g_steal_pointer(&l->refused));
+        ret = -1;
+    }
     if (ret < 0) {
         diskimg_bitmap_list_free(l);
         return NULL;
@@ -108,20 +137,30 @@ static int missing(diskimg_node *n, const void *op, GError **errp)
         r_;                                                                    \
     })
 
+/* The same for operations that change the image. */
+#define CALL_WRITING_OP(n, op, ...)                                            \
+    (node_check_writable(n, errp) < 0 ? -1 : CALL_OP(n, op, __VA_ARGS__))
+
 int diskimg_node_snapshot_create(diskimg_node *n, const struct diskimg_snapshot *sn,
                                  GError **errp)
 {
-    return CALL_OP(n, snapshot_create, sn, errp);
+    /* The plugin sees a full struct whatever the caller was built with. */
+    if (abi_check_size(sn->struct_size, ABI_END(struct diskimg_snapshot, has_icount),
+                       "diskimg_snapshot", errp) < 0)
+        return -1;
+    struct diskimg_snapshot full;
+    abi_copy_in(&full, sizeof(full), sn, sn->struct_size);
+    return CALL_WRITING_OP(n, snapshot_create, &full, errp);
 }
 
 int diskimg_node_snapshot_apply(diskimg_node *n, const char *id_or_name, GError **errp)
 {
-    return CALL_OP(n, snapshot_apply, id_or_name, errp);
+    return CALL_WRITING_OP(n, snapshot_apply, id_or_name, errp);
 }
 
 int diskimg_node_snapshot_delete(diskimg_node *n, const char *id_or_name, GError **errp)
 {
-    return CALL_OP(n, snapshot_delete, id_or_name, errp);
+    return CALL_WRITING_OP(n, snapshot_delete, id_or_name, errp);
 }
 
 int diskimg_node_snapshot_load(diskimg_node *n, const char *id, const char *name,
@@ -134,18 +173,23 @@ int diskimg_node_snapshot_load(diskimg_node *n, const char *id, const char *name
 
 int diskimg_node_bitmap_add(diskimg_node *n, const struct diskimg_bitmap *b, GError **errp)
 {
-    return CALL_OP(n, bitmap_add, b, errp);
+    if (abi_check_size(b->struct_size, ABI_END(struct diskimg_bitmap, persistent),
+                       "diskimg_bitmap", errp) < 0)
+        return -1;
+    struct diskimg_bitmap full;
+    abi_copy_in(&full, sizeof(full), b, b->struct_size);
+    return CALL_WRITING_OP(n, bitmap_add, &full, errp);
 }
 
 int diskimg_node_bitmap_remove(diskimg_node *n, const char *name, GError **errp)
 {
-    return CALL_OP(n, bitmap_remove, name, errp);
+    return CALL_WRITING_OP(n, bitmap_remove, name, errp);
 }
 
 int diskimg_node_bitmap_set_enabled(diskimg_node *n, const char *name, bool enabled,
                                     GError **errp)
 {
-    return CALL_OP(n, bitmap_set_enabled, name, enabled, errp);
+    return CALL_WRITING_OP(n, bitmap_set_enabled, name, enabled, errp);
 }
 
 int diskimg_node_bitmap_query(diskimg_node *n, const char *name, uint64_t offset, uint64_t len,
@@ -157,7 +201,7 @@ int diskimg_node_bitmap_query(diskimg_node *n, const char *name, uint64_t offset
 int diskimg_node_bitmap_set(diskimg_node *n, const char *name, uint64_t offset, uint64_t len,
                             bool dirty, GError **errp)
 {
-    return CALL_OP(n, bitmap_set, name, offset, len, dirty, errp);
+    return CALL_WRITING_OP(n, bitmap_set, name, offset, len, dirty, errp);
 }
 
 int diskimg_bitmap_merge(diskimg_node *dst, const char *dst_name, diskimg_node *src,

@@ -70,7 +70,7 @@ void diskimg_close(diskimg_node *n)
         node_unlock(n);
     }
     diskimg_close(n->backing);
-    diskimg_close(n->data_file);
+    child_close_all(n);
     diskimg_close(n->file);
     g_mutex_clear(&n->request_lock);
     g_free(n->filename);
@@ -82,10 +82,12 @@ void diskimg_close(diskimg_node *n)
 
 const char *diskimg_node_filename(const diskimg_node *n) { return n->filename; }
 const char *diskimg_node_driver(const diskimg_node *n) { return n->plugin->desc->name; }
-bool diskimg_node_is_writable(const diskimg_node *n) { return n->flags & DISKIMG_OPEN_RDWR; }
+bool diskimg_node_is_writable(const diskimg_node *n)
+{
+    return (n->flags & DISKIMG_OPEN_RDWR) && !(n->caps & DISKIMG_CAP_READ_ONLY);
+}
 diskimg_node *diskimg_node_file(const diskimg_node *n) { return n->file; }
 diskimg_node *diskimg_node_backing(const diskimg_node *n) { return n->backing; }
-diskimg_node *diskimg_node_data_file(const diskimg_node *n) { return n->data_file; }
 void *diskimg_node_handle(const diskimg_node *n) { return n->handle; }
 
 static int not_supported(GError **errp, const char *what)
@@ -94,9 +96,11 @@ static int not_supported(GError **errp, const char *what)
     return -1;
 }
 
-static int read_only(diskimg_node *n, GError **errp)
+/* Every writing operation asks first: the node must be open read-write and,
+ * for a format node, the image writable (its capabilities). */
+int node_check_writable(diskimg_node *n, GError **errp)
 {
-    if (n->flags & DISKIMG_OPEN_RDWR)
+    if ((n->flags & DISKIMG_OPEN_RDWR) && !(n->caps & DISKIMG_CAP_READ_ONLY))
         return 0;
     g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
                 "Cannot write to '%s': image is opened read-only", n->filename);
@@ -127,14 +131,12 @@ int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp)
         node_unlock(n);
         return a;
     }
-    /* A format node occupies what its file and data file occupy. */
+    /* A format node occupies what its file and its counted children occupy. */
     int64_t total = diskimg_node_allocated_size(n->file, errp);
-    if (total >= 0 && n->data_file) {
-        int64_t a = diskimg_node_allocated_size(n->data_file, errp);
-        if (a > 0)
-            total += a;
-    }
-    return total;
+    if (total < 0)
+        return total;
+    int64_t children = child_allocated_size(n, errp);
+    return children < 0 ? -1 : total + children;
 }
 
 uint32_t diskimg_node_request_alignment(const diskimg_node *n)
@@ -184,7 +186,7 @@ int diskimg_node_pwrite(diskimg_node *n, const void *buf, uint64_t len, uint64_t
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     if (n->is_file)
         return LOCKED_CALL(n, IO(n)->pwrite(n->handle, buf, len, offset, flags, errp));
@@ -220,7 +222,7 @@ int diskimg_node_write_zeroes(diskimg_node *n, uint64_t offset, uint64_t len, un
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     int (*op)(void *, uint64_t, uint64_t, unsigned, GError **) =
         n->is_file ? IO(n)->write_zeroes : FMT(n)->write_zeroes;
@@ -234,16 +236,17 @@ int diskimg_node_write_zeroes(diskimg_node *n, uint64_t offset, uint64_t len, un
 int diskimg_node_write_compressed(diskimg_node *n, const void *buf, uint64_t len,
                                   uint64_t offset, GError **errp)
 {
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
-    if (n->is_file || !FMT(n)->write_compressed)
+    if (n->is_file || !(n->caps & DISKIMG_CAP_COMPRESSED))
         return not_supported(errp, "Compression not supported for this file format");
     return LOCKED_CALL(n, FMT(n)->write_compressed(n->handle, buf, len, offset, errp));
 }
 
 bool diskimg_node_can_compress_parallel(const diskimg_node *n)
 {
-    return !n->is_file && FMT(n)->compress && FMT(n)->write_precompressed;
+    return !n->is_file && (n->caps & DISKIMG_CAP_COMPRESSED) && FMT(n)->compress &&
+           FMT(n)->write_precompressed;
 }
 
 int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, void *out,
@@ -265,7 +268,7 @@ int64_t diskimg_node_compress(diskimg_node *n, const void *buf, uint64_t len, vo
 int diskimg_node_write_precompressed(diskimg_node *n, const void *data, uint64_t len,
                                      uint64_t offset, uint64_t guest_len, GError **errp)
 {
-    if (read_only(n, errp) < 0 || check_range(n, offset, guest_len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, guest_len, errp) < 0)
         return -1;
     if (!diskimg_node_can_compress_parallel(n))
         return not_supported(errp, "Compression not supported for this file format");
@@ -281,7 +284,7 @@ int64_t diskimg_node_copy_range(diskimg_node *src, uint64_t src_offset, diskimg_
     if (!src->is_file || !dst->is_file || src->plugin != dst->plugin ||
         !IO(src)->copy_range)
         return 0;
-    if (read_only(dst, errp) < 0)
+    if (node_check_writable(dst, errp) < 0)
         return -1;
     return IO(src)->copy_range(src->handle, src_offset, dst->handle, dst_offset, len, errp);
 }
@@ -290,13 +293,13 @@ int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len, GError 
 {
     if (len == 0)
         return 0;
-    if (read_only(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
+    if (node_check_writable(n, errp) < 0 || check_range(n, offset, len, errp) < 0)
         return -1;
     if (n->is_file)
         return IO(n)->punch_hole ? LOCKED_CALL(n, IO(n)->punch_hole(n->handle, offset, len, errp))
                                  : 0;
-    /* Discard is advisory: a format without it simply keeps the data. */
-    return FMT(n)->discard ? LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp)) : 0;
+    /* Discard is advisory: a format or image without it simply keeps the data. */
+    return (n->caps & DISKIMG_CAP_DISCARD) ? LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp)) : 0;
 }
 
 int diskimg_node_flush(diskimg_node *n, GError **errp)
@@ -305,7 +308,7 @@ int diskimg_node_flush(diskimg_node *n, GError **errp)
     if (op && LOCKED_CALL(n, op(n->handle, errp)) < 0)
         return -1;
     /* Flushing a format node flushes what lies below it. */
-    if (n->data_file && diskimg_node_flush(n->data_file, errp) < 0)
+    if (child_flush_all(n, errp) < 0)
         return -1;
     return n->file ? diskimg_node_flush(n->file, errp) : 0;
 }
@@ -313,7 +316,7 @@ int diskimg_node_flush(diskimg_node *n, GError **errp)
 int diskimg_node_truncate(diskimg_node *n, uint64_t size, enum diskimg_prealloc prealloc,
                           unsigned flags, GError **errp)
 {
-    if (read_only(n, errp) < 0)
+    if (node_check_writable(n, errp) < 0)
         return -1;
     int (*op)(void *, uint64_t, enum diskimg_prealloc, unsigned, GError **) =
         n->is_file ? IO(n)->truncate : FMT(n)->truncate;
@@ -340,10 +343,13 @@ static int file_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
 
 /* DISKIMG_BS_RECURSE: the plugin maps the range to its file; the file says
  * whether the bytes there are data or a hole. */
+static int block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                        struct diskimg_extent *ext, GError **errp);
+
 static int recurse_into_file(struct diskimg_extent *ext, GError **errp)
 {
-    struct diskimg_extent sub = { 0 };
-    if (diskimg_node_block_status(ext->file, ext->offset, ext->length, &sub, errp) < 0)
+    struct diskimg_extent sub;
+    if (block_status(ext->file, ext->offset, ext->length, &sub, errp) < 0)
         return -1;
     ext->length = MIN(ext->length, sub.length);
     ext->flags &= ~(DISKIMG_BS_DATA | DISKIMG_BS_ZERO | DISKIMG_BS_RECURSE);
@@ -351,10 +357,12 @@ static int recurse_into_file(struct diskimg_extent *ext, GError **errp)
     return 0;
 }
 
-int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
-                              struct diskimg_extent *ext, GError **errp)
+/* Block status into the core's own full-size extent. */
+static int block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                        struct diskimg_extent *ext, GError **errp)
 {
     memset(ext, 0, sizeof(*ext));
+    ext->struct_size = sizeof(*ext);
     if (len == 0) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "block status of an empty range");
         return -1;
@@ -374,6 +382,7 @@ int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
     }
     if (ret < 0)
         return -1;
+    ext->struct_size = sizeof(*ext);   /* whatever the plugin did to it */
     if (ext->length == 0 || ext->length > len) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_FAILED,
                     "%s: plugin '%s' returned a block status of invalid length",
@@ -385,14 +394,28 @@ int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
     return 0;
 }
 
-int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
-                                    struct diskimg_extent *ext, int *depth, GError **errp)
+/* The smallest extent a caller may pass: the members of ABI 2. */
+#define EXTENT_MIN_SIZE ABI_END(struct diskimg_extent, file)
+
+int diskimg_node_block_status(diskimg_node *n, uint64_t offset, uint64_t len,
+                              struct diskimg_extent *ext, GError **errp)
+{
+    if (abi_check_size(ext->struct_size, EXTENT_MIN_SIZE, "diskimg_extent", errp) < 0)
+        return -1;
+    struct diskimg_extent full;
+    int ret = block_status(n, offset, len, &full, errp);
+    abi_copy_out(ext, &full, sizeof(full));
+    return ret;
+}
+
+static int block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
+                              struct diskimg_extent *ext, int *depth, GError **errp)
 {
     int d = 0;
     diskimg_node *cur = n;
     uint64_t want = len;
     for (;;) {
-        if (diskimg_node_block_status(cur, offset, want, ext, errp) < 0)
+        if (block_status(cur, offset, want, ext, errp) < 0)
             return -1;
         if ((ext->flags & DISKIMG_BS_ALLOCATED) || !cur->backing)
             break;
@@ -416,6 +439,17 @@ int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t l
     return 0;
 }
 
+int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset, uint64_t len,
+                                    struct diskimg_extent *ext, int *depth, GError **errp)
+{
+    if (abi_check_size(ext->struct_size, EXTENT_MIN_SIZE, "diskimg_extent", errp) < 0)
+        return -1;
+    struct diskimg_extent full;
+    int ret = block_status_chain(n, offset, len, &full, depth, errp);
+    abi_copy_out(ext, &full, sizeof(full));
+    return ret;
+}
+
 int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len, uint64_t offset,
                               GError **errp)
 {
@@ -434,6 +468,31 @@ int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len, uint64_t
     return 0;
 }
 
+/* ------------------------------------------------------------ capabilities */
+
+void node_init_capabilities(diskimg_node *n)
+{
+    uint64_t defaults = n->plugin->desc->capabilities;
+    if (FMT(n)->write_compressed)
+        defaults |= DISKIMG_CAP_COMPRESSED;
+    if (FMT(n)->discard)
+        defaults |= DISKIMG_CAP_DISCARD;
+    uint64_t caps = defaults;
+    if (FMT(n)->image_capabilities) {
+        node_lock(n);
+        caps = FMT(n)->image_capabilities(n->handle, defaults);
+        node_unlock(n);
+    }
+    /* An image can do less than its plugin, never more; it may only add
+     * that it is read-only. */
+    n->caps = caps & (defaults | DISKIMG_CAP_READ_ONLY);
+}
+
+uint64_t diskimg_node_capabilities(const diskimg_node *n)
+{
+    return n->is_file ? 0 : n->caps;
+}
+
 /* ------------------------------------------------------ optional operations */
 
 static const struct {
@@ -446,7 +505,7 @@ static const struct {
     OP(make_empty), OP(check), OP(measure), OP(amend), OP(snapshot_list), OP(snapshot_create),
     OP(snapshot_apply), OP(snapshot_delete), OP(snapshot_load), OP(bitmap_list),
     OP(bitmap_add), OP(bitmap_remove), OP(bitmap_set_enabled), OP(bitmap_query),
-    OP(bitmap_set), OP(compress), OP(write_precompressed),
+    OP(bitmap_set), OP(compress), OP(write_precompressed), OP(image_capabilities),
 #undef OP
 };
 
@@ -475,14 +534,18 @@ static int format_only(diskimg_node *n, void *op, const char *what, GError **err
 int diskimg_node_check(diskimg_node *n, unsigned fix, struct diskimg_check_result *res,
                        GError **errp)
 {
-    memset(res, 0, sizeof(*res));
-    res->struct_size = sizeof(*res);
+    if (abi_check_size(res->struct_size, ABI_END(struct diskimg_check_result,
+                                                 has_cluster_stats),
+                       "diskimg_check_result", errp) < 0)
+        return -1;
+    struct diskimg_check_result full = { .struct_size = sizeof(full) };
+    int ret = -1;
     if (format_only(n, (void *)FMT(n)->check, "This image format does not support checks",
-                    errp) < 0)
-        return -1;
-    if (fix && read_only(n, errp) < 0)
-        return -1;
-    return LOCKED_CALL(n, FMT(n)->check(n->handle, fix, res, errp));
+                    errp) == 0 && (!fix || node_check_writable(n, errp) == 0))
+        ret = LOCKED_CALL(n, FMT(n)->check(n->handle, fix, &full, errp));
+    full.struct_size = sizeof(full);
+    abi_copy_out(res, &full, sizeof(full));
+    return ret;
 }
 
 int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force, GError **errp)
@@ -490,7 +553,7 @@ int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force, GE
     if (format_only(n, (void *)FMT(n)->amend,
                     "Format driver does not support amending image options", errp) < 0)
         return -1;
-    if (read_only(n, errp) < 0)
+    if (node_check_writable(n, errp) < 0)
         return -1;
     int ret = LOCKED_CALL(n, FMT(n)->amend(n->handle, o, force, errp));
     n->cached_size = -1;
@@ -503,7 +566,10 @@ int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *
     if (format_only(n, (void *)FMT(n)->set_backing,
                     "Operation not supported: the format has no backing file", errp) < 0)
         return -1;
-    if (read_only(n, errp) < 0)
+    if (!(n->caps & DISKIMG_CAP_BACKING) && filename && *filename)
+        return not_supported(errp, "Operation not supported: the image cannot have a "
+                             "backing file");
+    if (node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->set_backing(n->handle, filename, format, errp));
 }
@@ -511,26 +577,37 @@ int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *
 int diskimg_node_make_empty(diskimg_node *n, GError **errp)
 {
     if (format_only(n, (void *)FMT(n)->make_empty,
-                    "Image format does not support emptying after commit", errp) < 0)
+                    "Image format does not support emptying after commit", errp) < 0 ||
+        node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->make_empty(n->handle, errp));
 }
 
 int diskimg_node_info(diskimg_node *n, struct diskimg_image_info *info, GError **errp)
 {
-    memset(info, 0, sizeof(*info));
-    info->struct_size = sizeof(*info);
-    if (n->is_file || !FMT(n)->info)
-        return 0;
-    g_autoptr(JsonObject) scratch = json_object_new();
-    return LOCKED_CALL(n, FMT(n)->info(n->handle, info, diskimg_obj_from_json(scratch), errp));
+    if (abi_check_size(info->struct_size, ABI_END(struct diskimg_image_info, dirty),
+                       "diskimg_image_info", errp) < 0)
+        return -1;
+    struct diskimg_image_info full = { .struct_size = sizeof(full) };
+    int ret = 0;
+    if (!n->is_file && FMT(n)->info) {
+        g_autoptr(JsonObject) scratch = json_object_new();
+        ret = LOCKED_CALL(n, FMT(n)->info(n->handle, &full, diskimg_obj_from_json(scratch),
+                                          errp));
+    }
+    full.struct_size = sizeof(full);
+    abi_copy_out(info, &full, sizeof(full));
+    return ret;
 }
 
 int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
                     struct diskimg_measure_result *res, GError **errp)
 {
-    memset(res, 0, sizeof(*res));
-    if (diskimg_format_require(format, errp) < 0)
+    if (abi_check_size(res->struct_size, ABI_END(struct diskimg_measure_result, has_bitmaps),
+                       "diskimg_measure_result", errp) < 0 ||
+        abi_check_size(args->struct_size, ABI_END(struct diskimg_measure_args, source),
+                       "diskimg_measure_args", errp) < 0 ||
+        diskimg_format_require(format, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
     if (!lp->ops.format.measure) {
@@ -538,5 +615,11 @@ int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
                     "Format driver '%s' does not support size measurement", format);
         return -1;
     }
-    return lp->ops.format.measure(args, res, errp);
+    struct diskimg_measure_args full_args;
+    abi_copy_in(&full_args, sizeof(full_args), args, args->struct_size);
+    struct diskimg_measure_result full = { .struct_size = sizeof(full) };
+    int ret = lp->ops.format.measure(&full_args, &full, errp);
+    full.struct_size = sizeof(full);
+    abi_copy_out(res, &full, sizeof(full));
+    return ret;
 }

@@ -128,26 +128,6 @@ char *diskimg_resolve_relative(const char *image_filename, const char *name)
     return g_build_filename(dir, name, NULL);
 }
 
-diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename, unsigned flags,
-                                          GError **errp)
-{
-    if (n->data_file) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: data file already open",
-                    n->filename);
-        return NULL;
-    }
-    diskimg_node *file_level = n->is_file ? n : n->file;
-    g_autofree char *path = diskimg_resolve_relative(n->filename, filename);
-    unsigned f = flags | (n->flags & (DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_LOCK |
-                                      DISKIMG_OPEN_FORCE_SHARE));
-    diskimg_node *d = open_file_node(path, file_level ? file_level->plugin->desc->name : NULL,
-                                     f, n->cache, NULL, errp);
-    if (!d)
-        return NULL;
-    n->data_file = d;
-    return d;
-}
-
 /* Reads the first bytes of the file for probing (fewer for short files). */
 static int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
 {
@@ -255,7 +235,7 @@ static void remember_backing(diskimg_node *n)
 {
     if (!n->plugin->ops.format.get_backing)
         return;
-    struct diskimg_backing_ref ref = { 0 };
+    struct diskimg_backing_ref ref = { .struct_size = sizeof(ref) };
     node_lock(n);
     n->plugin->ops.format.get_backing(n->handle, &ref);
     node_unlock(n);
@@ -297,6 +277,14 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
     n->cache = p->cache;
     n->file = file;
     if (!format_open(n, filename, p->format_options, errp)) {
+        diskimg_close(n);
+        return NULL;
+    }
+    node_init_capabilities(n);
+    if ((flags & DISKIMG_OPEN_RDWR) && (n->caps & DISKIMG_CAP_READ_ONLY)) {
+        /* qemu's bdrv_apply_auto_read_only() text */
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "Could not open '%s': Image is read-only", filename);
         diskimg_close(n);
         return NULL;
     }
@@ -352,8 +340,16 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
 diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_params *params,
                            GError **errp)
 {
-    struct diskimg_open_params defaults = { .struct_size = sizeof(defaults) };
-    const struct diskimg_open_params *p = params ? params : &defaults;
+    /* A full copy: the backing chain's opens copy it in turn, and members a
+     * shorter (older) caller's struct lacks read as unset. */
+    struct diskimg_open_params full = { .struct_size = sizeof(full) };
+    if (params) {
+        if (abi_check_size(params->struct_size, ABI_END(struct diskimg_open_params, flags),
+                           "diskimg_open_params", errp) < 0)
+            return NULL;
+        abi_copy_in(&full, sizeof(full), params, params->struct_size);
+    }
+    const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;
     diskimg_node *n = open_one(filename, p, p->flags, errp);

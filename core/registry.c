@@ -35,6 +35,11 @@ extern const char diskimg_schema_commands_yaml[];
 extern const char diskimg_schema_types_yaml[];
 extern const char diskimg_schema_magic_yaml[];
 
+/* ABI 2 put struct_size first in every struct filled across the boundary
+ * (extents, snapshots, bitmaps, backing refs, measure results): plugins
+ * built for ABI 1 would misread them. */
+#define OLDEST_ABI 2
+
 #define MAX_SCAN_DEPTH 3     /* dir/<kind>/<name>/<name>.so in the build tree */
 #define MAX_PLUGIN_FILES 1024
 
@@ -129,7 +134,8 @@ static bool file_is_trusted(const char *path, GError **errp)
 }
 
 /* Copies a plugin's ops struct into our full-size one: callbacks beyond the
- * plugin's struct_size stay NULL. */
+ * plugin's struct_size stay NULL, and so does one that struct_size cuts
+ * through (only whole pointers are copied). */
 static bool copy_ops(struct loaded_plugin *lp, GError **errp)
 {
     const void *ops = lp->desc->ops;
@@ -144,14 +150,20 @@ static bool copy_ops(struct loaded_plugin *lp, GError **errp)
                     lp->path);
         return false;
     }
-    uint32_t size = *(const uint32_t *)ops;   /* every ops struct starts with struct_size */
-    if (size < sizeof(uint32_t) + sizeof(void *)) {
+    /* Every ops struct is struct_size, then nothing but callbacks, the first
+     * one aligned like a pointer. */
+    const size_t first = offsetof(struct diskimg_format_ops, probe);
+    G_STATIC_ASSERT(offsetof(struct diskimg_io_ops, open) == first);
+    G_STATIC_ASSERT(offsetof(struct diskimg_crypto_ops, cipher_new) == first);
+    uint32_t size = *(const uint32_t *)ops;
+    if (size < first + sizeof(void *)) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "%s: ops struct_size %u is too small", lp->path, size);
+                    "%s: ops struct_size %u is too small to hold a callback", lp->path, size);
         return false;
     }
+    size_t whole = first + (MIN((size_t)size, full) - first) / sizeof(void *) * sizeof(void *);
     memset(&lp->ops, 0, sizeof(lp->ops));
-    memcpy(&lp->ops, ops, MIN(size, full));
+    memcpy(&lp->ops, ops, whole);
     return true;
 }
 
@@ -187,10 +199,10 @@ static bool check_required_ops(struct loaded_plugin *lp, GError **errp)
 static bool check_descriptor(struct loaded_plugin *lp, uint32_t expected_kind, GError **errp)
 {
     const struct diskimg_plugin *d = lp->desc;
-    if (d->abi_version == 0 || d->abi_version > DISKIMG_ABI_VERSION) {
+    if (d->abi_version < OLDEST_ABI || d->abi_version > DISKIMG_ABI_VERSION) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "%s: built for plugin ABI %u, this diskimg supports ABI 1 to %d",
-                    lp->path, d->abi_version, DISKIMG_ABI_VERSION);
+                    "%s: built for plugin ABI %u, this diskimg supports ABI %d to %d",
+                    lp->path, d->abi_version, OLDEST_ABI, DISKIMG_ABI_VERSION);
         return false;
     }
     if (d->struct_size < offsetof(struct diskimg_plugin, ops) + sizeof(void *)) {

@@ -96,3 +96,29 @@ int diskimg_prealloc_parse(const char *name, enum diskimg_prealloc *out, GError 
                 "Invalid parameter '%s'", name);
     return -1;
 }
+
+/* ------------------------------------------------------------- ABI structs */
+
+int abi_check_size(uint32_t size, size_t need, const char *what, GError **errp)
+{
+    if (size >= need)
+        return 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                "struct %s has struct_size %u, at least %zu is needed (was it set?)", what,
+                size, need);
+    return -1;
+}
+
+void abi_copy_in(void *full, size_t full_size, const void *theirs, uint32_t their_size)
+{
+    memset(full, 0, full_size);
+    memcpy(full, theirs, MIN((size_t)their_size, full_size));
+    *(uint32_t *)full = (uint32_t)full_size;
+}
+
+void abi_copy_out(void *theirs, const void *full, size_t full_size)
+{
+    uint32_t their_size = *(const uint32_t *)theirs;
+    memcpy(theirs, full, MIN((size_t)their_size, full_size));
+    *(uint32_t *)theirs = their_size;
+}

@@ -154,7 +154,7 @@ static int example_probe(const uint8_t *buf, size_t len, const char *filename)
 
 /* ------------------------------------------------------- open and close */
 
-/* Every args field used here exists since ABI 1.  A field added later must
+/* Every args field used here exists since ABI 2.  A field added later must
  * be guarded: if (args->struct_size >= offsetof(...) + sizeof(field)). */
 static void *example_open(const struct diskimg_format_open_args *args, GError **errp)
 {
@@ -243,6 +243,8 @@ static int example_block_status(void *h, uint64_t offset, uint64_t len,
 {
     struct example *s = h;
 
+    /* The core hands us an extent with struct_size set; the members we
+     * fill are all of ABI 2, so every core that loads us has them. */
     (void)errp;
     ext->length = len;
     ext->flags = DISKIMG_BS_RECURSE | DISKIMG_BS_OFFSET_VALID | DISKIMG_BS_ALLOCATED;
@@ -301,7 +303,9 @@ static int example_info(void *h, struct diskimg_image_info *info, diskimg_obj *s
 }
 
 /* Flat storage: the file is the header plus the whole virtual disk, both
- * when measuring for --size and for converting an existing image. */
+ * when measuring for --size and for converting an existing image.  As with
+ * every struct the core gives us to fill, a member newer than ABI 2 would
+ * be written only when res->struct_size reaches it. */
 static int example_measure(const struct diskimg_measure_args *args,
                            struct diskimg_measure_result *res, GError **errp)
 {
@@ -345,6 +349,9 @@ static int example_create(const struct diskimg_format_create_args *args, GError 
 /*
  * Callbacks left NULL are "not supported" and the core answers with
  * qemu-img's message (compression, snapshots, backing files, check...).
+ * image_capabilities is NULL as well: every example image can do what the
+ * descriptor says (a format whose images differ, say one with features it
+ * cannot write, would answer DISKIMG_CAP_READ_ONLY there for that image).
  * flush is NULL too: we cache nothing, every header update is written at
  * once, and the core flushes the file child after a format's flush anyway.
  */

@@ -357,6 +357,18 @@ cp "$FAKE"/fake-misnamed.so plug/format/
 run "${L[@]}" "$D" --list-formats
 grep_out "schema names plugin 'other'" "schema/descriptor name mismatch refused" err
 rm plug/format/fake-misnamed.so
+cp "$FAKE"/fake-cutops.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-cutops.so: required callback 'close' is missing" "a callback cut by the ops struct_size counts as absent" err
+rm plug/format/fake-cutops.so
+cp "$FAKE"/fake-tinyops.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-tinyops.so: ops struct_size 12 is too small to hold a callback" "ops struct_size short of one pointer refused" err
+rm plug/format/fake-tinyops.so
+cp "$FAKE"/fake-oldabi.so plug/format/
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-oldabi.so: built for plugin ABI 1, this diskimg supports ABI 2 to 2" "ABI 1 plugin refused" err
+rm plug/format/fake-oldabi.so
 # Plugins are opened when needed: a broken one bothers only what reaches for it.
 cp "$FAKE"/fake-good.so plug/format/fake.so
 cp "$FAKE"/fake-newabi.so plug/format/

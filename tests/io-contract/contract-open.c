@@ -77,7 +77,7 @@ static void test_char_device(void)
 {
     void *h = open_ok("/dev/null", 0);
     uint8_t buf[4096];
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
 
     g_assert_cmpint(size_of(h), ==, 0);

@@ -335,7 +335,7 @@ void truncate_ok(void *h, uint64_t size, enum diskimg_prealloc p, unsigned flags
 
 struct diskimg_extent status_of(void *h, uint64_t off, uint64_t len)
 {
-    struct diskimg_extent ext = { 0 };
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
 
     g_assert_cmpint(ops->block_status(h, off, len, &ext, &err), ==, 0);

@@ -7,7 +7,11 @@
  *   3 = schema with a syntax error
  *   4 = an io plugin (installed among format plugins by the test)
  *   5 = schema names another plugin
+ *   6 = ops struct_size ends inside `close` (a callback cut in half)
+ *   7 = ops struct_size too small to hold any callback
+ *   8 = built for ABI 1 (before struct_size led every filled struct)
  */
+#include <stddef.h>
 #include <string.h>
 #include <diskimg/plugin.h>
 
@@ -38,8 +42,16 @@ static int fake_read(void *h, void *buf, uint64_t len, uint64_t off, GError **er
     return diskimg_node_pread(f->file, buf, len, off, errp);
 }
 
+#if FAKE_VARIANT == 6
+#define FAKE_OPS_SIZE (offsetof(struct diskimg_format_ops, close) + 4)
+#elif FAKE_VARIANT == 7
+#define FAKE_OPS_SIZE 12
+#else
+#define FAKE_OPS_SIZE sizeof(struct diskimg_format_ops)
+#endif
+
 static const struct diskimg_format_ops fake_format_ops = {
-    .struct_size = sizeof(fake_format_ops),
+    .struct_size = FAKE_OPS_SIZE,
     .open = fake_open,
     .close = fake_close,
     .get_size = fake_size,
@@ -57,7 +69,7 @@ static const struct diskimg_format_ops fake_format_ops = {
 #endif
 
 static const struct diskimg_plugin fake_plugin = {
-    .abi_version = FAKE_VARIANT == 2 ? 99 : DISKIMG_ABI_VERSION,
+    .abi_version = FAKE_VARIANT == 2 ? 99 : FAKE_VARIANT == 8 ? 1 : DISKIMG_ABI_VERSION,
     .struct_size = sizeof(fake_plugin),
     .kind = FAKE_VARIANT == 4 ? DISKIMG_KIND_IO : DISKIMG_KIND_FORMAT,
     .thread_model = DISKIMG_THREAD_SERIALIZE_ALL,

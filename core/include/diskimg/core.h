@@ -16,9 +16,11 @@ extern "C" {
 
 DISKIMG_API const char *diskimg_version(void);
 
-/* Finds and loads every plugin (idempotent, thread-safe).  Problems with a
- * single plugin file are warnings (diskimg_warn) naming the file; only a
- * broken core schema is an error. */
+/* Finds the plugin files (idempotent, thread-safe; they are loaded when
+ * first asked for).  Problems with a single plugin file are warnings
+ * (diskimg_warn, so they reach only the installed warning handler) naming
+ * the file; only a broken core schema is an error.  It installs no signal
+ * handler and prints nothing: neither does any other call of the library. */
 DISKIMG_API int diskimg_init(GError **errp);
 
 /* The I/O plugin file nodes use when the caller names none ("posix" by
@@ -84,9 +86,11 @@ DISKIMG_API int diskimg_node_info(diskimg_node *n, struct diskimg_image_info *in
 /* Snapshot and bitmap lists as returned by the plugins. */
 struct diskimg_snapshot_list {
     GArray *items;              /* struct diskimg_snapshot, strings owned */
+    GError *refused;            /* internal: an entry the plugin passed unreadably */
 };
 struct diskimg_bitmap_list {
     GArray *items;              /* struct diskimg_bitmap, strings owned */
+    GError *refused;            /* internal: as above */
 };
 DISKIMG_API diskimg_snapshot_list *diskimg_node_snapshots(diskimg_node *n, GError **errp);
 DISKIMG_API void diskimg_snapshot_list_free(diskimg_snapshot_list *l);
@@ -179,17 +183,31 @@ DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)
 /* ---------------------------------------------------------------- progress */
 
 /* One facility for -p and SIGUSR1: the command sets a total, the engine
- * adds work done (skipped ranges count as done). */
+ * adds work done (skipped ranges count as done).  The library only counts;
+ * the handler the caller installs decides what to show (the diskimg
+ * command draws qemu-img's "    (12.34/100%)" and answers SIGUSR1). */
 typedef struct diskimg_progress diskimg_progress;
 enum diskimg_progress_mode {
-    DISKIMG_PROGRESS_QUIET = 0,  /* nothing, but SIGUSR1 still prints */
-    DISKIMG_PROGRESS_BAR,        /* -p: "    (12.34/100%)" on stdout */
+    DISKIMG_PROGRESS_QUIET = 0,  /* no bar (SIGUSR1 may still ask for a line) */
+    DISKIMG_PROGRESS_BAR,        /* -p */
 };
+enum diskimg_progress_event {
+    DISKIMG_PROGRESS_STARTED = 0, /* diskimg_progress_new */
+    DISKIMG_PROGRESS_UPDATED,     /* every diskimg_progress_add */
+    DISKIMG_PROGRESS_FINISHED,    /* diskimg_progress_finish; a bar is at 100 % */
+};
+/* Called with the operation's mode and its progress in 1/100 % (0..10000),
+ * serialised per operation (from whichever thread did the work). */
+typedef void (*diskimg_progress_fn)(enum diskimg_progress_mode mode,
+                                    enum diskimg_progress_event event, unsigned hundredths,
+                                    void *opaque);
+/* NULL: progress is counted but goes nowhere (the default). */
+DISKIMG_API void diskimg_set_progress_handler(diskimg_progress_fn fn, void *opaque);
 DISKIMG_API diskimg_progress *diskimg_progress_new(enum diskimg_progress_mode mode,
                                                    uint64_t total);
 DISKIMG_API void diskimg_progress_add(diskimg_progress *p, uint64_t done);
 DISKIMG_API void diskimg_progress_set_total(diskimg_progress *p, uint64_t total);
-DISKIMG_API void diskimg_progress_finish(diskimg_progress *p);  /* prints 100% and frees */
+DISKIMG_API void diskimg_progress_finish(diskimg_progress *p);  /* FINISHED, then frees */
 
 /* Not for use: makes the plugin ABI structs visible to ABI checkers. */
 DISKIMG_API size_t diskimg_abi_anchor(const struct diskimg_plugin *plugin,

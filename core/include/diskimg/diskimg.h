@@ -121,8 +121,8 @@ DISKIMG_API void diskimg_list_add_int(diskimg_list *l, int64_t value);
 
 /*
  * An image is a graph of nodes: a format node (qcow2, raw...) on top of a
- * file node (an I/O backend such as posix), plus optional backing and
- * data-file nodes.  The same request functions work on every node; a format
+ * file node (an I/O backend such as posix), plus an optional backing node
+ * and any child nodes the format opens (data file, extents; see below).  The same request functions work on every node; a format
  * plugin reads its own file with diskimg_node_pread(file, ...).
  */
 typedef struct diskimg_node diskimg_node;
@@ -175,8 +175,12 @@ DISKIMG_API void diskimg_close(diskimg_node *node);
 DISKIMG_API const char *diskimg_node_filename(const diskimg_node *n);
 DISKIMG_API const char *diskimg_node_driver(const diskimg_node *n);   /* plugin name */
 DISKIMG_API bool diskimg_node_is_writable(const diskimg_node *n);
+/* DISKIMG_CAP_* of the open image: the format's image_capabilities answer,
+ * or its descriptor's flags (0 for file nodes). */
+DISKIMG_API uint64_t diskimg_node_capabilities(const diskimg_node *n);
 DISKIMG_API diskimg_node *diskimg_node_file(const diskimg_node *n);   /* NULL on file nodes */
 DISKIMG_API diskimg_node *diskimg_node_backing(const diskimg_node *n);
+/* The first DISKIMG_CHILD_DATA_FILE child (see diskimg_node_child). */
 DISKIMG_API diskimg_node *diskimg_node_data_file(const diskimg_node *n);
 /* The plugin's per-node state (what its open returned). */
 DISKIMG_API void *diskimg_node_handle(const diskimg_node *n);
@@ -233,9 +237,14 @@ enum {
     DISKIMG_BS_RECURSE      = 1u << 5, /* plugin asks the core to ask `file` at `offset`
                                           for the data/zero detail (raw, flat extents) */
 };
+/* Out-parameter of block status.  Callers of diskimg_node_block_status set
+ * struct_size = sizeof(struct diskimg_extent) first (the core fills nothing
+ * beyond it); a plugin's block_status callback gets one from the core with
+ * struct_size set and must not write beyond it. */
 struct diskimg_extent {
-    uint64_t length;        /* > 0; may be shorter than asked */
+    uint32_t struct_size;
     uint32_t flags;         /* DISKIMG_BS_* */
+    uint64_t length;        /* > 0; may be shorter than asked */
     uint64_t offset;        /* host offset when OFFSET_VALID */
     diskimg_node *file;     /* node that `offset` refers to */
 };
@@ -254,13 +263,51 @@ DISKIMG_API int diskimg_node_block_status_chain(diskimg_node *n, uint64_t offset
 DISKIMG_API int diskimg_node_read_backing(diskimg_node *n, void *buf, uint64_t len,
                                           uint64_t offset, GError **errp);
 
-/* For format plugins: opens `filename` as a file node (same I/O backend and
- * cache mode as `n`, name resolved against n's directory unless absolute),
- * and attaches it as n's data-file child, closed together with n.  With
- * DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE in flags the file is created
- * (create callbacks pass args->file as n). */
-DISKIMG_API diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename,
-                                                      unsigned flags, GError **errp);
+/* ------------------------------------------------------------ child nodes */
+
+/*
+ * Files of an image besides its own file: qcow2's external data file,
+ * vmdk's extents, a descriptor's companions.  A format opens each as a child
+ * of its node (args->node in open, args->file in create).  A child is a file
+ * node that inherits from its parent everything the user chose for the
+ * image: the I/O backend (--io), the cache mode (-t/-T, so O_DIRECT with
+ * -t none), read-only or read-write, -U and locking.  The core owns
+ * children: flushing, closing and the allocated size of the parent cover
+ * them, and when diskimg_create fails, every file that
+ * diskimg_node_create_child made is removed again (never one that existed
+ * before).  `name` is the file name as the format found it (in the image or
+ * in an option); the core resolves it against the parent's directory.
+ */
+enum diskimg_child_role {
+    DISKIMG_CHILD_BACKING   = 1, /* the backing image: opened by the core from
+                                    get_backing, only looked up by formats */
+    DISKIMG_CHILD_DATA_FILE = 2, /* guest data outside the image file (qcow2 data-file) */
+    DISKIMG_CHILD_EXTENT    = 3, /* one of several files holding guest data (vmdk) */
+    DISKIMG_CHILD_METADATA  = 4, /* other structures of the image in a file of their own */
+};
+/* Flags of a child. */
+enum {
+    DISKIMG_CHILD_READ_ONLY = 1u << 0, /* read-only even when the parent is read-write */
+    DISKIMG_CHILD_UNCOUNTED = 1u << 1, /* not part of the parent's allocated size ("disk
+                                          size"); qemu-img leaves qcow2's data file out */
+};
+/* Opens an existing file as a child of `parent`. */
+DISKIMG_API diskimg_node *diskimg_node_open_child(diskimg_node *parent,
+                                                  enum diskimg_child_role role,
+                                                  const char *name, unsigned flags,
+                                                  GError **errp);
+/* Creates (or truncates) a file as a child of `parent`, read-write; for the
+ * create callback.  A failed create removes it if this call made it. */
+DISKIMG_API diskimg_node *diskimg_node_create_child(diskimg_node *parent,
+                                                    enum diskimg_child_role role,
+                                                    const char *name, unsigned flags,
+                                                    GError **errp);
+/* Children of a role (0: every role except backing), in the order opened. */
+DISKIMG_API unsigned diskimg_node_child_count(const diskimg_node *n,
+                                              enum diskimg_child_role role);
+/* The index-th child of a role, NULL past the last. */
+DISKIMG_API diskimg_node *diskimg_node_child(const diskimg_node *n, enum diskimg_child_role role,
+                                             unsigned index);
 /* `name` as seen from the directory of image `image_filename` (how backing
  * and data file names are resolved); absolute names are returned as is.
  * Free with g_free. */
@@ -347,14 +394,15 @@ DISKIMG_API void diskimg_secret_wipe(uint8_t *data, size_t len);
 
 /* ---------------------------------------------------------------- logging */
 
-/* Warnings go through the command layer's sink (stderr by default) so that
- * -q and JSON output stay clean. */
+/* Warnings go to the handler the command layer installs (the diskimg
+ * command prints them on stderr; -q and JSON output stay clean).  Without a
+ * handler they are dropped: the library never prints. */
 DISKIMG_API void diskimg_warn(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 typedef void (*diskimg_warn_fn)(const char *message, void *opaque);
 DISKIMG_API void diskimg_set_warn_handler(diskimg_warn_fn fn, void *opaque);
-/* One line of an operation's findings, printed as is (no prefix) — what
+/* One line of an operation's findings, shown as is (no prefix) — what
  * qemu-img check prints per problem ("Leaked cluster 12 refcount=1
- * reference=0").  Goes to stderr unless a handler is set. */
+ * reference=0").  Goes to the report handler; dropped without one. */
 DISKIMG_API void diskimg_report(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 DISKIMG_API void diskimg_set_report_handler(diskimg_warn_fn fn, void *opaque);
 

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define DISKIMG_ABI_VERSION 1
+#define DISKIMG_ABI_VERSION 2
 #define DISKIMG_PLUGIN_ENTRY_SYMBOL "diskimg_plugin_entry"
 
 enum diskimg_plugin_kind {
@@ -53,12 +53,17 @@ enum diskimg_thread_model {
     DISKIMG_THREAD_PARALLEL = 2,
 };
 
-/* Capability flags of a format plugin. */
+/* Capability flags of a format plugin (the descriptor's `capabilities`) and,
+ * refined per image by the image_capabilities callback, of an open image. */
 enum {
     DISKIMG_CAP_READ_ONLY   = 1u << 0, /* cannot create or write images */
     DISKIMG_CAP_BACKING     = 1u << 1, /* images may have a backing file */
     DISKIMG_CAP_ZERO_INIT   = 1u << 2, /* a newly created image reads as zeroes */
     DISKIMG_CAP_PREALLOC_ZERO = 1u << 3, /* ...also when preallocated */
+    /* Per-image only: the core sets them in the defaults it passes to
+     * image_capabilities when the matching callbacks exist. */
+    DISKIMG_CAP_COMPRESSED  = 1u << 4, /* write_compressed works on this image */
+    DISKIMG_CAP_DISCARD     = 1u << 5, /* discard may free space in this image */
 };
 
 struct diskimg_plugin {
@@ -111,8 +116,9 @@ struct diskimg_image_info {
     bool dirty;                /* dirty-flag */
 };
 
-/* The backing file an image names, as stored in it. */
+/* The backing file an image names, as stored in it (filled by get_backing). */
 struct diskimg_backing_ref {
+    uint32_t struct_size;      /* set by the core: write no member beyond it */
     const char *filename;      /* NULL: no backing file */
     const char *format;        /* NULL: not recorded (then probed) */
 };
@@ -138,13 +144,17 @@ struct diskimg_measure_args {
     diskimg_node *source;              /* NULL for measure --size */
 };
 struct diskimg_measure_result {
+    uint32_t struct_size;              /* set by the caller: fill no member beyond it */
     uint64_t required;
     uint64_t fully_allocated;
     uint64_t bitmaps;                  /* valid with has_bitmaps */
     bool has_bitmaps;
 };
 
+/* Filled by the plugin for diskimg_snapshot_list_add, by the core for
+ * snapshot_create: whoever fills it sets struct_size. */
 struct diskimg_snapshot {
+    uint32_t struct_size;              /* sizeof(struct diskimg_snapshot) of the filler */
     const char *id;
     const char *name;
     uint64_t vm_state_size;
@@ -154,11 +164,15 @@ struct diskimg_snapshot {
     bool has_icount;
 };
 typedef struct diskimg_snapshot_list diskimg_snapshot_list;
-/* The core copies *sn. */
+/* The core copies *sn (as far as sn->struct_size reaches; members beyond
+ * it read as zero). */
 DISKIMG_API void diskimg_snapshot_list_add(diskimg_snapshot_list *l,
                                            const struct diskimg_snapshot *sn);
 
+/* Filled by the plugin for diskimg_bitmap_list_add, by the core for
+ * bitmap_add: whoever fills it sets struct_size. */
 struct diskimg_bitmap {
+    uint32_t struct_size;  /* sizeof(struct diskimg_bitmap) of the filler */
     const char *name;
     uint32_t granularity;
     bool enabled;      /* "auto" flag */
@@ -166,6 +180,7 @@ struct diskimg_bitmap {
     bool persistent;
 };
 typedef struct diskimg_bitmap_list diskimg_bitmap_list;
+/* The core copies *b, as far as b->struct_size reaches. */
 DISKIMG_API void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct diskimg_bitmap *b);
 
 struct diskimg_format_ops {
@@ -244,6 +259,17 @@ struct diskimg_format_ops {
                         GError **errp);
     int (*write_precompressed)(void *h, const void *data, uint64_t len, uint64_t offset,
                                uint64_t guest_len, GError **errp);
+
+    /* What this open image can do (nbdkit's can_*), asked once right after
+     * open.  `defaults` holds the descriptor's capabilities, plus
+     * DISKIMG_CAP_COMPRESSED and DISCARD when those callbacks exist; return
+     * it with bits cleared (a fixed VHD is not ZERO_INIT, a streamOptimized
+     * vmdk cannot take compressed rewrites) or with READ_ONLY added (an image
+     * with features the plugin cannot write).  The core ignores bits added
+     * beyond the defaults other than READ_ONLY, and enforces the result:
+     * a READ_ONLY image cannot be opened read-write, and every writing
+     * operation on it is refused.  NULL: the defaults. */
+    uint64_t (*image_capabilities)(void *h, uint64_t defaults);
 };
 
 /* ======================================================================= io */

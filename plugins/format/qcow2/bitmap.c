@@ -633,6 +633,7 @@ int qcow2_bitmap_list(void *h, diskimg_bitmap_list *out, GError **errp)
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *bm = &s->bitmaps[i];
         struct diskimg_bitmap b = {
+            .struct_size = sizeof(b),
             .name = bm->name, .granularity = 1u << bm->granularity_bits,
             .enabled = bm->enabled, .in_use = bm->inconsistent, .persistent = true,
         };

@@ -195,9 +195,8 @@ static int open_data_file(const struct diskimg_format_create_args *args,
 {
     if (!c->data_file)
         return 0;
-    diskimg_node *d = diskimg_node_open_data_file(args->file, c->data_file,
-                                                  DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE |
-                                                  DISKIMG_OPEN_TRUNCATE, errp);
+    diskimg_node *d = diskimg_node_create_child(args->file, DISKIMG_CHILD_DATA_FILE,
+                                                c->data_file, DISKIMG_CHILD_UNCOUNTED, errp);
     if (!d)
         return -1;
     enum diskimg_prealloc mode = c->data_raw ? c->prealloc : DISKIMG_PREALLOC_OFF;
@@ -365,7 +364,7 @@ static int measure_source(diskimg_node *src, uint64_t ssize, uint64_t cs, uint64
     uint64_t off = 0;
     *required = 0;
     while (off < ssize) {
-        struct diskimg_extent ext;
+        struct diskimg_extent ext = { .struct_size = sizeof(ext) };
         if (diskimg_node_block_status_chain(src, off, ssize - off, &ext, NULL, errp) < 0)
             return -1;
         uint64_t n = ext.length;

@@ -1200,7 +1200,7 @@ static int detect_prealloc(struct qcow2 *s, GError **errp)
 static int recurse_file(struct qcow2 *s, struct diskimg_extent *ext, GError **errp)
 {
     (void)errp;
-    struct diskimg_extent f;
+    struct diskimg_extent f = { .struct_size = sizeof(f) };
     if (diskimg_node_block_status(s->data, ext->offset, ext->length, &f, NULL) < 0)
         return 0;
     if (f.flags & DISKIMG_BS_ZERO)

@@ -112,7 +112,9 @@ static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
                     "'data-file' is required for this image");
         return -1;
     }
-    s->data = diskimg_node_open_data_file(node, s->h.data_file, 0, errp);
+    /* qemu-img's actual-size leaves the data file out: so do we. */
+    s->data = diskimg_node_open_child(node ? node : s->file, DISKIMG_CHILD_DATA_FILE,
+                                      s->h.data_file, DISKIMG_CHILD_UNCOUNTED, errp);
     if (!s->data) {
         g_prefix_error(errp, "Could not open data file: ");
         return -1;

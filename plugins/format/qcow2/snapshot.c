@@ -90,6 +90,7 @@ int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *q = &s->snapshots[i];
         struct diskimg_snapshot sn = {
+            .struct_size = sizeof(sn),
             .id = q->id, .name = q->name, .vm_state_size = q->vm_state_size,
             .date_sec = q->date_sec, .date_nsec = q->date_nsec,
             .vm_clock_nsec = q->vm_clock_nsec, .icount = q->icount,

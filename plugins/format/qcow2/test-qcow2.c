@@ -321,7 +321,8 @@ static void assert_open_fails(struct timg *t, const char *expect)
 
 static void snap_create(struct qcow2 *s, const char *name)
 {
-    struct diskimg_snapshot sn = { .name = name, .date_sec = 1, .date_nsec = 2 };
+    struct diskimg_snapshot sn = { .struct_size = sizeof(sn), .name = name, .date_sec = 1,
+                                   .date_nsec = 2 };
     GError *err = NULL;
     g_assert_cmpint(qcow2_snapshot_create(s, &sn, &err), ==, 0);
     g_assert_no_error(err);
@@ -454,7 +455,8 @@ static void test_snapshot_hostile(void)
 
 static void bm_add(struct qcow2 *s, const char *name, uint32_t gran, bool enabled)
 {
-    struct diskimg_bitmap b = { .name = name, .granularity = gran, .enabled = enabled,
+    struct diskimg_bitmap b = { .struct_size = sizeof(b), .name = name, .granularity = gran,
+                                .enabled = enabled,
                                 .persistent = true };
     GError *err = NULL;
     g_assert_cmpint(qcow2_bitmap_add(s, &b, &err), ==, 0);
@@ -490,7 +492,7 @@ static void test_bitmap_persist(void)
     timg_create(&t, 64 * MiB);
     bm_add(t.s, "b1", 0, true);                 /* default granularity: 64k */
     bm_add(t.s, "b2", 4096, false);
-    struct diskimg_bitmap dup = { .name = "b1", .granularity = 65536 };
+    struct diskimg_bitmap dup = { .struct_size = sizeof(dup), .name = "b1", .granularity = 65536 };
     g_assert_cmpint(qcow2_bitmap_add(t.s, &dup, &err), <, 0);
     g_assert_cmpstr(err->message, ==, "Bitmap already exists: b1");
     g_clear_error(&err);
@@ -835,7 +837,7 @@ static void encrypt_roundtrip(const char *format)
     g_assert_cmpint(diskimg_node_pread(t.s->file, disk, sizeof(disk), r.host, &err), ==, 0);
     g_assert_true(memcmp(disk, model, sizeof(disk)) != 0);
     /* block status never points at ciphertext */
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     g_assert_cmpint(qcow2_block_status(t.s, 0, CS, &ext, &err), ==, 0);
     g_assert_true(ext.flags & DISKIMG_BS_DATA);
     g_assert_false(ext.flags & DISKIMG_BS_OFFSET_VALID);
@@ -1243,7 +1245,7 @@ static bool admin_check(struct stress *st)
  * the copies' sources; the snapshot is deleted again at once. */
 static bool admin_snapshot(struct stress *st)
 {
-    struct diskimg_snapshot sn = { .name = "stress", .date_sec = 1 };
+    struct diskimg_snapshot sn = { .struct_size = sizeof(sn), .name = "stress", .date_sec = 1 };
     GError *err = NULL;
     if (qcow2_ops.snapshot_create(st->s, &sn, &err) < 0 ||
         qcow2_ops.flush(st->s, &err) < 0 || qcow2_ops.snapshot_delete(st->s, "stress", &err) < 0) {
@@ -1437,7 +1439,7 @@ static void test_parallel_compressed_reads(void)
         g_thread_join(th[i]);
         g_assert_cmpint(c[i].failed, ==, 0);
     }
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     g_assert_cmpint(qcow2_block_status(t.s, 0, CS, &ext, &err), ==, 0);
     g_assert_true(ext.flags & DISKIMG_BS_COMPRESSED);
     assert_clean(t.s);

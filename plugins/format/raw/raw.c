@@ -332,7 +332,7 @@ static int raw_block_status(void *h, uint64_t offset, uint64_t len, struct diski
                             GError **errp)
 {
     struct raw_state *s = h;
-    struct diskimg_extent fext = { 0 };
+    struct diskimg_extent fext = { .struct_size = sizeof(fext) };
     uint64_t fo, fsize, in;
 
     if (len == 0) {
@@ -465,7 +465,7 @@ static int create_prealloc(const struct diskimg_format_create_args *args,
 static int allocate_first_block(diskimg_node *file, uint64_t size, GError **errp)
 {
     uint64_t n = MIN(size < FIRST_BLOCK ? SECTOR : FIRST_BLOCK, size);
-    struct diskimg_extent ext = { 0 };
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     void *zeroes;
     int ret;
 

@@ -102,7 +102,7 @@ static void *raw_handle(diskimg_node *n, const char *opts, GError **errp)
 
 static struct diskimg_extent status(void *h, uint64_t off, uint64_t len)
 {
-    struct diskimg_extent ext = { 0 };
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
 
     g_assert_cmpint(raw->block_status(h, off, len, &ext, &err), ==, 0);
@@ -262,7 +262,7 @@ static void test_window(void)
     diskimg_node *n;
     void *h;
     GError *err = NULL;
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
 
     fill_pattern(file, sizeof(file), 3);
     write_file(path, file, sizeof(file));
@@ -407,7 +407,7 @@ static void test_passthrough(void)
     char *path = tmp_path("pass.img");
     uint8_t *data = g_malloc(MiB), *back = g_malloc(MiB);
     diskimg_node *n;
-    struct diskimg_extent ext;
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
 
     create_raw(path, 4 * MiB, NULL);
@@ -485,7 +485,7 @@ static void test_measure(void)
 {
     char *path = tmp_path("measure.img");
     struct diskimg_measure_args args = { .struct_size = sizeof(args), .size = 100 };
-    struct diskimg_measure_result res = { 0 };
+    struct diskimg_measure_result res = { .struct_size = sizeof(res) };
     diskimg_node *n;
     GError *err = NULL;
 
