@@ -10,7 +10,6 @@
 
 #include "internal.h"
 
-#define PROBE_BYTES 2048
 #define MAX_CHAIN_DEPTH 256
 
 /* The I/O backend file nodes use unless told otherwise (--io). */
@@ -118,16 +117,6 @@ diskimg_node *open_file_node(const char *filename, const char *io, unsigned flag
     return n;
 }
 
-char *diskimg_resolve_relative(const char *image_filename, const char *name)
-{
-    if (g_path_is_absolute(name) || strstr(name, "://"))
-        return g_strdup(name);
-    g_autofree char *dir = g_path_get_dirname(image_filename);
-    if (g_str_equal(dir, "."))
-        return g_strdup(name);
-    return g_build_filename(dir, name, NULL);
-}
-
 diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename, unsigned flags,
                                           GError **errp)
 {
@@ -136,8 +125,18 @@ diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename,
                     n->filename);
         return NULL;
     }
+    if (diskimg_node_metadata_only(n)) {
+        /* A format must report the name only; failing here keeps a format
+         * that forgets from reaching the file anyway. */
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: a metadata-only open does not open its data file '%s'", n->filename,
+                    filename);
+        return NULL;
+    }
     diskimg_node *file_level = n->is_file ? n : n->file;
-    g_autofree char *path = diskimg_resolve_relative(n->filename, filename);
+    g_autofree char *path = diskimg_trust_resolve(n, DISKIMG_NAME_DATA_FILE, filename, errp);
+    if (!path)
+        return NULL;
     unsigned f = flags | (n->flags & (DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_LOCK |
                                       DISKIMG_OPEN_FORCE_SHARE));
     diskimg_node *d = open_file_node(path, file_level ? file_level->plugin->desc->name : NULL,
@@ -149,17 +148,17 @@ diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename,
 }
 
 /* Reads the first bytes of the file for probing (fewer for short files). */
-static int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
+int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
 {
     int64_t size = diskimg_node_size(file, errp);
     if (size < 0)
         return -1;
-    *len = MIN((uint64_t)size, PROBE_BYTES);
-    memset(buf, 0, PROBE_BYTES);
+    *len = MIN((uint64_t)size, DISKIMG_PROBE_BYTES);
+    memset(buf, 0, DISKIMG_PROBE_BYTES);
     return diskimg_node_pread(file, buf, *len, 0, errp);
 }
 
-static struct loaded_plugin *fallback_format(void)
+struct loaded_plugin *fallback_format(void)
 {
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
     for (guint i = 0; i < formats->len; i++) {
@@ -170,13 +169,8 @@ static struct loaded_plugin *fallback_format(void)
     return NULL;
 }
 
-static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
-                                          unsigned flags, GError **errp)
+struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename)
 {
-    uint8_t buf[PROBE_BYTES];
-    size_t len;
-    if (read_probe_bytes(file, buf, &len, errp) < 0)
-        return NULL;
     struct loaded_plugin *best = NULL;
     int best_score = 0;
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
@@ -190,6 +184,35 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
             best_score = score;
         }
     }
+    return best;
+}
+
+/* Tells the user that probing fell back to `fb` and what that implies. */
+static void warn_fallback(const char *filename, const struct loaded_plugin *fb)
+{
+    const char *name = fb->desc->name;
+    if (fb->desc->capabilities & DISKIMG_CAP_PROBE_GUARD)
+        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
+                     "         Automatically detecting the format is dangerous for %s images, "
+                     "write operations on block 0 will be restricted.\n"
+                     "         Specify the '%s' format explicitly to remove the restrictions.",
+                     filename, name, name, name);
+    else
+        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
+                     "         Automatically detecting the format is dangerous for %s images, "
+                     "and the %s plugin does not restrict writes on block 0.\n"
+                     "         Specify the '%s' format explicitly.",
+                     filename, name, name, name, name);
+}
+
+static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
+                                          unsigned flags, GError **errp)
+{
+    uint8_t buf[DISKIMG_PROBE_BYTES];
+    size_t len;
+    if (read_probe_bytes(file, buf, &len, errp) < 0)
+        return NULL;
+    struct loaded_plugin *best = probe_scan(buf, len, filename);
     if (best)
         return best;
     /* A format we know by its magic but have no plugin for is named, never
@@ -211,11 +234,7 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
         return NULL;
     }
     if (flags & DISKIMG_OPEN_RDWR)
-        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
-                     "         Automatically detecting the format is dangerous for %s images, "
-                     "write operations on block 0 will be restricted.\n"
-                     "         Specify the '%s' format explicitly to remove the restrictions.",
-                     filename, fb->desc->name, fb->desc->name, fb->desc->name);
+        warn_fallback(filename, fb);
     return fb;
 }
 
@@ -293,6 +312,10 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
         diskimg_close(file);
         return NULL;
     }
+    /* qemu's bs->probed: the format came from the bytes, not from the user
+     * or the image above; a fallback format then guards block 0. */
+    if (!p->format)
+        flags |= DISKIMG_OPEN_PROBED;
     diskimg_node *n = node_new(lp, filename, flags);
     n->cache = p->cache;
     n->file = file;
@@ -302,6 +325,19 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
     }
     remember_backing(n);
     return n;
+}
+
+/* Where n's backing file is: the user's name when given (-o/--image-opts
+ * backing.file.filename, opened as typed), else the recorded one under the
+ * trust policy. */
+static char *backing_path(const diskimg_node *n, const char *user_name, GError **errp)
+{
+    if (!user_name)
+        return diskimg_trust_resolve(n, DISKIMG_NAME_BACKING, n->backing_name, errp);
+    const char *path;
+    if (trust_user_filename(user_name, &path, errp) < 0)
+        return NULL;
+    return g_strdup(path);
 }
 
 /* Opens n's backing file and, recursively, the rest of the chain. */
@@ -320,7 +356,14 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
                         top->filename, MAX_CHAIN_DEPTH);
             return -1;
         }
-        g_autofree char *path = diskimg_resolve_relative(n->filename, n->backing_name);
+        GError *err = NULL;
+        g_autofree char *path = backing_path(n, n == top ? p->backing_filename : NULL, &err);
+        if (!path) {
+            g_set_error(errp, err->domain, err->code, "Could not open '%s': %s",
+                        top->filename, err->message);
+            g_error_free(err);
+            return -1;
+        }
         char *rp = realpath(path, NULL);
         if (rp && !g_hash_table_add(seen, rp)) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
@@ -332,8 +375,8 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
         bp.format = n->backing_format;
         if (!bp.format && n == top)
             bp.format = p->backing_format;
-        unsigned flags = (p->flags & ~DISKIMG_OPEN_RDWR) | DISKIMG_OPEN_NO_BACKING;
-        GError *err = NULL;
+        unsigned flags = (p->flags & ~(DISKIMG_OPEN_RDWR | DISKIMG_OPEN_PROBED)) |
+                         DISKIMG_OPEN_NO_BACKING;
         n->backing = open_one(path, &bp, flags, &err);
         if (!n->backing) {
             g_set_error(errp, err->domain, err->code,
@@ -352,11 +395,18 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
 diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_params *params,
                            GError **errp)
 {
-    struct diskimg_open_params defaults = { .struct_size = sizeof(defaults) };
-    const struct diskimg_open_params *p = params ? params : &defaults;
+    /* Members past the caller's struct_size read as zero. */
+    struct diskimg_open_params full = { 0 };
+    if (params)
+        memcpy(&full, params, MIN(params->struct_size, sizeof(full)));
+    full.struct_size = sizeof(full);
+    const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;
-    diskimg_node *n = open_one(filename, p, p->flags, errp);
+    const char *path;
+    if (trust_user_filename(filename, &path, errp) < 0)
+        return NULL;
+    diskimg_node *n = open_one(path, p, p->flags, errp);
     if (!n)
         return NULL;
     if (!(p->flags & DISKIMG_OPEN_NO_BACKING) && open_backing_chain(n, p, errp) < 0) {

@@ -59,6 +59,10 @@ enum {
     DISKIMG_CAP_BACKING     = 1u << 1, /* images may have a backing file */
     DISKIMG_CAP_ZERO_INIT   = 1u << 2, /* a newly created image reads as zeroes */
     DISKIMG_CAP_PREALLOC_ZERO = 1u << 3, /* ...also when preallocated */
+    /* A probe-fallback format that, opened DISKIMG_OPEN_PROBED, refuses
+     * writes changing what probing finds (so the core's warning may say
+     * "write operations on block 0 will be restricted"). */
+    DISKIMG_CAP_PROBE_GUARD = 1u << 4,
 };
 
 struct diskimg_plugin {
@@ -167,6 +171,9 @@ struct diskimg_bitmap {
 };
 typedef struct diskimg_bitmap_list diskimg_bitmap_list;
 DISKIMG_API void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct diskimg_bitmap *b);
+
+/* probe() sees at most this many leading bytes of a file. */
+#define DISKIMG_PROBE_MAX_LEN 2048
 
 struct diskimg_format_ops {
     uint32_t struct_size;      /* sizeof(struct diskimg_format_ops) */
