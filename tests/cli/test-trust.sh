@@ -152,6 +152,12 @@ grep_out "^    data file: nbd:/aaa$" "as recorded"
 expect 1 "convert refuses a protocol data file name" "$D" convert -O raw dn.qcow2 z.raw
 one_line_err "one line naming the image and the name" "dn.qcow2: refusing data file name 'nbd:/aaa'"
 
+expect 1 "create refuses a data file name that opening would refuse" \
+    "$D" create -q -f qcow2 -o data_file=nbd:x dc.qcow2 1M
+one_line_err "one line saying why and what to write instead" \
+    "dc.qcow2: data file name 'nbd:x' has a protocol prefix.*write ./nbd:x"
+[ ! -e dc.qcow2 ] && [ ! -e nbd:x ] && ok "...leaving no file behind" || nok "...leaving no file behind"
+
 # --------------------------------------- probed raw: block 0 is guarded
 # An overlay whose backing format is not recorded, with a qcow2 header at
 # guest offset 0, must not turn its raw base into a qcow2 image on commit.
