@@ -133,14 +133,10 @@ diskimg_node *diskimg_node_open_data_file(diskimg_node *n, const char *filename,
                     filename);
         return NULL;
     }
-    if ((flags & DISKIMG_OPEN_CREATE) && diskimg_name_has_protocol(filename)) {
-        /* The user typed it, but it is about to become image metadata that
-         * every later open would refuse. */
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "data file name '%s' has a protocol prefix, which opening the image "
-                    "would refuse (write ./%s for a file of that name)", filename, filename);
+    /* At create the user typed it, but it becomes metadata at once. */
+    if ((flags & DISKIMG_OPEN_CREATE) &&
+        diskimg_trust_check_to_record(DISKIMG_NAME_DATA_FILE, filename, errp) < 0)
         return NULL;
-    }
     diskimg_node *file_level = n->is_file ? n : n->file;
     g_autofree char *path = diskimg_trust_resolve(n, DISKIMG_NAME_DATA_FILE, filename, errp);
     if (!path)

@@ -86,6 +86,17 @@ char *diskimg_trust_resolve(const diskimg_node *parent, enum diskimg_name_role r
     return join_with_parent_dir(image, name);
 }
 
+int diskimg_trust_check_to_record(enum diskimg_name_role role, const char *name,
+                                  GError **errp)
+{
+    if (!diskimg_name_has_protocol(name))
+        return 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                "%s name '%s' has a protocol prefix, which opening the image would refuse "
+                "(write ./%s for a file of that name)", role_text(role), name, name);
+    return -1;
+}
+
 char *diskimg_resolve_relative(const char *image_filename, const char *name)
 {
     /* A protocol name the user typed means what it says (qemu keeps it as

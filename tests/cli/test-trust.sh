@@ -158,6 +158,11 @@ one_line_err "one line saying why and what to write instead" \
     "dc.qcow2: data file name 'nbd:x' has a protocol prefix.*write ./nbd:x"
 [ ! -e dc.qcow2 ] && [ ! -e nbd:x ] && ok "...leaving no file behind" || nok "...leaving no file behind"
 
+cp dq.qcow2 da.qcow2
+expect 1 "amend refuses such a data file name too" "$D" amend -o data_file=nbd:x da.qcow2
+one_line_err "one line naming the name" "data file name 'nbd:x' has a protocol prefix"
+cmp -s da.qcow2 dq.qcow2 && ok "...and leaves the image unchanged" || nok "...and leaves the image unchanged"
+
 # --------------------------------------- probed raw: block 0 is guarded
 # An overlay whose backing format is not recorded, with a qcow2 header at
 # guest offset 0, must not turn its raw base into a qcow2 image on commit.

@@ -292,6 +292,11 @@ DISKIMG_API bool diskimg_name_has_protocol(const char *name);
  * one-line error naming the image and the name.  Free with g_free. */
 DISKIMG_API char *diskimg_trust_resolve(const diskimg_node *parent, enum diskimg_name_role role,
                                         const char *name, GError **errp);
+/* For a name the user gives that a format is about to record in an image
+ * (create or amend -o data_file=): fails when later opens would refuse it
+ * (a protocol name), so no image is written that cannot be opened. */
+DISKIMG_API int diskimg_trust_check_to_record(enum diskimg_name_role role, const char *name,
+                                              GError **errp);
 /* True when n was opened metadata-only (DISKIMG_OPEN_NO_IO, info): a format
  * must then open no child named in its metadata and report names only. */
 DISKIMG_API bool diskimg_node_metadata_only(const diskimg_node *n);
