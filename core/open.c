@@ -191,22 +191,21 @@ struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *fil
     return best;
 }
 
-/* Tells the user that probing fell back to `fb` and what that implies. */
+/* Tells the user that probing fell back to `fb`, and says block 0 is
+ * restricted only when the plugin restricts it (DISKIMG_CAP_PROBE_GUARD). */
 static void warn_fallback(const char *filename, const struct loaded_plugin *fb)
 {
     const char *name = fb->desc->name;
-    if (fb->desc->capabilities & DISKIMG_CAP_PROBE_GUARD)
-        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
-                     "         Automatically detecting the format is dangerous for %s images, "
-                     "write operations on block 0 will be restricted.\n"
-                     "         Specify the '%s' format explicitly to remove the restrictions.",
-                     filename, name, name, name);
-    else
-        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
-                     "         Automatically detecting the format is dangerous for %s images, "
-                     "and the %s plugin does not restrict writes on block 0.\n"
-                     "         Specify the '%s' format explicitly.",
-                     filename, name, name, name, name);
+    bool guarded = fb->desc->capabilities & DISKIMG_CAP_PROBE_GUARD;
+    g_autofree char *consequence = guarded
+        ? g_strdup("write operations on block 0 will be restricted")
+        : g_strdup_printf("and the %s plugin does not restrict writes on block 0", name);
+    diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
+                 "         Automatically detecting the format is dangerous for %s images, "
+                 "%s.\n"
+                 "         Specify the '%s' format explicitly%s.",
+                 filename, name, name, consequence, name,
+                 guarded ? " to remove the restrictions" : "");
 }
 
 static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
