@@ -362,9 +362,11 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
         GError *err = NULL;
         g_autofree char *path = backing_path(n, n == top ? p->backing_filename : NULL, &err);
         if (!path) {
-            g_set_error(errp, err->domain, err->code, "Could not open '%s': %s",
-                        top->filename, err->message);
-            g_error_free(err);
+            /* The refusal names the image that records the name; deeper in
+             * the chain, the top is named first as for any open error. */
+            if (n != top)
+                g_prefix_error(&err, "Could not open '%s': ", top->filename);
+            g_propagate_error(errp, err);
             return -1;
         }
         char *rp = realpath(path, NULL);

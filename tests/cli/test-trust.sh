@@ -79,6 +79,11 @@ mkdir -p elsewhere
 expect 1 "a recorded file: name is not interpreted either" "$D" map filep.qcow2
 grep_out "refusing backing file name 'file:base.raw'" "file: refusal names the name" err
 
+"$D" create -q -f qcow2 -u -b nbd.qcow2 -F qcow2 mid.qcow2 1M
+expect 1 "a refused name deeper in the chain" "$D" info --backing-chain mid.qcow2
+one_line_err "names the top, then the image that records the name" \
+    "Could not open 'mid.qcow2': nbd.qcow2: refusing backing file name 'nbd://"
+
 # The user may still name the backing file (--image-opts backing.file.filename).
 expect 0 "the user's backing.file.filename replaces a refused name" \
     "$D" info --backing-chain --image-opts \
