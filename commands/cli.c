@@ -428,8 +428,34 @@ void cli_open_defaults(const struct cli *c, struct cli_open *o)
     o->force_share = cli_flag(c, "force-share");
 }
 
-/* Splits an --image-opts string into driver, file name and the rest. */
-static int split_image_opts(const char *text, char **driver, char **filename, GString *rest,
+/* What an --image-opts string names besides the format's own options. */
+struct image_opts {
+    char *driver, *filename;
+    char *backing_driver;       /* backing.driver: the backing file's format */
+    char *backing_filename;     /* backing.file.filename: replaces the recorded name */
+};
+
+static void image_opts_clear(struct image_opts *io)
+{
+    g_free(io->driver);
+    g_free(io->filename);
+    g_free(io->backing_driver);
+    g_free(io->backing_filename);
+}
+
+/* Takes KEY=VALUE into *slot when item starts with key. */
+static bool take_value(const GString *item, const char *key, char **slot)
+{
+    if (!g_str_has_prefix(item->str, key))
+        return false;
+    g_free(*slot);
+    *slot = g_strdup(item->str + strlen(key));
+    return true;
+}
+
+/* Splits an --image-opts string into what struct image_opts holds and the
+ * rest (the format's open-options). */
+static int split_image_opts(const char *text, struct image_opts *io, GString *rest,
                             GError **errp)
 {
     g_auto(GStrv) parts = g_strsplit(text, ",", -1);
@@ -440,14 +466,12 @@ static int split_image_opts(const char *text, char **driver, char **filename, GS
             g_string_append_printf(item, ",%s", p[2]);
             p += 2;
         }
-        char *eq = strchr(item->str, '=');
-        if (eq && g_str_has_prefix(item->str, "driver=")) {
-            g_free(*driver);
-            *driver = g_strdup(eq + 1);
-        } else if (eq && g_str_has_prefix(item->str, "file.filename=")) {
-            g_free(*filename);
-            *filename = g_strdup(eq + 1);
-        } else if (eq && g_str_has_prefix(item->str, "file.driver=")) {
+        if (take_value(item, "driver=", &io->driver) ||
+            take_value(item, "file.filename=", &io->filename) ||
+            take_value(item, "backing.driver=", &io->backing_driver) ||
+            take_value(item, "backing.file.filename=", &io->backing_filename)) {
+        } else if (g_str_has_prefix(item->str, "file.driver=") ||
+                   g_str_has_prefix(item->str, "backing.file.driver=")) {
             /* only the file protocol exists; nothing to choose */
         } else if (item->len) {
             if (rest->len)
@@ -456,12 +480,42 @@ static int split_image_opts(const char *text, char **driver, char **filename, GS
         }
         g_string_free(item, TRUE);
     }
-    if (!*filename) {
+    if (!io->filename) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "Parameter 'file.filename' is required in '%s'", text);
         return -1;
     }
     return 0;
+}
+
+/* Opens what an --image-opts string describes; p holds the rest. */
+static diskimg_node *open_with_image_opts(const struct image_opts *io, const GString *rest,
+                                          struct diskimg_open_params *p, GError **errp)
+{
+    p->format = io->driver;
+    if (io->backing_driver)
+        p->backing_format = io->backing_driver;
+    p->backing_filename = io->backing_filename;
+    diskimg_options *fopts = NULL;
+    if (rest->len) {
+        if (!io->driver || diskimg_format_require(io->driver, errp) < 0) {
+            if (!io->driver)
+                g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                            "Parameter 'driver' is required with image options");
+            return NULL;
+        }
+        fopts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, io->driver),
+                                    "open-options");
+        if (diskimg_options_parse(fopts, rest->str, errp) < 0) {
+            diskimg_options_free(fopts);
+            return NULL;
+        }
+        p->format_options = fopts;
+    }
+    diskimg_node *n = diskimg_open(io->filename, p, errp);
+    /* Plugins copy what they keep of their options during open. */
+    diskimg_options_free(fopts);
+    return n;
 }
 
 diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError **errp)
@@ -475,39 +529,25 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
               (o->unsafe_chain ? DISKIMG_OPEN_UNSAFE_CHAIN : 0) |
               (o->no_lock ? DISKIMG_OPEN_NO_LOCK : 0) |
               (o->check ? DISKIMG_OPEN_CHECK : 0) |
-              (o->no_io ? DISKIMG_OPEN_NO_IO : 0);
+              (o->no_io ? DISKIMG_OPEN_NO_IO : 0) |
+              (o->probed ? DISKIMG_OPEN_PROBED : 0);
     p.format_options = o->format_options;
     if (o->cache && diskimg_cache_parse(o->cache, &p.cache, errp) < 0)
         return NULL;
     if (!o->image_opts)
         return diskimg_open(name, &p, errp);
 
-    g_autofree char *driver = NULL, *filename = NULL;
+    struct image_opts io = { 0 };
     g_autoptr(GString) rest = g_string_new(NULL);
-    if (split_image_opts(name, &driver, &filename, rest, errp) < 0)
+    if (split_image_opts(name, &io, rest, errp) < 0) {
+        image_opts_clear(&io);
         return NULL;
-    p.format = driver;
-    diskimg_options *fopts = NULL;
-    if (rest->len) {
-        if (!driver || diskimg_format_require(driver, errp) < 0) {
-            if (!driver)
-                g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                            "Parameter 'driver' is required with image options");
-            return NULL;
-        }
-        fopts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, driver),
-                                    "open-options");
-        if (diskimg_options_parse(fopts, rest->str, errp) < 0) {
-            diskimg_options_free(fopts);
-            return NULL;
-        }
-        p.format_options = fopts;
     }
-    diskimg_node *n = diskimg_open(filename, &p, errp);
-    /* Plugins copy what they keep of their options during open. */
-    diskimg_options_free(fopts);
+    diskimg_node *n = open_with_image_opts(&io, rest, &p, errp);
+    image_opts_clear(&io);
     return n;
 }
+
 
 int cli_parse_size(const char *text, uint64_t *out, const char *what)
 {

@@ -69,6 +69,7 @@ struct cli_open {
     const char *cache;          /* NULL: writeback */
     const char *backing_format; /* -F for the top image */
     bool no_io;                 /* metadata only (info): DISKIMG_OPEN_NO_IO */
+    bool probed;                /* reopening a probed image: DISKIMG_OPEN_PROBED */
     /* open-options for the format when not given by --image-opts */
     const diskimg_options *format_options;
 };

@@ -33,8 +33,27 @@ static diskimg_node *find_base(diskimg_node *top, const char *base_arg, GError *
 static diskimg_node *open_base_writer(struct cli *c, diskimg_node *base, GError **errp)
 {
     struct cli_open wo = { .format = diskimg_node_driver(base), .writable = true,
-                           .cache = cli_get(c, "cache") };
+                           .cache = cli_get(c, "cache"),
+                           .probed = diskimg_node_was_probed(base) };
     return cli_open_image(diskimg_node_filename(base), &wo, errp);
+}
+
+/* A base whose format was only probed must not end up looking like another
+ * format (trust policy).  The format refuses such a write itself, but only
+ * when the copy reaches it; asking first leaves base untouched (not even
+ * grown) when the commit cannot succeed. */
+static int check_probed_base(diskimg_node *top, diskimg_node *writer, GError **errp)
+{
+    if (!diskimg_node_was_probed(writer))
+        return 0;
+    int64_t size = diskimg_node_size(top, errp);
+    if (size < 0)
+        return -1;
+    uint8_t head[2048];   /* what probing reads (DISKIMG_PROBE_MAX_LEN) */
+    uint64_t len = MIN((uint64_t)size, sizeof(head));
+    if (diskimg_node_pread(top, head, len, 0, errp) < 0)
+        return -1;
+    return diskimg_node_probed_head_check(writer, head, len, errp);
 }
 
 /* A top larger than base makes base grow.  Where base's own backing file
@@ -86,7 +105,8 @@ static int commit(struct cli *c, diskimg_node *top, GError **errp)
     if (!writer)
         return -1;
     int64_t size = diskimg_node_size(top, errp);
-    int ret = size < 0 ? -1 : grow_base(writer, (uint64_t)size, errp);
+    int ret = size < 0 || check_probed_base(top, writer, errp) < 0
+                  ? -1 : grow_base(writer, (uint64_t)size, errp);
     diskimg_progress *progress = diskimg_progress_new(
         cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
         size > 0 ? (uint64_t)size : 0);

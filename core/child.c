@@ -61,7 +61,21 @@ static diskimg_node *attach(diskimg_node *parent, enum diskimg_child_role role,
                     parent->filename, role_name(role));
         return NULL;
     }
-    g_autofree char *path = diskimg_resolve_relative(parent->filename, name);
+    if (diskimg_node_metadata_only(parent)) {
+        /* The format must report the name only (trust policy); failing here
+         * keeps a format that forgets from reaching the file anyway. */
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: a metadata-only open does not open its %s file '%s'",
+                    parent->filename, role_name(role), name);
+        return NULL;
+    }
+    /* A created child's name is the user's, but it is recorded in the image
+     * at once: refuse what later opens would refuse. */
+    if (create && diskimg_trust_check_to_record(role, name, errp) < 0)
+        return NULL;
+    g_autofree char *path = diskimg_trust_resolve(parent, role, name, errp);
+    if (!path)
+        return NULL;
     unsigned open_flags = inherited_flags(parent, flags);
     bool existed = false;
     if (create) {

@@ -100,6 +100,17 @@ void child_close_all(diskimg_node *n);
 void child_take_created(diskimg_node *n, GPtrArray *paths);
 
 /* open.c */
+/* How many leading bytes of a file probing looks at. */
+#define DISKIMG_PROBE_BYTES DISKIMG_PROBE_MAX_LEN
+/* The first DISKIMG_PROBE_BYTES of file (zero-padded; *len = bytes read). */
+int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp);
+/* The probe-fallback format (raw), NULL when none is installed. */
+struct loaded_plugin *fallback_format(void);
+/* The format that claims buf with the highest score, fallbacks excluded. */
+struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename);
+/* trust.c: a name the user typed, as a path to open ("file:x" -> "x");
+ * other protocol prefixes fail as qemu's "Unknown protocol". */
+int trust_user_filename(const char *filename, const char **path, GError **errp);
 diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,
                              enum diskimg_cache cache, const diskimg_options *options,
                              GError **errp);

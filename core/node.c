@@ -149,6 +149,14 @@ uint32_t diskimg_node_request_alignment(const diskimg_node *n)
 /* Format nodes reject ranges past their end; file nodes may grow. */
 static int check_range(diskimg_node *n, uint64_t offset, uint64_t len, GError **errp)
 {
+    /* A metadata-only open may lack its data file (trust policy): guest
+     * data requests are refused here rather than in every format. */
+    if (!n->is_file && (n->flags & DISKIMG_OPEN_NO_IO)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s: opened for metadata only; guest data cannot be accessed",
+                    n->filename);
+        return -1;
+    }
     if (n->is_file) {
         if (offset + len < offset) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,

@@ -10,7 +10,6 @@
 
 #include "internal.h"
 
-#define PROBE_BYTES 2048
 #define MAX_CHAIN_DEPTH 256
 
 /* The I/O backend file nodes use unless told otherwise (--io). */
@@ -118,28 +117,18 @@ diskimg_node *open_file_node(const char *filename, const char *io, unsigned flag
     return n;
 }
 
-char *diskimg_resolve_relative(const char *image_filename, const char *name)
-{
-    if (g_path_is_absolute(name) || strstr(name, "://"))
-        return g_strdup(name);
-    g_autofree char *dir = g_path_get_dirname(image_filename);
-    if (g_str_equal(dir, "."))
-        return g_strdup(name);
-    return g_build_filename(dir, name, NULL);
-}
-
 /* Reads the first bytes of the file for probing (fewer for short files). */
-static int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
+int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **errp)
 {
     int64_t size = diskimg_node_size(file, errp);
     if (size < 0)
         return -1;
-    *len = MIN((uint64_t)size, PROBE_BYTES);
-    memset(buf, 0, PROBE_BYTES);
+    *len = MIN((uint64_t)size, DISKIMG_PROBE_BYTES);
+    memset(buf, 0, DISKIMG_PROBE_BYTES);
     return diskimg_node_pread(file, buf, *len, 0, errp);
 }
 
-static struct loaded_plugin *fallback_format(void)
+struct loaded_plugin *fallback_format(void)
 {
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
     for (guint i = 0; i < formats->len; i++) {
@@ -150,13 +139,8 @@ static struct loaded_plugin *fallback_format(void)
     return NULL;
 }
 
-static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
-                                          unsigned flags, GError **errp)
+struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename)
 {
-    uint8_t buf[PROBE_BYTES];
-    size_t len;
-    if (read_probe_bytes(file, buf, &len, errp) < 0)
-        return NULL;
     struct loaded_plugin *best = NULL;
     int best_score = 0;
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
@@ -170,6 +154,34 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
             best_score = score;
         }
     }
+    return best;
+}
+
+/* Tells the user that probing fell back to `fb`, and says block 0 is
+ * restricted only when the plugin restricts it (DISKIMG_CAP_PROBE_GUARD). */
+static void warn_fallback(const char *filename, const struct loaded_plugin *fb)
+{
+    const char *name = fb->desc->name;
+    bool guarded = fb->desc->capabilities & DISKIMG_CAP_PROBE_GUARD;
+    g_autofree char *consequence = guarded
+        ? g_strdup("write operations on block 0 will be restricted")
+        : g_strdup_printf("and the %s plugin does not restrict writes on block 0", name);
+    diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
+                 "         Automatically detecting the format is dangerous for %s images, "
+                 "%s.\n"
+                 "         Specify the '%s' format explicitly%s.",
+                 filename, name, name, consequence, name,
+                 guarded ? " to remove the restrictions" : "");
+}
+
+static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
+                                          unsigned flags, GError **errp)
+{
+    uint8_t buf[DISKIMG_PROBE_BYTES];
+    size_t len;
+    if (read_probe_bytes(file, buf, &len, errp) < 0)
+        return NULL;
+    struct loaded_plugin *best = probe_scan(buf, len, filename);
     if (best)
         return best;
     /* A format we know by its magic but have no plugin for is named, never
@@ -191,11 +203,7 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
         return NULL;
     }
     if (flags & DISKIMG_OPEN_RDWR)
-        diskimg_warn("WARNING: Image format was not specified for '%s' and probing guessed %s.\n"
-                     "         Automatically detecting the format is dangerous for %s images, "
-                     "write operations on block 0 will be restricted.\n"
-                     "         Specify the '%s' format explicitly to remove the restrictions.",
-                     filename, fb->desc->name, fb->desc->name, fb->desc->name);
+        warn_fallback(filename, fb);
     return fb;
 }
 
@@ -273,6 +281,10 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
         diskimg_close(file);
         return NULL;
     }
+    /* qemu's bs->probed: the format came from the bytes, not from the user
+     * or the image above; a fallback format then guards block 0. */
+    if (!p->format)
+        flags |= DISKIMG_OPEN_PROBED;
     diskimg_node *n = node_new(lp, filename, flags);
     n->cache = p->cache;
     n->file = file;
@@ -292,6 +304,19 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
     return n;
 }
 
+/* Where n's backing file is: the user's name when given (-o/--image-opts
+ * backing.file.filename, opened as typed), else the recorded one under the
+ * trust policy. */
+static char *backing_path(const diskimg_node *n, const char *user_name, GError **errp)
+{
+    if (!user_name)
+        return diskimg_trust_resolve(n, DISKIMG_CHILD_BACKING, n->backing_name, errp);
+    const char *path;
+    if (trust_user_filename(user_name, &path, errp) < 0)
+        return NULL;
+    return g_strdup(path);
+}
+
 /* Opens n's backing file and, recursively, the rest of the chain. */
 static int open_backing_chain(diskimg_node *top, const struct diskimg_open_params *p,
                               GError **errp)
@@ -308,7 +333,16 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
                         top->filename, MAX_CHAIN_DEPTH);
             return -1;
         }
-        g_autofree char *path = diskimg_resolve_relative(n->filename, n->backing_name);
+        GError *err = NULL;
+        g_autofree char *path = backing_path(n, n == top ? p->backing_filename : NULL, &err);
+        if (!path) {
+            /* The refusal names the image that records the name; deeper in
+             * the chain, the top is named first as for any open error. */
+            if (n != top)
+                g_prefix_error(&err, "Could not open '%s': ", top->filename);
+            g_propagate_error(errp, err);
+            return -1;
+        }
         char *rp = realpath(path, NULL);
         if (rp && !g_hash_table_add(seen, rp)) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
@@ -320,8 +354,8 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
         bp.format = n->backing_format;
         if (!bp.format && n == top)
             bp.format = p->backing_format;
-        unsigned flags = (p->flags & ~DISKIMG_OPEN_RDWR) | DISKIMG_OPEN_NO_BACKING;
-        GError *err = NULL;
+        unsigned flags = (p->flags & ~(DISKIMG_OPEN_RDWR | DISKIMG_OPEN_PROBED)) |
+                         DISKIMG_OPEN_NO_BACKING;
         n->backing = open_one(path, &bp, flags, &err);
         if (!n->backing) {
             g_set_error(errp, err->domain, err->code,
@@ -352,7 +386,10 @@ diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_param
     const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;
-    diskimg_node *n = open_one(filename, p, p->flags, errp);
+    const char *path;
+    if (trust_user_filename(filename, &path, errp) < 0)
+        return NULL;
+    diskimg_node *n = open_one(path, p, p->flags, errp);
     if (!n)
         return NULL;
     if (!(p->flags & DISKIMG_OPEN_NO_BACKING) && open_backing_chain(n, p, errp) < 0) {

@@ -138,6 +138,12 @@ enum {
     DISKIMG_OPEN_NO_IO       = 1u << 6, /* metadata only (info): no data requests follow */
     DISKIMG_OPEN_CHECK       = 1u << 7, /* opened for check: tolerate corruption, skip replay */
     DISKIMG_OPEN_UNSAFE_CHAIN= 1u << 8, /* backing failures are warnings (rebase -u) */
+    /* The format was guessed by probing (qemu's bs->probed).  The core sets
+     * it for plugins; a caller sets it with an explicit format to reopen a
+     * node that was probed (diskimg_node_was_probed) with the same limits.
+     * A probe-fallback format then refuses writes that would change what
+     * probing finds (diskimg_probed_write_check). */
+    DISKIMG_OPEN_PROBED      = 1u << 9,
 };
 
 /* Cache modes, as qemu-img's -t/-T. */
@@ -161,6 +167,10 @@ struct diskimg_open_params {
     const diskimg_options *format_options;
     const diskimg_options *file_options;
     const char *backing_format;  /* override for the top image's backing (-F) */
+    /* The user's name for the top image's backing file, used instead of the
+     * name the image records (trusted as the user's; NULL: the recorded
+     * name under the trust policy). */
+    const char *backing_filename;
 };
 
 /* Opens filename (probing its format unless params->format) and, unless
@@ -308,10 +318,50 @@ DISKIMG_API unsigned diskimg_node_child_count(const diskimg_node *n,
 /* The index-th child of a role, NULL past the last. */
 DISKIMG_API diskimg_node *diskimg_node_child(const diskimg_node *n, enum diskimg_child_role role,
                                              unsigned index);
-/* `name` as seen from the directory of image `image_filename` (how backing
- * and data file names are resolved); absolute names are returned as is.
- * Free with g_free. */
+/* A name the *user* gave (-b, -B, create options) as seen from the
+ * directory of image `image_filename`: absolute names and names with a
+ * protocol prefix (diskimg_name_has_protocol) are returned as is.  Names
+ * read from an image go through diskimg_trust_resolve instead.  Free with
+ * g_free. */
 DISKIMG_API char *diskimg_resolve_relative(const char *image_filename, const char *name);
+
+/* ------------------------------------------------------------ trust policy */
+/*
+ * Names found inside an image (core/trust.c; docs/architecture.md "Trust
+ * policy").  Every format resolves the names its metadata holds through
+ * diskimg_trust_resolve, which refuses what only a user may give.
+ */
+/* True when qemu would take `name` for a protocol or json: pseudo-filename
+ * rather than a file: it has a ':' before its first '/'. */
+DISKIMG_API bool diskimg_name_has_protocol(const char *name);
+/* The path to open for `name`, recorded in the metadata of `parent` in the
+ * given role: relative names are joined to the parent's directory.  Empty
+ * names, names longer than 4095 bytes and protocol/json: names fail with a
+ * one-line error naming the image and the name.  Free with g_free. */
+DISKIMG_API char *diskimg_trust_resolve(const diskimg_node *parent, enum diskimg_child_role role,
+                                        const char *name, GError **errp);
+/* For a name the user gives that a format is about to record in an image
+ * (create or amend -o data_file=): fails when later opens would refuse it
+ * (a protocol name), so no image is written that cannot be opened. */
+DISKIMG_API int diskimg_trust_check_to_record(enum diskimg_child_role role, const char *name,
+                                              GError **errp);
+/* True when n was opened metadata-only (DISKIMG_OPEN_NO_IO, info): a format
+ * must then open no child named in its metadata and report names only. */
+DISKIMG_API bool diskimg_node_metadata_only(const diskimg_node *n);
+/* True when n's format was guessed by probing (DISKIMG_OPEN_PROBED). */
+DISKIMG_API bool diskimg_node_was_probed(const diskimg_node *n);
+/* For probe-fallback formats opened DISKIMG_OPEN_PROBED: checks a write of
+ * len bytes of buf (NULL: zeroes) at `offset` of `file` before it is made.
+ * When it touches the bytes probing reads and would make probing find
+ * another format, fails with DISKIMG_ERROR_PERMISSION ("Operation not
+ * permitted", as qemu's raw driver); otherwise returns 0. */
+DISKIMG_API int diskimg_probed_write_check(diskimg_node *file, uint64_t offset,
+                                           const void *buf, uint64_t len, GError **errp);
+/* For callers about to write guest data `head` (len bytes) at offset 0 of
+ * format node n (commit's check before it starts): the same check when n
+ * is a probed probe-fallback image, 0 otherwise. */
+DISKIMG_API int diskimg_node_probed_head_check(diskimg_node *n, const void *head,
+                                               uint64_t len, GError **errp);
 
 /* ----------------------------------------------------------------- helpers */
 

@@ -64,6 +64,10 @@ enum {
      * image_capabilities when the matching callbacks exist. */
     DISKIMG_CAP_COMPRESSED  = 1u << 4, /* write_compressed works on this image */
     DISKIMG_CAP_DISCARD     = 1u << 5, /* discard may free space in this image */
+    /* A probe-fallback format that, opened DISKIMG_OPEN_PROBED, refuses
+     * writes changing what probing finds (so the core's warning may say
+     * "write operations on block 0 will be restricted"). */
+    DISKIMG_CAP_PROBE_GUARD = 1u << 6,
 };
 
 struct diskimg_plugin {
@@ -182,6 +186,9 @@ struct diskimg_bitmap {
 typedef struct diskimg_bitmap_list diskimg_bitmap_list;
 /* The core copies *b, as far as b->struct_size reaches. */
 DISKIMG_API void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct diskimg_bitmap *b);
+
+/* probe() sees at most this many leading bytes of a file. */
+#define DISKIMG_PROBE_MAX_LEN 2048
 
 struct diskimg_format_ops {
     uint32_t struct_size;      /* sizeof(struct diskimg_format_ops) */

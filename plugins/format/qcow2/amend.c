@@ -102,8 +102,11 @@ static int amend_data_file(struct qcow2 *s, const diskimg_options *o, GError **e
             return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                      "data-file can only be set for images that use an external "
                                      "data file");
+        const char *name = diskimg_options_get_str(o, "data_file");
+        if (diskimg_trust_check_to_record(DISKIMG_CHILD_DATA_FILE, name, errp) < 0)
+            return -1;
         g_free(s->h.data_file);
-        s->h.data_file = g_strdup(diskimg_options_get_str(o, "data_file"));
+        s->h.data_file = g_strdup(name);
     }
     if (diskimg_options_has(o, "data_file_raw")) {
         bool raw = diskimg_options_get_bool(o, "data_file_raw", false);

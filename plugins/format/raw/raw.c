@@ -38,6 +38,8 @@ struct raw_state {
     uint64_t size;             /* window size, valid with has_size */
     bool has_size;
     uint64_t file_size_hint;   /* last known file size (atomic); see file_size() */
+    bool probed;               /* format guessed by probing: guard block 0 */
+    GMutex block0_lock;        /* orders checked writes into the probe window */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -160,6 +162,31 @@ static uint64_t inside_file(uint64_t fo, uint64_t len, uint64_t fsize)
 /* ---------------------------------------------------------------- probing */
 
 /*
+ * qemu's rule for images probed as raw: a write must not make the first
+ * bytes look like another format (or the next open would interpret guest
+ * data as image metadata).  Writes into the probe window of a probed image
+ * are checked and made under one lock, so two of them cannot race past the
+ * check; every other write runs in parallel as before.  buf NULL: zeroes.
+ */
+typedef int (*raw_file_op)(struct raw_state *s, const void *buf, uint64_t fo, uint64_t len,
+                           unsigned flags, GError **errp);
+
+static int guarded(struct raw_state *s, raw_file_op op, const void *buf, uint64_t fo,
+                   uint64_t len, unsigned flags, GError **errp)
+{
+    int ret;
+
+    if (!s->probed || fo >= DISKIMG_PROBE_MAX_LEN)
+        return op(s, buf, fo, len, flags, errp);
+    g_mutex_lock(&s->block0_lock);
+    ret = diskimg_probed_write_check(s->file, fo, buf, len, errp);
+    if (ret == 0)
+        ret = op(s, buf, fo, len, flags, errp);
+    g_mutex_unlock(&s->block0_lock);
+    return ret;
+}
+
+/*
  * Raw has no magic: like qemu's raw_probe it claims every file with the
  * lowest positive score, so it wins only when no other format does.  The
  * schema's probe-fallback flag tells the core that such a win is a
@@ -213,6 +240,14 @@ static int check_window(const struct raw_state *s, uint64_t fsize, GError **errp
     return 0;
 }
 
+static void raw_close(void *h)
+{
+    struct raw_state *s = h;
+
+    g_mutex_clear(&s->block0_lock);
+    g_free(s);
+}
+
 static void *raw_open(const struct diskimg_format_open_args *args, GError **errp)
 {
     const diskimg_options *o = open_options(args);
@@ -225,6 +260,8 @@ static void *raw_open(const struct diskimg_format_open_args *args, GError **errp
     }
     s = g_new0(struct raw_state, 1);
     s->file = args->file;
+    s->probed = args->flags & DISKIMG_OPEN_PROBED;
+    g_mutex_init(&s->block0_lock);
     if (o) {
         s->offset = diskimg_options_get_uint(o, "offset", 0);
         s->has_size = diskimg_options_has(o, "size");
@@ -237,15 +274,10 @@ static void *raw_open(const struct diskimg_format_open_args *args, GError **errp
         return NULL;
     }
     if (file_size_now(s, &fsize, errp) < 0 || check_window(s, fsize, errp) < 0) {
-        g_free(s);
+        raw_close(s);
         return NULL;
     }
     return s;
-}
-
-static void raw_close(void *h)
-{
-    g_free(h);
 }
 
 /* ------------------------------------------------------------------- data */
@@ -276,6 +308,27 @@ static int raw_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **
     return 0;
 }
 
+static int file_write(struct raw_state *s, const void *buf, uint64_t fo, uint64_t len,
+                      unsigned flags, GError **errp)
+{
+    return diskimg_node_pwrite(s->file, buf, len, fo, flags, errp);
+}
+
+static int file_write_zeroes(struct raw_state *s, const void *buf, uint64_t fo, uint64_t len,
+                             unsigned flags, GError **errp)
+{
+    (void)buf;
+    return diskimg_node_write_zeroes(s->file, fo, len, flags, errp);
+}
+
+static int file_discard(struct raw_state *s, const void *buf, uint64_t fo, uint64_t len,
+                        unsigned flags, GError **errp)
+{
+    (void)buf;
+    (void)flags;
+    return diskimg_node_discard(s->file, fo, len, errp);
+}
+
 static int raw_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                      GError **errp)
 {
@@ -286,7 +339,7 @@ static int raw_write(void *h, const void *buf, uint64_t len, uint64_t offset, un
         return -1;
     if (len == 0)
         return 0;
-    if (diskimg_node_pwrite(s->file, buf, len, fo, flags, errp) < 0)
+    if (guarded(s, file_write, buf, fo, len, flags, errp) < 0)
         return -1;
     hint_raise(s, fo + len);
     return 0;
@@ -302,7 +355,7 @@ static int raw_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned fla
     if (map_request(s, offset, len, true, &fo, &fsize, errp) < 0)
         return -1;
     in = inside_file(fo, len, fsize);
-    return in > 0 ? diskimg_node_write_zeroes(s->file, fo, in, flags, errp) : 0;
+    return in > 0 ? guarded(s, file_write_zeroes, NULL, fo, in, flags, errp) : 0;
 }
 
 static int raw_discard(void *h, uint64_t offset, uint64_t len, GError **errp)
@@ -313,7 +366,8 @@ static int raw_discard(void *h, uint64_t offset, uint64_t len, GError **errp)
     if (map_request(s, offset, len, true, &fo, &fsize, errp) < 0)
         return -1;
     in = inside_file(fo, len, fsize);
-    return in > 0 ? diskimg_node_discard(s->file, fo, in, errp) : 0;
+    /* A discarded range may read as zeroes afterwards. */
+    return in > 0 ? guarded(s, file_discard, NULL, fo, in, 0, errp) : 0;
 }
 
 static int raw_flush(void *h, GError **errp)
@@ -532,7 +586,7 @@ static const struct diskimg_plugin raw_plugin = {
     .version = PLUGIN_VERSION,
     .summary = "Raw disk image: the file's bytes are the disk's bytes",
     .schema = raw_schema_yaml,
-    .capabilities = DISKIMG_CAP_ZERO_INIT,
+    .capabilities = DISKIMG_CAP_ZERO_INIT | DISKIMG_CAP_PROBE_GUARD,
     .ops = &raw_ops,
 };
 

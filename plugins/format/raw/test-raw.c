@@ -457,6 +457,78 @@ static void test_passthrough(void)
     g_free(path);
 }
 
+/* Writes buf at off and says whether the guard let it through. */
+static bool write_allowed(diskimg_node *n, const void *buf, uint64_t len, uint64_t off)
+{
+    GError *err = NULL;
+    int ret = diskimg_node_pwrite(n, buf, len, off, 0, &err);
+
+    if (ret == 0)
+        return true;
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_assert_nonnull(strstr(err->message, "Operation not permitted"));
+    g_assert_nonnull(strstr(err->message, "qcow2"));
+    g_error_free(err);
+    return false;
+}
+
+/*
+ * An image whose format was probed (qemu's bs->probed) refuses writes that
+ * would make probing find another format there next time: a qcow2 magic in
+ * one piece, or completed by a write of its second half, but not elsewhere,
+ * not harmless data, and not when the format was given.  What is refused
+ * never reaches the file.
+ */
+static void test_probed_guard(void)
+{
+    static const uint8_t magic[8] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+    char *path = tmp_path("probed.img");
+    uint8_t data[4096], back[4096];
+    struct diskimg_open_params p = {
+        .struct_size = sizeof(p), .flags = DISKIMG_OPEN_RDWR,
+    };
+    diskimg_node *n;
+    GError *err = NULL;
+
+    create_raw(path, MiB, NULL);
+    n = diskimg_open(path, &p, &err);
+    g_assert_no_error(err);
+    g_assert_true(diskimg_node_was_probed(n));
+
+    memset(data, 0, sizeof(data));
+    memcpy(data, magic, sizeof(magic));
+    g_assert_false(write_allowed(n, data, sizeof(data), 0));
+    g_assert_false(write_allowed(n, data, 512, 0));
+    g_assert_cmpint(diskimg_node_pread(n, back, sizeof(back), 0, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(back, sizeof(back)));
+
+    /* The first half alone is harmless; the second completes the magic. */
+    g_assert_true(write_allowed(n, magic, 4, 0));
+    g_assert_false(write_allowed(n, magic + 4, 4, 4));
+    g_assert_true(write_allowed(n, "RAWDATA!", 8, 0));
+    g_assert_true(write_allowed(n, data, sizeof(data), 2048));
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 0, 4096, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_close(n);
+
+    /* With the format named there is nothing to guard. */
+    n = open_raw(path, DISKIMG_OPEN_RDWR);
+    g_assert_false(diskimg_node_was_probed(n));
+    g_assert_true(write_allowed(n, data, sizeof(data), 0));
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 0, 4096, 0, &err), ==, 0);
+    diskimg_close(n);
+
+    /* ...unless the caller reopens a probed image as such (commit). */
+    p.format = "raw";
+    p.flags |= DISKIMG_OPEN_PROBED;
+    n = diskimg_open(path, &p, &err);
+    g_assert_no_error(err);
+    g_assert_true(diskimg_node_was_probed(n));
+    g_assert_false(write_allowed(n, data, sizeof(data), 0));
+    diskimg_close(n);
+    g_free(path);
+}
+
 static void test_truncate_with_offset(void)
 {
     char *path = tmp_path("trunc-offset.img");
@@ -549,6 +621,7 @@ int main(int argc, char **argv)
     g_test_add_func("/raw/odd-size-file", test_odd_size_file);
     g_test_add_func("/raw/passthrough", test_passthrough);
     g_test_add_func("/raw/truncate-offset", test_truncate_with_offset);
+    g_test_add_func("/raw/probed-guard", test_probed_guard);
     g_test_add_func("/raw/measure", test_measure);
     g_test_add_func("/raw/info", test_info);
 
