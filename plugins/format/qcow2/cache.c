@@ -63,7 +63,11 @@ static int write_back(struct qcow2_cache *c, struct qcow2_cache_entry *e, GError
                     c->s->filename, c->what, e->offset);
         return -1;
     }
-    if (diskimg_node_pwrite(c->s->file, e->data, c->s->cluster_size, e->offset, 0, errp) < 0)
+    if (qcow2_guard_check_write(c->s, e->offset, c->s->cluster_size,
+                                c == &c->s->rbc ? QCOW2_OL_REFCOUNT_BLOCK
+                                                : QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2,
+                                errp) < 0 ||
+        diskimg_node_pwrite(c->s->file, e->data, c->s->cluster_size, e->offset, 0, errp) < 0)
         return -1;
     e->dirty = false;
     return 0;

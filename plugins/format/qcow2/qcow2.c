@@ -157,6 +157,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
 {
     struct qcow2 *s = g_new0(struct qcow2, 1);
     qcow2_lock_init(s);
+    qcow2_guard_init(s);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
@@ -211,6 +212,7 @@ void qcow2_close(void *h)
     }
     qcow2_cache_destroy(&s->l2c);
     qcow2_cache_destroy(&s->rbc);
+    qcow2_guard_free(s);
     free_tables(s);
     g_free(s->l1);
     g_free(s->reftable);
