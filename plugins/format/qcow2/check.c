@@ -45,6 +45,7 @@ struct checker {
     unsigned fix;
     uint32_t *ref;          /* computed refcounts */
     uint64_t nref;          /* entries in ref */
+    uint64_t ref_end;       /* clusters counted are below this one */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
     uint64_t file_clusters; /* clusters the file spans */
@@ -99,6 +100,7 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
     if (ref_grow(c, last + 1, errp) < 0)
         return -1;
+    c->ref_end = MAX(c->ref_end, last + 1);
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
@@ -153,8 +155,9 @@ static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_
     return inc_refs(c, off & ~511ull, len + (off & 511), errp);
 }
 
+/* *zero_it: the repair turns the entry into a plain zero cluster. */
 static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                          bool active, GError **errp)
+                          bool active, bool *zero_it, GError **errp)
 {
     struct qcow2 *s = c->s;
     if (e & QCOW2_OFLAG_COMPRESSED)
@@ -181,10 +184,19 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
     }
     if (qcow2_offset_into_cluster(s, host)) {
         /* Like qemu: report, then still count the (misaligned) range as
-         * referenced, so the clusters it overlaps are not called leaks. */
+         * referenced, so the clusters it overlaps are not called leaks.
+         * A preallocated zero cluster loses nothing when it becomes a
+         * plain zero cluster: qemu's repair, done so here too. */
         bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
-        diskimg_report("ERROR offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
-                       "corrupted.", host, data ? "Data" : "Preallocated");
+        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS);
+        diskimg_report("%s offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
+                       "corrupted.", fix ? "Repairing" : "ERROR", host,
+                       data ? "Data" : "Preallocated");
+        if (fix) {
+            *zero_it = true;
+            c->res->corruptions_fixed++;
+            return 0;
+        }
         c->res->corruptions++;
     }
     return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
@@ -212,10 +224,23 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
+    /* the table may be written only where it holds nothing else */
+    bool writable = !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
+                                      s->cluster_size);
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
-         i = skip_zero_entries(s, l2, i + 1))
-        ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), active,
-                             errp);
+         i = skip_zero_entries(s, l2, i + 1)) {
+        bool zero_it = false;
+        uint64_t bm = qcow2_l2_bitmap(s, l2, i);
+        unsigned saved_fix = c->fix;
+        if (!writable)
+            c->fix &= ~DISKIMG_CHECK_FIX_ERRORS;
+        ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), bm, active, &zero_it, errp);
+        c->fix = saved_fix;
+        if (zero_it) {
+            qcow2_l2_set(s, l2, i, s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO, bm);
+            qcow2_cache_dirty(&s->l2c, l2);
+        }
+    }
     qcow2_cache_put(&s->l2c, l2);
     return ret;
 }
@@ -308,7 +333,7 @@ static int check_refblocks(struct checker *c, GError **errp)
         } else if (qcow2_offset_into_cluster(s, off)) {
             diskimg_report("ERROR refcount block %" PRIu64 " is not cluster aligned; refcount "
                            "table entry corrupted", i);
-        } else if ((off >> s->cluster_bits) >= MAX(c->file_clusters, c->nref)) {
+        } else if ((off >> s->cluster_bits) >= MAX(c->file_clusters, c->ref_end)) {
             diskimg_report("ERROR refcount block %" PRIu64 " is outside image", i);
         } else if (!off) {
             c->rb_state[i] = RB_NONE;
@@ -417,7 +442,7 @@ static void repair_one(struct checker *c, uint64_t i, uint64_t stored, uint64_t 
  * ever through usable refcount blocks: the caller rebuilds otherwise). */
 static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest, GError **errp)
 {
-    uint64_t n = MAX(c->file_clusters, c->nref);
+    uint64_t n = MAX(c->file_clusters, c->ref_end);
     (void)errp;
     *highest = 0;
     c->rc_errors = 0;
@@ -471,11 +496,11 @@ static int rebuild(struct checker *c, GError **errp)
         uint64_t e = s->reftable[i];
         if (c->rb_state[i] != RB_NONE && !(e & QCOW2_REFT_RESERVED) &&
             !qcow2_offset_into_cluster(s, e) &&
-            (e >> s->cluster_bits) < MAX(c->file_clusters, c->nref))
+            (e >> s->cluster_bits) < MAX(c->file_clusters, c->ref_end))
             dec_refs(c, e, s->cluster_size);
     }
-    uint64_t start = MAX(c->file_clusters, c->nref);
-    return qcow2_rebuild_refcounts(s, c->ref, c->nref, start, errp);
+    uint64_t start = MAX(c->file_clusters, c->ref_end);
+    return qcow2_rebuild_refcounts(s, c->ref, c->ref_end, start, errp);
 }
 
 /* ------------------------------------------------------------ OFLAG_COPIED */
@@ -610,6 +635,10 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
             res->check_errors++;
             return 0;
         }
+        int64_t len = diskimg_node_size(c->s->file, errp);
+        if (len < 0)
+            return -1;
+        c->file_len = ((uint64_t)len + 511) & ~511ull;  /* the new structure is there */
         uint64_t fixed = c->rb_errors + c->rc_errors;
         res->corruptions -= MIN(res->corruptions, fixed);
         res->corruptions_fixed += fixed;

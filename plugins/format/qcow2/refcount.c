@@ -618,12 +618,15 @@ int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
     diskimg_put_be64(v, (start + nb) << s->cluster_bits);
     diskimg_put_be32(v + 8, (uint32_t)tc);
     /* The old blocks are dropped from the cache unwritten: they may be
-     * the damaged ones. */
+     * the damaged ones.  From here on the old structure is dead: the
+     * writes below may share clusters with what its damaged entries name. */
     for (uint64_t i = 0; i < s->reftable_size; i++)
         qcow2_cache_discard(&s->rbc, s->reftable[i] & ~QCOW2_REFT_RESERVED);
     if (write_rebuilt(s, ref, nref, start, nb, tc, table, errp) < 0 ||
         diskimg_node_flush(s->file, errp) < 0 ||
-        write_guarded(s, v, sizeof(v), QH_REFTABLE, QCOW2_OL_HEADER, errp) < 0 ||
+        write_guarded(s, v, sizeof(v), QH_REFTABLE,
+                      QCOW2_OL_HEADER | QCOW2_OL_REFCOUNT_TABLE | QCOW2_OL_REFCOUNT_BLOCK,
+                      errp) < 0 ||
         diskimg_node_flush(s->file, errp) < 0) {
         g_free(table);
         return -1;
