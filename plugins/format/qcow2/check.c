@@ -166,16 +166,20 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
         diskimg_report("ERROR found l2 entry with reserved bits set: %" PRIx64, e);
         c->res->corruptions++;
     }
-    if (s->ext_l2 && ((bm & (bm >> 32) & 0xffffffffull) ||
-                      (!(e & QCOW2_OFFSET_MASK) && !(s->ext_data && (e & QCOW2_OFLAG_COPIED)) &&
-                       (bm & 0xffffffffull)))) {
-        diskimg_report("ERROR invalid cluster entry: l2_entry=%" PRIx64 " bitmap=%" PRIx64, e, bm);
-        c->res->corruptions++;
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    if (!host && !(s->ext_data && (e & QCOW2_OFLAG_COPIED))) {
+        /* unallocated (or a plain zero cluster) */
+        if (s->ext_l2 && (bm & 0xffffffffull)) {
+            diskimg_report("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+            c->res->corruptions++;
+        }
         return 0;
     }
-    uint64_t host = e & QCOW2_OFFSET_MASK;
-    if (!host && !(s->ext_data && (e & QCOW2_OFLAG_COPIED)))
-        return 0;
+    if (s->ext_l2 && (bm & (bm >> 32) & 0xffffffffull)) {
+        diskimg_report("ERROR offset=%" PRIx64 ": Allocated cluster has corrupted subcluster "
+                       "allocation bitmap", host);
+        c->res->corruptions++;
+    }
     if (active) {
         c->res->allocated_clusters++;
         if (c->next_contig && host != c->next_contig)
@@ -622,6 +626,8 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
 {
     struct diskimg_check_result *res = c->res;
     bool rebuild_now = c->rebuild || (c->need_new_block && (c->fix & DISKIMG_CHECK_FIX_ERRORS));
+    if (!c->fix)
+        return 0;
     if (rebuild_now && !(c->fix & DISKIMG_CHECK_FIX_ERRORS)) {
         diskimg_report("ERROR need to rebuild refcount structures");
         res->check_errors++;
@@ -646,7 +652,7 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
         res->leaks = 0;
         return 0;
     }
-    if (!c->fix || (!res->leaks && !res->corruptions))
+    if (!res->leaks && !res->corruptions)
         return 0;
     *res = *pre;
     return compare_refcounts(c, c->fix, highest, errp);

@@ -358,10 +358,11 @@ static int parse_extensions(struct qcow2_header *h, const struct qrd *r, uint64_
         if (!qrd_u32(r, off, &type) || !qrd_u32(r, off + 4, &len))
             return hdr_error(errp, "qcow2 header extension truncated");
         off += 8;
+        /* qemu checks the length first: even the end marker's must fit */
+        if (len > end - off)
+            return hdr_error(errp, "Header extension too large");
         if (type == QCOW2_EXT_END)
             break;
-        if (len > end - off)
-            return hdr_error(errp, "Header extension 0x%08" PRIx32 " too large", type);
         if (type == QCOW2_EXT_FEATURES) {
             features->p = r->p + off;
             features->len = len;
@@ -649,8 +650,11 @@ static int parse_snapshot(struct qcow2 *s, const struct qrd *r, uint64_t *pos,
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
 {
     uint32_t n = s->h.nb_snapshots;
+    /* qemu validates the offset even of an empty table (aligned, and the
+     * table must end before 2^63) */
     if (n == 0)
-        return 0;
+        return s->h.snapshots_offset & ((s->cluster_size - 1) | (1ull << 63))
+               ? hdr_error(errp, "Snapshot table offset invalid") : 0;
     /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
      * one go, bounded by that worst case and by the file. */
     uint64_t max = (uint64_t)n * (40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8);
