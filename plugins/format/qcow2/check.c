@@ -570,7 +570,9 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
     struct qcow2 *s = c->s;
     uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK, rc;
     if (copied_refcount(c, l2off, false, &rc) && (rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
-        bool fix = c->fix & DISKIMG_CHECK_FIX_ERRORS;
+        /* the L1 table is written only where it holds nothing else */
+        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
+                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, s->l1_offset + (uint64_t)i * 8, 8);
         diskimg_report("%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32 " l1_entry=%" PRIx64
                      " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, s->l1[i], rc);
         if (!fix) {

@@ -427,6 +427,11 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *off, GError **er
         if (!created)
             break;
     }
+    /* Free by the refcounts must also be free by the structures: damaged
+     * refcounts must not hand a table out as data (qemu checks each data
+     * write; clusters are checked here, once, when they are handed out). */
+    if (qcow2_guard_check_write(s, start << s->cluster_bits, n << s->cluster_bits, 0, errp) < 0)
+        return -1;
     if (qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1, errp) < 0)
         return -1;
     /* Like qemu, the hint moves past everything scanned; frees move it back. */
@@ -459,7 +464,8 @@ int qcow2_alloc_bytes(struct qcow2 *s, uint64_t size, uint64_t *out, GError **er
         if (!off || ((off + s->cluster_size - 1) >> s->cluster_bits) != c)
             off = c << s->cluster_bits;
     }
-    if (qcow2_update_refcount(s, off, size, 1, errp) < 0)
+    if (qcow2_guard_check_write(s, off, size, 0, errp) < 0 ||
+        qcow2_update_refcount(s, off, size, 1, errp) < 0)
         return -1;
     *out = off;
     s->free_byte_offset = qcow2_offset_into_cluster(s, off + size) ? off + size : 0;
