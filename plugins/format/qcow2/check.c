@@ -292,6 +292,27 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 
 /* ------------------------------------------------------------ other structures */
 
+/* A bitmap data cluster beyond the end of the file (reported by inc_refs)
+ * holds nothing readable: its bits read as zeroes, as qemu reads them (and
+ * qemu's read-write close then stores a fresh table).  The repair makes
+ * the entry say so (0: all zeroes), which loses nothing. */
+static int clear_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
+                                     uint64_t j, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t at = bm->table_offset + j * 8;
+    uint8_t zero[8] = { 0 };
+    if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || at + 8 > c->file_len ||
+        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, at, 8))
+        return 0;
+    if (qcow2_guard_check_write(s, at, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
+        diskimg_node_pwrite(s->file, zero, 8, at, 0, errp) < 0)
+        return -1;
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
 static int check_bitmaps(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
@@ -314,6 +335,8 @@ static int check_bitmaps(struct checker *c, GError **errp)
             uint64_t off = diskimg_be64(&t[j]) & QCOW2_OFFSET_MASK;
             if (off)
                 ret = inc_refs(c, off, s->cluster_size, errp);
+            if (ret == 0 && off >= c->file_len)
+                ret = clear_lost_bitmap_cluster(c, bm, j, errp);
         }
         g_free(t);
         if (ret < 0)
