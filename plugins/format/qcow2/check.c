@@ -219,17 +219,42 @@ static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint
     return i;
 }
 
+/* An L2 table to check: through the cache, or, at a misaligned offset
+ * (which qemu reads as it is, and which is never written), a copy. */
+static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
+{
+    if (!qcow2_offset_into_cluster(s, l2off))
+        return qcow2_cache_get(&s->l2c, l2off, false, l2, errp);
+    *l2 = g_try_malloc0(s->cluster_size);
+    if (!*l2)
+        return qcow2_enomem(errp);
+    if (diskimg_node_pread(s->file, *l2, s->cluster_size, l2off, errp) < 0) {
+        g_free(*l2);
+        return -1;
+    }
+    return 0;
+}
+
+static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
+{
+    if (qcow2_offset_into_cluster(s, l2off))
+        g_free(l2);
+    else
+        qcow2_cache_put(&s->l2c, l2);
+}
+
 static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint8_t *l2;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
     /* the table may be written only where it holds nothing else */
-    bool writable = !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
+    bool writable = !qcow2_offset_into_cluster(s, l2off) &&
+                    !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
                                       s->cluster_size);
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
          i = skip_zero_entries(s, l2, i + 1)) {
@@ -245,7 +270,7 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
             qcow2_cache_dirty(&s->l2c, l2);
         }
     }
-    qcow2_cache_put(&s->l2c, l2);
+    put_l2(s, l2off, l2);
     return ret;
 }
 
@@ -263,13 +288,15 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
         if (!l2off)
             continue;
+        /* as qemu: counted, reported, and still read where it points */
+        if (inc_refs(c, l2off, s->cluster_size, errp) < 0)
+            return -1;
         if (qcow2_offset_into_cluster(s, l2off)) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
                          "corrupted", l2off);
             c->res->corruptions++;
-            continue;
         }
-        if (inc_refs(c, l2off, s->cluster_size, errp) < 0 || check_l2(c, l2off, active, errp) < 0)
+        if (check_l2(c, l2off, active, errp) < 0)
             return -1;
     }
     return 0;
@@ -560,8 +587,6 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
     uint64_t host = e & QCOW2_OFFSET_MASK;
     if ((e & QCOW2_OFLAG_COMPRESSED) || !(host || (s->ext_data && (e & QCOW2_OFLAG_COPIED))))
         return;
-    if (!s->ext_data && qcow2_offset_into_cluster(s, host))
-        return;
     if (!copied_refcount(c, host, true, &rc))
         return;
     if ((rc == 1) == !!(e & QCOW2_OFLAG_COPIED))
@@ -583,7 +608,8 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
 static bool l2_writable(struct checker *c, uint64_t l2off)
 {
     struct qcow2 *s = c->s;
-    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && computed(c, l2off >> s->cluster_bits) == 1 &&
+    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
+           computed(c, l2off >> s->cluster_bits) == 1 &&
            l2off + s->cluster_size <= c->file_len &&
            !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2, l2off, s->cluster_size);
 }
@@ -611,16 +637,14 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
     }
     uint8_t *l2;
     bool dirty = false, fix = l2_writable(c, l2off);
-    if (l2off + s->cluster_size > c->file_len)
-        return 0;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
     for (uint64_t j = skip_zero_entries(s, l2, 0); j < s->l2_entries;
          j = skip_zero_entries(s, l2, j + 1))
         check_copied_entry(c, l2, j, fix, &dirty);
     if (dirty)
         qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
+    put_l2(s, l2off, l2);
     return 0;
 }
 
@@ -632,8 +656,7 @@ static int check_copied(struct checker *c, GError **errp)
         return -1;
     c->blk_off = 0;
     for (uint32_t i = 0; i < s->l1_size; i++) {
-        uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2off || qcow2_offset_into_cluster(s, l2off))
+        if (!(s->l1[i] & QCOW2_OFFSET_MASK))
             continue;
         if (check_copied_l1(c, i, errp) < 0)
             return -1;
