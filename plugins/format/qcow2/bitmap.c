@@ -140,6 +140,21 @@ static int modifiable(struct qcow2 *s, const struct qcow2_bitmap *bm, GError **e
 
 /* ------------------------------------------------------------ tables */
 
+/* A table entry: no reserved bits; a data cluster offset is aligned and
+ * then the "all ones" flag is reserved. */
+static bool table_entry_ok(const struct qcow2 *s, uint64_t e)
+{
+    uint64_t off = e & QCOW2_OFFSET_MASK;
+    return !(e & QCOW2_BME_TABLE_RESERVED) &&
+           !(off && ((e & QCOW2_BME_ALL_ONES) || qcow2_offset_into_cluster(s, off)));
+}
+
+static int table_error(const struct qcow2_bitmap *bm, GError **errp)
+{
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap_table table "
+                             "from image for bitmap '%s': Invalid argument", bm->name);
+}
+
 static int read_bitmap_table(struct qcow2 *s, const struct qcow2_bitmap *bm, uint64_t **out,
                              GError **errp)
 {
@@ -149,16 +164,30 @@ static int read_bitmap_table(struct qcow2 *s, const struct qcow2_bitmap *bm, uin
                                (uint64_t)QCOW2_BME_MAX_TABLE * 8, "bitmap table", &t, errp) < 0)
         return -1;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t off = t[i] & QCOW2_OFFSET_MASK;
-        if ((t[i] & QCOW2_BME_TABLE_RESERVED) ||
-            (off && ((t[i] & QCOW2_BME_ALL_ONES) || qcow2_offset_into_cluster(s, off)))) {
+        if (!table_entry_ok(s, t[i])) {
             g_free(t);
-            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "Could not read bitmap_table table "
-                                     "from image for bitmap '%s': Invalid argument", bm->name);
+            return table_error(bm, errp);
         }
     }
     *out = t;
+    return 0;
+}
+
+/* qemu's check of a stored table at open (load_bitmap), chunk by chunk so
+ * that memory stays small whatever the table's size. */
+static int validate_bitmap_table(struct qcow2 *s, const struct qcow2_bitmap *bm, GError **errp)
+{
+    enum { CHUNK = 8192 };
+    g_autofree uint64_t *t = g_new(uint64_t, CHUNK);
+    for (uint64_t i = 0; i < bm->table_size; i += CHUNK) {
+        uint64_t n = MIN(CHUNK, bm->table_size - i);
+        if (diskimg_node_pread(s->file, t, n * 8, bm->table_offset + i * 8, errp) < 0)
+            return -1;
+        for (uint64_t j = 0; j < n; j++) {
+            if (!table_entry_ok(s, diskimg_be64(&t[j])))
+                return table_error(bm, errp);
+        }
+    }
     return 0;
 }
 
@@ -248,8 +277,10 @@ int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp)
         const struct qcow2_bitmap *bm = &s->bitmaps[i];
         if (!bm->inconsistent &&
             bm->table_size != table_entries_for(s, bm->granularity_bits))
-            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Could not read bitmap '%s' from "
-                                     "image: Invalid argument", bm->name);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Could not read bitmap '%s' from image: Invalid argument", bm->name);
+        if (!bm->inconsistent && bm->table_offset && validate_bitmap_table(s, bm, errp) < 0)
+            return -1;
     }
     return 0;
 }

@@ -5,15 +5,39 @@
  * state and of snapshots, data clusters, snapshot table, refcount table
  * and blocks, encryption header, bitmap directory/tables/data), compares
  * them with the stored refcounts and repairs leaks and errors on request.
- * Messages use qemu's wording ("Leaked cluster N refcount=1 reference=0",
- * "ERROR cluster N refcount=0 reference=1") through diskimg_warn.
+ * Messages and counting follow qemu 7.2's qcow2_check_refcounts
+ * ("Leaked cluster N refcount=1 reference=0", "ERROR refcount block N
+ * refcount=2", ...) through diskimg_report.
+ *
+ * Repair never makes an image worse:
+ *   - the references win: stored refcounts are replaced by the counted
+ *     ones, never the other way round;
+ *   - stored refcounts are read here without the refcount cache and
+ *     without trusting the refcount table: an entry with reserved bits, a
+ *     misaligned one, one outside the file or a block that something else
+ *     also uses is reported, and repair then writes a new refcount
+ *     structure in fresh clusters at the end of the file and switches the
+ *     header to it (qemu's rebuild_refcount_structure), so no damaged block
+ *     is ever written to;
+ *   - repairs that would need a new refcount block are done the same way
+ *     (allocating one would trust the damaged refcounts);
+ *   - the COPIED fix writes an L2 table only when that cluster is referenced
+ *     exactly once, as an L2 table, and the guard agrees;
+ *   - every write goes through the metadata-write guard (overlap.c): the
+ *     checks above keep it from firing, it is the last line.
+ * What cannot be repaired safely is left as it is and stays counted, so
+ * the exit code says so.
  *
  * Memory: one 32-bit counter per host cluster of the file (saturating),
- * i.e. bounded by the file size, never by the virtual size.
+ * i.e. bounded by the file size, never by the virtual size; one byte per
+ * refcount table entry.
  */
 #include <string.h>
 
 #include "qcow2.h"
+
+/* What check_refblocks found for each refcount table entry. */
+enum { RB_NONE, RB_OK, RB_BAD };
 
 struct checker {
     struct qcow2 *s;
@@ -21,8 +45,17 @@ struct checker {
     unsigned fix;
     uint32_t *ref;          /* computed refcounts */
     uint64_t nref;          /* entries in ref */
+    uint64_t ref_end;       /* clusters counted are below this one */
     uint64_t next_contig;   /* fragmentation tracking */
-    uint64_t file_len;      /* host file size: references beyond it are errors */
+    uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
+    uint64_t file_clusters; /* clusters the file spans */
+    uint8_t *rb_state;      /* RB_* per refcount table entry */
+    bool rebuild;           /* the refcount structure itself is damaged */
+    bool need_new_block;    /* a repair would need a refcount block that is not there */
+    uint64_t rb_errors;     /* corruptions a rebuild repairs: refcount structure */
+    uint64_t rc_errors;     /* ... and refcount < references */
+    uint8_t *blk;           /* one refcount block, read without the cache */
+    uint64_t blk_off;       /* its offset, 0: none */
 };
 
 static int ref_grow(struct checker *c, uint64_t need, GError **errp)
@@ -44,13 +77,17 @@ static int ref_grow(struct checker *c, uint64_t need, GError **errp)
     return 0;
 }
 
+static uint32_t computed(const struct checker *c, uint64_t cluster)
+{
+    return cluster < c->nref ? c->ref[cluster] : 0;
+}
+
 /* Counts one reference to every cluster of [off, off+len). */
 static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp)
 {
     struct qcow2 *s = c->s;
     if (len == 0)
         return 0;
-    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
     /* the last cluster may be partly written; anything further is not
      * there (this also bounds c->ref by the file size) */
     if (off > UINT64_MAX - len || (off + len > c->file_len &&
@@ -60,8 +97,10 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
         c->res->corruptions++;
         return 0;
     }
+    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
     if (ref_grow(c, last + 1, errp) < 0)
         return -1;
+    c->ref_end = MAX(c->ref_end, last + 1);
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
@@ -69,37 +108,78 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     return 0;
 }
 
-/* ------------------------------------------------------------ L1 / L2 */
-
-static int check_l2_entry(struct checker *c, uint64_t e, uint64_t bm, bool active,
-                          GError **errp)
+/* Takes back what inc_refs counted for [off, off+len). */
+static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
 {
     struct qcow2 *s = c->s;
-    if (e & QCOW2_OFLAG_COMPRESSED) {
-        uint64_t off, len;
-        if (s->ext_data) {
-            diskimg_report("ERROR compressed cluster with data file: l2_entry=%" PRIx64, e);
-            c->res->corruptions++;
-            return 0;
-        }
-        qcow2_compressed_span(s, e, &off, &len);
-        if (active) {
-            c->res->allocated_clusters++;
-            c->res->compressed_clusters++;
-            c->res->fragmented_clusters++;
-        }
-        return inc_refs(c, off & ~511ull, len + (off & 511), errp);
+    if (len == 0 || off > UINT64_MAX - len)
+        return;
+    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+    for (uint64_t i = first; i <= last && i < c->nref; i++) {
+        if (c->ref[i] && c->ref[i] != UINT32_MAX)
+            c->ref[i]--;
     }
-    if (s->ext_l2 && ((bm & (bm >> 32) & 0xffffffffull) ||
-                      (!(e & QCOW2_OFFSET_MASK) && !(s->ext_data && (e & QCOW2_OFLAG_COPIED)) &&
-                       (bm & 0xffffffffull)))) {
-        diskimg_report("ERROR invalid cluster entry: l2_entry=%" PRIx64 " bitmap=%" PRIx64, e, bm);
+}
+
+/* ------------------------------------------------------------ L1 / L2 */
+
+static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
+                            bool active, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t off, len;
+    if (e & QCOW2_OFLAG_COPIED) {
+        diskimg_report("ERROR: coffset=%#" PRIx64 ": copied flag must never be set for "
+                       "compressed clusters", e & s->coffset_mask);
+        c->res->corruptions++;
+        e &= ~QCOW2_OFLAG_COPIED;
+    }
+    if (s->ext_data) {
+        diskimg_report("ERROR compressed cluster %" PRIu64 " with data file, entry=%#" PRIx64,
+                       idx, e);
         c->res->corruptions++;
         return 0;
     }
-    uint64_t host = e & QCOW2_OFFSET_MASK;
-    if (!host && !(s->ext_data && (e & QCOW2_OFLAG_COPIED)))
+    if (s->ext_l2 && bm) {
+        diskimg_report("ERROR compressed cluster %" PRIu64 " with non-zero subcluster "
+                       "allocation bitmap, entry=%#" PRIx64, idx, e);
+        c->res->corruptions++;
         return 0;
+    }
+    qcow2_compressed_span(s, e, &off, &len);
+    if (active) {
+        c->res->allocated_clusters++;
+        c->res->compressed_clusters++;
+        c->res->fragmented_clusters++;
+    }
+    return inc_refs(c, off & ~511ull, len + (off & 511), errp);
+}
+
+/* *zero_it: the repair turns the entry into a plain zero cluster. */
+static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
+                          bool active, bool *zero_it, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return check_compressed(c, idx, e, bm, active, errp);
+    if (e & QCOW2_L2_RESERVED) {
+        diskimg_report("ERROR found l2 entry with reserved bits set: %" PRIx64, e);
+        c->res->corruptions++;
+    }
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    if (!host && !(s->ext_data && (e & QCOW2_OFLAG_COPIED))) {
+        /* unallocated (or a plain zero cluster) */
+        if (s->ext_l2 && (bm & 0xffffffffull)) {
+            diskimg_report("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+            c->res->corruptions++;
+        }
+        return 0;
+    }
+    if (s->ext_l2 && (bm & (bm >> 32) & 0xffffffffull)) {
+        diskimg_report("ERROR offset=%" PRIx64 ": Allocated cluster has corrupted subcluster "
+                       "allocation bitmap", host);
+        c->res->corruptions++;
+    }
     if (active) {
         c->res->allocated_clusters++;
         if (c->next_contig && host != c->next_contig)
@@ -108,10 +188,19 @@ static int check_l2_entry(struct checker *c, uint64_t e, uint64_t bm, bool activ
     }
     if (qcow2_offset_into_cluster(s, host)) {
         /* Like qemu: report, then still count the (misaligned) range as
-         * referenced, so the clusters it overlaps are not called leaks. */
+         * referenced, so the clusters it overlaps are not called leaks.
+         * A preallocated zero cluster loses nothing when it becomes a
+         * plain zero cluster: qemu's repair, done so here too. */
         bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
-        diskimg_report("ERROR offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
-                       "corrupted.", host, data ? "Data" : "Preallocated");
+        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS);
+        diskimg_report("%s offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
+                       "corrupted.", fix ? "Repairing" : "ERROR", host,
+                       data ? "Data" : "Preallocated");
+        if (fix) {
+            *zero_it = true;
+            c->res->corruptions_fixed++;
+            return 0;
+        }
         c->res->corruptions++;
     }
     return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
@@ -130,20 +219,58 @@ static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint
     return i;
 }
 
+/* An L2 table to check: through the cache, or, at a misaligned offset
+ * (which qemu reads as it is, and which is never written), a copy. */
+static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
+{
+    if (!qcow2_offset_into_cluster(s, l2off))
+        return qcow2_cache_get(&s->l2c, l2off, false, l2, errp);
+    *l2 = g_try_malloc0(s->cluster_size);
+    if (!*l2)
+        return qcow2_enomem(errp);
+    if (diskimg_node_pread(s->file, *l2, s->cluster_size, l2off, errp) < 0) {
+        g_free(*l2);
+        return -1;
+    }
+    return 0;
+}
+
+static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
+{
+    if (qcow2_offset_into_cluster(s, l2off))
+        g_free(l2);
+    else
+        qcow2_cache_put(&s->l2c, l2);
+}
+
 static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint8_t *l2;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
+    /* the table may be written only where it holds nothing else */
+    bool writable = !qcow2_offset_into_cluster(s, l2off) &&
+                    !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
+                                      s->cluster_size);
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
-         i = skip_zero_entries(s, l2, i + 1))
-        ret = check_l2_entry(c, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), active,
-                             errp);
-    qcow2_cache_put(&s->l2c, l2);
+         i = skip_zero_entries(s, l2, i + 1)) {
+        bool zero_it = false;
+        uint64_t bm = qcow2_l2_bitmap(s, l2, i);
+        unsigned saved_fix = c->fix;
+        if (!writable)
+            c->fix &= ~DISKIMG_CHECK_FIX_ERRORS;
+        ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), bm, active, &zero_it, errp);
+        c->fix = saved_fix;
+        if (zero_it) {
+            qcow2_l2_set(s, l2, i, s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO, bm);
+            qcow2_cache_dirty(&s->l2c, l2);
+        }
+    }
+    put_l2(s, l2off, l2);
     return ret;
 }
 
@@ -154,16 +281,22 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
     if (inc_refs(c, l1off, (uint64_t)l1size * 8, errp) < 0)
         return -1;
     for (uint32_t i = 0; i < l1size; i++) {
+        if (l1[i] & QCOW2_L1_RESERVED) {
+            diskimg_report("ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
+            c->res->corruptions++;
+        }
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
         if (!l2off)
             continue;
+        /* as qemu: counted, reported, and still read where it points */
+        if (inc_refs(c, l2off, s->cluster_size, errp) < 0)
+            return -1;
         if (qcow2_offset_into_cluster(s, l2off)) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
                          "corrupted", l2off);
             c->res->corruptions++;
-            continue;
         }
-        if (inc_refs(c, l2off, s->cluster_size, errp) < 0 || check_l2(c, l2off, active, errp) < 0)
+        if (check_l2(c, l2off, active, errp) < 0)
             return -1;
     }
     return 0;
@@ -185,6 +318,27 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 }
 
 /* ------------------------------------------------------------ other structures */
+
+/* A bitmap data cluster beyond the end of the file (reported by inc_refs)
+ * holds nothing readable: its bits read as zeroes, as qemu reads them (and
+ * qemu's read-write close then stores a fresh table).  The repair makes
+ * the entry say so (0: all zeroes), which loses nothing. */
+static int clear_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
+                                     uint64_t j, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t at = bm->table_offset + j * 8;
+    uint8_t zero[8] = { 0 };
+    if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || at + 8 > c->file_len ||
+        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, at, 8))
+        return 0;
+    if (qcow2_guard_check_write(s, at, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
+        diskimg_node_pwrite(s->file, zero, 8, at, 0, errp) < 0)
+        return -1;
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return 0;
+}
 
 static int check_bitmaps(struct checker *c, GError **errp)
 {
@@ -208,6 +362,8 @@ static int check_bitmaps(struct checker *c, GError **errp)
             uint64_t off = diskimg_be64(&t[j]) & QCOW2_OFFSET_MASK;
             if (off)
                 ret = inc_refs(c, off, s->cluster_size, errp);
+            if (ret == 0 && off >= c->file_len)
+                ret = clear_lost_bitmap_cluster(c, bm, j, errp);
         }
         g_free(t);
         if (ret < 0)
@@ -216,29 +372,39 @@ static int check_bitmaps(struct checker *c, GError **errp)
     return 0;
 }
 
+/* A refcount block the table names is usable only when it is aligned,
+ * inside the file, without reserved bits, and used by nothing else (its
+ * cluster counted exactly once).  Counted after every other structure, as
+ * qemu does, so that sharing shows. */
 static int check_refblocks(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
-    uint64_t file_clusters;
-    if (qcow2_file_clusters(s, &file_clusters, errp) < 0)
-        return -1;
     for (uint64_t i = 0; i < s->reftable_size; i++) {
-        uint64_t off = s->reftable[i] & ~QCOW2_REFT_RESERVED;
-        if (!off)
-            continue;
-        if (qcow2_offset_into_cluster(s, off)) {
+        uint64_t e = s->reftable[i], off = e & ~QCOW2_REFT_RESERVED;
+        c->rb_state[i] = RB_BAD;
+        if (e & QCOW2_REFT_RESERVED) {
+            diskimg_report("ERROR refcount table entry %" PRIu64 " has reserved bits set", i);
+        } else if (qcow2_offset_into_cluster(s, off)) {
             diskimg_report("ERROR refcount block %" PRIu64 " is not cluster aligned; refcount "
-                         "table entry corrupted", i);
-            c->res->corruptions++;
-            continue;
-        }
-        if ((off >> s->cluster_bits) >= file_clusters) {
+                           "table entry corrupted", i);
+        } else if ((off >> s->cluster_bits) >= MAX(c->file_clusters, c->ref_end)) {
             diskimg_report("ERROR refcount block %" PRIu64 " is outside image", i);
-            c->res->corruptions++;
+        } else if (!off) {
+            c->rb_state[i] = RB_NONE;
             continue;
+        } else {
+            if (inc_refs(c, off, s->cluster_size, errp) < 0)
+                return -1;
+            uint32_t n = computed(c, off >> s->cluster_bits);
+            if (n == 1) {
+                c->rb_state[i] = RB_OK;
+                continue;
+            }
+            diskimg_report("ERROR refcount block %" PRIu64 " refcount=%" PRIu32, i, n);
         }
-        if (inc_refs(c, off, s->cluster_size, errp) < 0)
-            return -1;
+        c->res->corruptions++;
+        c->rb_errors++;
+        c->rebuild = true;
     }
     return 0;
 }
@@ -264,137 +430,291 @@ static int count_references(struct checker *c, GError **errp)
     return check_bitmaps(c, errp) < 0 ? -1 : check_refblocks(c, errp);
 }
 
-/* ------------------------------------------------------------ comparison */
+/* ------------------------------------------------------------ stored refcounts */
 
-static int repair_one(struct checker *c, uint64_t i, uint64_t stored, uint64_t computed,
-                      GError **errp)
+/* The stored refcount of `cluster`, read as qemu reads it (reserved bits
+ * of the table entry ignored, a block beyond the end of the file reads as
+ * zeroes) but without the refcount cache, whose errors would mark the
+ * image corrupt.  *has_block: a refcount block describes the cluster. */
+static int stored_refcount(struct checker *c, uint64_t cluster, uint64_t *rc, bool *has_block,
+                           GError **errp)
 {
     struct qcow2 *s = c->s;
-    GError *err = NULL;
-    int64_t delta = (int64_t)(computed - stored);
-    if (qcow2_update_refcount(s, i << s->cluster_bits, 1, delta, &err) < 0) {
-        diskimg_report("ERROR: could not repair cluster %" PRIu64 ": %s", i, err->message);
-        g_error_free(err);
-        c->res->check_errors++;
+    uint64_t t = cluster >> s->rb_bits;
+    *rc = 0;
+    *has_block = false;
+    uint64_t off = t < s->reftable_size ? s->reftable[t] & ~QCOW2_REFT_RESERVED : 0;
+    if (!off)
         return 0;
+    *has_block = true;
+    if (qcow2_offset_into_cluster(s, off)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "Input/output error");
+        return -1;
     }
-    if (stored > computed)
-        c->res->leaks_fixed++;
-    else
-        c->res->corruptions_fixed++;
-    (void)errp;
+    if (off != c->blk_off) {
+        memset(c->blk, 0, s->cluster_size);
+        uint64_t real_len = c->file_len;
+        if (off < real_len) {
+            uint64_t n = MIN(s->cluster_size, real_len - off);
+            GError *err = NULL;
+            /* a short file (length rounded up to 512) reads as zeroes */
+            if (diskimg_node_pread(s->file, c->blk, n, off, &err) < 0 && n == s->cluster_size) {
+                g_propagate_error(errp, err);
+                return -1;
+            }
+            g_clear_error(&err);
+        }
+        c->blk_off = off;
+    }
+    *rc = qcow2_rb_get(s, c->blk, cluster & (s->rb_entries - 1));
     return 0;
 }
 
-static int compare_refcounts(struct checker *c, uint64_t *highest, GError **errp)
+/* ------------------------------------------------------------ comparison */
+
+static void repair_one(struct checker *c, uint64_t i, uint64_t stored, uint64_t want)
 {
     struct qcow2 *s = c->s;
-    uint64_t file_clusters;
-    if (qcow2_file_clusters(s, &file_clusters, errp) < 0)
-        return -1;
-    uint64_t n = MAX(file_clusters, c->nref);
+    GError *err = NULL;
+    int64_t delta = (int64_t)(want - stored);
+    if (qcow2_update_refcount(s, i << s->cluster_bits, 1, delta, &err) < 0) {
+        diskimg_report("ERROR: could not repair cluster %" PRIu64 ": %s", i, err->message);
+        g_error_free(err);
+        if (stored > want)
+            c->res->leaks++;
+        else
+            c->res->corruptions++;
+        return;
+    }
+    if (stored > want)
+        c->res->leaks_fixed++;
+    else
+        c->res->corruptions_fixed++;
+}
+
+/* qemu's compare_refcounts.  `fix`: the repairs to do now (in place, only
+ * ever through usable refcount blocks: the caller rebuilds otherwise). */
+static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest, GError **errp)
+{
+    uint64_t n = MAX(c->file_clusters, c->ref_end);
+    (void)errp;
     *highest = 0;
+    c->rc_errors = 0;
+    c->need_new_block = false;
+    c->blk_off = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t stored, computed = i < c->nref ? c->ref[i] : 0;
+        uint64_t stored, want = computed(c, i);
+        bool has_block;
         GError *err = NULL;
-        if (qcow2_get_refcount(s, i, &stored, &err) < 0) {
+        if (stored_refcount(c, i, &stored, &has_block, &err) < 0) {
             diskimg_report("Can't get refcount for cluster %" PRIu64 ": %s", i, err->message);
             g_error_free(err);
             c->res->check_errors++;
             continue;
         }
-        if (stored || computed)
+        if (stored || want)
             *highest = i + 1;
-        if (stored == computed)
+        if (stored == want)
             continue;
-        bool leak = stored > computed;
-        bool fix = leak ? (c->fix & DISKIMG_CHECK_FIX_LEAKS) : (c->fix & DISKIMG_CHECK_FIX_ERRORS);
+        bool leak = stored > want;
+        if (!leak && !has_block)
+            c->need_new_block = true;
+        bool repair = leak ? (fix & DISKIMG_CHECK_FIX_LEAKS) : (fix & DISKIMG_CHECK_FIX_ERRORS);
         diskimg_report("%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
-                     fix ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, computed);
-        if (fix) {
-            if (repair_one(c, i, stored, computed, errp) < 0)
-                return -1;
+                       repair ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, want);
+        if (repair) {
+            repair_one(c, i, stored, want);
         } else if (leak) {
             c->res->leaks++;
         } else {
             c->res->corruptions++;
+            c->rc_errors++;
         }
     }
     return 0;
 }
 
+/* ------------------------------------------------------------ rebuild */
+
+/* Writes a new refcount structure from the counted references (qemu's
+ * rebuild_refcount_structure).  The old table and blocks stop being
+ * referenced: their counts are taken back first, so the new structure
+ * frees them.  Nothing is written where anything lives: the new clusters
+ * come after everything counted and after the end of the file. */
+static int rebuild(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    diskimg_report("Rebuilding refcount structure");
+    dec_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits);
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        uint64_t e = s->reftable[i];
+        if (c->rb_state[i] != RB_NONE && !(e & QCOW2_REFT_RESERVED) &&
+            !qcow2_offset_into_cluster(s, e) &&
+            (e >> s->cluster_bits) < MAX(c->file_clusters, c->ref_end))
+            dec_refs(c, e, s->cluster_size);
+    }
+    uint64_t start = MAX(c->file_clusters, c->ref_end);
+    return qcow2_rebuild_refcounts(s, c->ref, c->ref_end, start, errp);
+}
+
+/* ------------------------------------------------------------ OFLAG_COPIED */
+
+/* The refcount check_copied compares COPIED with: the stored one (after
+ * any repair); 1 for data in an external data file, which has none.
+ * False when unreadable (qemu says nothing then). */
+static bool copied_refcount(struct checker *c, uint64_t host, bool data, uint64_t *rc)
+{
+    struct qcow2 *s = c->s;
+    bool has_block;
+    GError *err = NULL;
+    if (data && s->ext_data) {
+        *rc = 1;
+        return true;
+    }
+    if (stored_refcount(c, host >> s->cluster_bits, rc, &has_block, &err) < 0) {
+        g_error_free(err);
+        return false;
+    }
+    return true;
+}
+
 /* The COPIED flag must be set exactly on entries with refcount 1. */
-static int check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, bool *dirty,
-                              GError **errp)
+static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, bool fix,
+                               bool *dirty)
 {
     struct qcow2 *s = c->s;
     uint64_t e = qcow2_l2_entry(s, l2, idx), rc;
     uint64_t host = e & QCOW2_OFFSET_MASK;
-    if ((e & QCOW2_OFLAG_COMPRESSED) || !host || s->ext_data ||
-        qcow2_offset_into_cluster(s, host))
-        return 0;
-    if (qcow2_get_refcount(s, host >> s->cluster_bits, &rc, errp) < 0)
-        return -1;
+    if ((e & QCOW2_OFLAG_COMPRESSED) || !(host || (s->ext_data && (e & QCOW2_OFLAG_COPIED))))
+        return;
+    if (!copied_refcount(c, host, true, &rc))
+        return;
     if ((rc == 1) == !!(e & QCOW2_OFLAG_COPIED))
-        return 0;
-    bool fix = c->fix & DISKIMG_CHECK_FIX_ERRORS;
+        return;
     diskimg_report("%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
-                 fix ? "Repairing" : "ERROR", e, rc);
+                   fix ? "Repairing" : "ERROR", e, rc);
     if (!fix) {
         c->res->corruptions++;
-        return 0;
+        return;
     }
-    e = rc == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
-    qcow2_l2_set(s, l2, idx, e, qcow2_l2_bitmap(s, l2, idx));
+    qcow2_l2_set(s, l2, idx, e ^ QCOW2_OFLAG_COPIED, qcow2_l2_bitmap(s, l2, idx));
     *dirty = true;
     c->res->corruptions_fixed++;
-    return 0;
+}
+
+/* May the COPIED fix write the L2 table at l2off?  Only a cluster that is
+ * referenced exactly once (by this L1 entry, as an L2 table), lies inside
+ * the file and holds no other structure the guard knows. */
+static bool l2_writable(struct checker *c, uint64_t l2off)
+{
+    struct qcow2 *s = c->s;
+    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
+           computed(c, l2off >> s->cluster_bits) == 1 &&
+           l2off + s->cluster_size <= c->file_len &&
+           !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2, l2off, s->cluster_size);
 }
 
 static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK, rc;
-    if (qcow2_get_refcount(s, l2off >> s->cluster_bits, &rc, errp) < 0)
-        return -1;
-    if ((rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
-        bool fix = c->fix & DISKIMG_CHECK_FIX_ERRORS;
+    if (copied_refcount(c, l2off, false, &rc) && (rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
+        /* the L1 table is written only where it holds nothing else */
+        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
+                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, s->l1_offset + (uint64_t)i * 8, 8);
         diskimg_report("%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32 " l1_entry=%" PRIx64
                      " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, s->l1[i], rc);
         if (!fix) {
             c->res->corruptions++;
         } else {
-            s->l1[i] = rc == 1 ? s->l1[i] | QCOW2_OFLAG_COPIED : s->l1[i] & ~QCOW2_OFLAG_COPIED;
-            if (qcow2_l1_write_entry(s, i, errp) < 0)
+            s->l1[i] ^= QCOW2_OFLAG_COPIED;
+            if (qcow2_guard_check_write(s, s->l1_offset + (uint64_t)i * 8, 8,
+                                        QCOW2_OL_ACTIVE_L1, errp) < 0 ||
+                qcow2_l1_write_entry(s, i, errp) < 0)
                 return -1;
             c->res->corruptions_fixed++;
         }
     }
     uint8_t *l2;
-    bool dirty = false;
-    if (qcow2_cache_get(&s->l2c, l2off, false, &l2, errp) < 0)
+    bool dirty = false, fix = l2_writable(c, l2off);
+    if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
-    int ret = 0;
-    for (uint64_t j = skip_zero_entries(s, l2, 0); j < s->l2_entries && ret == 0;
+    for (uint64_t j = skip_zero_entries(s, l2, 0); j < s->l2_entries;
          j = skip_zero_entries(s, l2, j + 1))
-        ret = check_copied_entry(c, l2, j, &dirty, errp);
+        check_copied_entry(c, l2, j, fix, &dirty);
     if (dirty)
         qcow2_cache_dirty(&s->l2c, l2);
-    qcow2_cache_put(&s->l2c, l2);
-    return ret;
+    put_l2(s, l2off, l2);
+    return 0;
 }
 
 static int check_copied(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
+    /* the refcounts may have been repaired: read them from the disk again */
+    if (qcow2_cache_flush(&s->rbc, errp) < 0)
+        return -1;
+    c->blk_off = 0;
     for (uint32_t i = 0; i < s->l1_size; i++) {
-        uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2off || qcow2_offset_into_cluster(s, l2off))
+        if (!(s->l1[i] & QCOW2_OFFSET_MASK))
             continue;
         if (check_copied_l1(c, i, errp) < 0)
             return -1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ driver */
+
+/* The repairs the counts call for, in qemu's order: a rebuild when the
+ * refcount structure is damaged (or a repair would need a new block), in
+ * place otherwise. */
+static int repair_refcounts(struct checker *c, const struct diskimg_check_result *pre,
+                            uint64_t *highest, GError **errp)
+{
+    struct diskimg_check_result *res = c->res;
+    bool rebuild_now = c->rebuild || (c->need_new_block && (c->fix & DISKIMG_CHECK_FIX_ERRORS));
+    if (!c->fix)
+        return 0;
+    if (rebuild_now && !(c->fix & DISKIMG_CHECK_FIX_ERRORS)) {
+        diskimg_report("ERROR need to rebuild refcount structures");
+        res->check_errors++;
+        return 0;
+    }
+    if (rebuild_now) {
+        GError *err = NULL;
+        if (rebuild(c, &err) < 0) {
+            diskimg_report("ERROR: could not rebuild the refcount structure: %s", err->message);
+            g_error_free(err);
+            res->check_errors++;
+            return 0;
+        }
+        int64_t len = diskimg_node_size(c->s->file, errp);
+        if (len < 0)
+            return -1;
+        c->file_len = ((uint64_t)len + 511) & ~511ull;  /* the new structure is there */
+        uint64_t fixed = c->rb_errors + c->rc_errors;
+        res->corruptions -= MIN(res->corruptions, fixed);
+        res->corruptions_fixed += fixed;
+        res->leaks_fixed += res->leaks;
+        res->leaks = 0;
+        return 0;
+    }
+    if (!res->leaks && !res->corruptions)
+        return 0;
+    *res = *pre;
+    return compare_refcounts(c, c->fix, highest, errp);
+}
+
+/* After a repair that left nothing wrong, the image is consistent again:
+ * qemu clears the corrupt bit (qcow2_mark_consistent). */
+static int mark_consistent(struct qcow2 *s, GError **errp)
+{
+    if (!(s->h.incompat & QCOW2_INCOMPAT_CORRUPT) || s->corrupt)
+        return 0;
+    if (qcow2_flush_metadata(s, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
+        return -1;
+    return qcow2_header_set_incompat(s, s->h.incompat & ~QCOW2_INCOMPAT_CORRUPT, errp);
 }
 
 int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp)
@@ -405,15 +725,30 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     int64_t file_len = diskimg_node_size(s->file, errp);
     if (file_len < 0)
         return -1;
-    c.file_len = (uint64_t)file_len;
-    int ret = count_references(&c, errp);
+    c.file_len = ((uint64_t)file_len + 511) & ~511ull;
+    c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
+    c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
+    c.blk = g_try_malloc(s->cluster_size);
+    int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
+    /* stored refcounts are read from the disk, without the cache */
     if (ret == 0)
-        ret = compare_refcounts(&c, &highest, errp);
+        ret = qcow2_cache_flush(&s->rbc, errp);
+    if (ret == 0)
+        ret = count_references(&c, errp);
+    struct diskimg_check_result pre = *res;
+    if (ret == 0)
+        ret = compare_refcounts(&c, 0, &highest, errp);
+    if (ret == 0)
+        ret = repair_refcounts(&c, &pre, &highest, errp);
     if (ret == 0)
         ret = check_copied(&c, errp);
     if (ret == 0 && c.fix)
         ret = qcow2_flush_metadata(s, errp);
+    if (ret == 0 && c.fix && !res->corruptions && !res->check_errors)
+        ret = mark_consistent(s, errp);
     g_free(c.ref);
+    g_free(c.rb_state);
+    g_free(c.blk);
     if (ret < 0)
         return -1;
     res->image_end_offset = highest << s->cluster_bits;

@@ -221,12 +221,13 @@ static int finish_image(const struct diskimg_format_create_args *args,
                                       NULL, errp);
     if (!s)
         return -1;
-    uint64_t off;
     uint32_t shift = s->cluster_bits + s->l2_bits;
     uint64_t l1 = (c->size >> shift) + !!(c->size & ((1ull << shift) - 1));
     uint8_t v[8];
     diskimg_put_be64(v, c->size);
-    int ret = qcow2_alloc_clusters(s, 3, &off, errp);
+    /* The skeleton's three clusters get their refcounts (they are in use
+     * already: not an allocation, which the overlap guard would refuse). */
+    int ret = qcow2_update_refcount(s, 0, 3 * s->cluster_size, 1, errp);
     if (ret == 0)
         ret = qcow2_grow_l1(s, l1, errp);
     if (ret == 0)

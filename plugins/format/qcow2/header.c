@@ -325,11 +325,11 @@ static int parse_extensions(struct qcow2_header *h, const struct diskimg_reader 
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                      "qcow2 header extension truncated");
         off += 8;
+        /* qemu checks the length first: even the end marker's must fit */
+        if (len > end - off)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Header extension too large");
         if (type == QCOW2_EXT_END)
             break;
-        if (len > end - off)
-            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "Header extension 0x%08" PRIx32 " too large", type);
         if (type == QCOW2_EXT_FEATURES) {
             *features = diskimg_reader_make(r->data + off, len, DISKIMG_BIG_ENDIAN, NULL,
                                             "feature table");
@@ -608,8 +608,11 @@ static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint6
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
 {
     uint32_t n = s->h.nb_snapshots;
+    /* qemu validates the offset even of an empty table (aligned, and the
+     * table must end before 2^63) */
     if (n == 0)
-        return 0;
+        return s->h.snapshots_offset & ((s->cluster_size - 1) | (1ull << 63))
+               ? diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table offset invalid") : 0;
     /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
      * one go, bounded by that worst case, by the file, and by the largest
      * table qemu accepts plus one entry (so that an entry crossing that

@@ -126,17 +126,29 @@ static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
 }
 
 /* Metadata write-backs of the caches: none once corruption was seen (the
- * metadata is not to be trusted, and qemu stops writing too). */
-static int metadata_write_ok(void *opaque, const char *what, uint64_t offset, uint64_t len,
-                             GError **errp)
+ * metadata is not to be trusted, and qemu stops writing too), and none over
+ * another structure (the overlap guard, overlap.c). */
+static int metadata_write_ok(struct qcow2 *s, const char *what, uint64_t offset, uint64_t len,
+                             uint32_t allowed, GError **errp)
 {
-    struct qcow2 *s = opaque;
-    (void)len;
     if (s->corrupt)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "%s: image is marked corrupt; not writing %s at %#" PRIx64,
                                  s->filename, what, offset);
-    return 0;
+    return qcow2_guard_check_write(s, offset, len, allowed, errp);
+}
+
+static int refblock_write_ok(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                             GError **errp)
+{
+    return metadata_write_ok(opaque, what, offset, len, QCOW2_OL_REFCOUNT_BLOCK, errp);
+}
+
+static int l2_write_ok(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                       GError **errp)
+{
+    return metadata_write_ok(opaque, what, offset, len,
+                             QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, errp);
 }
 
 /* An L1 or reftable entry pointing at offset 0 or into the middle of a
@@ -151,20 +163,22 @@ static void bad_metadata_offset(void *opaque, const char *what, uint64_t offset,
  * and the growth of the file's tail (tail.c). */
 static int setup_caches(struct qcow2 *s, GError **errp)
 {
-    const struct diskimg_mcache_hooks hooks = {
-        .struct_size = sizeof(hooks),
+    const struct diskimg_mcache_hooks refblock_hooks = {
+        .struct_size = sizeof(refblock_hooks),
         .opaque = s,
-        .before_write = metadata_write_ok,
+        .before_write = refblock_write_ok,
         .bad_offset = bad_metadata_offset,
     };
+    struct diskimg_mcache_hooks l2_hooks = refblock_hooks;
+    l2_hooks.before_write = l2_write_ok;
     s->rbc = diskimg_mcache_new(s->file, "refcount block", (uint32_t)s->cluster_size,
                                 REFCOUNT_CACHE_BUDGET, errp);
     s->l2c = s->rbc ? diskimg_mcache_new(s->file, "L2 table", (uint32_t)s->cluster_size,
                                          L2_CACHE_BUDGET, errp) : NULL;
     if (!s->l2c)
         return -1;
-    diskimg_mcache_set_hooks(s->rbc, &hooks);
-    diskimg_mcache_set_hooks(s->l2c, &hooks);
+    diskimg_mcache_set_hooks(s->rbc, &refblock_hooks);
+    diskimg_mcache_set_hooks(s->l2c, &l2_hooks);
     diskimg_mcache_set_dependency(s->l2c, s->rbc);
     s->tail = diskimg_tail_new(s->file, (uint32_t)s->cluster_size);
     return 0;
@@ -205,6 +219,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
     struct qcow2 *s = g_new0(struct qcow2, 1);
     s->tracker = diskimg_tracker_new();
     s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    qcow2_guard_init(s);
     s->node = node;
     s->file = file;
     s->filename = g_strdup(filename);
@@ -260,6 +275,7 @@ void qcow2_close(void *h)
     diskimg_mcache_free(s->l2c);
     diskimg_mcache_free(s->rbc);
     diskimg_tail_free(s->tail);
+    qcow2_guard_free(s);
     free_tables(s);
     g_free(s->l1);
     g_free(s->reftable);

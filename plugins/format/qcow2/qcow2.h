@@ -83,6 +83,7 @@
 #define QCOW2_PRIVATE_H
 
 #include <diskimg/crypto.h>
+#include <diskimg/guard.h>
 #include <diskimg/plugin.h>
 #include <diskimg/toolkit.h>
 
@@ -297,6 +298,10 @@ struct qcow2 {
     /* encryption (h.crypt_method != 0), see encrypt.c */
     diskimg_luks *luks;       /* LUKS: the parsed header, unlocked unless opened NO_IO */
     diskimg_sector_cipher *aes;  /* legacy AES: the data cipher, NULL when opened NO_IO */
+
+    /* the metadata-write guard (overlap.c); NULL: no checks (create) */
+    diskimg_guard *guard;
+    struct qcow2_guard_sig *guard_sig;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -401,6 +406,12 @@ int qcow2_free_entry(struct qcow2 *s, uint64_t l2e, GError **errp);
 int qcow2_punch_free_clusters(struct qcow2 *s, GError **errp);
 uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *block, uint64_t idx);
 void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t v);
+/* check's rebuild: writes a refcount structure holding ref[0, nref)
+ * (counts per cluster, references only) in fresh clusters from `start` on
+ * (at or after the end of everything in use), then switches the header to
+ * it.  Refuses, writing nothing, when a count does not fit the width. */
+int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                            uint64_t start, GError **errp);
 /* Host clusters the file spans (for allocation scans and check). */
 int qcow2_file_clusters(struct qcow2 *s, uint64_t *n, GError **errp);
 
@@ -522,6 +533,30 @@ int qcow2_bitmaps_resize(struct qcow2 *s, GError **errp);
 /* measure: space a copy of src's bitmaps needs with `cluster_size`. */
 uint64_t qcow2_bitmaps_measure(diskimg_node *src, uint64_t cluster_size);
 void qcow2_bitmaps_free(struct qcow2 *s);
+
+/* overlap.c: qemu's metadata overlap check, on the core's guard.  Kinds
+ * (one bit each) name what a write may touch; every other is checked. */
+#define QCOW2_OL_HEADER            (1u << 0)
+#define QCOW2_OL_ACTIVE_L1         (1u << 1)
+#define QCOW2_OL_ACTIVE_L2         (1u << 2)
+#define QCOW2_OL_REFCOUNT_TABLE    (1u << 3)
+#define QCOW2_OL_REFCOUNT_BLOCK    (1u << 4)
+#define QCOW2_OL_SNAPSHOT_TABLE    (1u << 5)
+#define QCOW2_OL_INACTIVE_L1       (1u << 6)
+#define QCOW2_OL_INACTIVE_L2       (1u << 7)   /* never checked (qemu's default) */
+#define QCOW2_OL_BITMAP_DIRECTORY  (1u << 8)
+#define QCOW2_OL_BITMAP_TABLE      (1u << 9)
+#define QCOW2_OL_CRYPTO_HEADER     (1u << 10)
+struct qcow2_guard_sig;
+void qcow2_guard_init(struct qcow2 *s);
+void qcow2_guard_free(struct qcow2 *s);
+/* The name of the structure (other than `allowed` kinds) that the host
+ * clusters of [off, off+len) hold, NULL when none. */
+const char *qcow2_guard_find(struct qcow2 *s, uint32_t allowed, uint64_t off, uint64_t len);
+/* qcow2_guard_find, and on a hit: refuses the write and marks the image
+ * corrupt ("Preventing invalid write on metadata (overlaps with ...)"). */
+int qcow2_guard_check_write(struct qcow2 *s, uint64_t off, uint64_t len, uint32_t allowed,
+                            GError **errp);
 
 /* check.c */
 int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp);

@@ -427,6 +427,11 @@ int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *off, GError **er
         if (!created)
             break;
     }
+    /* Free by the refcounts must also be free by the structures: damaged
+     * refcounts must not hand a table out as data (qemu checks each data
+     * write; clusters are checked here, once, when they are handed out). */
+    if (qcow2_guard_check_write(s, start << s->cluster_bits, n << s->cluster_bits, 0, errp) < 0)
+        return -1;
     if (qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1, errp) < 0)
         return -1;
     /* Like qemu, the hint moves past everything scanned; frees move it back. */
@@ -459,7 +464,8 @@ int qcow2_alloc_bytes(struct qcow2 *s, uint64_t size, uint64_t *out, GError **er
         if (!off || ((off + s->cluster_size - 1) >> s->cluster_bits) != c)
             off = c << s->cluster_bits;
     }
-    if (qcow2_update_refcount(s, off, size, 1, errp) < 0)
+    if (qcow2_guard_check_write(s, off, size, 0, errp) < 0 ||
+        qcow2_update_refcount(s, off, size, 1, errp) < 0)
         return -1;
     *out = off;
     s->free_byte_offset = qcow2_offset_into_cluster(s, off + size) ? off + size : 0;
@@ -505,5 +511,138 @@ int qcow2_punch_free_clusters(struct qcow2 *s, GError **errp)
             g_error_free(err);
         run = 0;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------ rebuild (check) */
+
+/* Does refcount block index t have a non-zero count among ref[0, nref)? */
+static bool block_has_counts(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                             uint64_t t)
+{
+    for (uint64_t i = t << s->rb_bits; i < nref && i < (t + 1) << s->rb_bits; i++) {
+        if (ref[i])
+            return true;
+    }
+    return false;
+}
+
+/* Sizes the new structure: nb blocks then tc table clusters at `start`,
+ * the blocks describing every counted cluster and the structure itself. */
+static void size_rebuild(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                         uint64_t start, uint64_t *nb, uint64_t *tc)
+{
+    uint64_t before = 0, first = start >> s->rb_bits;
+    for (uint64_t t = 0; t <= first; t++)
+        before += block_has_counts(s, ref, nref, t);
+    bool first_counted = block_has_counts(s, ref, nref, first);
+    *nb = 0;
+    *tc = 1;
+    /* Both grow with the area, so this stops after a few rounds. */
+    for (;;) {
+        uint64_t end = start + *nb + *tc;
+        uint64_t last = (end - 1) >> s->rb_bits;
+        uint64_t blocks = before + (last - first + 1) - first_counted;
+        uint64_t table = ((last + 1) * 8 + s->cluster_size - 1) >> s->cluster_bits;
+        if (blocks == *nb && table == *tc)
+            return;
+        *nb = blocks;
+        *tc = table;
+    }
+}
+
+static uint64_t rebuilt_count(const uint32_t *ref, uint64_t nref, uint64_t start, uint64_t end,
+                              uint64_t cluster)
+{
+    if (cluster >= start && cluster < end)
+        return 1;
+    return cluster < nref ? ref[cluster] : 0;
+}
+
+static int write_guarded(struct qcow2 *s, const void *buf, uint64_t len, uint64_t off,
+                         uint32_t allowed, GError **errp)
+{
+    if (qcow2_guard_check_write(s, off, len, allowed, errp) < 0)
+        return -1;
+    return diskimg_node_pwrite(s->file, buf, len, off, 0, errp);
+}
+
+/* Writes the blocks and the table of a rebuilt structure at `start`. */
+static int write_rebuilt(struct qcow2 *s, const uint32_t *ref, uint64_t nref, uint64_t start,
+                         uint64_t nb, uint64_t tc, uint64_t *table, GError **errp)
+{
+    uint64_t end = start + nb + tc, next = start;
+    uint64_t entries = (tc << s->cluster_bits) / 8;
+    g_autofree uint8_t *blk = g_try_malloc(s->cluster_size);
+    if (!blk)
+        return qcow2_enomem(errp);
+    for (uint64_t t = 0; t <= (end - 1) >> s->rb_bits; t++) {
+        uint64_t lo = t << s->rb_bits;
+        if (!block_has_counts(s, ref, nref, t) && !(lo < end && lo + s->rb_entries > start))
+            continue;
+        memset(blk, 0, s->cluster_size);
+        for (uint64_t j = 0; j < s->rb_entries; j++)
+            qcow2_rb_set(s, blk, j, rebuilt_count(ref, nref, start, end, lo + j));
+        table[t] = next << s->cluster_bits;
+        if (write_guarded(s, blk, s->cluster_size, next << s->cluster_bits,
+                          QCOW2_OL_REFCOUNT_BLOCK, errp) < 0)
+            return -1;
+        next++;
+    }
+    g_autofree uint8_t *raw = g_try_malloc(entries * 8);
+    if (!raw)
+        return qcow2_enomem(errp);
+    for (uint64_t i = 0; i < entries; i++)
+        diskimg_put_be64(raw + i * 8, table[i]);
+    return write_guarded(s, raw, entries * 8, (start + nb) << s->cluster_bits,
+                         QCOW2_OL_REFCOUNT_BLOCK | QCOW2_OL_REFCOUNT_TABLE, errp);
+}
+
+int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                            uint64_t start, GError **errp)
+{
+    for (uint64_t i = 0; i < nref; i++) {
+        if (ref[i] > s->refcount_max) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: cluster %" PRIu64
+                        " has %" PRIu32 " references, more than refcount_bits=%" PRIu32
+                        " can hold", s->filename, i, ref[i], s->refcount_bits);
+            return -1;
+        }
+    }
+    uint64_t nb, tc;
+    size_rebuild(s, ref, nref, start, &nb, &tc);
+    if ((tc << s->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_SPACE,
+                    "%s: the rebuilt refcount table would exceed its maximum size", s->filename);
+        return -1;
+    }
+    uint64_t entries = (tc << s->cluster_bits) / 8;
+    uint64_t *table = g_try_new0(uint64_t, entries);
+    if (!table)
+        return qcow2_enomem(errp);
+    uint8_t v[12];
+    diskimg_put_be64(v, (start + nb) << s->cluster_bits);
+    diskimg_put_be32(v + 8, (uint32_t)tc);
+    /* The old blocks are dropped from the cache unwritten: they may be
+     * the damaged ones.  From here on the old structure is dead: the
+     * writes below may share clusters with what its damaged entries name. */
+    for (uint64_t i = 0; i < s->reftable_size; i++)
+        qcow2_cache_discard(&s->rbc, s->reftable[i] & ~QCOW2_REFT_RESERVED);
+    if (write_rebuilt(s, ref, nref, start, nb, tc, table, errp) < 0 ||
+        diskimg_node_flush(s->file, errp) < 0 ||
+        write_guarded(s, v, sizeof(v), QH_REFTABLE,
+                      QCOW2_OL_HEADER | QCOW2_OL_REFCOUNT_TABLE | QCOW2_OL_REFCOUNT_BLOCK,
+                      errp) < 0 ||
+        diskimg_node_flush(s->file, errp) < 0) {
+        g_free(table);
+        return -1;
+    }
+    g_free(s->reftable);
+    s->reftable = table;
+    s->reftable_size = entries;
+    s->h.reftable_offset = (start + nb) << s->cluster_bits;
+    s->h.reftable_clusters = (uint32_t)tc;
+    s->free_cluster_index = 0;
+    note_end(s, start + nb + tc);
     return 0;
 }

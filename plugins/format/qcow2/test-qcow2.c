@@ -317,6 +317,134 @@ static void assert_open_fails(struct timg *t, const char *expect)
     g_error_free(err);
 }
 
+/* ------------------------------------------------------------ guard, repair */
+
+#define MiB (1ull << 20)
+
+static uint64_t raw_get64(struct timg *t, uint64_t off)
+{
+    uint8_t b[8];
+    g_assert_cmpint(diskimg_node_pread(diskimg_node_file(t->raw), b, 8, off, NULL), ==, 0);
+    return diskimg_be64(b);
+}
+
+static bool probe_cluster_5(void *opaque, uint64_t off, uint64_t len)
+{
+    (void)opaque;
+    return off < 6 * 4096 && off + len > 5 * 4096;
+}
+
+/* The core guard: sorted ranges that may overlap, allowed kinds, probes. */
+static void test_guard_ranges(void)
+{
+    diskimg_guard *g = diskimg_guard_new();
+    diskimg_guard_add(g, 1, "a", 0, 4096);
+    diskimg_guard_add(g, 2, "big", 8192, 1 << 20);
+    diskimg_guard_add(g, 4, "inside", 16384, 512);
+    diskimg_guard_add(g, 8, "empty", 100, 0);
+    diskimg_guard_add_probe(g, 16, "probe", probe_cluster_5, NULL);
+    g_assert_cmpstr(diskimg_guard_find(g, 0, 0, 1), ==, "a");
+    g_assert_null(diskimg_guard_find(g, 0, 4096, 4096));
+    g_assert_cmpstr(diskimg_guard_find(g, 0, 4095, 2), ==, "a");
+    g_assert_cmpstr(diskimg_guard_find(g, 2, 16384, 1), ==, "inside");
+    g_assert_null(diskimg_guard_find(g, 2 | 4, 16384, 1));
+    g_assert_cmpstr(diskimg_guard_find(g, 0, (1 << 20) + 8191, 100), ==, "big");
+    g_assert_null(diskimg_guard_find(g, 0, (1 << 20) + 8192, 100));
+    g_assert_null(diskimg_guard_find(g, 1, 0, 4096));
+    g_assert_null(diskimg_guard_find(g, 0, 50, 0));
+    g_assert_cmpstr(diskimg_guard_find(g, 2, 5 * 4096 + 10, 1), ==, "probe");
+    g_assert_cmpstr(diskimg_guard_find(g, 0, UINT64_MAX - 10, 100), ==, NULL);
+    diskimg_guard_clear(g, 2);
+    g_assert_null(diskimg_guard_find(g, 4, 9000, 1));
+    g_assert_cmpstr(diskimg_guard_find(g, 0, 16000, 1000), ==, "inside");
+    diskimg_guard_free(g);
+}
+
+/* Damaged refcounts call an L2 table free: the next allocation would hand
+ * it out as data.  The guard refuses and marks the image corrupt (qemu's
+ * overlap check); the guest data already there stays readable. */
+static void test_guard_allocation(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 16 * MiB);
+    fill_write(t.s, 7, 0, 65536);
+    uint64_t l2 = t.s->l1[0] & QCOW2_OFFSET_MASK, cs = t.s->cluster_size;
+    uint64_t rb = t.s->reftable[0];
+    timg_close(&t);
+    raw_put(&t, rb + 2 * (l2 / cs), 2, 0);
+    timg_open(&t, DISKIMG_OPEN_RDWR);
+    t.s->free_cluster_index = 0;
+    g_autofree uint8_t *b = g_malloc0(65536);
+    g_assert_cmpint(qcow2_write(t.s, b, 65536, 4 * MiB, 0, &err), <, 0);
+    g_assert_nonnull(strstr(err->message, "Preventing invalid write on metadata (overlaps with "
+                                          "active L2 table)"));
+    g_clear_error(&err);
+    g_assert_true(t.s->corrupt);
+    g_assert_true(raw_get64(&t, QH_INCOMPAT) & QCOW2_INCOMPAT_CORRUPT);
+    assert_reads(t.s, 7, 0, 65536);
+    timg_destroy(&t);
+}
+
+/* A refcount table entry naming a data cluster: check reports the shared
+ * block, repair writes a new refcount structure and touches neither the
+ * data nor anything else; the image is clean afterwards. */
+static void test_check_rebuild(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 16 * MiB);
+    fill_write(t.s, 9, 0, 3 * 65536);
+    uint64_t l2 = t.s->l1[0] & QCOW2_OFFSET_MASK, rt = t.s->h.reftable_offset;
+    timg_close(&t);
+    uint64_t data = raw_get64(&t, l2 + 8) & QCOW2_OFFSET_MASK;   /* guest cluster 1 */
+    raw_put(&t, rt, 8, data);
+    timg_open(&t, 0);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    g_assert_cmpint(qcow2_check(t.s, 0, &res, &err), ==, 0);
+    g_assert_cmpuint(res.corruptions, >, 0);
+    timg_reopen(&t, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK);
+    res = (struct diskimg_check_result){ .struct_size = sizeof(res) };
+    g_assert_cmpint(qcow2_check(t.s, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res,
+                                &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.check_errors, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, >, 0);
+    g_assert_false(t.s->corrupt);
+    assert_clean(t.s);
+    assert_reads(t.s, 9, 0, 3 * 65536);
+    timg_reopen(&t, 0);
+    assert_clean(t.s);
+    assert_reads(t.s, 9, 0, 3 * 65536);
+    timg_destroy(&t);
+}
+
+/* An L1 entry naming the L1 table itself: the COPIED repair must not
+ * write flag fixes into a cluster that is also something else (here the
+ * active L1 table, referenced twice). */
+static void test_check_copied_not_l2(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create(&t, 2048 * MiB);     /* L1 entries beyond the first */
+    fill_write(t.s, 3, 0, 65536);
+    uint64_t l1 = t.s->l1_offset;
+    timg_close(&t);
+    raw_put(&t, l1 + 8, 8, l1);
+    timg_open(&t, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    g_assert_cmpint(qcow2_check(t.s, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res,
+                                &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(res.corruptions, >, 0);    /* not repairable safely: still counted */
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, l1 + 8), ==, l1);
+    timg_open(&t, 0);
+    assert_reads(t.s, 3, 0, 65536);
+    timg_destroy(&t);
+}
+
 /* ------------------------------------------------------------ snapshots */
 
 static void snap_create(struct qcow2 *s, const char *name)
@@ -483,7 +611,6 @@ static void bm_store(struct qcow2 *s)
     g_assert_no_error(err);
 }
 
-#define MiB (1ull << 20)
 
 static void test_bitmap_persist(void)
 {
@@ -617,19 +744,18 @@ static void test_bitmap_hostile(void)
         assert_open_fails(&t, NULL);
         timg_destroy(&t);
     }
-    /* a table entry with reserved bits: the query fails cleanly */
-    struct timg t = { 0 };
-    uint64_t dir, table;
-    bitmap_image(&t, &dir, &table);
-    raw_put(&t, table, 8, 0x2);
-    timg_open(&t, 0);
-    bool d;
-    uint64_t r;
-    GError *err = NULL;
-    g_assert_cmpint(qcow2_bitmap_query(t.s, "bitmap", 0, 4096, &d, &r, &err), <, 0);
-    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
-    g_clear_error(&err);
-    timg_destroy(&t);
+    /* table entries with reserved bits, the "all ones" flag beside an
+     * offset, or an unaligned offset: open refuses, as qemu's load_bitmap */
+    static const uint64_t bad_entries[] = { 0x2, 0x10001, 0x10200 };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_entries); i++) {
+        struct timg t = { 0 };
+        uint64_t dir, table;
+        bitmap_image(&t, &dir, &table);
+        raw_put(&t, table, 8, bad_entries[i]);
+        assert_open_fails(&t, "Could not read bitmap_table table from image for bitmap "
+                              "'bitmap': Invalid argument");
+        timg_destroy(&t);
+    }
 }
 
 /* Random bytes over the snapshot table and the bitmap directory: open
@@ -1889,6 +2015,10 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/bitmap/resize", test_bitmap_resize);
     g_test_add_func("/qcow2/bitmap/hostile", test_bitmap_hostile);
     g_test_add_func("/qcow2/tables/fuzz", test_tables_fuzz);
+    g_test_add_func("/qcow2/guard/ranges", test_guard_ranges);
+    g_test_add_func("/qcow2/guard/allocation", test_guard_allocation);
+    g_test_add_func("/qcow2/check/rebuild", test_check_rebuild);
+    g_test_add_func("/qcow2/check/copied-not-l2", test_check_copied_not_l2);
     g_test_add_func("/qcow2/encrypt/luks", test_encrypt_luks);
     g_test_add_func("/qcow2/encrypt/aes", test_encrypt_aes);
     g_test_add_func("/qcow2/encrypt/hostile", test_encrypt_hostile);
