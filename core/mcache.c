@@ -35,6 +35,7 @@ struct diskimg_mcache {
     diskimg_node *file;
     char *what;             /* "L2 table", for messages and hooks */
     uint32_t entry_size;
+    uint64_t align_mask;    /* entry_size - 1 when a power of two (the common case), else 0 */
     unsigned n;
     struct mcache_entry *e;
     uint8_t *base;          /* n * entry_size bytes, entry i at base + i * entry_size */
@@ -55,6 +56,7 @@ diskimg_mcache *diskimg_mcache_new(diskimg_node *file, const char *what, uint32_
     c->file = file;
     c->what = g_strdup(what);
     c->entry_size = entry_size;
+    c->align_mask = (entry_size & (entry_size - 1)) ? 0 : entry_size - 1;
     c->n = (unsigned)MAX(2, MIN(budget / entry_size, MCACHE_MAX_ENTRIES));
     c->base = diskimg_alloc_aligned((size_t)c->n * entry_size);
     if (!c->base) {
@@ -174,7 +176,9 @@ int diskimg_mcache_get(diskimg_mcache *c, uint64_t off, unsigned flags, uint8_t 
                        GError **errp)
 {
     *data = NULL;
-    if (off == 0 || off % c->entry_size)
+    /* a mask where it can be: a division costs more than the lookup's hash */
+    bool misaligned = c->align_mask ? (off & c->align_mask) != 0 : off % c->entry_size != 0;
+    if (off == 0 || misaligned)
         return bad_offset(c, off, errp);
     bool fresh = flags & DISKIMG_MCACHE_FRESH;
     struct mcache_entry *e = find(c, off);

@@ -127,6 +127,7 @@ static int table_fits(diskimg_node *file, uint64_t offset, uint64_t count, uint3
                       uint64_t max_bytes, const char *what, uint64_t *bytes, GError **errp)
 {
     const char *name = diskimg_node_filename(file);
+    *bytes = 0;
     if (entry_size == 0 || count > max_bytes / entry_size)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "%s: %s (%" PRIu64 " entries of %" PRIu32 " bytes) exceeds "
@@ -164,7 +165,7 @@ static int load(diskimg_node *file, uint64_t offset, uint64_t bytes, uint64_t al
 int diskimg_load_table(diskimg_node *file, uint64_t offset, uint64_t count, uint32_t entry_size,
                        uint64_t max_bytes, const char *what, void **table, GError **errp)
 {
-    uint64_t bytes;
+    uint64_t bytes = 0;
     *table = NULL;
     if (table_fits(file, offset, count, entry_size, max_bytes, what, &bytes, errp) < 0)
         return -1;
@@ -175,8 +176,8 @@ int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint64_t count,
                            uint64_t capacity, enum diskimg_byte_order order, uint64_t max_bytes,
                            const char *what, uint64_t **table, GError **errp)
 {
-    uint64_t bytes;
-    void *buf;
+    uint64_t bytes = 0;
+    void *buf = NULL;
     *table = NULL;
     if (table_fits(file, offset, count, 8, max_bytes, what, &bytes, errp) < 0)
         return -1;

@@ -264,6 +264,16 @@ static void test_mcache_bounds(void)
     g_assert_cmpint(diskimg_mcache_get(c, 0, 0, &d, &err), ==, -1);
     g_clear_error(&err);
     diskimg_mcache_free(c);
+
+    /* entries whose size is not a power of two (1536-byte blocks) */
+    c = diskimg_mcache_new(t.file, "grain table", 1536, 4 * 1536, &err);
+    g_assert_cmpint(diskimg_mcache_get(c, 3 * 1536, 0, &d, &err), ==, 0);
+    g_assert_cmpuint(d[0], ==, (uint8_t)(3 * 1536));
+    diskimg_mcache_put(c, d);
+    g_assert_cmpint(diskimg_mcache_get(c, 2048, 0, &d, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_clear_error(&err);
+    diskimg_mcache_free(c);
     scratch_close(&t);
 }
 
