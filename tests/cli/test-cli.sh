@@ -334,12 +334,14 @@ if [ $HAVE_QEMU = 1 ]; then
 else skip "actual-size leaves the qcow2 data file out" "no qemu-img"; fi
 expect 1 "a create failing after making the data file fails" \
     "$D" create -f qcow2 -o data_file=dnew.raw,encrypt.format=luks dnew.qcow2 1M
-if [ ! -e dnew.raw ] && [ ! -e dnew.qcow2 ]; then ok "the failed create removed the data file it made"
+if [ ! -e dnew.raw ] && [ ! -e dnew.qcow2 ]; then
+    ok "the failed create removed the data file it made"
 else nok "the failed create removed the data file it made"; fi
 echo keep > dold.raw
 expect 1 "a create failing over an existing data file fails" \
     "$D" create -f qcow2 -o data_file=dold.raw,encrypt.format=luks dold.qcow2 1M
-if [ -e dold.raw ] && [ ! -e dold.qcow2 ]; then ok "the failed create kept the data file that existed"
+if [ -e dold.raw ] && [ ! -e dold.qcow2 ]; then
+    ok "the failed create kept the data file that existed"
 else nok "the failed create kept the data file that existed"; fi
 rm -f dold.raw
 
