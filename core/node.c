@@ -307,7 +307,9 @@ int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len, GError 
         return IO(n)->punch_hole ? LOCKED_CALL(n, IO(n)->punch_hole(n->handle, offset, len, errp))
                                  : 0;
     /* Discard is advisory: a format or image without it simply keeps the data. */
-    return (n->caps & DISKIMG_CAP_DISCARD) ? LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp)) : 0;
+    if (!(n->caps & DISKIMG_CAP_DISCARD))
+        return 0;
+    return LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp));
 }
 
 int diskimg_node_flush(diskimg_node *n, GError **errp)

@@ -152,9 +152,11 @@ static bool copy_ops(struct loaded_plugin *lp, GError **errp)
     }
     /* Every ops struct is struct_size, then nothing but callbacks, the first
      * one aligned like a pointer. */
-    const size_t first = offsetof(struct diskimg_format_ops, probe);
-    G_STATIC_ASSERT(offsetof(struct diskimg_io_ops, open) == first);
-    G_STATIC_ASSERT(offsetof(struct diskimg_crypto_ops, cipher_new) == first);
+#define FIRST_CALLBACK offsetof(struct diskimg_format_ops, probe)
+    G_STATIC_ASSERT(offsetof(struct diskimg_io_ops, open) == FIRST_CALLBACK);
+    G_STATIC_ASSERT(offsetof(struct diskimg_crypto_ops, cipher_new) == FIRST_CALLBACK);
+    const size_t first = FIRST_CALLBACK;
+#undef FIRST_CALLBACK
     uint32_t size = *(const uint32_t *)ops;
     if (size < first + sizeof(void *)) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,

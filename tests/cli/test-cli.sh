@@ -288,6 +288,30 @@ expect 0 "map on /dev/null" "$D" map /dev/null
 expect 1 "info on a missing file" "$D" info missing.img
 one_line_err "missing file error is one line naming it" missing.img
 
+# ------------------------------------------------- child nodes (data file)
+if [ $HAVE_QEMU = 1 ]; then
+    qemu-img create -q -f qcow2 -o data_file=df.raw,preallocation=full df.qcow2 4M
+    q=$(qemu-img info --output=json df.qcow2 | sed -n 's/.*"actual-size": \([0-9]*\).*/\1/p')
+    run "$D" info --output=json df.qcow2
+    d=$(sed -n 's/.*"actual-size": \([0-9]*\).*/\1/p' out)
+    if [ -n "$q" ] && [ "$q" = "$d" ]; then
+        ok "actual-size leaves the qcow2 data file out, as qemu-img ($d)"
+    else nok "actual-size leaves the qcow2 data file out, as qemu-img (qemu $q, ours $d)"; fi
+    rm -f df.qcow2 df.raw
+else skip "actual-size leaves the qcow2 data file out" "no qemu-img"; fi
+expect 1 "a create failing after making the data file fails" \
+    "$D" create -f qcow2 -o data_file=dnew.raw,encrypt.format=luks dnew.qcow2 1M
+if [ ! -e dnew.raw ] && [ ! -e dnew.qcow2 ]; then
+    ok "the failed create removed the data file it made"
+else nok "the failed create removed the data file it made"; fi
+echo keep > dold.raw
+expect 1 "a create failing over an existing data file fails" \
+    "$D" create -f qcow2 -o data_file=dold.raw,encrypt.format=luks dold.qcow2 1M
+if [ -e dold.raw ] && [ ! -e dold.qcow2 ]; then
+    ok "the failed create kept the data file that existed"
+else nok "the failed create kept the data file that existed"; fi
+rm -f dold.raw
+
 # ----------------------------------------------------------- plugin loader
 # A private copy of the library is not "in the build tree", so only
 # DISKIMG_PLUGIN_PATH is searched: the loader's rules become testable.

@@ -122,8 +122,9 @@ DISKIMG_API void diskimg_list_add_int(diskimg_list *l, int64_t value);
 /*
  * An image is a graph of nodes: a format node (qcow2, raw...) on top of a
  * file node (an I/O backend such as posix), plus an optional backing node
- * and any child nodes the format opens (data file, extents; see below).  The same request functions work on every node; a format
- * plugin reads its own file with diskimg_node_pread(file, ...).
+ * and any child nodes the format opens (data file, extents; see below).
+ * The same request functions work on every node; a format plugin reads its
+ * own file with diskimg_node_pread(file, ...).
  */
 typedef struct diskimg_node diskimg_node;
 
