@@ -46,7 +46,8 @@ struct checker {
     uint32_t *ref;          /* computed refcounts */
     uint64_t nref;          /* entries in ref */
     uint64_t ref_end;       /* clusters counted are below this one */
-    uint8_t *other;         /* per cluster: referenced as something but an L2 table */
+    uint8_t *other;         /* per cluster: references as something but an L2 table
+                             * (saturating at 255) */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
@@ -111,12 +112,13 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
-        c->other[i] |= !c->counting_l2;
+        if (!c->counting_l2 && c->other[i] != UINT8_MAX)
+            c->other[i]++;
     }
     return 0;
 }
 
-/* Takes back what inc_refs counted for [off, off+len). */
+/* Takes back what inc_refs counted for [off, off+len) (not an L2 table). */
 static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
 {
     struct qcow2 *s = c->s;
@@ -126,6 +128,9 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
     for (uint64_t i = first; i <= last && i < c->nref; i++) {
         if (c->ref[i] && c->ref[i] != UINT32_MAX)
             c->ref[i]--;
+        /* only structures other than L2 tables are ever taken back */
+        if (c->other[i] && c->other[i] != UINT8_MAX)
+            c->other[i]--;
     }
 }
 
