@@ -46,6 +46,9 @@ struct checker {
     uint32_t *ref;          /* computed refcounts */
     uint64_t nref;          /* entries in ref */
     uint64_t ref_end;       /* clusters counted are below this one */
+    uint8_t *other;         /* per cluster: references as something but an L2 table
+                             * (saturating at 255) */
+    bool counting_l2;       /* inc_refs is counting an L2 table reference */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
     uint64_t file_clusters; /* clusters the file spans */
@@ -73,6 +76,11 @@ static int ref_grow(struct checker *c, uint64_t need, GError **errp)
         return qcow2_enomem(errp);
     memset(r + c->nref, 0, (n - c->nref) * sizeof(*r));
     c->ref = r;
+    uint8_t *o = g_try_renew(uint8_t, c->other, n);
+    if (!o)
+        return qcow2_enomem(errp);
+    memset(o + c->nref, 0, n - c->nref);
+    c->other = o;
     c->nref = n;
     return 0;
 }
@@ -104,11 +112,13 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
+        if (!c->counting_l2 && c->other[i] != UINT8_MAX)
+            c->other[i]++;
     }
     return 0;
 }
 
-/* Takes back what inc_refs counted for [off, off+len). */
+/* Takes back what inc_refs counted for [off, off+len) (not an L2 table). */
 static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
 {
     struct qcow2 *s = c->s;
@@ -118,6 +128,9 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
     for (uint64_t i = first; i <= last && i < c->nref; i++) {
         if (c->ref[i] && c->ref[i] != UINT32_MAX)
             c->ref[i]--;
+        /* only structures other than L2 tables are ever taken back */
+        if (c->other[i] && c->other[i] != UINT8_MAX)
+            c->other[i]--;
     }
 }
 
@@ -289,7 +302,10 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (!l2off)
             continue;
         /* as qemu: counted, reported, and still read where it points */
-        if (inc_refs(c, l2off, s->cluster_size, errp) < 0)
+        c->counting_l2 = !qcow2_offset_into_cluster(s, l2off);
+        int ret = inc_refs(c, l2off, s->cluster_size, errp);
+        c->counting_l2 = false;
+        if (ret < 0)
             return -1;
         if (qcow2_offset_into_cluster(s, l2off)) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
@@ -603,13 +619,13 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
 }
 
 /* May the COPIED fix write the L2 table at l2off?  Only a cluster that is
- * referenced exactly once (by this L1 entry, as an L2 table), lies inside
- * the file and holds no other structure the guard knows. */
+ * referenced as nothing but an L2 table (L1 entries may share it), lies
+ * inside the file and holds no other structure the guard knows. */
 static bool l2_writable(struct checker *c, uint64_t l2off)
 {
     struct qcow2 *s = c->s;
     return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
-           computed(c, l2off >> s->cluster_bits) == 1 &&
+           (l2off >> s->cluster_bits) < c->nref && !c->other[l2off >> s->cluster_bits] &&
            l2off + s->cluster_size <= c->file_len &&
            !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2, l2off, s->cluster_size);
 }
@@ -747,6 +763,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     if (ret == 0 && c.fix && !res->corruptions && !res->check_errors)
         ret = mark_consistent(s, errp);
     g_free(c.ref);
+    g_free(c.other);
     g_free(c.rb_state);
     g_free(c.blk);
     if (ret < 0)

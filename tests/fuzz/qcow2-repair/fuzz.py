@@ -387,9 +387,10 @@ def judge(diskimg, gen, base_dir, muts, trunc, work):
     # leave byte for byte unchanged is a refusal, not a failed repair.
     refused = (trc == 1 and tj is None and arc == 1 and
                open(a, 'rb').read() == open(m, 'rb').read())
-    if refused and qa != 0 and qj is not None:
-        mism.append('refused (image unchanged): ' + terr.strip().splitlines()[-1][:120]
-                    if terr.strip() else 'refused (image unchanged)')
+    if refused:
+        if qa != 0 and qj is not None:
+            mism.append('refused (image unchanged): ' + terr.strip().splitlines()[-1][:120]
+                        if terr.strip() else 'refused (image unchanged)')
     elif rank(qa) > rank(qb):
         first = next((l for l in qaerr.splitlines() if 'ERROR' in l or 'Leak' in l or
                       'rror' in l), '')
@@ -527,6 +528,7 @@ def main():
     r.add_argument('--diskimg', required=True)
     r.add_argument('corpus')
     a = p.parse_args()
+    a.diskimg = os.path.abspath(a.diskimg)   # the tools run in the work directory
     return campaign(a) if a.mode == 'campaign' else replay(a)
 
 if __name__ == '__main__':
