@@ -22,7 +22,7 @@ if [ $# -ne 2 ]; then
     exit 2
 fi
 SRC=$(cd "$1" && pwd) || exit 2
-W=$2
+mkdir -p "$2" && W=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "$0")" && pwd)
 export LC_ALL=C.UTF-8
 
@@ -64,15 +64,7 @@ t "debian/changelog's version is the project's ($PROJECT_VERSION)" \
     test "$VERSION" = "$PROJECT_VERSION"
 
 copy_tree() {
-    mkdir -p "$TREE" &&
-    if git -C "$SRC" rev-parse --show-toplevel >/dev/null 2>&1; then
-        (cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
-            while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-            xargs -0 cp --parents -P -t "$TREE")
-    else
-        tar -C "$SRC" --exclude='./build*' --exclude=./debian -cf - . | tar -C "$TREE" -xf -
-    fi &&
-    cp -a "$SRC/packaging/debian" "$TREE/debian"
+    sh "$HERE/copy-tree.sh" "$SRC" "$TREE" && cp -a "$SRC/packaging/debian" "$TREE/debian"
 }
 t "copy the source tree with packaging/debian as debian/" copy_tree
 
