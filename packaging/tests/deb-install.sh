@@ -35,7 +35,17 @@ done
 rm -rf "$W"
 mkdir -p "$W/tmp" "$W/debs"
 export TMPDIR=$W/tmp      # mmdebstrap's and dpkg's scratch space stays in the build dir
-trap 'rm -rf "$W/root" "$W/tmp"' EXIT
+# The root goes with the test; never through a mount point mmdebstrap might
+# have left behind (its /dev, /proc), which would reach the host's.
+cleanup() {
+    if grep -q " $W/root[/ ]" /proc/mounts; then
+        echo "# $W/root still has mounts: left in place" >&2
+    else
+        rm -rf --one-file-system "$W/root"
+    fi
+    rm -rf --one-file-system "$W/tmp"
+}
+trap cleanup EXIT
 
 n=0
 failures=0
