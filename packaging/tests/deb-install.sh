@@ -111,8 +111,7 @@ format_packages() {
 t "one diskimg-format-NAME package per format plugin, named as magic.yaml hints" format_packages
 
 symbols_current() {
-    if grep -E 'dpkg-gensymbols: (warning|error)' "$W/build.log"; then
-        sed -n '/^--- debian\/libdiskimg0.symbols/,/^dh_makeshlibs/p' "$W/build.log" | head -n 30
+    if grep -E -A 30 'dpkg-gensymbols: (warning|error)' "$W/build.log"; then
         echo "run: sh packaging/update-symbols.sh BUILD_DIR (docs/packaging.md)"
         return 1
     fi
