@@ -120,10 +120,10 @@ _diskimg() {
         fi
     done
     _diskimg_reply "$cmd" "$cur" "$prev"
-    # bash replaces only its own last word, the part after a '='.
-    local typed=${COMP_WORDS[COMP_CWORD]}
-    if [[ $cur != "$typed" && $cur == *"$typed" ]]; then
-        local drop=${cur%"$typed"}
+    # When bash split the word at '=', it replaces only what follows the
+    # last '=' (also when the word it completes is the '=' itself).
+    if [[ $cur != "${COMP_WORDS[COMP_CWORD]}" ]]; then
+        local drop=${cur%=*}=
         COMPREPLY=("${COMPREPLY[@]#"$drop"}")
     fi
     return 0
@@ -167,7 +167,7 @@ _diskimg_reply() {
         elif [[ -n ${_diskimg_values["$cmd $flag"]} ]]; then
             mapfile -t COMPREPLY < <(compgen -P "$prefix" -W "${_diskimg_values["$cmd $flag"]}" -- "$value")
         elif _diskimg_in "$flag" "${_diskimg_file_flags[$cmd]}"; then
-            mapfile -t COMPREPLY < <(compgen -f -- "$value")
+            _diskimg_files "$value"
         fi
         return 0
     fi
@@ -176,8 +176,15 @@ _diskimg_reply() {
         mapfile -t COMPREPLY < <(compgen -W "${_diskimg_flags[$cmd]}" -- "$cur")
         [[ ${#COMPREPLY[@]} == 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null
     else
-        mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+        _diskimg_files "$cur"
     fi
 }
 
-complete -F _diskimg -o filenames diskimg
+# _diskimg_files CUR: file names; only these are quoted as file names
+# (doing so for KEY= would escape the '=').
+_diskimg_files() {
+    compopt -o filenames 2>/dev/null
+    mapfile -t COMPREPLY < <(compgen -f -- "$1")
+}
+
+complete -F _diskimg diskimg

@@ -52,6 +52,7 @@ expect "$COMMANDS" ''
 expect "create" cre
 expect "-h --help -V --version --io= --list-formats" -
 expect "posix uring" --io = ''
+expect "posix uring" --io =
 expect "cluster_size=" create -f qcow2 -o clu
 expect "cluster_size=" create -fqcow2 -o clu
 expect "cluster_size=" convert -f raw -O qcow2 -o clu
@@ -60,6 +61,7 @@ expect "size=1G,lazy_refcounts=" create -f qcow2 -o size=1G,lazy_
 expect "preallocation=" create -o pre
 expect "preallocation=" convert -f qcow2 -O raw -o pre
 expect "0.10 1.1 v2 v3" create -f qcow2 -o compat = ''
+expect "0.10 1.1 v2 v3" create -f qcow2 -o compat =
 expect "v2 v3" create -f qcow2 -o compat = v
 expect "zstd" create -f qcow2 -o cluster_size = 64k,compression_type = zs
 expect "aes luks" create -f qcow2 -o encrypt.format = ''
