@@ -1,10 +1,13 @@
 #!/bin/sh
 # Installs what building and testing diskimg needs on Debian 12, when missing.
 # Safe to run repeatedly; does nothing when everything is there.
+# The last line is the packaging suite's (packaging/meson.build): Debian and
+# rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 set -e
 PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
-      abigail-tools time zstd pigz"
+      abigail-tools time zstd pigz
+      dpkg-dev debhelper lintian mmdebstrap rpm man-db"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
