@@ -551,6 +551,22 @@ void cli_print_json(JsonNode *node)
     printf("%s\n", text);
 }
 
+int cli_print_typed(const char *type, JsonObject *obj)
+{
+    GError *err = NULL;
+    g_autoptr(JsonObject) ordered = diskimg_schema_conform(diskimg_core_schema("types"), type,
+                                                           obj, &err);
+    json_object_unref(obj);
+    if (!ordered) {
+        cli_gerror(err);
+        return 1;
+    }
+    g_autoptr(JsonNode) node = json_node_new(JSON_NODE_OBJECT);
+    json_node_set_object(node, ordered);
+    cli_print_json(node);
+    return 0;
+}
+
 /* Splits "a=b,c=d" into key/value pairs (",," is a literal comma). */
 static GPtrArray *split_option_text(const char *text)
 {

@@ -86,6 +86,10 @@ char *cli_human_size(uint64_t bytes);
 
 /* Prints a JSON node with qemu's layout and a newline. */
 void cli_print_json(JsonNode *node);
+/* Prints `obj` (consumed) as the output type `type` of schema/types.yaml:
+ * checked, members in qemu-img's order.  Returns 0, or 1 after printing
+ * the problem. */
+int cli_print_typed(const char *type, JsonObject *obj);
 
 /* Validated create-options of a format from -o text (NULL = none).  With
  * `file_options` non-NULL, options the format lacks but the I/O backend

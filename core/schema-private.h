@@ -21,6 +21,7 @@ enum member_type {
     MT_STRUCT,
     MT_LIST,
     MT_NUMBER,
+    MT_OBJECT,      /* output only: any object, already conformed elsewhere */
     MT_NAMED,
 };
 

@@ -102,7 +102,8 @@ static const char *const option_types[] = {
     "str", "bool", "int", "size", "enum", "secret-id", "struct", "list", NULL,
 };
 static const char *const output_types_builtin[] = {
-    "str", "bool", "int", "number", "size", "enum", "secret-id", "struct", "list", NULL,
+    "str", "bool", "int", "number", "size", "enum", "secret-id", "struct", "list", "object",
+    NULL,
 };
 static const char *const option_attributes[] = {
     "type", "help", "default", "min", "max", "power-of-two", "values", "members",
@@ -118,7 +119,7 @@ static const struct {
 } builtin_types[] = {
     { "str", MT_STR }, { "bool", MT_BOOL }, { "int", MT_INT }, { "size", MT_SIZE },
     { "enum", MT_ENUM }, { "secret-id", MT_SECRET_ID }, { "struct", MT_STRUCT },
-    { "list", MT_LIST }, { "number", MT_NUMBER },
+    { "list", MT_LIST }, { "number", MT_NUMBER }, { "object", MT_OBJECT },
 };
 
 const char *schema_member_type_name(const struct schema_member *m)
@@ -134,7 +135,7 @@ const char *schema_member_type_name(const struct schema_member *m)
 
 static bool is_scalar_type(enum member_type t)
 {
-    return t != MT_STRUCT && t != MT_LIST && t != MT_NAMED;
+    return t != MT_STRUCT && t != MT_LIST && t != MT_NAMED && t != MT_OBJECT;
 }
 
 static bool expect_scalar(struct validator *v, const struct ynode *key,

@@ -303,13 +303,39 @@ def compare_images(qdir, ddir, before, env):
                      else (None if a == b else f'{a!r} vs {b!r}'))
             if delta:
                 diffs.append(f'{name}: {what}: {delta}')
-        if rq['info'][0] == 0:
-            rc, out, err = run([QEMU_IMG, 'compare', '-U',
-                                os.path.join(qdir, name), os.path.join(ddir, name)],
-                               None, DEFAULT_TIMEOUT, env)
-            if rc != 0:
-                diffs.append(f'{name}: qemu-img compare: {(out + err).strip().splitlines()[:1]}')
+        if rq['info'][0] == 0 and rd['info'][0] == 0:
+            delta = compare_guest_views(name, qdir, ddir, env)
+            if delta:
+                diffs.append(f'{name}: guest view: {delta}')
     return diffs
+
+
+def compare_guest_views(name, qdir, ddir, env):
+    """Reads both images as raw through qemu-img, each in its own directory
+    (data and backing file names are relative to it), and compares."""
+    flat = []
+    for d in (qdir, ddir):
+        out = os.path.join(os.path.dirname(d), os.path.basename(d) + '.guest.raw')
+        rc, _, err = run([QEMU_IMG, 'convert', '-U', '-O', 'raw', name, out], d,
+                         DEFAULT_TIMEOUT, env)
+        if rc != 0:
+            return f'qemu-img convert in {os.path.basename(d)}: {first_stderr_line(err, d)}'
+        flat.append(out)
+    try:
+        with open(flat[0], 'rb') as a, open(flat[1], 'rb') as b:
+            offset = 0
+            while True:
+                ca, cb = a.read(1 << 20), b.read(1 << 20)
+                if ca != cb:
+                    i = next((i for i, (x, y) in enumerate(zip(ca, cb)) if x != y),
+                             min(len(ca), len(cb)))
+                    return f'content differs at offset {offset + i}'
+                if not ca:
+                    return None
+                offset += len(ca)
+    finally:
+        for f in flat:
+            os.unlink(f)
 
 
 def run_case(case, diskimg, workroot, env):
