@@ -257,7 +257,7 @@ static void test_schema_errors(void)
                         "deprecated, required)");
     assert_schema_error("plugin: raw\nkind: format\ninfo:\n  x: {type: Missing}\n",
                         "raw.yaml:4:7: unknown type 'Missing' (expected str, bool, int, number, "
-                        "size, enum, secret-id, struct, list or a name from types)");
+                        "size, enum, secret-id, struct, list, object or a name from types)");
     assert_schema_error("plugin: raw\nkind: disk\n",
                         "raw.yaml:2:1: unknown kind 'disk' (expected format, io or crypto)");
     assert_schema_error("kind: format\n", "raw.yaml:1:1: missing 'plugin'");
