@@ -18,17 +18,17 @@
 
 static const char size_suffixes[] = "kMGTPE";
 
-/* 1024^n for suffix letter c (case-insensitive, as qemu), 0 if none. */
-static unsigned suffix_shift(char c)
+/* The power of two a unit letter stands for ('b'/'B' = bytes), or -1. */
+static int suffix_shift(char c)
 {
-    const char *p = strchr(size_suffixes, g_ascii_toupper(c));
-    if (!p && (c == 'k' || c == 'K'))
+    if (c == 'b' || c == 'B')
+        return 0;
+    const char *p = strchr(size_suffixes, c == 'k' ? 'k' : g_ascii_toupper(c));
+    if (c == 'K')
         p = size_suffixes;
-    return p ? 10u * (unsigned)(p - size_suffixes + 1) : 0;
+    return p && *p ? 10 * (int)(p - size_suffixes + 1) : -1;
 }
 
-/* floor(0.DIGITS * 2^shift) without floating point: at most 18 digits are
- * kept, so the running remainder never overflows. */
 static uint64_t fraction_times_power_of_two(const char *digits, size_t ndigits, unsigned shift)
 {
     uint64_t numerator = 0, denominator = 1;
@@ -54,26 +54,54 @@ static int size_error(GError **errp, const char *text, const char *why)
     return -1;
 }
 
+/* Out of range: a code of its own so that callers can word it as qemu does
+ * ("Must be between 0 and ..."). */
+static int size_range_error(GError **errp, const char *text)
+{
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_FAILED,
+                "invalid size '%s': the value is too large", text);
+    return -1;
+}
+
+/* Digits of `base` at *p; false on overflow. */
+static bool read_integer(const char **p, unsigned base, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (; base == 16 ? g_ascii_isxdigit(**p) : g_ascii_isdigit(**p); (*p)++) {
+        unsigned digit = (unsigned)g_ascii_xdigit_value(**p);
+        if (v > (UINT64_MAX - digit) / base)
+            return false;
+        v = v * base + digit;
+    }
+    *out = v;
+    return true;
+}
+
+/* As qemu_strtosz: leading blanks, decimal with an optional fraction or
+ * 0x hexadecimal (no fraction; a unit after it is deprecated), then at
+ * most one unit letter. */
 int diskimg_parse_size(const char *text, uint64_t *out, GError **errp)
 {
     static const char syntax[] =
         "use a number with an optional k, M, G, T, P or E suffix";
     const char *p = text;
+    while (g_ascii_isspace(*p))
+        p++;
     if (*p == '-')
         return size_error(errp, text, "sizes cannot be negative");
-    if (!g_ascii_isdigit(*p))
+    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && g_ascii_isxdigit(p[2]);
+    if (hex)
+        p += 2;
+    if (!(hex ? g_ascii_isxdigit(*p) : g_ascii_isdigit(*p)))
         return size_error(errp, text, syntax);
-
-    uint64_t whole = 0;
-    for (; g_ascii_isdigit(*p); p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (whole > (UINT64_MAX - digit) / 10)
-            return size_error(errp, text, "the value is too large");
-        whole = whole * 10 + digit;
-    }
+    uint64_t whole;
+    if (!read_integer(&p, hex ? 16 : 10, &whole))
+        return size_range_error(errp, text);
     const char *fraction = NULL;
     size_t fraction_len = 0;
     if (*p == '.') {
+        if (hex)
+            return size_error(errp, text, "hexadecimal sizes cannot have a fraction");
         fraction = ++p;
         while (g_ascii_isdigit(*p))
             p++;
@@ -81,21 +109,24 @@ int diskimg_parse_size(const char *text, uint64_t *out, GError **errp)
         if (fraction_len == 0)
             return size_error(errp, text, syntax);
     }
-    unsigned shift = *p ? suffix_shift(*p) : 0;
-    if (shift)
-        p++;
-    if (*p == 'b' || *p == 'B')
+    int shift = *p ? suffix_shift(*p) : 0;
+    if (shift < 0)
+        return size_error(errp, text, syntax);
+    if (*p && hex)
+        diskimg_warn("Using a multiplier suffix on hex numbers is deprecated: %s", text);
+    if (*p)
         p++;
     if (*p)
         return size_error(errp, text, syntax);
-    if (fraction && !shift)
+    if (fraction && shift == 0)
         return size_error(errp, text, "a fraction needs a k, M, G, T, P or E suffix");
     if (shift && whole > (UINT64_MAX >> shift))
-        return size_error(errp, text, "the value is too large");
+        return size_range_error(errp, text);
     uint64_t value = whole << shift;
-    uint64_t extra = fraction ? fraction_times_power_of_two(fraction, fraction_len, shift) : 0;
+    uint64_t extra = fraction ? fraction_times_power_of_two(fraction, fraction_len,
+                                                            (unsigned)shift) : 0;
     if (value > UINT64_MAX - extra)
-        return size_error(errp, text, "the value is too large");
+        return size_range_error(errp, text);
     *out = value + extra;
     return 0;
 }

@@ -84,9 +84,11 @@ DISKIMG_API bool diskimg_options_get_bool(const diskimg_options *o, const char *
 DISKIMG_API const char *const *diskimg_options_get_list(const diskimg_options *o,
                                                         const char *key);
 
-/* Parsing of the size syntax shared by every command and option:
- * digits with optional fraction and a k/K M G T P E suffix (1024-based);
- * a trailing "b"/"B" is ignored as qemu does. */
+/* Parsing of the size syntax shared by every command and option, as
+ * qemu_strtosz: leading blanks, decimal digits with an optional fraction or
+ * 0x hexadecimal, then at most one unit: k/K M G T P E (1024-based) or b/B
+ * (bytes).  Errors: DISKIMG_ERROR_INVALID for the syntax,
+ * DISKIMG_ERROR_FAILED for a value past 2^64 - 1. */
 DISKIMG_API int diskimg_parse_size(const char *text, uint64_t *out, GError **errp);
 
 /* ----------------------------------------------------------------- objects */
