@@ -505,6 +505,11 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
         return NULL;
     if (!o->image_opts)
         return diskimg_open(name, &p, errp);
+    if (o->format) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
 
     g_autofree char *driver = NULL, *filename = NULL;
     g_autoptr(GString) rest = g_string_new(NULL);

@@ -605,8 +605,8 @@ char *diskimg_options_to_string(const diskimg_options *o)
     return g_string_free(out, FALSE);
 }
 
-/* One "key=value" of the Formatting line: strings quoted, numbers in
- * bytes, booleans as on/off. */
+/* One "key=value" of the Formatting line as qemu-img 7.2 prints it
+ * (qemu_opts_print): numbers in bytes, everything else as written. */
 static void append_formatted(GString *out, const struct schema_member *m,
                              const struct option_value *v)
 {
@@ -619,13 +619,6 @@ static void append_formatted(GString *out, const struct schema_member *m,
         break;
     case MT_INT:
         g_string_append_printf(out, "%" G_GINT64_FORMAT, v->v.i);
-        break;
-    case MT_BOOL:
-        g_string_append(out, v->v.b ? "on" : "off");
-        break;
-    case MT_STR:
-    case MT_SECRET_ID:
-        g_string_append_printf(out, "'%s'", v->text);
         break;
     default:
         g_string_append(out, v->text);
@@ -647,8 +640,14 @@ char *diskimg_options_format_line(const diskimg_options *o)
                     append_formatted(out, m->element, &item);
                 option_value_clear(&item);
             }
-        } else if (sv || m->has_default) {
-            append_formatted(out, m, sv ? &sv->scalar : &m->def);
+        } else if (sv) {
+            append_formatted(out, m, &sv->scalar);
+        } else if (m->has_default && !m->hide_default) {
+            /* qemu's defaults are written on/off */
+            struct option_value def = m->def;
+            if (m->type == MT_BOOL)
+                def.text = (char *)(m->def.v.b ? "on" : "off");
+            append_formatted(out, m, &def);
         }
     }
     return g_string_free(out, FALSE);

@@ -50,6 +50,7 @@ struct schema_member {
     bool has_default, has_min, has_max;
     struct option_value def, min, max;
     bool power_of_two;
+    bool hide_default;              /* print-default: false (Formatting line) */
     bool optional;                  /* output types */
     bool required;                  /* option sets */
     int line, column;               /* of its key, for late errors */

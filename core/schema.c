@@ -106,7 +106,7 @@ static const char *const output_types_builtin[] = {
     NULL,
 };
 static const char *const option_attributes[] = {
-    "type", "help", "default", "min", "max", "power-of-two", "values", "members",
+    "type", "help", "default", "min", "max", "power-of-two", "values", "members", "print-default",
     "element", "alias", "deprecated", "required", NULL,
 };
 static const char *const output_attributes[] = {
@@ -289,6 +289,8 @@ static bool check_attribute_fits_type(struct validator *v, const struct schema_m
         fits = m->type == MT_INT || m->type == MT_SIZE;
     else if (strcmp(a, "default") == 0)
         fits = is_scalar_type(m->type);
+    else if (strcmp(a, "print-default") == 0)
+        fits = is_scalar_type(m->type);
     if (fits)
         return true;
     return fail_at(v, key, "'%s' does not apply to type %s", a, schema_member_type_name(m));
@@ -341,6 +343,13 @@ static bool parse_attribute(struct validator *v, struct schema_member *m,
     }
     if (strcmp(a, "power-of-two") == 0)
         return read_bool_attribute(v, key, value, &m->power_of_two);
+    if (strcmp(a, "print-default") == 0) {
+        bool print = true;
+        if (!read_bool_attribute(v, key, value, &print))
+            return false;
+        m->hide_default = !print;
+        return true;
+    }
     if (strcmp(a, "optional") == 0)
         return read_bool_attribute(v, key, value, &m->optional);
     if (strcmp(a, "required") == 0)

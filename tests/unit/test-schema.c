@@ -23,7 +23,7 @@ static const char sample_yaml[] =
     "  cluster_size: {type: size, min: 512, max: 2M, power-of-two: true, default: 64k,\n"
     "                 help: qcow2 cluster size}\n"
     "  preallocation: {type: enum, values: [off, falloc, full], default: \"off\",\n"
-    "                  help: Preallocation mode}\n"
+    "                  print-default: false, help: Preallocation mode}\n"
     "  lazy_refcounts: {type: bool, default: off, help: Postpone refcount updates}\n"
     "  refcount_bits: {type: int, min: 1, max: 64, default: 16,\n"
     "                  help: Width of a reference count entry in bits}\n"
@@ -229,7 +229,7 @@ static void test_schema_errors(void)
                         "secret-id, struct, list)");
     assert_schema_error(RAW_HEAD "  size: {type: size, hepl: x}\n",
                         "raw.yaml:4:22: unknown attribute 'hepl' (expected type, help, default, "
-                        "min, max, power-of-two, values, members, element, alias, deprecated, "
+                        "min, max, power-of-two, values, members, print-default, element, alias, deprecated, "
                         "required)");
     assert_schema_error(RAW_HEAD "  mode: {type: enum}\n", "raw.yaml:4:3: enum 'mode' has no values");
     assert_schema_error(RAW_HEAD "  mode: {type: enum, values: [a, b], default: c}\n",
@@ -253,7 +253,7 @@ static void test_schema_errors(void)
                         "raw.yaml:5:20: amend option 'b' is not in create-options");
     assert_schema_error(RAW_HEAD "  a: {type: str, optional: true}\n",
                         "raw.yaml:4:18: unknown attribute 'optional' (expected type, help, "
-                        "default, min, max, power-of-two, values, members, element, alias, "
+                        "default, min, max, power-of-two, values, members, print-default, element, alias, "
                         "deprecated, required)");
     assert_schema_error("plugin: raw\nkind: format\ninfo:\n  x: {type: Missing}\n",
                         "raw.yaml:4:7: unknown type 'Missing' (expected str, bool, int, number, "
@@ -379,9 +379,9 @@ static void test_option_values(void)
                     "lazy_refcounts=on,refcount_bits=0x10,encrypt.format=luks,tags=x,tags=y");
     g_autofree char *line = diskimg_options_format_line(o);
     g_assert_cmpstr(line, ==,
-                    "size=1572864 compat=1.1 backing_file='a,b.img' backing_fmt='raw' "
-                    "cluster_size=2097152 preallocation=off lazy_refcounts=on refcount_bits=16 "
-                    "encrypt.format=luks tags='x' tags='y'");
+                    "size=1572864 compat=1.1 backing_file=a,b.img backing_fmt=raw "
+                    "cluster_size=2097152 lazy_refcounts=on refcount_bits=16 "
+                    "encrypt.format=luks tags=x tags=y");
     JsonNode *json = diskimg_options_to_json(o);
     g_autofree char *json_text = diskimg_render_json(json, false);
     g_assert_cmpstr(json_text, ==,

@@ -109,7 +109,7 @@ static int parse_create(const diskimg_options *o, struct create_opts *c, GError 
     if (c->backing_fmt && !c->backing_file)
         return invalid(errp, "Backing format cannot be used without backing file");
     if (c->backing_file && c->data_raw)
-        return invalid(errp, "Backing file and data-file-raw cannot be used together");
+        return invalid(errp, "Backing file and data-file-raw cannot be used at the same time");
     if (c->backing_file && c->prealloc != DISKIMG_PREALLOC_OFF && !c->ext_l2)
         return invalid(errp, "Backing file and preallocation can only be used at the same time "
                        "if extended_l2 is on");
