@@ -61,6 +61,10 @@ static int parse(struct cli *c, struct bench *b)
         cli_error("--flush-interval is only available in write tests");
         return 1;
     }
+    if (b->flush_interval && b->flush_interval < b->depth) {
+        cli_error("Flush interval can't be smaller than depth");
+        return 1;
+    }
     if (b->bufsize == 0) {
         cli_error("Invalid buffer size specified");
         return 1;

@@ -127,14 +127,9 @@ int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp)
         node_unlock(n);
         return a;
     }
-    /* A format node occupies what its file and data file occupy. */
-    int64_t total = diskimg_node_allocated_size(n->file, errp);
-    if (total >= 0 && n->data_file) {
-        int64_t a = diskimg_node_allocated_size(n->data_file, errp);
-        if (a > 0)
-            total += a;
-    }
-    return total;
+    /* What its own file occupies: qemu-img's actual-size leaves an external
+     * data file out (qemu counts the primary child only). */
+    return diskimg_node_allocated_size(n->file, errp);
 }
 
 uint32_t diskimg_node_request_alignment(const diskimg_node *n)

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -287,7 +288,7 @@ def compare_images(qdir, ddir, before, env):
     diffs = []
     after_q, after_d = snapshot_files(qdir), snapshot_files(ddir)
     names = sorted(n for n in set(after_q) | set(after_d)
-                   if before.get(n) != after_q.get(n) or before.get(n) != after_d.get(n))
+                   if before[0].get(n) != after_q.get(n) or before[1].get(n) != after_d.get(n))
     for name in names:
         if name not in after_q or name not in after_d:
             diffs.append(f'{name}: written only by '
@@ -338,20 +339,39 @@ def compare_guest_views(name, qdir, ddir, env):
             os.unlink(f)
 
 
-def run_case(case, diskimg, workroot, env):
+class SetupCache:
+    """Runs each distinct setup once; cases copy the prepared directory."""
+    def __init__(self, workroot, env):
+        self.workroot, self.env = workroot, env
+        self.lock = threading.Lock()
+        self.entries = {}   # setup text -> (lock, [dir or error])
+
+    def get(self, text):
+        with self.lock:
+            entry = self.entries.setdefault(text, (threading.Lock(), []))
+        with entry[0]:
+            if not entry[1]:
+                d = tempfile.mkdtemp(dir=self.workroot, prefix='setup-')
+                error = None
+                if text:
+                    p = subprocess.run(['sh', '-ec', text], cwd=d, capture_output=True,
+                                       text=True, env=self.env, timeout=120)
+                    if p.returncode != 0:
+                        error = f'setup failed: {p.stderr.strip()[:300]}'
+                entry[1].append((d, error))
+            return entry[1][0]
+
+
+def run_case(case, diskimg, workroot, env, setups):
     base = tempfile.mkdtemp(dir=workroot)
     try:
-        setup = os.path.join(base, 'setup')
-        os.mkdir(setup)
-        if case.setup:
-            p = subprocess.run(['sh', '-ec', case.setup], cwd=setup, capture_output=True,
-                               text=True, env=env, timeout=120)
-            if p.returncode != 0:
-                return [('setup', f'setup failed: {p.stderr.strip()[:300]}')]
+        setup, error = setups.get(case.setup)
+        if error:
+            return [('setup', error)]
         qdir, ddir = os.path.join(base, 'q'), os.path.join(base, 'd')
         for d in (qdir, ddir):
             subprocess.run(['cp', '-a', '--sparse=always', setup, d], check=True)
-        before = snapshot_files(setup)
+        before = (snapshot_files(qdir), snapshot_files(ddir))
         timeout = float(case.options.get('timeout', DEFAULT_TIMEOUT))
         rq = run([QEMU_IMG] + case.command, qdir, timeout, env)
         rd = run([diskimg] + case.command, ddir, timeout, env)
@@ -405,7 +425,9 @@ def main():
     workroot = tempfile.mkdtemp(prefix='diskimg-compat-')
     try:
         with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
-            results = list(pool.map(lambda c: run_case(c, args.diskimg, workroot, env), cases))
+            setups = SetupCache(workroot, env)
+            results = list(pool.map(lambda c: run_case(c, args.diskimg, workroot, env, setups),
+                                    cases))
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
 

@@ -175,7 +175,8 @@ DISKIMG_API diskimg_node *diskimg_node_data_file(const diskimg_node *n);
 /* The plugin's per-node state (what its open returned). */
 DISKIMG_API void *diskimg_node_handle(const diskimg_node *n);
 DISKIMG_API int64_t diskimg_node_size(diskimg_node *n, GError **errp);
-/* Bytes the node's host file(s) occupy (st_blocks based), -1 unknown. */
+/* Bytes the node's own host file occupies (st_blocks based; an external data
+ * file is not counted, as in qemu-img's actual-size), -1 unknown. */
 DISKIMG_API int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp);
 /* Alignment the node needs for data requests (512 or 4096 for O_DIRECT files). */
 DISKIMG_API uint32_t diskimg_node_request_alignment(const diskimg_node *n);
