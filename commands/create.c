@@ -69,6 +69,15 @@ static int refuse_unnamed_backing_format(const char *image, const char *backing,
     return -1;
 }
 
+/* qemu-img names the new file in front of every creation error. */
+static void print_create_error(const char *filename, GError *err)
+{
+    g_autofree char *prefix = g_strdup_printf("%s: ", filename);
+    if (!g_str_has_prefix(err->message, prefix))
+        g_prefix_error(&err, "%s", prefix);
+    cli_gerror(err);
+}
+
 int cmd_create(struct cli *c)
 {
     if (cli_objects(c))
@@ -79,7 +88,10 @@ int cmd_create(struct cli *c)
     g_autofree char *text = cli_joined(c, "options");
     GError *err = NULL;
     if (diskimg_format_require(format, &err) < 0) {
-        cli_gerror(err);
+        if (filename)
+            print_create_error(filename, err);
+        else
+            cli_gerror(err);
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
@@ -138,6 +150,6 @@ int cmd_create(struct cli *c)
 fail:
     diskimg_options_free(o);
     diskimg_options_free(file_opts);
-    cli_gerror(err);
+    print_create_error(filename, err);
     return 1;
 }

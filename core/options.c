@@ -366,17 +366,42 @@ static const char *closest_name(const struct member_set *set, const char *key)
     return best ? best : prefixed;
 }
 
+/* Users see qemu-img's words for a refused option; the closest name
+ * follows on a line of its own. */
 static int unknown_option(const diskimg_options *o, const char *key, GError **errp)
 {
-    const char *name = schema_display_name(o->schema);
     const char *guess = closest_name(o->set, key);
     if (guess)
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "%s: unknown option '%s' (did you mean '%s'?)", name, key, guess);
+                    "Invalid parameter '%s'\nDid you mean '%s'?", key, guess);
     else
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: unknown option '%s'", name,
-                    key);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Invalid parameter '%s'", key);
     return -1;
+}
+
+/* qemu-img's message for a value it refuses: QemuOpts' wording when the
+ * text is not of the type, else the schema's `invalid` text ("%s" = the
+ * value) or QAPI's enum wording; NULL where qemu has nothing better (then
+ * the descriptive text, which names the allowed range, is used). */
+static char *refusal_message(const struct schema_member *m, const char *text)
+{
+    uint64_t u;
+    int64_t i;
+    if (m->type == MT_BOOL)
+        return g_strdup_printf("Parameter '%s' expects 'on' or 'off'", m->path);
+    if (m->type == MT_SIZE && diskimg_parse_size(text, &u, NULL) < 0)
+        return g_strdup_printf("Parameter '%s' expects a non-negative number below 2^64\n"
+                               "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+                               "giga-, tera-, peta-\nand exabytes, respectively.", m->path);
+    if (m->type == MT_INT && !parse_int_text(text, &i))
+        return g_strdup_printf("Parameter '%s' expects a number", m->path);
+    if (m->invalid) {
+        g_auto(GStrv) pieces = g_strsplit(m->invalid, "%s", -1);
+        return g_strjoinv(text, pieces);
+    }
+    if (m->type == MT_ENUM)
+        return g_strdup_printf("Parameter '%s' does not accept value '%s'", m->path, text);
+    return NULL;
 }
 
 static struct set_value *value_slot(diskimg_options *o, const struct schema_member *m)
@@ -399,8 +424,9 @@ int diskimg_options_set(diskimg_options *o, const char *key, const char *value, 
     struct option_value parsed;
     g_autofree char *why = NULL;
     if (!member_parse_value(checked, value, &parsed, &why)) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: %s",
-                    schema_display_name(o->schema), why);
+        g_autofree char *qemu_text = refusal_message(checked, value);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s",
+                    qemu_text ? qemu_text : why);
         return -1;
     }
     struct set_value *sv = value_slot(o, m);

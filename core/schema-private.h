@@ -44,6 +44,7 @@ struct schema_member {
     char *type_name;                /* MT_NAMED: a key of types: */
     char *help;
     char *deprecated;
+    char *invalid;                  /* qemu's message for a refused value ("%s" = it) */
     char **values;                  /* MT_ENUM, NULL-terminated */
     GPtrArray *members;             /* MT_STRUCT: struct schema_member* */
     struct schema_member *element;  /* MT_LIST */

@@ -27,6 +27,7 @@ static void member_free(struct schema_member *m)
     g_free(m->type_name);
     g_free(m->help);
     g_free(m->deprecated);
+    g_free(m->invalid);
     g_strfreev(m->values);
     if (m->members)
         g_ptr_array_free(m->members, TRUE);
@@ -106,7 +107,7 @@ static const char *const output_types_builtin[] = {
     NULL,
 };
 static const char *const option_attributes[] = {
-    "type", "help", "default", "min", "max", "power-of-two", "values", "members", "print-default",
+    "type", "help", "default", "min", "max", "power-of-two", "values", "members", "print-default", "invalid",
     "element", "alias", "deprecated", "required", NULL,
 };
 static const char *const output_attributes[] = {
@@ -289,7 +290,7 @@ static bool check_attribute_fits_type(struct validator *v, const struct schema_m
         fits = m->type == MT_INT || m->type == MT_SIZE;
     else if (strcmp(a, "default") == 0)
         fits = is_scalar_type(m->type);
-    else if (strcmp(a, "print-default") == 0)
+    else if (strcmp(a, "print-default") == 0 || strcmp(a, "invalid") == 0)
         fits = is_scalar_type(m->type);
     if (fits)
         return true;
@@ -330,6 +331,8 @@ static bool parse_attribute(struct validator *v, struct schema_member *m,
         return parse_text_attribute(v, key, value, &m->help);
     if (strcmp(a, "deprecated") == 0)
         return parse_text_attribute(v, key, value, &m->deprecated);
+    if (strcmp(a, "invalid") == 0)
+        return parse_text_attribute(v, key, value, &m->invalid);
     if (strcmp(a, "alias") == 0) {
         g_autofree char *alias = NULL;
         if (!parse_text_attribute(v, key, value, &alias))
