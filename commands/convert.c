@@ -215,6 +215,24 @@ static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **
     return t;
 }
 
+/* -B: the node of the source's backing chain that is the target's new
+ * backing file (the same file), or NULL. */
+static diskimg_node *backing_in_source_chain(struct convert_job *j, const char *backing)
+{
+    if (j->n_sources != 1)
+        return NULL;
+    g_autofree char *wanted_rel = diskimg_resolve_relative(j->target, backing);
+    g_autofree char *wanted = realpath(wanted_rel, NULL);
+    if (!wanted)
+        return NULL;
+    for (diskimg_node *b = diskimg_node_backing(j->sources[0]); b; b = diskimg_node_backing(b)) {
+        g_autofree char *path = realpath(diskimg_node_filename(b), NULL);
+        if (path && strcmp(path, wanted) == 0)
+            return b;
+    }
+    return NULL;
+}
+
 static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, GError **errp)
 {
     bool fresh_zero = j->created &&
@@ -235,6 +253,15 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         .out_of_order = cli_flag(c, "out-of-order"),
         .copy_offload = cli_flag(c, "copy-offload"),
     };
+    /* -B: a thin overlay.  Over a layer of the source's own chain we copy
+     * what the layers above it define (qemu-img 7.2 copies only the top
+     * layer, losing the data of layers between); over any other file only
+     * the top layer, as qemu-img. */
+    const char *backing = cli_get(c, "backing");
+    if (backing) {
+        p.base = backing_in_source_chain(j, backing);
+        p.top_only = p.base == NULL;
+    }
     bool progress = cli_flag(c, "progress") && !c->quiet;
     p.progress = diskimg_progress_new(progress ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
                                       j->total_size);
@@ -267,6 +294,10 @@ int cmd_convert(struct cli *c)
         return cli_usage_error("Expecting image file name");
     if (parse_numbers(c, &j))
         return 1;
+    if (cli_get(c, "backing") && !cli_get(c, "backing-format")) {
+        cli_error("Use of backing file requires explicit backing format");
+        return 1;
+    }
     j.target = c->args[c->nargs - 1];
     diskimg_node *target = NULL;
     int ret = 1;
