@@ -549,16 +549,12 @@ int cli_parse_size(const char *text, uint64_t *out, const char *what)
                       INT64_MAX);
             return 1;
         }
-        if (what) {
-            cli_error("%s", what);
-        } else {
-            cli_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes "
-                      "for");
-            cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-        }
+        cli_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for",
+                  what ? what : "image size");
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
         return 1;
     }
-    if (*out > INT64_MAX) {
+    if (!what && *out > INT64_MAX) {
         cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".", INT64_MAX);
         return 1;
     }

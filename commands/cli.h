@@ -78,7 +78,9 @@ void cli_open_defaults(const struct cli *c, struct cli_open *o);
  * detection works on when writing into an image in place, so that an
  * all-zero cluster becomes a zero cluster instead of stored zeroes. */
 uint64_t cli_cluster_size(diskimg_node *n);
-/* Parses a size argument as qemu-img does ("Invalid image size specified"). */
+/* Parses a size argument as qemu-img does: on error prints "Invalid WHAT
+ * specified. You may use k, M, ... suffixes" (WHAT NULL: "image size", which
+ * must also stay below 2^63) and returns 1. */
 int cli_parse_size(const char *text, uint64_t *out, const char *what);
 
 /* Human sizes as qemu prints them: "64 MiB", "1.5 GiB", "196 KiB", "0 B". */

@@ -33,8 +33,11 @@ static int parse_numbers(struct cli *c, struct convert_job *j)
     if (s) {
         uint64_t v;
         GError *err = NULL;
-        if (diskimg_parse_size(s, &v, &err) < 0 || v % 512 || v > MAX_SPARSE_SIZE) {
+        if (diskimg_parse_size(s, &v, &err) < 0) {
             g_clear_error(&err);
+            return cli_parse_size(s, &v, "buffer size for sparse output");
+        }
+        if (v % 512 || v > MAX_SPARSE_SIZE) {
             cli_error("Invalid buffer size for sparse output specified. Valid sizes are "
                       "multiples of 512 up to 16777216. Select 0 to disable sparse detection "
                       "(fully allocates output).");
@@ -55,7 +58,7 @@ static int parse_numbers(struct cli *c, struct convert_job *j)
         j->parallel = (unsigned)v;
     }
     const char *r = cli_get(c, "rate-limit");
-    if (r && (cli_parse_size(r, &j->rate_limit, "Invalid rate limit specified")))
+    if (r && (cli_parse_size(r, &j->rate_limit, "rate limit")))
         return 1;
     return 0;
 }

@@ -109,9 +109,9 @@ int cmd_map(struct cli *c)
         return 1;
     uint64_t start = 0, max_length = UINT64_MAX;
     const char *s = cli_get(c, "start-offset"), *l = cli_get(c, "max-length");
-    if (s && cli_parse_size(s, &start, "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for "))
+    if (s && cli_parse_size(s, &start, "start offset"))
         return 1;
-    if (l && cli_parse_size(l, &max_length, "Invalid length specified! You may use k, M, G, T, P or E suffixes for "))
+    if (l && cli_parse_size(l, &max_length, "max length"))
         return 1;
     struct cli_open o;
     cli_open_defaults(c, &o);
