@@ -117,6 +117,7 @@ int cmd_check(struct cli *c)
     o.no_backing = true;
     o.check = true;
     o.cache = cli_get(c, "source-cache");
+    o.source_cache = true;
     GError *err = NULL;
     diskimg_node *n = cli_open_image(c->args[0], &o, &err);
     if (!n) {

@@ -501,8 +501,24 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
               (o->check ? DISKIMG_OPEN_CHECK : 0) |
               (o->no_io ? DISKIMG_OPEN_NO_IO : 0);
     p.format_options = o->format_options;
-    if (o->cache && diskimg_cache_parse(o->cache, &p.cache, errp) < 0)
+    if (o->cache && diskimg_cache_parse(o->cache, &p.cache, NULL) < 0) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Invalid %scache option: %s",
+                    o->source_cache ? "source " : "", o->cache);
         return NULL;
+    }
+    if (o->format && !o->image_opts && diskimg_format_require(o->format, NULL) < 0) {
+        GError *why = NULL;
+        diskimg_format_require(o->format, &why);
+        /* qemu's words, unless we can name the package that would help */
+        if (strstr(why->message, "install")) {
+            g_propagate_error(errp, why);
+            return NULL;
+        }
+        g_error_free(why);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Could not open '%s': Unknown driver '%s'", name, o->format);
+        return NULL;
+    }
     if (!o->image_opts)
         return diskimg_open(name, &p, errp);
     if (o->format) {

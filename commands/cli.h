@@ -65,6 +65,7 @@ struct cli_open {
     bool no_lock;
     bool check;                 /* opened for check: tolerate damage */
     const char *cache;          /* NULL: writeback */
+    bool source_cache;          /* cache came from -T ("Invalid source cache option") */
     const char *backing_format; /* -F for the top image */
     bool no_io;                 /* metadata only (info): DISKIMG_OPEN_NO_IO */
     /* open-options for the format when not given by --image-opts */

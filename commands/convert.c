@@ -91,6 +91,7 @@ static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
     struct cli_open o;
     cli_open_defaults(c, &o);
     o.cache = cli_get(c, "source-cache");
+    o.source_cache = true;
     for (size_t i = 0; i < j->n_sources; i++) {
         j->sources[i] = cli_open_image(c->args[i], &o, errp);
         if (!j->sources[i])

@@ -15,7 +15,8 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
 {
     g_autofree char *path = diskimg_resolve_relative(image, name);
     struct cli_open o = { .format = format, .force_share = cli_flag(c, "force-share"),
-                          .cache = cli_get(c, "source-cache") };
+                          .cache = cli_get(c, "source-cache"),
+                          .source_cache = true };
     GError *err = NULL;
     diskimg_node *n = cli_open_image(path, &o, &err);
     if (n)
