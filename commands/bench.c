@@ -20,9 +20,12 @@ static int number(const struct cli *c, const char *key, uint64_t *out, bool size
     GError *err = NULL;
     char *end;
     if (size) {
-        if (diskimg_parse_size(v, out, &err) == 0 && *out <= INT32_MAX)
+        if (diskimg_parse_size(v, out, &err) < 0) {
+            g_clear_error(&err);
+            return cli_parse_size(v, out, what);
+        }
+        if (*out <= INT32_MAX)
             return 0;
-        g_clear_error(&err);
     } else {
         unsigned long long n = g_ascii_strtoull(v, &end, 10);
         if (*v && !*end && n > 0 && n <= INT32_MAX) {
@@ -40,7 +43,7 @@ static int parse(struct cli *c, struct bench *b)
     if (number(c, "count", &b->count, false, "request count") ||
         number(c, "depth", &b->depth, false, "queue depth") ||
         number(c, "buffer-size", &b->bufsize, true, "buffer size") ||
-        number(c, "step-size", &b->step, true, "step size") ||
+        number(c, "step-size", &b->step, true, "step_size") ||
         number(c, "offset", &b->offset, true, "offset") ||
         number(c, "flush-interval", &b->flush_interval, false, "flush interval"))
         return 1;
@@ -59,6 +62,10 @@ static int parse(struct cli *c, struct bench *b)
     }
     if (b->flush_interval && !b->write) {
         cli_error("--flush-interval is only available in write tests");
+        return 1;
+    }
+    if (b->flush_interval && b->flush_interval < b->depth) {
+        cli_error("Flush interval can't be smaller than depth");
         return 1;
     }
     if (b->bufsize == 0) {

@@ -66,7 +66,7 @@ int cmd_bitmap(struct cli *c)
                                "--disable, or --merge");
     uint64_t granularity = 0;
     const char *g = cli_get(c, "granularity");
-    if (g && cli_parse_size(g, &granularity, "Invalid granularity specified"))
+    if (g && cli_parse_size(g, &granularity, "granularity"))
         return 1;
     if (g && !has_action(actions, "add"))
         return cli_usage_error("granularity only supported with --add");

@@ -117,6 +117,7 @@ int cmd_check(struct cli *c)
     o.no_backing = true;
     o.check = true;
     o.cache = cli_get(c, "source-cache");
+    o.source_cache = true;
     GError *err = NULL;
     diskimg_node *n = cli_open_image(c->args[0], &o, &err);
     if (!n) {
@@ -132,10 +133,11 @@ int cmd_check(struct cli *c)
         return unsupported ? CHECK_UNSUPPORTED : CHECK_INTERNAL;
     }
     if (output == CLI_OUTPUT_JSON) {
-        g_autoptr(JsonNode) node = json_node_new(JSON_NODE_OBJECT);
-        json_node_take_object(node, check_json(diskimg_node_filename(n),
-                                               diskimg_node_driver(n), &r));
-        cli_print_json(node);
+        if (cli_print_typed("ImageCheck", check_json(diskimg_node_filename(n),
+                                                     diskimg_node_driver(n), &r))) {
+            diskimg_close(n);
+            return CHECK_INTERNAL;
+        }
     } else {
         print_human(&r, c->quiet);
     }

@@ -260,9 +260,26 @@ static void free_tables(struct getopt_tables *t)
     g_ptr_array_free(t->specs, TRUE);
 }
 
-/* Checks the number of positional arguments against the spec. */
-static int check_arguments(struct cli *c, JsonArray *arguments)
+/* qemu-img's wording for a wrong argument count: the command's
+ * `argument-errors` in commands.yaml (`missing`, `extra`; "%s" in `extra`
+ * is the first unexpected argument), else "Expecting one image file name". */
+static int argument_count_error(struct cli *c, JsonObject *spec, const char *which,
+                                const char *extra_arg)
 {
+    JsonObject *msgs = json_object_has_member(spec, "argument-errors")
+                       ? json_object_get_object_member(spec, "argument-errors") : NULL;
+    const char *fmt = msgs ? str_member(msgs, which) : NULL;
+    if (!fmt)
+        return cli_usage_error("Expecting one image file name");
+    g_auto(GStrv) pieces = g_strsplit(fmt, "%s", -1);
+    g_autofree char *text = g_strjoinv(extra_arg ? extra_arg : "", pieces);
+    return cli_usage_error("%s", text);
+}
+
+/* Checks the number of positional arguments against the spec. */
+static int check_arguments(struct cli *c, JsonObject *spec)
+{
+    JsonArray *arguments = array_member(spec, "arguments");
     guint n = arguments ? json_array_get_length(arguments) : 0;
     int required = 0, max = 0;
     bool many = false;
@@ -275,11 +292,9 @@ static int check_arguments(struct cli *c, JsonArray *arguments)
         max++;
     }
     if (c->nargs < required || c->nargs < (many ? 1 : 0))
-        return cli_usage_error(required + many > 1 ? "Expecting %d arguments"
-                                                   : "Expecting one image file name",
-                               required + (many ? 1 : 0));
+        return argument_count_error(c, spec, "missing", NULL);
     if (!many && c->nargs > max)
-        return cli_usage_error("Expecting one image file name");
+        return argument_count_error(c, spec, "extra", c->args[max]);
     return 0;
 }
 
@@ -293,6 +308,15 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
     if (!spec) {
         cli_error("Command not found: %s", command);
         return 1;
+    }
+    /* resize: the last argument is taken before options are parsed, so
+     * that a size like -1G is not read as an option (qemu-img does this). */
+    bool wants_help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    bool last_is_value = true_member(spec, "last-argument-is-value") && !wants_help;
+    if (last_is_value) {
+        if (argc < 3)
+            return argument_count_error(c, spec, "too-short", NULL);
+        argc--;
     }
     struct getopt_tables t;
     int ret = build_tables(command, array_member(spec, "options"), &t) ? 0 : 1;
@@ -324,13 +348,13 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
     if (ret || *done)
         return ret;
     c->args = argv + optind;
-    c->nargs = argc - optind;
+    c->nargs = argc - optind + (last_is_value ? 1 : 0);
     c->quiet = cli_flag(c, "quiet");
     /* "-o help" needs no file names: the command prints help and stops. */
     g_autofree char *o = cli_joined(c, "options");
     if (o && diskimg_options_text_wants_help(o))
         return 0;
-    return check_arguments(c, array_member(spec, "arguments"));
+    return check_arguments(c, spec);
 }
 
 void cli_free(struct cli *c)
@@ -532,10 +556,31 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
               (o->no_io ? DISKIMG_OPEN_NO_IO : 0) |
               (o->probed ? DISKIMG_OPEN_PROBED : 0);
     p.format_options = o->format_options;
-    if (o->cache && diskimg_cache_parse(o->cache, &p.cache, errp) < 0)
+    if (o->cache && diskimg_cache_parse(o->cache, &p.cache, NULL) < 0) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Invalid %scache option: %s",
+                    o->source_cache ? "source " : "", o->cache);
         return NULL;
+    }
+    if (o->format && !o->image_opts && diskimg_format_require(o->format, NULL) < 0) {
+        GError *why = NULL;
+        diskimg_format_require(o->format, &why);
+        /* qemu's words, unless we can name the package that would help */
+        if (strstr(why->message, "install")) {
+            g_propagate_error(errp, why);
+            return NULL;
+        }
+        g_error_free(why);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Could not open '%s': Unknown driver '%s'", name, o->format);
+        return NULL;
+    }
     if (!o->image_opts)
         return diskimg_open(name, &p, errp);
+    if (o->format) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
 
     struct image_opts io = { 0 };
     g_autoptr(GString) rest = g_string_new(NULL);
@@ -552,18 +597,20 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
 int cli_parse_size(const char *text, uint64_t *out, const char *what)
 {
     GError *err = NULL;
-    if (text[0] == '-' || diskimg_parse_size(text, out, &err) < 0) {
+    if (diskimg_parse_size(text, out, &err) < 0) {
+        bool too_large = err->code == DISKIMG_ERROR_FAILED;
         g_clear_error(&err);
-        if (what) {
-            cli_error("%s", what);
-        } else {
-            cli_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes "
-                      "for");
-            cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        if (too_large && !what) {
+            cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".",
+                      INT64_MAX);
+            return 1;
         }
+        cli_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for",
+                  what ? what : "image size");
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
         return 1;
     }
-    if (*out > INT64_MAX) {
+    if (!what && *out > INT64_MAX) {
         cli_error("Invalid image size specified. Must be between 0 and %" PRId64 ".", INT64_MAX);
         return 1;
     }
@@ -589,6 +636,22 @@ void cli_print_json(JsonNode *node)
 {
     g_autofree char *text = diskimg_render_json(node, true);
     printf("%s\n", text);
+}
+
+int cli_print_typed(const char *type, JsonObject *obj)
+{
+    GError *err = NULL;
+    g_autoptr(JsonObject) ordered = diskimg_schema_conform(diskimg_core_schema("types"), type,
+                                                           obj, &err);
+    json_object_unref(obj);
+    if (!ordered) {
+        cli_gerror(err);
+        return 1;
+    }
+    g_autoptr(JsonNode) node = json_node_new(JSON_NODE_OBJECT);
+    json_node_set_object(node, ordered);
+    cli_print_json(node);
+    return 0;
 }
 
 /* Splits "a=b,c=d" into key/value pairs (",," is a literal comma). */

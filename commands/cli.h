@@ -67,6 +67,7 @@ struct cli_open {
     bool no_lock;
     bool check;                 /* opened for check: tolerate damage */
     const char *cache;          /* NULL: writeback */
+    bool source_cache;          /* cache came from -T ("Invalid source cache option") */
     const char *backing_format; /* -F for the top image */
     bool no_io;                 /* metadata only (info): DISKIMG_OPEN_NO_IO */
     bool probed;                /* reopening a probed image: DISKIMG_OPEN_PROBED */
@@ -81,7 +82,9 @@ void cli_open_defaults(const struct cli *c, struct cli_open *o);
  * detection works on when writing into an image in place, so that an
  * all-zero cluster becomes a zero cluster instead of stored zeroes. */
 uint64_t cli_cluster_size(diskimg_node *n);
-/* Parses a size argument as qemu-img does ("Invalid image size specified"). */
+/* Parses a size argument as qemu-img does: on error prints "Invalid WHAT
+ * specified. You may use k, M, ... suffixes" (WHAT NULL: "image size", which
+ * must also stay below 2^63) and returns 1. */
 int cli_parse_size(const char *text, uint64_t *out, const char *what);
 
 /* Human sizes as qemu prints them: "64 MiB", "1.5 GiB", "196 KiB", "0 B". */
@@ -89,6 +92,10 @@ char *cli_human_size(uint64_t bytes);
 
 /* Prints a JSON node with qemu's layout and a newline. */
 void cli_print_json(JsonNode *node);
+/* Prints `obj` (consumed) as the output type `type` of schema/types.yaml:
+ * checked, members in qemu-img's order.  Returns 0, or 1 after printing
+ * the problem. */
+int cli_print_typed(const char *type, JsonObject *obj);
 
 /* Validated create-options of a format from -o text (NULL = none).  With
  * `file_options` non-NULL, options the format lacks but the I/O backend

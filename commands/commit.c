@@ -99,8 +99,12 @@ static int commit(struct cli *c, diskimg_node *top, GError **errp)
         return -1;
     uint64_t rate = 0;
     const char *r = cli_get(c, "rate-limit");
-    if (r && diskimg_parse_size(r, &rate, errp) < 0)
+    if (r && diskimg_parse_size(r, &rate, NULL) < 0) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Invalid rate limit specified. You may use k, M, G, T, P or E suffixes "
+                    "for\nkilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
         return -1;
+    }
     diskimg_node *writer = open_base_writer(c, base, errp);
     if (!writer)
         return -1;

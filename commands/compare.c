@@ -174,6 +174,7 @@ static int open_side(struct cli *c, const char *name, const char *format, struct
     cli_open_defaults(c, &o);
     o.format = format;
     o.cache = cli_get(c, "source-cache");
+    o.source_cache = true;
     GError *err = NULL;
     s->node = cli_open_image(name, &o, &err);
     int64_t size = s->node ? diskimg_node_size(s->node, &err) : -1;

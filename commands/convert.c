@@ -33,8 +33,11 @@ static int parse_numbers(struct cli *c, struct convert_job *j)
     if (s) {
         uint64_t v;
         GError *err = NULL;
-        if (diskimg_parse_size(s, &v, &err) < 0 || v % 512 || v > MAX_SPARSE_SIZE) {
+        if (diskimg_parse_size(s, &v, &err) < 0) {
             g_clear_error(&err);
+            return cli_parse_size(s, &v, "buffer size for sparse output");
+        }
+        if (v % 512 || v > MAX_SPARSE_SIZE) {
             cli_error("Invalid buffer size for sparse output specified. Valid sizes are "
                       "multiples of 512 up to 16777216. Select 0 to disable sparse detection "
                       "(fully allocates output).");
@@ -55,7 +58,7 @@ static int parse_numbers(struct cli *c, struct convert_job *j)
         j->parallel = (unsigned)v;
     }
     const char *r = cli_get(c, "rate-limit");
-    if (r && (cli_parse_size(r, &j->rate_limit, "Invalid rate limit specified")))
+    if (r && (cli_parse_size(r, &j->rate_limit, "rate limit")))
         return 1;
     return 0;
 }
@@ -88,6 +91,7 @@ static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
     struct cli_open o;
     cli_open_defaults(c, &o);
     o.cache = cli_get(c, "source-cache");
+    o.source_cache = true;
     for (size_t i = 0; i < j->n_sources; i++) {
         j->sources[i] = cli_open_image(c->args[i], &o, errp);
         if (!j->sources[i])
@@ -215,6 +219,24 @@ static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **
     return t;
 }
 
+/* -B: the node of the source's backing chain that is the target's new
+ * backing file (the same file), or NULL. */
+static diskimg_node *backing_in_source_chain(struct convert_job *j, const char *backing)
+{
+    if (j->n_sources != 1)
+        return NULL;
+    g_autofree char *wanted_rel = diskimg_resolve_relative(j->target, backing);
+    g_autofree char *wanted = realpath(wanted_rel, NULL);
+    if (!wanted)
+        return NULL;
+    for (diskimg_node *b = diskimg_node_backing(j->sources[0]); b; b = diskimg_node_backing(b)) {
+        g_autofree char *path = realpath(diskimg_node_filename(b), NULL);
+        if (path && strcmp(path, wanted) == 0)
+            return b;
+    }
+    return NULL;
+}
+
 static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, GError **errp)
 {
     /* The image says whether it reads as zeroes (a fixed VHD does not). */
@@ -236,6 +258,15 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         .out_of_order = cli_flag(c, "out-of-order"),
         .copy_offload = cli_flag(c, "copy-offload"),
     };
+    /* -B: a thin overlay.  Over a layer of the source's own chain we copy
+     * what the layers above it define (qemu-img 7.2 copies only the top
+     * layer, losing the data of layers between); over any other file only
+     * the top layer, as qemu-img. */
+    const char *backing = cli_get(c, "backing");
+    if (backing) {
+        p.base = backing_in_source_chain(j, backing);
+        p.top_only = p.base == NULL;
+    }
     bool progress = cli_flag(c, "progress") && !c->quiet;
     p.progress = diskimg_progress_new(progress ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
                                       j->total_size);
@@ -268,6 +299,10 @@ int cmd_convert(struct cli *c)
         return cli_usage_error("Expecting image file name");
     if (parse_numbers(c, &j))
         return 1;
+    if (cli_get(c, "backing") && !cli_get(c, "backing-format")) {
+        cli_error("Use of backing file requires explicit backing format");
+        return 1;
+    }
     j.target = c->args[c->nargs - 1];
     diskimg_node *target = NULL;
     int ret = 1;

@@ -40,19 +40,42 @@ static int add_backing_options(const char *format, diskimg_options *o, const cha
     return backing_fmt ? diskimg_options_set(o, "backing_fmt", backing_fmt, errp) : 0;
 }
 
+/* qemu-img's "Formatting 'FILE', fmt=FMT ..." line: every format option
+ * that is set or has a printed default, in the schema's (qemu's) order,
+ * then the file options that were given. */
 static void print_formatting(const char *filename, const char *format,
-                             const diskimg_options *o, uint64_t size)
+                             const diskimg_options *o, const diskimg_options *file_opts)
 {
-    g_autofree char *set = diskimg_options_to_string(o);
-    g_autoptr(GString) line = g_string_new(NULL);
-    g_string_printf(line, "Formatting '%s', fmt=%s", filename, format);
-    if (set && *set) {
-        g_autofree char *spaced = g_strdelimit(g_strdup(set), ",", ' ');
-        g_string_append_printf(line, " %s", spaced);
-    }
-    if (!diskimg_options_has(o, "size"))
-        g_string_append_printf(line, " size=%" PRIu64, size);
-    printf("%s\n", line->str);
+    g_autofree char *opts = diskimg_options_format_line(o);
+    g_autofree char *fopts = file_opts ? diskimg_options_format_line(file_opts) : NULL;
+    printf("Formatting '%s', fmt=%s%s%s%s%s\n", filename, format, *opts ? " " : "", opts,
+           fopts && *fopts ? " " : "", fopts ? fopts : "");
+}
+
+/* create without a backing format: qemu-img probes the backing file, names
+ * the format it found and refuses (before printing anything). */
+static int refuse_unnamed_backing_format(const char *image, const char *backing, GError **errp)
+{
+    g_autofree char *path = diskimg_resolve_relative(image, backing);
+    struct diskimg_open_params p = { .struct_size = sizeof(p) };
+    p.flags = DISKIMG_OPEN_FORCE_SHARE | DISKIMG_OPEN_NO_BACKING;
+    diskimg_node *n = diskimg_open(path, &p, errp);
+    if (!n)
+        return -1;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                "%s: Backing file specified without backing format\nDetected format of %s.",
+                image, diskimg_node_driver(n));
+    diskimg_close(n);
+    return -1;
+}
+
+/* qemu-img names the new file in front of every creation error. */
+static void print_create_error(const char *filename, GError *err)
+{
+    g_autofree char *prefix = g_strdup_printf("%s: ", filename);
+    if (!g_str_has_prefix(err->message, prefix))
+        g_prefix_error(&err, "%s", prefix);
+    cli_gerror(err);
 }
 
 int cmd_create(struct cli *c)
@@ -65,7 +88,10 @@ int cmd_create(struct cli *c)
     g_autofree char *text = cli_joined(c, "options");
     GError *err = NULL;
     if (diskimg_format_require(format, &err) < 0) {
-        cli_gerror(err);
+        if (filename)
+            print_create_error(filename, err);
+        else
+            cli_gerror(err);
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
@@ -77,8 +103,17 @@ int cmd_create(struct cli *c)
     if (have_size && cli_parse_size(c->args[1], &size, NULL))
         return 1;
     diskimg_options *file_opts = NULL;
+    g_autofree char *size_text = NULL;
     diskimg_options *o = cli_create_options(format, text, &file_opts, &err);
     if (!o || add_backing_options(format, o, backing, backing_fmt, &err) < 0)
+        goto fail;
+    /* -o backing_file=... counts as -b, as in qemu-img. */
+    if (!backing && diskimg_options_has(o, "backing_file"))
+        backing = diskimg_options_get_str(o, "backing_file");
+    if (!backing_fmt && diskimg_options_has(o, "backing_fmt"))
+        backing_fmt = diskimg_options_get_str(o, "backing_fmt");
+    if (backing && *backing && !backing_fmt && !cli_flag(c, "unsafe") &&
+        refuse_unnamed_backing_format(filename, backing, &err) < 0)
         goto fail;
     if (!have_size && diskimg_options_has(o, "size")) {
         size = diskimg_options_get_uint(o, "size", 0);
@@ -94,8 +129,11 @@ int cmd_create(struct cli *c)
                     "%s: Image creation needs a size parameter", filename);
         goto fail;
     }
+    size_text = g_strdup_printf("%" PRIu64, size);
+    if (diskimg_options_set(o, "size", size_text, &err) < 0)
+        goto fail;
     if (!c->quiet)
-        print_formatting(filename, format, o, size);
+        print_formatting(filename, format, o, file_opts);
     struct diskimg_create_params p = {
         .struct_size = sizeof(p),
         .format = format,
@@ -112,6 +150,6 @@ int cmd_create(struct cli *c)
 fail:
     diskimg_options_free(o);
     diskimg_options_free(file_opts);
-    cli_gerror(err);
+    print_create_error(filename, err);
     return 1;
 }

@@ -14,14 +14,15 @@ struct dd_args {
 static int parse_number(const char *key, const char *value, uint64_t *out, bool is_size)
 {
     GError *err = NULL;
-    if (value[0] != '-' && diskimg_parse_size(value, out, &err) == 0 && (!is_size || *out))
-        return 0;
-    g_clear_error(&err);
-    if (g_str_equal(key, "bs"))
-        cli_error("invalid number: '%s'", value);
-    else
-        cli_error("invalid number: '%s'", value);
-    return 1;
+    if (diskimg_parse_size(value, out, &err) < 0) {
+        g_clear_error(&err);
+        return cli_parse_size(value, out, key);
+    }
+    if (is_size && (*out == 0 || *out > INT32_MAX)) {
+        cli_error("Invalid %s specified. Must be between 1 and %d.", key, INT32_MAX);
+        return 1;
+    }
+    return 0;
 }
 
 static int parse_operands(struct cli *c, struct dd_args *a)
@@ -51,7 +52,7 @@ static int parse_operands(struct cli *c, struct dd_args *a)
         } else if (g_str_equal(key, "of")) {
             a->out = v;
         } else {
-            cli_error("unrecognized operand %s", arg);
+            cli_error("unrecognized operand %s", key);   /* qemu names the key only */
             return 1;
         }
     }
@@ -84,6 +85,9 @@ int cmd_dd(struct cli *c)
         end = MIN(end, a.count * a.bs);
     uint64_t start = a.skip <= UINT64_MAX / a.bs ? a.skip * a.bs : UINT64_MAX;
     uint64_t len = start < end ? end - start : 0;
+    /* qemu-img warns and goes on with an empty output */
+    if (start > (uint64_t)in_size)
+        cli_error("%s: cannot skip to specified offset", a.in);
     if (diskimg_format_require(out_format, &err) < 0)
         goto fail;
     struct diskimg_create_params p = { .struct_size = sizeof(p), .format = out_format,

@@ -67,9 +67,12 @@ static int entry_at(diskimg_node *n, uint64_t off, uint64_t len, struct map_entr
     return 0;
 }
 
-static int map_range(diskimg_node *n, uint64_t start, uint64_t end, enum cli_output output)
+/* An empty range still gives one entry in JSON, as qemu-img prints its
+ * initial (all-false) entry at the requested start. */
+static int map_range(diskimg_node *n, uint64_t start, uint64_t end, enum cli_output output,
+                     uint64_t requested_start)
 {
-    struct map_entry cur = { 0 };
+    struct map_entry cur = { .start = requested_start };
     GError *err = NULL;
     if (output == CLI_OUTPUT_JSON)
         printf("[");
@@ -92,7 +95,7 @@ static int map_range(diskimg_node *n, uint64_t start, uint64_t end, enum cli_out
             return 1;
         cur = next;
     }
-    if (cur.length && print_entry(&cur, output, true))
+    if ((cur.length || output == CLI_OUTPUT_JSON) && print_entry(&cur, output, true))
         return 1;
     if (output == CLI_OUTPUT_JSON)
         printf("]\n");
@@ -106,9 +109,9 @@ int cmd_map(struct cli *c)
         return 1;
     uint64_t start = 0, max_length = UINT64_MAX;
     const char *s = cli_get(c, "start-offset"), *l = cli_get(c, "max-length");
-    if (s && cli_parse_size(s, &start, "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for "))
+    if (s && cli_parse_size(s, &start, "start offset"))
         return 1;
-    if (l && cli_parse_size(l, &max_length, "Invalid length specified! You may use k, M, G, T, P or E suffixes for "))
+    if (l && cli_parse_size(l, &max_length, "max length"))
         return 1;
     struct cli_open o;
     cli_open_defaults(c, &o);
@@ -125,7 +128,7 @@ int cmd_map(struct cli *c)
     } else {
         uint64_t end = MIN((uint64_t)size, start > (uint64_t)size ? start
                                                 : start + MIN(max_length, (uint64_t)size - start));
-        ret = map_range(n, MIN(start, (uint64_t)size), end, output);
+        ret = map_range(n, MIN(start, (uint64_t)size), end, output, start);
     }
     diskimg_close(n);
     return ret;

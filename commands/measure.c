@@ -14,14 +14,12 @@ static void print_result(const struct diskimg_measure_result *r, enum cli_output
             printf("bitmaps size: %" PRIu64 "\n", r->bitmaps);
         return;
     }
-    g_autoptr(JsonNode) node = json_node_new(JSON_NODE_OBJECT);
     JsonObject *o = json_object_new();
     if (r->has_bitmaps)
         json_object_set_int_member(o, "bitmaps", (gint64)r->bitmaps);
     json_object_set_int_member(o, "required", (gint64)r->required);
     json_object_set_int_member(o, "fully-allocated", (gint64)r->fully_allocated);
-    json_node_take_object(node, o);
-    cli_print_json(node);
+    cli_print_typed("BlockMeasureInfo", o);
 }
 
 int cmd_measure(struct cli *c)

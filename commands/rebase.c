@@ -15,7 +15,8 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
 {
     g_autofree char *path = diskimg_resolve_relative(image, name);
     struct cli_open o = { .format = format, .force_share = cli_flag(c, "force-share"),
-                          .cache = cli_get(c, "source-cache") };
+                          .cache = cli_get(c, "source-cache"),
+                          .source_cache = true };
     GError *err = NULL;
     diskimg_node *n = cli_open_image(path, &o, &err);
     if (n)
@@ -63,15 +64,21 @@ static int rebase(struct cli *c, diskimg_node *img, const char *name, GError **e
     const char *format = cli_get(c, "backing-format");
     diskimg_node *nb = NULL;
     int ret = 0;
-    if (*name && (!unsafe || !format)) {
+    /* qemu-img 7.2 refuses a new backing file without its format (only
+     * after copying the data in safe mode; we refuse before). */
+    if (*name && !format) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Could not change the backing file to '%s': backing format must be "
+                    "specified", name);
+        return -1;
+    }
+    if (*name && !unsafe) {
         nb = open_new_backing(c, diskimg_node_filename(img), name, format, errp);
         if (!nb) {
             if (unsafe)
                 g_prefix_error(errp, "Could not change the backing file to '%s': ", name);
             return -1;
         }
-        if (!format)
-            format = diskimg_node_driver(nb);
     }
     if (!unsafe)
         ret = copy_differences(c, img, nb, errp);

@@ -122,13 +122,30 @@ static bool zeroes_are_free(const struct diskimg_copy_params *p)
     return p->target_is_zero && !p->target_has_backing && p->sparse_size;
 }
 
+/* -S 0: zeroes are written as data, as qemu-img does, so that every byte
+ * is allocated (a zero-range request would leave holes or zero clusters). */
+static int write_zero_data(struct pipeline *pl, uint64_t toff, uint64_t len, GError **errp)
+{
+    const uint64_t chunk = 1024 * 1024;
+    g_autofree uint8_t *zeroes = g_malloc0(MIN(len, chunk));
+    for (uint64_t done = 0; done < len;) {
+        uint64_t n = MIN(chunk, len - done);
+        rate_limit(pl, n);
+        if (diskimg_node_pwrite(pl->p->target, zeroes, n, toff + done, 0, errp) < 0)
+            return -1;
+        done += n;
+    }
+    return 0;
+}
+
 static int write_zero_range(struct pipeline *pl, uint64_t toff, uint64_t len, GError **errp)
 {
     const struct diskimg_copy_params *p = pl->p;
     if (zeroes_are_free(p))
         return 0;
-    unsigned flags = p->sparse_size ? DISKIMG_WRITE_MAY_UNMAP : 0;
-    return diskimg_node_write_zeroes(p->target, toff, len, flags, errp);
+    if (!p->sparse_size)
+        return write_zero_data(pl, toff, len, errp);
+    return diskimg_node_write_zeroes(p->target, toff, len, DISKIMG_WRITE_MAY_UNMAP, errp);
 }
 
 static int write_data(struct pipeline *pl, const uint8_t *buf, uint64_t toff, uint64_t len,

@@ -114,5 +114,9 @@ JsonObject *diskimg_image_info(diskimg_node *n, GError **errp)
         json_object_set_object_member(fs, "data", json_object_ref(specific));
         json_object_set_object_member(info, "format-specific", fs);
     }
-    return info;
+    /* Members in the order qemu-img prints them (schema/types.yaml). */
+    JsonObject *ordered = diskimg_schema_conform(registry_core_schema("types"), "ImageInfo",
+                                                 info, errp);
+    json_object_unref(info);
+    return ordered;
 }

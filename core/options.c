@@ -18,17 +18,17 @@
 
 static const char size_suffixes[] = "kMGTPE";
 
-/* 1024^n for suffix letter c (case-insensitive, as qemu), 0 if none. */
-static unsigned suffix_shift(char c)
+/* The power of two a unit letter stands for ('b'/'B' = bytes), or -1. */
+static int suffix_shift(char c)
 {
-    const char *p = strchr(size_suffixes, g_ascii_toupper(c));
-    if (!p && (c == 'k' || c == 'K'))
+    if (c == 'b' || c == 'B')
+        return 0;
+    const char *p = strchr(size_suffixes, c == 'k' ? 'k' : g_ascii_toupper(c));
+    if (c == 'K')
         p = size_suffixes;
-    return p ? 10u * (unsigned)(p - size_suffixes + 1) : 0;
+    return p && *p ? 10 * (int)(p - size_suffixes + 1) : -1;
 }
 
-/* floor(0.DIGITS * 2^shift) without floating point: at most 18 digits are
- * kept, so the running remainder never overflows. */
 static uint64_t fraction_times_power_of_two(const char *digits, size_t ndigits, unsigned shift)
 {
     uint64_t numerator = 0, denominator = 1;
@@ -54,26 +54,54 @@ static int size_error(GError **errp, const char *text, const char *why)
     return -1;
 }
 
+/* Out of range: a code of its own so that callers can word it as qemu does
+ * ("Must be between 0 and ..."). */
+static int size_range_error(GError **errp, const char *text)
+{
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_FAILED,
+                "invalid size '%s': the value is too large", text);
+    return -1;
+}
+
+/* Digits of `base` at *p; false on overflow. */
+static bool read_integer(const char **p, unsigned base, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (; base == 16 ? g_ascii_isxdigit(**p) : g_ascii_isdigit(**p); (*p)++) {
+        unsigned digit = (unsigned)g_ascii_xdigit_value(**p);
+        if (v > (UINT64_MAX - digit) / base)
+            return false;
+        v = v * base + digit;
+    }
+    *out = v;
+    return true;
+}
+
+/* As qemu_strtosz: leading blanks, decimal with an optional fraction or
+ * 0x hexadecimal (no fraction; a unit after it is deprecated), then at
+ * most one unit letter. */
 int diskimg_parse_size(const char *text, uint64_t *out, GError **errp)
 {
     static const char syntax[] =
         "use a number with an optional k, M, G, T, P or E suffix";
     const char *p = text;
+    while (g_ascii_isspace(*p))
+        p++;
     if (*p == '-')
         return size_error(errp, text, "sizes cannot be negative");
-    if (!g_ascii_isdigit(*p))
+    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && g_ascii_isxdigit(p[2]);
+    if (hex)
+        p += 2;
+    if (!(hex ? g_ascii_isxdigit(*p) : g_ascii_isdigit(*p)))
         return size_error(errp, text, syntax);
-
-    uint64_t whole = 0;
-    for (; g_ascii_isdigit(*p); p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (whole > (UINT64_MAX - digit) / 10)
-            return size_error(errp, text, "the value is too large");
-        whole = whole * 10 + digit;
-    }
+    uint64_t whole;
+    if (!read_integer(&p, hex ? 16 : 10, &whole))
+        return size_range_error(errp, text);
     const char *fraction = NULL;
     size_t fraction_len = 0;
     if (*p == '.') {
+        if (hex)
+            return size_error(errp, text, "hexadecimal sizes cannot have a fraction");
         fraction = ++p;
         while (g_ascii_isdigit(*p))
             p++;
@@ -81,21 +109,24 @@ int diskimg_parse_size(const char *text, uint64_t *out, GError **errp)
         if (fraction_len == 0)
             return size_error(errp, text, syntax);
     }
-    unsigned shift = *p ? suffix_shift(*p) : 0;
-    if (shift)
-        p++;
-    if (*p == 'b' || *p == 'B')
+    int shift = *p ? suffix_shift(*p) : 0;
+    if (shift < 0)
+        return size_error(errp, text, syntax);
+    if (*p && hex)
+        diskimg_warn("Using a multiplier suffix on hex numbers is deprecated: %s", text);
+    if (*p)
         p++;
     if (*p)
         return size_error(errp, text, syntax);
-    if (fraction && !shift)
+    if (fraction && shift == 0)
         return size_error(errp, text, "a fraction needs a k, M, G, T, P or E suffix");
     if (shift && whole > (UINT64_MAX >> shift))
-        return size_error(errp, text, "the value is too large");
+        return size_range_error(errp, text);
     uint64_t value = whole << shift;
-    uint64_t extra = fraction ? fraction_times_power_of_two(fraction, fraction_len, shift) : 0;
+    uint64_t extra = fraction ? fraction_times_power_of_two(fraction, fraction_len,
+                                                            (unsigned)shift) : 0;
     if (value > UINT64_MAX - extra)
-        return size_error(errp, text, "the value is too large");
+        return size_range_error(errp, text);
     *out = value + extra;
     return 0;
 }
@@ -335,17 +366,42 @@ static const char *closest_name(const struct member_set *set, const char *key)
     return best ? best : prefixed;
 }
 
+/* Users see qemu-img's words for a refused option; the closest name
+ * follows on a line of its own. */
 static int unknown_option(const diskimg_options *o, const char *key, GError **errp)
 {
-    const char *name = schema_display_name(o->schema);
     const char *guess = closest_name(o->set, key);
     if (guess)
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "%s: unknown option '%s' (did you mean '%s'?)", name, key, guess);
+                    "Invalid parameter '%s'\nDid you mean '%s'?", key, guess);
     else
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: unknown option '%s'", name,
-                    key);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "Invalid parameter '%s'", key);
     return -1;
+}
+
+/* qemu-img's message for a value it refuses: QemuOpts' wording when the
+ * text is not of the type, else the schema's `invalid` text ("%s" = the
+ * value) or QAPI's enum wording; NULL where qemu has nothing better (then
+ * the descriptive text, which names the allowed range, is used). */
+static char *refusal_message(const struct schema_member *m, const char *text)
+{
+    uint64_t u;
+    int64_t i;
+    if (m->type == MT_BOOL)
+        return g_strdup_printf("Parameter '%s' expects 'on' or 'off'", m->path);
+    if (m->type == MT_SIZE && diskimg_parse_size(text, &u, NULL) < 0)
+        return g_strdup_printf("Parameter '%s' expects a non-negative number below 2^64\n"
+                               "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+                               "giga-, tera-, peta-\nand exabytes, respectively.", m->path);
+    if (m->type == MT_INT && !parse_int_text(text, &i))
+        return g_strdup_printf("Parameter '%s' expects a number", m->path);
+    if (m->invalid) {
+        g_auto(GStrv) pieces = g_strsplit(m->invalid, "%s", -1);
+        return g_strjoinv(text, pieces);
+    }
+    if (m->type == MT_ENUM)
+        return g_strdup_printf("Parameter '%s' does not accept value '%s'", m->path, text);
+    return NULL;
 }
 
 static struct set_value *value_slot(diskimg_options *o, const struct schema_member *m)
@@ -368,8 +424,9 @@ int diskimg_options_set(diskimg_options *o, const char *key, const char *value, 
     struct option_value parsed;
     g_autofree char *why = NULL;
     if (!member_parse_value(checked, value, &parsed, &why)) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: %s",
-                    schema_display_name(o->schema), why);
+        g_autofree char *qemu_text = refusal_message(checked, value);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s",
+                    qemu_text ? qemu_text : why);
         return -1;
     }
     struct set_value *sv = value_slot(o, m);
@@ -574,8 +631,8 @@ char *diskimg_options_to_string(const diskimg_options *o)
     return g_string_free(out, FALSE);
 }
 
-/* One "key=value" of the Formatting line: strings quoted, numbers in
- * bytes, booleans as on/off. */
+/* One "key=value" of the Formatting line as qemu-img 7.2 prints it
+ * (qemu_opts_print): numbers in bytes, everything else as written. */
 static void append_formatted(GString *out, const struct schema_member *m,
                              const struct option_value *v)
 {
@@ -588,13 +645,6 @@ static void append_formatted(GString *out, const struct schema_member *m,
         break;
     case MT_INT:
         g_string_append_printf(out, "%" G_GINT64_FORMAT, v->v.i);
-        break;
-    case MT_BOOL:
-        g_string_append(out, v->v.b ? "on" : "off");
-        break;
-    case MT_STR:
-    case MT_SECRET_ID:
-        g_string_append_printf(out, "'%s'", v->text);
         break;
     default:
         g_string_append(out, v->text);
@@ -616,8 +666,14 @@ char *diskimg_options_format_line(const diskimg_options *o)
                     append_formatted(out, m->element, &item);
                 option_value_clear(&item);
             }
-        } else if (sv || m->has_default) {
-            append_formatted(out, m, sv ? &sv->scalar : &m->def);
+        } else if (sv) {
+            append_formatted(out, m, &sv->scalar);
+        } else if (m->has_default && !m->hide_default) {
+            /* qemu's defaults are written on/off */
+            struct option_value def = m->def;
+            if (m->type == MT_BOOL)
+                def.text = (char *)(m->def.v.b ? "on" : "off");
+            append_formatted(out, m, &def);
         }
     }
     return g_string_free(out, FALSE);

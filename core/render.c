@@ -359,6 +359,13 @@ static JsonNode *conform_value(struct conform *c, const struct schema_member *m,
     }
     if (m->type == MT_LIST)
         return conform_list(c, m, value, path);
+    if (m->type == MT_OBJECT) {
+        /* A plugin's data, conformed against the plugin's own schema. */
+        if (JSON_NODE_HOLDS_OBJECT(value))
+            return json_node_copy(value);
+        conform_fail(c, path, "must be an object, not %s", json_kind(value));
+        return NULL;
+    }
     return check_scalar(c, m, value, path) ? json_node_copy(value) : NULL;
 }
 

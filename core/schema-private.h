@@ -21,6 +21,7 @@ enum member_type {
     MT_STRUCT,
     MT_LIST,
     MT_NUMBER,
+    MT_OBJECT,      /* output only: any object, already conformed elsewhere */
     MT_NAMED,
 };
 
@@ -43,12 +44,14 @@ struct schema_member {
     char *type_name;                /* MT_NAMED: a key of types: */
     char *help;
     char *deprecated;
+    char *invalid;                  /* qemu's message for a refused value ("%s" = it) */
     char **values;                  /* MT_ENUM, NULL-terminated */
     GPtrArray *members;             /* MT_STRUCT: struct schema_member* */
     struct schema_member *element;  /* MT_LIST */
     bool has_default, has_min, has_max;
     struct option_value def, min, max;
     bool power_of_two;
+    bool hide_default;              /* print-default: false (Formatting line) */
     bool optional;                  /* output types */
     bool required;                  /* option sets */
     int line, column;               /* of its key, for late errors */

@@ -27,6 +27,7 @@ static void member_free(struct schema_member *m)
     g_free(m->type_name);
     g_free(m->help);
     g_free(m->deprecated);
+    g_free(m->invalid);
     g_strfreev(m->values);
     if (m->members)
         g_ptr_array_free(m->members, TRUE);
@@ -102,10 +103,11 @@ static const char *const option_types[] = {
     "str", "bool", "int", "size", "enum", "secret-id", "struct", "list", NULL,
 };
 static const char *const output_types_builtin[] = {
-    "str", "bool", "int", "number", "size", "enum", "secret-id", "struct", "list", NULL,
+    "str", "bool", "int", "number", "size", "enum", "secret-id", "struct", "list", "object",
+    NULL,
 };
 static const char *const option_attributes[] = {
-    "type", "help", "default", "min", "max", "power-of-two", "values", "members",
+    "type", "help", "default", "min", "max", "power-of-two", "values", "members", "print-default", "invalid",
     "element", "alias", "deprecated", "required", NULL,
 };
 static const char *const output_attributes[] = {
@@ -118,7 +120,7 @@ static const struct {
 } builtin_types[] = {
     { "str", MT_STR }, { "bool", MT_BOOL }, { "int", MT_INT }, { "size", MT_SIZE },
     { "enum", MT_ENUM }, { "secret-id", MT_SECRET_ID }, { "struct", MT_STRUCT },
-    { "list", MT_LIST }, { "number", MT_NUMBER },
+    { "list", MT_LIST }, { "number", MT_NUMBER }, { "object", MT_OBJECT },
 };
 
 const char *schema_member_type_name(const struct schema_member *m)
@@ -134,7 +136,7 @@ const char *schema_member_type_name(const struct schema_member *m)
 
 static bool is_scalar_type(enum member_type t)
 {
-    return t != MT_STRUCT && t != MT_LIST && t != MT_NAMED;
+    return t != MT_STRUCT && t != MT_LIST && t != MT_NAMED && t != MT_OBJECT;
 }
 
 static bool expect_scalar(struct validator *v, const struct ynode *key,
@@ -288,6 +290,8 @@ static bool check_attribute_fits_type(struct validator *v, const struct schema_m
         fits = m->type == MT_INT || m->type == MT_SIZE;
     else if (strcmp(a, "default") == 0)
         fits = is_scalar_type(m->type);
+    else if (strcmp(a, "print-default") == 0 || strcmp(a, "invalid") == 0)
+        fits = is_scalar_type(m->type);
     if (fits)
         return true;
     return fail_at(v, key, "'%s' does not apply to type %s", a, schema_member_type_name(m));
@@ -327,6 +331,8 @@ static bool parse_attribute(struct validator *v, struct schema_member *m,
         return parse_text_attribute(v, key, value, &m->help);
     if (strcmp(a, "deprecated") == 0)
         return parse_text_attribute(v, key, value, &m->deprecated);
+    if (strcmp(a, "invalid") == 0)
+        return parse_text_attribute(v, key, value, &m->invalid);
     if (strcmp(a, "alias") == 0) {
         g_autofree char *alias = NULL;
         if (!parse_text_attribute(v, key, value, &alias))
@@ -340,6 +346,13 @@ static bool parse_attribute(struct validator *v, struct schema_member *m,
     }
     if (strcmp(a, "power-of-two") == 0)
         return read_bool_attribute(v, key, value, &m->power_of_two);
+    if (strcmp(a, "print-default") == 0) {
+        bool print = true;
+        if (!read_bool_attribute(v, key, value, &print))
+            return false;
+        m->hide_default = !print;
+        return true;
+    }
     if (strcmp(a, "optional") == 0)
         return read_bool_attribute(v, key, value, &m->optional);
     if (strcmp(a, "required") == 0)

@@ -56,9 +56,11 @@ grep_out "preallocation" "schema JSON describes preallocation"
 expect 0 "schema listing" "$D" schema --output=json
 grep_out '"format"' "schema listing has kinds"
 expect 1 "unknown -o option" "$D" create -f raw -o preallocaton=off x.img 1M
-grep_out "unknown option 'preallocaton' \(did you mean 'preallocation'\?\)" "did-you-mean for a misspelt option" err
+# qemu-img's wording, then the closest name on a line of its own
+grep_out "x.img: Invalid parameter 'preallocaton'" "misspelt option in qemu's words" err
+grep_out "Did you mean 'preallocation'\?" "did-you-mean for a misspelt option" err
 expect 1 "bad enum value" "$D" create -f raw -o preallocation=sparse x.img 1M
-grep_out "preallocation must be one of off, falloc, full" "enum error lists values" err
+grep_out "x.img: Unsupported preallocation mode: sparse" "bad preallocation in qemu's words" err
 [ ! -e x.img ] && ok "failed create leaves no file" || nok "failed create leaves no file"
 
 # ----------------------------------------------------------- create / info

@@ -92,9 +92,11 @@ DISKIMG_API bool diskimg_options_get_bool(const diskimg_options *o, const char *
 DISKIMG_API const char *const *diskimg_options_get_list(const diskimg_options *o,
                                                         const char *key);
 
-/* Parsing of the size syntax shared by every command and option:
- * digits with optional fraction and a k/K M G T P E suffix (1024-based);
- * a trailing "b"/"B" is ignored as qemu does. */
+/* Parsing of the size syntax shared by every command and option, as
+ * qemu_strtosz: leading blanks, decimal digits with an optional fraction or
+ * 0x hexadecimal, then at most one unit: k/K M G T P E (1024-based) or b/B
+ * (bytes).  Errors: DISKIMG_ERROR_INVALID for the syntax,
+ * DISKIMG_ERROR_FAILED for a value past 2^64 - 1. */
 DISKIMG_API int diskimg_parse_size(const char *text, uint64_t *out, GError **errp);
 
 /* ----------------------------------------------------------------- objects */
@@ -196,7 +198,8 @@ DISKIMG_API diskimg_node *diskimg_node_data_file(const diskimg_node *n);
 /* The plugin's per-node state (what its open returned). */
 DISKIMG_API void *diskimg_node_handle(const diskimg_node *n);
 DISKIMG_API int64_t diskimg_node_size(diskimg_node *n, GError **errp);
-/* Bytes the node's host file(s) occupy (st_blocks based), -1 unknown. */
+/* Bytes the node's own host file occupies (st_blocks based; an external data
+ * file is not counted, as in qemu-img's actual-size), -1 unknown. */
 DISKIMG_API int64_t diskimg_node_allocated_size(diskimg_node *n, GError **errp);
 /* Alignment the node needs for data requests (512 or 4096 for O_DIRECT files). */
 DISKIMG_API uint32_t diskimg_node_request_alignment(const diskimg_node *n);

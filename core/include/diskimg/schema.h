@@ -79,8 +79,9 @@ DISKIMG_API int diskimg_options_check_required(const diskimg_options *o, GError 
  * (for "Formatting 'x', fmt=qcow2 cluster_size=65536 ..." lines use
  * diskimg_options_format_line). */
 DISKIMG_API char *diskimg_options_to_string(const diskimg_options *o);
-/* All set-or-defaulted options as qemu's create line prints them:
- * "key=value key=value", strings quoted as qemu does. */
+/* Set options, and defaults not marked `print-default: false`, as qemu-img
+ * 7.2's create line prints them: "key=value key=value" in schema order,
+ * sizes and integers in decimal, other values as written. */
 DISKIMG_API char *diskimg_options_format_line(const diskimg_options *o);
 /* Explicitly set options as a JSON object (typed values). */
 DISKIMG_API JsonNode *diskimg_options_to_json(const diskimg_options *o);

@@ -155,25 +155,32 @@ static int amend_refcount_bits(struct qcow2 *s, const diskimg_options *o, GError
     return 0;
 }
 
-static int amend_backing_and_size(struct qcow2 *s, const diskimg_options *o, GError **errp)
+/* qemu-img 7.2 accepts backing_file/backing_fmt only when both equal what
+ * the image records (an absent one compares as empty): changing them
+ * without copying data would change the guest view; rebase does it right. */
+static int check_backing_unchanged(struct qcow2 *s, const diskimg_options *o, GError **errp)
 {
-    if (diskimg_options_has(o, "backing_file") || diskimg_options_has(o, "backing_fmt")) {
-        const char *f = diskimg_options_has(o, "backing_file")
-                        ? diskimg_options_get_str(o, "backing_file") : s->h.backing_file;
-        const char *fmt = diskimg_options_has(o, "backing_fmt")
-                          ? diskimg_options_get_str(o, "backing_fmt") : s->h.backing_fmt;
-        g_free(s->h.backing_file);
-        s->h.backing_file = f && *f ? g_strdup(f) : NULL;
-        char *nf = fmt && s->h.backing_file ? g_strdup(fmt) : NULL;
-        g_free(s->h.backing_fmt);
-        s->h.backing_fmt = nf;
-    }
-    if (diskimg_options_has(o, "size")) {
-        uint64_t size = diskimg_options_get_uint(o, "size", s->h.size);
-        if (size != s->h.size && qcow2_resize(s, size, DISKIMG_PREALLOC_OFF, 0, errp) < 0)
-            return -1;
-    }
-    return 0;
+    bool file = diskimg_options_has(o, "backing_file"), fmt = diskimg_options_has(o, "backing_fmt");
+    if (!file && !fmt)
+        return 0;
+    const char *f = file ? diskimg_options_get_str(o, "backing_file") : NULL;
+    const char *ff = fmt ? diskimg_options_get_str(o, "backing_fmt") : NULL;
+    if (g_strcmp0(f, s->h.backing_file) == 0 && g_strcmp0(ff, s->h.backing_fmt) == 0)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                             "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
+}
+
+/* size= may shrink, as qemu-img amend does (it truncates with shrinking
+ * allowed). */
+static int amend_size(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    if (!diskimg_options_has(o, "size"))
+        return 0;
+    uint64_t size = diskimg_options_get_uint(o, "size", s->h.size);
+    if (size == s->h.size)
+        return 0;
+    return qcow2_resize(s, size, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK, errp);
 }
 
 int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
@@ -182,9 +189,9 @@ int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
     /* qemu-img only consults --force for LUKS key-slot changes, which qcow2
      * amend does not offer; every change here is safe without it. */
     (void)force;
-    if (amend_refcount_bits(s, o, errp) < 0 || amend_compat(s, o, errp) < 0 ||
-        amend_lazy(s, o, errp) < 0 || amend_data_file(s, o, errp) < 0 ||
-        amend_backing_and_size(s, o, errp) < 0)
+    if (check_backing_unchanged(s, o, errp) < 0 || amend_refcount_bits(s, o, errp) < 0 ||
+        amend_compat(s, o, errp) < 0 || amend_lazy(s, o, errp) < 0 ||
+        amend_data_file(s, o, errp) < 0 || amend_size(s, o, errp) < 0)
         return -1;
     if (qcow2_flush_metadata(s, errp) < 0 || qcow2_header_write(s, errp) < 0)
         return -1;

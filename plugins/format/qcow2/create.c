@@ -115,7 +115,7 @@ static int parse_create(const diskimg_options *o, struct create_opts *c, GError 
                                  "Backing format cannot be used without backing file");
     if (c->backing_file && c->data_raw)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
-                                 "Backing file and data-file-raw cannot be used together");
+                                 "Backing file and data-file-raw cannot be used at the same time");
     if (c->backing_file && c->prealloc != DISKIMG_PREALLOC_OFF && !c->ext_l2)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Backing file and preallocation can only be used at the same time "
