@@ -237,7 +237,7 @@ static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint
 static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
 {
     if (!qcow2_offset_into_cluster(s, l2off))
-        return qcow2_cache_get(&s->l2c, l2off, false, l2, errp);
+        return diskimg_mcache_get(s->l2c, l2off, 0, l2, errp);
     *l2 = g_try_malloc0(s->cluster_size);
     if (!*l2)
         return qcow2_enomem(errp);
@@ -253,7 +253,7 @@ static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
     if (qcow2_offset_into_cluster(s, l2off))
         g_free(l2);
     else
-        qcow2_cache_put(&s->l2c, l2);
+        diskimg_mcache_put(s->l2c, l2);
 }
 
 static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **errp)
@@ -280,7 +280,7 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
         c->fix = saved_fix;
         if (zero_it) {
             qcow2_l2_set(s, l2, i, s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO, bm);
-            qcow2_cache_dirty(&s->l2c, l2);
+            diskimg_mcache_mark_dirty(s->l2c, l2);
         }
     }
     put_l2(s, l2off, l2);
@@ -659,7 +659,7 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
          j = skip_zero_entries(s, l2, j + 1))
         check_copied_entry(c, l2, j, fix, &dirty);
     if (dirty)
-        qcow2_cache_dirty(&s->l2c, l2);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
     put_l2(s, l2off, l2);
     return 0;
 }
@@ -668,7 +668,7 @@ static int check_copied(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
     /* the refcounts may have been repaired: read them from the disk again */
-    if (qcow2_cache_flush(&s->rbc, errp) < 0)
+    if (diskimg_mcache_flush(s->rbc, errp) < 0)
         return -1;
     c->blk_off = 0;
     for (uint32_t i = 0; i < s->l1_size; i++) {
@@ -748,7 +748,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
     /* stored refcounts are read from the disk, without the cache */
     if (ret == 0)
-        ret = qcow2_cache_flush(&s->rbc, errp);
+        ret = diskimg_mcache_flush(s->rbc, errp);
     if (ret == 0)
         ret = count_references(&c, errp);
     struct diskimg_check_result pre = *res;

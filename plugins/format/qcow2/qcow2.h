@@ -364,29 +364,7 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp);
 int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
 
 /* The metadata caches are the core's (diskimg_mcache_*, <diskimg/toolkit.h>,
- * set up in qcow2.c).  Old names, kept only for check.c and refcount.c
- * until those are renamed; new code calls diskimg_mcache_* directly. */
-static inline int qcow2_cache_get(diskimg_mcache **c, uint64_t off, bool fresh,
-                                  uint8_t **data, GError **errp)
-{
-    return diskimg_mcache_get(*c, off, fresh ? DISKIMG_MCACHE_FRESH : 0, data, errp);
-}
-static inline void qcow2_cache_put(diskimg_mcache **c, uint8_t *data)
-{
-    diskimg_mcache_put(*c, data);
-}
-static inline void qcow2_cache_dirty(diskimg_mcache **c, uint8_t *data)
-{
-    diskimg_mcache_mark_dirty(*c, data);
-}
-static inline int qcow2_cache_flush(diskimg_mcache **c, GError **errp)
-{
-    return diskimg_mcache_flush(*c, errp);
-}
-static inline void qcow2_cache_discard(diskimg_mcache **c, uint64_t off)
-{
-    diskimg_mcache_discard(*c, off);
-}
+ * set up in qcow2.c): s->l2c for L2 tables, s->rbc for refcount blocks. */
 
 /* refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, GError **errp);

@@ -67,6 +67,10 @@ int qcow2_refcount_init(struct qcow2 *s, GError **errp)
     s->rb_bits = s->cluster_bits + 3 - s->h.refcount_order;
     s->rb_entries = 1ull << s->rb_bits;
     s->reftable_size = ((uint64_t)s->h.reftable_clusters << s->cluster_bits) / 8;
+    /* Not diskimg_load_u64_table: a refcount table reaching past the end of
+     * the file reads as zeroes there (as in qemu), so check can report and
+     * rebuild it instead of the open failing.  Its size was capped by the
+     * header reader (QCOW2_MAX_REFTABLE_BYTES). */
     size_t bytes = (size_t)s->reftable_size * 8;
     uint8_t *raw = g_try_malloc(bytes);
     if (!raw)
@@ -105,10 +109,10 @@ int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster, uint64_t *rc, GError *
         return -1;
     if (!boff)
         return 0;
-    if (qcow2_cache_get(&s->rbc, boff, false, &b, errp) < 0)
+    if (diskimg_mcache_get(s->rbc, boff, 0, &b, errp) < 0)
         return -1;
     *rc = qcow2_rb_get(s, b, cluster & (s->rb_entries - 1));
-    qcow2_cache_put(&s->rbc, b);
+    diskimg_mcache_put(s->rbc, b);
     return 0;
 }
 
@@ -262,7 +266,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries, GError **errp)
 {
     uint64_t want = MAX(min_entries, s->reftable_size + s->reftable_size / 2 + 1);
     uint64_t end = s->end_cluster, tc, nb;
-    if (qcow2_cache_flush(&s->rbc, errp) < 0)
+    if (diskimg_mcache_flush(s->rbc, errp) < 0)
         return -1;
     size_area(s, end, want, &tc, &nb);
     if ((tc << s->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES) {
@@ -298,14 +302,14 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries, GError **errp)
 static int install_block(struct qcow2 *s, uint64_t t, uint64_t c, bool self, GError **errp)
 {
     uint8_t *b;
-    if (qcow2_cache_get(&s->rbc, c << s->cluster_bits, true, &b, errp) < 0)
+    if (diskimg_mcache_get(s->rbc, c << s->cluster_bits, DISKIMG_MCACHE_FRESH, &b, errp) < 0)
         return -1;
     if (self)
         qcow2_rb_set(s, b, c & (s->rb_entries - 1), 1);
-    qcow2_cache_dirty(&s->rbc, b);
-    qcow2_cache_put(&s->rbc, b);
+    diskimg_mcache_mark_dirty(s->rbc, b);
+    diskimg_mcache_put(s->rbc, b);
     /* The block is durable before the table points at it. */
-    if (qcow2_cache_flush(&s->rbc, errp) < 0)
+    if (diskimg_mcache_flush(s->rbc, errp) < 0)
         return -1;
     s->reftable[t] = c << s->cluster_bits;
     note_end(s, c + 1);
@@ -351,18 +355,18 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
         if (alloc_refblock(s, t, 0, errp) < 0 || block_offset(s, t, &boff, errp) < 0)
             return -1;
     }
-    if (qcow2_cache_get(&s->rbc, boff, false, &b, errp) < 0)
+    if (diskimg_mcache_get(s->rbc, boff, 0, &b, errp) < 0)
         return -1;
     uint64_t idx = cluster & (s->rb_entries - 1);
     uint64_t rc = qcow2_rb_get(s, b, idx);
     if (delta < 0 && rc < (uint64_t)-delta) {
-        qcow2_cache_put(&s->rbc, b);
+        diskimg_mcache_put(s->rbc, b);
         return qcow2_corrupt(s, errp, "Refcount of cluster %#" PRIx64 " would become negative",
                              cluster << s->cluster_bits);
     }
     if (delta > 0 && s->refcount_max - rc < (uint64_t)delta) {
         /* a limit of the image (refcount_bits), not damage */
-        qcow2_cache_put(&s->rbc, b);
+        diskimg_mcache_put(s->rbc, b);
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: refcount of cluster %#"
                     PRIx64 " would exceed %" PRIu64 " (refcount_bits=%" PRIu32 ")", s->filename,
                     cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
@@ -370,8 +374,8 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
     }
     rc = (uint64_t)((int64_t)rc + delta);
     qcow2_rb_set(s, b, idx, rc);
-    qcow2_cache_dirty(&s->rbc, b);
-    qcow2_cache_put(&s->rbc, b);
+    diskimg_mcache_mark_dirty(s->rbc, b);
+    diskimg_mcache_put(s->rbc, b);
     if (rc == 0) {
         if (cluster < s->free_cluster_index)
             s->free_cluster_index = cluster;
@@ -379,8 +383,8 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
          * free: it may be reallocated as a data cluster */
         if (s->free_byte_offset >> s->cluster_bits == cluster)
             s->free_byte_offset = 0;
-        qcow2_cache_discard(&s->l2c, cluster << s->cluster_bits);
-        qcow2_cache_discard(&s->rbc, cluster << s->cluster_bits);
+        diskimg_mcache_discard(s->l2c, cluster << s->cluster_bits);
+        diskimg_mcache_discard(s->rbc, cluster << s->cluster_bits);
     } else {
         note_end(s, cluster + 1);
     }
@@ -627,7 +631,7 @@ int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
      * the damaged ones.  From here on the old structure is dead: the
      * writes below may share clusters with what its damaged entries name. */
     for (uint64_t i = 0; i < s->reftable_size; i++)
-        qcow2_cache_discard(&s->rbc, s->reftable[i] & ~QCOW2_REFT_RESERVED);
+        diskimg_mcache_discard(s->rbc, s->reftable[i] & ~QCOW2_REFT_RESERVED);
     if (write_rebuilt(s, ref, nref, start, nb, tc, table, errp) < 0 ||
         diskimg_node_flush(s->file, errp) < 0 ||
         write_guarded(s, v, sizeof(v), QH_REFTABLE,
