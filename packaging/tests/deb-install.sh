@@ -47,24 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-n=0
-failures=0
-t() {
-    local desc=$1
-    shift
-    n=$((n + 1))
-    if "$@" >"$W/out" 2>&1; then
-        echo "ok $n - $desc"
-    else
-        failures=$((failures + 1))
-        echo "not ok $n - $desc"
-        tail -n 40 "$W/out" | sed -e 's/^/# /'
-    fi
-}
-bail() {
-    echo "Bail out! $1"
-    exit 1
-}
+TAP_LOG=$W/out
+. "$SRC/tests/scripts/tap-steps.sh"
 
 VERSION=$(dpkg-parsechangelog -l "$SRC/packaging/debian/changelog" -S Version)
 PROJECT_VERSION=$(sed -n "s/^  version : '\([^']*\)',$/\1/p" "$SRC/meson.build" | head -n 1)

@@ -32,24 +32,8 @@ rm -rf "$W"
 mkdir -p "$W/top/SOURCES" "$W/tmp" "$W/db"
 export TMPDIR=$W/tmp
 
-n=0
-failures=0
-t() {
-    local desc=$1
-    shift
-    n=$((n + 1))
-    if "$@" >"$W/out" 2>&1; then
-        echo "ok $n - $desc"
-    else
-        failures=$((failures + 1))
-        echo "not ok $n - $desc"
-        tail -n 40 "$W/out" | sed -e 's/^/# /'
-    fi
-}
-bail() {
-    echo "Bail out! $1"
-    exit 1
-}
+TAP_LOG=$W/out
+. "$SRC/tests/scripts/tap-steps.sh"
 
 VERSION=$(rpmspec -q --srpm --qf '%{version}' "$SPEC" 2>/dev/null)
 PROJECT_VERSION=$(sed -n "s/^  version : '\([^']*\)',$/\1/p" "$SRC/meson.build" | head -n 1)

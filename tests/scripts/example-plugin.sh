@@ -46,29 +46,8 @@ EX=$T/ex          # build directory of the example
 W=$T/work         # images
 mkdir -p "$W" "$T/pkgconfig"
 
-n=0
-failures=0
-
-# t DESCRIPTION COMMAND...: one TAP test; COMMAND's output becomes the
-# diagnostics when it fails.
-t() {
-    local desc=$1
-    shift
-    n=$((n + 1))
-    if "$@" >"$T/out" 2>&1; then
-        echo "ok $n - $desc"
-    else
-        failures=$((failures + 1))
-        echo "not ok $n - $desc"
-        head -n 40 "$T/out" | sed -e 's/^/# /'
-    fi
-}
-
-# bail REASON: a step everything else depends on failed.
-bail() {
-    echo "Bail out! $1"
-    exit 1
-}
+TAP_LOG=$T/out
+. "$SRC/tests/scripts/tap-steps.sh"
 
 # di ARGS...: the build tree's diskimg, with the example plugin.
 di() {

@@ -16,20 +16,8 @@ export LC_ALL=C.UTF-8 MANWIDTH=200
 unset DISKIMG_PLUGIN_PATH
 command -v man >/dev/null || { echo "1..0 # SKIP man is not installed"; exit 0; }
 
-n=0
-failures=0
-t() {
-    local desc=$1
-    shift
-    n=$((n + 1))
-    if "$@" >"$OUT.log" 2>&1; then
-        echo "ok $n - $desc"
-    else
-        failures=$((failures + 1))
-        echo "not ok $n - $desc"
-        head -n 20 "$OUT.log" | sed -e 's/^/# /'
-    fi
-}
+TAP_LOG=$OUT.log TAP_DIAG_LINES=20
+. "$(dirname "${BASH_SOURCE[0]}")/tap-steps.sh"
 
 rm -rf "$OUT"
 t "gen-man.py writes the pages" python3 "$GEN_MAN" "$DISKIMG" "$OUT"
