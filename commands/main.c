@@ -60,24 +60,6 @@ static int usage(void)
     return 0;
 }
 
-static JsonNode *plugin_json(const struct diskimg_plugin *d, const char *path)
-{
-    JsonObject *o = json_object_new();
-    json_object_set_string_member(o, "name", d->name);
-    json_object_set_string_member(o, "version", d->version ? d->version : "");
-    json_object_set_string_member(o, "summary", d->summary ? d->summary : "");
-    json_object_set_string_member(o, "path", path);
-    const char *caps[] = { "read-only", "backing", "zero-init", "prealloc-zero" };
-    JsonArray *a = json_array_new();
-    for (size_t i = 0; i < G_N_ELEMENTS(caps); i++)
-        if (d->capabilities & (1ull << i))
-            json_array_add_string_element(a, caps[i]);
-    json_object_set_array_member(o, "capabilities", a);
-    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
-    json_node_take_object(n, o);
-    return n;
-}
-
 static int list_formats(bool json)
 {
     g_auto(GStrv) names = diskimg_plugin_names(DISKIMG_KIND_FORMAT);
@@ -88,12 +70,7 @@ static int list_formats(bool json)
         }
         return 0;
     }
-    JsonArray *a = json_array_new();
-    for (char **n = names; *n; n++)
-        json_array_add_element(a, plugin_json(diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, *n),
-                                              diskimg_plugin_path(DISKIMG_KIND_FORMAT, *n)));
-    g_autoptr(JsonNode) node = json_node_new(JSON_NODE_ARRAY);
-    json_node_take_array(node, a);
+    g_autoptr(JsonNode) node = diskimg_introspect_plugins(DISKIMG_KIND_FORMAT);
     cli_print_json(node);
     return 0;
 }

@@ -16,6 +16,7 @@ static const char *const kinds[] = { NULL, "format", "io", "crypto" };
 static JsonNode *listing(void)
 {
     JsonObject *root = json_object_new();
+    json_object_set_int_member(root, "introspection-version", DISKIMG_INTROSPECTION_VERSION);
     for (int k = DISKIMG_KIND_FORMAT; k <= DISKIMG_KIND_CRYPTO; k++) {
         JsonArray *a = json_array_new();
         g_auto(GStrv) names = diskimg_plugin_names((enum diskimg_plugin_kind)k);
@@ -67,7 +68,10 @@ int cmd_schema(struct cli *c)
             JsonObject *o = json_node_get_object(n);
             GList *keys = json_object_get_members(o);
             for (GList *k = keys; k; k = k->next) {
-                JsonArray *a = json_object_get_array_member(o, k->data);
+                JsonNode *member = json_object_get_member(o, k->data);
+                if (!JSON_NODE_HOLDS_ARRAY(member))
+                    continue;   /* introspection-version */
+                JsonArray *a = json_node_get_array(member);
                 printf("%s:", (char *)k->data);
                 for (guint i = 0; i < json_array_get_length(a); i++)
                     printf(" %s", json_array_get_string_element(a, i));

@@ -83,6 +83,8 @@ const char *registry_package_for(const char *format);
 const char *registry_magic_match(const uint8_t *buf, size_t len);
 
 /* node.c */
+/* The names diskimg_format_has_op() knows, in ops-struct order, NULL-ended. */
+const char *const *node_format_op_names(void);
 diskimg_node *node_new(struct loaded_plugin *plugin, const char *filename, unsigned flags);
 void node_lock(diskimg_node *n);
 void node_unlock(diskimg_node *n);

@@ -519,6 +519,18 @@ static const struct {
 #undef OP
 };
 
+const char *const *node_format_op_names(void)
+{
+    static const char *names[G_N_ELEMENTS(format_op_table) + 1];
+    static gsize done;
+    if (g_once_init_enter(&done)) {
+        for (size_t i = 0; i < G_N_ELEMENTS(format_op_table); i++)
+            names[i] = format_op_table[i].name;
+        g_once_init_leave(&done, 1);
+    }
+    return names;
+}
+
 bool diskimg_format_has_op(const char *format, const char *op)
 {
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);

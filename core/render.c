@@ -539,6 +539,7 @@ static void set_optional_string(JsonObject *o, const char *key, const char *valu
 JsonNode *diskimg_schema_to_json(const diskimg_schema *s)
 {
     JsonObject *o = json_object_new();
+    json_object_set_int_member(o, "introspection-version", DISKIMG_INTROSPECTION_VERSION);
     set_optional_string(o, "name", s->name);
     set_optional_string(o, "kind", s->kind);
     set_optional_string(o, "summary", s->summary);

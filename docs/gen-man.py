@@ -227,7 +227,7 @@ def main():
     else:
         sys.exit(__doc__.strip().splitlines()[2])
     commands = ask(tool, 'schema', 'commands', '--output=json')['commands']
-    formats = ask(tool, '--list-formats', '--output=json')
+    formats = ask(tool, '--list-formats', '--output=json')['plugins']
     write_page(os.path.join(mandir, 'man1', 'diskimg.1'), command_page(commands, formats))
     for fmt in formats:
         write_page(os.path.join(mandir, 'man7', 'diskimg-format-%s.7' % fmt['name']),

@@ -26,7 +26,7 @@ grep_out "Supported formats: .*raw" "--help lists the installed formats"
 expect 0 "--list-formats" "$D" --list-formats
 grep_out "^raw " "--list-formats lists raw"
 expect 0 "--list-formats --output=json" "$D" --list-formats --output=json
-if python3 -c 'import json,sys; d=json.load(open("out")); assert any(p["name"]=="raw" for p in d)'; then
+if python3 -c 'import json,sys; d=json.load(open("out")); assert d["introspection-version"]==1; assert any(p["name"]=="raw" and p["writable"] for p in d["plugins"])'; then
     ok "--list-formats JSON parses and holds raw"; else nok "--list-formats JSON"; fi
 expect 0 "create --help" "$D" create --help
 grep_out "^Usage: diskimg create" "create --help shows the synopsis from commands.yaml"

@@ -57,7 +57,7 @@ class Case:
 def list_formats(diskimg):
     out = subprocess.run([diskimg, '--list-formats', '--output=json'],
                          capture_output=True, text=True, check=True).stdout
-    return sorted(p['name'] for p in json.loads(out))
+    return sorted(p['name'] for p in json.loads(out)['plugins'])
 
 
 def expand(line, formats):

@@ -112,7 +112,8 @@ sdk_variables() {
     echo "embed_schema=$EMBED plugindir=$PLUGINDIR" &&
     [ "${EMBED#"$DEST"/}" != "$EMBED" ] && [ -x "$EMBED" ] &&
     [ "${PLUGINDIR#"$DEST"/}" != "$PLUGINDIR" ] &&
-    [ "$(pkg-config --variable=abi_version diskimg-plugin)" = 1 ]
+    [ "$(pkg-config --variable=abi_version diskimg-plugin)" = \
+      "$(sed -n 's/^#define DISKIMG_ABI_VERSION \([0-9]*\)$/\1/p' "$SRC/core/include/diskimg/plugin.h")" ]
 }
 t "pkg-config: embed_schema and plugindir lie in the DESTDIR" sdk_variables
 PLUGINDIR=$(pkg-config --variable=plugindir diskimg-plugin)
@@ -178,17 +179,19 @@ t "--list-formats lists example" list_formats
 list_formats_json() {
     di --list-formats --output=json >"$W/formats.json" || return 1
     json "$W/formats.json" "
-e = [p for p in d if p['name'] == 'example']
+e = [p for p in d['plugins'] if p['name'] == 'example']
 assert len(e) == 1, d
 assert e[0]['path'] == sys.argv[2] + '/example.so', e
-assert e[0]['capabilities'] == ['zero-init'], e" "$EX"
+assert e[0]['capabilities'] == ['zero-init'], e
+assert e[0]['writable'] is True, e
+assert 'create' in e[0]['operations'], e" "$EX"
 }
 t "--list-formats --output=json describes example" list_formats_json
 
 installed_plugin() {
     DISKIMG_PLUGIN_PATH=$PLUGINDIR "$DISKIMG" --list-formats --output=json >"$W/inst.json" &&
     json "$W/inst.json" "
-assert [p['path'] for p in d if p['name'] == 'example'] == [sys.argv[2]], d" \
+assert [p['path'] for p in d['plugins'] if p['name'] == 'example'] == [sys.argv[2]], d" \
         "$PLUGINDIR/format/example.so"
 }
 t "the installed example.so loads from its plugin directory" installed_plugin
@@ -342,6 +345,34 @@ t "a 100-byte file with -f example fails with one line" \
 t "writing to a damaged image fails with one line" \
     fails_cleanly "Unsupported version 7" \
     di convert -f raw -O example -n "$W/src.raw" "$W/version.ex"
+
+# ------------------------------------------- a program asking what exists
+
+# examples/introspect, built against the installed SDK (pkg-config diskimg)
+# and run against the installed library and the build tree's plugins.
+IN=$T/introspect
+LIBDIR=$(dirname "$(find "$DEST" -name 'libdiskimg.so*' -type f | head -n 1)")
+setup_introspect() {
+    "$MESON" setup -Dwerror=true "$IN" "$SRC/examples/introspect" && "$NINJA" -C "$IN"
+}
+t "examples/introspect builds against the installed SDK (werror)" setup_introspect
+# intro ARGS...: the example with the installed libdiskimg and the build
+# tree's raw and qcow2 plugins.
+intro() {
+    LD_LIBRARY_PATH=$LIBDIR DISKIMG_PLUGIN_PATH=$BUILD/plugins/format/raw:$BUILD/plugins/format/qcow2 \
+        "$IN/diskimg-introspect" "$@"
+}
+introspect_list() {
+    intro >"$W/intro.txt" || return 1
+    cat "$W/intro.txt"
+    grep -qx 'qcow2 (read-write, package diskimg-format-qcow2)' "$W/intro.txt" &&
+    grep -qx '    cluster_size' "$W/intro.txt" && grep -qx '    encrypt.format' "$W/intro.txt"
+}
+t "diskimg-introspect lists formats, packages and create options" introspect_list
+introspect_valid() { intro qcow2 'cluster_size=64k,compat=1.1' | grep -qx valid; }
+t "diskimg-introspect accepts a valid qcow2 option string" introspect_valid
+t "diskimg-introspect rejects cluster_size=3000 with the reason" \
+    fails_cleanly "power of two" intro qcow2 cluster_size=3000
 
 echo "1..$n"
 [ "$failures" -eq 0 ]

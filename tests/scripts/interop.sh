@@ -18,7 +18,7 @@ command -v qemu-img >/dev/null || { echo "SKIP: qemu-img not installed"; exit 77
 known="raw qcow2 qcow vmdk vdi vpc vhdx qed parallels luks cloop dmg"
 have=$("$tool" --list-formats --output=json | python3 -c '
 import json, sys
-print(" ".join(p["name"] for p in json.load(sys.stdin)))')
+print(" ".join(p["name"] for p in json.load(sys.stdin)["plugins"]))')
 formats=""
 for f in $known; do
     case " $have " in *" $f "*) formats="$formats${formats:+,}$f" ;; esac

@@ -38,6 +38,20 @@ DISKIMG_API const diskimg_schema *diskimg_plugin_schema(enum diskimg_plugin_kind
 DISKIMG_API const char *diskimg_plugin_path(enum diskimg_plugin_kind kind, const char *name);
 /* The core's schemas: "commands", "types" or "magic". */
 DISKIMG_API const diskimg_schema *diskimg_core_schema(const char *which);
+/* The package that ships a plugin (its schema's `package:`, else the hint
+ * of schema/magic.yaml for formats), or NULL when unknown. */
+DISKIMG_API const char *diskimg_plugin_package(enum diskimg_plugin_kind kind, const char *name);
+/* The installed plugins of a kind as the versioned document of
+ * docs/introspection.md: {"introspection-version": 1, "kind": "format",
+ * "plugins": [{name, version, summary, path, package, and for formats
+ * writable, capabilities, operations}]}.  json_node_unref() it. */
+DISKIMG_API JsonNode *diskimg_introspect_plugins(enum diskimg_plugin_kind kind);
+/* Checks an option string ("cluster_size=64k,compat=1.1") against option
+ * set `set` ("create-options", "open-options"...) of plugin `name` without
+ * creating or opening anything: 0, or -1 with the error the command would
+ * print (unknown key with its closest name, bad value, range). */
+DISKIMG_API int diskimg_options_validate(enum diskimg_plugin_kind kind, const char *name,
+                                         const char *set, const char *text, GError **errp);
 
 /* Succeeds when a format plugin `name` is loaded; otherwise the error is
  * qemu-img's "Unknown file format 'NAME'", with an install hint for formats

@@ -35,6 +35,11 @@ extern "C" {
 
 typedef struct diskimg_schema diskimg_schema;
 
+/* The version of the introspection documents (diskimg_schema_to_json,
+ * diskimg_introspect_plugins; docs/introspection.md).  Members are only
+ * ever added; a change that removes or retypes one bumps it. */
+#define DISKIMG_INTROSPECTION_VERSION 1
+
 /* Parses and validates a schema document.  `origin` names it in errors,
  * which read "ORIGIN:LINE:COLUMN: what is wrong". */
 DISKIMG_API diskimg_schema *diskimg_schema_parse(const char *yaml_text, const char *origin,
