@@ -3,12 +3,13 @@
 # and members appended at the end of a struct that carries struct_size pass;
 # anything that would break a plugin or program built against the baseline
 # (removed functions, changed struct layouts or signatures) fails.
+# A third argument names another baseline (tests/scripts/abi-proof.py uses
+# it to show that the check fails when it should).
 # Regenerate the baseline on purpose with:  abidw --no-corpus-path \
 #   --headers-dir core/include build/core/libdiskimg.so > core/abi/libdiskimg.abi
 set -u
-lib=$1; src=$2
+lib=$1; src=$2; base=${3:-$src/core/abi/libdiskimg.abi}
 command -v abidiff >/dev/null || { echo "SKIP: abidiff (abigail-tools) not installed"; exit 77; }
-base=$src/core/abi/libdiskimg.abi
 [ -f "$base" ] || { echo "no baseline at $base"; exit 1; }
 # The structs that carry struct_size may grow at the end: a struct whose
 # body has a `uint32_t struct_size;` member.
