@@ -24,6 +24,7 @@ struct convert_job {
     uint64_t rate_limit;
     bool created;
     diskimg_options *target_open;  /* key secrets of the create options */
+    char *backing_file;            /* of the new target (-B or -o backing_file) */
 };
 
 static int parse_numbers(struct cli *c, struct convert_job *j)
@@ -63,25 +64,51 @@ static int parse_numbers(struct cli *c, struct convert_job *j)
     return 0;
 }
 
+/* The flag checks of qemu-img 7.2's convert, in its order and words. */
 static int check_flag_combinations(struct cli *c)
 {
-    if (cli_flag(c, "target-is-zero") && !cli_flag(c, "no-create")) {
-        cli_error("--target-is-zero requires use of -n flag");
-        return 1;
-    }
+    bool no_create = cli_flag(c, "no-create");
     if (cli_flag(c, "skip-broken-bitmaps") && !cli_flag(c, "bitmaps")) {
-        cli_error("--skip-broken-bitmaps requires --bitmaps");
-        return 1;
-    }
-    if (cli_get(c, "backing") && cli_flag(c, "no-create")) {
-        cli_error("-B makes no sense when concatenating multiple input images");
+        cli_error("Use of --skip-broken-bitmaps requires --bitmaps");
         return 1;
     }
     if (cli_flag(c, "copy-offload") && cli_flag(c, "compress")) {
         cli_error("Copy offloading is not possible with compression");
         return 1;
     }
+    if (cli_flag(c, "target-image-opts") && !no_create) {
+        cli_error("--target-image-opts requires use of -n flag");
+        return 1;
+    }
+    if (no_create && cli_flag(c, "options")) {
+        cli_error("-o has no effect when skipping image creation");
+        return 1;
+    }
+    if (cli_flag(c, "target-is-zero") && !no_create) {
+        cli_error("--target-is-zero requires use of -n flag");
+        return 1;
+    }
+    if (cli_get(c, "backing") && no_create) {
+        cli_error("-B makes no sense when concatenating multiple input images");
+        return 1;
+    }
     return 0;
+}
+
+/* Errors of creating the target read "TARGET: error while converting FMT:
+ * why" (qemu reports its driver's create errors so); errors qemu's option
+ * parser finds first (unknown keys, mistyped values) stay bare. */
+static void prefix_create_error(GError *err, const struct convert_job *j)
+{
+    if (!err)
+        return;
+    /* The core may already name the file ("TARGET: why"). */
+    g_autofree char *named = g_strdup_printf("%s: ", j->target);
+    g_autofree char *why = g_strdup(g_str_has_prefix(err->message, named)
+                                        ? err->message + strlen(named) : err->message);
+    g_free(err->message);
+    err->message = g_strdup_printf("%s: error while converting %s: %s", j->target,
+                                   j->out_format, why);
 }
 
 static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
@@ -101,7 +128,7 @@ static int open_sources(struct cli *c, struct convert_job *j, GError **errp)
             return -1;
         j->total_size += (uint64_t)size;
     }
-    const char *snap = cli_get(c, "snapshot") ? cli_get(c, "snapshot") : cli_get(c, "snapshot-old");
+    const char *snap = cli_get(c, "snapshot");
     if (snap) {
         if (j->n_sources != 1) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
@@ -118,9 +145,13 @@ static diskimg_options *target_options(struct cli *c, struct convert_job *j,
 {
     g_autofree char *text = cli_joined(c, "options");
     diskimg_options *o = cli_create_options(j->out_format, text, file_opts, errp);
-    if (!o)
+    if (!o) {
+        if (g_error_matches(*errp, DISKIMG_ERROR, DISKIMG_ERROR_VALUE_REFUSED))
+            prefix_create_error(*errp, j);
         return NULL;
+    }
     const char *backing = cli_get(c, "backing");
+    const char *backing_fmt = cli_get(c, "backing-format");
     if (backing) {
         if (!(diskimg_format_capabilities(j->out_format) & DISKIMG_CAP_BACKING)) {
             g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
@@ -129,10 +160,20 @@ static diskimg_options *target_options(struct cli *c, struct convert_job *j,
         }
         if (diskimg_options_set(o, "backing_file", backing, errp) < 0)
             goto fail;
-        const char *bf = cli_get(c, "backing-format");
-        if (bf && diskimg_options_set(o, "backing_fmt", bf, errp) < 0)
-            goto fail;
     }
+    /* -F alone goes to the format too, which refuses it without a backing
+     * file (qemu-img's add_old_style_options). */
+    if (backing_fmt && (diskimg_format_capabilities(j->out_format) & DISKIMG_CAP_BACKING) &&
+        diskimg_options_set(o, "backing_fmt", backing_fmt, errp) < 0)
+        goto fail;
+    const char *backing_file = diskimg_options_has(o, "backing_file")
+                                   ? diskimg_options_get_str(o, "backing_file") : NULL;
+    if (backing_file && !diskimg_options_has(o, "backing_fmt")) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "Use of backing file requires explicit backing format");
+        goto fail;
+    }
+    j->backing_file = backing_file ? g_strdup(backing_file) : NULL;
     return o;
 fail:
     diskimg_options_free(o);
@@ -167,22 +208,33 @@ static int create_target(struct cli *c, struct convert_job *j, GError **errp)
     diskimg_options *o = target_options(c, j, &file_opts, errp);
     if (!o)
         return -1;
-    if (cli_flag(c, "compress") && !diskimg_format_has_op(j->out_format, "write_compressed")) {
+    bool refused = true;
+    if (cli_flag(c, "compress") && !diskimg_format_has_op(j->out_format, "write_compressed"))
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "Compression not supported for this file format");
+    else if (cli_flag(c, "bitmaps") && !diskimg_format_has_op(j->out_format, "bitmap_add"))
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Format driver '%s' does not support bitmaps", j->out_format);
+    else
+        refused = false;
+    if (refused) {
         diskimg_options_free(o);
         diskimg_options_free(file_opts);
         return -1;
     }
+    /* As qemu-img's convert, creating does not open the backing file; the
+     * target's open does, below. */
     struct diskimg_create_params p = {
         .struct_size = sizeof(p),
         .format = j->out_format,
         .options = o,
         .size = j->total_size,
-        .flags = 0,
+        .flags = DISKIMG_CREATE_UNSAFE,
         .file_options = file_opts,
     };
     int ret = diskimg_create(j->target, &p, errp);
+    if (ret < 0)
+        prefix_create_error(*errp, j);
     if (ret == 0) {
         j->created = true;
         j->target_open = key_secret_options(j->out_format, o);
@@ -195,10 +247,14 @@ static int create_target(struct cli *c, struct convert_job *j, GError **errp)
 static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **errp)
 {
     struct cli_open o = { 0 };
-    o.format = j->out_format;
-    o.writable = true;
-    o.no_backing = true;
     o.image_opts = cli_flag(c, "target-image-opts");
+    /* -O defaults to raw only for a target named by file name */
+    o.format = o.image_opts && !cli_flag(c, "output-format") ? NULL : j->out_format;
+    o.writable = true;
+    /* A new target with a backing file opens it as qemu-img does, so that
+     * a missing one fails here; the copy itself never reads it. */
+    o.no_backing = !(j->created && j->backing_file);
+    o.backing_format = NULL;
     o.cache = cli_get(c, "cache") ? cli_get(c, "cache") : "unsafe";
     o.format_options = j->target_open;
     diskimg_node *t = cli_open_image(j->target, &o, errp);
@@ -211,8 +267,7 @@ static diskimg_node *open_target(struct cli *c, struct convert_job *j, GError **
     }
     if ((uint64_t)size < j->total_size) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                    "Target image %s is too small (%" PRId64 " bytes) for the sources (%" PRIu64
-                    " bytes)", j->target, size, j->total_size);
+                    "output file is smaller than input file");
         diskimg_close(t);
         return NULL;
     }
@@ -295,14 +350,12 @@ int cmd_convert(struct cli *c)
         cli_print_options_help(j.out_format, "create-options", c->nargs > 0);
         return 0;
     }
-    if (c->nargs < 2)
-        return cli_usage_error("Expecting image file name");
-    if (parse_numbers(c, &j))
-        return 1;
-    if (cli_get(c, "backing") && !cli_get(c, "backing-format")) {
-        cli_error("Use of backing file requires explicit backing format");
+    if (c->nargs < 2) {
+        cli_error("Must specify image file name");
         return 1;
     }
+    if (parse_numbers(c, &j))
+        return 1;
     j.target = c->args[c->nargs - 1];
     diskimg_node *target = NULL;
     int ret = 1;
@@ -321,6 +374,7 @@ out:
         diskimg_close(j.sources[i]);
     g_free(j.sources);
     diskimg_options_free(j.target_open);
+    g_free(j.backing_file);
     if (ret) {
         cli_gerror(err);
         /* A half-written image we made ourselves is worse than none. */

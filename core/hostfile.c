@@ -279,7 +279,7 @@ static int lock_conflict(const struct hostfile *p, int ret, const char *shared_w
 {
     if (ret == -EAGAIN || ret == -EACCES) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_LOCKED,
-                    "Failed to get %s\"%s\" lock: Is another process using the image [%s]?",
+                    "Failed to get %s\"%s\" lock\nIs another process using the image [%s]?",
                     shared_word, perm_names[bit], p->pub.filename);
     } else {
         diskimg_set_errno(errp, -ret, "Failed to get %s\"%s\" lock", shared_word,

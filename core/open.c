@@ -358,9 +358,16 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
                          DISKIMG_OPEN_NO_BACKING;
         n->backing = open_one(path, &bp, flags, &err);
         if (!n->backing) {
+            /* open_one names the file as qemu-img names a top image; below
+             * "Could not open backing file" qemu leaves that out (only the
+             * file layer's own "Could not open 'X': errno" remains). */
+            g_autofree char *named = g_strdup_printf("Could not open '%s': ", path);
+            const char *why = err->message;
+            if (g_str_has_prefix(why, named))
+                why += strlen(named);
             g_set_error(errp, err->domain, err->code,
                         "Could not open '%s': Could not open backing file: %s",
-                        n->filename, err->message);
+                        n->filename, why);
             g_error_free(err);
             return -1;
         }

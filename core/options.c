@@ -379,6 +379,16 @@ static int unknown_option(const diskimg_options *o, const char *key, GError **er
     return -1;
 }
 
+/* Whether qemu's option parser (QemuOpts) would refuse the text already:
+ * a bool, size or int that does not read as one. */
+static bool is_type_error(const struct schema_member *m, const char *text)
+{
+    uint64_t u;
+    int64_t i;
+    return m->type == MT_BOOL || (m->type == MT_SIZE && diskimg_parse_size(text, &u, NULL) < 0) ||
+           (m->type == MT_INT && !parse_int_text(text, &i));
+}
+
 /* qemu-img's message for a value it refuses: QemuOpts' wording when the
  * text is not of the type, else the schema's `invalid` text ("%s" = the
  * value) or QAPI's enum wording; NULL where qemu has nothing better (then
@@ -421,12 +431,19 @@ int diskimg_options_set(diskimg_options *o, const char *key, const char *value, 
     if (!m)
         return unknown_option(o, key, errp);
     const struct schema_member *checked = m->type == MT_LIST ? m->element : m;
+    const char *refusal = checked->refused ? g_hash_table_lookup(checked->refused, value) : NULL;
+    if (refusal) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_VALUE_REFUSED, "%s", refusal);
+        return -1;
+    }
     struct option_value parsed;
     g_autofree char *why = NULL;
     if (!member_parse_value(checked, value, &parsed, &why)) {
         g_autofree char *qemu_text = refusal_message(checked, value);
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s",
-                    qemu_text ? qemu_text : why);
+        g_set_error(errp, DISKIMG_ERROR,
+                    is_type_error(checked, value) ? DISKIMG_ERROR_INVALID
+                                                  : DISKIMG_ERROR_VALUE_REFUSED,
+                    "%s", qemu_text ? qemu_text : why);
         return -1;
     }
     struct set_value *sv = value_slot(o, m);

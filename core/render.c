@@ -478,6 +478,15 @@ static JsonObject *member_json(const struct schema_member *m, bool with_name)
             json_array_add_string_element(values, *v);
         json_object_set_array_member(o, "values", values);
     }
+    if (m->refused) {
+        JsonObject *refused = json_object_new();
+        g_autoptr(GList) keys = g_hash_table_get_keys(m->refused);
+        keys = g_list_sort(keys, (GCompareFunc)strcmp);
+        for (GList *k = keys; k; k = k->next)
+            json_object_set_string_member(refused, k->data,
+                                          g_hash_table_lookup(m->refused, k->data));
+        json_object_set_object_member(o, "refused", refused);
+    }
     if (m->members)
         json_object_set_array_member(o, "members", members_json(m->members));
     if (m->element)

@@ -45,6 +45,8 @@ struct schema_member {
     char *help;
     char *deprecated;
     char *invalid;                  /* qemu's message for a refused value ("%s" = it) */
+    GHashTable *refused;            /* MT_ENUM: value qemu parses but the format
+                                     * refuses -> its message (refused:) */
     char **values;                  /* MT_ENUM, NULL-terminated */
     GPtrArray *members;             /* MT_STRUCT: struct schema_member* */
     struct schema_member *element;  /* MT_LIST */

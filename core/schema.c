@@ -28,6 +28,8 @@ static void member_free(struct schema_member *m)
     g_free(m->help);
     g_free(m->deprecated);
     g_free(m->invalid);
+    if (m->refused)
+        g_hash_table_unref(m->refused);
     g_strfreev(m->values);
     if (m->members)
         g_ptr_array_free(m->members, TRUE);
@@ -108,7 +110,7 @@ static const char *const output_types_builtin[] = {
 };
 static const char *const option_attributes[] = {
     "type", "help", "default", "min", "max", "power-of-two", "values", "members", "print-default", "invalid",
-    "element", "alias", "deprecated", "required", NULL,
+    "refused", "element", "alias", "deprecated", "required", NULL,
 };
 static const char *const output_attributes[] = {
     "type", "help", "optional", "values", "members", "element", "deprecated", NULL,
@@ -280,7 +282,7 @@ static bool check_attribute_fits_type(struct validator *v, const struct schema_m
 {
     const char *a = key->text;
     bool fits = true;
-    if (strcmp(a, "values") == 0)
+    if (strcmp(a, "values") == 0 || strcmp(a, "refused") == 0)
         fits = m->type == MT_ENUM;
     else if (strcmp(a, "members") == 0)
         fits = m->type == MT_STRUCT;
@@ -317,6 +319,26 @@ static bool parse_text_attribute(struct validator *v, const struct ynode *key,
     if (!expect_scalar(v, key, value))
         return false;
     *out = g_strdup(value->text);
+    return true;
+}
+
+/* refused: {value: message} -- values qemu's parser takes (so they are no
+ * typing error) but the format turns down with a message of its own, as
+ * raw's preallocation=metadata.  They are not among the allowed values. */
+static bool parse_refused_values(struct validator *v, struct schema_member *m,
+                                 const struct ynode *key, const struct ynode *value)
+{
+    if (!expect_mapping(v, key, value))
+        return false;
+    m->refused = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (guint i = 0; i < ymap_size(value); i++) {
+        const struct ynode *k = ymap_key(value, i), *text = ymap_value(value, i);
+        if (!expect_scalar(v, k, text))
+            return false;
+        if (m->values && g_strv_contains((const char *const *)m->values, k->text))
+            return fail_at(v, k, "refused value '%s' is also an allowed value", k->text);
+        g_hash_table_insert(m->refused, g_strdup(k->text), g_strdup(text->text));
+    }
     return true;
 }
 
@@ -359,6 +381,8 @@ static bool parse_attribute(struct validator *v, struct schema_member *m,
         return read_bool_attribute(v, key, value, &m->required);
     if (strcmp(a, "values") == 0)
         return parse_enum_values(v, m, key, value);
+    if (strcmp(a, "refused") == 0)
+        return parse_refused_values(v, m, key, value);
     if (strcmp(a, "members") == 0) {
         if (!expect_mapping(v, key, value))
             return false;

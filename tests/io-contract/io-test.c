@@ -404,7 +404,7 @@ void expect_lock_error(const struct diskimg_io_ops *o, void *h, uint64_t perm,
                        uint64_t shared, const char *what, const char *path)
 {
     GError *err = NULL;
-    char *expect = g_strdup_printf("Failed to get %s lock: Is another process using the "
+    char *expect = g_strdup_printf("Failed to get %s lock\nIs another process using the "
                                    "image [%s]?", what, path);
 
     g_assert_cmpint(o->lock(h, perm, shared, &err), ==, -1);

@@ -23,6 +23,7 @@ static const char sample_yaml[] =
     "  cluster_size: {type: size, min: 512, max: 2M, power-of-two: true, default: 64k,\n"
     "                 help: qcow2 cluster size}\n"
     "  preallocation: {type: enum, values: [off, falloc, full], default: \"off\",\n"
+    "                  refused: {metadata: \"Unsupported preallocation mode: metadata\"},\n"
     "                  print-default: false, help: Preallocation mode}\n"
     "  lazy_refcounts: {type: bool, default: off, help: Postpone refcount updates}\n"
     "  refcount_bits: {type: int, min: 1, max: 64, default: 16,\n"
@@ -229,7 +230,7 @@ static void test_schema_errors(void)
                         "secret-id, struct, list)");
     assert_schema_error(RAW_HEAD "  size: {type: size, hepl: x}\n",
                         "raw.yaml:4:22: unknown attribute 'hepl' (expected type, help, default, "
-                        "min, max, power-of-two, values, members, print-default, invalid, element, alias, deprecated, "
+                        "min, max, power-of-two, values, members, print-default, invalid, refused, element, alias, deprecated, "
                         "required)");
     assert_schema_error(RAW_HEAD "  mode: {type: enum}\n", "raw.yaml:4:3: enum 'mode' has no values");
     assert_schema_error(RAW_HEAD "  mode: {type: enum, values: [a, b], default: c}\n",
@@ -253,7 +254,7 @@ static void test_schema_errors(void)
                         "raw.yaml:5:20: amend option 'b' is not in create-options");
     assert_schema_error(RAW_HEAD "  a: {type: str, optional: true}\n",
                         "raw.yaml:4:18: unknown attribute 'optional' (expected type, help, "
-                        "default, min, max, power-of-two, values, members, print-default, invalid, element, alias, "
+                        "default, min, max, power-of-two, values, members, print-default, invalid, refused, element, alias, "
                         "deprecated, required)");
     assert_schema_error("plugin: raw\nkind: format\ninfo:\n  x: {type: Missing}\n",
                         "raw.yaml:4:7: unknown type 'Missing' (expected str, bool, int, number, "
@@ -287,14 +288,28 @@ static void test_schema_errors(void)
 
 /* --------------------------------------------------------------- options */
 
-static void assert_set_error(diskimg_options *o, const char *key, const char *value,
-                             const char *message)
+static void assert_set_code(diskimg_options *o, const char *key, const char *value, int code,
+                            const char *message)
 {
     GError *err = NULL;
     g_assert_cmpint(diskimg_options_set(o, key, value, &err), ==, -1);
-    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_error(err, DISKIMG_ERROR, code);
     g_assert_cmpstr(err->message, ==, message);
     g_error_free(err);
+}
+
+/* Unknown keys and mistyped values: what qemu's option parser refuses. */
+static void assert_set_error(diskimg_options *o, const char *key, const char *value,
+                             const char *message)
+{
+    assert_set_code(o, key, value, DISKIMG_ERROR_INVALID, message);
+}
+
+/* Values of the right type the schema refuses: what qemu's drivers refuse. */
+static void assert_refused(diskimg_options *o, const char *key, const char *value,
+                           const char *message)
+{
+    assert_set_code(o, key, value, DISKIMG_ERROR_VALUE_REFUSED, message);
 }
 
 static void test_option_errors(void)
@@ -310,27 +325,28 @@ static void test_option_errors(void)
     assert_set_error(o, "encrypt.formt", "luks",
                      "Invalid parameter 'encrypt.formt'\nDid you mean 'encrypt.format'?");
     assert_set_error(o, "xyzzy", "1", "Invalid parameter 'xyzzy'");
-    assert_set_error(o, "cluster_size", "3000",
+    assert_refused(o, "cluster_size", "3000",
                      "cluster_size must be a power of two between 512 and 2M, not 3000");
-    assert_set_error(o, "cluster_size", "4M",
+    assert_refused(o, "cluster_size", "4M",
                      "cluster_size must be a power of two between 512 and 2M, not 4M");
     assert_set_error(o, "cluster_size", "big",
                      "Parameter 'cluster_size' expects a non-negative number below 2^64\n"
                      "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
                      "peta-\nand exabytes, respectively.");
-    assert_set_error(o, "preallocation", "sparse",
+    assert_refused(o, "preallocation", "sparse",
                      "Parameter 'preallocation' does not accept value 'sparse'");
+    assert_refused(o, "preallocation", "metadata", "Unsupported preallocation mode: metadata");
     assert_set_error(o, "lazy_refcounts", "maybe",
                      "Parameter 'lazy_refcounts' expects 'on' or 'off'");
     assert_set_error(o, "lazy_refcounts", "ON", "Parameter 'lazy_refcounts' expects 'on' or 'off'");
     assert_set_error(o, "refcount_bits", "x", "Parameter 'refcount_bits' expects a number");
-    assert_set_error(o, "refcount_bits", "65",
+    assert_refused(o, "refcount_bits", "65",
                      "refcount_bits must be an integer between 1 and 64, not 65");
     assert_set_error(o, "size", "12Q",
                      "Parameter 'size' expects a non-negative number below 2^64\n"
                      "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
                      "peta-\nand exabytes, respectively.");
-    assert_set_error(o, "encrypt.key-secret", "",
+    assert_refused(o, "encrypt.key-secret", "",
                      "encrypt.key-secret must be the id of a secret object, not ''");
     assert_set_error(o, "encrypt", "luks",
                      "Invalid parameter 'encrypt'\nDid you mean 'encrypt.format'?");
@@ -416,7 +432,7 @@ static void test_option_amend_subset(void)
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_options_get_str(o, "compat"), ==, "v3");
     assert_set_error(o, "cluster_size", "64k", "Invalid parameter 'cluster_size'");
-    assert_set_error(o, "compat", "v4", "Parameter 'compat' does not accept value 'v4'");
+    assert_refused(o, "compat", "v4", "Parameter 'compat' does not accept value 'v4'");
     diskimg_options_free(o);
 
     /* A set the schema lacks accepts nothing and defaults nothing. */
@@ -680,20 +696,22 @@ static void test_schema_to_json(void)
                                              "create-options:\n"
                                              "  cs: {type: size, min: 1k, default: 64k, help: H}\n"
                                              "  e: {type: struct, members: {f: {type: enum,"
-                                             " values: [a], alias: g}}}\n"
+                                             " values: [a], refused: {b: no}, alias: g}}}\n"
                                              "info:\n  l: {type: list, element: int, optional: true}\n",
                                              "raw.yaml", &err);
     g_assert_no_error(err);
     JsonNode *n = diskimg_schema_to_json(s);
     g_autofree char *text = diskimg_render_json(n, false);
     g_assert_cmpstr(text, ==,
-                    "{\"name\": \"raw\", \"kind\": \"format\", \"summary\": \"Raw\", "
+                    "{\"introspection-version\": 1, "
+                    "\"name\": \"raw\", \"kind\": \"format\", \"summary\": \"Raw\", "
                     "\"flags\": {\"probe-fallback\": true, \"package\": \"p\"}, "
                     "\"options\": {\"create-options\": ["
                     "{\"name\": \"cs\", \"type\": \"size\", \"help\": \"H\", \"default\": 65536, "
                     "\"min\": 1024}, "
                     "{\"name\": \"e\", \"type\": \"struct\", \"members\": [{\"name\": \"f\", "
-                    "\"type\": \"enum\", \"values\": [\"a\"], \"alias\": \"g\"}]}]}, "
+                    "\"type\": \"enum\", \"values\": [\"a\"], \"refused\": {\"b\": \"no\"}, "
+                    "\"alias\": \"g\"}]}]}, "
                     "\"info\": [{\"name\": \"l\", \"type\": \"list\", \"element\": "
                     "{\"type\": \"int\"}, \"optional\": true}], \"types\": {}}");
     json_node_unref(n);

@@ -53,6 +53,11 @@ enum diskimg_error_code {
     DISKIMG_ERROR_NO_SPACE,
     DISKIMG_ERROR_LOCKED,          /* another process holds the image lock */
     DISKIMG_ERROR_NO_MEMORY,
+    /* An option value of the right type that its schema refuses (not one
+     * of the enum's values, out of range, not a power of two).  qemu-img
+     * finds these in the format driver, after the option string parsed;
+     * DISKIMG_ERROR_INVALID is kept for unknown keys and mistyped values. */
+    DISKIMG_ERROR_VALUE_REFUSED,
 };
 
 /* Sets *errp from an errno value, prefixed with the formatted text:
