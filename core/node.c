@@ -516,6 +516,7 @@ static const struct {
     OP(snapshot_apply), OP(snapshot_delete), OP(snapshot_load), OP(bitmap_list),
     OP(bitmap_add), OP(bitmap_remove), OP(bitmap_set_enabled), OP(bitmap_query),
     OP(bitmap_set), OP(compress), OP(write_precompressed), OP(image_capabilities),
+    OP(probe_tail),
 #undef OP
 };
 
