@@ -117,9 +117,9 @@ static int load_dyn_header(struct vpc *s, uint64_t file_size, struct vpc_dyn_hea
         vpc_dyn_header_parse(buf, h, errp) < 0)
         return -1;
     if (vpc_checksum(buf, sizeof(buf), VPC_H_CHECKSUM) != h->checksum)
-        diskimg_warn("vpc: the dynamic header checksum of the image is incorrect "
-                     "(field 'checksum' 0x%08" PRIx32 "); reading it anyway, as qemu does",
-                     h->checksum);
+        diskimg_warn("%s: the VHD dynamic header checksum is incorrect (field 'checksum' "
+                     "0x%08" PRIx32 "); reading the image anyway, as qemu does",
+                     diskimg_node_filename(s->file), h->checksum);
     if (h->block_size < VPC_SECTOR || (h->block_size & (h->block_size - 1)))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Invalid block size %" PRIu32 " (VHD dynamic header field "
