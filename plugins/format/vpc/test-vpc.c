@@ -389,6 +389,34 @@ static void test_write_zeroes(void)
     unlink(path);
 }
 
+/* qemu-img 7.2's info: cluster-size is a dynamic disk's block size and
+ * absent for a fixed disk, no format-specific data; both start zeroed. */
+static void test_info_and_capabilities(void)
+{
+    const char *subformats[] = { "dynamic", "fixed" };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(subformats); i++) {
+        g_autofree char *path = test_tmp_path("info.vpc");
+        create_vpc(path, 16 * MiB, subformats[i], false);
+        diskimg_node *n = open_vpc(path, 0);
+        GError *err = NULL;
+        JsonObject *info = diskimg_image_info(n, &err);
+        g_assert_no_error(err);
+        g_assert_nonnull(info);
+        g_assert_cmpstr(json_object_get_string_member(info, "format"), ==, "vpc");
+        g_assert_cmpint(json_object_get_int_member(info, "virtual-size"), ==, 16781312);
+        if (i == 0)
+            g_assert_cmpint(json_object_get_int_member(info, "cluster-size"), ==, 2 * MiB);
+        else
+            g_assert_false(json_object_has_member(info, "cluster-size"));
+        g_assert_false(json_object_has_member(info, "format-specific"));
+        g_assert_cmpuint(diskimg_node_capabilities(n) & DISKIMG_CAP_ZERO_INIT, !=, 0);
+        json_object_unref(info);
+        diskimg_close(n);
+        unlink(path);
+    }
+}
+
 /* ----------------------------------------------------------------- probe */
 
 static void test_probe(void)
@@ -725,6 +753,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vpc/roundtrip/dynamic", test_roundtrip_dynamic);
     g_test_add_func("/vpc/roundtrip/fixed", test_roundtrip_fixed);
     g_test_add_func("/vpc/write-zeroes", test_write_zeroes);
+    g_test_add_func("/vpc/info", test_info_and_capabilities);
     g_test_add_func("/vpc/probe", test_probe);
     g_test_add_func("/vpc/corrupt/footer", test_corrupt_footer);
     g_test_add_func("/vpc/corrupt/header-bat", test_corrupt_header_and_bat);
