@@ -73,17 +73,26 @@ static int write_full_bitmap(struct vpc *s, uint64_t at, GError **errp)
     return diskimg_node_pwrite(s->file, bitmap, s->bitmap_size, at, 0, errp);
 }
 
+static bool bitmap_known_full(const struct vpc *s, uint32_t index)
+{
+    return s->bitmap_full[index / 8] & (1u << (index % 8));
+}
+
+static void set_bitmap_known_full(struct vpc *s, uint32_t index)
+{
+    s->bitmap_full[index / 8] |= (uint8_t)(1u << (index % 8));
+}
+
 /* Before writing into a block another tool made, mark all its sectors
- * present (qemu does the same, once per block it switches to). */
+ * present.  qemu rewrites the bitmap whenever it switches blocks; one
+ * bit per block remembers which bitmaps are already full. */
 static int ensure_full_bitmap(struct vpc *s, uint32_t index, GError **errp)
 {
-    uint64_t at = block_start(s, index);
-
-    if (s->full_bitmap_block == at)
+    if (bitmap_known_full(s, index))
         return 0;
-    if (write_full_bitmap(s, at, errp) < 0)
+    if (write_full_bitmap(s, block_start(s, index), errp) < 0)
         return -1;
-    s->full_bitmap_block = at;
+    set_bitmap_known_full(s, index);
     return 0;
 }
 
@@ -130,7 +139,7 @@ static int allocate_block(struct vpc *s, uint32_t index, GError **errp)
         return -1;
     s->next_block = start + span;
     s->bat[index] = (uint32_t)(start / VPC_SECTOR);
-    s->full_bitmap_block = start;
+    set_bitmap_known_full(s, index);
     return 0;
 }
 

@@ -248,7 +248,7 @@ static int open_dynamic(struct vpc *s, uint64_t file_size, GError **errp)
     if (load_dyn_header(s, file_size, &h, errp) < 0 || check_table_geometry(s, &h, errp) < 0)
         return -1;
     s->guard = diskimg_guard_new();
-    s->full_bitmap_block = VPC_NO_OFFSET;
+    s->bitmap_full = g_malloc0(s->blocks / 8 + 1);
     return load_bat(s, file_size, errp);
 }
 
@@ -259,6 +259,7 @@ void vpc_close(void *h)
     if (!s)
         return;
     diskimg_guard_free(s->guard);
+    g_free(s->bitmap_full);
     g_free(s->bat);
     g_free(s);
 }

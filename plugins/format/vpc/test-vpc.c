@@ -613,6 +613,31 @@ static void test_corrupt_header_and_bat(void)
     unlink(path);
 }
 
+/* A block another tool allocated with a partial sector bitmap: read whole
+ * (qemu's view), and the first write into it makes the bitmap full. */
+static void test_partial_bitmap(void)
+{
+    gsize len;
+    g_autofree uint8_t *img = damageable(&len);
+    g_autofree char *path = test_tmp_path("bitmap.vpc");
+    uint64_t bitmap_at = (uint64_t)diskimg_be32(img + 1536) * 512;
+    uint8_t data[4096], got[4096];
+
+    memset(img + bitmap_at, 0, 512);
+    write_file(path, img, len);
+    fill(data, sizeof(data), 9);                    /* what damageable() wrote */
+    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    g_assert_cmpint(diskimg_node_pread(n, got, sizeof(got), 0, NULL), ==, 0);
+    g_assert_cmpmem(got, sizeof(got), data, sizeof(data));
+    g_assert_cmpint(diskimg_node_pwrite(n, data, 512, 8192, 0, NULL), ==, 0);
+    diskimg_close(n);
+
+    g_autofree uint8_t *after = read_file(path, &len);
+    for (unsigned i = 0; i < 512; i++)
+        g_assert_cmpuint(after[bitmap_at + i], ==, 0xff);
+    unlink(path);
+}
+
 /* Random damage to the footer copy, the dynamic header and the BAT (the
  * footer resealed half the time, so that the checks behind the checksum
  * are reached): every open either fails with an error or gives an image
@@ -757,6 +782,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vpc/probe", test_probe);
     g_test_add_func("/vpc/corrupt/footer", test_corrupt_footer);
     g_test_add_func("/vpc/corrupt/header-bat", test_corrupt_header_and_bat);
+    g_test_add_func("/vpc/partial-bitmap", test_partial_bitmap);
     g_test_add_func("/vpc/corrupt/fuzz", test_corrupt_fuzz);
     g_test_add_func("/vpc/interop/qemu", test_qemu_interop);
     g_test_add_func("/vpc/interop/vhdiinfo", test_vhdiinfo);

@@ -132,7 +132,8 @@ struct vpc {
     uint32_t blocks;                /* entries the virtual size uses (<= bat_entries) */
     uint32_t *bat;                  /* the used entries, host order */
     uint64_t next_block;            /* where the next block goes; the footer sits there */
-    uint64_t full_bitmap_block;     /* last block whose bitmap we set, or VPC_NO_OFFSET */
+    uint8_t *bitmap_full;           /* one bit per used entry: its sector bitmap is
+                                     * known to be all ones (we wrote it) */
     diskimg_guard *guard;           /* footer copy, dynamic header, BAT */
 };
 
