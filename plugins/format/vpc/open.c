@@ -228,7 +228,15 @@ static int load_bat(struct vpc *s, uint64_t file_size, GError **errp)
     for (uint32_t i = 0; i < s->blocks; i++)
         s->bat[i] = diskimg_be32(&s->bat[i]);
 
+    /* Only the used entries are loaded, but the whole table is the
+     * image's: qemu places new blocks after it, and so do we. */
     uint64_t bat_len = (uint64_t)s->bat_entries * 4;
+    if (s->bat_offset + bat_len > file_size)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "block-vpc: free_data_block_offset points after the end of "
+                                 "file. The image has been truncated. (the BAT's %" PRIu32
+                                 " entries at 0x%" PRIx64 " end past the file's %" PRIu64
+                                 " bytes)", s->bat_entries, s->bat_offset, file_size);
     uint64_t header_end = s->footer.data_offset + VPC_DYN_HEADER_SIZE;
     diskimg_guard_add(s->guard, VPC_OL_FOOTER_COPY, "footer copy", 0, VPC_FOOTER_SIZE);
     diskimg_guard_add(s->guard, VPC_OL_DYN_HEADER, "dynamic header", s->footer.data_offset,

@@ -579,6 +579,11 @@ static void test_corrupt_header_and_bat(void)
     expect_refused("manyentries.vpc", img, len, "'max_table_entries'");
 
     memcpy(img, base, len);
+    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 1044480);     /* 2040 GiB: 4 MiB of BAT */
+    reseal_header(img);
+    expect_refused("longbat.vpc", img, 1 * MiB, "the BAT's 1044480 entries");
+
+    memcpy(img, base, len);
     diskimg_put_be64(h + VPC_H_TABLE_OFFSET, UINT64_C(1) << 50);
     reseal_header(img);
     expect_refused("tableoff.vpc", img, len, "BAT");
