@@ -175,6 +175,22 @@ static void test_create_sizes(void)
     }
 }
 
+/* qemu-img create -f vpc -o force_size=on x 1001: rounded up to a sector
+ * first (1024), then kept exactly; without force_size CHS-sized (34816). */
+static void test_create_rounds_to_sectors(void)
+{
+    g_autofree char *path = test_tmp_path("round.vpc");
+    const struct { bool force; uint64_t size; } cases[] = { { true, 1024 }, { false, 34816 } };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        create_vpc(path, 1001, NULL, cases[i].force);
+        diskimg_node *n = open_vpc(path, 0);
+        g_assert_cmpuint(node_size(n), ==, cases[i].size);
+        diskimg_close(n);
+        unlink(path);
+    }
+}
+
 static void test_create_too_large(void)
 {
     for (int force = 0; force <= 1; force++) {
@@ -777,6 +793,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/vpc/size/create", test_create_sizes);
     g_test_add_func("/vpc/size/too-large", test_create_too_large);
+    g_test_add_func("/vpc/size/sector-rounding", test_create_rounds_to_sectors);
     g_test_add_func("/vpc/size/chs", test_chs);
     g_test_add_func("/vpc/size/creator-rule", test_size_rule);
     g_test_add_func("/vpc/footer/checksum", test_checksum_and_bitmap);
