@@ -8,8 +8,10 @@
  * consulted) and every block we write to gets a full bitmap, so what any
  * reader sees agrees with what we read.
  *
- * The plugin runs SERIALIZE_REQUESTS: one request at a time per image, so
- * the BAT and next_block need no lock of their own.
+ * Thread model PARALLEL: a fixed disk keeps no state, so its requests go
+ * straight to the file.  A dynamic disk's reads, zero writes and block
+ * status share s->lock (they only look the BAT up); writes hold it alone,
+ * since they may allocate (BAT, next_block, bitmap_full).
  */
 #include <string.h>
 
@@ -44,13 +46,9 @@ static struct piece piece_at(const struct vpc *s, uint64_t offset, uint64_t len)
     };
 }
 
-int vpc_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
+static int read_dynamic(struct vpc *s, uint8_t *out, uint64_t len, uint64_t offset,
+                        GError **errp)
 {
-    struct vpc *s = h;
-    uint8_t *out = buf;
-
-    if (s->fixed)
-        return diskimg_node_pread(s->file, buf, len, offset, errp);
     while (len > 0) {
         struct piece p = piece_at(s, offset, len);
         if (s->bat[p.index] == VPC_BAT_UNUSED)
@@ -63,6 +61,18 @@ int vpc_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
         len -= p.len;
     }
     return 0;
+}
+
+int vpc_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
+{
+    struct vpc *s = h;
+
+    if (s->fixed)
+        return diskimg_node_pread(s->file, buf, len, offset, errp);
+    g_rw_lock_reader_lock(&s->lock);
+    int ret = read_dynamic(s, buf, len, offset, errp);
+    g_rw_lock_reader_unlock(&s->lock);
+    return ret;
 }
 
 static int write_full_bitmap(struct vpc *s, uint64_t at, GError **errp)
@@ -144,14 +154,14 @@ static int allocate_block(struct vpc *s, uint32_t index, GError **errp)
 }
 
 static int write_piece(struct vpc *s, const struct piece *p, const uint8_t *data,
-                       unsigned flags, GError **errp)
+                       GError **errp)
 {
     bool fresh = s->bat[p->index] == VPC_BAT_UNUSED;
 
     if (fresh ? allocate_block(s, p->index, errp) < 0 : ensure_full_bitmap(s, p->index, errp) < 0)
         return -1;
-    if (diskimg_node_pwrite(s->file, data, p->len, data_offset(s, p->index, p->in_block),
-                            flags, errp) < 0)
+    if (diskimg_node_pwrite(s->file, data, p->len, data_offset(s, p->index, p->in_block), 0,
+                            errp) < 0)
         goto undo;
     if (fresh && write_bat_entry(s, p->index, errp) < 0)
         goto undo;
@@ -165,33 +175,41 @@ undo:
     return -1;
 }
 
-int vpc_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
-              GError **errp)
+static int write_dynamic(struct vpc *s, const uint8_t *in, uint64_t len, uint64_t offset,
+                         GError **errp)
 {
-    struct vpc *s = h;
-    const uint8_t *in = buf;
-
-    if (s->fixed)
-        return diskimg_node_pwrite(s->file, buf, len, offset, flags, errp);
     while (len > 0) {
         struct piece p = piece_at(s, offset, len);
-        if (write_piece(s, &p, in, flags & ~DISKIMG_WRITE_FUA, errp) < 0)
+        if (write_piece(s, &p, in, errp) < 0)
             return -1;
         in += p.len;
         offset += p.len;
         len -= p.len;
     }
-    return (flags & DISKIMG_WRITE_FUA) ? diskimg_node_flush(s->file, errp) : 0;
+    return 0;
 }
 
-/* Unallocated blocks already read as zeroes; allocated ones are zeroed in
- * place (a VHD cannot give a block back).  Never allocates. */
-int vpc_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
+int vpc_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
+              GError **errp)
 {
     struct vpc *s = h;
 
     if (s->fixed)
-        return diskimg_node_write_zeroes(s->file, offset, len, flags, errp);
+        return diskimg_node_pwrite(s->file, buf, len, offset, flags, errp);
+    g_rw_lock_writer_lock(&s->lock);
+    int ret = write_dynamic(s, buf, len, offset, errp);
+    g_rw_lock_writer_unlock(&s->lock);
+    /* FUA covers the data and the metadata an allocation wrote. */
+    if (ret == 0 && (flags & DISKIMG_WRITE_FUA))
+        ret = diskimg_node_flush(s->file, errp);
+    return ret;
+}
+
+/* Unallocated blocks already read as zeroes; allocated ones are zeroed in
+ * place (a VHD cannot give a block back).  Never allocates. */
+static int zero_dynamic(struct vpc *s, uint64_t offset, uint64_t len, unsigned flags,
+                        GError **errp)
+{
     while (len > 0) {
         struct piece p = piece_at(s, offset, len);
         if (s->bat[p.index] != VPC_BAT_UNUSED &&
@@ -202,6 +220,18 @@ int vpc_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GEr
         len -= p.len;
     }
     return 0;
+}
+
+int vpc_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
+{
+    struct vpc *s = h;
+
+    if (s->fixed)
+        return diskimg_node_write_zeroes(s->file, offset, len, flags, errp);
+    g_rw_lock_reader_lock(&s->lock);
+    int ret = zero_dynamic(s, offset, len, flags, errp);
+    g_rw_lock_reader_unlock(&s->lock);
+    return ret;
 }
 
 /* Fixed: data mapped 1:1, and qemu's BDRV_BLOCK_RECURSE: still data, but
@@ -222,13 +252,9 @@ static int fixed_status(struct vpc *s, uint64_t offset, uint64_t len,
     return 0;
 }
 
-int vpc_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
-                     GError **errp)
+static void dynamic_status(struct vpc *s, uint64_t offset, uint64_t len,
+                           struct diskimg_extent *ext)
 {
-    struct vpc *s = h;
-
-    if (s->fixed)
-        return fixed_status(s, offset, len, ext, errp);
     struct piece p = piece_at(s, offset, len);
     if (s->bat[p.index] != VPC_BAT_UNUSED) {
         /* One block at most: its neighbour is behind a bitmap. */
@@ -236,7 +262,7 @@ int vpc_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_exte
         ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_OFFSET_VALID | DISKIMG_BS_ALLOCATED;
         ext->offset = data_offset(s, p.index, p.in_block);
         ext->file = s->file;
-        return 0;
+        return;
     }
     /* A run of unallocated blocks reads as zeroes, defined by this layer
      * (a VHD without a parent has nothing below). */
@@ -249,5 +275,17 @@ int vpc_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_exte
     }
     ext->length = run;
     ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
+}
+
+int vpc_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
+                     GError **errp)
+{
+    struct vpc *s = h;
+
+    if (s->fixed)
+        return fixed_status(s, offset, len, ext, errp);
+    g_rw_lock_reader_lock(&s->lock);
+    dynamic_status(s, offset, len, ext);
+    g_rw_lock_reader_unlock(&s->lock);
     return 0;
 }

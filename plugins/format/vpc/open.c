@@ -266,6 +266,7 @@ void vpc_close(void *h)
 
     if (!s)
         return;
+    g_rw_lock_clear(&s->lock);
     diskimg_guard_free(s->guard);
     g_free(s->bitmap_full);
     g_free(s->bat);
@@ -277,6 +278,7 @@ void *vpc_open(const struct diskimg_format_open_args *args, GError **errp)
     struct vpc *s = g_new0(struct vpc, 1);
     int64_t file_size = diskimg_node_size(args->file, errp);
 
+    g_rw_lock_init(&s->lock);
     s->file = args->file;
     if (file_size < 0 || find_footer(s, (uint64_t)file_size, errp) < 0 ||
         vpc_footer_parse(s->footer_bytes, &s->footer, errp) < 0 ||

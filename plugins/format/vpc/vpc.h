@@ -124,7 +124,10 @@ struct vpc {
     bool fixed;
     uint64_t size;                  /* virtual size in bytes */
 
-    /* dynamic disks only */
+    /* dynamic disks only; `lock` guards the BAT, next_block and
+     * bitmap_full: readers share it, allocating writers hold it alone */
+    GRWLock lock;
+
     uint32_t block_size;
     uint32_t bitmap_size;           /* bytes before each block's data */
     uint64_t bat_offset;
