@@ -110,6 +110,10 @@ int read_probe_bytes(diskimg_node *file, uint8_t *buf, size_t *len, GError **err
 struct loaded_plugin *fallback_format(void);
 /* The format that claims buf with the highest score, fallbacks excluded. */
 struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename);
+/* The format whose probe_tail claims the file's last bytes with the highest
+ * score; NULL when none does (or the tail could not be read: probing then
+ * goes on as if no trailer matched). */
+struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename);
 /* trust.c: a name the user typed, as a path to open ("file:x" -> "x");
  * other protocol prefixes fail as qemu's "Unknown protocol". */
 int trust_user_filename(const char *filename, const char **path, GError **errp);

@@ -516,6 +516,7 @@ static const struct {
     OP(snapshot_apply), OP(snapshot_delete), OP(snapshot_load), OP(bitmap_list),
     OP(bitmap_add), OP(bitmap_remove), OP(bitmap_set_enabled), OP(bitmap_query),
     OP(bitmap_set), OP(compress), OP(write_precompressed), OP(image_capabilities),
+    OP(probe_tail),
 #undef OP
 };
 
@@ -634,7 +635,7 @@ int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
     if (!lp->ops.format.measure) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
-                    "Format driver '%s' does not support size measurement", format);
+                    "Block driver '%s' does not support size measurement", format);
         return -1;
     }
     struct diskimg_measure_args full_args;

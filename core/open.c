@@ -157,6 +157,31 @@ struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *fil
     return best;
 }
 
+struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename)
+{
+    int64_t size = diskimg_node_size(file, NULL);
+    if (size <= 0)
+        return NULL;
+    uint8_t buf[DISKIMG_PROBE_TAIL_LEN];
+    size_t len = (size_t)MIN((uint64_t)size, DISKIMG_PROBE_TAIL_LEN);
+    if (diskimg_node_pread(file, buf, len, (uint64_t)size - len, NULL) < 0)
+        return NULL;
+    struct loaded_plugin *best = NULL;
+    int best_score = 0;
+    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
+    for (guint i = 0; i < formats->len; i++) {
+        struct loaded_plugin *lp = formats->pdata[i];
+        if (!lp->ops.format.probe_tail || diskimg_schema_flag(lp->schema, "probe-fallback"))
+            continue;
+        int score = lp->ops.format.probe_tail(buf, len, (uint64_t)size, filename);
+        if (score > best_score) {
+            best = lp;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
 /* Tells the user that probing fell back to `fb`, and says block 0 is
  * restricted only when the plugin restricts it (DISKIMG_CAP_PROBE_GUARD). */
 static void warn_fallback(const char *filename, const struct loaded_plugin *fb)
@@ -195,6 +220,10 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
                     package ? package : "", package ? ")" : "");
         return NULL;
     }
+    /* Formats known only by a trailer come after every header and magic. */
+    best = probe_scan_tail(file, filename);
+    if (best)
+        return best;
     struct loaded_plugin *fb = fallback_format();
     if (!fb) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,

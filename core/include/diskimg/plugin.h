@@ -189,6 +189,8 @@ DISKIMG_API void diskimg_bitmap_list_add(diskimg_bitmap_list *l, const struct di
 
 /* probe() sees at most this many leading bytes of a file. */
 #define DISKIMG_PROBE_MAX_LEN 2048
+/* probe_tail() sees at most this many trailing bytes of a file. */
+#define DISKIMG_PROBE_TAIL_LEN 512
 
 struct diskimg_format_ops {
     uint32_t struct_size;      /* sizeof(struct diskimg_format_ops) */
@@ -277,6 +279,16 @@ struct diskimg_format_ops {
      * a READ_ONLY image cannot be opened read-write, and every writing
      * operation on it is refused.  NULL: the defaults. */
     uint64_t (*image_capabilities)(void *h, uint64_t defaults);
+
+    /* Score 0..100 that a file is an image of this format, judged by its
+     * LAST bytes: `buf` holds the final `len` bytes (len <= 512, fewer only
+     * for smaller files) of a file of `file_size` bytes.  For formats whose
+     * signature is a trailer (a fixed VHD's footer, a dmg's koly block).
+     * Consulted only when no plugin's probe() claims the file's first bytes
+     * and no known magic matches them, so a trailer never overrides a
+     * header.  Pure, like probe().  May be NULL. */
+    int (*probe_tail)(const uint8_t *buf, size_t len, uint64_t file_size,
+                      const char *filename);
 };
 
 /* ======================================================================= io */
