@@ -114,6 +114,9 @@ struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *fil
  * score; NULL when none does (or the tail could not be read: probing then
  * goes on as if no trailer matched). */
 struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename);
+/* The same for the last `len` bytes of a file of `size` bytes, in buf. */
+struct loaded_plugin *probe_scan_tail_buf(const uint8_t *buf, size_t len, uint64_t size,
+                                          const char *filename);
 /* trust.c: a name the user typed, as a path to open ("file:x" -> "x");
  * other protocol prefixes fail as qemu's "Unknown protocol". */
 int trust_user_filename(const char *filename, const char **path, GError **errp);

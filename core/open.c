@@ -166,6 +166,12 @@ struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename)
     size_t len = (size_t)MIN((uint64_t)size, DISKIMG_PROBE_TAIL_LEN);
     if (diskimg_node_pread(file, buf, len, (uint64_t)size - len, NULL) < 0)
         return NULL;
+    return probe_scan_tail_buf(buf, len, (uint64_t)size, filename);
+}
+
+struct loaded_plugin *probe_scan_tail_buf(const uint8_t *buf, size_t len, uint64_t size,
+                                          const char *filename)
+{
     struct loaded_plugin *best = NULL;
     int best_score = 0;
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
@@ -173,7 +179,7 @@ struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename)
         struct loaded_plugin *lp = formats->pdata[i];
         if (!lp->ops.format.probe_tail || diskimg_schema_flag(lp->schema, "probe-fallback"))
             continue;
-        int score = lp->ops.format.probe_tail(buf, len, (uint64_t)size, filename);
+        int score = lp->ops.format.probe_tail(buf, len, size, filename);
         if (score > best_score) {
             best = lp;
             best_score = score;

@@ -159,17 +159,62 @@ static int window_after_write(diskimg_node *file, uint64_t offset, const void *b
     return 0;
 }
 
-int diskimg_probed_write_check(diskimg_node *file, uint64_t offset, const void *buf,
-                               uint64_t len, GError **errp)
+/* What a probe of the file's first bytes would find after the write, or
+ * NULL (also when the write does not reach them). */
+static int head_after_write(diskimg_node *file, uint64_t offset, const void *buf, uint64_t len,
+                            const char **found, GError **errp)
 {
-    if (len == 0 || offset >= DISKIMG_PROBE_BYTES)
+    *found = NULL;
+    if (offset >= DISKIMG_PROBE_BYTES)
         return 0;
     uint8_t win[DISKIMG_PROBE_BYTES];
     size_t win_len;
     if (window_after_write(file, offset, buf, len, win, &win_len, errp) < 0)
         return -1;
     struct loaded_plugin *other = probe_scan(win, win_len, file->filename);
-    const char *found = other ? other->desc->name : registry_magic_match(win, win_len);
+    *found = other ? other->desc->name : registry_magic_match(win, win_len);
+    return 0;
+}
+
+/* What a probe of the file's last bytes (probe_tail, a fixed VHD's footer)
+ * would find after the write, or NULL (also when the write does not reach
+ * them).  A write past the end grows the file: the tail is then its end. */
+static int tail_after_write(diskimg_node *file, uint64_t offset, const void *buf, uint64_t len,
+                            const char **found, GError **errp)
+{
+    *found = NULL;
+    int64_t now = diskimg_node_size(file, errp);
+    if (now < 0)
+        return -1;
+    uint64_t size = MAX((uint64_t)now, offset + len);
+    uint64_t tail_len = MIN(size, (uint64_t)DISKIMG_PROBE_TAIL_LEN), start = size - tail_len;
+    if (offset + len <= start)
+        return 0;
+    uint8_t tail[DISKIMG_PROBE_TAIL_LEN] = { 0 };
+    uint64_t have = (uint64_t)now > start ? MIN((uint64_t)now - start, tail_len) : 0;
+    if (have && diskimg_node_pread(file, tail, have, start, errp) < 0)
+        return -1;
+    /* Overlay [offset, offset+len) on [start, size). */
+    uint64_t from = MAX(offset, start), to = offset + len;
+    if (buf)
+        memcpy(tail + (from - start), (const uint8_t *)buf + (from - offset), to - from);
+    else
+        memset(tail + (from - start), 0, to - from);
+    struct loaded_plugin *other = probe_scan_tail_buf(tail, tail_len, size, file->filename);
+    *found = other ? other->desc->name : NULL;
+    return 0;
+}
+
+int diskimg_probed_write_check(diskimg_node *file, uint64_t offset, const void *buf,
+                               uint64_t len, GError **errp)
+{
+    if (len == 0)
+        return 0;
+    const char *found;
+    if (head_after_write(file, offset, buf, len, &found, errp) < 0)
+        return -1;
+    if (!found && tail_after_write(file, offset, buf, len, &found, errp) < 0)
+        return -1;
     if (!found)
         return 0;
     const struct loaded_plugin *fb = fallback_format();

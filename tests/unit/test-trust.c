@@ -165,6 +165,46 @@ static void test_probed_write_check(void)
     diskimg_close(n);
 }
 
+/* A fixed VHD is known by its footer, the file's last 512 bytes: writes
+ * that would put one there are refused as well, and the same bytes
+ * elsewhere are not (vpc's probe_tail through the build tree's plugin). */
+static void test_probed_tail_check(void)
+{
+    g_autofree char *vhd = test_tmp_path("fixed.vpc");
+    diskimg_options *o = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vpc"),
+                                             "create-options");
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_options_set(o, "subformat", "fixed", &err), ==, 0);
+    struct diskimg_create_params p = { .struct_size = sizeof(p), .format = "vpc",
+                                       .options = o, .size = 1 << 20 };
+    g_assert_cmpint(diskimg_create(vhd, &p, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_options_free(o);
+    gchar *bytes = NULL;
+    gsize size = 0;
+    g_assert_true(g_file_get_contents(vhd, &bytes, &size, NULL));
+    g_assert_cmpuint(size, >, 512);
+    const uint8_t *footer = (const uint8_t *)bytes + size - 512;
+
+    /* A raw file of the same length, opened as probing would open it. */
+    g_autofree char *path = make_raw("tail.raw", size);
+    diskimg_node *n = open_image(path, 0, "raw");
+    diskimg_node *file = diskimg_node_file(n);
+    expect_check(file, size - 512, footer, 512, "vpc");
+    expect_check(file, size - 512, NULL, 512, NULL);
+    expect_check(file, size - 1024, footer, 512, NULL);   /* not the last bytes */
+    expect_check(file, 4096, footer, 512, NULL);          /* nor the first ones */
+    expect_check(file, 0, footer, 512, "vpc");            /* (a dynamic disk's footer copy) */
+    diskimg_close(n);
+
+    /* Growing the file by exactly a footer makes it the new tail. */
+    g_autofree char *shorter = make_raw("short.raw", size - 512);
+    n = open_image(shorter, 0, "raw");
+    expect_check(diskimg_node_file(n), size - 512, footer, 512, "vpc");
+    diskimg_close(n);
+    g_free(bytes);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -173,6 +213,7 @@ int main(int argc, char **argv)
     g_test_add_func("/trust/resolve", test_resolve);
     g_test_add_func("/trust/open-flags", test_open_flags);
     g_test_add_func("/trust/probed-write-check", test_probed_write_check);
+    g_test_add_func("/trust/probed-tail-check", test_probed_tail_check);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

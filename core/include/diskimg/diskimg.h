@@ -361,8 +361,9 @@ DISKIMG_API bool diskimg_node_metadata_only(const diskimg_node *n);
 DISKIMG_API bool diskimg_node_was_probed(const diskimg_node *n);
 /* For probe-fallback formats opened DISKIMG_OPEN_PROBED: checks a write of
  * len bytes of buf (NULL: zeroes) at `offset` of `file` before it is made.
- * When it touches the bytes probing reads and would make probing find
- * another format, fails with DISKIMG_ERROR_PERMISSION ("Operation not
+ * When it touches the bytes probing reads (the first 2048, and the last
+ * 512 that trailer probes read: a fixed VHD's footer) and would make
+ * probing find another format, fails with DISKIMG_ERROR_PERMISSION ("Operation not
  * permitted", as qemu's raw driver); otherwise returns 0. */
 DISKIMG_API int diskimg_probed_write_check(diskimg_node *file, uint64_t offset,
                                            const void *buf, uint64_t len, GError **errp);

@@ -171,12 +171,21 @@ static uint64_t inside_file(uint64_t fo, uint64_t len, uint64_t fsize)
 typedef int (*raw_file_op)(struct raw_state *s, const void *buf, uint64_t fo, uint64_t len,
                            unsigned flags, GError **errp);
 
+/* Formats known by a trailer (a fixed VHD's footer) are probed from the
+ * file's last bytes, so writes reaching them are checked as well.  A size
+ * that cannot be read counts as "near": the check then decides. */
+static bool near_file_end(struct raw_state *s, uint64_t fo, uint64_t len)
+{
+    int64_t size = diskimg_node_size(s->file, NULL);
+    return size < 0 || fo + len + DISKIMG_PROBE_TAIL_LEN > (uint64_t)size;
+}
+
 static int guarded(struct raw_state *s, raw_file_op op, const void *buf, uint64_t fo,
                    uint64_t len, unsigned flags, GError **errp)
 {
     int ret;
 
-    if (!s->probed || fo >= DISKIMG_PROBE_MAX_LEN)
+    if (!s->probed || (fo >= DISKIMG_PROBE_MAX_LEN && !near_file_end(s, fo, len)))
         return op(s, buf, fo, len, flags, errp);
     g_mutex_lock(&s->block0_lock);
     ret = diskimg_probed_write_check(s->file, fo, buf, len, errp);
