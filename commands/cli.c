@@ -117,6 +117,19 @@ int cli_usage_error(const char *fmt, ...)
 
 /* ------------------------------------------------------------------ values */
 
+/* qemu-img's rule for each -o list, which it joins with ',': one that is
+ * empty, starts with ',' or ends in an odd number of ',' would change the
+ * meaning of the lists around it (",," is a literal comma). */
+static bool is_valid_option_list(const char *list)
+{
+    size_t len = strlen(list), commas = 0;
+    if (!len || list[0] == ',')
+        return false;
+    while (commas < len && list[len - 1 - commas] == ',')
+        commas++;
+    return commas % 2 == 0;
+}
+
 static void add_value(struct cli *c, JsonObject *opt, const char *value)
 {
     const char *key = option_key(opt);
@@ -341,6 +354,12 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
             break;
         }
         JsonObject *opt = spec_for_val(&t, val);
+        const char *repeat = opt ? str_member(opt, "repeat") : NULL;
+        if (repeat && g_str_equal(repeat, "join") && optarg && !is_valid_option_list(optarg)) {
+            cli_error("Invalid option list: %s", optarg);
+            ret = 1;
+            break;
+        }
         if (opt)
             add_value(c, opt, str_member(opt, "arg") ? optarg : NULL);
     }
@@ -684,7 +703,8 @@ static bool set_has_key(const diskimg_schema *s, const char *set, const char *ke
 }
 
 diskimg_options *cli_create_options(const char *format, const char *text,
-                                    diskimg_options **file_options, GError **errp)
+                                    diskimg_options **file_options, GError **deferred,
+                                    GError **errp)
 {
     if (diskimg_format_require(format, errp) < 0)
         return NULL;
@@ -702,7 +722,16 @@ diskimg_options *cli_create_options(const char *format, const char *text,
         bool to_file = file_options && *file_options &&
                        !set_has_key(fs, "create-options", key) &&
                        set_has_key(io, "create-options", key);
-        if (diskimg_options_set(to_file ? *file_options : o, key, value, errp) < 0) {
+        GError *err = NULL;
+        if (diskimg_options_set(to_file ? *file_options : o, key, value, &err) < 0) {
+            if (deferred && g_error_matches(err, DISKIMG_ERROR, DISKIMG_ERROR_VALUE_REFUSED)) {
+                if (*deferred)
+                    g_error_free(err);
+                else
+                    *deferred = err;
+                continue;
+            }
+            g_propagate_error(errp, err);
             diskimg_options_free(o);
             if (file_options) {
                 diskimg_options_free(*file_options);
@@ -737,9 +766,16 @@ void cli_print_options_help(const char *format, const char *set, bool with_file)
     g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
     for (const char *text = help; text; text = text == help ? file_help : NULL) {
         g_auto(GStrv) split = g_strsplit(text, "\n", -1);
-        for (char **l = split; *l; l++)
-            if (g_str_has_prefix(*l, "  "))
-                g_ptr_array_add(lines, g_strdup(*l));
+        for (char **l = split; *l; l++) {
+            if (!g_str_has_prefix(*l, "  "))
+                continue;
+            /* An option both levels have (raw's preallocation) is the
+             * format's: listed once, as qemu-img merges them. */
+            g_autofree char *key = g_strndup(*l + 2, strcspn(*l + 2, "="));
+            if (text == file_help && set_has_key(s, set, key))
+                continue;
+            g_ptr_array_add(lines, g_strdup(*l));
+        }
     }
     g_ptr_array_sort(lines, compare_strings);
     printf("Supported options:\n");

@@ -100,9 +100,13 @@ int cli_print_typed(const char *type, JsonObject *obj);
 /* Validated create-options of a format from -o text (NULL = none).  With
  * `file_options` non-NULL, options the format lacks but the I/O backend
  * creates files with (nocow, extent_size_hint) go there, as qemu-img passes
- * them to its protocol layer. */
+ * them to its protocol layer.  With `deferred` non-NULL, values the schema
+ * refuses (DISKIMG_ERROR_VALUE_REFUSED: qemu's drivers find those, after
+ * its option parser) do not stop parsing: the first such error is left in
+ * *deferred and the options are returned without that value. */
 diskimg_options *cli_create_options(const char *format, const char *text,
-                                    diskimg_options **file_options, GError **errp);
+                                    diskimg_options **file_options, GError **deferred,
+                                    GError **errp);
 /* Handles "-o help": prints the help of FORMAT's option set; with
  * `with_file` (a file name was given) the I/O backend's create options are
  * merged in, as qemu-img does. */

@@ -25,6 +25,7 @@ struct convert_job {
     bool created;
     diskimg_options *target_open;  /* key secrets of the create options */
     char *backing_file;            /* of the new target (-B or -o backing_file) */
+    GError *refused;               /* a -o value the format refuses (reported at creation) */
 };
 
 static int parse_numbers(struct cli *c, struct convert_job *j)
@@ -144,12 +145,9 @@ static diskimg_options *target_options(struct cli *c, struct convert_job *j,
                                        diskimg_options **file_opts, GError **errp)
 {
     g_autofree char *text = cli_joined(c, "options");
-    diskimg_options *o = cli_create_options(j->out_format, text, file_opts, errp);
-    if (!o) {
-        if (g_error_matches(*errp, DISKIMG_ERROR, DISKIMG_ERROR_VALUE_REFUSED))
-            prefix_create_error(*errp, j);
+    diskimg_options *o = cli_create_options(j->out_format, text, file_opts, &j->refused, errp);
+    if (!o)
         return NULL;
-    }
     const char *backing = cli_get(c, "backing");
     const char *backing_fmt = cli_get(c, "backing-format");
     if (backing) {
@@ -215,7 +213,10 @@ static int create_target(struct cli *c, struct convert_job *j, GError **errp)
     else if (cli_flag(c, "bitmaps") && !diskimg_format_has_op(j->out_format, "bitmap_add"))
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "Format driver '%s' does not support bitmaps", j->out_format);
-    else
+    else if (j->refused) {
+        g_propagate_error(errp, g_steal_pointer(&j->refused));
+        prefix_create_error(*errp, j);
+    } else
         refused = false;
     if (refused) {
         diskimg_options_free(o);
@@ -375,6 +376,7 @@ out:
     g_free(j.sources);
     diskimg_options_free(j.target_open);
     g_free(j.backing_file);
+    g_clear_error(&j.refused);
     if (ret) {
         cli_gerror(err);
         /* A half-written image we made ourselves is worse than none. */

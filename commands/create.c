@@ -104,9 +104,15 @@ int cmd_create(struct cli *c)
         return 1;
     diskimg_options *file_opts = NULL;
     g_autofree char *size_text = NULL;
-    diskimg_options *o = cli_create_options(format, text, &file_opts, &err);
+    GError *refused = NULL;   /* reported after the Formatting line, as qemu-img */
+    diskimg_options *o = cli_create_options(format, text, &file_opts, &refused, &err);
     if (!o || add_backing_options(format, o, backing, backing_fmt, &err) < 0)
         goto fail;
+    if (have_size && diskimg_options_has(o, "size")) {
+        g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "The image size must be specified only once");
+        goto fail;
+    }
     /* -o backing_file=... counts as -b, as in qemu-img. */
     if (!backing && diskimg_options_has(o, "backing_file"))
         backing = diskimg_options_get_str(o, "backing_file");
@@ -134,6 +140,10 @@ int cmd_create(struct cli *c)
         goto fail;
     if (!c->quiet)
         print_formatting(filename, format, o, file_opts);
+    if (refused) {
+        g_propagate_error(&err, g_steal_pointer(&refused));
+        goto fail;
+    }
     struct diskimg_create_params p = {
         .struct_size = sizeof(p),
         .format = format,
@@ -148,6 +158,7 @@ int cmd_create(struct cli *c)
     diskimg_options_free(file_opts);
     return 0;
 fail:
+    g_clear_error(&refused);
     diskimg_options_free(o);
     diskimg_options_free(file_opts);
     print_create_error(filename, err);

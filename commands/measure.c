@@ -50,7 +50,7 @@ int cmd_measure(struct cli *c)
     struct diskimg_measure_args args = { .struct_size = sizeof(args) };
     if (size_text && cli_parse_size(size_text, &args.size, NULL))
         return 1;
-    diskimg_options *o = cli_create_options(format, text, NULL, &err);
+    diskimg_options *o = cli_create_options(format, text, NULL, NULL, &err);
     diskimg_node *src = NULL;
     int ret = 1;
     if (!o)

@@ -164,13 +164,19 @@ static int write_sparse(struct pipeline *pl, const uint8_t *buf, uint64_t toff, 
     if (block == 0)
         return write_data(pl, buf, toff, len, errp);
     uint64_t pos = 0;
+    /* A piece shorter than a block counts as a hole only at the item's
+     * edges (where what lies beyond is another item, or the image's end),
+     * as qemu-img's zero scan does; inside an item a short zero run is
+     * data, so that holes stay whole blocks. */
+#define ZERO_PIECE(at, n) (((n) == block || (at) == 0 || (at) + (n) == len) && \
+                           diskimg_is_zero(buf + (at), (n)))
     while (pos < len) {
         uint64_t n = MIN(block - (toff + pos) % block, len - pos);
-        bool zero = n == block && diskimg_is_zero(buf + pos, n);
+        bool zero = ZERO_PIECE(pos, n);
         uint64_t run = n;
         while (pos + run < len) {
             uint64_t m = MIN(block, len - pos - run);
-            if ((m == block && diskimg_is_zero(buf + pos + run, m)) != zero)
+            if (ZERO_PIECE(pos + run, m) != zero)
                 break;
             run += m;
         }
@@ -180,6 +186,7 @@ static int write_sparse(struct pipeline *pl, const uint8_t *buf, uint64_t toff, 
             return -1;
         pos += run;
     }
+#undef ZERO_PIECE
     return 0;
 }
 

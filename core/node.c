@@ -586,12 +586,11 @@ int diskimg_node_amend(diskimg_node *n, const diskimg_options *o, bool force, GE
 int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *format,
                              GError **errp)
 {
-    if (format_only(n, (void *)FMT(n)->set_backing,
-                    "Operation not supported: the format has no backing file", errp) < 0)
+    /* qemu's bdrv_change_backing_file() answers -ENOTSUP in both cases */
+    if (format_only(n, (void *)FMT(n)->set_backing, "Operation not supported", errp) < 0)
         return -1;
     if (!(n->caps & DISKIMG_CAP_BACKING) && filename && *filename)
-        return not_supported(errp, "Operation not supported: the image cannot have a "
-                             "backing file");
+        return not_supported(errp, "Operation not supported");
     if (node_check_writable(n, errp) < 0)
         return -1;
     return LOCKED_CALL(n, FMT(n)->set_backing(n->handle, filename, format, errp));

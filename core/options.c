@@ -286,6 +286,10 @@ struct diskimg_options {
     const diskimg_schema *schema;
     const struct member_set *set;   /* NULL when the schema lacks the set */
     GHashTable *values;             /* leaf path -> struct set_value* */
+    /* leaf path -> text of the last value refused with VALUE_REFUSED: not
+     * set, but shown by the Formatting line as qemu-img shows it (its
+     * drivers refuse such values only after that line is printed). */
+    GHashTable *refused;
 };
 
 static void set_value_free(struct set_value *sv)
@@ -304,6 +308,7 @@ diskimg_options *diskimg_options_new(const diskimg_schema *s, const char *set)
     o->set = schema_find_option_set(s, set);
     o->values = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                                       (GDestroyNotify)set_value_free);
+    o->refused = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
     return o;
 }
 
@@ -312,6 +317,7 @@ void diskimg_options_free(diskimg_options *o)
     if (!o)
         return;
     g_hash_table_destroy(o->values);
+    g_hash_table_destroy(o->refused);
     g_free(o);
 }
 
@@ -433,6 +439,7 @@ int diskimg_options_set(diskimg_options *o, const char *key, const char *value, 
     const struct schema_member *checked = m->type == MT_LIST ? m->element : m;
     const char *refusal = checked->refused ? g_hash_table_lookup(checked->refused, value) : NULL;
     if (refusal) {
+        g_hash_table_insert(o->refused, m->path, g_strdup(value));
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_VALUE_REFUSED, "%s", refusal);
         return -1;
     }
@@ -440,12 +447,15 @@ int diskimg_options_set(diskimg_options *o, const char *key, const char *value, 
     g_autofree char *why = NULL;
     if (!member_parse_value(checked, value, &parsed, &why)) {
         g_autofree char *qemu_text = refusal_message(checked, value);
+        bool type_error = is_type_error(checked, value);
+        if (!type_error && m->type != MT_LIST)
+            g_hash_table_insert(o->refused, m->path, g_strdup(value));
         g_set_error(errp, DISKIMG_ERROR,
-                    is_type_error(checked, value) ? DISKIMG_ERROR_INVALID
-                                                  : DISKIMG_ERROR_VALUE_REFUSED,
+                    type_error ? DISKIMG_ERROR_INVALID : DISKIMG_ERROR_VALUE_REFUSED,
                     "%s", qemu_text ? qemu_text : why);
         return -1;
     }
+    g_hash_table_remove(o->refused, m->path);
     struct set_value *sv = value_slot(o, m);
     if (m->type == MT_LIST) {
         if (!sv->items)
@@ -669,6 +679,18 @@ static void append_formatted(GString *out, const struct schema_member *m,
     }
 }
 
+/* A refused value is of the member's type: numbers print in decimal as
+ * QemuOpts parsed them, the rest as typed. */
+static void append_refused(GString *out, const struct schema_member *m, const char *text)
+{
+    struct option_value v = { .text = (char *)text };
+    if (m->type == MT_SIZE)
+        (void)diskimg_parse_size(text, &v.v.u, NULL);
+    else if (m->type == MT_INT)
+        (void)parse_int_text(text, &v.v.i);
+    append_formatted(out, m, &v);
+}
+
 char *diskimg_options_format_line(const diskimg_options *o)
 {
     GString *out = g_string_new(NULL);
@@ -685,6 +707,8 @@ char *diskimg_options_format_line(const diskimg_options *o)
             }
         } else if (sv) {
             append_formatted(out, m, &sv->scalar);
+        } else if (g_hash_table_contains(o->refused, m->path)) {
+            append_refused(out, m, g_hash_table_lookup(o->refused, m->path));
         } else if (m->has_default && !m->hide_default) {
             /* qemu's defaults are written on/off */
             struct option_value def = m->def;

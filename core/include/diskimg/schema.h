@@ -64,7 +64,10 @@ DISKIMG_API char **diskimg_schema_set_keys(const diskimg_schema *s, const char *
 /* An empty option set bound to schema set `set`. */
 DISKIMG_API diskimg_options *diskimg_options_new(const diskimg_schema *s, const char *set);
 DISKIMG_API void diskimg_options_free(diskimg_options *o);
-/* Sets one option from its textual value, validating it.  Errors read
+/* Sets one option from its textual value, validating it.  A value of the
+ * right type that the schema refuses (DISKIMG_ERROR_VALUE_REFUSED) is not
+ * set, but diskimg_options_format_line() shows it, as qemu-img prints its
+ * Formatting line before its driver refuses the value.  Errors read
  * "NAME: cluster_size must be a power of two between 512 and 2M, not 3000"
  * or "NAME: unknown option 'clustersize' (did you mean 'cluster_size'?)"
  * where NAME is the schema's plugin name. */

@@ -32,7 +32,7 @@ static void assert_keys(diskimg_schema *schema, const char *set, const char *con
 static void test_schema(void)
 {
     static const char *const open_keys[] = { "aio", "locking", NULL };
-    static const char *const create_keys[] = { "nocow", "extent_size_hint", NULL };
+    static const char *const create_keys[] = { "nocow", "extent_size_hint", "preallocation", NULL };
     diskimg_schema *schema = io_schema();
 
     assert_keys(schema, "open-options", open_keys);
