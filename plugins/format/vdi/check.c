@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check.c — qemu 7.2's VDI check (block map entries beyond the image,
+ * blocks used twice, allocation count), with repair, which qemu lacks:
+ *
+ *   - entries beyond the image and second users of a block lose their
+ *     mapping (they read as zeroes; their content was not recoverable);
+ *   - blocks above the new allocation count move down into unused slots,
+ *     so that the data area is dense again and qemu's rule "the next
+ *     block is number blocks_allocated" holds;
+ *   - blocks_allocated is set to the number of blocks in use.
+ */
+#include <string.h>
+
+#include "vdi.h"
+
+struct check_run {
+    struct vdi_state *s;
+    struct diskimg_check_result *res;
+    bool fix;
+    bool changed;
+};
+
+static const char *verdict(const struct check_run *c)
+{
+    return c->fix ? "Repairing" : "ERROR";
+}
+
+static void found_out_of_range(struct check_run *c, uint32_t block, uint32_t v)
+{
+    diskimg_report("%s: block index %" PRIu32 " too large, is %" PRIu32, verdict(c), block, v);
+    c->res->corruptions++;
+    if (c->fix) {
+        blockmap_set(&c->s->map, block, VDI_UNALLOCATED);
+        c->res->corruptions_fixed++;
+        c->changed = true;
+    }
+}
+
+static void found_shared(void *opaque, uint32_t first, uint32_t later)
+{
+    struct check_run *c = opaque;
+    uint32_t v = c->s->map.entry[later];
+
+    diskimg_report("%s: block index %" PRIu32 " also used by %" PRIu32, verdict(c), v, first);
+    c->res->corruptions++;
+    if (c->fix) {
+        blockmap_set(&c->s->map, later, VDI_UNALLOCATED);
+        c->res->corruptions_fixed++;
+        c->changed = true;
+    }
+}
+
+/* Mapped entries, counting those beyond the image as qemu does not. */
+static uint32_t count_in_range(const struct vdi_state *s)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < s->map.count; i++)
+        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] < s->h.blocks_in_image)
+            n++;
+    return n;
+}
+
+/* Moves every block numbered `used` or above into a free slot below it. */
+static int compact(struct vdi_state *s, uint32_t used, GError **errp)
+{
+    g_autofree uint8_t *taken = g_malloc0(used / 8 + 1);
+    g_autofree uint8_t *buf = g_malloc(s->h.block_size);
+    uint32_t slot = 0;
+
+    for (uint32_t i = 0; i < s->map.count; i++)
+        if (s->map.entry[i] < used)
+            taken[s->map.entry[i] / 8] |= (uint8_t)(1u << (s->map.entry[i] % 8));
+    for (uint32_t i = 0; i < s->map.count; i++) {
+        uint32_t v = s->map.entry[i];
+        if (v >= VDI_DISCARDED || v < used)
+            continue;
+        while (taken[slot / 8] & (1u << (slot % 8)))
+            slot++;
+        uint64_t from = s->h.offset_data + (uint64_t)v * s->h.block_size;
+        uint64_t to = s->h.offset_data + (uint64_t)slot * s->h.block_size;
+        if (diskimg_node_pread(s->file, buf, s->h.block_size, from, errp) < 0 ||
+            diskimg_node_pwrite(s->file, buf, s->h.block_size, to, 0, errp) < 0)
+            return -1;
+        blockmap_set(&s->map, i, slot);
+        taken[slot / 8] |= (uint8_t)(1u << (slot % 8));
+    }
+    return 0;
+}
+
+static int repair_allocation_count(struct check_run *c, uint32_t used, GError **errp)
+{
+    struct vdi_state *s = c->s;
+
+    if (compact(s, used, errp) < 0)
+        return -1;
+    s->h.blocks_allocated = used;
+    s->header_dirty = true;
+    c->changed = true;
+    if (s->tail)
+        diskimg_tail_forget(s->tail);
+    return 0;
+}
+
+int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp)
+{
+    struct vdi_state *s = h;
+    struct check_run c = { .s = s, .res = res, .fix = (fix & DISKIMG_CHECK_FIX_ERRORS) != 0 };
+
+    for (uint32_t i = 0; i < s->map.count; i++) {
+        uint32_t v = s->map.entry[i];
+        if (v < VDI_DISCARDED && v >= s->h.blocks_in_image)
+            found_out_of_range(&c, i, v);
+    }
+    /* Entries beyond the image were reported above; only the others can
+     * share a block in a way that matters. */
+    struct blockmap in_range = s->map;
+    g_autofree uint32_t *copy = g_memdup2(s->map.entry, (gsize)s->map.count * 4 + 4);
+    for (uint32_t i = 0; i < s->map.count; i++)
+        if (copy[i] < VDI_DISCARDED && copy[i] >= s->h.blocks_in_image)
+            copy[i] = VDI_UNALLOCATED;
+    in_range.entry = copy;
+    blockmap_find_overlaps(&in_range, found_shared, &c);
+
+    uint32_t used = count_in_range(s);
+    uint32_t counted = used;
+    if (!c.fix) {
+        /* qemu counts every in-range entry, also a block's second user. */
+        counted = 0;
+        for (uint32_t i = 0; i < s->map.count; i++)
+            if (copy[i] < VDI_DISCARDED)
+                counted++;
+    }
+    bool dense = true;
+    for (uint32_t i = 0; i < s->map.count && dense; i++)
+        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] >= used)
+            dense = false;
+    if (counted != s->h.blocks_allocated || !dense) {
+        diskimg_report("%s: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,
+                       verdict(&c), counted, s->h.blocks_allocated);
+        res->corruptions++;
+        if (c.fix) {
+            if (repair_allocation_count(&c, used, errp) < 0)
+                return -1;
+            res->corruptions_fixed++;
+        }
+    }
+    if (c.changed && vdi_flush(s, errp) < 0)
+        return -1;
+    return 0;
+}
