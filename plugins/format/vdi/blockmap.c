@@ -96,9 +96,20 @@ void blockmap_set(struct blockmap *m, uint32_t index, uint32_t value)
     m->dirty[chunk / 8] |= (uint8_t)(1u << (chunk % 8));
 }
 
+static uint32_t chunk_count(const struct blockmap *m)
+{
+    return (uint32_t)(((uint64_t)m->count + BLOCKMAP_CHUNK - 1) / BLOCKMAP_CHUNK);
+}
+
 void blockmap_mark_all_dirty(struct blockmap *m)
 {
-    memset(m->dirty, 0xff, dirty_bytes(m->count));
+    uint32_t chunks = chunk_count(m);
+
+    /* Only bits of real chunks: write-back clears no others. */
+    memset(m->dirty, 0, dirty_bytes(m->count));
+    memset(m->dirty, 0xff, chunks / 8);
+    for (uint32_t c = chunks / 8 * 8; c < chunks; c++)
+        m->dirty[c / 8] |= (uint8_t)(1u << (c % 8));
 }
 
 uint64_t blockmap_run(const struct blockmap *m, uint64_t offset, uint64_t len,
@@ -164,7 +175,7 @@ static int write_chunks(struct blockmap *m, diskimg_node *file, uint32_t first, 
 
 int blockmap_write_back(struct blockmap *m, diskimg_node *file, GError **errp)
 {
-    uint32_t chunks = (uint32_t)(((uint64_t)m->count + BLOCKMAP_CHUNK - 1) / BLOCKMAP_CHUNK);
+    uint32_t chunks = chunk_count(m);
     uint32_t c = 0;
 
     /* Neighbouring dirty chunks go out as one write. */
