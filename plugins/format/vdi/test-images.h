@@ -23,7 +23,7 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static void ti_create(const char *format, const char *path, uint64_t size, const char *opts)
+static inline void ti_create(const char *format, const char *path, uint64_t size, const char *opts)
 {
     const diskimg_schema *schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
     diskimg_options *o = diskimg_options_new(schema, "create-options");
@@ -63,7 +63,7 @@ static diskimg_node *ti_open(const char *format, const char *path, unsigned flag
 
 /* The open must fail with `code` and a one-line message holding the file
  * name and every string of `needles` (NULL-terminated). */
-static void ti_open_fails(const char *format, const char *path, unsigned flags, int code,
+static inline void ti_open_fails(const char *format, const char *path, unsigned flags, int code,
                           const char *const *needles)
 {
     GError *err = NULL;
@@ -82,7 +82,7 @@ static void ti_open_fails(const char *format, const char *path, unsigned flags, 
     g_error_free(err);
 }
 
-static void ti_write(diskimg_node *n, const void *buf, uint64_t len, uint64_t off)
+static inline void ti_write(diskimg_node *n, const void *buf, uint64_t len, uint64_t off)
 {
     GError *err = NULL;
 
@@ -90,7 +90,7 @@ static void ti_write(diskimg_node *n, const void *buf, uint64_t len, uint64_t of
     g_assert_no_error(err);
 }
 
-static void ti_zero(diskimg_node *n, uint64_t off, uint64_t len)
+static inline void ti_zero(diskimg_node *n, uint64_t off, uint64_t len)
 {
     GError *err = NULL;
 
@@ -99,7 +99,7 @@ static void ti_zero(diskimg_node *n, uint64_t off, uint64_t len)
 }
 
 /* The whole image equals `model`. */
-static void ti_assert_reads(diskimg_node *n, const uint8_t *model, uint64_t size)
+static inline void ti_assert_reads(diskimg_node *n, const uint8_t *model, uint64_t size)
 {
     GError *err = NULL;
     uint8_t *got = g_malloc(size);
@@ -111,13 +111,13 @@ static void ti_assert_reads(diskimg_node *n, const uint8_t *model, uint64_t size
     g_free(got);
 }
 
-static void ti_fill(uint8_t *buf, size_t len, unsigned seed)
+static inline void ti_fill(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)((i * 7 + seed * 31) % 251 + 1);
 }
 
-static uint64_t ti_file_size(const char *path)
+static inline uint64_t ti_file_size(const char *path)
 {
     struct stat st;
 
@@ -125,7 +125,7 @@ static uint64_t ti_file_size(const char *path)
     return (uint64_t)st.st_size;
 }
 
-static void ti_write_file(const char *path, const void *data, size_t len)
+static inline void ti_write_file(const char *path, const void *data, size_t len)
 {
     GError *err = NULL;
 
@@ -144,7 +144,7 @@ static uint8_t *ti_read_file(const char *path, size_t *len)
 }
 
 /* Patches `len` bytes at `off` of a file. */
-static void ti_patch(const char *path, uint64_t off, const void *bytes, size_t len)
+static inline void ti_patch(const char *path, uint64_t off, const void *bytes, size_t len)
 {
     size_t n;
     uint8_t *data = ti_read_file(path, &n);
@@ -155,7 +155,7 @@ static void ti_patch(const char *path, uint64_t off, const void *bytes, size_t l
     g_free(data);
 }
 
-static void ti_patch_le32(const char *path, uint64_t off, uint32_t v)
+static inline void ti_patch_le32(const char *path, uint64_t off, uint32_t v)
 {
     uint8_t b[4];
 
@@ -165,7 +165,7 @@ static void ti_patch_le32(const char *path, uint64_t off, uint32_t v)
 
 /* True when qemu-img and qemu-io are installed (the interop tests skip
  * otherwise). */
-static bool ti_have_qemu(void)
+static inline bool ti_have_qemu(void)
 {
     g_autofree char *img = g_find_program_in_path("qemu-img");
     g_autofree char *io = g_find_program_in_path("qemu-io");
@@ -176,7 +176,7 @@ static bool ti_have_qemu(void)
 }
 
 /* Runs argv; returns its exit status, stdout in *out (g_free) if wanted. */
-static int ti_run(const char *const *argv, char **out)
+static inline int ti_run(const char *const *argv, char **out)
 {
     int status;
     g_autofree char *err = NULL;
@@ -193,7 +193,7 @@ static int ti_run(const char *const *argv, char **out)
 }
 
 /* qemu-img reads the image as the model says, and its check is clean. */
-static void ti_qemu_agrees(const char *format, const char *path, const uint8_t *model,
+static inline void ti_qemu_agrees(const char *format, const char *path, const uint8_t *model,
                            uint64_t size)
 {
     g_autofree char *raw = g_strdup_printf("%s.model", path);
