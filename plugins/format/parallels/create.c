@@ -32,6 +32,8 @@ int prl_create(const struct diskimg_format_create_args *args, GError **errp)
     uint64_t data_bytes = (uint64_t)diskimg_le32(header + PRL_OFF_DATA_OFF) * PRL_SECTOR;
     if (diskimg_node_pwrite(args->file, header, sizeof(header), 0, 0, errp) < 0)
         return -1;
-    /* The rest of the BAT area: the fresh file reads as zeroes. */
-    return diskimg_node_truncate(args->file, data_bytes, DISKIMG_PREALLOC_OFF, 0, errp);
+    /* The rest of the BAT area, written as zeroes like qemu does (so the
+     * space is allocated, as qemu-img's "disk size" shows). */
+    return diskimg_node_write_zeroes(args->file, sizeof(header), data_bytes - sizeof(header), 0,
+                                     errp);
 }
