@@ -103,6 +103,52 @@ static int repair_allocation_count(struct check_run *c, uint32_t used, GError **
     return 0;
 }
 
+/* qemu's count check (every in-range entry, a block's second user too),
+ * and ours: an entry at or above the count is where the next allocation
+ * would go. */
+static void report_count(struct check_run *c, const uint32_t *in_range)
+{
+    struct vdi_state *s = c->s;
+    uint32_t counted = 0;
+
+    for (uint32_t i = 0; i < s->map.count; i++) {
+        if (in_range[i] >= VDI_DISCARDED)
+            continue;
+        counted++;
+        if (in_range[i] >= s->h.blocks_allocated) {
+            diskimg_report("ERROR: block index %" PRIu32 " is %" PRIu32 ", not below "
+                           "blocks_allocated %" PRIu32, i, in_range[i], s->h.blocks_allocated);
+            c->res->corruptions++;
+        }
+    }
+    if (counted != s->h.blocks_allocated) {
+        diskimg_report("ERROR: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,
+                       counted, s->h.blocks_allocated);
+        c->res->corruptions++;
+    }
+}
+
+/* After the entries were fixed: a dense data area and its true count. */
+static int repair_count(struct check_run *c, GError **errp)
+{
+    struct vdi_state *s = c->s;
+    uint32_t used = count_in_range(s);
+    bool dense = true;
+
+    for (uint32_t i = 0; i < s->map.count && dense; i++)
+        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] >= used)
+            dense = false;
+    if (dense && used == s->h.blocks_allocated)
+        return 0;
+    diskimg_report("Repairing: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,
+                   used, s->h.blocks_allocated);
+    c->res->corruptions++;
+    if (repair_allocation_count(c, used, errp) < 0)
+        return -1;
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
 int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp)
 {
     struct vdi_state *s = h;
@@ -123,28 +169,10 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     in_range.entry = copy;
     blockmap_find_overlaps(&in_range, found_shared, &c);
 
-    uint32_t used = count_in_range(s);
-    uint32_t counted = used;
     if (!c.fix) {
-        /* qemu counts every in-range entry, also a block's second user. */
-        counted = 0;
-        for (uint32_t i = 0; i < s->map.count; i++)
-            if (copy[i] < VDI_DISCARDED)
-                counted++;
-    }
-    bool dense = true;
-    for (uint32_t i = 0; i < s->map.count && dense; i++)
-        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] >= used)
-            dense = false;
-    if (counted != s->h.blocks_allocated || !dense) {
-        diskimg_report("%s: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,
-                       verdict(&c), counted, s->h.blocks_allocated);
-        res->corruptions++;
-        if (c.fix) {
-            if (repair_allocation_count(&c, used, errp) < 0)
-                return -1;
-            res->corruptions_fixed++;
-        }
+        report_count(&c, copy);
+    } else if (repair_count(&c, errp) < 0) {
+        return -1;
     }
     if (c.changed && vdi_flush(s, errp) < 0)
         return -1;

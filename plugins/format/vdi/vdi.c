@@ -21,8 +21,10 @@ extern const char vdi_schema_yaml[];
 static int vdi_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
-    /* qemu wants a whole header before it looks at the signature. */
-    if (len < VDI_HEADER_LEN)
+    /* qemu wants a whole header before it looks at the signature; the
+     * signature is enough here, so that a truncated image fails to open
+     * with the field it lacks instead of passing for raw. */
+    if (len < VDI_OFF_SIGNATURE + 4)
         return 0;
     return diskimg_le32(buf + VDI_OFF_SIGNATURE) == VDI_SIGNATURE ? 100 : 0;
 }
