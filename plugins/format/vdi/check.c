@@ -162,7 +162,8 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     /* Entries beyond the image were reported above; only the others can
      * share a block in a way that matters. */
     struct blockmap in_range = s->map;
-    g_autofree uint32_t *copy = g_memdup2(s->map.entry, (gsize)s->map.count * 4 + 4);
+    g_autofree uint32_t *copy = g_new(uint32_t, (gsize)s->map.count + 1);
+    memcpy(copy, s->map.entry, (size_t)s->map.count * 4);
     for (uint32_t i = 0; i < s->map.count; i++)
         if (copy[i] < VDI_DISCARDED && copy[i] >= s->h.blocks_in_image)
             copy[i] = VDI_UNALLOCATED;
