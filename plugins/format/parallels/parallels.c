@@ -26,11 +26,10 @@ extern const char parallels_schema_yaml[];
 static int prl_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
+    /* qemu also wants version 2; a file with our magic and another
+     * version is still ours here, so that open says what is wrong with it
+     * instead of the file passing for raw. */
     if (len < 16 || (memcmp(buf, PRL_MAGIC_OLD, 16) && memcmp(buf, PRL_MAGIC_EXT, 16)))
-        return 0;
-    /* A header too short for its version still is ours: open then names
-     * the field it lacks. */
-    if (len >= PRL_OFF_VERSION + 4 && diskimg_le32(buf + PRL_OFF_VERSION) != PRL_VERSION)
         return 0;
     return 100;
 }
