@@ -125,8 +125,12 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
 {
     struct prl_state *s = h;
     struct check_run c = { .s = s, .res = res, .fix = fix };
-    int64_t size = diskimg_node_size(s->file, errp);
+    int64_t size;
 
+    if (!s->map.entry)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "%s: opened for metadata only; cannot check", s->filename);
+    size = diskimg_node_size(s->file, errp);
     if (size < 0) {
         res->check_errors++;
         return -1;

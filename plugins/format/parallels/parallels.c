@@ -110,13 +110,17 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
         goto fail;
     s->cluster_size = (uint64_t)s->h.tracks * PRL_SECTOR;
     s->unclean = s->h.inuse == PRL_INUSE_MAGIC;
-    prl_map_layout(&s->h, &layout);
-    if (blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN, s->h.bat_entries,
-                      "parallels BAT", errp) < 0)
-        goto fail;
-    if (!(args->flags & DISKIMG_OPEN_CHECK) &&
-        prl_map_validate(s, (uint64_t)file_size, errp) < 0)
-        goto fail;
+    /* Metadata-only opens (info) need no BAT: the core refuses them every
+     * data request. */
+    if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
+        prl_map_layout(&s->h, &layout);
+        if (blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN, s->h.bat_entries,
+                          "parallels BAT", errp) < 0)
+            goto fail;
+        if (!(args->flags & DISKIMG_OPEN_CHECK) &&
+            prl_map_validate(s, (uint64_t)file_size, errp) < 0)
+            goto fail;
+    }
     s->data_end = data_end_of(s);
     if (args->flags & DISKIMG_OPEN_RDWR) {
         if (open_for_writing(s, args->flags, errp) < 0)

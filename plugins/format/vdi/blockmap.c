@@ -137,6 +137,8 @@ uint64_t blockmap_run(const struct blockmap *m, uint64_t offset, uint64_t len,
 
 bool blockmap_is_dirty(const struct blockmap *m)
 {
+    if (!m->dirty)
+        return false;   /* never loaded */
     size_t n = dirty_bytes(m->count);
 
     for (size_t i = 0; i < n; i++)

@@ -76,7 +76,8 @@ void blockmap_set(struct blockmap *m, uint32_t index, uint32_t value);
 uint64_t blockmap_run(const struct blockmap *m, uint64_t offset, uint64_t len,
                       enum blockmap_kind *kind, uint64_t *host);
 
-/* True when some chunk changed since the last write-back. */
+/* True when some chunk changed since the last write-back (false for a
+ * map never loaded: a zeroed struct blockmap). */
 bool blockmap_is_dirty(const struct blockmap *m);
 /* Writes the changed chunks (little endian) and clears their marks. */
 int blockmap_write_back(struct blockmap *m, diskimg_node *file, GError **errp);

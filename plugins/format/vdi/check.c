@@ -154,6 +154,10 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     struct vdi_state *s = h;
     struct check_run c = { .s = s, .res = res, .fix = (fix & DISKIMG_CHECK_FIX_ERRORS) != 0 };
 
+    if (!s->map.entry)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "%s: opened for metadata only; cannot check", s->filename);
+
     for (uint32_t i = 0; i < s->map.count; i++) {
         uint32_t v = s->map.entry[i];
         if (v < VDI_DISCARDED && v >= s->h.blocks_in_image)

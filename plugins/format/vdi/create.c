@@ -7,6 +7,8 @@
 
 #include "vdi.h"
 
+#define MAP_CHUNK (1u << 20)
+
 /* The header qemu writes for a disk of `size` bytes. */
 static int plan_header(uint64_t size, bool is_static, struct vdi_header *h, GError **errp)
 {
@@ -34,19 +36,27 @@ static uint64_t sectors_up(uint64_t size)
                                                 : (size + VDI_SECTOR - 1) / VDI_SECTOR * VDI_SECTOR;
 }
 
+/* The block map, written a megabyte at a time so that creating a huge
+ * image needs no buffer the size of its map. */
 static int write_bmap(diskimg_node *file, const struct vdi_header *h, GError **errp)
 {
+    const uint32_t per_chunk = MAP_CHUNK / 4;
     uint64_t bytes = vdi_bmap_bytes(h->blocks_in_image);
-    g_autofree uint8_t *buf = g_try_malloc0(bytes ? bytes : 1);
+    g_autofree uint8_t *buf = g_malloc(MAP_CHUNK);
 
-    if (!buf)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "block map: out of memory");
-    for (uint32_t i = 0; i < h->blocks_in_image; i++)
-        diskimg_put_le32(buf + (uint64_t)i * 4,
-                         h->image_type == VDI_TYPE_STATIC ? i : VDI_UNALLOCATED);
-    if (!bytes)
-        return 0;
-    return diskimg_node_pwrite(file, buf, bytes, h->offset_bmap, 0, errp);
+    for (uint64_t done = 0; done < bytes; done += MAP_CHUNK) {
+        uint64_t n = MIN(MAP_CHUNK, bytes - done);
+        uint64_t first = done / 4;
+        memset(buf, 0, n);
+        for (uint32_t i = 0; i < per_chunk && first + i < h->blocks_in_image; i++) {
+            uint32_t block = (uint32_t)(first + i);
+            diskimg_put_le32(buf + (uint64_t)i * 4,
+                             h->image_type == VDI_TYPE_STATIC ? block : VDI_UNALLOCATED);
+        }
+        if (diskimg_node_pwrite(file, buf, n, h->offset_bmap + done, 0, errp) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 int vdi_create(const struct diskimg_format_create_args *args, GError **errp)

@@ -393,6 +393,18 @@ static void test_corrupt_opens(void)
     ti_patch_le32(bad, 0x200 + 4, 7);
     ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "block map entry 1 (7)", "blocks_allocated", NULL });
+    /* info opens metadata-only, without the map (as qemu, which never
+     * validates entries); data requests are then refused by the core. */
+    diskimg_node *meta = ti_open("vdi", bad, DISKIMG_OPEN_NO_IO);
+    GError *err = NULL;
+    uint8_t byte;
+    g_assert_cmpint(diskimg_node_pread(meta, &byte, 1, 0, &err), ==, -1);
+    g_clear_error(&err);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    g_assert_cmpint(diskimg_node_check(meta, 0, &res, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_clear_error(&err);
+    diskimg_close(meta);
     ti_write_file(bad, data, n);
     ti_patch_le32(bad, 0x200 + 3 * 4, 1);
     ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,

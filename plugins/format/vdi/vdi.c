@@ -70,12 +70,16 @@ static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp
     s->filename = diskimg_node_filename(args->node ? args->node : args->file);
     if (read_header(s, errp) < 0)
         goto fail;
-    vdi_map_layout(&s->h, &layout);
-    if (blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap, s->h.blocks_in_image,
-                      "VDI block map", errp) < 0)
-        goto fail;
-    if (!(args->flags & DISKIMG_OPEN_CHECK) && vdi_map_validate(s, errp) < 0)
-        goto fail;
+    /* Metadata-only opens (info) need no map: the core refuses them every
+     * data request, and a 64 TiB image's map is 256 MiB. */
+    if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
+        vdi_map_layout(&s->h, &layout);
+        if (blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap, s->h.blocks_in_image,
+                          "VDI block map", errp) < 0)
+            goto fail;
+        if (!(args->flags & DISKIMG_OPEN_CHECK) && vdi_map_validate(s, errp) < 0)
+            goto fail;
+    }
     s->writable = args->flags & DISKIMG_OPEN_RDWR;
     if (s->writable && s->h.image_type == VDI_TYPE_DYNAMIC)
         s->tail = diskimg_tail_new(s->file, VDI_SECTOR);
