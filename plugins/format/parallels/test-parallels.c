@@ -226,6 +226,43 @@ static void test_old_signature(void)
     g_free(model);
 }
 
+/* A "WithouFreSpacExt" image whose data_off is not a whole cluster:
+ * entries count clusters, so new clusters start on the next cluster
+ * boundary. */
+static void test_misaligned_data_off(void)
+{
+    g_autofree char *path = test_tmp_path("misaligned.prl");
+    uint8_t file[3 * 512] = { 0 };
+    uint8_t *model = g_malloc0(16 * KiB);
+    uint8_t buf[100];
+
+    memcpy(file, PRL_MAGIC_EXT, 16);
+    diskimg_put_le32(file + PRL_OFF_VERSION, 2);
+    diskimg_put_le32(file + PRL_OFF_TRACKS, 8);
+    diskimg_put_le32(file + PRL_OFF_BAT_ENTRIES, 4);
+    diskimg_put_le64(file + PRL_OFF_NB_SECTORS, 32);
+    diskimg_put_le32(file + PRL_OFF_DATA_OFF, 3);
+    ti_write_file(path, file, sizeof(file));
+    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    ti_fill(buf, sizeof(buf), 4);
+    ti_write(n, buf, sizeof(buf), 4096 + 10);
+    memcpy(model + 4096 + 10, buf, sizeof(buf));
+    ti_zero(n, 0, 4096);                       /* nothing to allocate */
+    diskimg_close(n);
+    size_t len;
+    uint8_t *bytes = ti_read_file(path, &len);
+    g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN + 4), ==, 1);   /* sector 8 */
+    g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN), ==, 0);
+    g_assert_cmpuint(len, ==, 2 * 4096);
+    g_free(bytes);
+    n = ti_open("parallels", path, 0);
+    ti_assert_reads(n, model, 16 * KiB);
+    diskimg_close(n);
+    if (ti_have_qemu())
+        ti_qemu_agrees("parallels", path, model, 16 * KiB);
+    g_free(model);
+}
+
 /* -------------------------------------------------------- the in-use flag */
 
 static uint32_t inuse_of(const char *path)
@@ -505,6 +542,7 @@ int main(int argc, char **argv)
     g_test_add_func("/parallels/roundtrip/64k", test_roundtrip_64k);
     g_test_add_func("/parallels/roundtrip/odd-size", test_roundtrip_odd);
     g_test_add_func("/parallels/old-signature", test_old_signature);
+    g_test_add_func("/parallels/misaligned-data-off", test_misaligned_data_off);
     g_test_add_func("/parallels/inuse", test_inuse);
     g_test_add_func("/parallels/bat-errors", test_bat_errors);
     g_test_add_func("/parallels/big-bat-no-leak", test_big_bat_no_leak);
