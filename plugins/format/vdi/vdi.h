@@ -25,7 +25,9 @@
 #define VDI_TYPE_STATIC     2u
 #define VDI_UNALLOCATED     0xffffffffu     /* never written; reads as zeroes */
 #define VDI_DISCARDED       0xfffffffeu     /* discarded; reads as zeroes */
-#define VDI_BLOCKS_MAX      0x3fffffffu
+/* qemu 7.2: the block map must fit in INT_MAX bytes rounded down to a
+ * sector, so (0x7ffffe00 / 4) blocks. */
+#define VDI_BLOCKS_MAX      0x1fffff80u
 #define VDI_DISK_SIZE_MAX   ((uint64_t)VDI_BLOCKS_MAX * VDI_BLOCK_SIZE)
 #define VDI_TEXT            "<<< QEMU VM Virtual Disk Image >>>\n"
 
