@@ -86,16 +86,13 @@ static int check_like_qemu(const struct diskimg_reader *r, struct vdi_header *h,
 
 /* What qemu leaves unchecked but a reader and writer rely on: the header,
  * the block map and the data area must not overlap, and the allocation
- * count must fit the map. */
+ * count must fit the map.  (Any image_type but static is dynamic, as in
+ * qemu.) */
 static int check_layout(const struct vdi_header *h, GError **errp)
 {
     const int C = DISKIMG_ERROR_CORRUPT;
     uint64_t bmap_end = (uint64_t)h->offset_bmap + (uint64_t)h->blocks_in_image * 4;
 
-    if (h->image_type != VDI_TYPE_DYNAMIC && h->image_type != VDI_TYPE_STATIC)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "unsupported VDI image (image_type %" PRIu32
-                                 " is neither dynamic (1) nor static (2))", h->image_type);
     if (h->offset_bmap < VDI_HEADER_LEN)
         return diskimg_set_error(errp, C, "VDI header field 'offset_bmap' (0x%" PRIx32
                                  ") lies inside the header", h->offset_bmap);

@@ -72,7 +72,6 @@ static void test_header_errors(void)
         { VDI_OFF_BLOCKS_IN_IMAGE, 3, DISKIMG_ERROR_NOT_SUPPORTED, "room for 3145728" },
         { VDI_OFF_UUID_LINK, 1, DISKIMG_ERROR_NOT_SUPPORTED, "non-NULL link UUID" },
         { VDI_OFF_UUID_PARENT, 1, DISKIMG_ERROR_NOT_SUPPORTED, "non-NULL parent UUID" },
-        { VDI_OFF_IMAGE_TYPE, 4, DISKIMG_ERROR_NOT_SUPPORTED, "image_type 4" },
         { VDI_OFF_OFFSET_BMAP, 0, DISKIMG_ERROR_CORRUPT, "'offset_bmap' (0x0)" },
         { VDI_OFF_OFFSET_DATA, 0x200, DISKIMG_ERROR_CORRUPT, "'offset_data' (0x200)" },
         { VDI_OFF_BLOCKS_ALLOCATED, 66, DISKIMG_ERROR_CORRUPT, "'blocks_allocated' (66)" },

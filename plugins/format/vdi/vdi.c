@@ -81,7 +81,9 @@ static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp
             goto fail;
     }
     s->writable = args->flags & DISKIMG_OPEN_RDWR;
-    if (s->writable && s->h.image_type == VDI_TYPE_DYNAMIC)
+    /* New blocks go after the last one (static images have none to add
+     * unless a repair freed some). */
+    if (s->writable)
         s->tail = diskimg_tail_new(s->file, VDI_SECTOR);
     return s;
 fail:

@@ -67,7 +67,7 @@ struct vdi_state {
     bool header_dirty;
     bool writable;
     struct blockmap map;
-    diskimg_tail *tail;              /* dynamic images growing at the end */
+    diskimg_tail *tail;              /* growth of the file for new blocks */
 };
 
 /* header.c */
