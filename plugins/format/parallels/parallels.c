@@ -48,6 +48,22 @@ static uint64_t data_end_of(const struct prl_state *s)
     return end;
 }
 
+/* qemu's cut after the last cluster, which drops what growing the file
+ * added.  Only ever shorter: a file ending inside its last cluster reads
+ * zeroes there anyway, and extending it to clusters a damaged BAT names
+ * far past the end would make a huge file. */
+static int cut_after_last_cluster(struct prl_state *s, GError **errp)
+{
+    int64_t size = diskimg_node_size(s->file, errp);
+
+    if (size < 0)
+        return -1;
+    if ((uint64_t)size <= s->data_end * PRL_SECTOR)
+        return 0;
+    return diskimg_node_truncate(s->file, s->data_end * PRL_SECTOR, DISKIMG_PREALLOC_OFF,
+                                 DISKIMG_TRUNCATE_SHRINK, errp);
+}
+
 static void prl_close(void *h)
 {
     struct prl_state *s = h;
@@ -56,12 +72,11 @@ static void prl_close(void *h)
     if (s->writable) {
         /* BAT first, then the header saying the image is consistent
          * (qemu clears the flag on every read-write close, check -r leaks
-         * included), then qemu's exact cut after the last cluster. */
+         * included), then the cut. */
         if (s->tail)
             diskimg_tail_forget(s->tail);
         if (prl_flush(s, &err) < 0 || prl_write_header(s, 0, &err) < 0 ||
-            diskimg_node_truncate(s->file, s->data_end * PRL_SECTOR, DISKIMG_PREALLOC_OFF,
-                                  DISKIMG_TRUNCATE_SHRINK, &err) < 0) {
+            cut_after_last_cluster(s, &err) < 0) {
             diskimg_warn("%s: %s", s->filename, err->message);
             g_clear_error(&err);
         }
