@@ -354,6 +354,10 @@ static void test_bat_errors(void)
                   (const char *[]){ "BAT entry 3", "beyond the end of the file", NULL });
     struct diskimg_check_result res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
+    /* A read-write open that leaves the entry never grows the file to it. */
+    res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
+    g_assert_cmpuint(res.corruptions_fixed, ==, 0);
+    g_assert_cmpuint(ti_file_size(path), ==, 3 * MiB);
     res = run_check(path, DISKIMG_CHECK_FIX_ERRORS);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
     diskimg_node *node = ti_open("parallels", path, 0);
