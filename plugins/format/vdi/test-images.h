@@ -10,6 +10,26 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+/* Bytes qemu-img map --output=json reports as data for the image: holes
+ * must stay holes through our writes. */
+static inline uint64_t ti_qemu_data_bytes(const char *format, const char *path)
+{
+    const char *argv[] = { "qemu-img", "map", "--output=json", "-f", format, path, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    uint64_t bytes = 0;
+
+    g_assert_cmpint(ti_run(argv, &out), ==, 0);
+    g_assert_true(json_parser_load_from_data(parser, out, -1, NULL));
+    JsonArray *runs = json_node_get_array(json_parser_get_root(parser));
+    for (guint i = 0; i < json_array_get_length(runs); i++) {
+        JsonObject *run = json_array_get_object_element(runs, i);
+        if (json_object_get_boolean_member(run, "data"))
+            bytes += (uint64_t)json_object_get_int_member(run, "length");
+    }
+    return bytes;
+}
+
 #endif
 
 #include <string.h>
@@ -204,6 +224,26 @@ static inline void ti_qemu_agrees(const char *format, const char *path, const ui
     g_assert_cmpint(ti_run(cmp, NULL), ==, 0);
     g_assert_cmpint(ti_run(check, NULL), ==, 0);
     unlink(raw);
+}
+
+/* Bytes qemu-img map --output=json reports as data for the image: holes
+ * must stay holes through our writes. */
+static inline uint64_t ti_qemu_data_bytes(const char *format, const char *path)
+{
+    const char *argv[] = { "qemu-img", "map", "--output=json", "-f", format, path, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    uint64_t bytes = 0;
+
+    g_assert_cmpint(ti_run(argv, &out), ==, 0);
+    g_assert_true(json_parser_load_from_data(parser, out, -1, NULL));
+    JsonArray *runs = json_node_get_array(json_parser_get_root(parser));
+    for (guint i = 0; i < json_array_get_length(runs); i++) {
+        JsonObject *run = json_array_get_object_element(runs, i);
+        if (json_object_get_boolean_member(run, "data"))
+            bytes += (uint64_t)json_object_get_int_member(run, "length");
+    }
+    return bytes;
 }
 
 #endif
