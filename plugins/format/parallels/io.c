@@ -87,20 +87,30 @@ static int write_new_clusters(struct prl_state *s, const uint8_t *data, uint64_t
     uint32_t first = (uint32_t)(offset / cs);
     uint64_t run_start = (uint64_t)first * cs;
     uint64_t run_end = (offset + len + cs - 1) / cs * cs;
+    uint32_t count = (uint32_t)((run_end - run_start) / cs);
+    uint64_t data_end_before = s->data_end;
     uint64_t host = 0;
     bool zeroed = false;
 
-    if (allocate_clusters(s, first, (uint32_t)((run_end - run_start) / cs), &host, &zeroed,
-                          errp) < 0)
+    if (allocate_clusters(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
-    if (!zeroed) {
-        uint64_t head = offset - run_start, tail = run_end - (offset + len);
-        if (head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0)
-            return -1;
-        if (tail && diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0)
-            return -1;
+    uint64_t head = offset - run_start, tail = run_end - (offset + len);
+    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
+        (!zeroed && tail &&
+         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
+        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+        /* Give the clusters back: the BAT must not name storage that does
+         * not hold what the guest wrote. */
+        for (uint32_t i = 0; i < count; i++)
+            blockmap_set(&s->map, first + i, 0);
+        s->data_end = data_end_before;
+        /* What failed may have left bytes there: nothing beyond the
+         * allocations in use is known to be zero any more. */
+        if (s->tail)
+            diskimg_tail_forget(s->tail);
+        return -1;
     }
-    return diskimg_node_pwrite(s->file, data, len, host + (offset - run_start), 0, errp);
+    return 0;
 }
 
 static int refuse_uncovered(const struct prl_state *s, uint64_t offset, GError **errp)

@@ -73,20 +73,31 @@ static int write_new_blocks(struct vdi_state *s, const uint8_t *data, uint64_t l
     uint32_t first = (uint32_t)(offset / bs);
     uint64_t run_start = (uint64_t)first * bs;
     uint64_t run_end = (offset + len + bs - 1) / bs * bs;
+    uint32_t count = (uint32_t)((run_end - run_start) / bs);
+    uint32_t marker = s->map.entry[first];        /* the whole run has it */
+    uint32_t allocated_before = s->h.blocks_allocated;
     uint64_t host = 0;
     bool zeroed = false;
 
-    if (allocate_blocks(s, first, (uint32_t)((run_end - run_start) / bs), &host, &zeroed,
-                        errp) < 0)
+    if (allocate_blocks(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
-    if (!zeroed) {
-        uint64_t head = offset - run_start, tail = run_end - (offset + len);
-        if (head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0)
-            return -1;
-        if (tail && diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0)
-            return -1;
+    uint64_t head = offset - run_start, tail = run_end - (offset + len);
+    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
+        (!zeroed && tail &&
+         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
+        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+        /* Give the blocks back: the map must not name storage that does
+         * not hold what the guest wrote. */
+        for (uint32_t i = 0; i < count; i++)
+            blockmap_set(&s->map, first + i, marker);
+        s->h.blocks_allocated = allocated_before;
+        /* What failed may have left bytes there: nothing beyond the
+         * allocations in use is known to be zero any more. */
+        if (s->tail)
+            diskimg_tail_forget(s->tail);
+        return -1;
     }
-    return diskimg_node_pwrite(s->file, data, len, host + (offset - run_start), 0, errp);
+    return 0;
 }
 
 int vdi_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
