@@ -5,6 +5,9 @@
  * core, the "in use" flag, BAT validation, check and repair, the format
  * extension, and interop with qemu-img where it is installed.
  */
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <diskimg/crypto.h>
 
 #include "test-images.h"
@@ -502,6 +505,50 @@ static void test_extension(void)
     }
 }
 
+/* A write whose allocation fails (the file may not grow: RLIMIT_FSIZE)
+ * leaves the cluster unallocated, and the image consistent. */
+static void test_failed_write_rolls_back(void)
+{
+    g_autofree char *path = test_tmp_path("efbig.prl");
+    uint8_t *buf = g_malloc(MiB);
+    uint8_t *model = g_malloc0(8 * MiB);
+    struct rlimit old, small;
+    GError *err = NULL;
+
+    ti_create("parallels", path, 8 * MiB, NULL);
+    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    ti_fill(buf, MiB, 1);
+    ti_write(n, buf, MiB, 0);
+    memcpy(model, buf, MiB);
+    g_assert_cmpint(diskimg_node_flush(n, &err), ==, 0);
+
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    small = old;
+    small.rlim_cur = 2 * MiB + 4096;
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
+    ti_fill(buf, MiB, 2);
+    int ret = diskimg_node_pwrite(n, buf, MiB, 4 * MiB, 0, &err);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    g_assert_cmpint(ret, ==, -1);
+    g_clear_error(&err);
+
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
+    g_assert_cmpint(diskimg_node_block_status(n, 4 * MiB, MiB, &ext, &err), ==, 0);
+    g_assert_false(ext.flags & DISKIMG_BS_DATA);
+    ti_assert_reads(n, model, 8 * MiB);
+    ti_write(n, buf, 4096, 4 * MiB + 8192);
+    memcpy(model + 4 * MiB + 8192, buf, 4096);
+    diskimg_close(n);
+    n = ti_open("parallels", path, 0);
+    ti_assert_reads(n, model, 8 * MiB);
+    diskimg_close(n);
+    if (ti_have_qemu())
+        ti_qemu_agrees("parallels", path, model, 8 * MiB);
+    g_free(buf);
+    g_free(model);
+}
+
 /* --------------------------------------------------------- qemu interop */
 
 static void test_qemu_made(void)
@@ -554,6 +601,7 @@ int main(int argc, char **argv)
     g_test_add_func("/parallels/bat-errors", test_bat_errors);
     g_test_add_func("/parallels/big-bat-no-leak", test_big_bat_no_leak);
     g_test_add_func("/parallels/extension", test_extension);
+    g_test_add_func("/parallels/failed-write-rolls-back", test_failed_write_rolls_back);
     g_test_add_func("/parallels/qemu-made", test_qemu_made);
 
     ret = g_test_run();
