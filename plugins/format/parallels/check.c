@@ -137,7 +137,10 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     }
     check_unclean(&c);
     check_placement(&c, (uint64_t)size);
-    blockmap_find_overlaps(&s->map, found_overlap, &c);
+    if (blockmap_find_overlaps(&s->map, found_overlap, &c, errp) < 0) {
+        res->check_errors++;
+        return -1;
+    }
     if (c.bat_changed && blockmap_write_back(&s->map, s->file, errp) < 0) {
         res->check_errors++;
         return -1;

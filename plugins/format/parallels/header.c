@@ -148,7 +148,8 @@ int prl_map_validate(const struct prl_state *s, uint64_t file_size, GError **err
                                      "BAT entry %" PRIu32 " (cluster at 0x%" PRIx64 ") lies "
                                      "inside the header or BAT; run 'check -r all'", i, host);
     }
-    blockmap_find_overlaps(&s->map, note_overlap, &n);
+    if (blockmap_find_overlaps(&s->map, note_overlap, &n, errp) < 0)
+        return -1;
     if (n.found)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "BAT entry %" PRIu32 " overlaps the cluster of entry %" PRIu32

@@ -210,10 +210,16 @@ static int by_host(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-void blockmap_find_overlaps(const struct blockmap *m, blockmap_overlap_fn found, void *opaque)
+int blockmap_find_overlaps(const struct blockmap *m, blockmap_overlap_fn found, void *opaque,
+                           GError **errp)
 {
-    struct mapped_block *b = g_new(struct mapped_block, m->count ? m->count : 1);
+    struct mapped_block *b = g_try_new(struct mapped_block, m->count ? m->count : 1);
     size_t n = 0;
+
+    if (!b)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY,
+                                 "block map: out of memory sorting %" PRIu32 " entries",
+                                 m->count);
 
     for (uint32_t i = 0; i < m->count; i++) {
         uint64_t host;
@@ -230,4 +236,5 @@ void blockmap_find_overlaps(const struct blockmap *m, blockmap_overlap_fn found,
             owner = k;
     }
     g_free(b);
+    return 0;
 }

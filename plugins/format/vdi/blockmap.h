@@ -87,9 +87,10 @@ void blockmap_mark_all_dirty(struct blockmap *m);
 /* Calls `found(opaque, first, later)` for each mapped block `later` whose
  * host storage overlaps that of an earlier-sorted block `first` (same
  * entry value, or values closer than a block apart).  Costs a sorted copy
- * of the mapped entries (8 bytes each). */
+ * of the mapped entries (8 bytes each); -1 with *errp set
+ * (DISKIMG_ERROR_NO_MEMORY) when that cannot be allocated. */
 typedef void (*blockmap_overlap_fn)(void *opaque, uint32_t first, uint32_t later);
-void blockmap_find_overlaps(const struct blockmap *m, blockmap_overlap_fn found,
-                            void *opaque);
+int blockmap_find_overlaps(const struct blockmap *m, blockmap_overlap_fn found, void *opaque,
+                           GError **errp);
 
 #endif

@@ -166,13 +166,19 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     /* Entries beyond the image were reported above; only the others can
      * share a block in a way that matters. */
     struct blockmap in_range = s->map;
-    g_autofree uint32_t *copy = g_new(uint32_t, (gsize)s->map.count + 1);
+    g_autofree uint32_t *copy = g_try_new(uint32_t, (gsize)s->map.count + 1);
+    if (!copy)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory",
+                                 s->filename);
     memcpy(copy, s->map.entry, (size_t)s->map.count * 4);
     for (uint32_t i = 0; i < s->map.count; i++)
         if (copy[i] < VDI_DISCARDED && copy[i] >= s->h.blocks_in_image)
             copy[i] = VDI_UNALLOCATED;
     in_range.entry = copy;
-    blockmap_find_overlaps(&in_range, found_shared, &c);
+    if (blockmap_find_overlaps(&in_range, found_shared, &c, errp) < 0) {
+        res->check_errors++;
+        return -1;
+    }
 
     if (!c.fix) {
         report_count(&c, copy);

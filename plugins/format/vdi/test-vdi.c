@@ -220,7 +220,7 @@ static void test_blockmap_overlaps(void)
     blockmap_set(&m, 2, 10);   /* same as block 0 */
     blockmap_set(&m, 3, 13);   /* inside block 1 */
     blockmap_set(&m, 4, 20);
-    blockmap_find_overlaps(&m, collect_pair, &p);
+    g_assert_cmpint(blockmap_find_overlaps(&m, collect_pair, &p, &err), ==, 0);
     g_assert_cmpuint(p.n, ==, 2);
     g_assert_cmpuint(p.first[0], ==, 0);
     g_assert_cmpuint(p.later[0], ==, 2);
