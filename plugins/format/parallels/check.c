@@ -6,7 +6,8 @@
  * overlapping each other are corruptions too (repair unmaps the later
  * user), and the image end never lies inside the BAT, so that repairing
  * leaks of an image whose BAT is larger than one cluster does not cut
- * its BAT off, as qemu 7.2's does.
+ * its BAT off, as qemu 7.2's does; nor does it cut off the format
+ * extension.
  */
 #include <stdio.h>
 #include <string.h>
@@ -149,6 +150,9 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     uint64_t data_start = prl_first_data_sector(&s->h) * PRL_SECTOR;
     if (end < data_start)
         end = data_start;
+    /* The format extension is no leak (qemu 7.2 cuts it off). */
+    if (end < s->ext_end && s->ext_end <= (uint64_t)size)
+        end = s->ext_end;
     res->image_end_offset = end;
     if (check_leaks(&c, (uint64_t)size, end, errp) < 0)
         return -1;

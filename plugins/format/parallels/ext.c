@@ -6,6 +6,10 @@
  * fails the open; read-write opens ignore it with qemu's warning.  The
  * dirty bitmaps it may hold are validated but not exposed: qemu-img shows
  * nothing of them for parallels images either.
+ *
+ * Read-write opens still walk it, for where it ends (s->ext_end): new
+ * clusters must not overwrite it and the close-time cut must not remove
+ * it, as qemu 7.2 would (its data_end knows only the BAT).
  */
 #include <string.h>
 
@@ -34,6 +38,8 @@ static int check_bitmap_l1(struct prl_state *s, const struct diskimg_reader *l1,
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                      "Format Extension bitmap L1 entry %" PRIu32 " (sector %"
                                      PRIu64 ") lies beyond the end of the file", i, entry);
+        if (entry * PRL_SECTOR + s->cluster_size > s->ext_end)
+            s->ext_end = entry * PRL_SECTOR + s->cluster_size;
     }
     return 0;
 }
@@ -129,6 +135,7 @@ int prl_ext_validate(struct prl_state *s, uint64_t file_size, GError **errp)
                                  "parallels header field 'ext_off' (sector %" PRIu64 "): the "
                                  "Format Extension cluster lies beyond the end of the file",
                                  off);
+    s->ext_end = off * PRL_SECTOR + s->cluster_size;
     g_autofree uint8_t *cluster = g_try_malloc(s->cluster_size);
     if (!cluster)
         return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY,

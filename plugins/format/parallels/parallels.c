@@ -98,14 +98,23 @@ static int read_header(struct prl_state *s, uint64_t file_size, GError **errp)
 
 /* Read-write opens: qemu's refusal of an image left in use, its warning
  * about an extension, and the "in use" mark itself. */
-static int open_for_writing(struct prl_state *s, unsigned flags, GError **errp)
+static int open_for_writing(struct prl_state *s, unsigned flags, uint64_t file_size,
+                            GError **errp)
 {
     if (s->unclean && !(flags & DISKIMG_OPEN_CHECK))
         return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION,
                                  "parallels: Image was not closed correctly; cannot be opened "
                                  "read/write");
-    if (s->h.ext_off)
+    if (s->h.ext_off) {
         diskimg_warn("Format Extension ignored in RW mode");
+        /* Ignored, but kept: allocate after it. */
+        GError *ignored = NULL;
+        if (prl_ext_validate(s, file_size, &ignored) < 0)
+            g_clear_error(&ignored);
+        uint64_t ext_end = (s->ext_end + PRL_SECTOR - 1) / PRL_SECTOR;
+        if (s->ext_end <= file_size && ext_end > s->data_end)
+            s->data_end = ext_end;
+    }
     uint64_t cs = s->cluster_size;
     s->tail = diskimg_tail_new(s->file, (cs & (cs - 1)) ? PRL_SECTOR : (uint32_t)cs);
     s->writable = true;
@@ -138,7 +147,7 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
     }
     s->data_end = data_end_of(s);
     if (args->flags & DISKIMG_OPEN_RDWR) {
-        if (open_for_writing(s, args->flags, errp) < 0)
+        if (open_for_writing(s, args->flags, (uint64_t)file_size, errp) < 0)
             goto fail;
     } else if (s->h.ext_off && prl_ext_validate(s, (uint64_t)file_size, errp) < 0) {
         goto fail;

@@ -59,6 +59,7 @@ struct prl_state {
     uint8_t raw_header[PRL_HEADER_LEN];
     uint64_t cluster_size;
     uint64_t data_end;         /* sectors: where the next cluster goes */
+    uint64_t ext_end;          /* bytes: end of the format extension's clusters */
     bool unclean;              /* found "in use" on open */
     bool writable;
     struct blockmap map;
@@ -74,7 +75,8 @@ uint64_t prl_first_data_sector(const struct prl_header *h);
 int prl_map_validate(const struct prl_state *s, uint64_t file_size, GError **errp);
 int prl_write_header(struct prl_state *s, uint32_t inuse, GError **errp);
 
-/* ext.c */
+/* ext.c: validates the extension and sets s->ext_end (as far as it got,
+ * also on failure). */
 int prl_ext_validate(struct prl_state *s, uint64_t file_size, GError **errp);
 
 /* io.c */

@@ -503,6 +503,37 @@ static void test_extension(void)
         /* qemu ignores the extension of read-write opens. */
         diskimg_close(ti_open("parallels", path, DISKIMG_OPEN_RDWR));
     }
+
+    /* Writing to an image with an extension allocates after it and keeps
+     * it: it still validates, and check sees no leak. */
+    g_free(two_cluster_image("ext.prl", NULL));
+    add_extension(path, end, sizeof(end), false);
+    uint64_t ext_end = ti_file_size(path);
+    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    uint8_t buf[4096];
+    ti_fill(buf, sizeof(buf), 8);
+    ti_write(n, buf, sizeof(buf), MiB);
+    diskimg_close(n);
+    g_assert_cmpuint(ti_file_size(path), ==, ext_end + MiB);
+    size_t len;
+    uint8_t *bytes = ti_read_file(path, &len);
+    g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN + 4), ==, ext_end / MiB);
+    g_free(bytes);
+    n = ti_open("parallels", path, 0);
+    uint8_t got[4096];
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_node_pread(n, got, sizeof(got), MiB, &err), ==, 0);
+    g_assert_cmpmem(got, sizeof(got), buf, sizeof(buf));
+    diskimg_close(n);
+    struct diskimg_check_result res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
+    g_assert_cmpuint(res.leaks, ==, 0);
+    g_assert_cmpuint(ti_file_size(path), ==, ext_end + MiB);
+    /* ...also when the extension is the last thing in the file. */
+    g_free(two_cluster_image("ext.prl", NULL));
+    add_extension(path, end, sizeof(end), false);
+    res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
+    g_assert_cmpuint(res.leaks, ==, 0);
+    diskimg_close(ti_open("parallels", path, 0));
 }
 
 /* A write whose allocation fails (the file may not grow: RLIMIT_FSIZE)
