@@ -147,7 +147,9 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
     }
     s->data_end = data_end_of(s);
     if (args->flags & DISKIMG_OPEN_RDWR) {
-        if (open_for_writing(s, args->flags, (uint64_t)file_size, errp) < 0)
+        /* Without its BAT (metadata only) the image takes no writes, so
+         * it is neither marked in use nor cut on close. */
+        if (s->map.entry && open_for_writing(s, args->flags, (uint64_t)file_size, errp) < 0)
             goto fail;
     } else if (s->h.ext_off && prl_ext_validate(s, (uint64_t)file_size, errp) < 0) {
         goto fail;
