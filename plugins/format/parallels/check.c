@@ -136,6 +136,8 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
         res->check_errors++;
         return -1;
     }
+    /* qemu measures the file in whole sectors. */
+    size = (size + PRL_SECTOR - 1) / PRL_SECTOR * PRL_SECTOR;
     check_unclean(&c);
     check_placement(&c, (uint64_t)size);
     if (blockmap_find_overlaps(&s->map, found_overlap, &c, errp) < 0) {

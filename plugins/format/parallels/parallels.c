@@ -141,8 +141,10 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
         if (blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN, s->h.bat_entries,
                           "parallels BAT", errp) < 0)
             goto fail;
+        /* In whole sectors, as check (and qemu) measure the file. */
+        uint64_t sectors_size = ((uint64_t)file_size + PRL_SECTOR - 1) / PRL_SECTOR * PRL_SECTOR;
         if (!(args->flags & DISKIMG_OPEN_CHECK) &&
-            prl_map_validate(s, (uint64_t)file_size, errp) < 0)
+            prl_map_validate(s, sectors_size, errp) < 0)
             goto fail;
     }
     s->data_end = data_end_of(s);
