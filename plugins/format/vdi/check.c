@@ -26,29 +26,49 @@ static const char *verdict(const struct check_run *c)
     return c->fix ? "Repairing" : "ERROR";
 }
 
-static void found_out_of_range(struct check_run *c, uint32_t block, uint32_t v)
+/* Clears the mapping of guest block `block` when repairing. */
+static void unmap_when_fixing(struct check_run *c, uint32_t block)
 {
-    diskimg_report("%s: block index %" PRIu32 " too large, is %" PRIu32, verdict(c), block, v);
-    c->res->corruptions++;
-    if (c->fix) {
-        blockmap_set(&c->s->map, block, VDI_UNALLOCATED);
-        c->res->corruptions_fixed++;
-        c->changed = true;
-    }
+    if (!c->fix)
+        return;
+    blockmap_set(&c->s->map, block, VDI_UNALLOCATED);
+    c->res->corruptions_fixed++;
+    c->changed = true;
 }
 
-static void found_shared(void *opaque, uint32_t first, uint32_t later)
+/* qemu's pass over the map, in its order and words: entries beyond the
+ * image, then blocks already used (qemu names the block twice).  Returns
+ * qemu's count of in-range entries, second users included. */
+static int scan_entries(struct check_run *c, uint32_t *counted, GError **errp)
 {
-    struct check_run *c = opaque;
-    uint32_t v = c->s->map.entry[later];
+    struct vdi_state *s = c->s;
+    g_autofree uint8_t *seen = g_try_malloc0(s->h.blocks_in_image / 8 + 1);
 
-    diskimg_report("%s: block index %" PRIu32 " also used by %" PRIu32, verdict(c), v, first);
-    c->res->corruptions++;
-    if (c->fix) {
-        blockmap_set(&c->s->map, later, VDI_UNALLOCATED);
-        c->res->corruptions_fixed++;
-        c->changed = true;
+    if (!seen)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory",
+                                 s->filename);
+    *counted = 0;
+    for (uint32_t i = 0; i < s->map.count; i++) {
+        uint32_t v = s->map.entry[i];
+        if (v >= VDI_DISCARDED)
+            continue;
+        if (v >= s->h.blocks_in_image) {
+            diskimg_report("%s: block index %" PRIu32 " too large, is %" PRIu32, verdict(c),
+                           i, v);
+            c->res->corruptions++;
+            unmap_when_fixing(c, i);
+            continue;
+        }
+        (*counted)++;
+        if (seen[v / 8] & (1u << (v % 8))) {
+            diskimg_report("%s: block index %" PRIu32 " also used by %" PRIu32, verdict(c), v,
+                           v);
+            c->res->corruptions++;
+            unmap_when_fixing(c, i);
+        }
+        seen[v / 8] |= (uint8_t)(1u << (v % 8));
     }
+    return 0;
 }
 
 /* Mapped entries, counting those beyond the image as qemu does not. */
@@ -103,21 +123,17 @@ static int repair_allocation_count(struct check_run *c, uint32_t used, GError **
     return 0;
 }
 
-/* qemu's count check (every in-range entry, a block's second user too),
- * and ours: an entry at or above the count is where the next allocation
- * would go. */
-static void report_count(struct check_run *c, const uint32_t *in_range)
+/* qemu's count check, and ours: an entry at or above the count is where
+ * the next allocation would go. */
+static void report_count(struct check_run *c, uint32_t counted)
 {
     struct vdi_state *s = c->s;
-    uint32_t counted = 0;
 
     for (uint32_t i = 0; i < s->map.count; i++) {
-        if (in_range[i] >= VDI_DISCARDED)
-            continue;
-        counted++;
-        if (in_range[i] >= s->h.blocks_allocated) {
+        uint32_t v = s->map.entry[i];
+        if (v < VDI_DISCARDED && v < s->h.blocks_in_image && v >= s->h.blocks_allocated) {
             diskimg_report("ERROR: block index %" PRIu32 " is %" PRIu32 ", not below "
-                           "blocks_allocated %" PRIu32, i, in_range[i], s->h.blocks_allocated);
+                           "blocks_allocated %" PRIu32, i, v, s->h.blocks_allocated);
             c->res->corruptions++;
         }
     }
@@ -158,30 +174,13 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "%s: opened for metadata only; cannot check", s->filename);
 
-    for (uint32_t i = 0; i < s->map.count; i++) {
-        uint32_t v = s->map.entry[i];
-        if (v < VDI_DISCARDED && v >= s->h.blocks_in_image)
-            found_out_of_range(&c, i, v);
-    }
-    /* Entries beyond the image were reported above; only the others can
-     * share a block in a way that matters. */
-    struct blockmap in_range = s->map;
-    g_autofree uint32_t *copy = g_try_new(uint32_t, (gsize)s->map.count + 1);
-    if (!copy)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory",
-                                 s->filename);
-    memcpy(copy, s->map.entry, (size_t)s->map.count * 4);
-    for (uint32_t i = 0; i < s->map.count; i++)
-        if (copy[i] < VDI_DISCARDED && copy[i] >= s->h.blocks_in_image)
-            copy[i] = VDI_UNALLOCATED;
-    in_range.entry = copy;
-    if (blockmap_find_overlaps(&in_range, found_shared, &c, errp) < 0) {
+    uint32_t counted = 0;
+    if (scan_entries(&c, &counted, errp) < 0) {
         res->check_errors++;
         return -1;
     }
-
     if (!c.fix) {
-        report_count(&c, copy);
+        report_count(&c, counted);
     } else if (repair_count(&c, errp) < 0) {
         return -1;
     }
