@@ -195,10 +195,11 @@ int vhdx_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_ext
                      DISKIMG_BS_RECURSE;
         ext->offset = entry_offset(e) + offset % s->block_size;
         ext->file = s->file;
-    } else if (entry_state(e) == VHDX_BLOCK_ZERO) {
-        ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
     } else if (readable_as_zero(e)) {
-        ext->flags = DISKIMG_BS_ZERO;
+        /* Without a parent (differencing images are refused) this layer
+         * defines every block: ZERO, NOT_PRESENT and UNMAPPED read as
+         * zeroes. */
+        ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
     } else {
         return unusable(s, block, errp);
     }
