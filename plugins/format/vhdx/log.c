@@ -312,13 +312,13 @@ static void encode_entry(const struct vhdx_state *s, uint8_t *buf, uint32_t sect
     diskimg_put_le32(buf + 4, diskimg_crc32c(0, buf, (size_t)sectors * SECT));
 }
 
-int vhdx_log_write_pages(struct vhdx_state *s, const uint8_t *const *pages,
+int vhdx_log_write_entry(struct vhdx_state *s, const uint8_t *const *pages,
                          const uint64_t *offsets, unsigned n, GError **errp)
 {
     uint32_t sectors = desc_sectors(n) + n;
     int64_t file_size;
-    uint8_t *buf = NULL;
-    int ret = -1;
+    uint8_t *buf;
+    int ret;
 
     /* The ring keeps one sector open, and the log is empty here: every
      * entry is written at its start, then applied and retired. */
@@ -338,19 +338,27 @@ int vhdx_log_write_pages(struct vhdx_state *s, const uint8_t *const *pages,
         s->log_sequence = 1;
     buf = g_malloc0((size_t)sectors * SECT);
     encode_entry(s, buf, sectors, pages, offsets, n, s->log_sequence, (uint64_t)file_size);
-    if (diskimg_node_pwrite(s->file, buf, (size_t)sectors * SECT, s->header.log_offset, 0,
-                            errp) < 0 ||
-        diskimg_node_flush(s->file, errp) < 0)
-        goto out;
-    s->log_sequence++;
-    for (unsigned k = 0; k < n; k++)
-        if (diskimg_node_pwrite(s->file, pages[k], SECT, offsets[k], 0, errp) < 0)
-            goto out;
-    if (diskimg_node_flush(s->file, errp) < 0)
-        goto out;
-    static const vhdx_guid empty;
-    ret = vhdx_update_headers(s, false, &empty, errp);
-out:
+    ret = diskimg_node_pwrite(s->file, buf, (size_t)sectors * SECT, s->header.log_offset, 0,
+                              errp);
+    if (ret == 0)
+        ret = diskimg_node_flush(s->file, errp);
+    if (ret == 0)
+        s->log_sequence++;
     g_free(buf);
     return ret;
+}
+
+int vhdx_log_write_pages(struct vhdx_state *s, const uint8_t *const *pages,
+                         const uint64_t *offsets, unsigned n, GError **errp)
+{
+    static const vhdx_guid empty;
+
+    if (vhdx_log_write_entry(s, pages, offsets, n, errp) < 0)
+        return -1;
+    for (unsigned k = 0; k < n; k++)
+        if (diskimg_node_pwrite(s->file, pages[k], SECT, offsets[k], 0, errp) < 0)
+            return -1;
+    if (diskimg_node_flush(s->file, errp) < 0)
+        return -1;
+    return vhdx_update_headers(s, false, &empty, errp);
 }

@@ -162,6 +162,10 @@ void vhdx_bat_free(struct vhdx_state *s);
 int vhdx_log_replay(struct vhdx_state *s, GError **errp);
 /* Writes `npages` 4 KiB pages (pages[i] for file offset offsets[i])
  * through the log: entry, flush, apply, flush, log GUID cleared. */
+/* The first half: the entry alone, durable, not applied (a crash
+ * here leaves what the next writable open replays). */
+int vhdx_log_write_entry(struct vhdx_state *s, const uint8_t *const *pages,
+                         const uint64_t *offsets, unsigned npages, GError **errp);
 int vhdx_log_write_pages(struct vhdx_state *s, const uint8_t *const *pages,
                          const uint64_t *offsets, unsigned npages, GError **errp);
 
