@@ -4,8 +4,9 @@
  *
  *   0..1M   identifier, headers, region tables
  *   1M      log (log_size, empty)
- *   then    BAT (1 MiB multiple), metadata region (1 MiB), 5 MiB of
- *           slack qemu leaves for growth, then the payload blocks.
+ *   then    BAT (1 MiB multiple), then metadata region (1 MiB) at the
+ *           start of the 5 MiB qemu leaves after the BAT, then the payload
+ *           blocks.
  *
  * Options follow qemu's create_opts path: log_size and block_size are
  * rounded up to whole MiB (block_size capped at 256 MiB) before qemu's
@@ -81,7 +82,9 @@ static void plan(struct layout *l)
     l->bat.length = (uint32_t)round_up(MAX(l->entries * 8, 1), MiB);
     l->meta.offset = l->bat.offset + l->bat.length;
     l->meta.length = MiB;
-    l->data_start = l->meta.offset + l->meta.length + DATA_SLACK;
+    /* qemu counts its slack from the end of the BAT: the metadata region
+     * lies in it. */
+    l->data_start = l->bat.offset + l->bat.length + DATA_SLACK;
 }
 
 /* The entry of BAT slot i; sector-bitmap slots stay NOT_PRESENT. */
