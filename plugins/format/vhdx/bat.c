@@ -62,10 +62,16 @@ char *vhdx_bat_entry_problem(const struct vhdx_state *s, uint64_t block, uint64_
     if (off < VHDX_HEADER_AREA_END)
         return g_strdup_printf("VHDX BAT entry %" PRIu64 " offset 0x%" PRIx64
                                " points into the header area", block, off);
-    if (off > file_size || file_size - off < s->block_size)
-        return g_strdup_printf("VHDX BAT entry %" PRIu64 " offset 0x%" PRIx64
+    /* qemu's wording, which tells the start from the end of the block. */
+    if (off >= file_size)
+        return g_strdup_printf("VHDX BAT entry %" PRIu64 " start offset %" PRIu64
                                " points after end of file (%" PRIu64
                                "). Image has probably been truncated.", block, off, file_size);
+    if (file_size - off < s->block_size)
+        return g_strdup_printf("VHDX BAT entry %" PRIu64 " end offset %" PRIu64
+                               " points after end of file (%" PRIu64
+                               "). Image has probably been truncated.", block,
+                               off + s->block_size, file_size);
     if (overlaps(off, s->block_size, s->bat_region.offset, s->bat_region.length) ||
         overlaps(off, s->block_size, s->meta_region.offset, s->meta_region.length) ||
         overlaps(off, s->block_size, s->header.log_offset, s->header.log_length))

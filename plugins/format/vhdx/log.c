@@ -326,12 +326,13 @@ int vhdx_log_write_entry(struct vhdx_state *s, const uint8_t *const *pages,
         return diskimg_set_error(errp, DISKIMG_ERROR_FAILED,
                                  "%s: vhdx log too small for %u metadata pages", s->filename,
                                  n);
-    if (vhdx_guid_is_zero(&s->header.log_guid)) {
-        vhdx_guid g;
-        vhdx_guid_generate(&g);
-        if (vhdx_update_headers(s, false, &g, errp) < 0)
-            return -1;
-    }
+    /* A fresh GUID for every entry: whatever an earlier writer left in the
+     * log (a GUID with no valid entry is not replayed, and stays) can
+     * never match and join our sequence. */
+    vhdx_guid g;
+    vhdx_guid_generate(&g);
+    if (vhdx_update_headers(s, false, &g, errp) < 0)
+        return -1;
     if ((file_size = diskimg_node_size(s->file, errp)) < 0)
         return -1;
     if (s->log_sequence == 0)

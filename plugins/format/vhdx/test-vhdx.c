@@ -627,7 +627,13 @@ static void test_corrupt(void)
     /* BAT entries. */
     p = fresh("c-bat-eof.vhdx", 16 * MiB, NULL);
     patch_le64(p, BAT_AT + 8, (400 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
-    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT entry 1");
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT entry 1 start offset");
+    g_free(p);
+
+    /* A block that starts inside the file but ends past it (8 MiB file). */
+    p = fresh("c-bat-end.vhdx", 16 * MiB, NULL);
+    patch_le64(p, BAT_AT, (4 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "end offset 12582912");
     g_free(p);
 
     p = fresh("c-bat-hdr.vhdx", 16 * MiB, NULL);
