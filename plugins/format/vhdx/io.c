@@ -141,8 +141,9 @@ int vhdx_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
         } else {
             n = run_length(s, offset, len);
         }
-        if (diskimg_node_pwrite(s->file, p, n, entry_offset(e) + offset % s->block_size, 0,
-                                errp) < 0)
+        uint64_t at = entry_offset(e) + offset % s->block_size;
+        if (vhdx_guard_data_write(s, at, n, errp) < 0 ||
+            diskimg_node_pwrite(s->file, p, n, at, 0, errp) < 0)
             return -1;
         p += n;
         offset += n;
@@ -168,7 +169,8 @@ int vhdx_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GE
                 /* Its space is not reused (vhdx keeps no free list; qemu
                  * neither), but reads no longer touch it. */
                 vhdx_bat_set(s, block, VHDX_BLOCK_ZERO);
-            } else if (diskimg_node_write_zeroes(s->file, entry_offset(e) + in, n, 0,
+            } else if (vhdx_guard_data_write(s, entry_offset(e) + in, n, errp) < 0 ||
+                       diskimg_node_write_zeroes(s->file, entry_offset(e) + in, n, 0,
                                                  errp) < 0) {
                 return -1;
             }

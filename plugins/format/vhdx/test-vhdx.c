@@ -669,8 +669,33 @@ static void test_check(void)
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(res.corruptions, ==, 1);
-    /* Reading the block is refused instead of reaching past the file. */
     diskimg_close(n);
+
+    /* Opened for a repairing check, an entry pointing into the metadata
+     * region is kept, but guest data is never written there. */
+    g_autofree char *q = fresh("chk-guard.vhdx", 16 * MiB, "block_size=1M");
+    patch_le64(q, BAT_AT, META_AT | VHDX_BLOCK_FULLY_PRESENT);
+    n = open_vhdx(q, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR);
+    uint8_t buf[512] = { 1 };
+    g_assert_cmpint(diskimg_node_pwrite(n, buf, sizeof(buf), 0, 0, &err), <, 0);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "overlaps with metadata region"));
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 0, 512, 0, &err), <, 0);
+    g_clear_error(&err);
+    diskimg_close(n);
+    n = open_vhdx(q, DISKIMG_OPEN_CHECK);
+    g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
+    diskimg_close(n);
+    n = try_open(q, "vhdx", 0, &err);
+    g_assert_null(n);
+    g_clear_error(&err);
+    /* The metadata survived: the table signature is intact. */
+    uint8_t sig[8];
+    int fd = open(q, O_RDONLY);
+    g_assert_cmpint(pread(fd, sig, 8, META_AT), ==, 8);
+    close(fd);
+    g_assert_true(memcmp(sig, "metadata", 8) == 0);
 }
 
 /* -------------------------------------------------------------------- log */

@@ -43,6 +43,29 @@ static int check_identifier(struct vhdx_state *s, GError **errp)
     return 0;
 }
 
+enum { AREA_HEADERS = 1, AREA_LOG = 2, AREA_BAT = 4, AREA_METADATA = 8 };
+
+static void declare_areas(struct vhdx_state *s)
+{
+    s->guard = diskimg_guard_new();
+    diskimg_guard_add(s->guard, AREA_HEADERS, "headers and region tables", 0,
+                      VHDX_HEADER_AREA_END);
+    diskimg_guard_add(s->guard, AREA_LOG, "log", s->header.log_offset, s->header.log_length);
+    diskimg_guard_add(s->guard, AREA_BAT, "BAT", s->bat_region.offset, s->bat_region.length);
+    diskimg_guard_add(s->guard, AREA_METADATA, "metadata region", s->meta_region.offset,
+                      s->meta_region.length);
+}
+
+int vhdx_guard_data_write(struct vhdx_state *s, uint64_t off, uint64_t len, GError **errp)
+{
+    const char *hit = diskimg_guard_find(s->guard, 0, off, len);
+    if (!hit)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                             "%s: Preventing invalid write on metadata (overlaps with %s)",
+                             s->filename, hit);
+}
+
 static void vhdx_close(void *h)
 {
     struct vhdx_state *s = h;
@@ -56,6 +79,8 @@ static void vhdx_close(void *h)
         g_error_free(err);
     }
     vhdx_bat_free(s);
+    if (s->guard)
+        diskimg_guard_free(s->guard);
     g_free(s);
 }
 
@@ -70,6 +95,7 @@ static int open_structures(struct vhdx_state *s, GError **errp)
     if ((size = diskimg_node_size(s->file, errp)) < 0)
         return -1;
     s->alloc_end = ((uint64_t)size + MiB - 1) / MiB * MiB;
+    declare_areas(s);
     return 0;
 }
 

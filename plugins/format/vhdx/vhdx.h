@@ -26,6 +26,7 @@
 #define VHDX_H
 
 #include <diskimg/plugin.h>
+#include <diskimg/guard.h>
 #include <diskimg/toolkit.h>
 
 #define KiB (UINT64_C(1) << 10)
@@ -120,6 +121,10 @@ struct vhdx_state {
     bool bat_has_dirty;
 
     uint64_t alloc_end;        /* where the next payload block goes (1 MiB aligned) */
+    /* The fixed areas and regions, which guest data must never reach: BAT
+     * entries are checked at open, but an image opened for check keeps
+     * bad ones, and a repairing check writes. */
+    diskimg_guard *guard;
     uint64_t log_sequence;     /* next log entry sequence number */
 };
 
@@ -168,6 +173,11 @@ int vhdx_log_write_entry(struct vhdx_state *s, const uint8_t *const *pages,
                          const uint64_t *offsets, unsigned npages, GError **errp);
 int vhdx_log_write_pages(struct vhdx_state *s, const uint8_t *const *pages,
                          const uint64_t *offsets, unsigned npages, GError **errp);
+
+/* vhdx.c */
+/* Fails (the image is corrupt) when guest data at [off, off+len) of the
+ * file would overwrite a structure. */
+int vhdx_guard_data_write(struct vhdx_state *s, uint64_t off, uint64_t len, GError **errp);
 
 /* io.c */
 int vhdx_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp);
