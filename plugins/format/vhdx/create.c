@@ -75,11 +75,28 @@ static int parse_options(const diskimg_options *o, uint64_t size, struct layout 
     return 0;
 }
 
+/* The BAT region qemu 7.2 needs to open the image.  For an empty disk its
+ * entry count wraps in 32 bits, (0 - 1) >> log2(chunk_ratio), and it
+ * refuses a region smaller than that; we write what it can open (the
+ * region stays a sparse run of zeroes). */
+static uint64_t bat_region_length(const struct layout *l)
+{
+    uint64_t entries = l->entries;
+    if (entries == 0) {
+        uint64_t ratio = vhdx_chunk_ratio(l->block_size, SECTOR);
+        unsigned bits = 0;
+        while ((UINT64_C(1) << bits) < ratio)
+            bits++;
+        entries = UINT32_MAX >> bits;
+    }
+    return round_up(MAX(entries * 8, 1), MiB);
+}
+
 static void plan(struct layout *l)
 {
     l->entries = vhdx_bat_entry_count(l->size, l->block_size, SECTOR);
     l->bat.offset = round_up(VHDX_HEADER_AREA_END + l->log_size, MiB);
-    l->bat.length = (uint32_t)round_up(MAX(l->entries * 8, 1), MiB);
+    l->bat.length = (uint32_t)bat_region_length(l);
     l->meta.offset = l->bat.offset + l->bat.length;
     l->meta.length = MiB;
     /* qemu counts its slack from the end of the BAT: the metadata region

@@ -858,6 +858,24 @@ static void test_qemu_reads_ours(gconstpointer data)
     g_free(out);
 }
 
+/* An empty disk: qemu 7.2 computes its BAT size with a 32-bit wrap and
+ * opens only images whose BAT region is that large. */
+static void test_qemu_reads_empty(void)
+{
+    g_autofree char *img = fresh("empty.vhdx", 0, NULL);
+    diskimg_node *n = open_vhdx(img, 0);
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_node_size(n, &err), ==, 0);
+    g_assert_cmpuint(((struct vhdx_state *)diskimg_node_handle(n))->bat_region.length, ==,
+                     64 * MiB);
+    diskimg_close(n);
+    if (!have("qemu-img"))
+        return;
+    const char *check[] = { "qemu-img", "check", "-f", "vhdx", img, NULL };
+    g_assert_cmpint(run(check, NULL), ==, 0);
+}
+
 /* qemu replays a log we left dirty: our log entries are what qemu writes. */
 static void test_qemu_replays_ours(void)
 {
@@ -920,6 +938,7 @@ int main(int argc, char **argv)
                          test_qemu_reads_ours);
     g_test_add_data_func("/vhdx/qemu-reads-ours/block-1M", "block_size=1M",
                          test_qemu_reads_ours);
+    g_test_add_func("/vhdx/qemu-reads-ours/empty", test_qemu_reads_empty);
     g_test_add_func("/vhdx/qemu-replays-ours", test_qemu_replays_ours);
 
     ret = g_test_run();
