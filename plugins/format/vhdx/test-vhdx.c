@@ -858,6 +858,78 @@ static void test_qemu_reads_ours(gconstpointer data)
     g_free(out);
 }
 
+static void node_fill(diskimg_node *n, uint64_t off, uint64_t len, uint8_t byte)
+{
+    uint8_t *buf = g_malloc(len);
+    GError *err = NULL;
+
+    memset(buf, byte, len);
+    g_assert_cmpint(diskimg_node_pwrite(n, buf, len, off, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    g_free(buf);
+}
+
+/* Past the first chunk (4096 blocks of 1 MiB with 512-byte sectors) the
+ * BAT has a sector-bitmap entry between payload entries: data written
+ * across that boundary must be where qemu looks for it, and the other
+ * way round. */
+static void test_chunk_boundary(void)
+{
+    g_autofree char *img = fresh("chunk.vhdx", 5 * GiB, "block_size=1M");
+    uint64_t at = 4 * GiB - 512 * KiB;
+    diskimg_node *n = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    struct vhdx_state *s = diskimg_node_handle(n);
+
+    g_assert_cmpuint(s->bat_entries, ==, 5120 + 1);
+    node_fill(n, at, MiB, 0x5c);
+    g_assert_cmpuint(s->bat[4095] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_FULLY_PRESENT);
+    g_assert_cmpuint(s->bat[4096], ==, 0);              /* the sector bitmap entry */
+    g_assert_cmpuint(s->bat[4097] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_FULLY_PRESENT);
+    diskimg_close(n);
+    if (!have("qemu-io"))
+        return;
+    g_autofree char *rd = g_strdup_printf("read -P 0x5c %" PRIu64 " 1M", at);
+    const char *check[] = { "qemu-io", "-f", "vhdx", "-c", rd, img, NULL };
+    g_assert_cmpint(run(check, NULL), ==, 0);
+    g_autofree char *wr = g_strdup_printf("write -P 0xc5 %" PRIu64 " 64k", 4 * GiB + 3 * MiB);
+    const char *write[] = { "qemu-io", "-f", "vhdx", "-c", wr, img, NULL };
+    g_assert_cmpint(run(write, NULL), ==, 0);
+    n = open_vhdx(img, 0);
+    uint8_t *got = g_malloc(64 * KiB), *want = g_malloc(64 * KiB);
+    GError *err = NULL;
+    memset(want, 0xc5, 64 * KiB);
+    g_assert_cmpint(diskimg_node_pread(n, got, 64 * KiB, 4 * GiB + 3 * MiB, &err), ==, 0);
+    g_assert_true(memcmp(got, want, 64 * KiB) == 0);
+    memset(want, 0x5c, 64 * KiB);
+    g_assert_cmpint(diskimg_node_pread(n, got, 64 * KiB, at + MiB - 64 * KiB, &err), ==, 0);
+    g_assert_true(memcmp(got, want, 64 * KiB) == 0);
+    diskimg_close(n);
+    g_free(got);
+    g_free(want);
+}
+
+/* 4096-byte logical sectors (Hyper-V makes them; qemu cannot): the chunk
+ * ratio grows eightfold, and reads and writes work as with 512. */
+static void test_4k_sectors(void)
+{
+    g_autofree char *img = fresh("4k.vhdx", 16 * MiB, "block_size=1M");
+    patch_le32(img, ITEMS_AT + 32, 4096);
+    patch_le32(img, ITEMS_AT + 36, 4096);
+    diskimg_node *n = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    struct vhdx_state *s = diskimg_node_handle(n);
+    g_assert_cmpuint(s->chunk_ratio, ==, 32768);
+    node_write(n, 3 * MiB - 4096, 8192, 31);
+    diskimg_close(n);
+    n = open_vhdx(img, 0);
+    node_expect(n, 3 * MiB - 4096, 8192, 31);
+    node_expect(n, 0, 4096, -1);
+    diskimg_close(n);
+    /* A size that is not a multiple of the 4 KiB sector is refused. */
+    g_autofree char *odd = fresh("4k-odd.vhdx", 16 * MiB + 512, "block_size=1M");
+    patch_le32(odd, ITEMS_AT + 32, 4096);
+    expect_open_error(odd, 0, DISKIMG_ERROR_CORRUPT, "virtual_disk_size");
+}
+
 /* An empty disk: qemu 7.2 computes its BAT size with a 32-bit wrap and
  * opens only images whose BAT region is that large. */
 static void test_qemu_reads_empty(void)
@@ -939,6 +1011,8 @@ int main(int argc, char **argv)
     g_test_add_data_func("/vhdx/qemu-reads-ours/block-1M", "block_size=1M",
                          test_qemu_reads_ours);
     g_test_add_func("/vhdx/qemu-reads-ours/empty", test_qemu_reads_empty);
+    g_test_add_func("/vhdx/chunk-boundary", test_chunk_boundary);
+    g_test_add_func("/vhdx/4k-sectors", test_4k_sectors);
     g_test_add_func("/vhdx/qemu-replays-ours", test_qemu_replays_ours);
 
     ret = g_test_run();
