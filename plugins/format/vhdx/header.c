@@ -127,7 +127,8 @@ static int validate_header(const struct vhdx_header *h, uint64_t file_size, GErr
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "vhdx header: field 'log_length' (%" PRIu32
                                  ") is not a multiple of 1 MiB", h->log_length);
-    if (!vhdx_guid_is_zero(&h->log_guid) && h->log_offset + h->log_length > file_size)
+    /* Subtraction, not addition: offsets from the file may be near 2^64. */
+    if (h->log_length > file_size || h->log_offset > file_size - h->log_length)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "vhdx header: log (%" PRIu32 " bytes at offset 0x%" PRIx64
                                  ") lies beyond the end of the file (%" PRIu64 " bytes)",
@@ -247,7 +248,7 @@ static int check_region(const char *name, const struct vhdx_region *r, uint64_t 
                                  " bytes at offset 0x%" PRIx64 ") is not a non-empty "
                                  "1 MiB aligned range past the header area",
                                  name, r->length, r->offset);
-    if (r->offset + r->length > file_size)
+    if (r->length > file_size || r->offset > file_size - r->length)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "vhdx region table: %s region (%" PRIu32
                                  " bytes at offset 0x%" PRIx64 ") lies beyond the end of "

@@ -49,10 +49,11 @@ static const uint8_t *sector(const struct log_view *v, uint64_t i)
     return v->data + (i % v->sectors) * SECT;
 }
 
-static uint32_t desc_sectors(uint32_t descriptors)
+static uint64_t desc_sectors(uint32_t descriptors)
 {
-    /* The 64-byte header takes the room of two descriptors. */
-    return (descriptors + 2 + 127) / 128;
+    /* The 64-byte header takes the room of two descriptors.  In 64 bits:
+     * a count near 2^32 must not wrap into a small number of sectors. */
+    return ((uint64_t)descriptors + 2 + 127) / 128;
 }
 
 static const uint8_t *descriptor(const struct log_view *v, const struct entry *e, uint32_t k)
@@ -76,7 +77,7 @@ static uint32_t entry_crc(const struct log_view *v, const struct entry *e)
 /* The descriptors and data sectors of a parsed header, checked. */
 static bool descriptors_valid(const struct log_view *v, const struct entry *e)
 {
-    uint32_t data_index = desc_sectors(e->descriptors);
+    uint64_t data_index = desc_sectors(e->descriptors);
 
     for (uint32_t k = 0; k < e->descriptors; k++) {
         const uint8_t *d = descriptor(v, e, k);
@@ -161,7 +162,7 @@ static int apply_entry(struct vhdx_state *s, const struct log_view *v, const str
                        uint64_t limit, GError **errp)
 {
     uint8_t *buf = g_malloc(SECT);
-    uint32_t data_index = desc_sectors(e->descriptors);
+    uint64_t data_index = desc_sectors(e->descriptors);
     int ret = -1;
 
     for (uint32_t k = 0; k < e->descriptors; k++) {
@@ -286,7 +287,7 @@ static void encode_entry(const struct vhdx_state *s, uint8_t *buf, uint32_t sect
                          const uint8_t *const *pages, const uint64_t *offsets, unsigned n,
                          uint64_t seq, uint64_t file_size)
 {
-    uint32_t ds = desc_sectors(n);
+    uint64_t ds = desc_sectors(n);
 
     memcpy(buf, "loge", 4);
     diskimg_put_le32(buf + 8, sectors * (uint32_t)SECT);
@@ -315,7 +316,7 @@ static void encode_entry(const struct vhdx_state *s, uint8_t *buf, uint32_t sect
 int vhdx_log_write_entry(struct vhdx_state *s, const uint8_t *const *pages,
                          const uint64_t *offsets, unsigned n, GError **errp)
 {
-    uint32_t sectors = desc_sectors(n) + n;
+    uint32_t sectors = (uint32_t)desc_sectors(n) + n;   /* n is at most a few thousand */
     int64_t file_size;
     uint8_t *buf;
     int ret;

@@ -561,6 +561,23 @@ static void test_corrupt(void)
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT region");
     g_free(p);
 
+    /* An offset near 2^64, where offset + length wraps to a small number. */
+    p = fresh("c-region-wrap.vhdx", 16 * MiB, NULL);
+    patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
+    patch_le32(p, VHDX_REGION1_OFFSET + 16 + 24, 2 * MiB);
+    patch_le64(p, VHDX_REGION2_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
+    patch_le32(p, VHDX_REGION2_OFFSET + 16 + 24, 2 * MiB);
+    reseal_regions(p);
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT region");
+    g_free(p);
+
+    p = fresh("c-log-wrap.vhdx", 16 * MiB, NULL);
+    patch_le64(p, VHDX_HEADER1_OFFSET + 72, UINT64_C(0xfffffffffff00000));
+    patch_le64(p, VHDX_HEADER2_OFFSET + 72, UINT64_C(0xfffffffffff00000));
+    reseal_headers(p);
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "log");
+    g_free(p);
+
     p = fresh("c-region-count.vhdx", 16 * MiB, NULL);
     patch_le32(p, VHDX_REGION1_OFFSET + 8, 5000);
     patch_le32(p, VHDX_REGION2_OFFSET + 8, 5000);
@@ -774,6 +791,16 @@ static void test_log_invalid(void)
     diskimg_node *n = open_vhdx(p, 0);
     node_expect(n, 0, 4096, -1);                        /* the old BAT: a hole */
     diskimg_close(n);
+    /* A descriptor count near 2^32 in an entry with a valid checksum: it
+     * must not pass as a few descriptor sectors (nor take hours). */
+    g_autofree char *q = fresh("hugelog.vhdx", 16 * MiB, NULL);
+    make_dirty_log(q, 4);
+    patch_le32(q, MiB + 24, UINT32_MAX);
+    reseal(q, MiB, 8192);
+    n = open_vhdx(q, 0);
+    node_expect(n, 0, 4096, -1);
+    diskimg_close(n);
+
     /* A log_length the log region cannot hold. */
     patch_le32(p, VHDX_HEADER1_OFFSET + 68, 1024 * MiB);
     patch_le32(p, VHDX_HEADER2_OFFSET + 68, 1024 * MiB);
