@@ -778,6 +778,42 @@ static void test_log_replay(void)
     diskimg_close(n);
 }
 
+/* A crash between guest writes and the flush that publishes their BAT
+ * entries: the child process writes into new blocks and into a present
+ * one, then dies without flushing or closing.  The image must still be
+ * consistent: valid headers and log, the old BAT (new blocks read as the
+ * zeroes they were), the in-place write kept. */
+static void test_crash_before_flush(void)
+{
+    g_autofree char *p = test_tmp_path("crash.vhdx");
+
+    if (g_test_subprocess()) {
+        diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+        node_write(n, 0, 4096, 41);                 /* block 0 exists already */
+        node_write(n, 9 * MiB, 2 * MiB, 42);        /* blocks 9 and 10 are new */
+        _exit(0);
+    }
+    g_unlink(p);
+    create_vhdx(p, 16 * MiB, "block_size=1M");
+    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+    node_write(n, 0, 4096, 40);
+    diskimg_close(n);
+
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+
+    n = open_vhdx(p, 0);
+    struct vhdx_state *s = diskimg_node_handle(n);
+    g_assert_true(vhdx_guid_is_zero(&s->header.log_guid));
+    node_expect(n, 0, 4096, 41);
+    node_expect(n, 9 * MiB, 2 * MiB, -1);
+    diskimg_close(n);
+    if (have("qemu-img")) {
+        const char *check[] = { "qemu-img", "check", "-f", "vhdx", p, NULL };
+        g_assert_cmpint(run(check, NULL), ==, 0);
+    }
+}
+
 /* A log GUID whose log holds garbage, or an entry whose checksum fails,
  * has nothing to replay: the image opens read-only as it is. */
 static void test_log_invalid(void)
@@ -1009,7 +1045,7 @@ int main(int argc, char **argv)
     if (!schema)
         g_error("the vhdx plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
                 g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vhdx", NULL);
+    test_tmpdir_create("diskimg-vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
 
     g_test_add_func("/vhdx/geometry", test_geometry);
     g_test_add_func("/vhdx/guid", test_guid);
@@ -1027,6 +1063,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/check", test_check);
     g_test_add_func("/vhdx/log-replay", test_log_replay);
     g_test_add_func("/vhdx/log-invalid", test_log_invalid);
+    g_test_add_func("/vhdx/crash-before-flush", test_crash_before_flush);
     g_test_add_data_func("/vhdx/qemu-made/dynamic", "subformat=dynamic", test_qemu_made);
     g_test_add_data_func("/vhdx/qemu-made/fixed", "subformat=fixed", test_qemu_made);
     g_test_add_data_func("/vhdx/qemu-made/block-1M", "block_size=1M", test_qemu_made);
