@@ -726,7 +726,6 @@ static void make_dirty_log(const char *path, unsigned seed)
     g_assert_no_error(err);
     struct vhdx_state s = { .file = diskimg_node_file(raw), .filename = path,
                             .writable = true };
-    s.node = raw;
     g_assert_cmpint(vhdx_read_headers(&s, &err), ==, 0);
     g_assert_cmpint(vhdx_read_region_table(&s, &err), ==, 0);
     g_assert_cmpint(vhdx_read_metadata(&s, &err), ==, 0);

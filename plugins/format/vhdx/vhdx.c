@@ -103,7 +103,6 @@ static void *vhdx_open(const struct diskimg_format_open_args *args, GError **err
 {
     struct vhdx_state *s = g_new0(struct vhdx_state, 1);
 
-    s->node = args->node;
     s->file = args->file;
     s->filename = diskimg_node_filename(args->file);
     s->writable = (args->flags & DISKIMG_OPEN_RDWR) != 0;

@@ -94,7 +94,7 @@ struct vhdx_region {
 };
 
 struct vhdx_state {
-    diskimg_node *node, *file;
+    diskimg_node *file;        /* the image file (our file child) */
     const char *filename;      /* the file node's name, for messages */
     bool writable;
     bool check_mode;           /* opened for check: bad BAT entries are counted, not fatal */
