@@ -813,6 +813,26 @@ static void test_crash_before_flush(void)
     }
 }
 
+/* An image without a log (log_length 0, which the spec allows): BAT pages
+ * are then written in place, after the data they name. */
+static void test_no_log(void)
+{
+    g_autofree char *p = fresh("nolog.vhdx", 16 * MiB, "block_size=1M");
+
+    patch_le32(p, VHDX_HEADER1_OFFSET + 68, 0);
+    patch_le32(p, VHDX_HEADER2_OFFSET + 68, 0);
+    reseal_headers(p);
+    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+    node_write(n, 5 * MiB + 100, 3 * MiB, 51);
+    diskimg_close(n);
+    n = open_vhdx(p, 0);
+    struct vhdx_state *s = diskimg_node_handle(n);
+    g_assert_cmpuint(s->header.log_length, ==, 0);
+    g_assert_true(vhdx_guid_is_zero(&s->header.log_guid));
+    node_expect(n, 5 * MiB + 100, 3 * MiB, 51);
+    diskimg_close(n);
+}
+
 /* A log GUID whose log holds garbage, or an entry whose checksum fails,
  * has nothing to replay: the image opens read-only as it is. */
 static void test_log_invalid(void)
@@ -1063,6 +1083,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/log-replay", test_log_replay);
     g_test_add_func("/vhdx/log-invalid", test_log_invalid);
     g_test_add_func("/vhdx/crash-before-flush", test_crash_before_flush);
+    g_test_add_func("/vhdx/no-log", test_no_log);
     g_test_add_data_func("/vhdx/qemu-made/dynamic", "subformat=dynamic", test_qemu_made);
     g_test_add_data_func("/vhdx/qemu-made/fixed", "subformat=fixed", test_qemu_made);
     g_test_add_data_func("/vhdx/qemu-made/block-1M", "block_size=1M", test_qemu_made);
