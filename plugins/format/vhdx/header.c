@@ -362,6 +362,7 @@ int vhdx_read_region_table(struct vhdx_state *s, GError **errp)
     if (diskimg_node_pread(s->file, buf, VHDX_REGION_SIZE, VHDX_REGION2_OFFSET, errp) < 0)
         goto out;
     if (parse_region_table(s, buf, (uint64_t)file_size, NULL) == 0) {
+        s->region1_damaged = true;
         ret = 0;
         goto out;
     }
@@ -370,5 +371,26 @@ int vhdx_read_region_table(struct vhdx_state *s, GError **errp)
 out:
     g_clear_error(&first);
     g_free(buf);
+    return ret;
+}
+
+int vhdx_repair_region_table(struct vhdx_state *s, GError **errp)
+{
+    uint8_t *buf;
+    int ret;
+
+    if (!s->region1_damaged)
+        return 0;
+    buf = g_malloc(VHDX_REGION_SIZE);
+    ret = diskimg_node_pread(s->file, buf, VHDX_REGION_SIZE, VHDX_REGION2_OFFSET, errp);
+    if (ret == 0)
+        ret = diskimg_node_pwrite(s->file, buf, VHDX_REGION_SIZE, VHDX_REGION1_OFFSET, 0, errp);
+    if (ret == 0)
+        ret = diskimg_node_flush(s->file, errp);
+    g_free(buf);
+    if (ret == 0) {
+        s->region1_damaged = false;
+        s->region1_repaired = true;
+    }
     return ret;
 }

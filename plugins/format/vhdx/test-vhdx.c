@@ -715,6 +715,40 @@ static void test_check(void)
     g_assert_true(memcmp(sig, "metadata", 8) == 0);
 }
 
+/* A damaged region table 1: we read copy 2 (qemu reads only copy 1 and
+ * cannot open the image); check counts it, a repairing check rewrites it. */
+static void test_region_repair(void)
+{
+    g_autofree char *p = fresh("regrepair.vhdx", 16 * MiB, NULL);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
+    GError *err = NULL;
+
+    patch(p, VHDX_REGION1_OFFSET + 300, junk, 4);
+    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
+    g_assert_cmpuint(res.corruptions, ==, 1);
+    diskimg_close(n);
+
+    res = (struct diskimg_check_result){ .struct_size = sizeof(res) };
+    n = open_vhdx(p, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR);
+    g_assert_cmpint(diskimg_node_check(n, DISKIMG_CHECK_FIX_ERRORS, &res, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, ==, 1);
+    diskimg_close(n);
+
+    res = (struct diskimg_check_result){ .struct_size = sizeof(res) };
+    n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
+    g_assert_cmpuint(res.corruptions + res.corruptions_fixed, ==, 0);
+    diskimg_close(n);
+    if (have("qemu-img")) {
+        const char *check[] = { "qemu-img", "check", "-f", "vhdx", p, NULL };
+        g_assert_cmpint(run(check, NULL), ==, 0);
+    }
+}
+
 /* -------------------------------------------------------------------- log */
 
 /* Leaves a crash's state behind: block 0 of the image gets new data at the
@@ -1080,6 +1114,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/create-options", test_create_options);
     g_test_add_func("/vhdx/corrupt", test_corrupt);
     g_test_add_func("/vhdx/check", test_check);
+    g_test_add_func("/vhdx/region-repair", test_region_repair);
     g_test_add_func("/vhdx/log-replay", test_log_replay);
     g_test_add_func("/vhdx/log-invalid", test_log_invalid);
     g_test_add_func("/vhdx/crash-before-flush", test_crash_before_flush);

@@ -108,7 +108,8 @@ static void *vhdx_open(const struct diskimg_format_open_args *args, GError **err
     s->writable = (args->flags & DISKIMG_OPEN_RDWR) != 0;
     s->check_mode = (args->flags & DISKIMG_OPEN_CHECK) != 0;
     if (open_structures(s, errp) < 0 ||
-        (s->writable && vhdx_update_headers(s, false, NULL, errp) < 0)) {
+        (s->writable && (vhdx_update_headers(s, false, NULL, errp) < 0 ||
+                         vhdx_repair_region_table(s, errp) < 0))) {
         s->writable = false;        /* nothing to write back */
         vhdx_close(s);
         return NULL;

@@ -105,6 +105,8 @@ struct vhdx_state {
     bool log_replayed;         /* open replayed a dirty log (check reports it) */
 
     struct vhdx_region bat_region, meta_region;
+    bool region1_damaged;      /* region table 1 is bad, copy 2 served */
+    bool region1_repaired;     /* ...and a writable open rewrote it (check counts it) */
 
     /* Metadata. */
     uint32_t block_size, logical_sector, physical_sector, param_flags;
@@ -131,6 +133,8 @@ struct vhdx_state {
 /* header.c */
 int vhdx_read_headers(struct vhdx_state *s, GError **errp);
 int vhdx_read_region_table(struct vhdx_state *s, GError **errp);
+/* Rewrites a damaged region table 1 from copy 2 (qemu reads only copy 1). */
+int vhdx_repair_region_table(struct vhdx_state *s, GError **errp);
 /* Writes the inactive header copy from s->header with the sequence number
  * incremented, a new file write GUID, optionally a new data write GUID and
  * the given log GUID (NULL: unchanged), then makes it current.  Twice:
