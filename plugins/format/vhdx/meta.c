@@ -131,10 +131,45 @@ static int check_values(struct vhdx_state *s, GError **errp)
     return 0;
 }
 
+/* Reads one known item (at most 16 bytes) into a view of its own. */
+static int read_item(struct vhdx_state *s, const struct found *f, unsigned k, uint8_t *buf,
+                     struct diskimg_reader *r, GError **errp)
+{
+    if (diskimg_node_pread(s->file, buf, f->length, s->meta_region.offset + f->offset,
+                           errp) < 0)
+        return -1;
+    *r = diskimg_reader_make(buf, f->length, DISKIMG_LITTLE_ENDIAN, NULL, items[k].name);
+    return 0;
+}
+
+static int read_items(struct vhdx_state *s, const struct found found[ITEM_COUNT],
+                      GError **errp)
+{
+    uint8_t params[8], size[8], page83[16], lss[4], pss[4];
+    struct diskimg_reader r[5];
+    const uint8_t *guid;
+
+    if (read_item(s, &found[ITEM_PARAMS], ITEM_PARAMS, params, &r[0], errp) < 0 ||
+        read_item(s, &found[ITEM_SIZE], ITEM_SIZE, size, &r[1], errp) < 0 ||
+        read_item(s, &found[ITEM_PAGE83], ITEM_PAGE83, page83, &r[2], errp) < 0 ||
+        read_item(s, &found[ITEM_LSS], ITEM_LSS, lss, &r[3], errp) < 0 ||
+        read_item(s, &found[ITEM_PSS], ITEM_PSS, pss, &r[4], errp) < 0)
+        return -1;
+    if (diskimg_read_u32(&r[0], 0, "block_size", &s->block_size, errp) < 0 ||
+        diskimg_read_u32(&r[0], 4, "file_parameter_flags", &s->param_flags, errp) < 0 ||
+        diskimg_read_u64(&r[1], 0, "virtual_disk_size", &s->disk_size, errp) < 0 ||
+        !(guid = diskimg_read_bytes(&r[2], 0, 16, "page_83_data", errp)) ||
+        diskimg_read_u32(&r[3], 0, "logical_sector_size", &s->logical_sector, errp) < 0 ||
+        diskimg_read_u32(&r[4], 0, "physical_sector_size", &s->physical_sector, errp) < 0)
+        return -1;
+    memcpy(s->page83.b, guid, 16);
+    return 0;
+}
+
 int vhdx_read_metadata(struct vhdx_state *s, GError **errp)
 {
     struct found found[ITEM_COUNT] = { { 0 } };
-    uint8_t *buf = NULL;
+    uint8_t *table = NULL;
     int ret = -1;
 
     if (s->meta_region.length < VHDX_META_TABLE_SIZE) {
@@ -143,14 +178,15 @@ int vhdx_read_metadata(struct vhdx_state *s, GError **errp)
                                  " bytes) is smaller than its 64 KiB table",
                                  s->meta_region.length);
     }
-    /* The region was checked against the file; it is at most 4 GiB, and
-     * its items are read from this one buffer. */
-    if (diskimg_load_table(s->file, s->meta_region.offset, s->meta_region.length, 1,
-                           UINT32_MAX, "vhdx metadata region", (void **)&buf, errp) < 0)
+    /* Only the table is held; the few items we need are read one by one,
+     * so a region of any size costs 64 KiB. */
+    if (diskimg_load_table(s->file, s->meta_region.offset, VHDX_META_TABLE_SIZE, 1,
+                           VHDX_META_TABLE_SIZE, "vhdx metadata table", (void **)&table,
+                           errp) < 0)
         return -1;
-    struct diskimg_reader r = diskimg_reader_make(buf, s->meta_region.length,
+    struct diskimg_reader r = diskimg_reader_make(table, VHDX_META_TABLE_SIZE,
                                                   DISKIMG_LITTLE_ENDIAN, NULL,
-                                                  "vhdx metadata region");
+                                                  "vhdx metadata table");
     if (parse_table(s, &r, found, errp) < 0)
         goto out;
     for (unsigned k = 0; k < ITEM_PARENT; k++) {
@@ -161,21 +197,8 @@ int vhdx_read_metadata(struct vhdx_state *s, GError **errp)
             goto out;
         }
     }
-    const uint8_t *page83;
-    if (diskimg_read_u32(&r, found[ITEM_PARAMS].offset, "block_size", &s->block_size,
-                         errp) < 0 ||
-        diskimg_read_u32(&r, found[ITEM_PARAMS].offset + 4, "file_parameter_flags",
-                         &s->param_flags, errp) < 0 ||
-        diskimg_read_u64(&r, found[ITEM_SIZE].offset, "virtual_disk_size", &s->disk_size,
-                         errp) < 0 ||
-        diskimg_read_u32(&r, found[ITEM_LSS].offset, "logical_sector_size",
-                         &s->logical_sector, errp) < 0 ||
-        diskimg_read_u32(&r, found[ITEM_PSS].offset, "physical_sector_size",
-                         &s->physical_sector, errp) < 0 ||
-        !(page83 = diskimg_read_bytes(&r, found[ITEM_PAGE83].offset, 16, "page_83_data",
-                                      errp)))
+    if (read_items(s, found, errp) < 0)
         goto out;
-    memcpy(s->page83.b, page83, 16);
     if ((s->param_flags & VHDX_PARAM_HAS_PARENT) && !found[ITEM_PARENT].present) {
         diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                           "vhdx metadata: the file parameters name a parent but there is "
@@ -184,7 +207,7 @@ int vhdx_read_metadata(struct vhdx_state *s, GError **errp)
     }
     ret = check_values(s, errp);
 out:
-    g_free(buf);
+    g_free(table);
     return ret;
 }
 
