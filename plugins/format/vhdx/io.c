@@ -165,7 +165,9 @@ int vhdx_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GE
         /* A block that reads as zeroes already needs nothing. */
         if (present(e)) {
             bool whole = in == 0 && n == s->block_size;
-            if (whole && (flags & DISKIMG_WRITE_MAY_UNMAP)) {
+            /* A fixed image keeps its blocks (LeaveBlocksAllocated). */
+            bool keep = s->param_flags & VHDX_PARAM_LEAVE_ALLOCATED;
+            if (whole && !keep && (flags & DISKIMG_WRITE_MAY_UNMAP)) {
                 /* Its space is not reused (vhdx keeps no free list; qemu
                  * neither), but reads no longer touch it. */
                 vhdx_bat_set(s, block, VHDX_BLOCK_ZERO);

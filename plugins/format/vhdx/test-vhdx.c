@@ -403,6 +403,17 @@ static void test_write_zeroes(void)
     diskimg_close(n);
     g_free(buf);
     g_free(got);
+
+    /* A fixed image keeps its blocks allocated: zeroes are written in place. */
+    g_autofree char *f = fresh("zeroes-fixed.vhdx", 4 * MiB, "subformat=fixed,block_size=1M");
+    n = open_vhdx(f, DISKIMG_OPEN_RDWR);
+    node_write(n, MiB, MiB, 8);
+    g_assert_cmpint(diskimg_node_write_zeroes(n, MiB, MiB, DISKIMG_WRITE_MAY_UNMAP, &err),
+                    ==, 0);
+    s = diskimg_node_handle(n);
+    g_assert_cmpuint(s->bat[1] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_FULLY_PRESENT);
+    node_expect(n, MiB, MiB, -1);
+    diskimg_close(n);
 }
 
 /* The spec's header rules, as qemu applies them: a writable open rewrites
