@@ -105,7 +105,11 @@ static int before_guest_write(struct vhdx_state *s, GError **errp)
     return 0;
 }
 
-/* A new payload block for `block` at the end of the file. */
+/* A new payload block for `block` at the end of the file.  alloc_end is
+ * never below the end of the file (open rounds the size up, only this
+ * grows it), so the truncate only ever extends, with zeroes.  The entry
+ * is set before the data is written: if that write fails, the block still
+ * reads as the zeroes the old entry stood for. */
 static int allocate_block(struct vhdx_state *s, uint64_t block, GError **errp)
 {
     uint64_t off = s->alloc_end;
