@@ -45,6 +45,21 @@ static int print_entry(const struct map_entry *e, enum cli_output output, bool l
     return 0;
 }
 
+/* A format whose schema says `map-as-data: true` stands for a qemu driver
+ * without block status: qemu-img map shows its layers as data throughout,
+ * with no offset.  Only map pretends so; convert and compare keep using
+ * the plugin's real block status. */
+static bool layer_maps_as_data(diskimg_node *n, int depth)
+{
+    for (int i = 0; i < depth && n; i++)
+        n = diskimg_node_backing(n);
+    if (!n)
+        return false;
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT,
+                                                    diskimg_node_driver(n));
+    return s && diskimg_schema_flag(s, "map-as-data");
+}
+
 static int entry_at(diskimg_node *n, uint64_t off, uint64_t len, struct map_entry *e,
                     GError **errp)
 {
@@ -52,6 +67,8 @@ static int entry_at(diskimg_node *n, uint64_t off, uint64_t len, struct map_entr
     int depth;
     if (diskimg_node_block_status_chain(n, off, len, &ext, &depth, errp) < 0)
         return -1;
+    if ((ext.flags & DISKIMG_BS_ALLOCATED) && layer_maps_as_data(n, depth))
+        ext.flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED;
     *e = (struct map_entry){
         .start = off,
         .length = ext.length,
