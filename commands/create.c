@@ -94,7 +94,16 @@ int cmd_create(struct cli *c)
             cli_gerror(err);
         return 1;
     }
-    if (text && diskimg_options_text_wants_help(text)) {
+    bool wants_help = text && diskimg_options_text_wants_help(text);
+    if (cli_require_creatable(format, &err) < 0) {
+        /* qemu-img names the file except for -o help. */
+        if (filename && !wants_help)
+            print_create_error(filename, err);
+        else
+            cli_gerror(err);
+        return 1;
+    }
+    if (wants_help) {
         cli_print_options_help(format, "create-options", c->nargs > 0);
         return 0;
     }
