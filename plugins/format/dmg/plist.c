@@ -96,6 +96,8 @@ static bool skip_attributes(struct xparser *x, bool *empty)
             if (!q)
                 return false;
             x->p = q + 1;
+        } else if (c == '<') {
+            return false;          /* a tag never holds another */
         } else if (c == '>') {
             x->p++;
             *empty = false;
