@@ -31,7 +31,8 @@ int cmd_measure(struct cli *c)
     const char *size_text = cli_get(c, "size");
     g_autofree char *text = cli_joined(c, "options");
     GError *err = NULL;
-    if (diskimg_format_require(format, &err) < 0) {
+    /* qemu-img asks for a format that can create images before anything. */
+    if (diskimg_format_require(format, &err) < 0 || cli_require_creatable(format, &err) < 0) {
         cli_gerror(err);
         return 1;
     }
