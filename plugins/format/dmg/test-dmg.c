@@ -334,7 +334,7 @@ static struct builder *all_types(void)
     return b;
 }
 
-static void assert_reads(const char *path, const GByteArray *expect)
+static void assert_reads_steps(const char *path, const GByteArray *expect, size_t n_steps)
 {
     GError *err = NULL;
     diskimg_node *n = test_open(path, "dmg", 0, &err);
@@ -345,7 +345,7 @@ static void assert_reads(const char *path, const GByteArray *expect)
     /* Whole, in odd steps that straddle chunks and windows, then backwards
      * (each read restarts the decoder of a large chunk). */
     static const size_t steps[] = { 1u << 20, 3000, 512 };
-    for (size_t i = 0; i < G_N_ELEMENTS(steps); i++) {
+    for (size_t i = 0; i < MIN(n_steps, G_N_ELEMENTS(steps)); i++) {
         g_autofree uint8_t *got = test_read_all_step(n, steps[i], &len, &err);
         g_assert_no_error(err);
         g_assert_cmpmem(got, len, expect->data, expect->len);
@@ -359,6 +359,11 @@ static void assert_reads(const char *path, const GByteArray *expect)
         g_assert_cmpmem(buf, sizeof(buf), expect->data + off, sizeof(buf));
     }
     diskimg_close(n);
+}
+
+static void assert_reads(const char *path, const GByteArray *expect)
+{
+    assert_reads_steps(path, expect, 3);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -511,6 +516,38 @@ static void test_against_dmg2img(void)
     g_assert_cmpmem(got, len, b->expect->data, b->expect->len);
     g_free(got);
     g_unlink(out);
+    builder_free(b);
+}
+
+/* A zlib chunk of 100 MiB, which qemu-img 7.2 refuses (it caps chunks at
+ * 64 MiB), read through the fixed decoder window. */
+static void test_large_chunk(void)
+{
+    struct builder *b = builder_new();
+    size_t len = 100u << 20;
+    g_autofree uint8_t *d = g_malloc0(len);
+    uLongf clen = compressBound(len);
+    g_autofree uint8_t *z = g_malloc(clen);
+    g_autofree char *qemu = g_find_program_in_path("qemu-img");
+
+    for (size_t off = 0; off < len; off += 3u << 20)
+        fill(d + off, 4096, (unsigned)(off >> 20));
+    g_assert_cmpint(compress2(z, &clen, d, len, 1), ==, Z_OK);
+    add_raw(b, 3, 1);
+    add_entry(b, DMG_CHUNK_ZLIB, len / SECTOR, d, z, clen);
+    g_autoptr(GByteArray) img = build(b, IN_PLIST);
+    g_autofree char *path = write_image("large.dmg", img);
+    assert_reads_steps(path, b->expect, 1);
+    if (qemu) {
+        const char *argv[] = { qemu, "info", "-f", "dmg", path, NULL };
+        g_autofree char *err_text = NULL;
+        int status;
+
+        g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                                   NULL, NULL, &err_text, &status, NULL));
+        g_assert_false(g_spawn_check_wait_status(status, NULL));
+        g_assert_nonnull(strstr(err_text, "is larger than max"));
+    }
     builder_free(b);
 }
 
@@ -814,6 +851,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/dmg/read/plist", test_read_plist);
     g_test_add_func("/dmg/read/rsrc-fork", test_read_rsrc);
+    g_test_add_func("/dmg/read/large-chunk", test_large_chunk);
     g_test_add_func("/dmg/probe-read-only", test_probe_and_read_only);
     g_test_add_func("/dmg/block-status", test_block_status);
     g_test_add_func("/dmg/lzfse", test_lzfse_unsupported);
