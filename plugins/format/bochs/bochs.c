@@ -340,16 +340,6 @@ static int bochs_block_status(void *h, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static int bochs_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
-                      GError **errp)
-{
-    (void)h;
-    (void)specific;   /* qemu shows no format-specific data for bochs */
-    (void)errp;
-    info->cluster_size = 0;
-    return 0;
-}
-
 /* ------------------------------------------------------------- descriptor */
 
 static const struct diskimg_format_ops bochs_ops = {
@@ -360,7 +350,8 @@ static const struct diskimg_format_ops bochs_ops = {
     .get_size = bochs_get_size,
     .read = bochs_read,
     .block_status = bochs_block_status,
-    .info = bochs_info,
+    /* No info: qemu has no bdrv_get_info for bochs, so info shows neither
+     * format-specific data nor a dirty flag. */
 };
 
 static const struct diskimg_plugin bochs_plugin = {

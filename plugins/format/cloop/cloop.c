@@ -268,16 +268,6 @@ static int cloop_block_status(void *h, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static int cloop_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
-                      GError **errp)
-{
-    (void)h;
-    (void)specific;   /* qemu shows no format-specific data for cloop */
-    (void)errp;
-    info->cluster_size = 0;
-    return 0;
-}
-
 /* ------------------------------------------------------------- descriptor */
 
 static const struct diskimg_format_ops cloop_ops = {
@@ -288,7 +278,8 @@ static const struct diskimg_format_ops cloop_ops = {
     .get_size = cloop_get_size,
     .read = cloop_read,
     .block_status = cloop_block_status,
-    .info = cloop_info,
+    /* No info: qemu has no bdrv_get_info for cloop, so info shows neither
+     * format-specific data nor a dirty flag. */
 };
 
 static const struct diskimg_plugin cloop_plugin = {

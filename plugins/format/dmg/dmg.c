@@ -188,16 +188,6 @@ static int dmg_block_status(void *h, uint64_t offset, uint64_t len, struct diski
     return 0;
 }
 
-static int dmg_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
-                    GError **errp)
-{
-    (void)h;
-    (void)specific;   /* qemu shows no format-specific data for dmg */
-    (void)errp;
-    info->cluster_size = 0;
-    return 0;
-}
-
 static const struct diskimg_format_ops dmg_ops = {
     .struct_size = sizeof(struct diskimg_format_ops),
     .probe = dmg_probe,
@@ -206,7 +196,8 @@ static const struct diskimg_format_ops dmg_ops = {
     .get_size = dmg_get_size,
     .read = dmg_read,
     .block_status = dmg_block_status,
-    .info = dmg_info,
+    /* No info: qemu has no bdrv_get_info for dmg, so info shows neither
+     * format-specific data nor a dirty flag. */
 };
 
 static const struct diskimg_plugin dmg_plugin = {
