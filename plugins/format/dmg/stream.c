@@ -420,11 +420,15 @@ int dmg_reader_read(dmg_reader *r, const struct dmg_chunk *c, uint64_t within, u
             return read_streamed(r, c, within, buf, len, errp);
         return chunk_error(r, c, errp, "unsupported chunk type",
                            "this build of the dmg plugin has no bzip2 support (libbz2)");
+    case DMG_CHUNK_LZFSE:
+        /* Debian has no lzfse library to decode them with. */
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "%s: unsupported chunk type lzfse (0x%08" PRIx32
+                                 ") at sector %" PRIu64, r->filename, c->type, c->sector);
     default:
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "%s: unsupported chunk type %s (0x%08" PRIx32
-                                 ") at sector %" PRIu64, r->filename,
-                                 dmg_chunk_type_name(c->type, name, sizeof(name)), c->type,
+                                 "%s: unsupported chunk type %s at sector %" PRIu64,
+                                 r->filename, dmg_chunk_type_name(c->type, name, sizeof(name)),
                                  c->sector);
     }
 }

@@ -769,6 +769,50 @@ static void test_corrupt_streams(void)
     builder_free(b);
 }
 
+/* The chunk reader of this build, called directly on a bzip2 chunk: it
+ * decodes it with libbz2, and without libbz2 it fails clearly (the second
+ * test program, test-dmg-nobz2, is built without it). */
+static void test_reader_bzip2(void)
+{
+    uint8_t guest[8192];
+    g_autofree char *path = test_tmp_path("bz2.bin");
+    struct dmg_chunk c = { DMG_CHUNK_BZIP2, 0, sizeof(guest) / SECTOR, 0, 0 };
+    uint8_t got[sizeof(guest)];
+    GError *err = NULL;
+
+    fill(guest, sizeof(guest), 7);
+#ifdef HAVE_BZIP2
+    unsigned clen = sizeof(guest) * 2;
+    g_autofree uint8_t *z = g_malloc(clen);
+    g_assert_cmpint(BZ2_bzBuffToBuffCompress((char *)z, &clen, (char *)guest, sizeof(guest), 9,
+                                             0, 0), ==, BZ_OK);
+#else
+    unsigned clen = 64;
+    g_autofree uint8_t *z = g_malloc0(clen);
+    memcpy(z, "BZh9", 4);
+#endif
+    c.length = clen;
+    test_write_bytes(path, z, clen);
+    diskimg_node *file = test_open(path, "raw", 0, &err);
+    g_assert_no_error(err);
+    dmg_reader *r = dmg_reader_new(file, "bz2.bin", &err);
+    g_assert_no_error(err);
+    int ret = dmg_reader_read(r, &c, 1000, got, sizeof(guest) - 1000, &err);
+#ifdef HAVE_BZIP2
+    g_assert_no_error(err);
+    g_assert_cmpint(ret, ==, 0);
+    g_assert_cmpmem(got, sizeof(guest) - 1000, guest + 1000, sizeof(guest) - 1000);
+    g_assert_true(dmg_reader_supports(DMG_CHUNK_BZIP2));
+#else
+    g_assert_cmpint(ret, ==, -1);
+    test_assert_message(err, "bz2.bin", "no bzip2 support (libbz2)");
+    g_clear_error(&err);
+    g_assert_false(dmg_reader_supports(DMG_CHUNK_BZIP2));
+#endif
+    dmg_reader_free(r);
+    diskimg_close(file);
+}
+
 /* -------------------------------------------------------- parser details */
 
 static int count_blob(void *opaque, unsigned index, const uint8_t *data, size_t len,
@@ -849,6 +893,16 @@ int main(int argc, char **argv)
                 g_getenv("DISKIMG_PLUGIN_PATH"));
     test_tmpdir_create("diskimg-dmg", NULL);
 
+#ifndef HAVE_BZIP2
+    /* test-dmg-nobz2: only what depends on libbz2 being absent. */
+    if (g_getenv("DMG_TEST_NOBZ2")) {
+        g_test_add_func("/dmg/reader/bzip2", test_reader_bzip2);
+        ret = g_test_run();
+        test_tmpdir_remove();
+        return ret;
+    }
+#endif
+
     g_test_add_func("/dmg/read/plist", test_read_plist);
     g_test_add_func("/dmg/read/rsrc-fork", test_read_rsrc);
     g_test_add_func("/dmg/read/large-chunk", test_large_chunk);
@@ -862,6 +916,7 @@ int main(int argc, char **argv)
     g_test_add_func("/dmg/corrupt/tables", test_corrupt_tables);
     g_test_add_func("/dmg/corrupt/streams", test_corrupt_streams);
     g_test_add_func("/dmg/plist-parser", test_plist_parser);
+    g_test_add_func("/dmg/reader/bzip2", test_reader_bzip2);
     ret = g_test_run();
     test_tmpdir_remove();
     return ret;
