@@ -3,8 +3,8 @@
  * plist.c — just enough of an XML reader for UDIF property lists.
  *
  * The document is read into a small element tree (names, text spans,
- * children) with hard limits: nesting depth, element count (bounded by the
- * text length anyway) and well-formedness of what is read (every start tag
+ * children) with hard limits: nesting depth, element count, and
+ * well-formedness of what is read (every start tag
  * closed by its own end tag, nothing left open).  The prolog, comments,
  * processing instructions, DOCTYPE and CDATA-free text are skipped;
  * attributes are skipped with their quoted values.  Then the tree is walked
@@ -19,6 +19,10 @@
 #include "dmg.h"
 
 #define MAX_DEPTH 32
+/* Property lists hold a few elements per partition (the block tables are
+ * base64 text), so this bounds the tree far above real images and keeps a
+ * hostile list of empty elements from costing 20 times its size. */
+#define MAX_ELEMENTS 100000u
 
 struct xnode {
     const char *name;
@@ -193,6 +197,8 @@ static int parse_document(struct xparser *x, struct xnode *root, GError **errp)
                 x->p++;
             if (x->p == name)
                 return xml_error(x, errp, "'<' not followed by a tag name");
+            if (x->nodes->len >= MAX_ELEMENTS)
+                return xml_error(x, errp, "too many elements");
             n = add_node(x, stack[depth], name, (size_t)(x->p - name));
             if (!skip_attributes(x, &empty))
                 return xml_error(x, errp, "unterminated start tag");

@@ -876,8 +876,18 @@ static void test_plist_parser(void)
     GError *err = NULL;
     g_assert_cmpint(dmg_plist_blkx(deep->str, deep->len, count_blob, NULL, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "nested too deeply"));
-    g_error_free(err);
+    g_clear_error(&err);
     g_string_free(deep, TRUE);
+
+    /* So is the number of elements. */
+    GString *wide = g_string_new("<plist><dict>");
+    for (int i = 0; i < 100001; i++)
+        g_string_append(wide, "<a/>");
+    g_string_append(wide, "</dict></plist>");
+    g_assert_cmpint(dmg_plist_blkx(wide->str, wide->len, count_blob, NULL, &err), ==, -1);
+    g_assert_nonnull(strstr(err->message, "too many elements"));
+    g_clear_error(&err);
+    g_string_free(wide, TRUE);
 }
 
 int main(int argc, char **argv)
