@@ -3,10 +3,10 @@
  * plist.c — just enough of an XML reader for UDIF property lists.
  *
  * The document is read into a small element tree (names, text spans,
- * children) with hard limits: nesting depth, element count, and
- * well-formedness of what is read (every start tag
- * closed by its own end tag, nothing left open).  The prolog, comments,
- * processing instructions, DOCTYPE and CDATA-free text are skipped;
+ * children) with hard limits (nesting depth, element count) and checks of
+ * well-formedness (every start tag closed by its own end tag, nothing left
+ * open).  The prolog, comments, processing instructions, DOCTYPE and text
+ * between elements are skipped;
  * attributes are skipped with their quoted values.  Then the tree is walked
  * along plist/dict "resource-fork"/dict "blkx"/array/dict "Data"/data.
  *
