@@ -94,16 +94,11 @@ int cmd_create(struct cli *c)
             cli_gerror(err);
         return 1;
     }
-    bool wants_help = text && diskimg_options_text_wants_help(text);
-    if (cli_require_creatable(format, &err) < 0) {
-        /* qemu-img names the file except for -o help. */
-        if (filename && !wants_help)
-            print_create_error(filename, err);
-        else
-            cli_gerror(err);
-        return 1;
-    }
-    if (wants_help) {
+    if (text && diskimg_options_text_wants_help(text)) {
+        if (cli_require_creatable(format, &err) < 0) {
+            cli_gerror(err);    /* without the file name, as qemu-img */
+            return 1;
+        }
         cli_print_options_help(format, "create-options", c->nargs > 0);
         return 0;
     }
@@ -111,6 +106,11 @@ int cmd_create(struct cli *c)
     bool have_size = c->nargs > 1;
     if (have_size && cli_parse_size(c->args[1], &size, NULL))
         return 1;
+    /* qemu-img checks the size argument before the format's abilities. */
+    if (cli_require_creatable(format, &err) < 0) {
+        print_create_error(filename, err);
+        return 1;
+    }
     diskimg_options *file_opts = NULL;
     g_autofree char *size_text = NULL;
     diskimg_options *o = cli_create_options(format, text, &file_opts, &err);
