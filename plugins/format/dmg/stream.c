@@ -3,15 +3,19 @@
  * stream.c — reading the bytes of one chunk.
  *
  * Zero and ignore chunks are zeroes, raw chunks are read in place.  zlib
- * and bzip2 chunks are decoded by a streaming decoder into a fixed window
- * (WINDOW bytes): a read at byte `within` of a chunk continues the decoder
- * when it has not passed `within` yet (sequential reads decode each chunk
- * once) and restarts it at the chunk's start otherwise.  Memory is thus
- * fixed whatever a chunk's size: the window, an input buffer and the
- * decoder's own state.  ADC chunks, whose back references reach 64 KiB
- * behind and whose decoder is small, are decoded whole into a buffer whose
- * size is bounded by the chunk's stored length times ADC's largest
- * expansion (a 3-byte code makes at most 67 bytes), i.e. by the file.
+ * and bzip2 chunks are decoded by a streaming decoder, one WINDOW-aligned
+ * piece of WINDOW bytes at a time, into a small cache of such windows
+ * (MAX_WINDOWS of them, least recently used reused first).  A read served
+ * by no cached window continues the decoder when it lies ahead of it
+ * (sequential reads decode each chunk once; the windows passed on the way
+ * are cached too, so the parallel requests of convert, which reach the
+ * handle out of order, find them) and restarts it at the chunk's start
+ * otherwise.  Memory is thus fixed whatever a chunk's size: the windows,
+ * an input buffer and the decoder's own state.  ADC chunks, whose back
+ * references reach 64 KiB behind and whose decoder is small, are decoded
+ * whole into a buffer whose size is bounded by the chunk's stored length
+ * times ADC's largest expansion (a 3-byte code makes at most 67 bytes),
+ * i.e. by the file.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -23,6 +27,9 @@
 #include "dmg.h"
 
 #define WINDOW (1u << 20)
+/* 32 MiB of decoded data: more than the requests convert keeps in flight
+ * (up to 16 workers of 2 MiB by default) spread over. */
+#define MAX_WINDOWS 32u
 #define INPUT (256u << 10)
 /* Output bytes per input byte ADC can produce at most (67 / 3, rounded up). */
 #define ADC_MAX_EXPANSION 23u
@@ -44,11 +51,14 @@ struct dmg_reader {
 #endif
     uint8_t *in;               /* INPUT bytes */
 
-    /* Decoded bytes [win_start, win_start + win_len) of chunk win_chunk. */
-    uint8_t *win;              /* WINDOW bytes */
-    struct dmg_chunk win_chunk;
-    uint64_t win_start, win_len;
-    bool win_valid;
+    /* Decoded pieces of chunks, allocated as needed. */
+    struct window {
+        uint8_t *data;         /* WINDOW bytes, NULL: never used */
+        struct dmg_chunk chunk;
+        uint64_t start, len;   /* bytes [start, start + len) of the chunk */
+        uint64_t used;         /* clock of the last use; 0: empty */
+    } windows[MAX_WINDOWS];
+    uint64_t clock;
 
     /* A whole decoded ADC chunk. */
     uint8_t *adc;
@@ -88,8 +98,7 @@ dmg_reader *dmg_reader_new(diskimg_node *file, const char *filename, GError **er
     r->file = file;
     r->filename = g_strdup(filename);
     r->in = g_try_malloc(INPUT);
-    r->win = g_try_malloc(WINDOW);
-    if (!r->in || !r->win) {
+    if (!r->in) {
         dmg_reader_free(r);
         diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "Could not allocate the chunk buffers");
         return NULL;
@@ -114,7 +123,8 @@ void dmg_reader_free(dmg_reader *r)
         return;
     codec_end(r);
     g_free(r->in);
-    g_free(r->win);
+    for (unsigned i = 0; i < MAX_WINDOWS; i++)
+        g_free(r->windows[i].data);
     g_free(r->adc);
     g_free(r->filename);
     g_free(r);
@@ -242,28 +252,26 @@ static int bzip2_step(dmg_reader *r, uint8_t *out, size_t len, size_t *got, bool
 }
 #endif
 
-/* Decodes the next `len` bytes of the chunk into out (NULL: into the
- * window, discarded).  The stream must produce them all. */
+/* Decodes the next `len` bytes of the chunk into out; the stream must
+ * produce them all. */
 static int decode(dmg_reader *r, uint8_t *out, uint64_t len, GError **errp)
 {
     while (len > 0) {
         size_t want = (size_t)MIN(len, (uint64_t)WINDOW), got = 0;
-        uint8_t *dst = out ? out : r->win;
         bool ended = false;
         int ret;
 
 #ifdef HAVE_BZIP2
         if (r->codec == CODEC_BZIP2)
-            ret = bzip2_step(r, dst, want, &got, &ended, errp);
+            ret = bzip2_step(r, out, want, &got, &ended, errp);
         else
 #endif
-            ret = zlib_step(r, dst, want, &got, &ended, errp);
+            ret = zlib_step(r, out, want, &got, &ended, errp);
         if (ret < 0)
             return -1;
         r->produced += got;
         len -= got;
-        if (out)
-            out += got;
+        out += got;
         if (ended && len > 0) {
             codec_end(r);
             return chunk_error(r, &r->chunk, errp, "compressed stream ends early", NULL);
@@ -272,43 +280,92 @@ static int decode(dmg_reader *r, uint8_t *out, uint64_t len, GError **errp)
     return 0;
 }
 
-/* Fills the window with the WINDOW-aligned piece of chunk c holding byte
- * `within`. */
-static int fill_window(dmg_reader *r, const struct dmg_chunk *c, uint64_t within, GError **errp)
+static struct window *find_window(dmg_reader *r, const struct dmg_chunk *c, uint64_t start)
+{
+    for (unsigned i = 0; i < MAX_WINDOWS; i++) {
+        struct window *w = &r->windows[i];
+
+        if (w->used && w->start == start && same_chunk(&w->chunk, c))
+            return w;
+    }
+    return NULL;
+}
+
+/* A window to fill: an empty one, else the least recently used. */
+static struct window *take_window(dmg_reader *r, GError **errp)
+{
+    struct window *best = &r->windows[0];
+
+    for (unsigned i = 0; i < MAX_WINDOWS && best->used; i++)
+        if (r->windows[i].used < best->used)
+            best = &r->windows[i];
+    if (!best->data)
+        best->data = g_try_malloc(WINDOW);
+    if (!best->data) {
+        diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory for a chunk window",
+                          r->filename);
+        return NULL;
+    }
+    best->used = 0;
+    return best;
+}
+
+/* Decodes the chunk's next window (the stream stands at a window start). */
+static struct window *decode_window(dmg_reader *r, const struct dmg_chunk *c, GError **errp)
+{
+    uint64_t start = r->produced;
+    uint64_t len = MIN((uint64_t)WINDOW, c->sectors * DMG_SECTOR - start);
+    struct window *w = find_window(r, c, start);
+
+    if (!w)
+        w = take_window(r, errp);
+    if (!w)
+        return NULL;
+    w->used = 0;
+    if (decode(r, w->data, len, errp) < 0) {
+        codec_end(r);
+        return NULL;
+    }
+    w->chunk = *c;
+    w->start = start;
+    w->len = len;
+    w->used = ++r->clock;
+    return w;
+}
+
+/* The window of chunk c holding byte `within`, decoding it (and the ones
+ * before it that the decoder has not passed yet) when no window has it. */
+static struct window *get_window(dmg_reader *r, const struct dmg_chunk *c, uint64_t within,
+                                 GError **errp)
 {
     uint64_t start = within - within % WINDOW;
-    uint64_t len = MIN((uint64_t)WINDOW, c->sectors * DMG_SECTOR - start);
+    struct window *w = find_window(r, c, start);
 
-    r->win_valid = false;
+    if (w) {
+        w->used = ++r->clock;
+        return w;
+    }
     if (r->codec == CODEC_NONE || !same_chunk(&r->chunk, c) || r->produced > start) {
         if (codec_begin(r, c, errp) < 0)
-            return -1;
+            return NULL;
     }
-    /* Skip to the window's start (only after a restart or a seek ahead). */
-    if (decode(r, NULL, start - r->produced, errp) < 0 || decode(r, r->win, len, errp) < 0) {
-        codec_end(r);
-        return -1;
-    }
-    r->win_chunk = *c;
-    r->win_start = start;
-    r->win_len = len;
-    r->win_valid = true;
-    return 0;
+    do {
+        w = decode_window(r, c, errp);
+    } while (w && w->start < start);
+    return w;
 }
 
 static int read_streamed(dmg_reader *r, const struct dmg_chunk *c, uint64_t within, uint8_t *buf,
                          uint64_t len, GError **errp)
 {
     while (len > 0) {
+        struct window *w = get_window(r, c, within, errp);
         uint64_t n;
 
-        if (!r->win_valid || !same_chunk(&r->win_chunk, c) || within < r->win_start ||
-            within >= r->win_start + r->win_len) {
-            if (fill_window(r, c, within, errp) < 0)
-                return -1;
-        }
-        n = MIN(len, r->win_start + r->win_len - within);
-        memcpy(buf, r->win + (within - r->win_start), n);
+        if (!w)
+            return -1;
+        n = MIN(len, w->start + w->len - within);
+        memcpy(buf, w->data + (within - w->start), n);
         buf += n;
         within += n;
         len -= n;
