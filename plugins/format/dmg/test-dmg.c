@@ -399,6 +399,72 @@ static void test_read_rsrc(void)
     builder_free(b);
 }
 
+/* Two partitions, each a mish block with its own first sector and data
+ * offset; the disk's second partition comes first in the file. */
+static GByteArray *two_partitions(struct builder *a, struct builder *b, bool disk_order)
+{
+    GByteArray *img = g_byte_array_new();
+    uint8_t koly[512] = { 0 };
+    g_autoptr(GByteArray) ma = mish_blob(a, 0);
+    g_autoptr(GByteArray) mb = mish_blob(b, 0);
+
+    /* a: sectors 8.. of the disk, data at 0; b: sectors 0..7, data after a's */
+    diskimg_put_be64(ma->data + 0x08, b->sectors);
+    diskimg_put_be64(mb->data + 0x18, a->fork->len);
+    g_autofree char *xa = plist_xml(ma);
+    g_autofree char *xb = plist_xml(mb);
+    /* One list of both blkx entries: the entry of one spliced after the
+     * entry of the other. */
+    const char *first = disk_order ? xb : xa, *second = disk_order ? xa : xb;
+    const char *e2 = strstr(second, "<dict>\n\t\t\t\t<key>Attributes");
+    const char *e2_end = strstr(e2, "</dict>") + strlen("</dict>");
+    const char *e1_end = strstr(strstr(first, "<key>Attributes"), "</dict>") + strlen("</dict>");
+    g_autofree char *xml = g_strdup_printf("%.*s\n%.*s%s", (int)(e1_end - first), first,
+                                           (int)(e2_end - e2), e2, e1_end);
+    uint64_t xml_at;
+
+    g_byte_array_append(img, a->fork->data, a->fork->len);
+    g_byte_array_append(img, b->fork->data, b->fork->len);
+    xml_at = img->len;
+    g_byte_array_append(img, (const guint8 *)xml, (guint)strlen(xml));
+    memcpy(koly, "koly", 4);
+    diskimg_put_be64(koly + 0xd8, xml_at);
+    diskimg_put_be64(koly + 0xe0, strlen(xml));
+    diskimg_put_be64(koly + 0x1ec, a->sectors + b->sectors);
+    g_byte_array_append(img, koly, sizeof(koly));
+    return img;
+}
+
+static void test_partitions(void)
+{
+    struct builder *a = builder_new(), *b = builder_new();
+    GByteArray *expect = g_byte_array_new();
+    size_t qlen;
+
+    add_raw(a, 4, 1);
+    add_zlib(b, 8, 2);
+    g_byte_array_append(expect, b->expect->data, b->expect->len);
+    g_byte_array_append(expect, a->expect->data, a->expect->len);
+
+    /* Listed in disk order: qemu-img reads it the same. */
+    g_autoptr(GByteArray) img = two_partitions(a, b, true);
+    g_autofree char *path = write_image("parts.dmg", img);
+    assert_reads(path, expect);
+    g_autofree uint8_t *ref = test_qemu_convert("dmg", path, &qlen);
+    if (ref)
+        g_assert_cmpmem(ref, qlen, expect->data, expect->len);
+
+    /* Listed in the other order: the table is sorted (qemu 7.2 searches it
+     * unsorted and fails to read). */
+    g_autoptr(GByteArray) img2 = two_partitions(a, b, false);
+    g_autofree char *path2 = write_image("parts-reversed.dmg", img2);
+    assert_reads(path2, expect);
+
+    g_byte_array_free(expect, TRUE);
+    builder_free(a);
+    builder_free(b);
+}
+
 /* The image probes as dmg by its name, as in qemu, and is read-only. */
 static void test_probe_and_read_only(void)
 {
@@ -927,6 +993,7 @@ int main(int argc, char **argv)
     g_test_add_func("/dmg/read/plist", test_read_plist);
     g_test_add_func("/dmg/read/rsrc-fork", test_read_rsrc);
     g_test_add_func("/dmg/read/large-chunk", test_large_chunk);
+    g_test_add_func("/dmg/read/partitions", test_partitions);
     g_test_add_func("/dmg/probe-read-only", test_probe_and_read_only);
     g_test_add_func("/dmg/block-status", test_block_status);
     g_test_add_func("/dmg/lzfse", test_lzfse_unsupported);
