@@ -27,8 +27,8 @@
 #include "dmg.h"
 
 #define WINDOW (1u << 20)
-/* 32 MiB of decoded data: more than the requests convert keeps in flight
- * (up to 16 workers of 2 MiB by default) spread over. */
+/* 32 MiB of decoded data: more than the span of the requests convert keeps
+ * in flight (8 workers of 2 MiB by default, so -m 16 still fits). */
 #define MAX_WINDOWS 32u
 #define INPUT (256u << 10)
 /* Output bytes per input byte ADC can produce at most (67 / 3, rounded up). */
