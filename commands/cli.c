@@ -748,6 +748,16 @@ static gint compare_strings(gconstpointer a, gconstpointer b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+int cli_require_creatable(const char *format, GError **errp)
+{
+    if (diskimg_format_has_op(format, "create") &&
+        !(diskimg_format_capabilities(format) & DISKIMG_CAP_READ_ONLY))
+        return 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                "Format driver '%s' does not support image creation", format);
+    return -1;
+}
+
 void cli_print_options_help(const char *format, const char *set, bool with_file)
 {
     const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);

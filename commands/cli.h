@@ -111,6 +111,10 @@ diskimg_options *cli_create_options(const char *format, const char *text,
  * `with_file` (a file name was given) the I/O backend's create options are
  * merged in, as qemu-img does. */
 void cli_print_options_help(const char *format, const char *set, bool with_file);
+/* qemu-img's "Format driver 'X' does not support image creation" for a
+ * format without create (or a read-only one), checked before -o help and
+ * the size, as qemu-img does: 0 when the format can create images. */
+int cli_require_creatable(const char *format, GError **errp);
 
 /* convert -l: make `src` read the snapshot named by a qemu snapshot_param
  * ("snapshot.id=ID,snapshot.name=NAME" or "ID_OR_NAME"). */

@@ -342,7 +342,8 @@ int cmd_convert(struct cli *c)
     struct convert_job j = { 0 };
     j.out_format = cli_get(c, "output-format");
     GError *err = NULL;
-    if (diskimg_format_require(j.out_format, &err) < 0) {
+    if (diskimg_format_require(j.out_format, &err) < 0 ||
+        cli_require_creatable(j.out_format, &err) < 0) {
         cli_gerror(err);
         return 1;
     }

@@ -95,6 +95,10 @@ int cmd_create(struct cli *c)
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
+        if (cli_require_creatable(format, &err) < 0) {
+            cli_gerror(err);    /* without the file name, as qemu-img */
+            return 1;
+        }
         cli_print_options_help(format, "create-options", c->nargs > 0);
         return 0;
     }
@@ -102,6 +106,11 @@ int cmd_create(struct cli *c)
     bool have_size = c->nargs > 1;
     if (have_size && cli_parse_size(c->args[1], &size, NULL))
         return 1;
+    /* qemu-img checks the size argument before the format's abilities. */
+    if (cli_require_creatable(format, &err) < 0) {
+        print_create_error(filename, err);
+        return 1;
+    }
     diskimg_options *file_opts = NULL;
     g_autofree char *size_text = NULL;
     GError *refused = NULL;   /* reported after the Formatting line, as qemu-img */

@@ -36,6 +36,10 @@ int cmd_measure(struct cli *c)
         return 1;
     }
     if (text && diskimg_options_text_wants_help(text)) {
+        if (cli_require_creatable(format, &err) < 0) {
+            cli_gerror(err);
+            return 1;
+        }
         cli_print_options_help(format, "create-options", false);
         return 0;
     }
@@ -50,6 +54,12 @@ int cmd_measure(struct cli *c)
     struct diskimg_measure_args args = { .struct_size = sizeof(args) };
     if (size_text && cli_parse_size(size_text, &args.size, NULL))
         return 1;
+    /* Only a format that can create images can be measured (qemu-img's
+     * check, after the size). */
+    if (cli_require_creatable(format, &err) < 0) {
+        cli_gerror(err);
+        return 1;
+    }
     diskimg_options *o = cli_create_options(format, text, NULL, NULL, &err);
     diskimg_node *src = NULL;
     int ret = 1;

@@ -94,7 +94,10 @@ JsonObject *diskimg_image_info(diskimg_node *n, GError **errp)
     JsonObject *info = json_object_new();
     json_object_set_string_member(info, "filename", n->filename);
     json_object_set_string_member(info, "format", diskimg_node_driver(n));
-    json_object_set_boolean_member(info, "dirty-flag", basic.dirty);
+    /* qemu shows dirty-flag only for drivers with bdrv_get_info (not for
+     * bochs, cloop, dmg...): here, formats with an info callback. */
+    if (n->plugin->ops.format.info)
+        json_object_set_boolean_member(info, "dirty-flag", basic.dirty);
     int64_t actual = diskimg_node_allocated_size(n, NULL);
     if (actual >= 0)
         json_object_set_int_member(info, "actual-size", actual);

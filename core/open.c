@@ -310,9 +310,10 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
         return NULL;
     }
     if ((flags & DISKIMG_OPEN_RDWR) && (lp->desc->capabilities & DISKIMG_CAP_READ_ONLY)) {
+        /* qemu's read-only drivers (bochs, cloop, dmg, vvfat...) refuse a
+         * read-write open with bdrv_apply_auto_read_only()'s text. */
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
-                    "Could not open '%s': Driver '%s' can only be used for read-only devices",
-                    filename, lp->desc->name);
+                    "Could not open '%s': Image is read-only", filename);
         diskimg_close(file);
         return NULL;
     }

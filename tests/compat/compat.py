@@ -55,21 +55,27 @@ class Case:
 
 
 def list_formats(diskimg):
-    out = subprocess.run([diskimg, '--list-formats', '--output=json'],
-                         capture_output=True, text=True, check=True).stdout
-    return sorted(p['name'] for p in json.loads(out)['plugins'])
+    """The format names, and the subset that cannot create images."""
+    out = json.loads(subprocess.run([diskimg, '--list-formats', '--output=json'],
+                                    capture_output=True, text=True, check=True).stdout)['plugins']
+    return (sorted(p['name'] for p in out), {p['name'] for p in out if not p['writable']})
 
 
-def expand(line, formats):
-    """Repeats a line for every format named by {fmt} (and {fmt2})."""
+def expand(line, formats, read_only=frozenset()):
+    """Repeats a line for every format named by {fmt} (and {fmt2}).  A
+    read-only format (bochs, cloop, dmg) is left out where the SETUP names
+    it: the setup would have qemu-img create or write such an image, which
+    neither tool can; its command lines without setup still run."""
     lines = [line]
+    setup = line.rpartition(' | ')[0]
     for key in ('{fmt}', '{fmt2}'):
         if key in line:
-            lines = [ln.replace(key, f) for ln in lines for f in formats]
+            usable = [f for f in formats if not (f in read_only and key in setup)]
+            lines = [ln.replace(key, f) for ln in lines for f in usable]
     return lines
 
 
-def parse_cases(path, formats):
+def parse_cases(path, formats, read_only=frozenset()):
     cases, macros = [], {}
     with open(path) as f:
         for lineno, raw in enumerate(f, 1):
@@ -89,7 +95,7 @@ def parse_cases(path, formats):
                     options[k.strip()] = v.strip()
                 line = line[m.end():]
             line = line[1:].strip() if line.startswith('|') else line
-            for text in expand(line, formats):
+            for text in expand(line, formats, read_only):
                 setup, sep, command = text.rpartition(' | ')
                 if not sep:
                     setup, command = '', text
@@ -446,8 +452,8 @@ def main():
     if not shutil.which(QEMU_IMG):
         print('SKIP: qemu-img not installed')
         return 77
-    formats = list_formats(args.diskimg)
-    cases = parse_cases(CASES, formats)
+    formats, read_only = list_formats(args.diskimg)
+    cases = parse_cases(CASES, formats, read_only)
     if args.filter:
         cases = [c for c in cases if fnmatch.fnmatchcase(c.text, args.filter)]
     if args.list:
