@@ -93,8 +93,18 @@ d = copy.deepcopy(formats); d['introspection-version'] = 2
 broken.append(('listing of a version this schema does not describe', plugins_v, d))
 d = copy.deepcopy(formats); d['plugins'][0]['writable'] = 'yes'
 broken.append(('writable as a string', plugins_v, d))
-d = copy.deepcopy(formats); d['plugins'][0]['writable'] = False
+d = copy.deepcopy(formats)
+next(p for p in d['plugins'] if p['writable'])['writable'] = False
 broken.append(('read-only format without the read-only capability', plugins_v, d))
+d = copy.deepcopy(formats)
+for p in d['plugins']:
+    if not p['writable']:
+        p['writable'] = True
+        break
+else:
+    d = None
+if d:
+    broken.append(('writable format with the read-only capability', plugins_v, d))
 d = copy.deepcopy(formats); del d['plugins'][0]['operations']
 broken.append(('format entry without operations', plugins_v, d))
 if qcow2:

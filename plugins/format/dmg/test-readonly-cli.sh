@@ -78,8 +78,9 @@ same_refusal "dmg: check" check a.dmg
 "$D" --list-formats --output=json > formats.json
 if python3 -c "
 import json, sys
-f = {p['name']: p for p in json.load(open('formats.json'))}
-sys.exit(0 if all('read-only' in f[n]['capabilities'] for n in ('bochs', 'cloop', 'dmg')) else 1)"
+f = {p['name']: p for p in json.load(open('formats.json'))['plugins']}
+sys.exit(0 if all('read-only' in f[n]['capabilities'] and not f[n]['writable']
+                  for n in ('bochs', 'cloop', 'dmg')) else 1)"
 then ok "--list-formats reports bochs, cloop and dmg read-only"
 else nok "--list-formats does not report them read-only: $(cat formats.json)"; fi
 
