@@ -113,6 +113,27 @@ static bool in_list(const char *s, const char *const *list, size_t n)
     return false;
 }
 
+/* ESSIV needs the cipher family at the digest's key size (see
+ * diskimg_ivgen_new); refused with qemu's messages rather than at unlock. */
+static int check_essiv(const char *family, const char *alg, const char *hash, GError **errp)
+{
+    static const struct {
+        const char *family, *label;
+    } families[] = { { "aes", "AES" }, { "serpent", "Serpent" }, { "twofish", "Twofish" } };
+    size_t dlen = diskimg_hash_digest_len(hash);
+    char essiv_alg[LUKS_NAME_LEN + 8];
+    g_snprintf(essiv_alg, sizeof(essiv_alg), "%s-%zu", family, dlen * 8);
+    if (diskimg_cipher_key_len(essiv_alg) == dlen)
+        return 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(families); i++)
+        if (g_str_equal(family, families[i].family))
+            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                     "No %s cipher with key size %zu available",
+                                     families[i].label, dlen);
+    return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                             "Cipher %s not supported with essiv", alg);
+}
+
 /*
  * Interprets cipher name, mode spec "<mode>-<ivgen>[:<hash>]" and hash spec
  * (qemu's qcrypto_block_luks_parse_header, same messages).  A hash after a
@@ -152,9 +173,6 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "Algorithm %s with key size %" PRIu32 " bytes not supported",
                                  l->cipher_name, one_key);
-    if (xts && diskimg_cipher_block_len(l->cipher_alg) != 16)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "Cipher %s cannot be used in xts mode", l->cipher_alg);
 
     if (!diskimg_hash_digest_len(l->hash_spec))
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
@@ -166,17 +184,13 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
     if (essiv && !ivhash)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "Missing IV generator hash specification");
-    if (essiv) {
-        /* ESSIV needs the cipher family at the digest's key size (see
-         * diskimg_ivgen_new); refuse now rather than at unlock. */
-        size_t dlen = diskimg_hash_digest_len(ivhash);
-        char essiv_alg[LUKS_NAME_LEN + 8];
-        g_snprintf(essiv_alg, sizeof(essiv_alg), "%s-%zu", l->cipher_name, dlen * 8);
-        if (diskimg_cipher_key_len(essiv_alg) != dlen)
-            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                     "Cipher %s not supported with essiv:%s", l->cipher_alg,
-                                     ivhash);
-    }
+    if (essiv && check_essiv(l->cipher_name, l->cipher_alg, ivhash, errp) < 0)
+        return -1;
+    /* After the IV generator, as qemu, whose cipher refuses the mode only
+     * when it is made. */
+    if (xts && diskimg_cipher_block_len(l->cipher_alg) != 16)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Unsupported cipher mode xts");
 
     g_strlcpy(l->mode, spec, sizeof(l->mode));
     g_strlcpy(l->ivgen_alg, ivgen, sizeof(l->ivgen_alg));
