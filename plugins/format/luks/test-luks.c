@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <diskimg/core.h>
 #include <diskimg/crypto.h>
@@ -809,6 +810,150 @@ static void test_damaged_headers(void)
     diskimg_close(n);
 }
 
+
+/* ----------------------------------------------------------- cryptsetup */
+
+static char *write_key_file(const char *name, const char *passphrase)
+{
+    char *path = test_tmp_path(name);
+    g_assert_true(g_file_set_contents(path, passphrase, -1, NULL));
+    return path;
+}
+
+/*
+ * Images we create are cryptsetup's LUKS1: luksDump shows the cipher, hash
+ * and key slots asked for, and luksAddKey, which has to unlock our slot 0
+ * with the passphrase, stores the master key in slot 1 its own way, which
+ * then opens here and reads what we wrote.  (Device-mapper is not usable
+ * in tests, so cryptsetup never reads the payload itself.)
+ */
+static void check_ours_in_cryptsetup(const char *cipher, const char *mode, const char *ivgen,
+                                     const char *hash, const char *dump_mode, bool add_key)
+{
+    g_autofree char *path = test_tmp_path("cs-ours.luks");
+    g_autofree char *text = g_strdup_printf("key-secret=sec0,iter-time=10,cipher-alg=%s,"
+                                            "cipher-mode=%s,ivgen-alg=%s,hash-alg=%s", cipher,
+                                            mode, ivgen, hash);
+    g_autofree char *old_key = write_key_file("pw-abc", "abc");
+    g_autofree char *new_key = write_key_file("pw-def", "def");
+    const uint64_t size = 256 * KiB;
+    uint8_t *data = g_malloc(size);
+
+    g_test_message("%s", text);
+    create(path, size, text);
+    fill_pattern(data, size, 17);
+    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
+    pwrite_ok(n, data, size, 0);
+    diskimg_close(n);
+
+    const char *dump[] = { "cryptsetup", "luksDump", path, NULL };
+    g_autofree char *out = NULL, *err = NULL;
+    g_assert_cmpint(spawn(dump, &out, &err), ==, 0);
+    g_autofree char *family = g_strndup(cipher, strcspn(cipher, "-"));
+    g_autofree char *want_cipher = g_strdup_printf("Cipher name:   \t%s\n", family);
+    g_autofree char *want_mode = g_strdup_printf("Cipher mode:   \t%s\n", dump_mode);
+    g_autofree char *want_hash = g_strdup_printf("Hash spec:     \t%s\n", hash);
+    const char *wants[] = { "Version:       \t1\n", want_cipher, want_mode, want_hash,
+                            "Key Slot 0: ENABLED\n", "Key Slot 1: DISABLED\n",
+                            "Key Slot 7: DISABLED\n" };
+    for (size_t i = 0; i < G_N_ELEMENTS(wants); i++)
+        if (!strstr(out, wants[i]))
+            g_error("luksDump lacks '%s':\n%s", wants[i], out);
+
+    /* cryptsetup decrypts key material with the kernel's crypto API, where
+     * only AES can be relied on here (others need modules, or dm-crypt) */
+    if (!add_key) {
+        g_free(data);
+        return;
+    }
+    const char *add[] = { "cryptsetup", "luksAddKey", "-q", "--pbkdf-force-iterations", "1000",
+                          "--key-file", old_key, path, new_key, NULL };
+    spawn_ok(add);
+    g_autofree char *states = slot_states(path);
+    g_assert_cmpstr(states, ==, "11000000");
+    gsize len = 0;
+    g_autofree uint8_t *back = our_read(path, "key-secret=sec1", &len);
+    g_assert_cmpmem(back, len, data, size);
+    g_free(data);
+}
+
+/*
+ * Images cryptsetup formats on a plain file open here with the same
+ * passphrase; what we read and write is what qemu-img reads and writes,
+ * and info is qemu-img's.
+ */
+static void check_cryptsetup_in_ours(const char *spec, const char *key_bits, bool qemu)
+{
+    g_autofree char *path = test_tmp_path("cs-theirs.luks");
+    g_autofree char *key = write_key_file("pw-abc", "abc");
+    g_test_message("cryptsetup luksFormat -c %s -s %s", spec, key_bits);
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    g_assert_cmpint(truncate(path, 4 * MiB), ==, 0);
+    const char *format[] = { "cryptsetup", "luksFormat", "-q", "--type", "luks1",
+                             "--pbkdf-force-iterations", "1000", "-c", spec, "-s", key_bits,
+                             "-h", "sha256", "--key-file", key, path, NULL };
+    spawn_ok(format);
+
+    uint8_t buf[10000];
+    fill_pattern(buf, sizeof(buf), 29);
+    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
+    int64_t size = size_of(n);
+    g_assert_cmpint(size, >, 64 * KiB);
+    pwrite_ok(n, buf, sizeof(buf), 333);
+    diskimg_close(n);
+    gsize len = 0;
+    g_autofree uint8_t *ours = our_read(path, "key-secret=sec0", &len);
+    g_assert_cmpmem(ours + 333, sizeof(buf), buf, sizeof(buf));
+    if (!qemu)
+        return;
+    gsize qlen = 0;
+    g_autofree uint8_t *theirs = qemu_read(path, "sec0", &qlen);
+    g_assert_cmpmem(ours, len, theirs, qlen);
+
+    const char *qinfo[] = { "qemu-img", "info", "--output=json", path, NULL };
+    g_autofree char *qout = NULL;
+    g_assert_cmpint(spawn(qinfo, &qout, NULL), ==, 0);
+    JsonParser *p = json_parser_new();
+    g_assert_true(json_parser_load_from_data(p, qout, -1, NULL));
+    JsonObject *want = json_node_get_object(json_parser_get_root(p));
+    n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    JsonObject *info = info_data(n);
+    diskimg_close(n);
+    json_object_remove_member(want, "actual-size");
+    json_object_remove_member(info, "actual-size");
+    JsonNode *a = json_node_init_object(json_node_alloc(), want);
+    JsonNode *b = json_node_init_object(json_node_alloc(), info);
+    g_autofree char *sa = json_to_string(a, FALSE), *sb = json_to_string(b, FALSE);
+    if (!json_node_equal(a, b))
+        g_error("info differs from qemu-img's:\n%s\n%s", sa, sb);
+    json_node_unref(a);
+    json_node_unref(b);
+    json_object_unref(info);
+    g_object_unref(p);
+}
+
+static void test_cryptsetup(void)
+{
+    if (!have_program("cryptsetup")) {
+        g_test_skip("cryptsetup is not installed (Debian: cryptsetup-bin)");
+        return;
+    }
+    check_ours_in_cryptsetup("aes-256", "xts", "plain64", "sha256", "xts-plain64", true);
+    check_ours_in_cryptsetup("aes-128", "cbc", "essiv", "sha1", "cbc-essiv:sha256", true);
+    check_ours_in_cryptsetup("aes-256", "ctr", "plain", "sha512", "ctr-plain", true);
+    /* key material of 96000 bytes, not whole sectors (qemu-img aborts) */
+    check_ours_in_cryptsetup("aes-192", "cbc", "plain64", "sha256", "cbc-plain64", true);
+    check_ours_in_cryptsetup("twofish-256", "cbc", "essiv", "sha512", "cbc-essiv:sha256", false);
+    check_ours_in_cryptsetup("serpent-128", "xts", "plain", "ripemd160", "xts-plain", false);
+
+    bool qemu = have_program("qemu-img");
+    check_cryptsetup_in_ours("aes-xts-plain64", "512", qemu);
+    check_cryptsetup_in_ours("aes-cbc-essiv:sha256", "128", qemu);
+    check_cryptsetup_in_ours("aes-xts-plain", "256", qemu);
+    check_cryptsetup_in_ours("aes-ctr-plain64", "256", qemu);
+    check_cryptsetup_in_ours("aes-cbc-plain64", "192", false);
+}
+
 /* ------------------------------------------------------------- passwords */
 
 static void test_password_errors(void)
@@ -864,6 +1009,7 @@ int main(int argc, char **argv)
         g_test_add_func("/luks/amend", test_amend);
         g_test_add_func("/luks/amend-interop", test_amend_interop);
         g_test_add_func("/luks/damaged-headers", test_damaged_headers);
+        g_test_add_func("/luks/cryptsetup", test_cryptsetup);
     }
 
     ret = g_test_run();
