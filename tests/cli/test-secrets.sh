@@ -114,6 +114,27 @@ if "$D" create -q -f luks --object 'secret,id=s0,data=a,,b' -o key-secret=s0,ite
     else
         skip "an encrypted secret" "openssl is not installed"
     fi
+    # raw -> luks -> raw: bit-identical, and the holes come back as holes
+    S='secret,id=s0,data=a,,b'
+    python3 -c "
+import sys
+f = open('holes.raw', 'wb'); f.truncate(4 << 20)
+for off, b in ((0, 0x11), (2 << 20, 0x22), ((4 << 20) - 4096, 0x33)):
+    f.seek(off); f.write(bytes([b]) * 65536 if off + 65536 <= 4 << 20 else bytes([b]) * 4096)
+"
+    expect 0 "convert raw -> luks" "$D" convert --object "$S" -O luks -o key-secret=s0,iter-time=10 \
+        holes.raw holes.luks
+    expect 0 "convert luks -> raw" "$D" convert --object "$S" \
+        --image-opts driver=luks,key-secret=s0,file.filename=holes.luks -O raw holes.back
+    if cmp -s holes.raw holes.back; then ok "raw -> luks -> raw is bit-identical"; else nok "raw -> luks -> raw differs"; fi
+    run "$D" map --output=json holes.back
+    grep_out '"start": 65536, "length": 2031616, "depth": 0, "present": true, "zero": true, "data": false' \
+        "the holes stay holes in the raw copy"
+    if [ "$HAVE_QEMU" = 1 ]; then
+        expect 0 "qemu-img compares our luks image equal to the raw one" \
+            qemu-img compare --object "$S" --image-opts \
+            driver=luks,key-secret=s0,file.filename=holes.luks driver=raw,file.filename=holes.raw
+    fi
     expect 1 "a truncated passphrase does not open it" "$D" convert --object secret,id=s0,data=a \
         --image-opts driver=luks,key-secret=s0,file.filename=p.luks -O raw back.raw
     grep_out "Invalid password, cannot unlock any keyslot" "wrong passphrase message" err
