@@ -74,6 +74,23 @@ run "$D" info --object 'secret,id=0s,data=abc' disk.raw
 grep_out "^Identifiers consist of letters, digits, '-', '.', '_', starting with a letter\.$" \
     "a bad id gets qemu's hint line" err
 
+# every command qemu-img takes --object on parses it (and refuses a bad one)
+"$D" create -q -f qcow2 q.qcow2 1M
+for c in "amend -o compat=v3 q.qcow2" "bench -c 1 q.qcow2" "bitmap --add q.qcow2 b0" \
+         "check q.qcow2" "commit q.qcow2" "compare q.qcow2 q.qcow2" "convert -O raw q.qcow2 o.raw" \
+         "create -f raw n.raw 1M" "dd if=q.qcow2 of=o.raw" "info q.qcow2" "map q.qcow2" \
+         "measure -O raw q.qcow2" "rebase -u -b b.raw -F raw q.qcow2" "resize q.qcow2 2M" \
+         "snapshot -l q.qcow2"; do
+    set -- $c
+    cmd=$1; shift
+    run "$D" "$cmd" --object secret,id=s0,data=a,b "$@"
+    if [ "$RC" = 1 ] && grep -q "^diskimg: Expected '=' after parameter 'b'$" err; then
+        ok "$cmd parses --object"
+    else
+        nok "$cmd parses --object (exit $RC: $(head -c 200 err))"
+    fi
+done
+
 # ------------------------------------------------------------ accepted
 expect 0 ",, is a literal comma" "$D" info --object secret,id=s0,data=a,,b disk.raw
 expect 0 "a trailing comma is ignored" "$D" info --object secret,id=s0,data=abc, disk.raw
