@@ -33,10 +33,20 @@ int luks_password(const char *secret_id, const char *option, uint8_t **pw, size_
 
 /* ---------------------------------------------------------------- probing */
 
+/*
+ * LUKS1 is ours.  Other LUKS versions (cryptsetup's LUKS2) are claimed too,
+ * so that opening them fails with "LUKS version 2 is not supported":
+ * qemu-img 7.2 probes them as raw, which shows the encrypted bytes as a
+ * disk and lets writes destroy the header; the design rule is to name a
+ * format we recognise rather than fall back to raw (-f raw still opens
+ * the bytes on purpose).
+ */
 static int luks_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
-    return diskimg_luks_probe(buf, len) ? 100 : 0;
+    if (diskimg_luks_probe(buf, len))
+        return 100;
+    return len >= 6 && memcmp(buf, "LUKS\xba\xbe", 6) == 0 ? 100 : 0;
 }
 
 /* ---------------------------------------------------------------- opening */

@@ -155,6 +155,20 @@ static void assert_error_contains(GError *err, const char *text)
 }
 
 
+static void put_hex(const char *path, uint64_t offset, const char *hex)
+{
+    size_t n = strlen(hex) / 2;
+    uint8_t bytes[64];
+    g_assert_cmpuint(n, <=, sizeof(bytes));
+    for (size_t i = 0; i < n; i++)
+        bytes[i] = (uint8_t)g_ascii_strtoull((char[]){ hex[2 * i], hex[2 * i + 1], 0 }, NULL, 16);
+    FILE *f = fopen(path, "r+b");
+    g_assert_nonnull(f);
+    g_assert_cmpint(fseek(f, (long)offset, SEEK_SET), ==, 0);
+    g_assert_cmpuint(fwrite(bytes, 1, n, f), ==, n);
+    fclose(f);
+}
+
 /* --------------------------------------------------- external programs */
 
 static bool have_program(const char *name)
@@ -410,6 +424,12 @@ static void test_probe(void)
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "luks");
     diskimg_close(n);
+
+    /* a LUKS2 header is recognised and refused, never opened as raw */
+    put_hex(path, 6, "0002");
+    g_assert_null(diskimg_open(path, &p, &err));
+    assert_error_contains(err, "LUKS version 2 is not supported");
+    g_clear_error(&err);
 }
 
 
@@ -722,20 +742,6 @@ struct damage {
     const char *hex;        /* the bytes, in hex */
     const char *message;    /* part of the one-line error */
 };
-
-static void put_hex(const char *path, uint64_t offset, const char *hex)
-{
-    size_t n = strlen(hex) / 2;
-    uint8_t bytes[64];
-    g_assert_cmpuint(n, <=, sizeof(bytes));
-    for (size_t i = 0; i < n; i++)
-        bytes[i] = (uint8_t)g_ascii_strtoull((char[]){ hex[2 * i], hex[2 * i + 1], 0 }, NULL, 16);
-    FILE *f = fopen(path, "r+b");
-    g_assert_nonnull(f);
-    g_assert_cmpint(fseek(f, (long)offset, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fwrite(bytes, 1, n, f), ==, n);
-    fclose(f);
-}
 
 /* Key slot i's field at `field` (0 active, 4 iterations, 40 key offset,
  * 44 stripes). */
