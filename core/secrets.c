@@ -4,7 +4,8 @@
  *
  *     secret,id=ID,data=TEXT|file=PATH[,format=raw|base64][,keyid=ID,iv=B64]
  *
- * The argument is parsed like qemu's keyval syntax: comma-separated
+ * The argument is parsed like qemu's keyval syntax (or, starting with '{',
+ * as a JSON object of strings): comma-separated
  * key=value members, ",," a literal comma, a first member without '=' the
  * object type; a later member without '=' is an error (so an unescaped
  * comma in data= is never a silent truncation), a repeated key keeps its
@@ -118,6 +119,47 @@ static int objdef_member(struct objdef *d, char *text, bool first, GError **errp
 }
 
 /*
+ * The JSON form qemu also takes ("{"qom-type": "secret", "id": ...}"):
+ * every member a string.
+ */
+static int objdef_parse_json(const char *arg, struct objdef *d, GError **errp)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    GError *err = NULL;
+    if (!json_parser_load_from_data(parser, arg, -1, &err)) {
+        diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "JSON parse error, %s", err->message);
+        g_error_free(err);
+        return -1;
+    }
+    JsonNode *root = json_parser_get_root(parser);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "JSON parse error, an object was expected");
+    JsonObjectIter it;
+    const char *key;
+    JsonNode *value;
+    json_object_iter_init(&it, json_node_get_object(root));
+    while (json_object_iter_next(&it, &key, &value)) {
+        if (!JSON_NODE_HOLDS_VALUE(value) || json_node_get_value_type(value) != G_TYPE_STRING)
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                     "Invalid parameter type for '%s', expected: string", key);
+        char *text = (char *)json_node_get_string(value);
+        if (g_str_equal(key, "qom-type")) {
+            g_free(d->type);
+            d->type = g_strdup(text);
+        } else {
+            g_hash_table_replace(d->props, g_strdup(key), g_strdup(text));
+        }
+        /* the parser's own copy may be secret too: it is a plain string
+         * json-glib owns, wiped in place before the parser frees it */
+        volatile char *v = text;
+        for (size_t i = 0; v[i]; i++)
+            v[i] = '\0';
+    }
+    return 0;
+}
+
+/*
  * Splits an argument into members at single commas; ",," stands for a
  * comma.  An empty last member (a trailing comma) is ignored, as qemu
  * does.  The working buffer holds secret text and is wiped.
@@ -127,6 +169,8 @@ static int objdef_parse(const char *arg, struct objdef *d, GError **errp)
     memset(d, 0, sizeof(*d));
     d->props = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)wipe_string);
+    if (arg[0] == '{')
+        return objdef_parse_json(arg, d, errp);
     size_t n = strlen(arg);
     char *cur = g_malloc(n + 1);
     size_t len = 0;

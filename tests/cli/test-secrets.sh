@@ -70,6 +70,12 @@ refused secret,id=s0,keyid=k0,data=x secret,id=k0,data=$KEY -- "No secret with i
 refused secret,id=s0,file=/nonexistent/pw -- \
     "Unable to read /nonexistent/pw: Failed to open file “/nonexistent/pw”: No such file or directory"
 
+# the JSON form
+refused '{"qom-type":"secret","id":"s0","data":1}' -- "Invalid parameter type for 'data', expected: string"
+refused '{"id":"s0","data":"x"}' -- "Parameter 'qom-type' is missing"
+refused '{"qom-type":"secret","id":"s0","data":"x","foo":"y"}' -- "Parameter 'foo' is unexpected"
+expect 0 "the JSON form is accepted" "$D" info --object '{"qom-type":"secret","id":"s0","data":"a,b"}' disk.raw
+
 run "$D" info --object 'secret,id=0s,data=abc' disk.raw
 grep_out "^Identifiers consist of letters, digits, '-', '.', '_', starting with a letter\.$" \
     "a bad id gets qemu's hint line" err
@@ -115,6 +121,7 @@ if "$D" create -q -f luks --object 'secret,id=s0,data=a,,b' -o key-secret=s0,ite
     }
     printf 'a,b' > pw.txt
     opens "the same passphrase from file=" secret,id=s0,file=pw.txt
+    opens "the same passphrase in the JSON form" '{"qom-type": "secret", "id": "s0", "data": "a,b"}' 
     opens "the same passphrase in base64" secret,id=s0,data=YSxi,format=base64
     printf 'YSxi\n' > pw.b64
     opens "base64 from a file, newline allowed" secret,id=s0,file=pw.b64,format=base64
