@@ -646,6 +646,13 @@ static void test_amend(void)
     amend_refused(path, "sec0", "new-secret=sec2", false, "Parameter 'state' is missing");
     amend_refused(path, "sec0", "state=active,new-secret=nosuch", false,
                   "No secret with id 'nosuch'");
+    /* a failure while storing the key leaves the slot as it was */
+    GError *e = NULL;
+    g_assert_cmpint(amend(path, "sec0", "state=active,new-secret=sec2,iter-time=100000000",
+                          false, &e), ==, -1);
+    assert_error_contains(e, "PBKDF iterations");
+    g_clear_error(&e);
+    assert_slots(path, "11000000");
     /* the new passphrase opens the image and reads the same data */
     n = open_image(path, "key-secret=sec1", 0);
     pread_ok(n, back, sizeof(back), 12345);
