@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -450,12 +451,22 @@ int cli_output_format(const struct cli *c, enum cli_output *out)
     return 1;
 }
 
+/* Defines the --object arguments in order (a secret's keyid names an
+ * earlier one).  "--object help" and "--object secret,help" print what
+ * qemu-img prints and end the program, successfully, as qemu-img does. */
 int cli_objects(const struct cli *c)
 {
     GPtrArray *objs = cli_list(c, "object");
     for (guint i = 0; objs && i < objs->len; i++) {
         GError *err = NULL;
-        if (diskimg_object_add(objs->pdata[i], &err) < 0) {
+        g_autofree char *help = NULL;
+        int asked = diskimg_object_help(objs->pdata[i], &help, &err);
+        if (asked > 0) {
+            fputs(help, stdout);
+            fflush(stdout);
+            exit(0);
+        }
+        if (asked < 0 || diskimg_object_add(objs->pdata[i], &err) < 0) {
             cli_gerror(err);
             return 1;
         }

@@ -82,6 +82,9 @@ struct diskimg_luks {
     char ivgen_spec[2 * LUKS_NAME_LEN + 2]; /* "plain64" or "essiv:sha256" */
 
     diskimg_sector_cipher *payload;       /* set once unlocked */
+    /* The master key, kept while unlocked so that key slots can be added
+     * (amend); wiped with the object. */
+    uint8_t master_key[LUKS_MAX_KEY_LEN];
 
     /* Key material created here and not written yet (after create). */
     uint8_t *material;
@@ -108,6 +111,27 @@ static bool in_list(const char *s, const char *const *list, size_t n)
         if (g_str_equal(s, list[i]))
             return true;
     return false;
+}
+
+/* ESSIV needs the cipher family at the digest's key size (see
+ * diskimg_ivgen_new); refused with qemu's messages rather than at unlock. */
+static int check_essiv(const char *family, const char *alg, const char *hash, GError **errp)
+{
+    static const struct {
+        const char *family, *label;
+    } families[] = { { "aes", "AES" }, { "serpent", "Serpent" }, { "twofish", "Twofish" } };
+    size_t dlen = diskimg_hash_digest_len(hash);
+    char essiv_alg[LUKS_NAME_LEN + 8];
+    g_snprintf(essiv_alg, sizeof(essiv_alg), "%s-%zu", family, dlen * 8);
+    if (diskimg_cipher_key_len(essiv_alg) == dlen)
+        return 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(families); i++)
+        if (g_str_equal(family, families[i].family))
+            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                     "No %s cipher with key size %zu available",
+                                     families[i].label, dlen);
+    return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                             "Cipher %s not supported with essiv", alg);
 }
 
 /*
@@ -149,9 +173,6 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "Algorithm %s with key size %" PRIu32 " bytes not supported",
                                  l->cipher_name, one_key);
-    if (xts && diskimg_cipher_block_len(l->cipher_alg) != 16)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "Cipher %s cannot be used in xts mode", l->cipher_alg);
 
     if (!diskimg_hash_digest_len(l->hash_spec))
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
@@ -163,17 +184,13 @@ static int parse_algorithms(diskimg_luks *l, GError **errp)
     if (essiv && !ivhash)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "Missing IV generator hash specification");
-    if (essiv) {
-        /* ESSIV needs the cipher family at the digest's key size (see
-         * diskimg_ivgen_new); refuse now rather than at unlock. */
-        size_t dlen = diskimg_hash_digest_len(ivhash);
-        char essiv_alg[LUKS_NAME_LEN + 8];
-        g_snprintf(essiv_alg, sizeof(essiv_alg), "%s-%zu", l->cipher_name, dlen * 8);
-        if (diskimg_cipher_key_len(essiv_alg) != dlen)
-            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                     "Cipher %s not supported with essiv:%s", l->cipher_alg,
-                                     ivhash);
-    }
+    if (essiv && check_essiv(l->cipher_name, l->cipher_alg, ivhash, errp) < 0)
+        return -1;
+    /* After the IV generator, as qemu, whose cipher refuses the mode only
+     * when it is made. */
+    if (xts && diskimg_cipher_block_len(l->cipher_alg) != 16)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Unsupported cipher mode xts");
 
     g_strlcpy(l->mode, spec, sizeof(l->mode));
     g_strlcpy(l->ivgen_alg, ivgen, sizeof(l->ivgen_alg));
@@ -483,6 +500,7 @@ int diskimg_luks_unlock(diskimg_luks *l, const uint8_t *pw, size_t pw_len,
             goto out;
         diskimg_sector_cipher_free(l->payload);
         l->payload = sc;
+        memcpy(l->master_key, mk, l->key_len);
         ret = 0;
         goto out;
     }
@@ -711,6 +729,7 @@ diskimg_luks *diskimg_luks_create(const struct diskimg_luks_create_params *p,
 
     if (store_key(l, 0, pw, pw_len, mk, iter_time, errp) < 0)
         goto fail;
+    memcpy(l->master_key, mk, l->key_len);
     diskimg_crypto_wipe(mk, sizeof(mk));
     return l;
 fail:
@@ -772,6 +791,111 @@ int diskimg_luks_decrypt(diskimg_luks *l, uint64_t offset, void *buf, size_t len
     if (need_unlocked(l, errp) < 0)
         return -1;
     return diskimg_sector_cipher_decrypt(l->payload, offset, buf, len, errp);
+}
+
+/* ------------------------------------------------------------- key slots */
+
+/* qemu overwrites an erased slot's key material this many times. */
+#define LUKS_ERASE_PASSES 16
+
+static int check_slot_index(unsigned slot, GError **errp)
+{
+    if (slot < DISKIMG_LUKS_NUM_KEY_SLOTS)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                             "Invalid keyslot %u specified, must be between 0 and %d", slot,
+                             DISKIMG_LUKS_NUM_KEY_SLOTS - 1);
+}
+
+bool diskimg_luks_slot_active(const diskimg_luks *l, unsigned slot)
+{
+    return slot < DISKIMG_LUKS_NUM_KEY_SLOTS && l->slots[slot].active == LUKS_SLOT_ENABLED;
+}
+
+int diskimg_luks_slot_matches(diskimg_luks *l, unsigned slot, const uint8_t *pw,
+                              size_t pw_len, diskimg_luks_read_fn read, void *opaque,
+                              GError **errp)
+{
+    uint8_t mk[LUKS_MAX_KEY_LEN];
+    if (check_slot_index(slot, errp) < 0)
+        return -1;
+    int ret = try_slot(l, slot, pw, pw_len, read, opaque, mk, errp);
+    diskimg_crypto_wipe(mk, sizeof(mk));
+    return ret;
+}
+
+int diskimg_luks_add_key(diskimg_luks *l, unsigned slot, const uint8_t *pw, size_t pw_len,
+                         int64_t iter_time_ms, diskimg_luks_write_fn write, void *opaque,
+                         GError **errp)
+{
+    if (check_slot_index(slot, errp) < 0 || need_unlocked(l, errp) < 0)
+        return -1;
+    uint64_t iter_time = iter_time_ms < 0 ? LUKS_DEFAULT_ITER_TIME_MS : (uint64_t)iter_time_ms;
+    /* A failure leaves the slot as it was, in memory as on disk. */
+    struct luks_slot saved = l->slots[slot];
+    int ret = store_key(l, slot, pw, pw_len, l->master_key, iter_time, errp);
+    /* The key material first: until the header names it, the slot keeps
+     * its old state (qemu's order). */
+    if (ret == 0)
+        ret = write(opaque, (uint64_t)l->slots[slot].key_offset * LUKS_SECTOR, l->material,
+                    l->material_len, errp);
+    if (ret == 0) {
+        uint8_t hdr[DISKIMG_LUKS_HEADER_SIZE];
+        serialize(l, hdr);
+        ret = write(opaque, 0, hdr, sizeof(hdr), errp);
+    }
+    if (ret < 0)
+        l->slots[slot] = saved;
+    if (l->material) {
+        diskimg_crypto_wipe(l->material, l->material_len);
+        g_clear_pointer(&l->material, g_free);
+        l->material_len = 0;
+    }
+    return ret;
+}
+
+/* Overwrites a slot's key material with random bytes, LUKS_ERASE_PASSES
+ * times; when no random bytes can be had, with zeroes once at least. */
+static int wipe_material(const diskimg_luks *l, const struct luks_slot *s,
+                         diskimg_luks_write_fn write, void *opaque, GError **errp)
+{
+    size_t len = (size_t)material_len(l, s);
+    uint8_t *garbage = g_malloc0(len);
+    int ret = 0;
+    for (unsigned pass = 0; pass < LUKS_ERASE_PASSES && ret == 0; pass++) {
+        if (diskimg_random_bytes(garbage, len, pass ? errp : NULL) < 0) {
+            if (pass) {
+                ret = -1;
+                break;
+            }
+            memset(garbage, 0, len);
+        }
+        ret = write(opaque, (uint64_t)s->key_offset * LUKS_SECTOR, garbage, len, errp);
+    }
+    g_free(garbage);
+    return ret;
+}
+
+int diskimg_luks_erase_key(diskimg_luks *l, unsigned slot, diskimg_luks_write_fn write,
+                           void *opaque, GError **errp)
+{
+    if (check_slot_index(slot, errp) < 0)
+        return -1;
+    struct luks_slot *s = &l->slots[slot];
+    uint8_t hdr[DISKIMG_LUKS_HEADER_SIZE];
+    memset(s->salt, 0, LUKS_SALT_LEN);
+    s->iterations = 0;
+    s->active = LUKS_SLOT_DISABLED;
+    serialize(l, hdr);
+    /* The header first, so that no slot is ever active over garbage; the
+     * key material is overwritten even when that failed, as qemu does. */
+    GError *err = NULL;
+    int ret = write(opaque, 0, hdr, sizeof(hdr), &err);
+    if (wipe_material(l, s, write, opaque, err ? NULL : &err) < 0)
+        ret = -1;
+    if (err)
+        g_propagate_error(errp, err);
+    return ret;
 }
 
 /* ------------------------------------------------------------------ info */

@@ -77,6 +77,8 @@ struct diskimg_schema {
     const char *kind;
     const char *summary;
     GPtrArray *option_sets;     /* struct member_set* */
+    GPtrArray *amend_members;   /* struct schema_member* that amend-options defines
+                                   itself (options of amend only); owned here */
     GPtrArray *output_types;    /* struct member_set*; "info" included */
 };
 

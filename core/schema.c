@@ -72,6 +72,8 @@ void diskimg_schema_free(diskimg_schema *s)
     for (guint i = s->option_sets->len; i-- > 0;)
         member_set_free(g_ptr_array_index(s->option_sets, i));
     g_ptr_array_free(s->option_sets, TRUE);
+    if (s->amend_members)
+        g_ptr_array_free(s->amend_members, TRUE);
     g_ptr_array_free(s->output_types, TRUE);
     if (s->tree)
         json_node_unref(s->tree);
@@ -522,8 +524,47 @@ static bool parse_option_set(struct validator *v, const struct ynode *key,
     return parse_members(v, value, NULL, CTX_OPTION, set->members) && build_index(v, set);
 }
 
-/* amend-options lists names of create-options; the set keeps their order
- * in create-options, as qemu filters its create options. */
+static bool set_has_top_member(const struct member_set *set, const char *name)
+{
+    for (guint i = 0; i < set->members->len; i++) {
+        const struct schema_member *m = g_ptr_array_index(set->members, i);
+        if (strcmp(m->name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* An amend-options item that defines an option of its own: a mapping of
+ * exactly one name to a member. */
+static bool is_amend_definition(const struct ynode *item)
+{
+    return item->kind == YNODE_MAPPING && ymap_size(item) == 1;
+}
+
+/* Defines the amend-only options (items `- name: {member}`); they follow
+ * the options taken from create-options, in list order. */
+static bool parse_amend_definitions(struct validator *v, const struct ynode *value,
+                                    struct member_set *set)
+{
+    for (guint i = 0; i < value->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(value->children, i);
+        if (!is_amend_definition(item))
+            continue;
+        struct schema_member *m = parse_member(v, ymap_key(item, 0), ymap_value(item, 0), NULL,
+                                               CTX_OPTION);
+        if (!m)
+            return false;
+        if (!v->s->amend_members)
+            v->s->amend_members = g_ptr_array_new_with_free_func((GDestroyNotify)member_free);
+        g_ptr_array_add(v->s->amend_members, m);
+        g_ptr_array_add(set->members, m);
+    }
+    return true;
+}
+
+/* amend-options lists names of create-options, and may define options of
+ * its own (qemu's LUKS keyslot options exist for amend only).  Names keep
+ * their order in create-options, as qemu filters its create options. */
 static bool parse_amend_set(struct validator *v, const struct ynode *key,
                             const struct ynode *value)
 {
@@ -532,17 +573,26 @@ static bool parse_amend_set(struct validator *v, const struct ynode *key,
         return fail_at(v, key, "'%s' must be a list of create-options names", key->text);
     if (!create)
         return fail_at(v, key, "'%s' needs create-options", key->text);
-    GHashTable *listed = g_hash_table_new(g_str_hash, g_str_equal);
+    GHashTable *listed = g_hash_table_new(g_str_hash, g_str_equal);  /* plain names */
+    GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);    /* every name */
     bool ok = true;
     for (guint i = 0; ok && i < value->children->len; i++) {
         const struct ynode *item = g_ptr_array_index(value->children, i);
-        if (item->kind != YNODE_SCALAR)
-            ok = fail_at(v, item, "amend options must be plain names");
-        else if (g_hash_table_contains(listed, item->text))
-            ok = fail_at(v, item, "amend option '%s' is listed twice", item->text);
-        else
-            g_hash_table_add(listed, item->text);
+        bool defines = is_amend_definition(item);
+        if (item->kind != YNODE_SCALAR && !defines) {
+            ok = fail_at(v, item, "amend options must be names or one-member mappings");
+            break;
+        }
+        char *name = defines ? ymap_key(item, 0)->text : item->text;
+        if (g_hash_table_contains(seen, name))
+            ok = fail_at(v, item, "amend option '%s' is listed twice", name);
+        else if (defines && set_has_top_member(create, name))
+            ok = fail_at(v, item, "amend option '%s' is already in create-options", name);
+        g_hash_table_add(seen, name);
+        if (!defines)
+            g_hash_table_add(listed, name);
     }
+    g_hash_table_destroy(seen);
     struct member_set *set = member_set_new(key->text, false);
     g_ptr_array_add(v->s->option_sets, set);
     for (guint i = 0; ok && i < create->members->len; i++) {
@@ -552,11 +602,11 @@ static bool parse_amend_set(struct validator *v, const struct ynode *key,
     }
     for (guint i = 0; ok && i < value->children->len; i++) {
         const struct ynode *item = g_ptr_array_index(value->children, i);
-        if (g_hash_table_contains(listed, item->text))
+        if (item->kind == YNODE_SCALAR && g_hash_table_contains(listed, item->text))
             ok = fail_at(v, item, "amend option '%s' is not in create-options", item->text);
     }
     g_hash_table_destroy(listed);
-    return ok && build_index(v, set);
+    return ok && parse_amend_definitions(v, value, set) && build_index(v, set);
 }
 
 static bool parse_output_type(struct validator *v, const struct ynode *key,

@@ -54,10 +54,18 @@ class Case:
         self.options = options    # {key: value} from a leading [k=v,...]
 
 
+# Formats whose images cannot be created, nor opened for data, without a
+# secret (--object secret,... and key-secret=): the generic {fmt} lines do
+# not apply to them, so cases.txt gives them lines of their own.
+SECRET_FORMATS = {'luks'}
+
+
 def list_formats(diskimg):
-    """The format names, and the subset that cannot create images."""
+    """The format names (those that need a secret left out: their lines are
+    in cases.txt of their own), and the subset that cannot create images."""
     out = json.loads(subprocess.run([diskimg, '--list-formats', '--output=json'],
                                     capture_output=True, text=True, check=True).stdout)['plugins']
+    out = [p for p in out if p['name'] not in SECRET_FORMATS]
     return (sorted(p['name'] for p in out), {p['name'] for p in out if not p['writable']})
 
 

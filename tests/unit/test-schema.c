@@ -443,6 +443,49 @@ static void test_option_amend_subset(void)
     diskimg_schema_free(s);
 }
 
+/* amend-options may define options of amend only (qemu's LUKS keyslot
+ * options); they follow the names taken from create-options. */
+static void test_amend_definitions(void)
+{
+    GError *err = NULL;
+    diskimg_schema *s = diskimg_schema_parse(
+        RAW_HEAD "  a: {type: str}\n  b: {type: int}\n"
+        "amend-options:\n"
+        "  - state: {type: enum, values: [active, inactive], help: new state}\n"
+        "  - b\n"
+        "  - keyslot: {type: int, min: 0, max: 7}\n", "raw.yaml", &err);
+    g_assert_no_error(err);
+    g_auto(GStrv) keys = diskimg_schema_set_keys(s, "amend-options");
+    const char *expected[] = { "b", "state", "keyslot", NULL };
+    g_assert_cmpstrv(keys, expected);
+    g_auto(GStrv) create = diskimg_schema_set_keys(s, "create-options");
+    const char *create_expected[] = { "a", "b", NULL };
+    g_assert_cmpstrv(create, create_expected);
+    diskimg_options *o = diskimg_options_new(s, "amend-options");
+    g_assert_cmpint(diskimg_options_parse(o, "state=inactive,keyslot=3,b=1", &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpstr(diskimg_options_get_str(o, "state"), ==, "inactive");
+    g_assert_cmpint(diskimg_options_get_int(o, "keyslot", -1), ==, 3);
+    assert_set_error(o, "keyslot", "9", "keyslot must be an integer between 0 and 7, not 9");
+    assert_set_error(o, "zzzzzz", "x", "Invalid parameter 'zzzzzz'");
+    diskimg_options_free(o);
+    o = diskimg_options_new(s, "create-options");
+    assert_set_error(o, "state", "active", "Invalid parameter 'state'");
+    diskimg_options_free(o);
+    diskimg_schema_free(s);
+
+    assert_schema_error(RAW_HEAD "  a: {type: str}\namend-options:\n  - a: {type: int}\n",
+                        "raw.yaml:6:5: amend option 'a' is already in create-options");
+    assert_schema_error(RAW_HEAD "  a: {type: str}\namend-options:\n  - k: {type: int}\n"
+                        "  - k: {type: str}\n",
+                        "raw.yaml:7:5: amend option 'k' is listed twice");
+    assert_schema_error(RAW_HEAD "  a: {type: str}\namend-options:\n  - [a]\n",
+                        "raw.yaml:6:5: amend options must be names or one-member mappings");
+    assert_schema_error(RAW_HEAD "  a: {type: str}\namend-options:\n  - k: {type: sise}\n",
+                        "raw.yaml:6:9: unknown type 'sise' (expected str, bool, int, size, enum, "
+                        "secret-id, struct, list)");
+}
+
 static void test_option_required(void)
 {
     GError *err = NULL;
@@ -760,6 +803,7 @@ int main(int argc, char **argv)
     g_test_add_func("/schema/options/errors", test_option_errors);
     g_test_add_func("/schema/options/values", test_option_values);
     g_test_add_func("/schema/options/amend", test_option_amend_subset);
+    g_test_add_func("/schema/options/amend-definitions", test_amend_definitions);
     g_test_add_func("/schema/options/required", test_option_required);
     g_test_add_func("/schema/options/wants-help", test_wants_help);
     g_test_add_func("/schema/size", test_parse_size);

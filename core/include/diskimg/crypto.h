@@ -248,6 +248,32 @@ DISKIMG_API int diskimg_luks_encrypt(diskimg_luks *l, uint64_t offset, void *buf
 DISKIMG_API int diskimg_luks_decrypt(diskimg_luks *l, uint64_t offset, void *buf, size_t len,
                                      GError **errp);
 
+/*
+ * Key slots, for qemu's amend of LUKS images (state=active/inactive).
+ * Slot numbers are 0 to DISKIMG_LUKS_NUM_KEY_SLOTS - 1; others fail with
+ * qemu's "Invalid keyslot N specified, must be between 0 and 7".
+ */
+DISKIMG_API bool diskimg_luks_slot_active(const diskimg_luks *l, unsigned slot);
+/* 1: the password opens `slot`; 0: it does not, or the slot is inactive;
+ * -1: error (reading the key material, the crypto plugin). */
+DISKIMG_API int diskimg_luks_slot_matches(diskimg_luks *l, unsigned slot, const uint8_t *pw,
+                                          size_t pw_len, diskimg_luks_read_fn read,
+                                          void *opaque, GError **errp);
+/* Stores the master key of an unlocked header in `slot` under a new
+ * password (fresh salt, PBKDF2 calibrated to iter_time_ms, negative: 2000
+ * ms), overwriting whatever the slot held: writes the key material, then
+ * the header.  On failure the slot is left as it was. */
+DISKIMG_API int diskimg_luks_add_key(diskimg_luks *l, unsigned slot, const uint8_t *pw,
+                                     size_t pw_len, int64_t iter_time_ms,
+                                     diskimg_luks_write_fn write, void *opaque, GError **errp);
+/* Marks `slot` inactive and writes the header, then overwrites the slot's
+ * key material with random bytes (qemu's erase: 16 passes).  Works on
+ * locked headers; erasing the last active slot loses the data for good,
+ * which is the caller's to refuse. */
+DISKIMG_API int diskimg_luks_erase_key(diskimg_luks *l, unsigned slot,
+                                       diskimg_luks_write_fn write, void *opaque,
+                                       GError **errp);
+
 /* Fills `o` with qemu's QCryptoBlockInfoLUKS members: cipher-alg,
  * cipher-mode, ivgen-alg, ivgen-hash-alg (essiv only), hash-alg,
  * payload-offset, master-key-iters, uuid, slots (list of {active,

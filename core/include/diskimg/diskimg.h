@@ -444,9 +444,15 @@ static inline void diskimg_put_le64(void *p, uint64_t v)
 
 /* ----------------------------------------------------------------- secrets */
 
-/* Defines an object from a --object argument; only "secret,id=ID,data=X"
- * or "secret,id=ID,file=PATH" (optional format=raw|base64) is known. */
+/* Defines an object from a --object argument, with qemu-img's syntax,
+ * rules and messages.  Only secrets are known:
+ * "secret,id=ID,data=X|file=PATH[,format=raw|base64][,keyid=ID,iv=B64]"
+ * (keyid: AES-256-CBC encrypted with the 32-byte secret ID, iv base64). */
 DISKIMG_API int diskimg_object_add(const char *objdef, GError **errp);
+/* 1 and *text (g_free) when the argument asks for help ("help", or
+ * "secret,help"): what qemu-img prints then, before exiting; 0 when it
+ * does not; -1 on a malformed argument or an unknown type. */
+DISKIMG_API int diskimg_object_help(const char *objdef, char **text, GError **errp);
 /* A copy of the secret's bytes; release it with diskimg_secret_wipe. */
 DISKIMG_API int diskimg_secret_lookup(const char *id, uint8_t **data, size_t *len,
                                       GError **errp);
