@@ -70,7 +70,7 @@ int vmdk_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 
 /* qemu gives an image a new CID on its first write after open, so that
  * children made from it notice the change. */
-static int update_cid(struct vmdk_image *img, GError **errp)
+int vmdk_update_cid(struct vmdk_image *img, GError **errp)
 {
     if (img->cid_updated)
         return 0;
@@ -171,7 +171,7 @@ int vmdk_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
 {
     struct vmdk_image *img = h;
     const uint8_t *p = buf;
-    if (update_cid(img, errp) < 0)
+    if (vmdk_update_cid(img, errp) < 0)
         return -1;
     while (len) {
         struct vmdk_extent *e = vmdk_find_extent(img, offset);
@@ -212,7 +212,7 @@ static int zero_piece(struct vmdk_image *img, struct vmdk_extent *e, uint64_t n,
 int vmdk_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
 {
     struct vmdk_image *img = h;
-    if (update_cid(img, errp) < 0)
+    if (vmdk_update_cid(img, errp) < 0)
         return -1;
     while (len) {
         struct vmdk_extent *e = vmdk_find_extent(img, offset);
@@ -238,20 +238,31 @@ static uint32_t grain_flags(const struct vmdk_extent *e, enum vmdk_grain_state s
     }
 }
 
+/* A flat extent is data; where its file has a hole it also reads as
+ * zeroes (qemu keeps DATA and adds ZERO from the file's answer). */
+static int flat_status(struct vmdk_extent *e, uint64_t offset, uint64_t len,
+                       struct diskimg_extent *ext, GError **errp)
+{
+    uint64_t host = e->flat_offset + (offset - e->start);
+    struct diskimg_extent f = { .struct_size = sizeof(f) };
+    if (diskimg_node_block_status(e->file, host, piece(e, offset, len), &f, errp) < 0)
+        return -1;
+    ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED | DISKIMG_BS_OFFSET_VALID |
+                 (f.flags & DISKIMG_BS_ZERO);
+    ext->length = f.length;
+    ext->offset = host;
+    ext->file = e->file;
+    return 0;
+}
+
 int vmdk_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
                       GError **errp)
 {
     struct vmdk_image *img = h;
     struct vmdk_extent *e = vmdk_find_extent(img, offset);
     uint64_t rel = offset - e->start;
-    if (e->kind == VMDK_EXTENT_FLAT) {
-        ext->flags = DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED | DISKIMG_BS_OFFSET_VALID |
-                     DISKIMG_BS_RECURSE;
-        ext->length = piece(e, offset, len);
-        ext->offset = e->flat_offset + rel;
-        ext->file = e->file;
-        return 0;
-    }
+    if (e->kind == VMDK_EXTENT_FLAT)
+        return flat_status(e, offset, len, ext, errp);
     enum vmdk_grain_state st;
     uint64_t host;
     if (vmdk_grain_lookup(e, rel, &st, &host, errp) < 0)

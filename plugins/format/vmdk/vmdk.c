@@ -96,8 +96,10 @@ static int vmdk_info(void *h, struct diskimg_image_info *info, diskimg_obj *o, G
 {
     (void)errp;
     struct vmdk_image *img = h;
-    if (extents_alike(img) && img->ext[0].kind == VMDK_EXTENT_SPARSE)
+    if (extents_alike(img) && img->ext[0].kind == VMDK_EXTENT_SPARSE) {
         info->cluster_size = img->ext[0].grain;
+        info->needs_compressed_writes = img->ext[0].compressed;
+    }
     diskimg_obj_set_int(o, "cid", img->cid);
     diskimg_obj_set_int(o, "parent-cid", img->parent_cid);
     diskimg_obj_set_str(o, "create-type", img->create_type);
@@ -195,12 +197,7 @@ static uint64_t vmdk_image_capabilities(void *h, uint64_t defaults)
 static int vmdk_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
                                  GError **errp)
 {
-    struct vmdk_image *img = h;
-    struct vmdk_extent *e = vmdk_find_extent(img, offset);
-    if (e->kind != VMDK_EXTENT_SPARSE || !e->compressed)
-        return vmdk_write(h, buf, len, offset, 0, errp);
-    if (vmdk_write_zeroes(h, offset, 0, 0, errp) < 0)
-        return -1;
+    /* As qemu: extents that are not compressed store the cluster as it is. */
     return vmdk_write(h, buf, len, offset, 0, errp);
 }
 
@@ -234,7 +231,7 @@ static int vmdk_write_precompressed(void *h, const void *data, uint64_t len, uin
     diskimg_put_le64(g, offset / VMDK_SECTOR);
     diskimg_put_le32(g + 8, (uint32_t)len);
     memcpy(g + 12, data, len);
-    if (!img->cid_updated && vmdk_write_zeroes(h, offset, 0, 0, errp) < 0)
+    if (vmdk_update_cid(img, errp) < 0)
         return -1;
     return vmdk_compressed_append(e, rel, g, stored, errp);
 }

@@ -190,6 +190,8 @@ int vmdk_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_ext
                       GError **errp);
 int vmdk_flush(void *h, GError **errp);
 int vmdk_write_descriptor(struct vmdk_image *img, GError **errp);
+/* Gives the image a new CID on its first change after open (qemu's rule). */
+int vmdk_update_cid(struct vmdk_image *img, GError **errp);
 
 int vmdk_read_parent_cid(const char *image, const char *backing, uint32_t *cid,
                          GError **errp);
