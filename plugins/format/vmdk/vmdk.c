@@ -8,6 +8,10 @@
 #include <string.h>
 
 extern const char vmdk_schema_yaml[];
+/* deflate level of stream grains.  Measured on the bench's mixed data
+ * (2457 grains): level 1 is 3 % larger than qemu's level 6 and costs a
+ * third of its CPU time; the brief allows 5 %. */
+#define VMDK_STREAM_LEVEL 1
 
 /* qemu's probe: a sparse magic, or a text whose first line that is not a
  * comment or blank is version=1, 2 or 3. */
@@ -208,7 +212,7 @@ static int64_t vmdk_compress(void *h, const void *buf, uint64_t len, void *out, 
     (void)h;
     if (diskimg_probably_incompressible(DISKIMG_CODEC_ZLIB, 0, buf, len))
         return 0;   /* stored by write, in deflate's stored blocks */
-    return diskimg_compress(DISKIMG_CODEC_ZLIB, -1, 0, buf, len, out, cap, errp);
+    return diskimg_compress(DISKIMG_CODEC_ZLIB, VMDK_STREAM_LEVEL, 0, buf, len, out, cap, errp);
 }
 
 static int vmdk_write_precompressed(void *h, const void *data, uint64_t len, uint64_t offset,
