@@ -185,8 +185,11 @@ int vmdk_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
     return (flags & DISKIMG_WRITE_FUA) ? vmdk_flush(h, errp) : 0;
 }
 
-/* Zeroes for one piece: a zero grain entry where the image has them,
- * nothing where the grain already reads as zero, else zero data. */
+/* Zeroes for one piece: nothing for a zero grain, a zero grain entry
+ * where the image has them, else zero data — as qemu, which falls back to
+ * writing zeroes (allocating the grain) when it cannot use an entry.  A
+ * stream extent's unwritten grains already read as zero and cannot be
+ * rewritten, so they are left alone. */
 static int zero_piece(struct vmdk_image *img, struct vmdk_extent *e, uint64_t n, uint64_t off,
                       unsigned flags, GError **errp)
 {
@@ -198,7 +201,8 @@ static int zero_piece(struct vmdk_image *img, struct vmdk_extent *e, uint64_t n,
     if (vmdk_grain_lookup(e, rel, &st, &host, errp) < 0)
         return -1;
     bool whole = rel % e->grain == 0 && (n == e->grain || rel + n == e->length);
-    if (st == VMDK_GRAIN_ZERO || (st == VMDK_GRAIN_UNALLOC && !has_backing(img)))
+    if (st == VMDK_GRAIN_ZERO ||
+        (e->compressed && st == VMDK_GRAIN_UNALLOC && !has_backing(img)))
         return 0;
     if (e->zero_grain && whole && !e->compressed)
         return vmdk_grain_set(e, rel, VMDK_GTE_ZEROED, errp);

@@ -257,7 +257,6 @@ static const struct diskimg_format_ops vmdk_ops = {
     .get_backing = vmdk_get_backing,
     .set_backing = vmdk_set_backing,
     .check = vmdk_check,
-    .measure = vmdk_measure,
     .compress = vmdk_compress,
     .write_precompressed = vmdk_write_precompressed,
     .image_capabilities = vmdk_image_capabilities,
