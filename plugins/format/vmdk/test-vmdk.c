@@ -662,6 +662,60 @@ static void test_corrupt_table(void)
     g_free(g);
 }
 
+/* A vmfsSparse (COWD) extent built by hand, 64 MiB of 8 KiB grains with
+ * two of them written, behind its descriptor. */
+static void test_cowd(void)
+{
+    const uint32_t sectors = 131072, gran = 16, gtes = 4096;
+    const uint32_t gd_n = 2, gd_off = 4, gt_off = 5, gt_sec = gtes * 4 / 512;
+    const uint32_t data_off = gt_off + gd_n * gt_sec;
+    size_t len = (size_t)(data_off + 2 * gran) * 512;
+    uint8_t *img = g_malloc0(len);
+    memcpy(img, "COWD", 4);
+    uint32_t fields[] = { 1, 3, sectors, gran, gd_off, gd_n };
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++)
+        diskimg_put_le32(img + 4 + 4 * i, fields[i]);
+    for (uint32_t i = 0; i < gd_n; i++)
+        diskimg_put_le32(img + gd_off * 512 + 4 * i, gt_off + i * gt_sec);
+    diskimg_put_le32(img + gt_off * 512 + 3 * 4, data_off);
+    diskimg_put_le32(img + (gt_off + gt_sec) * 512 + 5 * 4, data_off + gran);
+    memset(img + data_off * 512, 0xab, gran * 512);
+    memset(img + (data_off + gran) * 512, 0xcd, gran * 512);
+    g_autofree char *delta = test_tmp_path("c-delta.vmdk");
+    g_autofree char *desc = test_tmp_path("c.vmdk");
+    g_assert_true(g_file_set_contents(delta, (char *)img, (gssize)len, NULL));
+    g_autofree char *text = g_strdup_printf("# Disk DescriptorFile\nversion=1\nCID=12345678\n"
+                                            "parentCID=ffffffff\ncreateType=\"vmfsSparse\"\n"
+                                            "RW %u VMFSSPARSE \"c-delta.vmdk\"\n", sectors);
+    g_assert_true(g_file_set_contents(desc, text, -1, NULL));
+    diskimg_node *n = open_ok(desc, 0);
+    g_assert_true(diskimg_node_capabilities(n) & DISKIMG_CAP_READ_ONLY);
+    g_assert_cmpint(diskimg_node_size(n, NULL), ==, (int64_t)sectors * 512);
+    uint8_t *buf = g_malloc(16 * KiB);
+    g_assert_cmpint(diskimg_node_pread(n, buf, 16 * KiB, 2 * 8 * KiB, NULL), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 8 * KiB));
+    g_assert_cmpuint(buf[8 * KiB], ==, 0xab);
+    g_assert_cmpuint(buf[16 * KiB - 1], ==, 0xab);
+    uint64_t second = (uint64_t)gtes * 8 * KiB + 5 * 8 * KiB;
+    g_assert_cmpint(diskimg_node_pread(n, buf, 8 * KiB, second, NULL), ==, 0);
+    g_assert_cmpuint(buf[0], ==, 0xcd);
+    struct diskimg_extent e = { .struct_size = sizeof(e) };
+    g_assert_cmpint(diskimg_node_block_status(n, 0, 64 * KiB, &e, NULL), ==, 0);
+    g_assert_cmpuint(e.flags & DISKIMG_BS_ALLOCATED, ==, 0);
+    g_assert_cmpuint(e.length, ==, 3 * 8 * KiB);
+    diskimg_close(n);
+    GError *err = NULL;
+    g_assert_null(open_vmdk(desc, DISKIMG_OPEN_RDWR, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    /* a directory too small for the disk */
+    diskimg_put_le32(img + 24, 1);
+    g_assert_true(g_file_set_contents(delta, (char *)img, (gssize)len, NULL));
+    assert_open_fails(desc, "l1dir_size");
+    g_free(img);
+    g_free(buf);
+}
+
 static void test_probe(void)
 {
     const struct diskimg_plugin *p = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "vmdk");
@@ -702,6 +756,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vmdk/stream-rules", test_stream_rules);
     g_test_add_func("/vmdk/zeroed-grain", test_zeroed_grain);
     g_test_add_func("/vmdk/backing", test_backing);
+    g_test_add_func("/vmdk/vmfs-sparse", test_cowd);
     g_test_add_func("/vmdk/corrupt/header", test_corrupt_header);
     g_test_add_func("/vmdk/corrupt/files", test_corrupt_files);
     g_test_add_func("/vmdk/corrupt/tables", test_corrupt_table);

@@ -190,10 +190,13 @@ static uint64_t vmdk_image_capabilities(void *h, uint64_t defaults)
     struct vmdk_image *img = h;
     for (unsigned i = 0; i < img->n_ext; i++) {
         const struct vmdk_extent *e = &img->ext[i];
-        /* A stream image opened with written grains takes new grains only
-         * (qemu refuses rewrites of written grains the same way). */
+        /* Compressed writes of flat extents would store plain data; a
+         * stream extent takes new grains only (write refuses rewrites of
+         * written grains, as qemu does), which needs no capability bit. */
         if (e->kind == VMDK_EXTENT_FLAT)
             defaults &= ~(uint64_t)DISKIMG_CAP_COMPRESSED;
+        if (e->read_only)
+            defaults |= DISKIMG_CAP_READ_ONLY;
     }
     return defaults;
 }

@@ -108,6 +108,7 @@ struct vmdk_extent {
     uint32_t gd_entries;
     uint32_t *gd, *rgd;        /* sector numbers of grain tables, host order */
     bool compressed, markers, zero_grain;
+    bool read_only;            /* a kind we read but do not write (COWD) */
     uint64_t file_size;        /* at open, then what we appended */
     uint64_t next_alloc;       /* bytes: where the next grain goes */
     uint64_t desc_offset, desc_size;  /* bytes of the embedded descriptor */
@@ -145,6 +146,9 @@ int vmdk_compressed_append(struct vmdk_extent *e, uint64_t guest_off, const void
  * stored length (a multiple of 512), or -1. */
 int64_t vmdk_grain_compress(uint64_t lba, const void *buf, uint64_t len, void *out,
                             uint64_t cap, GError **errp);
+
+/* cowd.c: a vmfsSparse (COWD) extent, read only. */
+int vmdk_cowd_open(struct vmdk_extent *e, const char *filename, GError **errp);
 
 /* stream.c */
 int vmdk_stream_start(struct vmdk_extent *e, GError **errp);
