@@ -94,7 +94,7 @@ static int open_flat_extent(struct vmdk_image *img, struct vmdk_extent *e,
 }
 
 static int open_sparse_extent(struct vmdk_image *img, struct vmdk_extent *e,
-                              const struct vmdk_desc_extent *x, GError **errp)
+                              const struct vmdk_desc_extent *x, bool se, GError **errp)
 {
     e->kind = VMDK_EXTENT_SPARSE;
     /* info needs the header (the cluster size): read it even then. */
@@ -108,9 +108,9 @@ static int open_sparse_extent(struct vmdk_image *img, struct vmdk_extent *e,
     uint8_t magic[4];
     if (diskimg_node_pread(e->file, magic, 4, 0, errp) < 0)
         return -1;
-    int r = diskimg_be32(magic) == VMDK3_MAGIC_BE ? vmdk_cowd_open(e, path, errp)
-                                                   : vmdk_sparse_open(e, path, img->writable,
-                                                                      errp);
+    int r = se ? vmdk_sesparse_open(e, path, errp)
+            : diskimg_be32(magic) == VMDK3_MAGIC_BE ? vmdk_cowd_open(e, path, errp)
+            : vmdk_sparse_open(e, path, img->writable, errp);
     if (r < 0)
         return -1;
     if (e->header_capacity < x->sectors)
@@ -131,10 +131,8 @@ static int open_extents(struct vmdk_image *img, GError **errp)
             continue;
         bool flat = !strcmp(x->type, "FLAT") || !strcmp(x->type, "VMFS");
         bool sparse = !strcmp(x->type, "SPARSE") || !strcmp(x->type, "VMFSSPARSE");
-        if (!strcmp(x->type, "SESPARSE"))
-            return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                     "%s: seSparse extents are not supported", img->filename);
-        if (!flat && !sparse)
+        bool se = !strcmp(x->type, "SESPARSE");
+        if (!flat && !sparse && !se)
             continue;
         if (x->sectors > (1ull << 40) || img->size / VMDK_SECTOR + x->sectors > (1ull << 40))
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
@@ -144,7 +142,9 @@ static int open_extents(struct vmdk_image *img, GError **errp)
         e->type = g_strdup(x->type);
         e->length = x->sectors * VMDK_SECTOR;
         e->name = g_strdup(x->file);
-        if ((flat ? open_flat_extent(img, e, x, errp) : open_sparse_extent(img, e, x, errp)) < 0)
+        int r = flat ? open_flat_extent(img, e, x, errp)
+                     : open_sparse_extent(img, e, x, se, errp);
+        if (r < 0)
             return -1;
         img->size += e->length;
     }

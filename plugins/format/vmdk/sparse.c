@@ -205,6 +205,7 @@ void vmdk_sparse_close(struct vmdk_extent *e)
 {
     diskimg_mcache_free(e->gt_cache);
     vmdk_stream_free(e->stream);
+    vmdk_sesparse_free(e->sesparse);
     g_free(e->gd);
     g_free(e->rgd);
 }
@@ -258,6 +259,8 @@ static int read_entry(struct vmdk_extent *e, uint64_t off, uint32_t *entry, GErr
 int vmdk_grain_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_state *state,
                       uint64_t *host, GError **errp)
 {
+    if (e->sesparse)
+        return vmdk_sesparse_lookup(e, off, state, host, errp);
     uint32_t entry;
     if (read_entry(e, off, &entry, errp) < 0)
         return -1;

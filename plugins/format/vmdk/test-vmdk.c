@@ -716,6 +716,75 @@ static void test_cowd(void)
     g_free(buf);
 }
 
+/* An seSparse extent built by hand (as qemu reads them): 64 MiB of 4 KiB
+ * grains, grain 5 allocated, grain 6 a zero grain, grain 4096 + 7
+ * allocated. */
+static uint64_t se_entry(uint64_t grain_number)
+{
+    return 0x3000000000000000ull | ((grain_number & 0xfff) << 48) | (grain_number >> 12);
+}
+
+static void test_sesparse(void)
+{
+    const uint64_t cap = 131072, gd_off = 2, tables = 3, grains = tables + 2 * 64;
+    size_t len = (size_t)(grains + 32) * 512;
+    uint8_t *img = g_malloc0(len);
+    const struct { unsigned off; uint64_t v; } fields[] = {
+        { 0, 0xcafebabe }, { 8, 0x200000001ull }, { 16, cap }, { 24, 8 }, { 32, 64 },
+        { 80, 1 }, { 88, 1 }, { 128, gd_off }, { 136, 1 }, { 144, tables }, { 152, 128 },
+        { 192, grains }, { 200, 16 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++)
+        diskimg_put_le64(img + fields[i].off, fields[i].v);
+    diskimg_put_le64(img + 512, 0xcafecafe);
+    diskimg_put_le64(img + gd_off * 512, 0x1000000000000000ull);
+    diskimg_put_le64(img + gd_off * 512 + 8, 0x1000000000000001ull);
+    diskimg_put_le64(img + tables * 512 + 5 * 8, se_entry(0));
+    diskimg_put_le64(img + tables * 512 + 6 * 8, 0x2000000000000000ull);
+    diskimg_put_le64(img + (tables + 64) * 512 + 7 * 8, se_entry(2));
+    memset(img + grains * 512, 0xab, 4096);
+    memset(img + (grains + 16) * 512, 0xcd, 4096);
+    g_autofree char *ext = test_tmp_path("se-sesparse.vmdk");
+    g_autofree char *desc = test_tmp_path("se.vmdk");
+    g_assert_true(g_file_set_contents(ext, (char *)img, (gssize)len, NULL));
+    g_autofree char *text = g_strdup_printf("# Disk DescriptorFile\nversion=1\nCID=12345678\n"
+                                            "parentCID=ffffffff\ncreateType=\"seSparse\"\n"
+                                            "RW %" PRIu64 " SESPARSE \"se-sesparse.vmdk\"\n",
+                                            cap);
+    g_assert_true(g_file_set_contents(desc, text, -1, NULL));
+    diskimg_node *n = open_ok(desc, 0);
+    g_assert_true(diskimg_node_capabilities(n) & DISKIMG_CAP_READ_ONLY);
+    uint8_t *buf = g_malloc(12 * KiB);
+    g_assert_cmpint(diskimg_node_pread(n, buf, 12 * KiB, 4 * 4 * KiB, NULL), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 4 * KiB));
+    g_assert_cmpuint(buf[4 * KiB], ==, 0xab);
+    g_assert_true(diskimg_is_zero(buf + 8 * KiB, 4 * KiB));
+    g_assert_cmpint(diskimg_node_pread(n, buf, 4 * KiB, (4096 + 7) * 4 * KiB, NULL), ==, 0);
+    g_assert_cmpuint(buf[100], ==, 0xcd);
+    struct diskimg_extent e = { .struct_size = sizeof(e) };
+    g_assert_cmpint(diskimg_node_block_status(n, 6 * 4 * KiB, 4 * KiB, &e, NULL), ==, 0);
+    g_assert_cmpuint(e.flags & (DISKIMG_BS_ZERO | DISKIMG_BS_DATA), ==, DISKIMG_BS_ZERO);
+    diskimg_close(n);
+    /* an entry of an unknown kind, then a journal to replay */
+    diskimg_put_le64(img + tables * 512 + 9 * 8, 0x5000000000000000ull);
+    g_assert_true(g_file_set_contents(ext, (char *)img, (gssize)len, NULL));
+    n = open_ok(desc, 0);
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_node_pread(n, buf, 4 * KiB, 9 * 4 * KiB, &err), ==, -1);
+    g_assert_nonnull(strstr(err->message, "seSparse grain table entry 9"));
+    g_clear_error(&err);
+    diskimg_close(n);
+    diskimg_put_le64(img + 512 + 24, 1);
+    g_assert_true(g_file_set_contents(ext, (char *)img, (gssize)len, NULL));
+    assert_open_fails(desc, "Replaying journal not supported");
+    diskimg_put_le64(img + 512 + 24, 0);
+    diskimg_put_le64(img + 24, 16);
+    g_assert_true(g_file_set_contents(ext, (char *)img, (gssize)len, NULL));
+    assert_open_fails(desc, "unsupported grain_size");
+    g_free(img);
+    g_free(buf);
+}
+
 static void test_probe(void)
 {
     const struct diskimg_plugin *p = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "vmdk");
@@ -757,6 +826,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vmdk/zeroed-grain", test_zeroed_grain);
     g_test_add_func("/vmdk/backing", test_backing);
     g_test_add_func("/vmdk/vmfs-sparse", test_cowd);
+    g_test_add_func("/vmdk/se-sparse", test_sesparse);
     g_test_add_func("/vmdk/corrupt/header", test_corrupt_header);
     g_test_add_func("/vmdk/corrupt/files", test_corrupt_files);
     g_test_add_func("/vmdk/corrupt/tables", test_corrupt_table);

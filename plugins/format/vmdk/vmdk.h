@@ -89,6 +89,7 @@ bool vmdk_parse_cid(const char *text, uint32_t *out);
 enum vmdk_extent_kind { VMDK_EXTENT_FLAT, VMDK_EXTENT_SPARSE };
 
 struct vmdk_stream;
+struct vmdk_sesparse;
 
 struct vmdk_extent {
     enum vmdk_extent_kind kind;
@@ -114,6 +115,7 @@ struct vmdk_extent {
     uint64_t desc_offset, desc_size;  /* bytes of the embedded descriptor */
     diskimg_mcache *gt_cache;  /* sectors of grain tables */
     struct vmdk_stream *stream;/* non-NULL: tables kept in memory (stream.c) */
+    struct vmdk_sesparse *sesparse; /* non-NULL: an seSparse extent (sesparse.c) */
 };
 
 /* What a grain lookup found. */
@@ -149,6 +151,12 @@ int64_t vmdk_grain_compress(uint64_t lba, const void *buf, uint64_t len, void *o
 
 /* cowd.c: a vmfsSparse (COWD) extent, read only. */
 int vmdk_cowd_open(struct vmdk_extent *e, const char *filename, GError **errp);
+
+/* sesparse.c: an ESXi seSparse extent, read only. */
+int vmdk_sesparse_open(struct vmdk_extent *e, const char *filename, GError **errp);
+void vmdk_sesparse_free(struct vmdk_sesparse *se);
+int vmdk_sesparse_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_state *state,
+                         uint64_t *host, GError **errp);
 
 /* stream.c */
 int vmdk_stream_start(struct vmdk_extent *e, GError **errp);
