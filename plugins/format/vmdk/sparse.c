@@ -193,11 +193,11 @@ int vmdk_sparse_open(struct vmdk_extent *e, const char *filename, bool writable,
     if (!e->gt_cache)
         return -1;
     e->next_alloc = (e->file_size + VMDK_SECTOR - 1) & ~(uint64_t)(VMDK_SECTOR - 1);
-    /* A stream image without any grain table yet (what create makes) is
-     * written the way VMware streams are: grains from the end of the
-     * overhead, tables and footer behind them at flush. */
-    if (writable && at_end && e->compressed && directory_empty(e))
-        return vmdk_stream_start(e, errp);
+    /* A stream image with its directory at the end is written the way
+     * VMware streams are: grains from the end of the overhead (or behind
+     * the last grain), tables and footer behind them at flush. */
+    if (writable && at_end && e->compressed)
+        return directory_empty(e) ? vmdk_stream_start(e, errp) : vmdk_stream_resume(e, errp);
     return 0;
 }
 

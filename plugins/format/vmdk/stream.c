@@ -13,6 +13,8 @@
  * While writing, grain tables live in memory (a table per 32 MiB of data
  * written); a flush writes the tail behind the last grain and cuts the
  * file there, and later grains overwrite that tail until the next flush.
+ * Reopening a stream for writing loads its tables and goes on behind its
+ * last grain, so the file keeps ending in a valid footer.
  */
 #include "vmdk.h"
 
@@ -34,6 +36,48 @@ int vmdk_stream_start(struct vmdk_extent *e, GError **errp)
     s->tables = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
     e->stream = s;
     e->next_alloc = e->overhead * VMDK_SECTOR;
+    return 0;
+}
+
+/* The end of the grain stored at `sector` (marker and data, sector padded). */
+static int grain_end(struct vmdk_extent *e, uint64_t sector, uint64_t *end, GError **errp)
+{
+    uint8_t m[12];
+    if (diskimg_node_pread(e->file, m, sizeof(m), sector * VMDK_SECTOR, errp) < 0)
+        return -1;
+    uint64_t n = 12 + (uint64_t)diskimg_le32(m + 8);
+    if (n > 2 * e->grain + VMDK_SECTOR)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "%s: grain marker at sector %" PRIu64 ": field 'size' is invalid",
+                                 diskimg_node_filename(e->file), sector);
+    *end = sector * VMDK_SECTOR + ((n + VMDK_SECTOR - 1) & ~(uint64_t)(VMDK_SECTOR - 1));
+    return 0;
+}
+
+int vmdk_stream_resume(struct vmdk_extent *e, GError **errp)
+{
+    if (vmdk_stream_start(e, errp) < 0)
+        return -1;
+    struct vmdk_stream *s = e->stream;
+    uint64_t last = 0;
+    for (uint32_t di = 0; di < e->gd_entries; di++) {
+        if (!e->gd[di])
+            continue;
+        uint32_t *t;
+        if (diskimg_load_table(e->file, (uint64_t)e->gd[di] * VMDK_SECTOR, e->gtes, 4,
+                               (uint64_t)VMDK_MAX_GTES * 4, "grain table", (void **)&t,
+                               errp) < 0)
+            return -1;
+        for (uint32_t i = 0; i < e->gtes; i++) {
+            t[i] = GUINT32_FROM_LE(t[i]);
+            last = MAX(last, t[i]);
+        }
+        g_hash_table_insert(s->tables, GUINT_TO_POINTER(di), t);
+    }
+    uint64_t end = e->overhead * VMDK_SECTOR;
+    if (last && grain_end(e, last, &end, errp) < 0)
+        return -1;
+    e->next_alloc = MAX(end, e->overhead * VMDK_SECTOR);
     return 0;
 }
 

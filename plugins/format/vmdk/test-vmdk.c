@@ -441,6 +441,26 @@ static void test_stream_rules(void)
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, GRAIN, NULL), ==, 0);
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
     diskimg_close(n);
+    /* Reopened for writing, the stream goes on behind its last grain and
+     * still ends in a footer; earlier grains stay readable. */
+    n = open_ok(path, DISKIMG_OPEN_RDWR);
+    fill(buf, GRAIN, 11);
+    g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, 6 * GRAIN, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, GRAIN, 0, &err), ==, -1);
+    g_clear_error(&err);
+    diskimg_close(n);
+    n = open_ok(path, 0);
+    g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 6 * GRAIN, NULL), ==, 0);
+    g_assert_cmpmem(back, GRAIN, buf, GRAIN);
+    fill(buf, GRAIN, 9);
+    g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 3 * GRAIN, NULL), ==, 0);
+    g_assert_cmpmem(back, GRAIN, buf, GRAIN);
+    diskimg_close(n);
+    if (have_tool("qemu-img")) {
+        const char *check[] = { "qemu-img", "check", "-q", "rules.vmdk", NULL };
+        g_assert_cmpint(run(NULL, check), ==, 0);
+    }
     /* The file ends in footer marker, footer, end-of-stream marker. */
     struct stat st;
     g_assert_cmpint(stat(path, &st), ==, 0);

@@ -160,6 +160,9 @@ int vmdk_sesparse_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_st
 
 /* stream.c */
 int vmdk_stream_start(struct vmdk_extent *e, GError **errp);
+/* The same for a stream that has grains: its tables are loaded, new grains
+ * go behind its last one. */
+int vmdk_stream_resume(struct vmdk_extent *e, GError **errp);
 void vmdk_stream_free(struct vmdk_stream *s);
 int vmdk_stream_lookup(struct vmdk_extent *e, uint64_t off, uint32_t *entry);
 int vmdk_stream_set(struct vmdk_extent *e, uint64_t off, uint32_t entry, GError **errp);
