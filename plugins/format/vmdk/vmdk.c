@@ -185,19 +185,17 @@ static int vmdk_check(void *h, unsigned fix, struct diskimg_check_result *res, G
     return 0;
 }
 
+/* Compressed writes are taken by every image, as by qemu (extents that
+ * are not compressed store them plainly).  A stream extent takes new
+ * grains only: write refuses rewrites of written grains, as qemu does,
+ * which no capability bit expresses.  COWD and seSparse extents are read
+ * only. */
 static uint64_t vmdk_image_capabilities(void *h, uint64_t defaults)
 {
-    struct vmdk_image *img = h;
-    for (unsigned i = 0; i < img->n_ext; i++) {
-        const struct vmdk_extent *e = &img->ext[i];
-        /* Compressed writes of flat extents would store plain data; a
-         * stream extent takes new grains only (write refuses rewrites of
-         * written grains, as qemu does), which needs no capability bit. */
-        if (e->kind == VMDK_EXTENT_FLAT)
-            defaults &= ~(uint64_t)DISKIMG_CAP_COMPRESSED;
-        if (e->read_only)
+    const struct vmdk_image *img = h;
+    for (unsigned i = 0; i < img->n_ext; i++)
+        if (img->ext[i].read_only)
             defaults |= DISKIMG_CAP_READ_ONLY;
-    }
     return defaults;
 }
 
@@ -208,11 +206,15 @@ static int vmdk_write_compressed(void *h, const void *buf, uint64_t len, uint64_
     return vmdk_write(h, buf, len, offset, 0, errp);
 }
 
-/* Runs on the core's worker threads: touches nothing of the image. */
+/* Runs on the core's worker threads: reads only what open fixed. */
 static int64_t vmdk_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t cap,
                              GError **errp)
 {
-    (void)h;
+    const struct vmdk_image *img = h;
+    /* Only stream images store compressed grains (they have one extent);
+     * others take -c data as it is, through write. */
+    if (!img->ext[0].compressed)
+        return 0;
     if (diskimg_probably_incompressible(DISKIMG_CODEC_ZLIB, 0, buf, len))
         return 0;   /* stored by write, in deflate's stored blocks */
     return diskimg_compress(DISKIMG_CODEC_ZLIB, VMDK_STREAM_LEVEL, 0, buf, len, out, cap, errp);
