@@ -161,8 +161,12 @@ static int write_piece(struct vmdk_image *img, struct vmdk_extent *e, const uint
     uint64_t host;
     if (vmdk_grain_lookup(e, rel, &st, &host, errp) < 0)
         return -1;
-    if (st == VMDK_GRAIN_DATA)
-        return diskimg_node_pwrite(e->file, data, n, host + rel % e->grain, 0, errp);
+    if (st == VMDK_GRAIN_DATA) {
+        uint64_t at = host + rel % e->grain;
+        if (vmdk_guard_data_write(e, at, n, errp) < 0)
+            return -1;
+        return diskimg_node_pwrite(e->file, data, n, at, 0, errp);
+    }
     return allocate_grain(img, e, data, n, off, st, errp);
 }
 

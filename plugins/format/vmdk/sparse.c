@@ -154,6 +154,64 @@ static bool directory_empty(const struct vmdk_extent *e)
     return true;
 }
 
+/* Kinds of structures in the metadata-write guard. */
+enum { GUARD_HEADER = 1u << 0, GUARD_DIRECTORY = 1u << 1, GUARD_TABLE = 1u << 2 };
+
+static uint64_t table_bytes(const struct vmdk_extent *e)
+{
+    return (uint64_t)e->gtes * 4;
+}
+
+/* Grain table write-back may touch grain tables only. */
+static int guard_table_write(void *opaque, const char *what, uint64_t offset, uint64_t len,
+                             GError **errp)
+{
+    struct vmdk_extent *e = opaque;
+    const char *hit = diskimg_guard_find(e->guard, GUARD_TABLE, offset, len);
+    if (!hit)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                             "%s: Preventing invalid write of a %s at offset %" PRIu64
+                             " (overlaps with the %s)", diskimg_node_filename(e->file), what,
+                             offset, hit);
+}
+
+/* Declares header, descriptor, directories and every grain table. */
+static void build_guard(struct vmdk_extent *e)
+{
+    e->guard = diskimg_guard_new();
+    uint64_t gd_bytes = (uint64_t)e->gd_entries * 4;
+    diskimg_guard_add(e->guard, GUARD_HEADER, "header", 0, VMDK_SECTOR);
+    if (e->desc_size)
+        diskimg_guard_add(e->guard, GUARD_HEADER, "descriptor", e->desc_offset, e->desc_size);
+    diskimg_guard_add(e->guard, GUARD_DIRECTORY, "grain directory",
+                      e->gd_offset * VMDK_SECTOR, gd_bytes);
+    if (e->rgd)
+        diskimg_guard_add(e->guard, GUARD_DIRECTORY, "redundant grain directory",
+                          e->rgd_offset * VMDK_SECTOR, gd_bytes);
+    for (uint32_t i = 0; i < e->gd_entries; i++) {
+        if (e->gd[i])
+            diskimg_guard_add(e->guard, GUARD_TABLE, "grain table",
+                              (uint64_t)e->gd[i] * VMDK_SECTOR, table_bytes(e));
+        if (e->rgd && e->rgd[i])
+            diskimg_guard_add(e->guard, GUARD_TABLE, "grain table",
+                              (uint64_t)e->rgd[i] * VMDK_SECTOR, table_bytes(e));
+    }
+    struct diskimg_mcache_hooks hooks = { .struct_size = sizeof(hooks), .opaque = e,
+                                          .before_write = guard_table_write };
+    diskimg_mcache_set_hooks(e->gt_cache, &hooks);
+}
+
+int vmdk_guard_data_write(struct vmdk_extent *e, uint64_t off, uint64_t len, GError **errp)
+{
+    const char *hit = e->guard ? diskimg_guard_find(e->guard, 0, off, len) : NULL;
+    if (!hit)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                             "%s: Preventing invalid write on metadata at offset %" PRIu64
+                             " (overlaps with the %s)", diskimg_node_filename(e->file), off, hit);
+}
+
 int vmdk_sparse_open(struct vmdk_extent *e, const char *filename, bool writable,
                      GError **errp)
 {
@@ -198,11 +256,14 @@ int vmdk_sparse_open(struct vmdk_extent *e, const char *filename, bool writable,
      * the last grain), tables and footer behind them at flush. */
     if (writable && at_end && e->compressed)
         return directory_empty(e) ? vmdk_stream_start(e, errp) : vmdk_stream_resume(e, errp);
+    if (writable)
+        build_guard(e);
     return 0;
 }
 
 void vmdk_sparse_close(struct vmdk_extent *e)
 {
+    diskimg_guard_free(e->guard);
     diskimg_mcache_free(e->gt_cache);
     vmdk_stream_free(e->stream);
     vmdk_sesparse_free(e->sesparse);
@@ -306,6 +367,8 @@ static int allocate_table(struct vmdk_extent *e, uint32_t *dir, uint64_t dir_sec
     if (diskimg_node_pwrite(e->file, le, 4, dir_sector * VMDK_SECTOR + di * 4, 0, errp) < 0)
         return -1;
     dir[di] = (uint32_t)(at / VMDK_SECTOR);
+    if (e->guard)
+        diskimg_guard_add(e->guard, GUARD_TABLE, "grain table", at, table_bytes(e));
     return 0;
 }
 

@@ -666,6 +666,42 @@ static void test_corrupt_table(void)
     g_assert_nonnull(strstr(err->message, "grain directory entry 0"));
     g_clear_error(&err);
     diskimg_close(n);
+    /* Tables that were not preallocated are allocated at the end; a grain
+     * entry that points into one is refused by the metadata guard. */
+    g_autofree char *p4 = fresh_copy("guard.vmdk", NULL, 64 * MiB);
+    uint64_t gd4 = 0;
+    {
+        g_autofree char *data = NULL;
+        gsize len;
+        g_assert_true(g_file_get_contents(p4, &data, &len, NULL));
+        gd4 = diskimg_le64(data + 56);
+    }
+    uint64_t rgd4 = file_le32(p4, 48);
+    uint32_t gt0 = file_le32(p4, gd4 * 512);
+    patch_le32(p4, gd4 * 512 + 4, 0);   /* directory entry 1: no table */
+    patch_le32(p4, rgd4 * 512 + 4, 0);
+    n = open_ok(p4, DISKIMG_OPEN_RDWR);
+    uint8_t *g4 = g_malloc(GRAIN);
+    fill(g4, GRAIN, 2);
+    g_assert_cmpint(diskimg_node_pwrite(n, g4, GRAIN, 32 * MiB, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_close(n);
+    uint32_t new_gt = file_le32(p4, gd4 * 512 + 4);
+    g_assert_cmpuint(new_gt, >, gt0);
+    n = open_ok(p4, 0);
+    uint8_t *b4 = g_malloc(GRAIN);
+    g_assert_cmpint(diskimg_node_pread(n, b4, GRAIN, 32 * MiB, NULL), ==, 0);
+    g_assert_cmpmem(b4, GRAIN, g4, GRAIN);
+    diskimg_close(n);
+    patch_le32(p4, (uint64_t)gt0 * 512 + 2 * 4, new_gt);   /* grain 2 -> that table */
+    n = open_ok(p4, DISKIMG_OPEN_RDWR);
+    g_assert_cmpint(diskimg_node_pwrite(n, g4, 512, 2 * GRAIN, 0, &err), ==, -1);
+    g_assert_nonnull(strstr(err->message, "Preventing invalid write"));
+    g_assert_nonnull(strstr(err->message, "grain table"));
+    g_clear_error(&err);
+    diskimg_close(n);
+    g_free(g4);
+    g_free(b4);
     /* A compressed grain whose marker claims more bytes than there are */
     g_autofree char *p3 = fresh_copy("marker.vmdk", "subformat=streamOptimized", 4 * MiB);
     n = open_ok(p3, DISKIMG_OPEN_RDWR);

@@ -19,6 +19,7 @@
 #define VMDK_H
 
 #include <diskimg/plugin.h>
+#include <diskimg/guard.h>
 #include <diskimg/toolkit.h>
 
 #define VMDK_SECTOR 512u
@@ -114,6 +115,7 @@ struct vmdk_extent {
     uint64_t next_alloc;       /* bytes: where the next grain goes */
     uint64_t desc_offset, desc_size;  /* bytes of the embedded descriptor */
     diskimg_mcache *gt_cache;  /* sectors of grain tables */
+    diskimg_guard *guard;      /* writable sparse extents: where metadata lives */
     struct vmdk_stream *stream;/* non-NULL: tables kept in memory (stream.c) */
     struct vmdk_sesparse *sesparse; /* non-NULL: an seSparse extent (sesparse.c) */
 };
@@ -128,6 +130,9 @@ void vmdk_sparse_close(struct vmdk_extent *e);
 int vmdk_grain_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_state *state,
                       uint64_t *host, GError **errp);
 int vmdk_grain_set(struct vmdk_extent *e, uint64_t off, uint32_t entry, GError **errp);
+/* Fails (corruption) when writing [off, off + len) of a data grain in
+ * place would overwrite metadata. */
+int vmdk_guard_data_write(struct vmdk_extent *e, uint64_t off, uint64_t len, GError **errp);
 int vmdk_sparse_read(struct vmdk_extent *e, uint64_t host, uint64_t in_grain, void *buf,
                      uint64_t len, GError **errp);
 int vmdk_sparse_flush(struct vmdk_extent *e, GError **errp);
