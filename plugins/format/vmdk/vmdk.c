@@ -8,10 +8,6 @@
 #include <string.h>
 
 extern const char vmdk_schema_yaml[];
-/* deflate level of stream grains.  Measured on the bench's mixed data
- * (2457 grains): level 1 is 3 % larger than qemu's level 6 and costs a
- * third of its CPU time; the brief allows 5 %. */
-#define VMDK_STREAM_LEVEL 1
 
 /* qemu's probe: a sparse magic, or a text whose first line that is not a
  * comment or blank is version=1, 2 or 3. */
@@ -215,7 +211,7 @@ static int64_t vmdk_compress(void *h, const void *buf, uint64_t len, void *out, 
      * others take -c data as it is, through write. */
     if (!img->ext[0].compressed)
         return 0;
-    if (diskimg_probably_incompressible(DISKIMG_CODEC_ZLIB, 0, buf, len))
+    if (vmdk_grain_looks_random(buf, len))
         return 0;   /* stored by write, in deflate's stored blocks */
     return diskimg_compress(DISKIMG_CODEC_ZLIB, VMDK_STREAM_LEVEL, 0, buf, len, out, cap, errp);
 }
