@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <diskimg/core.h>
+#include <json-glib/json-glib.h>
 
 #include "vmdk.h"
 
@@ -544,6 +545,40 @@ static void test_backing(void)
     g_free(back);
 }
 
+/* info opens metadata only: sparse extents' headers are read (as
+ * METADATA children, for their cluster size), flat extents are named
+ * but not opened. */
+static void test_metadata_only(void)
+{
+    g_autofree char *sp = test_tmp_path("mo-s.vmdk");
+    g_autofree char *fl = test_tmp_path("mo-f.vmdk");
+    create_vmdk(sp, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentSparse");
+    create_vmdk(fl, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentFlat");
+    diskimg_node *n = open_ok(sp, DISKIMG_OPEN_NO_IO);
+    g_assert_cmpuint(diskimg_node_child_count(n, DISKIMG_CHILD_METADATA), ==, 2);
+    g_assert_cmpuint(diskimg_node_child_count(n, DISKIMG_CHILD_EXTENT), ==, 0);
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
+    g_assert_cmpint(diskimg_node_info(n, &info, NULL), ==, 0);
+    g_assert_cmpuint(info.cluster_size, ==, GRAIN);
+    diskimg_close(n);
+    n = open_ok(fl, DISKIMG_OPEN_NO_IO);
+    g_assert_cmpuint(diskimg_node_child_count(n, 0), ==, 0);
+    g_assert_cmpint(diskimg_node_size(n, NULL), ==, (int64_t)(3 * 1024ull * MiB));
+    JsonObject *o = diskimg_image_info(n, NULL);
+    g_assert_nonnull(o);
+    JsonObject *spec = json_object_get_object_member(o, "format-specific");
+    JsonObject *data = json_object_get_object_member(spec, "data");
+    JsonArray *ext = json_object_get_array_member(data, "extents");
+    g_assert_cmpuint(json_array_get_length(ext), ==, 2);
+    JsonObject *e1 = json_array_get_object_element(ext, 1);
+    g_assert_true(g_str_has_suffix(json_object_get_string_member(e1, "filename"),
+                                   "/mo-f-f002.vmdk"));
+    g_assert_cmpint(json_object_get_int_member(e1, "virtual-size"), ==, 1024 * MiB);
+    g_assert_false(json_object_has_member(e1, "cluster-size"));
+    json_object_unref(o);
+    diskimg_close(n);
+}
+
 /* ----------------------------------------------------------------- corrupt */
 
 static char *fresh_copy(const char *name, const char *opts, uint64_t size)
@@ -881,6 +916,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vmdk/stream-rules", test_stream_rules);
     g_test_add_func("/vmdk/zeroed-grain", test_zeroed_grain);
     g_test_add_func("/vmdk/backing", test_backing);
+    g_test_add_func("/vmdk/metadata-only", test_metadata_only);
     g_test_add_func("/vmdk/vmfs-sparse", test_cowd);
     g_test_add_func("/vmdk/se-sparse", test_sesparse);
     g_test_add_func("/vmdk/corrupt/header", test_corrupt_header);
