@@ -34,6 +34,39 @@ static bool has_backing(const struct vmdk_image *img)
     return diskimg_node_backing(img->node) != NULL;
 }
 
+/* qemu reads through to a parent only while it is a vmdk whose CID is
+ * the parentCID recorded here: a parent changed since (every write gives
+ * it a new CID) no longer holds what this image was made against. */
+static int check_parent(struct vmdk_image *img, GError **errp)
+{
+    if (img->parent_checked)
+        return 0;
+    diskimg_node *b = diskimg_node_backing(img->node);
+    if (b && strcmp(diskimg_node_driver(b), "vmdk") != 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "%s: the backing file %s is not a vmdk image, so it has no "
+                                 "CID to match parentCID", img->filename,
+                                 diskimg_node_filename(b));
+    if (b) {
+        const struct vmdk_image *parent = diskimg_node_handle(b);
+        if (parent->cid != img->parent_cid)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "%s: parentCID %08" PRIx32 " does not match the CID %08"
+                                     PRIx32 " of the backing file %s", img->filename,
+                                     img->parent_cid, parent->cid, diskimg_node_filename(b));
+    }
+    img->parent_checked = true;
+    return 0;
+}
+
+static int read_backing(struct vmdk_image *img, void *buf, uint64_t n, uint64_t off,
+                        GError **errp)
+{
+    if (check_parent(img, errp) < 0)
+        return -1;
+    return diskimg_node_read_backing(img->node, buf, n, off, errp);
+}
+
 static int read_piece(struct vmdk_image *img, struct vmdk_extent *e, uint8_t *buf, uint64_t n,
                       uint64_t off, GError **errp)
 {
@@ -47,7 +80,7 @@ static int read_piece(struct vmdk_image *img, struct vmdk_extent *e, uint8_t *bu
     if (st == VMDK_GRAIN_DATA)
         return vmdk_sparse_read(e, host, rel % e->grain, buf, n, errp);
     if (st == VMDK_GRAIN_UNALLOC && has_backing(img))
-        return diskimg_node_read_backing(img->node, buf, n, off, errp);
+        return read_backing(img, buf, n, off, errp);
     memset(buf, 0, n);
     return 0;
 }
@@ -116,7 +149,7 @@ static int allocate_grain(struct vmdk_image *img, struct vmdk_extent *e, const u
         g = g_malloc0(e->grain);
         uint64_t valid = MIN(e->grain, e->start + e->length - grain_start);
         if (st == VMDK_GRAIN_UNALLOC && has_backing(img) &&
-            diskimg_node_read_backing(img->node, g, valid, grain_start, errp) < 0)
+            read_backing(img, g, valid, grain_start, errp) < 0)
             return -1;
         memcpy(g + in, data, n);
         src = g;

@@ -531,6 +531,16 @@ static void test_backing(void)
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 0, NULL), ==, 0);
     memset(buf + 1000, 0xee, sizeof(patch_bytes));
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
+    diskimg_close(n);
+    /* A base written since (its CID changed) is no longer read through. */
+    n = open_ok(base, DISKIMG_OPEN_RDWR);
+    g_assert_cmpint(diskimg_node_pwrite(n, buf, 512, 8 * GRAIN, 0, NULL), ==, 0);
+    diskimg_close(n);
+    n = open_ok(top, DISKIMG_OPEN_RDWR);
+    GError *cid_err = NULL;
+    g_assert_cmpint(diskimg_node_pread(n, back, 512, 2 * GRAIN, &cid_err), ==, -1);
+    g_assert_nonnull(strstr(cid_err->message, "does not match the CID"));
+    g_clear_error(&cid_err);
     /* set_backing: removing the parent rewrites the descriptor */
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_set_backing(n, NULL, NULL, &err), ==, 0);

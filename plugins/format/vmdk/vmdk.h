@@ -201,6 +201,7 @@ struct vmdk_image {
     char *create_type;
     uint32_t cid, parent_cid;
     bool cid_updated;
+    bool parent_checked;       /* the backing file's CID matched parentCID */
     char *parent_hint;         /* parentFileNameHint */
     struct vmdk_extent *ext;
     unsigned n_ext;
