@@ -177,8 +177,11 @@ int vmdk_sesparse_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_st
         return 0;
     case 3: {
         uint64_t n = ((v & 0x0fff000000000000ull) >> 48) | ((v & 0x0000ffffffffffffull) << 12);
+        /* bounded by the file first, so that the offset cannot overflow */
+        if (n >= e->file_size / e->grain)
+            return bad_entry(errp, e, "grain table", g, v);
         uint64_t at = (se->grains + n * SE_GRAIN_SECTORS) * VMDK_SECTOR;
-        if (n > (1ull << 52) || at + e->grain > e->file_size)
+        if (at + e->grain > e->file_size)
             return bad_entry(errp, e, "grain table", g, v);
         *state = VMDK_GRAIN_DATA;
         *host = at;
