@@ -348,6 +348,19 @@ int vmdk_grain_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_state
     return 0;
 }
 
+int vmdk_grain_check(struct vmdk_extent *e, uint64_t off, GError **errp)
+{
+    enum vmdk_grain_state st;
+    uint64_t host;
+    if (e->sesparse)
+        return vmdk_sesparse_lookup(e, off, &st, &host, errp);
+    uint32_t entry;
+    if (read_entry(e, off, &entry, errp) < 0)
+        return -1;
+    bool data = entry && !(entry == VMDK_GTE_ZEROED && e->zero_grain);
+    return data && (uint64_t)entry * VMDK_SECTOR >= MAX(e->file_size, e->next_alloc) ? 1 : 0;
+}
+
 /* A new grain table for directory entry `di` (images whose tables were
  * not preallocated): zeroed, appended, then recorded in the directory. */
 static int allocate_table(struct vmdk_extent *e, uint32_t *dir, uint64_t dir_sector,

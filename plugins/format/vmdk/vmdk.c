@@ -152,9 +152,10 @@ static int vmdk_set_backing(void *h, const char *filename, const char *format, G
     return 0;
 }
 
-/* As qemu: every grain of every sparse extent is looked up; the first one
- * that cannot be, or that points past the end of its file, is reported
- * as one corruption and ends the check. */
+/* As qemu 7.2: every grain of every sparse extent is looked up.  The
+ * first that cannot be, or that points past the end of its file, ends the
+ * check as a failed one (qemu-img prints "Check failed" and exits 1),
+ * after the line qemu prints for it. */
 static int vmdk_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp)
 {
     struct vmdk_image *img = h;
@@ -166,16 +167,23 @@ static int vmdk_check(void *h, unsigned fix, struct diskimg_check_result *res, G
         if (e->kind != VMDK_EXTENT_SPARSE)
             continue;
         for (uint64_t rel = 0; rel < e->length; rel += e->grain) {
-            enum vmdk_grain_state st;
-            uint64_t host;
+            uint64_t sector = (e->start + rel) / VMDK_SECTOR;
             GError *err = NULL;
-            if (vmdk_grain_lookup(e, rel, &st, &host, &err) < 0) {
-                diskimg_report("ERROR: could not get cluster_offset for sector %" PRIu64 ": %s",
-                               (e->start + rel) / VMDK_SECTOR, err->message);
-                g_error_free(err);
-                res->corruptions++;
-                return 0;
+            int r = vmdk_grain_check(e, rel, &err);
+            if (r == 0)
+                continue;
+            res->corruptions++;
+            if (r > 0) {
+                diskimg_report("ERROR: cluster offset for sector %" PRIu64 " points after EOF",
+                               sector);
+                return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                         "Check failed: Invalid argument");
             }
+            diskimg_report("ERROR: could not get cluster_offset for sector %" PRIu64, sector);
+            diskimg_warn("%s", err->message);
+            g_error_free(err);
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Check failed: Operation not permitted");
         }
     }
     return 0;

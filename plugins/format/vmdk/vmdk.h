@@ -129,6 +129,9 @@ int vmdk_sparse_open(struct vmdk_extent *e, const char *filename, bool writable,
 void vmdk_sparse_close(struct vmdk_extent *e);
 int vmdk_grain_lookup(struct vmdk_extent *e, uint64_t off, enum vmdk_grain_state *state,
                       uint64_t *host, GError **errp);
+/* For check: 0 when the grain's entry is sound, 1 when it points past the
+ * end of the file, -1 (*errp set) when it cannot be looked up. */
+int vmdk_grain_check(struct vmdk_extent *e, uint64_t off, GError **errp);
 int vmdk_grain_set(struct vmdk_extent *e, uint64_t off, uint32_t entry, GError **errp);
 /* Fails (corruption) when writing [off, off + len) of a data grain in
  * place would overwrite metadata. */
