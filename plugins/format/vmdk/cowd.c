@@ -21,7 +21,7 @@ int vmdk_cowd_open(struct vmdk_extent *e, const char *filename, GError **errp)
     uint8_t sector[VMDK_SECTOR] = { 0 };
     if (e->file_size < 32)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmfsSparse header: the file is too small", filename);
+                                 "%s%svmfsSparse header: the file is too small", VMDK_WHERE(filename));
     if (diskimg_node_pread(e->file, sector, MIN(e->file_size, (uint64_t)VMDK_SECTOR), 0,
                            errp) < 0)
         return -1;
@@ -35,14 +35,14 @@ int vmdk_cowd_open(struct vmdk_extent *e, const char *filename, GError **errp)
         return -1;
     if (grain == 0 || grain > VMDK_MAX_GRAIN_SECTORS)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmfsSparse header: field 'granularity' (%" PRIu32
-                                 ") is not between 1 and 2097152 sectors", filename, grain);
+                                 "%s%svmfsSparse header: field 'granularity' (%" PRIu32
+                                 ") is not between 1 and 2097152 sectors", VMDK_WHERE(filename), grain);
     uint64_t per_gt = (uint64_t)COWD_GTES * grain;
     uint64_t needed = ((uint64_t)disk_sectors + per_gt - 1) / per_gt;
     if (gd_size > VMDK_MAX_GD_ENTRIES || gd_size < needed)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmfsSparse header: field 'l1dir_size' (%" PRIu32
-                                 ") does not cover %" PRIu32 " sectors", filename, gd_size,
+                                 "%s%svmfsSparse header: field 'l1dir_size' (%" PRIu32
+                                 ") does not cover %" PRIu32 " sectors", VMDK_WHERE(filename), gd_size,
                                  disk_sectors);
     e->header_capacity = disk_sectors;
     e->grain = (uint64_t)grain * VMDK_SECTOR;
@@ -54,7 +54,7 @@ int vmdk_cowd_open(struct vmdk_extent *e, const char *filename, GError **errp)
     if (diskimg_load_table(e->file, (uint64_t)gd * VMDK_SECTOR, gd_size, 4,
                            (uint64_t)VMDK_MAX_GD_ENTRIES * 4, "grain directory",
                            (void **)&e->gd, errp) < 0) {
-        g_prefix_error(errp, "%s: ", filename);
+        g_prefix_error(errp, "%s%s", VMDK_WHERE(filename));
         return -1;
     }
     for (uint32_t i = 0; i < gd_size; i++)

@@ -161,14 +161,14 @@ static int parse_line(struct vmdk_desc *d, char *text, unsigned lineno, const ch
     if (first && is_access(first)) {
         if (d->extents->len >= VMDK_MAX_EXTENTS)
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "%s: vmdk descriptor: more than %u extents", filename,
+                                     "%s%svmdk descriptor: more than %u extents", VMDK_WHERE(filename),
                                      VMDK_MAX_EXTENTS);
         struct vmdk_desc_extent x = { 0 };
         if (parse_extent(s, &x) < 0) {
             extent_clear(&x);
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "%s: vmdk descriptor: invalid extent line %u: %s",
-                                     filename, lineno, s);
+                                     "%s%svmdk descriptor: invalid extent line %u: %s",
+                                     VMDK_WHERE(filename), lineno, s);
         }
         g_array_append_val(d->extents, x);
         return 0;
@@ -184,7 +184,7 @@ int vmdk_desc_parse(const char *text, size_t len, const char *filename,
     len = end ? (size_t)(end - text) : len;
     if (len > VMDK_DESC_MAX)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk descriptor is larger than %u bytes", filename,
+                                 "%s%svmdk descriptor is larger than %u bytes", VMDK_WHERE(filename),
                                  VMDK_DESC_MAX);
     struct vmdk_desc *d = g_new0(struct vmdk_desc, 1);
     d->lines = g_ptr_array_new_with_free_func(line_free);
@@ -198,8 +198,8 @@ int vmdk_desc_parse(const char *text, size_t len, const char *filename,
         if (n > VMDK_DESC_LINE_MAX) {
             vmdk_desc_free(d);
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "%s: vmdk descriptor: line %u is longer than %u bytes",
-                                     filename, lineno, VMDK_DESC_LINE_MAX);
+                                     "%s%svmdk descriptor: line %u is longer than %u bytes",
+                                     VMDK_WHERE(filename), lineno, VMDK_DESC_LINE_MAX);
         }
         size_t keep = n;
         if (keep && text[pos + keep - 1] == '\r')

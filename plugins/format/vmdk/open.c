@@ -37,12 +37,11 @@ static int read_identity(struct vmdk_image *img, GError **errp)
     const char *pcid = vmdk_desc_get(img->desc, "parentCID");
     if (!vmdk_parse_cid(cid, &img->cid))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk descriptor: field 'CID' is missing or not hexadecimal",
-                                 img->filename);
+                                 "vmdk descriptor: field 'CID' is missing or not hexadecimal");
     if (!vmdk_parse_cid(pcid, &img->parent_cid))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk descriptor: field 'parentCID' is missing or not "
-                                 "hexadecimal", img->filename);
+                                 "vmdk descriptor: field 'parentCID' is missing or not "
+                                 "hexadecimal");
     const char *hint = vmdk_desc_get(img->desc, "parentFileNameHint");
     if (hint && *hint)
         img->parent_hint = g_strdup(hint);
@@ -55,18 +54,17 @@ static int open_monolithic(struct vmdk_image *img, GError **errp)
     e->kind = VMDK_EXTENT_SPARSE;
     e->type = g_strdup("");
     e->file = img->file;
-    if (vmdk_sparse_open(e, img->filename, img->writable, errp) < 0)
+    if (vmdk_sparse_open(e, NULL, img->writable, errp) < 0)
         return -1;
     e->length = e->header_capacity * VMDK_SECTOR;
     img->size = e->length;
     img->create_type = g_strdup(e->compressed ? "streamOptimized" : "monolithicSparse");
     if (!e->desc_size)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk header: no embedded descriptor (descriptorSize 0)",
-                                 img->filename);
+                                 "vmdk header: no embedded descriptor (descriptorSize 0)");
     g_autofree char *text = g_malloc(e->desc_size);
     if (diskimg_node_pread(img->file, text, e->desc_size, e->desc_offset, errp) < 0 ||
-        vmdk_desc_parse(text, e->desc_size, img->filename, &img->desc, errp) < 0)
+        vmdk_desc_parse(text, e->desc_size, NULL, &img->desc, errp) < 0)
         return -1;
     img->desc_embedded = true;
     img->desc_offset = e->desc_offset;
@@ -80,12 +78,12 @@ static int open_flat_extent(struct vmdk_image *img, struct vmdk_extent *e,
     e->kind = VMDK_EXTENT_FLAT;
     if (!strcmp(x->type, "FLAT") && !x->has_offset)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: Invalid extent line: FLAT extent '%s' has no offset",
-                                 img->filename, x->file);
+                                 "Invalid extent line: FLAT extent '%s' has no offset",
+                                 x->file);
     if (x->offset > (UINT64_MAX / VMDK_SECTOR) / 2)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk descriptor: offset of extent '%s' is too large",
-                                 img->filename, x->file);
+                                 "vmdk descriptor: offset of extent '%s' is too large",
+                                 x->file);
     e->flat_offset = x->offset * VMDK_SECTOR;
     if (diskimg_node_metadata_only(img->node))
         return 0;
@@ -115,8 +113,8 @@ static int open_sparse_extent(struct vmdk_image *img, struct vmdk_extent *e,
         return -1;
     if (e->header_capacity < x->sectors)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: extent '%s' holds %" PRIu64 " sectors, the descriptor "
-                                 "says %" PRIu64, img->filename, x->file, e->header_capacity,
+                                 "extent '%s' holds %" PRIu64 " sectors, the descriptor "
+                                 "says %" PRIu64, x->file, e->header_capacity,
                                  x->sectors);
     return 0;
 }
@@ -136,8 +134,8 @@ static int open_extents(struct vmdk_image *img, GError **errp)
             continue;
         if (x->sectors > (1ull << 40) || img->size / VMDK_SECTOR + x->sectors > (1ull << 40))
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "%s: vmdk descriptor: extents add up to more than 2^40 "
-                                     "sectors", img->filename);
+                                     "vmdk descriptor: extents add up to more than 2^40 "
+                                     "sectors");
         struct vmdk_extent *e = add_extent(img);
         e->type = g_strdup(x->type);
         e->length = x->sectors * VMDK_SECTOR;
@@ -150,7 +148,7 @@ static int open_extents(struct vmdk_image *img, GError **errp)
     }
     if (!img->n_ext)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk descriptor names no extent", img->filename);
+                                 "vmdk descriptor names no extent");
     return 0;
 }
 
@@ -161,16 +159,15 @@ static int open_descriptor_file(struct vmdk_image *img, uint64_t file_size, GErr
     if (diskimg_node_pread(img->file, text, n, 0, errp) < 0)
         return -1;
     text[n] = '\0';
-    if (vmdk_desc_parse(text, n, img->filename, &img->desc, errp) < 0)
+    if (vmdk_desc_parse(text, n, NULL, &img->desc, errp) < 0)
         return -1;
     const char *ct = vmdk_desc_get(img->desc, "createType");
     if (!ct)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
-                                 "%s: invalid VMDK image descriptor (no createType)",
-                                 img->filename);
+                                 "invalid VMDK image descriptor (no createType)");
     if (!known_descriptor_type(ct))
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "%s: Unsupported image type '%s'", img->filename, ct);
+                                 "Unsupported image type '%s'", ct);
     img->create_type = g_strdup(ct);
     img->desc_offset = 0;
     img->desc_room = VMDK_DESC_MAX;

@@ -32,7 +32,7 @@ static int se_error(GError **errp, const char *filename, const char *field, uint
                     const char *why)
 {
     return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                             "%s: seSparse header: field '%s' (0x%" PRIx64 ") %s", filename,
+                             "%s%sseSparse header: field '%s' (0x%" PRIx64 ") %s", VMDK_WHERE(filename),
                              field, v, why);
 }
 
@@ -51,7 +51,7 @@ static int check_fixed(const struct diskimg_reader *r, const char *filename, GEr
             return -1;
         if (v != fixed[i].want)
             return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                     "%s: seSparse header: unsupported %s 0x%" PRIx64, filename,
+                                     "%s%sseSparse header: unsupported %s 0x%" PRIx64, VMDK_WHERE(filename),
                                      fixed[i].field, v);
     }
     return 0;
@@ -68,11 +68,11 @@ static int check_volatile(struct vmdk_extent *e, uint64_t sector, const char *fi
         return -1;
     if (diskimg_le64(v) != SE_VOLATILE_MAGIC)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: seSparse volatile header: bad magic 0x%" PRIx64, filename,
+                                 "%s%sseSparse volatile header: bad magic 0x%" PRIx64, VMDK_WHERE(filename),
                                  diskimg_le64(v));
     if (diskimg_le64(v + 24))
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "%s: Image is dirty, Replaying journal not supported", filename);
+                                 "%s%sImage is dirty, Replaying journal not supported", VMDK_WHERE(filename));
     return 0;
 }
 
@@ -115,7 +115,7 @@ int vmdk_sesparse_open(struct vmdk_extent *e, const char *filename, GError **err
     if (diskimg_load_u64_table(e->file, gd * VMDK_SECTOR, entries, 0, DISKIMG_LITTLE_ENDIAN,
                                (uint64_t)VMDK_MAX_GD_ENTRIES * 8, "grain directory", &se->gd,
                                errp) < 0) {
-        g_prefix_error(errp, "%s: ", filename);
+        g_prefix_error(errp, "%s%s", VMDK_WHERE(filename));
         return -1;
     }
     e->header_capacity = capacity;

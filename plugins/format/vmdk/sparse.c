@@ -27,8 +27,8 @@ static int parse_header(const uint8_t *sector, const char *filename, const char 
                                                   filename, what);
     uint32_t magic = diskimg_be32(sector);
     if (magic != VMDK4_MAGIC_BE)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: %s: bad magic 0x%08x",
-                                 filename, what, magic);
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s%s%s: bad magic 0x%08x",
+                                 VMDK_WHERE(filename), what, magic);
     if (diskimg_read_u32(&r, 4, "version", &h->version, errp) < 0 ||
         diskimg_read_u32(&r, 8, "flags", &h->flags, errp) < 0 ||
         diskimg_read_u64(&r, 12, "capacity", &h->capacity, errp) < 0 ||
@@ -47,8 +47,8 @@ static int parse_header(const uint8_t *sector, const char *filename, const char 
 static int bad_field(GError **errp, const char *filename, const char *what, const char *field,
                      uint64_t value, const char *why)
 {
-    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: %s: field '%s' (%" PRIu64
-                             ") %s", filename, what, field, value, why);
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s%s%s: field '%s' (%" PRIu64
+                             ") %s", VMDK_WHERE(filename), what, field, value, why);
 }
 
 /* Every field that sizes or places something, against the file size. */
@@ -57,7 +57,7 @@ static int validate_header(const struct header *h, uint64_t file_size, const cha
 {
     if (h->version < 1 || h->version > 3)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "%s: Unsupported VMDK version %" PRIu32, filename, h->version);
+                                 "%s%sUnsupported VMDK version %" PRIu32, VMDK_WHERE(filename), h->version);
     if (h->grain == 0 || h->grain > VMDK_MAX_GRAIN_SECTORS)
         return bad_field(errp, filename, what, "grainSize", h->grain,
                          "is not between 1 and 2097152 sectors");
@@ -69,13 +69,13 @@ static int validate_header(const struct header *h, uint64_t file_size, const cha
                          "is not between 1 and 2^40 sectors");
     if (h->compress > VMDK_COMPRESS_DEFLATE)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "%s: %s: unknown compressAlgorithm %u", filename, what,
+                                 "%s%s%s: unknown compressAlgorithm %u", VMDK_WHERE(filename), what,
                                  h->compress);
     uint64_t sectors = file_size / VMDK_SECTOR;
     if (h->overhead > sectors)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: File truncated, expecting at least %" PRIu64 " bytes",
-                                 filename, h->overhead * VMDK_SECTOR);
+                                 "%s%sFile truncated, expecting at least %" PRIu64 " bytes",
+                                 VMDK_WHERE(filename), h->overhead * VMDK_SECTOR);
     if (h->desc_offset > sectors || h->desc_size > sectors - h->desc_offset ||
         h->desc_size > VMDK_DESC_MAX / VMDK_SECTOR)
         return bad_field(errp, filename, what, "descriptorSize", h->desc_size,
@@ -94,7 +94,7 @@ static int read_footer(struct vmdk_extent *e, const char *filename, struct heade
 {
     if (e->file_size < 4 * VMDK_SECTOR)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk footer: the file is too small to hold one", filename);
+                                 "%s%svmdk footer: the file is too small to hold one", VMDK_WHERE(filename));
     uint8_t buf[3 * VMDK_SECTOR];
     uint64_t at = (e->file_size & ~(uint64_t)(VMDK_SECTOR - 1)) - sizeof(buf);
     if (diskimg_node_pread(e->file, buf, sizeof(buf), at, errp) < 0)
@@ -104,8 +104,8 @@ static int read_footer(struct vmdk_extent *e, const char *filename, struct heade
         diskimg_le64(eos) != 0 || diskimg_le32(eos + 8) != 0 ||
         diskimg_le32(eos + 12) != VMDK_MARKER_EOS)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: Invalid footer: bad footer or end-of-stream marker",
-                                 filename);
+                                 "%s%sInvalid footer: bad footer or end-of-stream marker",
+                                 VMDK_WHERE(filename));
     if (parse_header(buf + VMDK_SECTOR, filename, "vmdk footer", h, errp) < 0 ||
         validate_header(h, e->file_size, filename, "vmdk footer", errp) < 0)
         return -1;
@@ -120,7 +120,7 @@ static int load_directory(struct vmdk_extent *e, uint64_t sector, const char *wh
     uint32_t *gd;
     if (diskimg_load_table(e->file, sector * VMDK_SECTOR, e->gd_entries, 4,
                            (uint64_t)VMDK_MAX_GD_ENTRIES * 4, what, (void **)&gd, errp) < 0) {
-        g_prefix_error(errp, "%s: ", filename);
+        g_prefix_error(errp, "%s%s", VMDK_WHERE(filename));
         return -1;
     }
     for (uint32_t i = 0; i < e->gd_entries; i++)
@@ -221,8 +221,8 @@ int vmdk_sparse_open(struct vmdk_extent *e, const char *filename, bool writable,
     e->file_size = (uint64_t)size;
     if (e->file_size < VMDK_SECTOR)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: vmdk header: the file is %" PRIu64 " bytes, too small",
-                                 filename, e->file_size);
+                                 "%s%svmdk header: the file is %" PRIu64 " bytes, too small",
+                                 VMDK_WHERE(filename), e->file_size);
     uint8_t sector[VMDK_SECTOR];
     struct header h;
     if (diskimg_node_pread(e->file, sector, sizeof(sector), 0, errp) < 0 ||

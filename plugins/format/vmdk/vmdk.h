@@ -48,6 +48,12 @@ enum { VMDK_MARKER_EOS = 0, VMDK_MARKER_GT = 1, VMDK_MARKER_GD = 2, VMDK_MARKER_
 #define VMDK_MAX_GD_ENTRIES (32u << 20)
 #define VMDK_EXTENT_MAX_SECTORS (1ull << 32)
 
+/* Open-time messages name a file only when it is not the image's own:
+ * the core already says "Could not open 'x.vmdk': ...".  Callers pass the
+ * path of an extent, or NULL for the image file; a format string then
+ * starts "%s%s" for VMDK_WHERE(name). */
+#define VMDK_WHERE(name) ((name) ? (name) : ""), ((name) ? ": " : "")
+
 /* ------------------------------------------------------------ descriptor */
 
 struct vmdk_desc_extent {
