@@ -899,6 +899,8 @@ static void test_probe(void)
     g_assert_cmpint(ops->probe((const uint8_t *)d, strlen(d), "x"), ==, 100);
     const char *crlf = "# x\r\nversion=3\r\n";
     g_assert_cmpint(ops->probe((const uint8_t *)crlf, strlen(crlf), "x"), ==, 100);
+    const char *empty_line = "# x\n\nversion=1\n";
+    g_assert_cmpint(ops->probe((const uint8_t *)empty_line, strlen(empty_line), "x"), ==, 0);
     const char *other = "# x\nhello=1\n";
     g_assert_cmpint(ops->probe((const uint8_t *)other, strlen(other), "x"), ==, 0);
     g_assert_cmpint(ops->probe((const uint8_t *)"QFI\xfb", 4, "x"), ==, 0);

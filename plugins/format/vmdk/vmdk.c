@@ -27,7 +27,9 @@ static int vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
             p++;
             continue;
         }
-        if (*p == ' ' || *p == '\r' || *p == '\n') {
+        /* Only lines of blanks count as empty (qemu's rule: an empty line
+         * before version= makes the file no descriptor). */
+        if (*p == ' ') {
             while (p < end && *p == ' ')
                 p++;
             if (p < end && *p == '\r')
