@@ -21,11 +21,18 @@ static bool known_descriptor_type(const char *t)
     return false;
 }
 
+/* Room for `n` extents, made once: extents are never moved afterwards,
+ * since their metadata caches keep pointers to them. */
+static void reserve_extents(struct vmdk_image *img, unsigned n)
+{
+    img->ext = g_new0(struct vmdk_extent, MAX(n, 1u));
+    img->ext_room = MAX(n, 1u);
+}
+
 static struct vmdk_extent *add_extent(struct vmdk_image *img)
 {
-    img->ext = g_renew(struct vmdk_extent, img->ext, img->n_ext + 1);
+    g_assert(img->n_ext < img->ext_room);
     struct vmdk_extent *e = &img->ext[img->n_ext++];
-    memset(e, 0, sizeof(*e));
     e->start = img->size;
     return e;
 }
@@ -50,6 +57,7 @@ static int read_identity(struct vmdk_image *img, GError **errp)
 
 static int open_monolithic(struct vmdk_image *img, GError **errp)
 {
+    reserve_extents(img, 1);
     struct vmdk_extent *e = add_extent(img);
     e->kind = VMDK_EXTENT_SPARSE;
     e->type = g_strdup("");
@@ -121,6 +129,7 @@ static int open_sparse_extent(struct vmdk_image *img, struct vmdk_extent *e,
 
 static int open_extents(struct vmdk_image *img, GError **errp)
 {
+    reserve_extents(img, img->desc->extents->len);
     for (guint i = 0; i < img->desc->extents->len; i++) {
         const struct vmdk_desc_extent *x =
             &g_array_index(img->desc->extents, struct vmdk_desc_extent, i);

@@ -212,8 +212,8 @@ struct vmdk_image {
     bool cid_updated;
     bool parent_checked;       /* the backing file's CID matched parentCID */
     char *parent_hint;         /* parentFileNameHint */
-    struct vmdk_extent *ext;
-    unsigned n_ext;
+    struct vmdk_extent *ext;   /* fixed at open: caches point into it */
+    unsigned n_ext, ext_room;
     uint64_t size;
 };
 
