@@ -293,6 +293,14 @@ static diskimg_node *backing_in_source_chain(struct convert_job *j, const char *
     return NULL;
 }
 
+/* A target whose format stores every cluster compressed gets the
+ * compressing copy, with or without -c, as qemu-img does. */
+static bool needs_compression(diskimg_node *target)
+{
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
+    return diskimg_node_info(target, &info, NULL) == 0 && info.needs_compressed_writes;
+}
+
 static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, GError **errp)
 {
     /* The image says whether it reads as zeroes (a fixed VHD does not). */
@@ -306,7 +314,7 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         .sparse_size = j->sparse_size,
         .target_is_zero = cli_flag(c, "target-is-zero") || fresh_zero,
         .target_has_backing = cli_get(c, "backing") != NULL,
-        .compress = cli_flag(c, "compress"),
+        .compress = cli_flag(c, "compress") || needs_compression(target),
         .salvage = cli_flag(c, "salvage"),
         .quiet = c->quiet,
         .rate_limit = j->rate_limit,

@@ -61,9 +61,13 @@ static diskimg_node *attach(diskimg_node *parent, enum diskimg_child_role role,
                     parent->filename, role_name(role));
         return NULL;
     }
-    if (diskimg_node_metadata_only(parent)) {
+    if (diskimg_node_metadata_only(parent) &&
+        (role != DISKIMG_CHILD_METADATA || create)) {
         /* The format must report the name only (trust policy); failing here
-         * keeps a format that forgets from reaching the file anyway. */
+         * keeps a format that forgets from reaching the file anyway.  A
+         * METADATA child (structures `info` shows, such as a vmdk sparse
+         * extent's header) may be read: it is opened like the image file
+         * itself, and the node refuses every guest data request. */
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "%s: a metadata-only open does not open its %s file '%s'",
                     parent->filename, role_name(role), name);

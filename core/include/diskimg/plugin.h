@@ -118,6 +118,10 @@ struct diskimg_image_info {
     uint64_t cluster_size;     /* 0: the format has none */
     bool encrypted;
     bool dirty;                /* dirty-flag */
+    /* Appended: every cluster must be written compressed (a stream-optimized
+     * vmdk), so convert compresses as with -c (qemu's BlockDriverInfo
+     * needs_compressed_writes). */
+    bool needs_compressed_writes;
 };
 
 /* The backing file an image names, as stored in it (filled by get_backing). */
