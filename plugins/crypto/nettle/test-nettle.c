@@ -386,7 +386,7 @@ static void test_password(void)
     g_assert_cmpstr(err->message, ==, "Data from secret pw3 is not valid UTF-8");
     g_clear_error(&err);
     g_assert_cmpint(diskimg_crypto_password("nope", &pw, &len, &err), ==, -1);
-    g_assert_cmpstr(err->message, ==, "No secret with id 'nope' found");
+    g_assert_cmpstr(err->message, ==, "No secret with id 'nope'");
     g_clear_error(&err);
 }
 
