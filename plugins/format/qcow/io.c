@@ -116,7 +116,7 @@ static int map_run(struct qcow *s, uint64_t off, uint64_t len, struct qcow_run *
 {
     uint64_t first = in_cluster(s, off);
     uint64_t clusters = (first + len + s->cluster_size - 1) >> s->h.cluster_bits;
-    uint64_t entries[64], holes = 0, count = 1;
+    uint64_t entries[512], holes = 0, count = 1;
     int64_t got = l2_entries_at(s, off, MIN(clusters, (uint64_t)G_N_ELEMENTS(entries)),
                                 entries, &holes, errp);
 
@@ -404,8 +404,11 @@ static int batch_add(struct qcow *s, struct batch *b, const uint8_t *data, uint6
 static int write_piece(struct qcow *s, struct batch *b, const uint8_t *data, uint64_t n,
                        uint64_t off, const struct qcow_run *r, unsigned flags, GError **errp)
 {
-    uint64_t host = 0;
+    uint64_t host = 0, table;
 
+    /* like qemu, a missing L2 table is placed before the data cluster */
+    if (r->kind != QCOW_NORMAL && l2_table_for(s, off, &table, errp) < 0)
+        return -1;
     if (r->kind == QCOW_NORMAL) {
         if (s->aes) {
             return batch_flush(s, b, flags, errp) < 0 ? -1

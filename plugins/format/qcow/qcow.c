@@ -43,6 +43,16 @@ static void qcow_close(void *h)
 
     if (!s)
         return;
+    /* L2 updates wait in the cache: write them back before it goes */
+    if (s->writable && s->l2) {
+        GError *err = NULL;
+
+        if (table2_flush(s->l2, &err) < 0) {
+            diskimg_warn("%s: could not write back the L2 tables: %s", s->filename,
+                         err->message);
+            g_error_free(err);
+        }
+    }
     table2_free(s->l2);
     diskimg_sector_cipher_free(s->aes);
     g_free(s->zcache);

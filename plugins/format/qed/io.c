@@ -71,7 +71,7 @@ static int map_run(struct qed *s, uint64_t off, uint64_t len, struct qed_run *r,
                    GError **errp)
 {
     uint64_t span_end = ((off >> s->l1_shift) + 1) << s->l1_shift;
-    uint64_t first = in_cluster(s, off), table, entries[64], count = 1;
+    uint64_t first = in_cluster(s, off), table, entries[512], count = 1;
     uint64_t clusters;
     int64_t got;
 
