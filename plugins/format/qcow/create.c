@@ -28,7 +28,8 @@ int qcow_encrypt_format(const diskimg_options *o, bool *encrypt, GError **errp)
     *encrypt = false;
     if (fmt && legacy)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
-                                 "Options encryption and encrypt.format are mutually exclusive");
+                                 "'encrypt.format' and its alias 'encryption' can't be used at "
+                                 "the same time");
     if (!fmt && !legacy) {
         if (o && diskimg_options_has(o, "encrypt.key-secret"))
             return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
