@@ -46,24 +46,26 @@ static uint64_t compressed_size(const struct qcow *s, uint64_t entry)
     return (entry >> (63 - s->h.cluster_bits)) & (s->cluster_size - 1);
 }
 
-/* True when [off, off+len) of the file overlaps the header, the backing
- * name or the L1 table: a data cluster there would overwrite them. */
-static bool hits_fixed_metadata(const struct qcow *s, uint64_t off, uint64_t len)
-{
-    uint64_t l1_end = s->h.l1_offset + s->l1_size * sizeof(uint64_t);
-    uint64_t head_end = QCOW_HEADER_SIZE;
-
-    if (s->h.backing_offset)
-        head_end = MAX(head_end, s->h.backing_offset + s->h.backing_size);
-    return off < head_end || (off < l1_end && off + len > s->h.l1_offset);
-}
-
 static int bad_entry(const struct qcow *s, uint64_t guest, uint64_t entry, const char *why,
                      GError **errp)
 {
     return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                              "%s: L2 entry %#" PRIx64 " for guest offset %#" PRIx64 " %s",
                              s->filename, entry, cluster_start(s, guest), why);
+}
+
+/* Data at [off, off+len) of the file must not overlap metadata: a write
+ * there would destroy it. */
+static int overlaps_metadata(const struct qcow *s, uint64_t guest, uint64_t entry, uint64_t off,
+                             uint64_t len, GError **errp)
+{
+    const char *hit = diskimg_guard_find(s->guard, 0, off, len);
+    g_autofree char *why = NULL;
+
+    if (!hit)
+        return 0;
+    why = g_strdup_printf("points into the %s", hit);
+    return bad_entry(s, guest, entry, why, errp);
 }
 
 /* Validates an L2 entry before anything reads or writes where it points. */
@@ -76,15 +78,11 @@ static int check_entry(const struct qcow *s, uint64_t guest, uint64_t entry, GEr
             return bad_entry(s, guest, entry, "holds a compressed cluster of 0 bytes", errp);
         if (off > s->file_end || n > s->file_end - off)
             return bad_entry(s, guest, entry, "points beyond the end of the file", errp);
-        if (hits_fixed_metadata(s, off, n))
-            return bad_entry(s, guest, entry, "points into the header or L1 table", errp);
-        return 0;
+        return overlaps_metadata(s, guest, entry, off, n, errp);
     }
     if (entry > s->file_end || s->cluster_size > s->file_end - entry)
         return bad_entry(s, guest, entry, "points beyond the end of the file", errp);
-    if (hits_fixed_metadata(s, entry, s->cluster_size))
-        return bad_entry(s, guest, entry, "points into the header or L1 table", errp);
-    return 0;
+    return overlaps_metadata(s, guest, entry, entry, s->cluster_size, errp);
 }
 
 /* The L2 entry of the cluster at guest offset `off` and up to `max` after
@@ -278,6 +276,7 @@ static int l2_table_for(struct qcow *s, uint64_t off, uint64_t *table, GError **
         s->l1[l1i] = 0;
         return -1;
     }
+    diskimg_guard_add(s->guard, QCOW_META_L2, "L2 table", at, bytes);
     *table = at;
     return 0;
 }
@@ -562,6 +561,7 @@ int qcow_make_empty(void *h, GError **errp)
     if (ret < 0)
         return -1;
     memset(s->l1, 0, l1_bytes);
+    diskimg_guard_clear(s->guard, QCOW_META_L2);
     s->zcache_entry = 0;
     if (table2_empty(s->l2, errp) < 0 ||
         diskimg_node_truncate(s->file, end, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,

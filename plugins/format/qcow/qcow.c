@@ -54,6 +54,8 @@ static void qcow_close(void *h)
         }
     }
     table2_free(s->l2);
+    if (s->guard)
+        diskimg_guard_free(s->guard);
     diskimg_sector_cipher_free(s->aes);
     g_free(s->zcache);
     g_free(s->l1);
@@ -153,6 +155,24 @@ static int open_crypto(struct qcow *s, const diskimg_options *o, unsigned flags,
     return s->aes ? 0 : -1;
 }
 
+/* The header (with the backing name), the L1 table and the L2 tables
+ * the L1 table names. */
+static void fill_guard(struct qcow *s)
+{
+    uint64_t head_end = QCOW_HEADER_SIZE;
+
+    if (s->h.backing_offset)
+        head_end = MAX(head_end, s->h.backing_offset + s->h.backing_size);
+    s->guard = diskimg_guard_new();
+    diskimg_guard_add(s->guard, QCOW_META_HEADER, "header", 0, head_end);
+    diskimg_guard_add(s->guard, QCOW_META_L1, "L1 table", s->h.l1_offset,
+                      s->l1_size * sizeof(uint64_t));
+    for (uint64_t i = 0; i < s->l1_size; i++)
+        if (s->l1[i])
+            diskimg_guard_add(s->guard, QCOW_META_L2, "L2 table", s->l1[i],
+                              s->l2_entries * sizeof(uint64_t));
+}
+
 static int load_tables(struct qcow *s, uint64_t file_size, GError **errp)
 {
     s->l1_size = qcow_l1_size(s->h.size, s->h.cluster_bits, s->h.l2_bits);
@@ -160,6 +180,7 @@ static int load_tables(struct qcow *s, uint64_t file_size, GError **errp)
                                (uint64_t)INT32_MAX, "L1 table", &s->l1, errp) < 0 ||
         check_l1(s, file_size, errp) < 0)
         return -1;
+    fill_guard(s);
     s->l2 = table2_new(s->file, "L2 table", s->l2_entries * sizeof(uint64_t), s->cluster_size,
                        DISKIMG_BIG_ENDIAN, QCOW_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;

@@ -13,6 +13,7 @@
 #include <diskimg/plugin.h>
 #include <diskimg/toolkit.h>
 #include <diskimg/crypto.h>
+#include <diskimg/guard.h>
 
 #include "../qed/table2.h"
 
@@ -52,6 +53,9 @@ struct qcow {
     uint64_t l1_size;
     uint64_t *l1;                  /* host order */
     table2 *l2;
+    /* Where the header, the L1 table and every L2 table lie: no data
+     * cluster an L2 entry names may overlap them. */
+    diskimg_guard *guard;
     uint64_t file_end;             /* where the next allocation may start */
     diskimg_sector_cipher *aes;    /* encrypted images opened for I/O */
     /* The last compressed cluster, decompressed: sequential reads of one
@@ -66,6 +70,9 @@ int qcow_header_parse(const uint8_t *buf, size_t len, uint64_t file_size,
                       struct qcow_header *h, GError **errp);
 void qcow_header_encode(const struct qcow_header *h, uint8_t *buf);
 uint64_t qcow_l1_size(uint64_t size, unsigned cluster_bits, unsigned l2_bits);
+
+/* Kinds of metadata the guard knows. */
+enum { QCOW_META_HEADER = 1, QCOW_META_L1 = 2, QCOW_META_L2 = 4 };
 
 /* io.c */
 int qcow_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp);

@@ -29,15 +29,6 @@ static uint64_t in_cluster(const struct qed *s, uint64_t off)
     return off & (s->h.cluster_size - 1);
 }
 
-/* True when [off, off+len) of the file overlaps the L1 table (the header
- * is excluded by the offset predicates already). */
-static bool hits_l1(const struct qed *s, uint64_t off, uint64_t len)
-{
-    uint64_t l1_bytes = (uint64_t)s->h.table_size * s->h.cluster_size;
-
-    return off < s->h.l1_offset + l1_bytes && off + len > s->h.l1_offset;
-}
-
 static int corrupt(const struct qed *s, GError **errp, const char *what, uint64_t guest,
                    uint64_t value)
 {
@@ -52,7 +43,8 @@ static int l2_table_of(const struct qed *s, uint64_t off, uint64_t *table, GErro
     uint64_t l2 = s->l1[off >> s->l1_shift];
 
     if (l2 != 0 && (!qed_table_offset_valid(s, l2) ||
-                    hits_l1(s, l2, (uint64_t)s->h.table_size * s->h.cluster_size)))
+                    diskimg_guard_find(s->guard, QED_META_L2, l2,
+                                       (uint64_t)s->h.table_size * s->h.cluster_size)))
         return corrupt(s, errp, "L2 table offset", off, l2);
     *table = l2;
     return 0;
@@ -92,9 +84,14 @@ static int map_run(struct qed *s, uint64_t off, uint64_t len, struct qed_run *r,
         return -1;
     r->kind = kind_of(entries[0]);
     if (r->kind == QED_FOUND) {
-        if (!qed_cluster_offset_valid(s, entries[0]) ||
-            hits_l1(s, entries[0], s->h.cluster_size))
+        if (!qed_cluster_offset_valid(s, entries[0]))
             return corrupt(s, errp, "data cluster offset", off, entries[0]);
+        const char *hit = diskimg_guard_find(s->guard, 0, entries[0], s->h.cluster_size);
+        if (hit)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "%s: data cluster offset %#" PRIx64 " for guest offset "
+                                     "%#" PRIx64 " points into the %s", s->filename,
+                                     entries[0], off, hit);
         r->host = entries[0] + first;
     }
     while (count < (uint64_t)got) {
@@ -193,6 +190,8 @@ static int l2_table_for(struct qed *s, uint64_t off, uint64_t *table, GError **e
         s->l1[index] = 0;
         return -1;
     }
+    diskimg_guard_add(s->guard, QED_META_L2, "L2 table", at,
+                      (uint64_t)s->h.table_size * s->h.cluster_size);
     *table = at;
     return 0;
 }

@@ -52,6 +52,8 @@ static uint64_t l1_entries_for(const struct qed *s, uint64_t size)
 static void free_state(struct qed *s)
 {
     table2_free(s->l2);
+    if (s->guard)
+        diskimg_guard_free(s->guard);
     g_free(s->l1);
     g_free(s->backing_name);
     g_free(s->filename);
@@ -146,6 +148,21 @@ static int reset_autoclear(struct qed *s, GError **errp)
     return qed_header_write(s, errp);
 }
 
+/* The header clusters, the L1 table and the valid L2 tables it names
+ * (invalid ones are reported when used, and repaired by check). */
+static void fill_guard(struct qed *s)
+{
+    uint64_t table_bytes = (uint64_t)s->h.table_size * s->h.cluster_size;
+
+    s->guard = diskimg_guard_new();
+    diskimg_guard_add(s->guard, QED_META_HEADER, "header",
+                      0, (uint64_t)s->h.header_size * s->h.cluster_size);
+    diskimg_guard_add(s->guard, QED_META_L1, "L1 table", s->h.l1_offset, table_bytes);
+    for (uint64_t i = 0; i < s->l1_count; i++)
+        if (s->l1[i] && qed_table_offset_valid(s, s->l1[i]))
+            diskimg_guard_add(s->guard, QED_META_L2, "L2 table", s->l1[i], table_bytes);
+}
+
 static int load_tables(struct qed *s, GError **errp)
 {
     s->l1_count = MIN(l1_entries_for(s, s->h.image_size), s->table_entries);
@@ -155,6 +172,7 @@ static int load_tables(struct qed *s, GError **errp)
         g_prefix_error(errp, "Failed to read L1 table: ");
         return -1;
     }
+    fill_guard(s);
     s->l2 = table2_new(s->file, "L2 table", (uint64_t)s->h.cluster_size * s->h.table_size,
                        s->h.cluster_size, DISKIMG_LITTLE_ENDIAN, QED_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;

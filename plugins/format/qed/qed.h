@@ -13,6 +13,7 @@
 
 #include <diskimg/plugin.h>
 #include <diskimg/toolkit.h>
+#include <diskimg/guard.h>
 
 #include "table2.h"
 
@@ -49,9 +50,15 @@ struct qed {
     uint64_t *l1;                  /* host order, l1_count entries */
     uint64_t l1_count;             /* entries the virtual size needs */
     table2 *l2;
+    /* Where the header, the L1 table and the L2 tables lie: no data
+     * cluster may overlap them. */
+    diskimg_guard *guard;
     uint64_t file_size;            /* file size rounded down to clusters, grown by allocations */
     bool writable;
 };
+
+/* Kinds of metadata the guard knows. */
+enum { QED_META_HEADER = 1, QED_META_L1 = 2, QED_META_L2 = 4 };
 
 /* header.c */
 bool qed_cluster_size_valid(uint64_t cluster_size);

@@ -373,6 +373,13 @@ static void test_corrupt(void)
     diskimg_close(n);
     patch_le64(path, 4096, l2);
 
+    patch_le64(path, l2, 4096);                          /* data over the L1 table */
+    n = timg_open(QED, path, 0, NULL);
+    g_assert_cmpint(diskimg_node_pread(n, model, 4096, 0, &err), ==, -1);
+    timg_expect_error(err, "bad.qed", "points into the L1 table");
+    g_clear_error(&err);
+    diskimg_close(n);
+
     patch_le64(path, 40, 1ull << 40);                    /* L1 past EOF */
     g_assert_null(timg_try_open(QED, path, 0, NULL, &err));
     timg_expect_error(err, "bad.qed", "QED table offset is invalid");
