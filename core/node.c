@@ -622,7 +622,7 @@ int diskimg_measure(const char *format, const struct diskimg_measure_args *args,
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, format);
     if (!lp->ops.format.measure) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
-                    "Format driver '%s' does not support size measurement", format);
+                    "Block driver '%s' does not support size measurement", format);
         return -1;
     }
     struct diskimg_measure_args full_args;
