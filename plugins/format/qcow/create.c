@@ -93,6 +93,9 @@ int qcow_create(const struct diskimg_format_create_args *args, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Backing file name too long");
     if (backing && diskimg_trust_check_to_record(DISKIMG_CHILD_BACKING, backing, errp) < 0)
         return -1;
+    if (args->size == 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Image size is too small, cannot be zero length");
     /* qemu-img rounds the size up to whole sectors */
     if (args->size > UINT64_MAX - (QCOW_SECTOR - 1))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image size is too large");
@@ -110,7 +113,12 @@ int qcow_create(const struct diskimg_format_create_args *args, GError **errp)
     header_size = (header_size + 7) & ~(uint64_t)7;
     if (h.size > UINT64_MAX - (1ull << (h.cluster_bits + h.l2_bits)) ||
         qcow_l1_size(h.size, h.cluster_bits, h.l2_bits) > INT32_MAX / sizeof(uint64_t))
-        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Image size is too large");
+        /* qemu 7.2 writes such an image and then cannot open it */
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "Image size is too large: qcow images hold at most "
+                                 "%" PRIu64 " bytes",
+                                 (uint64_t)(INT32_MAX / sizeof(uint64_t))
+                                 << (h.cluster_bits + h.l2_bits));
     h.l1_offset = header_size;
     h.crypt_method = encrypt ? QCOW_CRYPT_AES : QCOW_CRYPT_NONE;
     l1_bytes = qcow_l1_size(h.size, h.cluster_bits, h.l2_bits) * sizeof(uint64_t);
