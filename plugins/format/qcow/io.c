@@ -18,6 +18,9 @@
 
 enum qcow_kind { QCOW_UNALLOC, QCOW_NORMAL, QCOW_COMPRESSED };
 
+/* Zero writes that need buffers go in pieces of this size. */
+#define QCOW_ZERO_CHUNK (1u << 20)
+
 /* A run of clusters of one kind, contiguous in the file for NORMAL. */
 struct qcow_run {
     enum qcow_kind kind;
@@ -451,6 +454,41 @@ int qcow_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
 fail:
     (void)batch_flush(s, &b, flags, NULL);
     return -1;
+}
+
+/* qcow has no zero clusters (qemu's driver has no zero write either):
+ * ranges that no cluster holds already read as zeroes when the image has
+ * no backing file, so those stay holes; everything else is written as
+ * zero buffers, unless the caller wants no fallback. */
+int qcow_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
+{
+    struct qcow *s = h;
+    uint8_t *zero = NULL;
+    int ret = 0;
+
+    while (len > 0 && ret == 0) {
+        struct qcow_run r;
+
+        if (map_run(s, offset, len, &r, errp) < 0) {
+            ret = -1;
+            break;
+        }
+        if (r.kind != QCOW_UNALLOC || s->backing_name) {
+            if (flags & DISKIMG_WRITE_NO_FALLBACK) {
+                ret = diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                        "%s: qcow images have no zero clusters", s->filename);
+                break;
+            }
+            r.len = MIN(r.len, (uint64_t)QCOW_ZERO_CHUNK);
+            if (!zero)
+                zero = g_malloc0(QCOW_ZERO_CHUNK);
+            ret = qcow_write(h, zero, r.len, offset, flags & DISKIMG_WRITE_FUA, errp);
+        }
+        offset += r.len;
+        len -= r.len;
+    }
+    g_free(zero);
+    return ret;
 }
 
 /* ------------------------------------------------------ compressed writes */

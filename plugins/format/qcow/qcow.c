@@ -264,6 +264,7 @@ static const struct diskimg_format_ops qcow_ops = {
     .get_size = qcow_get_size,
     .read = qcow_read,
     .write = qcow_write,
+    .write_zeroes = qcow_write_zeroes,
     .write_compressed = qcow_write_compressed,
     .flush = qcow_flush,
     .block_status = qcow_block_status,

@@ -78,6 +78,7 @@ enum { QCOW_META_HEADER = 1, QCOW_META_L1 = 2, QCOW_META_L2 = 4 };
 int qcow_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp);
 int qcow_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                GError **errp);
+int qcow_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp);
 int qcow_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
                           GError **errp);
 int qcow_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,

@@ -123,6 +123,16 @@ static void test_roundtrip(void)
     timg_write(n, model, 1 * MiB, 1 * MiB, 3);
     timg_write(n, model, 5000, 3000, 4);                 /* in place */
     timg_write(n, model, size - 700, 700, 5);
+    /* zeroes: over data they are written, over holes nothing is */
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 4000, 200, 0, &err), ==, 0);
+    memset(model + 4000, 0, 200);
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 3 * MiB, 1 * MiB,
+                                              DISKIMG_WRITE_NO_FALLBACK, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(diskimg_node_write_zeroes(n, 0, 4096, DISKIMG_WRITE_NO_FALLBACK, &err),
+                    ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED);
+    g_clear_error(&err);
     timg_expect(n, model, size);
     diskimg_close(n);
 
