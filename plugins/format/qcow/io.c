@@ -493,50 +493,105 @@ int qcow_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GE
 
 /* ------------------------------------------------------ compressed writes */
 
-/* qemu's qcow_co_pwritev_compressed: raw deflate with a 4 KiB window,
- * stored unaligned at the end of the file; data that does not shrink is
- * written as a normal cluster.  A cluster that is already allocated is
- * rewritten in place (qemu would put compressed bytes there under a
- * normal L2 entry). */
+/* qemu's qcow_co_pwritev_compressed: raw deflate with a 4 KiB window;
+ * 0 when the data does not shrink below a cluster (then it is written as
+ * a normal cluster).  Touches no state: the core may call it from several
+ * threads at once. */
+int64_t qcow_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
+                      GError **errp)
+{
+    struct qcow *s = h;
+
+    if (len != s->cluster_size)
+        return 0;
+    return diskimg_compress(DISKIMG_CODEC_DEFLATE, -1, 12, buf, len, out,
+                            MIN(out_cap, s->cluster_size - 1), errp);
+}
+
+/* Stores the n compressed bytes of the cluster at guest `offset`,
+ * unaligned at the end of the file as qemu does. */
+static int store_compressed(struct qcow *s, const uint8_t *data, uint64_t n, uint64_t offset,
+                            GError **errp)
+{
+    uint64_t host = s->file_end;
+    uint64_t entry = host | QCOW_OFLAG_COMPRESSED | (n << (63 - s->h.cluster_bits));
+
+    if (n == 0 || n >= s->cluster_size)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "%s: compressed cluster of %" PRIu64 " bytes", s->filename, n);
+    if (host > compressed_offset(s, UINT64_MAX))
+        return diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE,
+                                 "%s: the image file is too large for compressed clusters",
+                                 s->filename);
+    s->file_end = host + n;
+    if (diskimg_node_pwrite(s->file, data, n, host, 0, errp) < 0)
+        return -1;
+    return set_entry(s, offset, entry, errp);
+}
+
+/* Whether the cluster at `offset` can take compressed data: whole and
+ * not allocated as a normal cluster (which is rewritten in place instead:
+ * qemu would put compressed bytes there under the normal L2 entry). */
+static int takes_compressed(struct qcow *s, uint64_t len, uint64_t offset, bool *ok,
+                            GError **errp)
+{
+    struct qcow_run r;
+
+    if (map_run(s, offset, len, &r, errp) < 0)
+        return -1;
+    *ok = r.kind != QCOW_NORMAL && len == s->cluster_size && in_cluster(s, offset) == 0;
+    return 0;
+}
+
 int qcow_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
                           GError **errp)
 {
     struct qcow *s = h;
-    struct qcow_run r;
     uint8_t *out;
     int64_t n;
-    int ret = -1;
+    bool ok;
+    int ret;
 
-    if (map_run(s, offset, len, &r, errp) < 0)
+    if (takes_compressed(s, len, offset, &ok, errp) < 0)
         return -1;
-    if (r.kind == QCOW_NORMAL || len != s->cluster_size || in_cluster(s, offset))
+    if (!ok)
         return qcow_write(h, buf, len, offset, 0, errp);
     out = g_malloc(s->cluster_size);
-    n = diskimg_compress(DISKIMG_CODEC_DEFLATE, -1, 12, buf, len, out, s->cluster_size - 1,
-                         errp);
+    n = qcow_compress(h, buf, len, out, s->cluster_size, errp);
     if (n < 0)
-        goto out;
-    if (n == 0) {
+        ret = -1;
+    else if (n == 0)
         ret = qcow_write(h, buf, len, offset, 0, errp);
-        goto out;
-    }
-    uint64_t host = s->file_end;
-    uint64_t entry = host | QCOW_OFLAG_COMPRESSED |
-                     ((uint64_t)n << (63 - s->h.cluster_bits));
-    if (host > compressed_offset(s, UINT64_MAX)) {
-        diskimg_set_error(errp, DISKIMG_ERROR_NO_SPACE,
-                          "%s: the image file is too large for compressed clusters",
-                          s->filename);
-        goto out;
-    }
-    s->file_end = host + (uint64_t)n;
-    if (diskimg_node_pwrite(s->file, out, (uint64_t)n, host, 0, errp) < 0 ||
-        set_entry(s, offset, entry, errp) < 0)
-        goto out;
-    ret = 0;
-out:
+    else
+        ret = store_compressed(s, out, (uint64_t)n, offset, errp);
     g_free(out);
     return ret;
+}
+
+int qcow_write_precompressed(void *h, const void *data, uint64_t len, uint64_t offset,
+                             uint64_t guest_len, GError **errp)
+{
+    struct qcow *s = h;
+    bool ok;
+
+    if (guest_len != s->cluster_size || takes_compressed(s, guest_len, offset, &ok, errp) < 0)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "%s: compressed data must cover one whole cluster",
+                                 s->filename);
+    if (!ok) {
+        /* an allocated cluster: store the guest bytes in place */
+        uint8_t *plain = g_malloc(s->cluster_size);
+        int64_t got = diskimg_decompress(DISKIMG_CODEC_DEFLATE, 12, data, len, plain,
+                                         s->cluster_size, errp);
+        int ret = got == (int64_t)s->cluster_size
+                  ? qcow_write(h, plain, s->cluster_size, offset, 0, errp)
+                  : diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                      "%s: compressed data does not inflate to a cluster",
+                                      s->filename);
+        g_free(plain);
+        return ret;
+    }
+    return store_compressed(s, data, len, offset, errp);
 }
 
 /* ----------------------------------------------------------- block status */

@@ -271,6 +271,8 @@ static const struct diskimg_format_ops qcow_ops = {
     .info = qcow_info,
     .get_backing = qcow_get_backing,
     .make_empty = qcow_make_empty,
+    .compress = qcow_compress,
+    .write_precompressed = qcow_write_precompressed,
     .image_capabilities = qcow_image_capabilities,
 };
 

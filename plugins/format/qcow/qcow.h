@@ -81,6 +81,10 @@ int qcow_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
 int qcow_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp);
 int qcow_write_compressed(void *h, const void *buf, uint64_t len, uint64_t offset,
                           GError **errp);
+int64_t qcow_compress(void *h, const void *buf, uint64_t len, void *out, uint64_t out_cap,
+                      GError **errp);
+int qcow_write_precompressed(void *h, const void *data, uint64_t len, uint64_t offset,
+                             uint64_t guest_len, GError **errp);
 int qcow_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
                       GError **errp);
 int qcow_flush(void *h, GError **errp);

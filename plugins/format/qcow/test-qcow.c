@@ -221,6 +221,21 @@ static void test_compressed_write(void)
         memcpy(model + off, cluster, 4096);
     }
     timg_write(n, model, 8 * 4096 + 10, 100, 7);         /* over a compressed cluster */
+    /* the parallel path: compressed by the core's workers, then stored */
+    g_assert_true(diskimg_node_can_compress_parallel(n));
+    uint8_t *packed = g_malloc(4096);
+    for (uint64_t off = 100 * 4096; off < 104 * 4096; off += 4096) {
+        memset(cluster, (int)(off >> 12), 4096);
+        int64_t len = diskimg_node_compress(n, cluster, 4096, packed, 4096, &err);
+        g_assert_no_error(err);
+        g_assert_cmpint(len, >, 0);
+        g_assert_cmpint(len, <, 4096);
+        g_assert_cmpint(diskimg_node_write_precompressed(n, packed, (uint64_t)len, off, 4096,
+                                                         &err), ==, 0);
+        g_assert_no_error(err);
+        memcpy(model + off, cluster, 4096);
+    }
+    g_free(packed);
     diskimg_close(n);
     n = timg_open(QCOW, path, 0, NULL);
     timg_expect(n, model, size);
