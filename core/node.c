@@ -574,7 +574,7 @@ int diskimg_node_set_backing(diskimg_node *n, const char *filename, const char *
                              GError **errp)
 {
     if (format_only(n, (void *)FMT(n)->set_backing,
-                    "Operation not supported: the format has no backing file", errp) < 0)
+                    "Operation not supported", errp) < 0)
         return -1;
     if (!(n->caps & DISKIMG_CAP_BACKING) && filename && *filename)
         return not_supported(errp, "Operation not supported: the image cannot have a "

@@ -401,30 +401,54 @@ static int batch_add(struct qcow *s, struct batch *b, const uint8_t *data, uint6
     return 0;
 }
 
-/* One piece of a write inside one run; unencrypted whole clusters and
- * in-place rewrites go through the batch. */
-static int write_piece(struct qcow *s, struct batch *b, const uint8_t *data, uint64_t n,
-                       uint64_t off, const struct qcow_run *r, unsigned flags, GError **errp)
+/* New homes for the whole clusters of an unallocated run: contiguous at
+ * the end of the file (the L2 table first, as qemu places it), their data
+ * written through the batch. */
+static int write_new_run(struct qcow *s, struct batch *b, const uint8_t *data, uint64_t n,
+                         uint64_t off, unsigned flags, GError **errp)
 {
     uint64_t host = 0, table;
 
-    /* like qemu, a missing L2 table is placed before the data cluster */
-    if (r->kind != QCOW_NORMAL && l2_table_for(s, off, &table, errp) < 0)
+    if (l2_table_for(s, off, &table, errp) < 0 || allocate(s, n, &host, errp) < 0)
         return -1;
-    if (r->kind == QCOW_NORMAL) {
-        if (s->aes) {
-            return batch_flush(s, b, flags, errp) < 0 ? -1
-                   : write_in_place(s, data, n, off, r->host, flags, errp);
-        }
-        return batch_add(s, b, data, n, r->host, flags, errp);
-    }
-    if (s->aes || n < s->cluster_size || r->kind == QCOW_COMPRESSED) {
-        return batch_flush(s, b, flags, errp) < 0 ? -1
-               : write_new_cluster(s, data, n, off, r, flags, errp);
-    }
-    if (allocate(s, n, &host, errp) < 0 || set_entry(s, off, host, errp) < 0)
-        return -1;
+    for (uint64_t done = 0; done < n; done += s->cluster_size)
+        if (set_entry(s, off + done, host + done, errp) < 0)
+            return -1;
     return batch_add(s, b, data, n, host, flags, errp);
+}
+
+/* Writes the part of [off, off+len) that run r describes; returns the
+ * bytes written.  Plain clusters are rewritten in place, whole
+ * unallocated ones get new homes together, and everything else (partial
+ * clusters, compressed ones, encrypted images) one cluster at a time. */
+static int64_t write_run(struct qcow *s, struct batch *b, const uint8_t *data, uint64_t len,
+                         uint64_t off, const struct qcow_run *r, unsigned flags, GError **errp)
+{
+    uint64_t to_end = s->cluster_size - in_cluster(s, off);
+    uint64_t n = r->len;
+    int ret;
+
+    if (r->kind == QCOW_NORMAL) {
+        if (!s->aes)
+            ret = batch_add(s, b, data, n, r->host, flags, errp);
+        else if ((ret = batch_flush(s, b, flags, errp)) == 0)
+            ret = write_in_place(s, data, n, off, r->host, flags, errp);
+    } else if (r->kind == QCOW_UNALLOC && !s->aes && to_end == s->cluster_size &&
+               n >= s->cluster_size) {
+        n = n / s->cluster_size * s->cluster_size;
+        ret = write_new_run(s, b, data, n, off, flags, errp);
+    } else {
+        uint64_t table;
+
+        n = MIN(MIN(n, len), to_end);
+        ret = batch_flush(s, b, flags, errp);
+        /* like qemu, a missing L2 table is placed before the data cluster */
+        if (ret == 0)
+            ret = l2_table_for(s, off, &table, errp);
+        if (ret == 0)
+            ret = write_new_cluster(s, data, n, off, r, flags, errp);
+    }
+    return ret < 0 ? -1 : (int64_t)n;
 }
 
 int qcow_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
@@ -436,24 +460,18 @@ int qcow_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned
 
     while (len > 0) {
         struct qcow_run r;
-        /* new clusters are placed one at a time: stop the run at the
-         * cluster's end so each gets its own allocation */
-        uint64_t limit = MIN(len, s->cluster_size - in_cluster(s, offset));
+        int64_t n;
 
-        if (map_run(s, offset, len, &r, errp) < 0)
-            goto fail;
-        if (r.kind != QCOW_NORMAL)
-            r.len = MIN(r.len, limit);
-        if (write_piece(s, &b, p, r.len, offset, &r, flags, errp) < 0)
-            goto fail;
-        p += r.len;
-        offset += r.len;
-        len -= r.len;
+        if (map_run(s, offset, len, &r, errp) < 0 ||
+            (n = write_run(s, &b, p, len, offset, &r, flags, errp)) < 0) {
+            (void)batch_flush(s, &b, flags, NULL);
+            return -1;
+        }
+        p += n;
+        offset += (uint64_t)n;
+        len -= (uint64_t)n;
     }
     return batch_flush(s, &b, flags, errp);
-fail:
-    (void)batch_flush(s, &b, flags, NULL);
-    return -1;
 }
 
 /* qcow has no zero clusters (qemu's driver has no zero write either):

@@ -293,9 +293,13 @@ static int qed_truncate(void *h, uint64_t size, enum diskimg_prealloc prealloc, 
     uint64_t count;
 
     (void)flags;
+    static const char *const modes[] = { "off", "metadata", "falloc", "full" };
+
     if (prealloc != DISKIMG_PREALLOC_OFF)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "Unsupported preallocation mode");
+                                 "Unsupported preallocation mode '%s'",
+                                 (unsigned)prealloc < G_N_ELEMENTS(modes) ? modes[prealloc]
+                                                                         : "?");
     if (!qed_image_size_valid(size, s->h.cluster_size, s->h.table_size))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Invalid image size specified");
     if (size < old)
