@@ -121,8 +121,19 @@ static int commit(struct cli *c, diskimg_node *top, GError **errp)
         ret = diskimg_node_flush(writer, errp);
     diskimg_close(writer);
     bool keep = cli_flag(c, "drop") || cli_get(c, "base");
-    if (ret == 0 && !keep)
-        ret = diskimg_node_make_empty(top, errp);
+    if (ret == 0 && !keep) {
+        GError *err = NULL;
+
+        ret = diskimg_node_make_empty(top, &err);
+        /* qemu-img: a format that cannot empty its image (qed, vmdk...)
+         * keeps its data; the commit itself succeeded */
+        if (ret < 0 && g_error_matches(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED)) {
+            g_clear_error(&err);
+            ret = 0;
+        }
+        if (err)
+            g_propagate_error(errp, err);
+    }
     return ret;
 }
 
