@@ -72,7 +72,7 @@ expect "$FORMATS" convert -O ''
 expect "$FORMATS" create -f ''
 expect "$FORMATS" info -f ''
 expect "$FORMATS" compare -f raw -F ''
-expect "qcow2" create -f q
+expect "$(tr " " "\n" <<<"$FORMATS" | grep "^q" | xargs)" create -f q
 expect "human json" info --output = ''
 expect "leaks all" check -r ''
 expect "--object= --output=" info --o
