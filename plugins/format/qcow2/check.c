@@ -36,6 +36,14 @@
 
 #include "qcow2.h"
 
+/* An L1 entry with reserved bits set, at byte `pos` of the file (index
+ * `idx` of the active table when `active`). */
+struct l1_fix {
+    uint64_t pos, entry;
+    uint32_t idx;
+    bool active;
+};
+
 /* What check_refblocks found for each refcount table entry. */
 enum { RB_NONE, RB_OK, RB_BAD };
 
@@ -51,6 +59,7 @@ struct checker {
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
+    uint64_t real_len;      /* host file size */
     uint64_t file_clusters; /* clusters the file spans */
     uint8_t *rb_state;      /* RB_* per refcount table entry */
     bool rebuild;           /* the refcount structure itself is damaged */
@@ -59,6 +68,9 @@ struct checker {
     uint64_t rc_errors;     /* ... and refcount < references */
     uint8_t *blk;           /* one refcount block, read without the cache */
     uint64_t blk_off;       /* its offset, 0: none */
+    GArray *l1_fixes;       /* struct l1_fix: L1 entries with reserved bits, to clear */
+    uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
+    bool snap_table_counted;  /* the snapshot table's clusters were counted */
 };
 
 static int ref_grow(struct checker *c, uint64_t need, GError **errp)
@@ -297,6 +309,9 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (l1[i] & QCOW2_L1_RESERVED) {
             diskimg_report("ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
             c->res->corruptions++;
+            struct l1_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
+            if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+                g_array_append_val(c->l1_fixes, f);
         }
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
         if (!l2off)
@@ -318,13 +333,45 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
     return 0;
 }
 
-static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GError **errp)
+/* Reads [off, off+len) of the image file; what lies beyond its end reads
+ * as zeroes (as qemu reads it). */
+static int pread_in_file(struct checker *c, void *buf, uint64_t len, uint64_t off,
+                         GError **errp)
+{
+    uint64_t in_file = off < c->real_len ? MIN(len, c->real_len - off) : 0;
+    memset((uint8_t *)buf + in_file, 0, len - in_file);
+    return in_file ? diskimg_node_pread(c->s->file, buf, in_file, off, errp) : 0;
+}
+
+/* An L1 table check can walk: qemu's checks of a snapshot table entry,
+ * reported and counted as qemu does (the snapshot is then skipped). */
+static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *sn)
 {
     struct qcow2 *s = c->s;
+    if (qcow2_offset_into_cluster(s, sn->l1_offset)) {
+        diskimg_report("ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
+                       "aligned; snapshot table entry corrupted", sn->id, sn->name,
+                       sn->l1_offset);
+        c->res->corruptions++;
+        return false;
+    }
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+        diskimg_report("ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
+                       "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+        c->res->corruptions++;
+        return false;
+    }
+    return true;
+}
+
+static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GError **errp)
+{
+    if (!snapshot_l1_usable(c, sn))
+        return 0;
     uint64_t *l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
     if (!l1)
         return qcow2_enomem(errp);
-    int ret = diskimg_node_pread(s->file, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, errp);
+    int ret = pread_in_file(c, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, errp);
     for (uint32_t i = 0; ret == 0 && i < sn->l1_size; i++)
         l1[i] = diskimg_be64(&l1[i]);
     if (ret == 0)
@@ -435,9 +482,11 @@ static int count_references(struct checker *c, GError **errp)
         if (check_snapshot(c, &s->snapshots[i], errp) < 0)
             return -1;
     }
+    uint64_t before = c->res->corruptions;
     if (s->nb_snapshots &&
         inc_refs(c, s->h.snapshots_offset, s->snapshots_size, errp) < 0)
         return -1;
+    c->snap_table_counted = s->nb_snapshots && c->res->corruptions == before;
     if (inc_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
                  errp) < 0)
         return -1;
@@ -680,6 +729,57 @@ static int check_copied(struct checker *c, GError **errp)
     return 0;
 }
 
+/* ------------------------------------------------------------ L1 reserved bits */
+
+/* Clears the reserved bits of one L1 entry.  Every reader ignores them
+ * (qemu masks them off), so the image reads the same afterwards; qemu's
+ * check only reports them.  Written only where the L1 table is all the
+ * cluster holds: referenced once, as nothing but that table, and no other
+ * structure the guard knows there. */
+static int clear_l1_reserved(struct checker *c, const struct l1_fix *f, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t cl = f->pos >> s->cluster_bits, now = 0, want = f->entry & ~QCOW2_L1_RESERVED;
+    uint32_t allowed = f->active ? QCOW2_OL_ACTIVE_L1 : QCOW2_OL_INACTIVE_L1;
+    if (cl >= c->nref || c->ref[cl] != 1 || c->other[cl] != 1 || f->pos + 8 > c->real_len ||
+        qcow2_guard_find(s, allowed, f->pos, 8))
+        return 0;
+    if (f->active) {
+        if (s->l1[f->idx] != f->entry)
+            return 0;
+        s->l1[f->idx] = want;
+        if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
+            qcow2_l1_write_entry(s, f->idx, errp) < 0)
+            return -1;
+    } else {
+        uint8_t v[8];
+        /* two snapshots may name the same table: fixed once */
+        if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
+            return -1;
+        now = diskimg_be64(v);
+        if (now != f->entry)
+            return 0;
+        diskimg_put_be64(v, want);
+        if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
+            diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
+            return -1;
+    }
+    diskimg_report("Repairing L1 entry with reserved bits set: %" PRIx64 " -> %" PRIx64,
+                   f->entry, want);
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
+static int fix_l1_reserved(struct checker *c, GError **errp)
+{
+    for (guint i = 0; i < c->l1_fixes->len; i++) {
+        if (clear_l1_reserved(c, &g_array_index(c->l1_fixes, struct l1_fix, i), errp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ driver */
 
 /* The repairs the counts call for, in qemu's order: a rebuild when the
@@ -722,6 +822,59 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
     return compare_refcounts(c, c->fix, highest, errp);
 }
 
+/* ------------------------------------------------------------ snapshot table */
+
+/* qemu's qcow2_check_read_snapshot_table: the damage reading the table
+ * worked around (header.c, only when repairing) and, in a v3 image,
+ * entries without the 16 bytes of extra data v3 requires.  All of it is
+ * repaired by writing the table again. */
+static int check_snapshot_table(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    bool fix = c->fix & DISKIMG_CHECK_FIX_ERRORS;
+    if (s->snap_repairs && !fix)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table can "
+                                 "only be repaired with -r all", s->filename);
+    c->snap_errors = s->snap_repairs;
+    for (uint32_t i = 0; s->h.version >= 3 && i < s->nb_snapshots; i++) {
+        if (s->snapshots[i].extra_size >= 16)
+            continue;
+        diskimg_report("%s snapshot table entry %" PRIu32 " is incomplete",
+                       fix ? "Repairing" : "ERROR", i);
+        c->snap_errors++;
+    }
+    c->res->corruptions += c->snap_errors;
+    return 0;
+}
+
+/* qemu's qcow2_check_fix_snapshot_table, after the refcounts are right:
+ * the new table goes after everything check counted. */
+static int repair_snapshot_table(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t end;
+    if (!c->snap_errors || !(c->fix & DISKIMG_CHECK_FIX_ERRORS))
+        return 0;
+    if (qcow2_file_clusters(s, &end, errp) < 0)
+        return -1;
+    /* An old table check could not count reaches beyond the end of the
+     * file: only its part inside the file holds anything (the guard must
+     * not keep the new table from the space after the file). */
+    if (!c->snap_table_counted)
+        s->snapshots_size = s->h.snapshots_offset < c->real_len
+                            ? MIN(s->snapshots_size, c->real_len - s->h.snapshots_offset) : 0;
+    GError *err = NULL;
+    if (qcow2_snapshot_table_repair(s, MAX(end, c->ref_end), c->snap_table_counted, &err) < 0) {
+        diskimg_report("ERROR failed to update snapshot table: %s", err->message);
+        g_error_free(err);
+        c->res->check_errors++;
+        return 0;
+    }
+    c->res->corruptions -= MIN(c->res->corruptions, c->snap_errors);
+    c->res->corruptions_fixed += c->snap_errors;
+    return 0;
+}
+
 /* After a repair that left nothing wrong, the image is consistent again:
  * qemu clears the corrupt bit (qcow2_mark_consistent). */
 static int mark_consistent(struct qcow2 *s, GError **errp)
@@ -741,14 +894,18 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     int64_t file_len = diskimg_node_size(s->file, errp);
     if (file_len < 0)
         return -1;
+    c.real_len = (uint64_t)file_len;
     c.file_len = ((uint64_t)file_len + 511) & ~511ull;
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
+    c.l1_fixes = g_array_new(false, false, sizeof(struct l1_fix));
     c.blk = g_try_malloc(s->cluster_size);
     int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
     /* stored refcounts are read from the disk, without the cache */
     if (ret == 0)
         ret = diskimg_mcache_flush(s->rbc, errp);
+    if (ret == 0)
+        ret = check_snapshot_table(&c, errp);
     if (ret == 0)
         ret = count_references(&c, errp);
     struct diskimg_check_result pre = *res;
@@ -757,7 +914,11 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     if (ret == 0)
         ret = repair_refcounts(&c, &pre, &highest, errp);
     if (ret == 0)
+        ret = fix_l1_reserved(&c, errp);
+    if (ret == 0)
         ret = check_copied(&c, errp);
+    if (ret == 0)
+        ret = repair_snapshot_table(&c, errp);
     if (ret == 0 && c.fix)
         ret = qcow2_flush_metadata(s, errp);
     if (ret == 0 && c.fix && !res->corruptions && !res->check_errors)
@@ -766,6 +927,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.other);
     g_free(c.rb_state);
     g_free(c.blk);
+    g_array_free(c.l1_fixes, true);
     if (ret < 0)
         return -1;
     res->image_end_offset = highest << s->cluster_bits;

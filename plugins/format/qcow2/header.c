@@ -553,8 +553,69 @@ int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp)
 
 /* ------------------------------------------------------- snapshots */
 
-static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
-                          struct qcow2_snapshot *sn, uint64_t *end, GError **errp)
+/* Repairing in check mode: damage qemu's check -r all works around while
+ * reading the snapshot table is worked around here too (and counted). */
+static bool snapshot_repairing(const struct qcow2 *s)
+{
+    return s->check_open && s->writable;
+}
+
+/* The extra data of entry idx: the known fields, and what follows them,
+ * kept.  More than qemu's maximum is refused, except when repairing,
+ * where qemu keeps the first QCOW2_MAX_SNAPSHOT_EXTRA bytes. */
+static int parse_snapshot_extra(struct qcow2 *s, const struct diskimg_reader *r, uint64_t off,
+                                uint32_t idx, struct qcow2_snapshot *sn, GError **errp)
+{
+    uint32_t keep = sn->extra_size;
+    if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        if (!snapshot_repairing(s))
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Too much extra metadata in snapshot table entry %" PRIu32,
+                                     idx);
+        diskimg_report("Discarding too much extra metadata in snapshot table entry %" PRIu32
+                       " (%" PRIu32 " > %u)", idx, sn->extra_size, QCOW2_MAX_SNAPSHOT_EXTRA);
+        s->snap_repairs++;
+        keep = QCOW2_MAX_SNAPSHOT_EXTRA;
+    }
+    if (!diskimg_reader_has(r, off, keep))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+    if (keep >= 8)
+        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
+    if (keep >= 16)
+        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
+    else
+        sn->disk_size = s->h.size;
+    if (keep >= 24) {
+        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
+        sn->has_icount = sn->icount != UINT64_MAX;
+    }
+    if (keep > 24) {
+        sn->extra_unknown = keep - 24;
+        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
+    }
+    return 0;
+}
+
+/* The L1 table of a snapshot.  Opened for check, an unaligned or too
+ * large one is left to check to report (qemu opens such images and its
+ * check reports them); it still has to lie below 2^56. */
+static int check_snapshot_l1(const struct qcow2 *s, const struct qcow2_snapshot *sn,
+                             GError **errp)
+{
+    bool check = s->check_open;
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 && !check)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
+    uint64_t align = check ? 1 : s->cluster_size;
+    if (!table_ok(sn->l1_offset, sn->l1_size, 8, align))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
+    return 0;
+}
+
+/* Entry idx at *pos: *end is where it ends, *pos where the next starts,
+ * *len its length with the extra data as kept. */
+static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint32_t idx,
+                          uint64_t *pos, struct qcow2_snapshot *sn, uint64_t *end,
+                          uint64_t *len, GError **errp)
 {
     uint64_t off = *pos;
     uint16_t id_len = 0, name_len = 0;
@@ -571,25 +632,9 @@ static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint6
     diskimg_read_u32(r, off + 32, "vm32", &vm32, NULL);
     diskimg_read_u32(r, off + 36, "extra_size", &sn->extra_size, NULL);
     sn->vm_state_size = vm32;
-    if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot extra data too large");
     off += 40;
-    if (!diskimg_reader_has(r, off, sn->extra_size))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    if (sn->extra_size >= 8)
-        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
-    if (sn->extra_size >= 16)
-        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
-    else
-        sn->disk_size = s->h.size;
-    if (sn->extra_size >= 24) {
-        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
-        sn->has_icount = sn->icount != UINT64_MAX;
-    }
-    if (sn->extra_size > 24) {
-        sn->extra_unknown = sn->extra_size - 24;
-        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
-    }
+    if (parse_snapshot_extra(s, r, off, idx, sn, errp) < 0)
+        return -1;
     off += sn->extra_size;
     sn->id = diskimg_read_string(r, off, id_len, "id_str", NULL);
     sn->name = sn->id ? diskimg_read_string(r, off + id_len, name_len, "name", NULL) : NULL;
@@ -597,11 +642,64 @@ static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint6
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
     off += (uint64_t)id_len + name_len;
     *end = off;
+    *len = 40 + (uint64_t)MIN(sn->extra_size, QCOW2_MAX_SNAPSHOT_EXTRA) + id_len + name_len;
     *pos = (off + 7) & ~7ull;
-    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
-    if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
+    return check_snapshot_l1(s, sn, errp);
+}
+
+static void snapshot_entry_free(struct qcow2_snapshot *sn)
+{
+    g_free(sn->id);
+    g_free(sn->name);
+    g_free(sn->extra);
+    memset(sn, 0, sizeof(*sn));
+}
+
+/* The table's bytes, *len (at most `max`) of them from its offset.
+ * Opened for check, what lies beyond the end of the file reads as
+ * zeroes, as in qemu, whose check then reports what that makes of the
+ * entries; otherwise the table ends with the file. */
+static int read_snapshot_table(struct qcow2 *s, uint64_t max, uint64_t cap, void **buf,
+                               uint64_t *len, GError **errp)
+{
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0)
+        return -1;
+    uint64_t off = s->h.snapshots_offset;
+    if (!s->check_open) {
+        if (off >= (uint64_t)fsize)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Snapshot table lies beyond the end of the file");
+        *len = MIN(max, (uint64_t)fsize - off);
+        return diskimg_load_table(s->file, off, *len, 1, cap, "snapshot table", buf, errp);
+    }
+    *len = max;
+    *buf = g_try_malloc0(MAX(max, 1));
+    if (!*buf)
+        return qcow2_enomem(errp);
+    uint64_t in_file = off < (uint64_t)fsize ? MIN(max, (uint64_t)fsize - off) : 0;
+    if (in_file && diskimg_node_pread(s->file, *buf, in_file, off, errp) < 0) {
+        g_clear_pointer(buf, g_free);
+        return -1;
+    }
+    return 0;
+}
+
+/* Entries past qemu's maximum table size: refused, or, when repairing,
+ * dropped as qemu drops them (their clusters become leaks that the
+ * refcount repair frees). */
+static int overhanging_snapshots(struct qcow2 *s, uint32_t i, GError **errp)
+{
+    if (!snapshot_repairing(s))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Snapshot table exceeds the maximum size");
+    uint32_t n = s->nb_snapshots;
+    diskimg_report("Discarding %" PRIu32 " overhanging snapshots (snapshot table is too big)",
+                   n - i);
+    s->snap_repairs += n - i;
+    for (uint32_t j = i; j < n; j++)
+        snapshot_entry_free(&s->snapshots[j]);
+    s->nb_snapshots = i;
     return 0;
 }
 
@@ -620,28 +718,25 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
     uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
     uint64_t max = MIN((uint64_t)n * entry_max, cap);
-    int64_t fsize = diskimg_node_size(s->file, errp);
-    if (fsize < 0)
-        return -1;
-    if (s->h.snapshots_offset >= (uint64_t)fsize)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "Snapshot table lies beyond the end of the file");
-    max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
     void *buf;
-    if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
-                           errp) < 0)
+    uint64_t len = 0;
+    if (read_snapshot_table(s, max, cap, &buf, &len, errp) < 0)
         return -1;
-    struct diskimg_reader r = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
+    struct diskimg_reader r = diskimg_reader_make(buf, len, DISKIMG_BIG_ENDIAN, NULL,
                                                   "snapshot table");
     s->snapshots = g_new0(struct qcow2_snapshot, n);
     s->nb_snapshots = n;
-    uint64_t pos = 0, end = 0;
+    uint64_t pos = 0, end = 0, table_len = 0;
     int ret = 0;
     for (uint32_t i = 0; i < n && ret == 0; i++) {
-        ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], &end, errp);
-        if (ret == 0 && end > QCOW2_MAX_SNAPSHOT_TABLE)
-            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                    "Snapshot table exceeds the maximum size");
+        uint64_t entry_end = 0, entry_len = 0;
+        ret = parse_snapshot(s, &r, i, &pos, &s->snapshots[i], &entry_end, &entry_len, errp);
+        table_len = ((table_len + 7) & ~7ull) + entry_len;
+        if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOT_TABLE || entry_end > INT32_MAX)) {
+            ret = overhanging_snapshots(s, i, errp);
+            break;
+        }
+        end = entry_end;
     }
     s->snapshots_size = end;
     g_free(buf);

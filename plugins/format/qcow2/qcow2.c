@@ -229,6 +229,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
         return NULL;
     }
     s->writable = flags & DISKIMG_OPEN_RDWR;
+    s->check_open = flags & DISKIMG_OPEN_CHECK;
     if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0 ||
         (!(flags & DISKIMG_OPEN_CHECK) && qcow2_bitmaps_open_rw(s, errp) < 0)) {
         s->writable = false;

@@ -278,6 +278,10 @@ struct qcow2 {
     uint32_t nb_snapshots;
     uint64_t snapshots_size;  /* bytes of the snapshot table on disk */
     bool snapshot_loaded;     /* a snapshot's L1 replaced the active one (read-only) */
+    bool check_open;          /* opened for check: the snapshot table is read as
+                               * qemu's check reads it (header.c) */
+    uint32_t snap_repairs;    /* snapshot table damage the open worked around in
+                               * repair mode; check rewrites the table */
     struct qcow2_bitmap *bitmaps;
     uint32_t nb_bitmaps;
     bool bm_marked;           /* consistent bitmaps are flagged in use on disk */
@@ -479,6 +483,8 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
 #define QCOW2_SNAPSHOT_EXTRA_LEN 24u              /* extra data qemu writes */
 #define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)      /* qemu's QCOW_MAX_SNAPSHOTS_SIZE */
 int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp);
+int qcow2_snapshot_table_repair(struct qcow2 *s, uint64_t first_free, bool free_old,
+                                GError **errp);
 int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *sn, GError **errp);
 int qcow2_snapshot_apply(void *h, const char *id_or_name, GError **errp);
 int qcow2_snapshot_delete(void *h, const char *id_or_name, GError **errp);
