@@ -57,9 +57,11 @@ struct checker {
     uint8_t *other;         /* per cluster: references as something but an L2 table
                              * (saturating at 255) */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
+    bool zero_whole;        /* the entry check_l2_entry zeroes reads as zeroes throughout */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
     uint64_t real_len;      /* host file size */
+    uint64_t start_len;     /* file_len when check began (a rebuild appends) */
     uint64_t file_clusters; /* clusters the file spans */
     uint8_t *rb_state;      /* RB_* per refcount table entry */
     bool rebuild;           /* the refcount structure itself is damaged */
@@ -102,18 +104,29 @@ static uint32_t computed(const struct checker *c, uint64_t cluster)
     return cluster < c->nref ? c->ref[cluster] : 0;
 }
 
+/* Does [off, off+len) reach a cluster or more past the end of the file?
+ * The last cluster may be partly written; anything further is not there. */
+static bool beyond_eof(const struct checker *c, uint64_t off, uint64_t len)
+{
+    return off > UINT64_MAX - len || (off + len > c->file_len &&
+                                      off + len - c->file_len >= c->s->cluster_size);
+}
+
+static void report_beyond_eof(const char *what, uint64_t off, uint64_t len)
+{
+    diskimg_report("%s: counting reference for region exceeding the end of the file by one "
+                   "cluster or more: offset %#" PRIx64 " size %#" PRIx64, what, off, len);
+}
+
 /* Counts one reference to every cluster of [off, off+len). */
 static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp)
 {
     struct qcow2 *s = c->s;
     if (len == 0)
         return 0;
-    /* the last cluster may be partly written; anything further is not
-     * there (this also bounds c->ref by the file size) */
-    if (off > UINT64_MAX - len || (off + len > c->file_len &&
-                                   off + len - c->file_len >= s->cluster_size)) {
-        diskimg_report("ERROR: counting reference for region exceeding the end of the file by "
-                       "one cluster or more: offset %#" PRIx64 " size %#" PRIx64, off, len);
+    /* (this also bounds c->ref by the file size) */
+    if (beyond_eof(c, off, len)) {
+        report_beyond_eof("ERROR", off, len);
         c->res->corruptions++;
         return 0;
     }
@@ -148,8 +161,29 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
 
 /* ------------------------------------------------------------ L1 / L2 */
 
+/* Guest data beyond the end of the file reads as zeroes (qemu reads it
+ * so); the repair makes the entry a zero cluster, which reads the same
+ * and references nothing.  An entry whose clusters would then show the
+ * backing file cannot be made one: a v2 image has no zero flag. */
+static void zero_beyond_eof(struct checker *c, uint64_t off, uint64_t len, bool *zero_it)
+{
+    struct qcow2 *s = c->s;
+    bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
+               (s->h.version >= 3 || !s->h.backing_offset);
+    report_beyond_eof("ERROR", off, len);
+    if (!fix) {
+        c->res->corruptions++;
+        return;
+    }
+    diskimg_report("Repairing L2 entry: the cluster at %#" PRIx64 " is beyond the end of the "
+                   "file, made a zero cluster", off);
+    *zero_it = true;
+    c->zero_whole = true;
+    c->res->corruptions_fixed++;
+}
+
 static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                            bool active, GError **errp)
+                            bool active, bool *zero_it, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t off, len;
@@ -177,7 +211,13 @@ static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_
         c->res->compressed_clusters++;
         c->res->fragmented_clusters++;
     }
-    return inc_refs(c, off & ~511ull, len + (off & 511), errp);
+    /* wholly beyond the end: nothing of it can be read back */
+    uint64_t start = off & ~511ull, n = len + (off & 511);
+    if (start >= c->real_len && beyond_eof(c, start, n)) {
+        zero_beyond_eof(c, start, n, zero_it);
+        return 0;
+    }
+    return inc_refs(c, start, n, errp);
 }
 
 /* *zero_it: the repair turns the entry into a plain zero cluster. */
@@ -186,7 +226,7 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
 {
     struct qcow2 *s = c->s;
     if (e & QCOW2_OFLAG_COMPRESSED)
-        return check_compressed(c, idx, e, bm, active, errp);
+        return check_compressed(c, idx, e, bm, active, zero_it, errp);
     if (e & QCOW2_L2_RESERVED) {
         diskimg_report("ERROR found l2 entry with reserved bits set: %" PRIx64, e);
         c->res->corruptions++;
@@ -228,7 +268,13 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
         }
         c->res->corruptions++;
     }
-    return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
+    if (s->ext_data)
+        return 0;
+    if (beyond_eof(c, host, s->cluster_size)) {
+        zero_beyond_eof(c, host, s->cluster_size, zero_it);
+        return 0;
+    }
+    return inc_refs(c, host, s->cluster_size, errp);
 }
 
 /* The first entry at or after i that is not in a run of all-zero entries.
@@ -291,9 +337,13 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
         ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), bm, active, &zero_it, errp);
         c->fix = saved_fix;
         if (zero_it) {
-            qcow2_l2_set(s, l2, i, s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO, bm);
+            /* extended L2: every subcluster reads as zeroes when zero_whole */
+            uint64_t zbm = c->zero_whole ? 0xffffffff00000000ull : bm;
+            uint64_t ze = s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO;
+            qcow2_l2_set(s, l2, i, ze, zbm);
             diskimg_mcache_mark_dirty(s->l2c, l2);
         }
+        c->zero_whole = false;
     }
     put_l2(s, l2off, l2);
     return ret;
@@ -451,7 +501,9 @@ static int check_refblocks(struct checker *c, GError **errp)
             diskimg_report("ERROR refcount block %" PRIu64 " is not cluster aligned; refcount "
                            "table entry corrupted", i);
         } else if ((off >> s->cluster_bits) >= MAX(c->file_clusters, c->ref_end)) {
-            diskimg_report("ERROR refcount block %" PRIu64 " is outside image", i);
+            /* qemu grows the file over it; the rebuild repairs it here */
+            diskimg_report("%s refcount block %" PRIu64 " is outside image",
+                           c->fix & DISKIMG_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
         } else if (!off) {
             c->rb_state[i] = RB_NONE;
             continue;
@@ -643,6 +695,35 @@ static bool copied_refcount(struct checker *c, uint64_t host, bool data, uint64_
     return true;
 }
 
+/* An entry of an active L2 table whose data lies beyond the end the file
+ * had when check began, which counting could not repair (its L2 table
+ * was not writable then, e.g. named as a damaged refcount block): made a
+ * zero cluster now, as zero_beyond_eof does. */
+static bool zero_lost_entry(struct checker *c, uint8_t *l2, uint64_t idx, uint64_t e)
+{
+    struct qcow2 *s = c->s;
+    uint64_t off = e & QCOW2_OFFSET_MASK, len = s->cluster_size;
+    if (s->ext_data || (s->h.version < 3 && s->h.backing_offset))
+        return false;
+    if (e & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_span(s, e, &off, &len);
+        len += off & 511;
+        off &= ~511ull;
+        if (off < c->real_len)
+            return false;
+    }
+    if (!off || !(off > UINT64_MAX - len || (off + len > c->start_len &&
+                                               off + len - c->start_len >= s->cluster_size)))
+        return false;
+    diskimg_report("Repairing L2 entry: the cluster at %#" PRIx64 " is beyond the end of the "
+                   "file, made a zero cluster", off);
+    qcow2_l2_set(s, l2, idx, s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO,
+                 s->ext_l2 ? 0xffffffff00000000ull : 0);
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
+    c->res->corruptions_fixed++;
+    return true;
+}
+
 /* The COPIED flag must be set exactly on entries with refcount 1. */
 static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, bool fix,
                                bool *dirty)
@@ -650,6 +731,10 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
     struct qcow2 *s = c->s;
     uint64_t e = qcow2_l2_entry(s, l2, idx), rc;
     uint64_t host = e & QCOW2_OFFSET_MASK;
+    if (fix && zero_lost_entry(c, l2, idx, e)) {
+        *dirty = true;
+        return;
+    }
     if ((e & QCOW2_OFLAG_COMPRESSED) || !(host || (s->ext_data && (e & QCOW2_OFLAG_COPIED))))
         return;
     if (!copied_refcount(c, host, true, &rc))
@@ -896,6 +981,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         return -1;
     c.real_len = (uint64_t)file_len;
     c.file_len = ((uint64_t)file_len + 511) & ~511ull;
+    c.start_len = c.file_len;
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
     c.l1_fixes = g_array_new(false, false, sizeof(struct l1_fix));
