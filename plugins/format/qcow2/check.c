@@ -44,6 +44,16 @@ struct l1_fix {
     bool active;
 };
 
+/* An L2 entry the repair makes a zero cluster (applied once everything is
+ * counted, see apply_zero_fixes): entry `idx` of the table at l2off, as
+ * it was; the guest data range counted for it (len 0: none); `whole`:
+ * every subcluster reads as zeroes, else the bitmap is kept. */
+struct zero_fix {
+    uint64_t l2off, idx, entry;
+    uint64_t ref_off, ref_len;
+    bool whole, beyond_eof;
+};
+
 /* What check_refblocks found for each refcount table entry. */
 enum { RB_NONE, RB_OK, RB_BAD };
 
@@ -56,8 +66,12 @@ struct checker {
     uint64_t ref_end;       /* clusters counted are below this one */
     uint8_t *other;         /* per cluster: references as something but an L2 table
                              * (saturating at 255) */
+    uint8_t *meta;          /* ... as metadata: neither an L2 table nor guest data */
+    uint8_t *doubt;         /* ... as guest data by doubtful L2 tables (see
+                             * credible_other), computed when first needed */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
-    bool zero_whole;        /* the entry check_l2_entry zeroes reads as zeroes throughout */
+    bool counting_data;     /* ... a guest data reference */
+    GArray *zero_fixes;     /* struct zero_fix: L2 entries the repair makes zero clusters */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
     uint64_t real_len;      /* host file size */
@@ -95,8 +109,25 @@ static int ref_grow(struct checker *c, uint64_t need, GError **errp)
         return qcow2_enomem(errp);
     memset(o + c->nref, 0, n - c->nref);
     c->other = o;
+    uint8_t *m = g_try_renew(uint8_t, c->meta, n);
+    if (!m)
+        return qcow2_enomem(errp);
+    memset(m + c->nref, 0, n - c->nref);
+    c->meta = m;
     c->nref = n;
     return 0;
+}
+
+static void inc_sat(uint8_t *v)
+{
+    if (*v != UINT8_MAX)
+        (*v)++;
+}
+
+static void dec_sat(uint8_t *v)
+{
+    if (*v && *v != UINT8_MAX)
+        (*v)--;
 }
 
 static uint32_t computed(const struct checker *c, uint64_t cluster)
@@ -137,14 +168,17 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
-        if (!c->counting_l2 && c->other[i] != UINT8_MAX)
-            c->other[i]++;
+        if (!c->counting_l2)
+            inc_sat(&c->other[i]);
+        if (!c->counting_l2 && !c->counting_data)
+            inc_sat(&c->meta[i]);
     }
     return 0;
 }
 
-/* Takes back what inc_refs counted for [off, off+len) (not an L2 table). */
-static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
+/* Takes back what inc_refs counted for [off, off+len): metadata, or guest
+ * data when `data` (never an L2 table). */
+static void dec_refs(struct checker *c, uint64_t off, uint64_t len, bool data)
 {
     struct qcow2 *s = c->s;
     if (len == 0 || off > UINT64_MAX - len)
@@ -153,37 +187,52 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
     for (uint64_t i = first; i <= last && i < c->nref; i++) {
         if (c->ref[i] && c->ref[i] != UINT32_MAX)
             c->ref[i]--;
-        /* only structures other than L2 tables are ever taken back */
-        if (c->other[i] && c->other[i] != UINT8_MAX)
-            c->other[i]--;
+        dec_sat(&c->other[i]);
+        if (!data)
+            dec_sat(&c->meta[i]);
     }
+}
+
+/* Guest data references, counted as such. */
+static int inc_data_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp)
+{
+    c->counting_data = true;
+    int ret = inc_refs(c, off, len, errp);
+    c->counting_data = false;
+    return ret;
 }
 
 /* ------------------------------------------------------------ L1 / L2 */
 
-/* Guest data beyond the end of the file reads as zeroes (qemu reads it
- * so); the repair makes the entry a zero cluster, which reads the same
- * and references nothing.  An entry whose clusters would then show the
- * backing file cannot be made one: a v2 image has no zero flag. */
-static void zero_beyond_eof(struct checker *c, uint64_t off, uint64_t len, bool *zero_it)
+/* A zero cluster reads as zeroes; where that would show the backing file
+ * instead (a v2 image has no zero flag), no entry can be made one. */
+static bool can_zero_entries(const struct qcow2 *s)
 {
-    struct qcow2 *s = c->s;
-    bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
-               (s->h.version >= 3 || !s->h.backing_offset);
-    report_beyond_eof("ERROR", off, len);
-    if (!fix) {
-        c->res->corruptions++;
-        return;
-    }
-    diskimg_report("Repairing L2 entry: the cluster at %#" PRIx64 " is beyond the end of the "
-                   "file, made a zero cluster", off);
-    *zero_it = true;
-    c->zero_whole = true;
-    c->res->corruptions_fixed++;
+    return s->h.version >= 3 || !s->h.backing_offset;
 }
 
-static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                            bool active, bool *zero_it, GError **errp)
+static void add_zero_fix(struct checker *c, const struct zero_fix *f)
+{
+    if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(c->s) &&
+        !qcow2_offset_into_cluster(c->s, f->l2off))
+        g_array_append_val(c->zero_fixes, *f);
+}
+
+/* Guest data beyond the end of the file reads as zeroes (qemu reads it
+ * so); the repair makes the entry a zero cluster, which reads the same
+ * and references nothing. */
+static void zero_beyond_eof(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                            uint64_t off, uint64_t len)
+{
+    report_beyond_eof("ERROR", off, len);
+    c->res->corruptions++;
+    struct zero_fix f = { .l2off = l2off, .idx = idx, .entry = e, .whole = true,
+                          .beyond_eof = true };
+    add_zero_fix(c, &f);
+}
+
+static int check_compressed(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                            uint64_t bm, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t off, len;
@@ -214,19 +263,19 @@ static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_
     /* wholly beyond the end: nothing of it can be read back */
     uint64_t start = off & ~511ull, n = len + (off & 511);
     if (start >= c->real_len && beyond_eof(c, start, n)) {
-        zero_beyond_eof(c, start, n, zero_it);
+        zero_beyond_eof(c, l2off, idx, e, start, n);
         return 0;
     }
-    return inc_refs(c, start, n, errp);
+    return inc_data_refs(c, start, n, errp);
 }
 
-/* *zero_it: the repair turns the entry into a plain zero cluster. */
-static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                          bool active, bool *zero_it, GError **errp)
+/* Entry idx of the L2 table at l2off. */
+static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                          uint64_t bm, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     if (e & QCOW2_OFLAG_COMPRESSED)
-        return check_compressed(c, idx, e, bm, active, zero_it, errp);
+        return check_compressed(c, l2off, idx, e, bm, active, errp);
     if (e & QCOW2_L2_RESERVED) {
         diskimg_report("ERROR found l2 entry with reserved bits set: %" PRIx64, e);
         c->res->corruptions++;
@@ -255,26 +304,27 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
         /* Like qemu: report, then still count the (misaligned) range as
          * referenced, so the clusters it overlaps are not called leaks.
          * A preallocated zero cluster loses nothing when it becomes a
-         * plain zero cluster: qemu's repair, done so here too. */
+         * plain zero cluster: qemu's repair, done so here too (once the
+         * counts show the table may be written; the range is then no
+         * longer referenced). */
         bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
-        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS);
+        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(s);
         diskimg_report("%s offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
                        "corrupted.", fix ? "Repairing" : "ERROR", host,
                        data ? "Data" : "Preallocated");
-        if (fix) {
-            *zero_it = true;
-            c->res->corruptions_fixed++;
-            return 0;
-        }
         c->res->corruptions++;
+        struct zero_fix f = { .l2off = l2off, .idx = idx, .entry = e, .ref_off = host,
+                              .ref_len = s->cluster_size };
+        if (fix && !s->ext_data && !beyond_eof(c, host, s->cluster_size))
+            add_zero_fix(c, &f);
     }
     if (s->ext_data)
         return 0;
     if (beyond_eof(c, host, s->cluster_size)) {
-        zero_beyond_eof(c, host, s->cluster_size, zero_it);
+        zero_beyond_eof(c, l2off, idx, e, host, s->cluster_size);
         return 0;
     }
-    return inc_refs(c, host, s->cluster_size, errp);
+    return inc_data_refs(c, host, s->cluster_size, errp);
 }
 
 /* The first entry at or after i that is not in a run of all-zero entries.
@@ -323,28 +373,10 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
-    /* the table may be written only where it holds nothing else */
-    bool writable = !qcow2_offset_into_cluster(s, l2off) &&
-                    !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
-                                      s->cluster_size);
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
-         i = skip_zero_entries(s, l2, i + 1)) {
-        bool zero_it = false;
-        uint64_t bm = qcow2_l2_bitmap(s, l2, i);
-        unsigned saved_fix = c->fix;
-        if (!writable)
-            c->fix &= ~DISKIMG_CHECK_FIX_ERRORS;
-        ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), bm, active, &zero_it, errp);
-        c->fix = saved_fix;
-        if (zero_it) {
-            /* extended L2: every subcluster reads as zeroes when zero_whole */
-            uint64_t zbm = c->zero_whole ? 0xffffffff00000000ull : bm;
-            uint64_t ze = s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO;
-            qcow2_l2_set(s, l2, i, ze, zbm);
-            diskimg_mcache_mark_dirty(s->l2c, l2);
-        }
-        c->zero_whole = false;
-    }
+         i = skip_zero_entries(s, l2, i + 1))
+        ret = check_l2_entry(c, l2off, i, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i),
+                             active, errp);
     put_l2(s, l2off, l2);
     return ret;
 }
@@ -547,6 +579,162 @@ static int count_references(struct checker *c, GError **errp)
     return check_bitmaps(c, errp) < 0 ? -1 : check_refblocks(c, errp);
 }
 
+/* ------------------------------------------------------------ writing L2 tables */
+
+/* Counts, into c->doubt, the guest data references made by doubtful L2
+ * tables: those whose cluster is also referenced as metadata (an L1
+ * table, a refcount block, ...), i.e. where an L1 entry points at
+ * something that is not an L2 table.  What such a table "references" is
+ * whatever the other structure's bytes say. */
+static void count_doubtful_l2(struct checker *c, const uint64_t *l1, uint32_t l1size)
+{
+    struct qcow2 *s = c->s;
+    for (uint32_t i = 0; i < l1size; i++) {
+        uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK, cl = l2off >> s->cluster_bits;
+        uint8_t *l2;
+        GError *err = NULL;
+        if (!l2off || qcow2_offset_into_cluster(s, l2off) || cl >= c->nref || !c->meta[cl])
+            continue;
+        if (get_l2(s, l2off, &l2, &err) < 0) {
+            g_error_free(err);
+            continue;
+        }
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = qcow2_l2_entry(s, l2, j), off = e & QCOW2_OFFSET_MASK;
+            uint64_t len = s->cluster_size;
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                qcow2_compressed_span(s, e, &off, &len);
+                len += off & 511;
+                off &= ~511ull;
+            }
+            if (!off || s->ext_data || off > UINT64_MAX - len)
+                continue;
+            for (uint64_t k = off >> s->cluster_bits;
+                 k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++)
+                inc_sat(&c->doubt[k]);
+        }
+        put_l2(s, l2off, l2);
+    }
+}
+
+static void compute_doubt(struct checker *c)
+{
+    struct qcow2 *s = c->s;
+    c->doubt = g_try_malloc0(MAX(c->nref, 1));
+    if (!c->doubt)
+        return;
+    count_doubtful_l2(c, s->l1, s->l1_size);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        uint64_t *l1;
+        if (qcow2_offset_into_cluster(s, sn->l1_offset) || sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
+            continue;
+        l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
+        GError *err = NULL;
+        if (l1 && pread_in_file(c, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, &err) == 0) {
+            for (uint32_t j = 0; j < sn->l1_size; j++)
+                l1[j] = diskimg_be64(&l1[j]);
+            count_doubtful_l2(c, l1, sn->l1_size);
+        }
+        g_clear_error(&err);
+        g_free(l1);
+    }
+}
+
+/* References to cluster cl as something but an L2 table, less the guest
+ * data references of doubtful L2 tables: when an L1 entry names, say,
+ * the active L1 table as an L2 table, the "data clusters" it then seems
+ * to reference are no reason to keep a real L2 table from being repaired
+ * (the other way round, a data cluster named as an L2 table by an L1
+ * entry still counts as data: its L2 table is not doubtful). */
+static uint8_t credible_other(struct checker *c, uint64_t cl)
+{
+    uint8_t o = cl < c->nref ? c->other[cl] : 0;
+    if (!o || o == UINT8_MAX)
+        return o;
+    if (!c->doubt)
+        compute_doubt(c);
+    if (!c->doubt)
+        return o;   /* out of memory: conservative */
+    return (uint8_t)(o - MIN(o, c->doubt[cl]));
+}
+
+/* May a repair write the L2 table at l2off?  Only a cluster that is
+ * referenced as nothing but an L2 table (L1 entries, of snapshots too,
+ * may share it), starts inside the file and holds no other structure the
+ * guard knows but those `allowed`.  The last cluster of a truncated file
+ * may be partly missing: that part reads as zeroes and is written as the
+ * zeroes it read. */
+static bool l2_table_writable(struct checker *c, uint64_t l2off, uint32_t allowed)
+{
+    struct qcow2 *s = c->s;
+    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
+           (l2off >> s->cluster_bits) < c->nref && !credible_other(c, l2off >> s->cluster_bits) &&
+           l2off < c->file_len && !qcow2_guard_find(s, allowed, l2off, s->cluster_size);
+}
+
+/* Makes the entry of f a zero cluster where its table may be written and
+ * still holds what check saw.  *done: it was. */
+static int apply_zero_fix(struct checker *c, const struct zero_fix *f, bool *done,
+                          GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint8_t *l2;
+    *done = false;
+    if (!l2_table_writable(c, f->l2off, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2))
+        return 0;
+    if (diskimg_mcache_get(s->l2c, f->l2off, 0, &l2, errp) < 0)
+        return -1;
+    uint64_t bm = qcow2_l2_bitmap(s, l2, f->idx), now = qcow2_l2_entry(s, l2, f->idx);
+    uint64_t ze = s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO;
+    if (now == f->entry) {
+        qcow2_l2_set(s, l2, f->idx, ze, f->whole && s->ext_l2 ? 0xffffffff00000000ull : bm);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
+        *done = true;
+    } else if (now == ze) {
+        /* a table two L1 entries share was walked twice: the first
+         * repair of this entry did for both */
+        *done = true;
+    }
+    diskimg_mcache_put(s->l2c, l2);
+    if (!*done)
+        return 0;
+    if (f->beyond_eof)
+        diskimg_report("Repairing L2 entry %" PRIx64 ": its cluster lies beyond the end of the "
+                       "file, made a zero cluster", f->entry);
+    if (f->ref_len) {
+        dec_refs(c, f->ref_off, f->ref_len, true);
+        if (c->meta[f->l2off >> s->cluster_bits] && c->doubt) {
+            for (uint64_t k = f->ref_off >> s->cluster_bits;
+                 k <= (f->ref_off + f->ref_len - 1) >> s->cluster_bits && k < c->nref; k++)
+                dec_sat(&c->doubt[k]);
+        }
+    }
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
+/* The zero-cluster repairs recorded while counting, once the counts are
+ * complete.  Before the refcounts are repaired every one may be done;
+ * after it (a rebuild may have dropped a damaged refcount block that
+ * named an L2 table) only those whose range was never counted, the
+ * refcounts being final.  Done ones leave the list. */
+static int apply_zero_fixes(struct checker *c, bool counted_ok, GError **errp)
+{
+    for (guint i = 0; i < c->zero_fixes->len;) {
+        struct zero_fix *f = &g_array_index(c->zero_fixes, struct zero_fix, i);
+        bool done = false;
+        if ((counted_ok || !f->ref_len) && apply_zero_fix(c, f, &done, errp) < 0)
+            return -1;
+        if (done)
+            g_array_remove_index_fast(c->zero_fixes, i);
+        else
+            i++;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ stored refcounts */
 
 /* The stored refcount of `cluster`, read as qemu reads it (reserved bits
@@ -662,13 +850,14 @@ static int rebuild(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
     diskimg_report("Rebuilding refcount structure");
-    dec_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits);
+    dec_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
+             false);
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         uint64_t e = s->reftable[i];
         if (c->rb_state[i] != RB_NONE && !(e & QCOW2_REFT_RESERVED) &&
             !qcow2_offset_into_cluster(s, e) &&
             (e >> s->cluster_bits) < MAX(c->file_clusters, c->ref_end))
-            dec_refs(c, e, s->cluster_size);
+            dec_refs(c, e, s->cluster_size, false);
     }
     uint64_t start = MAX(c->file_clusters, c->ref_end);
     return qcow2_rebuild_refcounts(s, c->ref, c->ref_end, start, errp);
@@ -695,35 +884,6 @@ static bool copied_refcount(struct checker *c, uint64_t host, bool data, uint64_
     return true;
 }
 
-/* An entry of an active L2 table whose data lies beyond the end the file
- * had when check began, which counting could not repair (its L2 table
- * was not writable then, e.g. named as a damaged refcount block): made a
- * zero cluster now, as zero_beyond_eof does. */
-static bool zero_lost_entry(struct checker *c, uint8_t *l2, uint64_t idx, uint64_t e)
-{
-    struct qcow2 *s = c->s;
-    uint64_t off = e & QCOW2_OFFSET_MASK, len = s->cluster_size;
-    if (s->ext_data || (s->h.version < 3 && s->h.backing_offset))
-        return false;
-    if (e & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_compressed_span(s, e, &off, &len);
-        len += off & 511;
-        off &= ~511ull;
-        if (off < c->real_len)
-            return false;
-    }
-    if (!off || !(off > UINT64_MAX - len || (off + len > c->start_len &&
-                                               off + len - c->start_len >= s->cluster_size)))
-        return false;
-    diskimg_report("Repairing L2 entry: the cluster at %#" PRIx64 " is beyond the end of the "
-                   "file, made a zero cluster", off);
-    qcow2_l2_set(s, l2, idx, s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO,
-                 s->ext_l2 ? 0xffffffff00000000ull : 0);
-    c->res->corruptions -= MIN(c->res->corruptions, 1);
-    c->res->corruptions_fixed++;
-    return true;
-}
-
 /* The COPIED flag must be set exactly on entries with refcount 1. */
 static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, bool fix,
                                bool *dirty)
@@ -731,10 +891,6 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
     struct qcow2 *s = c->s;
     uint64_t e = qcow2_l2_entry(s, l2, idx), rc;
     uint64_t host = e & QCOW2_OFFSET_MASK;
-    if (fix && zero_lost_entry(c, l2, idx, e)) {
-        *dirty = true;
-        return;
-    }
     if ((e & QCOW2_OFLAG_COMPRESSED) || !(host || (s->ext_data && (e & QCOW2_OFLAG_COPIED))))
         return;
     if (!copied_refcount(c, host, true, &rc))
@@ -752,16 +908,10 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
     c->res->corruptions_fixed++;
 }
 
-/* May the COPIED fix write the L2 table at l2off?  Only a cluster that is
- * referenced as nothing but an L2 table (L1 entries may share it), lies
- * inside the file and holds no other structure the guard knows. */
+/* May the COPIED fix write the L2 table at l2off (see l2_table_writable)? */
 static bool l2_writable(struct checker *c, uint64_t l2off)
 {
-    struct qcow2 *s = c->s;
-    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
-           (l2off >> s->cluster_bits) < c->nref && !c->other[l2off >> s->cluster_bits] &&
-           l2off + s->cluster_size <= c->file_len &&
-           !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2, l2off, s->cluster_size);
+    return l2_table_writable(c, l2off, QCOW2_OL_ACTIVE_L2);
 }
 
 static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
@@ -985,6 +1135,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
     c.l1_fixes = g_array_new(false, false, sizeof(struct l1_fix));
+    c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
     c.blk = g_try_malloc(s->cluster_size);
     int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
     /* stored refcounts are read from the disk, without the cache */
@@ -994,11 +1145,15 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = check_snapshot_table(&c, errp);
     if (ret == 0)
         ret = count_references(&c, errp);
+    if (ret == 0)
+        ret = apply_zero_fixes(&c, true, errp);
     struct diskimg_check_result pre = *res;
     if (ret == 0)
         ret = compare_refcounts(&c, 0, &highest, errp);
     if (ret == 0)
         ret = repair_refcounts(&c, &pre, &highest, errp);
+    if (ret == 0)
+        ret = apply_zero_fixes(&c, false, errp);
     if (ret == 0)
         ret = fix_l1_reserved(&c, errp);
     if (ret == 0)
@@ -1014,6 +1169,9 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.rb_state);
     g_free(c.blk);
     g_array_free(c.l1_fixes, true);
+    g_array_free(c.zero_fixes, true);
+    g_free(c.meta);
+    g_free(c.doubt);
     if (ret < 0)
         return -1;
     res->image_end_offset = highest << s->cluster_bits;
