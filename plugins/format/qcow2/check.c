@@ -36,9 +36,9 @@
 
 #include "qcow2.h"
 
-/* An L1 entry with reserved bits set, at byte `pos` of the file (index
- * `idx` of the active table when `active`). */
-struct l1_fix {
+/* A table entry to repair: 8 bytes at byte `pos` of the file that read
+ * `entry` (an L1 entry: index `idx` of the active table when `active`). */
+struct entry_fix {
     uint64_t pos, entry;
     uint32_t idx;
     bool active;
@@ -84,7 +84,9 @@ struct checker {
     uint64_t rc_errors;     /* ... and refcount < references */
     uint8_t *blk;           /* one refcount block, read without the cache */
     uint64_t blk_off;       /* its offset, 0: none */
-    GArray *l1_fixes;       /* struct l1_fix: L1 entries with reserved bits, to clear */
+    GArray *l1_fixes;       /* struct entry_fix: L1 entries with reserved bits, to clear */
+    GArray *lost_bitmap_tables;  /* uint32_t: bitmaps whose table is beyond the file */
+    GArray *bitmap_fixes;   /* struct entry_fix: bitmap table entries beyond the file */
     uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
     bool snap_table_counted;  /* the snapshot table's clusters were counted */
 };
@@ -391,7 +393,7 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (l1[i] & QCOW2_L1_RESERVED) {
             diskimg_report("ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
             c->res->corruptions++;
-            struct l1_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
+            struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
             if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
                 g_array_append_val(c->l1_fixes, f);
         }
@@ -467,20 +469,35 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 /* A bitmap data cluster beyond the end of the file (reported by inc_refs)
  * holds nothing readable: its bits read as zeroes, as qemu reads them (and
  * qemu's read-write close then stores a fresh table).  The repair makes
- * the entry say so (0: all zeroes), which loses nothing. */
-static int clear_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
-                                     uint64_t j, GError **errp)
+ * the entry say so (0: all zeroes), which loses nothing; done once all
+ * references are counted (clear_lost_bitmap_cluster). */
+static void note_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
+                                     uint64_t j, uint64_t entry)
+{
+    struct entry_fix f = { bm->table_offset + j * 8, entry, 0, false };
+    if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+        g_array_append_val(c->bitmap_fixes, f);
+}
+
+/* Only where the table is all its cluster holds: referenced once, as that
+ * table, and nothing else the guard knows there. */
+static int clear_lost_bitmap_cluster(struct checker *c, const struct entry_fix *f, GError **errp)
 {
     struct qcow2 *s = c->s;
-    uint64_t at = bm->table_offset + j * 8;
-    uint8_t zero[8] = { 0 };
-    if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || at + 8 > c->file_len ||
-        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, at, 8))
+    uint64_t cl = f->pos >> s->cluster_bits;
+    uint8_t v[8];
+    if (cl >= c->nref || c->ref[cl] != 1 || c->other[cl] != 1 || f->pos + 8 > c->real_len ||
+        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, f->pos, 8))
         return 0;
-    if (qcow2_guard_check_write(s, at, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
-        diskimg_node_pwrite(s->file, zero, 8, at, 0, errp) < 0)
+    if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
         return -1;
-    c->res->corruptions--;
+    if (diskimg_be64(v) != f->entry)
+        return 0;
+    memset(v, 0, sizeof(v));
+    if (qcow2_guard_check_write(s, f->pos, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
+        return -1;
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
     c->res->corruptions_fixed++;
     return 0;
 }
@@ -500,15 +517,24 @@ static int check_bitmaps(struct checker *c, GError **errp)
         uint64_t *t = g_try_new(uint64_t, MAX(n, 1));
         if (!t)
             return qcow2_enomem(errp);
+        /* a table wholly beyond the end of the file reads as zeroes */
+        if (bm->table_offset >= c->file_len && beyond_eof(c, bm->table_offset, n * 8)) {
+            report_beyond_eof("ERROR", bm->table_offset, n * 8);
+            c->res->corruptions++;
+            if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+                g_array_append_val(c->lost_bitmap_tables, i);
+            g_free(t);
+            continue;
+        }
         int ret = inc_refs(c, bm->table_offset, n * 8, errp);
         if (ret == 0)
             ret = diskimg_node_pread(s->file, t, n * 8, bm->table_offset, errp);
         for (uint64_t j = 0; ret == 0 && j < n; j++) {
-            uint64_t off = diskimg_be64(&t[j]) & QCOW2_OFFSET_MASK;
+            uint64_t e = diskimg_be64(&t[j]), off = e & QCOW2_OFFSET_MASK;
             if (off)
                 ret = inc_refs(c, off, s->cluster_size, errp);
             if (ret == 0 && off >= c->file_len)
-                ret = clear_lost_bitmap_cluster(c, bm, j, errp);
+                note_lost_bitmap_cluster(c, bm, j, e);
         }
         g_free(t);
         if (ret < 0)
@@ -971,7 +997,7 @@ static int check_copied(struct checker *c, GError **errp)
  * check only reports them.  Written only where the L1 table is all the
  * cluster holds: referenced once, as nothing but that table, and no other
  * structure the guard knows there. */
-static int clear_l1_reserved(struct checker *c, const struct l1_fix *f, GError **errp)
+static int clear_l1_reserved(struct checker *c, const struct entry_fix *f, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t cl = f->pos >> s->cluster_bits, now = 0, want = f->entry & ~QCOW2_L1_RESERVED;
@@ -1009,7 +1035,7 @@ static int clear_l1_reserved(struct checker *c, const struct l1_fix *f, GError *
 static int fix_l1_reserved(struct checker *c, GError **errp)
 {
     for (guint i = 0; i < c->l1_fixes->len; i++) {
-        if (clear_l1_reserved(c, &g_array_index(c->l1_fixes, struct l1_fix, i), errp) < 0)
+        if (clear_l1_reserved(c, &g_array_index(c->l1_fixes, struct entry_fix, i), errp) < 0)
             return -1;
     }
     return 0;
@@ -1110,6 +1136,42 @@ static int repair_snapshot_table(struct checker *c, GError **errp)
     return 0;
 }
 
+/* A bitmap table wholly beyond the end of the file reads as zeroes (so
+ * qemu reads it): the repair gives the bitmap a table of zeroes inside
+ * the file, after everything check counted, which reads the same. */
+static int repair_lost_bitmap_tables(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t end;
+    for (guint k = 0; k < c->bitmap_fixes->len; k++) {
+        if (clear_lost_bitmap_cluster(c, &g_array_index(c->bitmap_fixes, struct entry_fix, k),
+                                      errp) < 0)
+            return -1;
+    }
+    if (!c->lost_bitmap_tables->len)
+        return 0;
+    if (qcow2_file_clusters(s, &end, errp) < 0)
+        return -1;
+    for (guint k = 0; k < c->lost_bitmap_tables->len; k++) {
+        uint32_t i = g_array_index(c->lost_bitmap_tables, uint32_t, k);
+        GError *err = NULL;
+        uint64_t old = s->bitmaps[i].table_offset;
+        if (qcow2_bitmap_replace_lost_table(s, i, MAX(end, c->ref_end), &err) < 0) {
+            diskimg_report("ERROR could not repair bitmap '%s': %s", s->bitmaps[i].name,
+                           err->message);
+            g_error_free(err);
+            c->res->check_errors++;
+            continue;
+        }
+        diskimg_report("Repairing bitmap '%s': its table at %#" PRIx64 " lies beyond the end "
+                       "of the file, replaced by an empty one at %#" PRIx64, s->bitmaps[i].name,
+                       old, s->bitmaps[i].table_offset);
+        c->res->corruptions -= MIN(c->res->corruptions, 1);
+        c->res->corruptions_fixed++;
+    }
+    return 0;
+}
+
 /* After a repair that left nothing wrong, the image is consistent again:
  * qemu clears the corrupt bit (qcow2_mark_consistent). */
 static int mark_consistent(struct qcow2 *s, GError **errp)
@@ -1134,8 +1196,10 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     c.start_len = c.file_len;
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
-    c.l1_fixes = g_array_new(false, false, sizeof(struct l1_fix));
+    c.l1_fixes = g_array_new(false, false, sizeof(struct entry_fix));
     c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
+    c.lost_bitmap_tables = g_array_new(false, false, sizeof(uint32_t));
+    c.bitmap_fixes = g_array_new(false, false, sizeof(struct entry_fix));
     c.blk = g_try_malloc(s->cluster_size);
     int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
     /* stored refcounts are read from the disk, without the cache */
@@ -1160,6 +1224,8 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = check_copied(&c, errp);
     if (ret == 0)
         ret = repair_snapshot_table(&c, errp);
+    if (ret == 0)
+        ret = repair_lost_bitmap_tables(&c, errp);
     if (ret == 0 && c.fix)
         ret = qcow2_flush_metadata(s, errp);
     if (ret == 0 && c.fix && !res->corruptions && !res->check_errors)
@@ -1170,6 +1236,8 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.blk);
     g_array_free(c.l1_fixes, true);
     g_array_free(c.zero_fixes, true);
+    g_array_free(c.lost_bitmap_tables, true);
+    g_array_free(c.bitmap_fixes, true);
     g_free(c.meta);
     g_free(c.doubt);
     if (ret < 0)

@@ -504,6 +504,12 @@ int qcow2_bitmap_set(void *h, const char *name, uint64_t offset, uint64_t len, b
                      GError **errp);
 /* Validates the loaded directory against the image (qemu's constraints). */
 int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp);
+/* check -r: bitmap i's table lies wholly beyond the end of the file, where
+ * it reads as zeroes; gives it a table of zeroes (every chunk clean, as
+ * read) allocated from cluster first_free on, named by its directory
+ * entry. */
+int qcow2_bitmap_replace_lost_table(struct qcow2 *s, uint32_t i, uint64_t first_free,
+                                    GError **errp);
 /* Read-write open: flags every consistent bitmap in use on disk. */
 int qcow2_bitmaps_open_rw(struct qcow2 *s, GError **errp);
 /* Guest write of [off, off+len): sets the bits of every enabled bitmap. */
