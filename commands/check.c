@@ -62,12 +62,14 @@ static void print_human(const struct diskimg_check_result *r, bool quiet)
             printf("\n%" PRIu64 " internal errors have occurred during the check.\n",
                    r->check_errors);
     }
-    if (r->has_cluster_stats && r->total_clusters)
+    /* as qemu-img: fragmented and compressed clusters are shares of the
+     * allocated ones, and there is no line without allocated clusters */
+    if (r->has_cluster_stats && r->total_clusters && r->allocated_clusters)
         printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, "
                "%0.2f%% compressed clusters\n", r->allocated_clusters, r->total_clusters,
                r->allocated_clusters * 100.0 / r->total_clusters,
-               r->fragmented_clusters * 100.0 / r->total_clusters,
-               r->compressed_clusters * 100.0 / r->total_clusters);
+               r->fragmented_clusters * 100.0 / r->allocated_clusters,
+               r->compressed_clusters * 100.0 / r->allocated_clusters);
     if (r->image_end_offset)
         printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
