@@ -445,6 +445,14 @@ static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *s
         c->res->corruptions++;
         return false;
     }
+    /* beyond what any file can hold, qemu's read fails */
+    if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8) {
+        report_beyond_eof("ERROR", sn->l1_offset, (uint64_t)sn->l1_size * 8);
+        diskimg_report("ERROR: I/O error in check_refcounts_l1");
+        c->res->corruptions++;
+        c->res->check_errors++;
+        return false;
+    }
     return true;
 }
 
@@ -597,6 +605,12 @@ static int count_references(struct checker *c, GError **errp)
         inc_refs(c, s->h.snapshots_offset, s->snapshots_size, errp) < 0)
         return -1;
     c->snap_table_counted = s->nb_snapshots && c->res->corruptions == before;
+    /* A table reaching beyond the end of the file holds nothing there:
+     * the guard keeps only its part inside the file, so that repairs may
+     * put new structures after the file (a rewritten table replaces it). */
+    if (!c->snap_table_counted && (c->fix & DISKIMG_CHECK_FIX_ERRORS))
+        s->snapshots_size = s->h.snapshots_offset < c->real_len
+                            ? MIN(s->snapshots_size, c->real_len - s->h.snapshots_offset) : 0;
     if (inc_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
                  errp) < 0)
         return -1;
@@ -867,6 +881,27 @@ static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest,
 
 /* ------------------------------------------------------------ rebuild */
 
+/* The first cluster at or after `start` from which n clusters hold
+ * nothing the guard knows.  After everything check counted nothing is
+ * stored, but damaged pointers may still name structures there (a
+ * snapshot table or L1 table beyond the end of the file): new metadata
+ * must not appear where they point.  Steps grow, so a structure named far
+ * away costs a few probes, not one per cluster.  UINT64_MAX: no room. */
+static uint64_t free_area(struct checker *c, uint64_t start, uint64_t n)
+{
+    struct qcow2 *s = c->s;
+    uint64_t limit = (1ull << 56) >> s->cluster_bits, step = MAX(n, 1);
+    for (int tries = 0; tries < 64; tries++) {
+        if (start >= limit || n > limit - start)
+            return UINT64_MAX;
+        if (!qcow2_guard_find(s, 0, start << s->cluster_bits, n << s->cluster_bits))
+            return start;
+        start += step;
+        step *= 2;
+    }
+    return UINT64_MAX;
+}
+
 /* Writes a new refcount structure from the counted references (qemu's
  * rebuild_refcount_structure).  The old table and blocks stop being
  * referenced: their counts are taken back first, so the new structure
@@ -886,6 +921,17 @@ static int rebuild(struct checker *c, GError **errp)
             dec_refs(c, e, s->cluster_size, false);
     }
     uint64_t start = MAX(c->file_clusters, c->ref_end);
+    start = free_area(c, start, qcow2_rebuild_clusters(s, c->ref, c->ref_end, start));
+    if (start == UINT64_MAX)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: no room for a new refcount "
+                                 "structure", s->filename);
+    /* the header is switched to it last: refuse now rather than have the
+     * guard stop that write (and mark the image corrupt) */
+    const char *hit = qcow2_guard_find(s, QCOW2_OL_HEADER | QCOW2_OL_REFCOUNT_TABLE |
+                                       QCOW2_OL_REFCOUNT_BLOCK, QH_REFTABLE, 12);
+    if (hit)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the image header overlaps "
+                                 "with %s", s->filename, hit);
     return qcow2_rebuild_refcounts(s, c->ref, c->ref_end, start, errp);
 }
 
@@ -1096,6 +1142,11 @@ static int check_snapshot_table(struct checker *c, GError **errp)
     if (s->snap_repairs && !fix)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table can "
                                  "only be repaired with -r all", s->filename);
+    /* A table in the header's cluster is read from the header's bytes:
+     * repairs trusting its "snapshots" could only do harm. */
+    if (c->fix && s->nb_snapshots && s->h.snapshots_offset < s->cluster_size)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table overlaps "
+                                 "the image header; not repairing", s->filename);
     c->snap_errors = s->snap_repairs;
     for (uint32_t i = 0; s->h.version >= 3 && i < s->nb_snapshots; i++) {
         if (s->snapshots[i].extra_size >= 16)
@@ -1118,14 +1169,20 @@ static int repair_snapshot_table(struct checker *c, GError **errp)
         return 0;
     if (qcow2_file_clusters(s, &end, errp) < 0)
         return -1;
-    /* An old table check could not count reaches beyond the end of the
-     * file: only its part inside the file holds anything (the guard must
-     * not keep the new table from the space after the file). */
-    if (!c->snap_table_counted)
-        s->snapshots_size = s->h.snapshots_offset < c->real_len
-                            ? MIN(s->snapshots_size, c->real_len - s->h.snapshots_offset) : 0;
     GError *err = NULL;
-    if (qcow2_snapshot_table_repair(s, MAX(end, c->ref_end), c->snap_table_counted, &err) < 0) {
+    uint64_t size = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        size = ((size + 7) & ~7ull) + 40 + QCOW2_SNAPSHOT_EXTRA_LEN + sn->extra_unknown +
+               strlen(sn->id) + strlen(sn->name);
+    }
+    uint64_t first = free_area(c, MAX(end, c->ref_end), qcow2_size_to_clusters(s, size));
+    if (first == UINT64_MAX) {
+        diskimg_report("ERROR failed to update snapshot table: no room");
+        c->res->check_errors++;
+        return 0;
+    }
+    if (qcow2_snapshot_table_repair(s, first, c->snap_table_counted, &err) < 0) {
         diskimg_report("ERROR failed to update snapshot table: %s", err->message);
         g_error_free(err);
         c->res->check_errors++;
@@ -1156,7 +1213,12 @@ static int repair_lost_bitmap_tables(struct checker *c, GError **errp)
         uint32_t i = g_array_index(c->lost_bitmap_tables, uint32_t, k);
         GError *err = NULL;
         uint64_t old = s->bitmaps[i].table_offset;
-        if (qcow2_bitmap_replace_lost_table(s, i, MAX(end, c->ref_end), &err) < 0) {
+        uint64_t first = free_area(c, MAX(end, c->ref_end), qcow2_size_to_clusters(s,
+                                   (uint64_t)s->bitmaps[i].table_size * 8));
+        if (first == UINT64_MAX ||
+            qcow2_bitmap_replace_lost_table(s, i, first, &err) < 0) {
+            if (!err)
+                g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "no room");
             diskimg_report("ERROR could not repair bitmap '%s': %s", s->bitmaps[i].name,
                            err->message);
             g_error_free(err);

@@ -556,12 +556,45 @@ static bool snapshot_repairing(const struct qcow2 *s)
     return s->check_open && s->writable;
 }
 
-/* The extra data of entry idx: the known fields, and what follows them,
- * kept.  More than qemu's maximum is refused, except when repairing,
- * where qemu keeps the first QCOW2_MAX_SNAPSHOT_EXTRA bytes. */
-static int parse_snapshot_extra(struct qcow2 *s, const struct diskimg_reader *r, uint64_t off,
-                                uint32_t idx, struct qcow2_snapshot *sn, GError **errp)
+/* Where the bytes of the snapshot table come from: opened normally, the
+ * table as loaded (it ends with the file); opened for check, the file
+ * itself, read as qemu reads it: zeroes past its end, so that an entry
+ * whose extra data or names lie beyond the end is still reported on. */
+struct snap_source {
+    struct qcow2 *s;
+    const struct diskimg_reader *table;     /* NULL: read the file */
+    uint64_t file_size;
+};
+
+/* Copies len bytes at offset off of the table into out. */
+static int snap_bytes(const struct snap_source *src, uint64_t off, uint64_t len, void *out,
+                      GError **errp)
 {
+    if (len == 0)
+        return 0;
+    if (src->table) {
+        if (!diskimg_reader_has(src->table, off, len))
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+        memcpy(out, src->table->data + off, len);
+        return 0;
+    }
+    uint64_t base = src->s->h.snapshots_offset;
+    /* qemu cannot read beyond 2^63 either */
+    if (off > (1ull << 62) || base + off > (1ull << 62))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+    uint64_t at = base + off, in = at < src->file_size ? MIN(len, src->file_size - at) : 0;
+    memset((uint8_t *)out + in, 0, len - in);
+    return in ? diskimg_node_pread(src->s->file, out, in, at, errp) : 0;
+}
+
+/* The extra data of entry idx at off: the known fields, and what follows
+ * them, kept.  More than qemu's maximum is refused, except when
+ * repairing, where qemu keeps the first QCOW2_MAX_SNAPSHOT_EXTRA bytes. */
+static int parse_snapshot_extra(const struct snap_source *src, uint64_t off, uint32_t idx,
+                                struct qcow2_snapshot *sn, GError **errp)
+{
+    struct qcow2 *s = src->s;
+    uint8_t buf[QCOW2_MAX_SNAPSHOT_EXTRA];
     uint32_t keep = sn->extra_size;
     if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
         if (!snapshot_repairing(s))
@@ -573,74 +606,93 @@ static int parse_snapshot_extra(struct qcow2 *s, const struct diskimg_reader *r,
         s->snap_repairs++;
         keep = QCOW2_MAX_SNAPSHOT_EXTRA;
     }
-    if (!diskimg_reader_has(r, off, keep))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+    if (snap_bytes(src, off, keep, buf, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(buf, keep, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot extra data");
     if (keep >= 8)
-        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
+        diskimg_read_u64(&r, 0, "vm_state_size", &sn->vm_state_size, NULL);
     if (keep >= 16)
-        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
+        diskimg_read_u64(&r, 8, "disk_size", &sn->disk_size, NULL);
     else
         sn->disk_size = s->h.size;
     if (keep >= 24) {
-        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
+        diskimg_read_u64(&r, 16, "icount", &sn->icount, NULL);
         sn->has_icount = sn->icount != UINT64_MAX;
     }
     if (keep > 24) {
         sn->extra_unknown = keep - 24;
-        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
+        sn->extra = g_memdup2(buf + 24, sn->extra_unknown);
     }
     return 0;
 }
 
-/* The L1 table of a snapshot.  Opened for check, an unaligned or too
- * large one is left to check to report (qemu opens such images and its
- * check reports them); it still has to lie below 2^56. */
+/* The ID and the name, which follow the extra data (as C strings: an
+ * embedded NUL ends them, as in qemu). */
+static int parse_snapshot_names(const struct snap_source *src, uint64_t off, uint16_t id_len,
+                                uint16_t name_len, struct qcow2_snapshot *sn, GError **errp)
+{
+    uint64_t n = (uint64_t)id_len + name_len;
+    g_autofree uint8_t *buf = g_malloc(MAX(n, 1));
+    if (snap_bytes(src, off, n, buf, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(buf, n, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot names");
+    sn->id = diskimg_read_string(&r, 0, id_len, "id_str", NULL);
+    sn->name = diskimg_read_string(&r, id_len, name_len, "name", NULL);
+    return 0;
+}
+
+/* The L1 table of a snapshot.  Opened for check, an unaligned, too large
+ * or unreadable one is left to check to report (qemu opens such images
+ * and its check reports them). */
 static int check_snapshot_l1(const struct qcow2 *s, const struct qcow2_snapshot *sn,
                              GError **errp)
 {
-    bool check = s->check_open;
-    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 && !check)
+    if (s->check_open)
+        return 0;
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
-    uint64_t align = check ? 1 : s->cluster_size;
-    if (!table_ok(sn->l1_offset, sn->l1_size, 8, align))
+    if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
     return 0;
 }
 
 /* Entry idx at *pos: *end is where it ends, *pos where the next starts,
  * *len its length with the extra data as kept. */
-static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint32_t idx,
-                          uint64_t *pos, struct qcow2_snapshot *sn, uint64_t *end,
-                          uint64_t *len, GError **errp)
+static int parse_snapshot(const struct snap_source *src, uint32_t idx, uint64_t *pos,
+                          struct qcow2_snapshot *sn, uint64_t *end, uint64_t *len,
+                          GError **errp)
 {
+    uint8_t head[40];
     uint64_t off = *pos;
     uint16_t id_len = 0, name_len = 0;
     uint32_t vm32;
-    if (!diskimg_reader_has(r, off, 40))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    diskimg_read_u64(r, off, "l1_offset", &sn->l1_offset, NULL);
-    diskimg_read_u32(r, off + 8, "l1_size", &sn->l1_size, NULL);
-    diskimg_read_u16(r, off + 12, "id_len", &id_len, NULL);
-    diskimg_read_u16(r, off + 14, "name_len", &name_len, NULL);
-    diskimg_read_u32(r, off + 16, "date_sec", &sn->date_sec, NULL);
-    diskimg_read_u32(r, off + 20, "date_nsec", &sn->date_nsec, NULL);
-    diskimg_read_u64(r, off + 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
-    diskimg_read_u32(r, off + 32, "vm32", &vm32, NULL);
-    diskimg_read_u32(r, off + 36, "extra_size", &sn->extra_size, NULL);
+    if (snap_bytes(src, off, sizeof(head), head, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(head, sizeof(head), DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot table entry");
+    diskimg_read_u64(&r, 0, "l1_offset", &sn->l1_offset, NULL);
+    diskimg_read_u32(&r, 8, "l1_size", &sn->l1_size, NULL);
+    diskimg_read_u16(&r, 12, "id_len", &id_len, NULL);
+    diskimg_read_u16(&r, 14, "name_len", &name_len, NULL);
+    diskimg_read_u32(&r, 16, "date_sec", &sn->date_sec, NULL);
+    diskimg_read_u32(&r, 20, "date_nsec", &sn->date_nsec, NULL);
+    diskimg_read_u64(&r, 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
+    diskimg_read_u32(&r, 32, "vm32", &vm32, NULL);
+    diskimg_read_u32(&r, 36, "extra_size", &sn->extra_size, NULL);
     sn->vm_state_size = vm32;
     off += 40;
-    if (parse_snapshot_extra(s, r, off, idx, sn, errp) < 0)
+    if (parse_snapshot_extra(src, off, idx, sn, errp) < 0)
         return -1;
     off += sn->extra_size;
-    sn->id = diskimg_read_string(r, off, id_len, "id_str", NULL);
-    sn->name = sn->id ? diskimg_read_string(r, off + id_len, name_len, "name", NULL) : NULL;
-    if (!sn->id || !sn->name)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+    if (parse_snapshot_names(src, off, id_len, name_len, sn, errp) < 0)
+        return -1;
     off += (uint64_t)id_len + name_len;
     *end = off;
     *len = 40 + (uint64_t)MIN(sn->extra_size, QCOW2_MAX_SNAPSHOT_EXTRA) + id_len + name_len;
     *pos = (off + 7) & ~7ull;
-    return check_snapshot_l1(s, sn, errp);
+    return check_snapshot_l1(src->s, sn, errp);
 }
 
 static void snapshot_entry_free(struct qcow2_snapshot *sn)
@@ -649,36 +701,6 @@ static void snapshot_entry_free(struct qcow2_snapshot *sn)
     g_free(sn->name);
     g_free(sn->extra);
     memset(sn, 0, sizeof(*sn));
-}
-
-/* The table's bytes, *len (at most `max`) of them from its offset.
- * Opened for check, what lies beyond the end of the file reads as
- * zeroes, as in qemu, whose check then reports what that makes of the
- * entries; otherwise the table ends with the file. */
-static int read_snapshot_table(struct qcow2 *s, uint64_t max, uint64_t cap, void **buf,
-                               uint64_t *len, GError **errp)
-{
-    int64_t fsize = diskimg_node_size(s->file, errp);
-    if (fsize < 0)
-        return -1;
-    uint64_t off = s->h.snapshots_offset;
-    if (!s->check_open) {
-        if (off >= (uint64_t)fsize)
-            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                     "Snapshot table lies beyond the end of the file");
-        *len = MIN(max, (uint64_t)fsize - off);
-        return diskimg_load_table(s->file, off, *len, 1, cap, "snapshot table", buf, errp);
-    }
-    *len = max;
-    *buf = g_try_malloc0(MAX(max, 1));
-    if (!*buf)
-        return qcow2_enomem(errp);
-    uint64_t in_file = off < (uint64_t)fsize ? MIN(max, (uint64_t)fsize - off) : 0;
-    if (in_file && diskimg_node_pread(s->file, *buf, in_file, off, errp) < 0) {
-        g_clear_pointer(buf, g_free);
-        return -1;
-    }
-    return 0;
 }
 
 /* Entries past qemu's maximum table size: refused, or, when repairing,
@@ -699,34 +721,16 @@ static int overhanging_snapshots(struct qcow2 *s, uint32_t i, GError **errp)
     return 0;
 }
 
-int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
+static int parse_snapshots(struct qcow2 *s, const struct snap_source *src, GError **errp)
 {
     uint32_t n = s->h.nb_snapshots;
-    /* qemu validates the offset even of an empty table (aligned, and the
-     * table must end before 2^63) */
-    if (n == 0)
-        return s->h.snapshots_offset & ((s->cluster_size - 1) | (1ull << 63))
-               ? diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table offset invalid") : 0;
-    /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
-     * one go, bounded by that worst case, by the file, and by the largest
-     * table qemu accepts plus one entry (so that an entry crossing that
-     * limit is still parsed and reported as such). */
-    uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
-    uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
-    uint64_t max = MIN((uint64_t)n * entry_max, cap);
-    void *buf;
-    uint64_t len = 0;
-    if (read_snapshot_table(s, max, cap, &buf, &len, errp) < 0)
-        return -1;
-    struct diskimg_reader r = diskimg_reader_make(buf, len, DISKIMG_BIG_ENDIAN, NULL,
-                                                  "snapshot table");
     s->snapshots = g_new0(struct qcow2_snapshot, n);
     s->nb_snapshots = n;
     uint64_t pos = 0, end = 0, table_len = 0;
     int ret = 0;
     for (uint32_t i = 0; i < n && ret == 0; i++) {
         uint64_t entry_end = 0, entry_len = 0;
-        ret = parse_snapshot(s, &r, i, &pos, &s->snapshots[i], &entry_end, &entry_len, errp);
+        ret = parse_snapshot(src, i, &pos, &s->snapshots[i], &entry_end, &entry_len, errp);
         table_len = ((table_len + 7) & ~7ull) + entry_len;
         if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOT_TABLE || entry_end > INT32_MAX)) {
             ret = overhanging_snapshots(s, i, errp);
@@ -735,6 +739,42 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
         end = entry_end;
     }
     s->snapshots_size = end;
+    return ret;
+}
+
+int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
+{
+    uint32_t n = s->h.nb_snapshots;
+    /* qemu validates the offset even of an empty table (aligned, and the
+     * table must end before 2^63) */
+    if (n == 0)
+        return s->h.snapshots_offset & ((s->cluster_size - 1) | (1ull << 63))
+               ? diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table offset invalid") : 0;
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0)
+        return -1;
+    struct snap_source src = { .s = s, .file_size = (uint64_t)fsize };
+    if (s->check_open)
+        return parse_snapshots(s, &src, errp);
+    /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
+     * one go, bounded by that worst case, by the file, and by the largest
+     * table qemu accepts plus one entry (so that an entry crossing that
+     * limit is still parsed and reported as such). */
+    uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
+    uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
+    uint64_t max = MIN((uint64_t)n * entry_max, cap);
+    if (s->h.snapshots_offset >= (uint64_t)fsize)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Snapshot table lies beyond the end of the file");
+    max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
+    void *buf;
+    if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
+                           errp) < 0)
+        return -1;
+    struct diskimg_reader table = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
+                                                      "snapshot table");
+    src.table = &table;
+    int ret = parse_snapshots(s, &src, errp);
     g_free(buf);
     return ret;
 }

@@ -392,6 +392,9 @@ void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t 
  * (counts per cluster, references only) in fresh clusters from `start` on
  * (at or after the end of everything in use), then switches the header to
  * it.  Refuses, writing nothing, when a count does not fit the width. */
+/* Clusters a rebuilt refcount structure at cluster `start` takes. */
+uint64_t qcow2_rebuild_clusters(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                                uint64_t start);
 int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
                             uint64_t start, GError **errp);
 /* Host clusters the file spans (for allocation scans and check). */

@@ -555,6 +555,14 @@ static void size_rebuild(const struct qcow2 *s, const uint32_t *ref, uint64_t nr
     }
 }
 
+uint64_t qcow2_rebuild_clusters(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                                uint64_t start)
+{
+    uint64_t nb, tc;
+    size_rebuild(s, ref, nref, start, &nb, &tc);
+    return nb + tc;
+}
+
 static uint64_t rebuilt_count(const uint32_t *ref, uint64_t nref, uint64_t start, uint64_t end,
                               uint64_t cluster)
 {
