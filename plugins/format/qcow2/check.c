@@ -1142,11 +1142,18 @@ static int check_snapshot_table(struct checker *c, GError **errp)
     if (s->snap_repairs && !fix)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table can "
                                  "only be repaired with -r all", s->filename);
-    /* A table in the header's cluster is read from the header's bytes:
-     * repairs trusting its "snapshots" could only do harm. */
-    if (c->fix && s->nb_snapshots && s->h.snapshots_offset < s->cluster_size)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table overlaps "
-                                 "the image header; not repairing", s->filename);
+    /* A table in the header's cluster is read from the header's bytes: no
+     * snapshot was ever stored there.  The repair drops it, before its
+     * "snapshots" are counted (qemu-img 7.2 ends the same way: its
+     * read-write open writes the header with no snapshots). */
+    if (s->nb_snapshots && s->h.snapshots_offset < s->cluster_size && fix) {
+        diskimg_report("Repairing snapshot table: it overlaps the image header; discarding %"
+                       PRIu32 " snapshots", s->nb_snapshots);
+        if (qcow2_snapshot_table_drop(s, errp) < 0)
+            return -1;
+        c->res->corruptions_fixed++;
+        return 0;
+    }
     c->snap_errors = s->snap_repairs;
     for (uint32_t i = 0; s->h.version >= 3 && i < s->nb_snapshots; i++) {
         if (s->snapshots[i].extra_size >= 16)

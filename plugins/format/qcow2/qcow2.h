@@ -486,6 +486,9 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
 #define QCOW2_SNAPSHOT_EXTRA_LEN 24u              /* extra data qemu writes */
 #define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)      /* qemu's QCOW_MAX_SNAPSHOTS_SIZE */
 int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp);
+/* check -r: forgets a snapshot table that is no table (it lies in the
+ * header cluster): the header then names no snapshots. */
+int qcow2_snapshot_table_drop(struct qcow2 *s, GError **errp);
 int qcow2_snapshot_table_repair(struct qcow2 *s, uint64_t first_free, bool free_old,
                                 GError **errp);
 int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *sn, GError **errp);
