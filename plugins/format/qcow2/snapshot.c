@@ -209,17 +209,17 @@ static int write_snapshot_table(struct qcow2 *s, GError **errp)
 int qcow2_snapshot_table_drop(struct qcow2 *s, GError **errp)
 {
     uint8_t v[12] = { 0 };
-    if (qcow2_guard_check_write(s, 60, sizeof(v), QCOW2_OL_HEADER | QCOW2_OL_SNAPSHOT_TABLE,
-                                errp) < 0 ||
-        diskimg_node_pwrite(s->file, v, sizeof(v), 60, 0, errp) < 0 ||
-        diskimg_node_flush(s->file, errp) < 0)
-        return -1;
+    /* forgotten first: the guard must not see the garbage "snapshots"
+     * (their L1 tables may name the header itself) */
     qcow2_snapshots_free(s);
     s->h.nb_snapshots = 0;
     s->h.snapshots_offset = 0;
     s->snapshots_size = 0;
     s->snap_repairs = 0;
-    return 0;
+    if (qcow2_guard_check_write(s, 60, sizeof(v), QCOW2_OL_HEADER, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, sizeof(v), 60, 0, errp) < 0)
+        return -1;
+    return diskimg_node_flush(s->file, errp);
 }
 
 /* Repair (qemu's qcow2_check_fix_snapshot_table): the entries as read
