@@ -206,6 +206,15 @@ static int inc_data_refs(struct checker *c, uint64_t off, uint64_t len, GError *
 
 /* ------------------------------------------------------------ L1 / L2 */
 
+/* A table the cache does not hold (it would be its corruption signal):
+ * at a misaligned offset, or at 0, the header, where an L1 entry with only
+ * reserved bits points.  qemu reads such tables as they are; they are
+ * never written. */
+static bool l2_uncached(const struct qcow2 *s, uint64_t l2off)
+{
+    return !l2off || qcow2_offset_into_cluster(s, l2off);
+}
+
 /* A zero cluster reads as zeroes; where that would show the backing file
  * instead (a v2 image has no zero flag), no entry can be made one. */
 static bool can_zero_entries(const struct qcow2 *s)
@@ -216,7 +225,7 @@ static bool can_zero_entries(const struct qcow2 *s)
 static void add_zero_fix(struct checker *c, const struct zero_fix *f)
 {
     if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(c->s) &&
-        !qcow2_offset_into_cluster(c->s, f->l2off))
+        !l2_uncached(c->s, f->l2off))
         g_array_append_val(c->zero_fixes, *f);
 }
 
@@ -342,11 +351,10 @@ static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint
     return i;
 }
 
-/* An L2 table to check: through the cache, or, at a misaligned offset
- * (which qemu reads as it is, and which is never written), a copy. */
+/* An L2 table to check: through the cache, or a copy (l2_uncached). */
 static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
 {
-    if (!qcow2_offset_into_cluster(s, l2off))
+    if (!l2_uncached(s, l2off))
         return diskimg_mcache_get(s->l2c, l2off, 0, l2, errp);
     *l2 = g_try_malloc0(s->cluster_size);
     if (!*l2)
@@ -360,7 +368,7 @@ static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
 
 static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
 {
-    if (qcow2_offset_into_cluster(s, l2off))
+    if (l2_uncached(s, l2off))
         g_free(l2);
     else
         diskimg_mcache_put(s->l2c, l2);
@@ -398,7 +406,10 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
                 g_array_append_val(c->l1_fixes, f);
         }
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2off)
+        /* as qemu: only an all-zero entry is unused; one with reserved
+         * bits only names cluster 0, which is counted and read as an L2
+         * table (the header's bytes then make for errors) */
+        if (!l1[i])
             continue;
         /* as qemu: counted, reported, and still read where it points */
         c->counting_l2 = !qcow2_offset_into_cluster(s, l2off);
@@ -633,7 +644,7 @@ static void count_doubtful_l2(struct checker *c, const uint64_t *l1, uint32_t l1
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK, cl = l2off >> s->cluster_bits;
         uint8_t *l2;
         GError *err = NULL;
-        if (!l2off || qcow2_offset_into_cluster(s, l2off) || cl >= c->nref || !c->meta[cl])
+        if (!l1[i] || qcow2_offset_into_cluster(s, l2off) || cl >= c->nref || !c->meta[cl])
             continue;
         if (get_l2(s, l2off, &l2, &err) < 0) {
             g_error_free(err);
@@ -708,7 +719,7 @@ static uint8_t credible_other(struct checker *c, uint64_t cl)
 static bool l2_table_writable(struct checker *c, uint64_t l2off, uint32_t allowed)
 {
     struct qcow2 *s = c->s;
-    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
+    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !l2_uncached(s, l2off) &&
            (l2off >> s->cluster_bits) < c->nref && !credible_other(c, l2off >> s->cluster_bits) &&
            l2off < c->file_len && !qcow2_guard_find(s, allowed, l2off, s->cluster_size);
 }
@@ -992,8 +1003,9 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
     uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK, rc;
     if (copied_refcount(c, l2off, false, &rc) && (rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
         /* the L1 table is written only where it holds nothing else */
-        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
-                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, s->l1_offset + (uint64_t)i * 8, 8);
+        uint64_t at = s->l1_offset + (uint64_t)i * 8;
+        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) && at + 8 <= c->real_len &&
+                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, at, 8);
         diskimg_report("%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32 " l1_entry=%" PRIx64
                      " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, s->l1[i], rc);
         if (!fix) {

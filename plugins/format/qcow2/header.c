@@ -120,7 +120,11 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is too big");
     if (h->l1_size < needed)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "L1 table is too small");
-    if (h->l1_size && (!table_ok(h->l1_offset, h->l1_size, 8, cs) || h->l1_offset == 0))
+    /* qemu's rule (aligned, ends before 2^63): a table far beyond the end
+     * of the file is then refused by the L1 loader, or, opened for check,
+     * reads as zeroes and is reported by check, as qemu does */
+    if (h->l1_size && ((h->l1_offset & (cs - 1)) || h->l1_offset == 0 ||
+                       h->l1_offset > (uint64_t)INT64_MAX - (uint64_t)h->l1_size * 8))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid L1 table offset");
     if (h->backing_offset) {
         if (h->backing_size > QCOW2_MAX_BACKING_NAME)

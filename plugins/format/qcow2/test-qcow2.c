@@ -69,7 +69,7 @@ static const struct damage damages[] = {
     { 36, 4, 0x7fffffff, "L1 table too large" },
     { 36, 4, 1, "L1 table is too small" },
     { 40, 8, 3 * CS + 8, "Invalid L1 table offset" },
-    { 40, 8, 1ull << 60, "Invalid L1 table offset" },
+    { 40, 8, 1ull << 63, "Invalid L1 table offset" },   /* qemu: ends past 2^63 */
     { 24, 8, UINT64_MAX, "too big" },
     { 48, 8, CS + 512, "reference count table offset" },
     { 56, 4, 0, "does not contain a reference count table" },
