@@ -71,6 +71,7 @@ struct checker {
                              * credible_other), computed when first needed */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
     bool counting_data;     /* ... a guest data reference */
+    uint64_t data_table;    /* ... made by the L2 table in this cluster */
     GArray *zero_fixes;     /* struct zero_fix: L2 entries the repair makes zero clusters */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
@@ -170,7 +171,9 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
-        if (!c->counting_l2)
+        /* An L2 table naming its own cluster as data: that "data" is the
+         * table, no reason to keep the table from being repaired. */
+        if (!c->counting_l2 && !(c->counting_data && i == c->data_table))
             inc_sat(&c->other[i]);
         if (!c->counting_l2 && !c->counting_data)
             inc_sat(&c->meta[i]);
@@ -195,10 +198,12 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len, bool data)
     }
 }
 
-/* Guest data references, counted as such. */
-static int inc_data_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp)
+/* Guest data references made by the L2 table at l2off, counted as such. */
+static int inc_data_refs(struct checker *c, uint64_t l2off, uint64_t off, uint64_t len,
+                         GError **errp)
 {
     c->counting_data = true;
+    c->data_table = l2off >> c->s->cluster_bits;
     int ret = inc_refs(c, off, len, errp);
     c->counting_data = false;
     return ret;
@@ -277,7 +282,7 @@ static int check_compressed(struct checker *c, uint64_t l2off, uint64_t idx, uin
         zero_beyond_eof(c, l2off, idx, e, start, n);
         return 0;
     }
-    return inc_data_refs(c, start, n, errp);
+    return inc_data_refs(c, l2off, start, n, errp);
 }
 
 /* Entry idx of the L2 table at l2off. */
@@ -326,7 +331,9 @@ static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint6
         c->res->corruptions++;
         struct zero_fix f = { .l2off = l2off, .idx = idx, .entry = e, .ref_off = host,
                               .ref_len = s->cluster_size };
-        if (fix && !s->ext_data && !beyond_eof(c, host, s->cluster_size))
+        bool own = (host >> s->cluster_bits) == (l2off >> s->cluster_bits) ||
+                   ((host + s->cluster_size - 1) >> s->cluster_bits) == (l2off >> s->cluster_bits);
+        if (fix && !s->ext_data && !own && !beyond_eof(c, host, s->cluster_size))
             add_zero_fix(c, &f);
     }
     if (s->ext_data)
@@ -335,7 +342,7 @@ static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint6
         zero_beyond_eof(c, l2off, idx, e, host, s->cluster_size);
         return 0;
     }
-    return inc_data_refs(c, host, s->cluster_size, errp);
+    return inc_data_refs(c, l2off, host, s->cluster_size, errp);
 }
 
 /* The first entry at or after i that is not in a run of all-zero entries.
@@ -660,9 +667,12 @@ static void count_doubtful_l2(struct checker *c, const uint64_t *l1, uint32_t l1
             }
             if (!off || s->ext_data || off > UINT64_MAX - len)
                 continue;
+            /* (references to its own cluster were not counted as other) */
             for (uint64_t k = off >> s->cluster_bits;
-                 k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++)
-                inc_sat(&c->doubt[k]);
+                 k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++) {
+                if (k != cl)
+                    inc_sat(&c->doubt[k]);
+            }
         }
         put_l2(s, l2off, l2);
     }
