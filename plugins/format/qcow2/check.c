@@ -463,14 +463,6 @@ static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *s
         c->res->corruptions++;
         return false;
     }
-    /* beyond what any file can hold, qemu's read fails */
-    if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8) {
-        report_beyond_eof("ERROR", sn->l1_offset, (uint64_t)sn->l1_size * 8);
-        diskimg_report("ERROR: I/O error in check_refcounts_l1");
-        c->res->corruptions++;
-        c->res->check_errors++;
-        return false;
-    }
     return true;
 }
 
@@ -478,6 +470,11 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 {
     if (!snapshot_l1_usable(c, sn))
         return 0;
+    /* beyond what any file can hold qemu's read fails, and its check */
+    if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the L1 table of snapshot %s "
+                                 "at %#" PRIx64 " cannot be read", c->s->filename, sn->id,
+                                 sn->l1_offset);
     uint64_t *l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
     if (!l1)
         return qcow2_enomem(errp);
