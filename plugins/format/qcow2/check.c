@@ -21,16 +21,27 @@
  *     is ever written to;
  *   - repairs that would need a new refcount block are done the same way
  *     (allocating one would trust the damaged refcounts);
- *   - the COPIED fix writes an L2 table only when that cluster is referenced
- *     exactly once, as an L2 table, and the guard agrees;
+ *   - table repairs are decided once every reference is counted: an L2
+ *     table is written (COPIED fix, zero clusters) only when its cluster is
+ *     referenced as nothing but an L2 table by credible structures
+ *     (credible_other), and the guard agrees; L1 and bitmap tables only
+ *     where they hold nothing else;
+ *   - what reads as zeroes stays so: guest data and bitmap tables beyond
+ *     the end of the file become zero clusters / tables of zeroes;
+ *   - the snapshot table is read as qemu's check reads it (header.c) and
+ *     written again when that worked around damage (qemu's
+ *     qcow2_check_fix_snapshot_table);
+ *   - new structures go after everything counted, where no damaged pointer
+ *     names anything (free_area);
  *   - every write goes through the metadata-write guard (overlap.c): the
  *     checks above keep it from firing, it is the last line.
  * What cannot be repaired safely is left as it is and stays counted, so
  * the exit code says so.
  *
- * Memory: one 32-bit counter per host cluster of the file (saturating),
- * i.e. bounded by the file size, never by the virtual size; one byte per
- * refcount table entry.
+ * Memory: one 32-bit counter and three bytes per host cluster of the file
+ * (saturating), i.e. bounded by the file size, never by the virtual size;
+ * one byte per refcount table entry; the repair lists hold one entry per
+ * damaged table entry found.
  */
 #include <string.h>
 
