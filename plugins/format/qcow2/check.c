@@ -47,6 +47,18 @@
 
 #include "qcow2.h"
 
+/* Repairs recorded while counting and done afterwards, at most this many
+ * of each kind (a table of garbage can hold millions of "damaged
+ * entries"; those past the limit stay reported, unrepaired). */
+#define MAX_RECORDED_REPAIRS (1u << 20)
+
+/* Records a repair to do later, within MAX_RECORDED_REPAIRS. */
+static void record_repair(GArray *list, const void *item)
+{
+    if (list->len < MAX_RECORDED_REPAIRS)
+        g_array_append_vals(list, item, 1);
+}
+
 /* A table entry to repair: 8 bytes at byte `pos` of the file that read
  * `entry` (an L1 entry: index `idx` of the active table when `active`). */
 struct entry_fix {
@@ -242,7 +254,7 @@ static void add_zero_fix(struct checker *c, const struct zero_fix *f)
 {
     if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(c->s) &&
         !l2_uncached(c->s, f->l2off))
-        g_array_append_val(c->zero_fixes, *f);
+        record_repair(c->zero_fixes, f);
 }
 
 /* Guest data beyond the end of the file reads as zeroes (qemu reads it
@@ -421,7 +433,7 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
             c->res->corruptions++;
             struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
             if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
-                g_array_append_val(c->l1_fixes, f);
+                record_repair(c->l1_fixes, &f);
         }
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
         /* as qemu: only an all-zero entry is unused; one with reserved
@@ -510,7 +522,7 @@ static void note_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitma
 {
     struct entry_fix f = { bm->table_offset + j * 8, entry, 0, false };
     if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
-        g_array_append_val(c->bitmap_fixes, f);
+        record_repair(c->bitmap_fixes, &f);
 }
 
 /* Only where the table is all its cluster holds: referenced once, as that
@@ -556,7 +568,7 @@ static int check_bitmaps(struct checker *c, GError **errp)
             report_beyond_eof("ERROR", bm->table_offset, n * 8);
             c->res->corruptions++;
             if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
-                g_array_append_val(c->lost_bitmap_tables, i);
+                record_repair(c->lost_bitmap_tables, &i);
             g_free(t);
             continue;
         }
