@@ -102,8 +102,12 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
                                  "Image does not contain a reference count table");
     if ((uint64_t)h->reftable_clusters > (QCOW2_MAX_REFTABLE_BYTES >> h->cluster_bits))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Reference count table too large");
-    if (!table_ok(h->reftable_offset, (uint64_t)h->reftable_clusters << h->cluster_bits, 1, cs) ||
-        h->reftable_offset == 0)
+    /* qemu's rule (aligned, ends before 2^63), as for the L1 table: a table
+     * beyond the end of the file reads as zeroes there, and check then
+     * reports every refcount and rebuilds them */
+    uint64_t rt_bytes = (uint64_t)h->reftable_clusters << h->cluster_bits;
+    if ((h->reftable_offset & (cs - 1)) || h->reftable_offset == 0 ||
+        h->reftable_offset > (uint64_t)INT64_MAX - rt_bytes)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Invalid reference count table offset");
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
