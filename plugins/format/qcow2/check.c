@@ -463,9 +463,7 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
 static int pread_in_file(struct checker *c, void *buf, uint64_t len, uint64_t off,
                          GError **errp)
 {
-    uint64_t in_file = off < c->real_len ? MIN(len, c->real_len - off) : 0;
-    memset((uint8_t *)buf + in_file, 0, len - in_file);
-    return in_file ? diskimg_node_pread(c->s->file, buf, in_file, off, errp) : 0;
+    return qcow2_pread_padded(c->s, buf, len, off, c->real_len, errp);
 }
 
 /* An L1 table check can walk: qemu's checks of a snapshot table entry,

@@ -21,12 +21,10 @@ static int l1_load_padded(struct qcow2 *s, GError **errp)
         return -1;
     if (bytes > QCOW2_MAX_L1_BYTES || s->l1_offset > UINT64_MAX - bytes)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Active L1 table too large");
-    uint64_t in_file = s->l1_offset < (uint64_t)fsize
-                       ? MIN(bytes, (uint64_t)fsize - s->l1_offset) : 0;
-    s->l1 = g_try_malloc0(MAX(bytes, 8));
+    s->l1 = g_try_malloc(MAX(bytes, 8));
     if (!s->l1)
         return qcow2_enomem(errp);
-    if (in_file && diskimg_node_pread(s->file, s->l1, in_file, s->l1_offset, errp) < 0)
+    if (qcow2_pread_padded(s, s->l1, bytes, s->l1_offset, (uint64_t)fsize, errp) < 0)
         return -1;
     for (uint32_t i = 0; i < s->l1_size; i++)
         s->l1[i] = diskimg_be64(&s->l1[i]);

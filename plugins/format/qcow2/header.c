@@ -590,9 +590,7 @@ static int snap_bytes(const struct snap_source *src, uint64_t off, uint64_t len,
     /* qemu cannot read beyond 2^63 either */
     if (off > (1ull << 62) || base + off > (1ull << 62))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    uint64_t at = base + off, in = at < src->file_size ? MIN(len, src->file_size - at) : 0;
-    memset((uint8_t *)out + in, 0, len - in);
-    return in ? diskimg_node_pread(src->s->file, out, in, at, errp) : 0;
+    return qcow2_pread_padded(src->s, out, len, base + off, src->file_size, errp);
 }
 
 /* The extra data of entry idx at off: the known fields, and what follows

@@ -327,6 +327,10 @@ static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t si
  * corrupt on disk (qemu's qcow2_signal_corruption) and blocks writes. */
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 int qcow2_enomem(GError **errp);
+/* Reads [off, off+len) of the image file; what lies at or beyond
+ * file_size reads as zeroes (as qemu reads past the end of a file). */
+int qcow2_pread_padded(struct qcow2 *s, void *buf, uint64_t len, uint64_t off,
+                       uint64_t file_size, GError **errp);
 
 /* Locking is the core's request tracker (diskimg_tracker_*, <diskimg/toolkit.h>,
  * s->tracker): the metadata lock, unlocked transfers (io_admit/begin/end),
