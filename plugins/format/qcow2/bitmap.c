@@ -831,3 +831,43 @@ uint64_t qcow2_bitmaps_measure(diskimg_node *src, uint64_t cs)
     }
     return total + (dir + cs - 1) / cs * cs;
 }
+
+/* ------------------------------------------------------------ check -r */
+
+/* Byte offset of bitmap i's directory entry: the stored bitmaps' entries
+ * follow each other in order. */
+static uint64_t dir_entry_offset(const struct qcow2 *s, uint32_t i)
+{
+    uint64_t off = s->h.bitmap_dir_offset;
+    for (uint32_t j = 0; j < i; j++) {
+        if (s->bitmaps[j].table_offset)
+            off += dir_entry_len(s->bitmaps[j].name);
+    }
+    return off;
+}
+
+int qcow2_bitmap_replace_lost_table(struct qcow2 *s, uint32_t i, uint64_t first_free,
+                                    GError **errp)
+{
+    struct qcow2_bitmap *bm = &s->bitmaps[i];
+    uint64_t bytes = (uint64_t)bm->table_size * 8, off, at = dir_entry_offset(s, i);
+    uint64_t n = qcow2_size_to_clusters(s, bytes);
+    s->free_cluster_index = MAX(s->free_cluster_index, first_free);
+    if (qcow2_alloc_clusters(s, n, &off, errp) < 0)
+        return -1;
+    uint8_t v[8];
+    diskimg_put_be64(v, off);
+    /* the new table (all zeroes: every chunk clean) is durable before the
+     * directory names it */
+    if (qcow2_sync(s, errp) < 0 ||
+        diskimg_node_write_zeroes(s->file, off, n << s->cluster_bits, 0, errp) < 0 ||
+        diskimg_node_flush(s->file, errp) < 0 ||
+        qcow2_guard_check_write(s, at, 8, QCOW2_OL_BITMAP_DIRECTORY, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, 8, at, 0, errp) < 0 ||
+        diskimg_node_flush(s->file, errp) < 0) {
+        (void)qcow2_update_refcount(s, off, n << s->cluster_bits, -1, NULL);
+        return -1;
+    }
+    bm->table_offset = off;
+    return 0;
+}

@@ -21,20 +21,61 @@
  *     is ever written to;
  *   - repairs that would need a new refcount block are done the same way
  *     (allocating one would trust the damaged refcounts);
- *   - the COPIED fix writes an L2 table only when that cluster is referenced
- *     exactly once, as an L2 table, and the guard agrees;
+ *   - table repairs are decided once every reference is counted: an L2
+ *     table is written (COPIED fix, zero clusters) only when its cluster is
+ *     referenced as nothing but an L2 table by credible structures
+ *     (credible_other), and the guard agrees; L1 and bitmap tables only
+ *     where they hold nothing else;
+ *   - what reads as zeroes stays so: guest data and bitmap tables beyond
+ *     the end of the file become zero clusters / tables of zeroes;
+ *   - the snapshot table is read as qemu's check reads it (header.c) and
+ *     written again when that worked around damage (qemu's
+ *     qcow2_check_fix_snapshot_table);
+ *   - new structures go after everything counted, where no damaged pointer
+ *     names anything (free_area);
  *   - every write goes through the metadata-write guard (overlap.c): the
  *     checks above keep it from firing, it is the last line.
  * What cannot be repaired safely is left as it is and stays counted, so
  * the exit code says so.
  *
- * Memory: one 32-bit counter per host cluster of the file (saturating),
- * i.e. bounded by the file size, never by the virtual size; one byte per
- * refcount table entry.
+ * Memory: one 32-bit counter and three bytes per host cluster of the file
+ * (saturating), i.e. bounded by the file size, never by the virtual size;
+ * one byte per refcount table entry; the repair lists hold one entry per
+ * damaged table entry found.
  */
 #include <string.h>
 
 #include "qcow2.h"
+
+/* Repairs recorded while counting and done afterwards, at most this many
+ * of each kind (a table of garbage can hold millions of "damaged
+ * entries"; those past the limit stay reported, unrepaired). */
+#define MAX_RECORDED_REPAIRS (1u << 20)
+
+/* Records a repair to do later, within MAX_RECORDED_REPAIRS. */
+static void record_repair(GArray *list, const void *item)
+{
+    if (list->len < MAX_RECORDED_REPAIRS)
+        g_array_append_vals(list, item, 1);
+}
+
+/* A table entry to repair: 8 bytes at byte `pos` of the file that read
+ * `entry` (an L1 entry: index `idx` of the active table when `active`). */
+struct entry_fix {
+    uint64_t pos, entry;
+    uint32_t idx;
+    bool active;
+};
+
+/* An L2 entry the repair makes a zero cluster (applied once everything is
+ * counted, see apply_zero_fixes): entry `idx` of the table at l2off, as
+ * it was; the guest data range counted for it (len 0: none); `whole`:
+ * every subcluster reads as zeroes, else the bitmap is kept. */
+struct zero_fix {
+    uint64_t l2off, idx, entry;
+    uint64_t ref_off, ref_len;
+    bool whole, beyond_eof;
+};
 
 /* What check_refblocks found for each refcount table entry. */
 enum { RB_NONE, RB_OK, RB_BAD };
@@ -48,9 +89,17 @@ struct checker {
     uint64_t ref_end;       /* clusters counted are below this one */
     uint8_t *other;         /* per cluster: references as something but an L2 table
                              * (saturating at 255) */
+    uint8_t *meta;          /* ... as metadata: neither an L2 table nor guest data */
+    uint8_t *doubt;         /* ... as guest data by doubtful L2 tables (see
+                             * credible_other), computed when first needed */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
+    bool counting_data;     /* ... a guest data reference */
+    uint64_t data_table;    /* ... made by the L2 table in this cluster */
+    GArray *zero_fixes;     /* struct zero_fix: L2 entries the repair makes zero clusters */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
+    uint64_t real_len;      /* host file size */
+    uint64_t start_len;     /* file_len when check began (a rebuild appends) */
     uint64_t file_clusters; /* clusters the file spans */
     uint8_t *rb_state;      /* RB_* per refcount table entry */
     bool rebuild;           /* the refcount structure itself is damaged */
@@ -59,6 +108,11 @@ struct checker {
     uint64_t rc_errors;     /* ... and refcount < references */
     uint8_t *blk;           /* one refcount block, read without the cache */
     uint64_t blk_off;       /* its offset, 0: none */
+    GArray *l1_fixes;       /* struct entry_fix: L1 entries with reserved bits, to clear */
+    GArray *lost_bitmap_tables;  /* uint32_t: bitmaps whose table is beyond the file */
+    GArray *bitmap_fixes;   /* struct entry_fix: bitmap table entries beyond the file */
+    uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
+    bool snap_table_counted;  /* the snapshot table's clusters were counted */
 };
 
 static int ref_grow(struct checker *c, uint64_t need, GError **errp)
@@ -81,13 +135,44 @@ static int ref_grow(struct checker *c, uint64_t need, GError **errp)
         return qcow2_enomem(errp);
     memset(o + c->nref, 0, n - c->nref);
     c->other = o;
+    uint8_t *m = g_try_renew(uint8_t, c->meta, n);
+    if (!m)
+        return qcow2_enomem(errp);
+    memset(m + c->nref, 0, n - c->nref);
+    c->meta = m;
     c->nref = n;
     return 0;
+}
+
+static void inc_sat(uint8_t *v)
+{
+    if (*v != UINT8_MAX)
+        (*v)++;
+}
+
+static void dec_sat(uint8_t *v)
+{
+    if (*v && *v != UINT8_MAX)
+        (*v)--;
 }
 
 static uint32_t computed(const struct checker *c, uint64_t cluster)
 {
     return cluster < c->nref ? c->ref[cluster] : 0;
+}
+
+/* Does [off, off+len) reach a cluster or more past the end of the file?
+ * The last cluster may be partly written; anything further is not there. */
+static bool beyond_eof(const struct checker *c, uint64_t off, uint64_t len)
+{
+    return off > UINT64_MAX - len || (off + len > c->file_len &&
+                                      off + len - c->file_len >= c->s->cluster_size);
+}
+
+static void report_beyond_eof(const char *what, uint64_t off, uint64_t len)
+{
+    diskimg_report("%s: counting reference for region exceeding the end of the file by one "
+                   "cluster or more: offset %#" PRIx64 " size %#" PRIx64, what, off, len);
 }
 
 /* Counts one reference to every cluster of [off, off+len). */
@@ -96,12 +181,9 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     struct qcow2 *s = c->s;
     if (len == 0)
         return 0;
-    /* the last cluster may be partly written; anything further is not
-     * there (this also bounds c->ref by the file size) */
-    if (off > UINT64_MAX - len || (off + len > c->file_len &&
-                                   off + len - c->file_len >= s->cluster_size)) {
-        diskimg_report("ERROR: counting reference for region exceeding the end of the file by "
-                       "one cluster or more: offset %#" PRIx64 " size %#" PRIx64, off, len);
+    /* (this also bounds c->ref by the file size) */
+    if (beyond_eof(c, off, len)) {
+        report_beyond_eof("ERROR", off, len);
         c->res->corruptions++;
         return 0;
     }
@@ -112,14 +194,19 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
     for (uint64_t i = first; i <= last; i++) {
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
-        if (!c->counting_l2 && c->other[i] != UINT8_MAX)
-            c->other[i]++;
+        /* An L2 table naming its own cluster as data: that "data" is the
+         * table, no reason to keep the table from being repaired. */
+        if (!c->counting_l2 && !(c->counting_data && i == c->data_table))
+            inc_sat(&c->other[i]);
+        if (!c->counting_l2 && !c->counting_data)
+            inc_sat(&c->meta[i]);
     }
     return 0;
 }
 
-/* Takes back what inc_refs counted for [off, off+len) (not an L2 table). */
-static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
+/* Takes back what inc_refs counted for [off, off+len): metadata, or guest
+ * data when `data` (never an L2 table). */
+static void dec_refs(struct checker *c, uint64_t off, uint64_t len, bool data)
 {
     struct qcow2 *s = c->s;
     if (len == 0 || off > UINT64_MAX - len)
@@ -128,16 +215,63 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len)
     for (uint64_t i = first; i <= last && i < c->nref; i++) {
         if (c->ref[i] && c->ref[i] != UINT32_MAX)
             c->ref[i]--;
-        /* only structures other than L2 tables are ever taken back */
-        if (c->other[i] && c->other[i] != UINT8_MAX)
-            c->other[i]--;
+        dec_sat(&c->other[i]);
+        if (!data)
+            dec_sat(&c->meta[i]);
     }
+}
+
+/* Guest data references made by the L2 table at l2off, counted as such. */
+static int inc_data_refs(struct checker *c, uint64_t l2off, uint64_t off, uint64_t len,
+                         GError **errp)
+{
+    c->counting_data = true;
+    c->data_table = l2off >> c->s->cluster_bits;
+    int ret = inc_refs(c, off, len, errp);
+    c->counting_data = false;
+    return ret;
 }
 
 /* ------------------------------------------------------------ L1 / L2 */
 
-static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                            bool active, GError **errp)
+/* A table the cache does not hold (it would be its corruption signal):
+ * at a misaligned offset, or at 0, the header, where an L1 entry with only
+ * reserved bits points.  qemu reads such tables as they are; they are
+ * never written. */
+static bool l2_uncached(const struct qcow2 *s, uint64_t l2off)
+{
+    return !l2off || qcow2_offset_into_cluster(s, l2off);
+}
+
+/* A zero cluster reads as zeroes; where that would show the backing file
+ * instead (a v2 image has no zero flag), no entry can be made one. */
+static bool can_zero_entries(const struct qcow2 *s)
+{
+    return s->h.version >= 3 || !s->h.backing_offset;
+}
+
+static void add_zero_fix(struct checker *c, const struct zero_fix *f)
+{
+    if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(c->s) &&
+        !l2_uncached(c->s, f->l2off))
+        record_repair(c->zero_fixes, f);
+}
+
+/* Guest data beyond the end of the file reads as zeroes (qemu reads it
+ * so); the repair makes the entry a zero cluster, which reads the same
+ * and references nothing. */
+static void zero_beyond_eof(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                            uint64_t off, uint64_t len)
+{
+    report_beyond_eof("ERROR", off, len);
+    c->res->corruptions++;
+    struct zero_fix f = { .l2off = l2off, .idx = idx, .entry = e, .whole = true,
+                          .beyond_eof = true };
+    add_zero_fix(c, &f);
+}
+
+static int check_compressed(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                            uint64_t bm, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t off, len;
@@ -165,16 +299,22 @@ static int check_compressed(struct checker *c, uint64_t idx, uint64_t e, uint64_
         c->res->compressed_clusters++;
         c->res->fragmented_clusters++;
     }
-    return inc_refs(c, off & ~511ull, len + (off & 511), errp);
+    /* wholly beyond the end: nothing of it can be read back */
+    uint64_t start = off & ~511ull, n = len + (off & 511);
+    if (start >= c->real_len && beyond_eof(c, start, n)) {
+        zero_beyond_eof(c, l2off, idx, e, start, n);
+        return 0;
+    }
+    return inc_data_refs(c, l2off, start, n, errp);
 }
 
-/* *zero_it: the repair turns the entry into a plain zero cluster. */
-static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t bm,
-                          bool active, bool *zero_it, GError **errp)
+/* Entry idx of the L2 table at l2off. */
+static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint64_t e,
+                          uint64_t bm, bool active, GError **errp)
 {
     struct qcow2 *s = c->s;
     if (e & QCOW2_OFLAG_COMPRESSED)
-        return check_compressed(c, idx, e, bm, active, errp);
+        return check_compressed(c, l2off, idx, e, bm, active, errp);
     if (e & QCOW2_L2_RESERVED) {
         diskimg_report("ERROR found l2 entry with reserved bits set: %" PRIx64, e);
         c->res->corruptions++;
@@ -203,20 +343,29 @@ static int check_l2_entry(struct checker *c, uint64_t idx, uint64_t e, uint64_t 
         /* Like qemu: report, then still count the (misaligned) range as
          * referenced, so the clusters it overlaps are not called leaks.
          * A preallocated zero cluster loses nothing when it becomes a
-         * plain zero cluster: qemu's repair, done so here too. */
+         * plain zero cluster: qemu's repair, done so here too (once the
+         * counts show the table may be written; the range is then no
+         * longer referenced). */
         bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
-        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS);
+        bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(s);
         diskimg_report("%s offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
                        "corrupted.", fix ? "Repairing" : "ERROR", host,
                        data ? "Data" : "Preallocated");
-        if (fix) {
-            *zero_it = true;
-            c->res->corruptions_fixed++;
-            return 0;
-        }
         c->res->corruptions++;
+        struct zero_fix f = { .l2off = l2off, .idx = idx, .entry = e, .ref_off = host,
+                              .ref_len = s->cluster_size };
+        bool own = (host >> s->cluster_bits) == (l2off >> s->cluster_bits) ||
+                   ((host + s->cluster_size - 1) >> s->cluster_bits) == (l2off >> s->cluster_bits);
+        if (fix && !s->ext_data && !own && !beyond_eof(c, host, s->cluster_size))
+            add_zero_fix(c, &f);
     }
-    return s->ext_data ? 0 : inc_refs(c, host, s->cluster_size, errp);
+    if (s->ext_data)
+        return 0;
+    if (beyond_eof(c, host, s->cluster_size)) {
+        zero_beyond_eof(c, l2off, idx, e, host, s->cluster_size);
+        return 0;
+    }
+    return inc_data_refs(c, l2off, host, s->cluster_size, errp);
 }
 
 /* The first entry at or after i that is not in a run of all-zero entries.
@@ -232,11 +381,10 @@ static uint64_t skip_zero_entries(const struct qcow2 *s, const uint8_t *l2, uint
     return i;
 }
 
-/* An L2 table to check: through the cache, or, at a misaligned offset
- * (which qemu reads as it is, and which is never written), a copy. */
+/* An L2 table to check: through the cache, or a copy (l2_uncached). */
 static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
 {
-    if (!qcow2_offset_into_cluster(s, l2off))
+    if (!l2_uncached(s, l2off))
         return diskimg_mcache_get(s->l2c, l2off, 0, l2, errp);
     *l2 = g_try_malloc0(s->cluster_size);
     if (!*l2)
@@ -250,7 +398,7 @@ static int get_l2(struct qcow2 *s, uint64_t l2off, uint8_t **l2, GError **errp)
 
 static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
 {
-    if (qcow2_offset_into_cluster(s, l2off))
+    if (l2_uncached(s, l2off))
         g_free(l2);
     else
         diskimg_mcache_put(s->l2c, l2);
@@ -265,24 +413,10 @@ static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **err
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
-    /* the table may be written only where it holds nothing else */
-    bool writable = !qcow2_offset_into_cluster(s, l2off) &&
-                    !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2, l2off,
-                                      s->cluster_size);
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
-         i = skip_zero_entries(s, l2, i + 1)) {
-        bool zero_it = false;
-        uint64_t bm = qcow2_l2_bitmap(s, l2, i);
-        unsigned saved_fix = c->fix;
-        if (!writable)
-            c->fix &= ~DISKIMG_CHECK_FIX_ERRORS;
-        ret = check_l2_entry(c, i, qcow2_l2_entry(s, l2, i), bm, active, &zero_it, errp);
-        c->fix = saved_fix;
-        if (zero_it) {
-            qcow2_l2_set(s, l2, i, s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO, bm);
-            diskimg_mcache_mark_dirty(s->l2c, l2);
-        }
-    }
+         i = skip_zero_entries(s, l2, i + 1))
+        ret = check_l2_entry(c, l2off, i, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i),
+                             active, errp);
     put_l2(s, l2off, l2);
     return ret;
 }
@@ -297,9 +431,15 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (l1[i] & QCOW2_L1_RESERVED) {
             diskimg_report("ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
             c->res->corruptions++;
+            struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
+            if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+                record_repair(c->l1_fixes, &f);
         }
         uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2off)
+        /* as qemu: only an all-zero entry is unused; one with reserved
+         * bits only names cluster 0, which is counted and read as an L2
+         * table (the header's bytes then make for errors) */
+        if (!l1[i])
             continue;
         /* as qemu: counted, reported, and still read where it points */
         c->counting_l2 = !qcow2_offset_into_cluster(s, l2off);
@@ -318,13 +458,48 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
     return 0;
 }
 
-static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GError **errp)
+/* Reads [off, off+len) of the image file; what lies beyond its end reads
+ * as zeroes (as qemu reads it). */
+static int pread_in_file(struct checker *c, void *buf, uint64_t len, uint64_t off,
+                         GError **errp)
+{
+    return qcow2_pread_padded(c->s, buf, len, off, c->real_len, errp);
+}
+
+/* An L1 table check can walk: qemu's checks of a snapshot table entry,
+ * reported and counted as qemu does (the snapshot is then skipped). */
+static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *sn)
 {
     struct qcow2 *s = c->s;
+    if (qcow2_offset_into_cluster(s, sn->l1_offset)) {
+        diskimg_report("ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
+                       "aligned; snapshot table entry corrupted", sn->id, sn->name,
+                       sn->l1_offset);
+        c->res->corruptions++;
+        return false;
+    }
+    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+        diskimg_report("ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
+                       "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+        c->res->corruptions++;
+        return false;
+    }
+    return true;
+}
+
+static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GError **errp)
+{
+    if (!snapshot_l1_usable(c, sn))
+        return 0;
+    /* beyond what any file can hold qemu's read fails, and its check */
+    if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the L1 table of snapshot %s "
+                                 "at %#" PRIx64 " cannot be read", c->s->filename, sn->id,
+                                 sn->l1_offset);
     uint64_t *l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
     if (!l1)
         return qcow2_enomem(errp);
-    int ret = diskimg_node_pread(s->file, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, errp);
+    int ret = pread_in_file(c, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, errp);
     for (uint32_t i = 0; ret == 0 && i < sn->l1_size; i++)
         l1[i] = diskimg_be64(&l1[i]);
     if (ret == 0)
@@ -338,20 +513,35 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
 /* A bitmap data cluster beyond the end of the file (reported by inc_refs)
  * holds nothing readable: its bits read as zeroes, as qemu reads them (and
  * qemu's read-write close then stores a fresh table).  The repair makes
- * the entry say so (0: all zeroes), which loses nothing. */
-static int clear_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
-                                     uint64_t j, GError **errp)
+ * the entry say so (0: all zeroes), which loses nothing; done once all
+ * references are counted (clear_lost_bitmap_cluster). */
+static void note_lost_bitmap_cluster(struct checker *c, const struct qcow2_bitmap *bm,
+                                     uint64_t j, uint64_t entry)
+{
+    struct entry_fix f = { bm->table_offset + j * 8, entry, 0, false };
+    if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+        record_repair(c->bitmap_fixes, &f);
+}
+
+/* Only where the table is all its cluster holds: referenced once, as that
+ * table, and nothing else the guard knows there. */
+static int clear_lost_bitmap_cluster(struct checker *c, const struct entry_fix *f, GError **errp)
 {
     struct qcow2 *s = c->s;
-    uint64_t at = bm->table_offset + j * 8;
-    uint8_t zero[8] = { 0 };
-    if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || at + 8 > c->file_len ||
-        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, at, 8))
+    uint64_t cl = f->pos >> s->cluster_bits;
+    uint8_t v[8];
+    if (cl >= c->nref || c->ref[cl] != 1 || c->other[cl] != 1 || f->pos + 8 > c->real_len ||
+        qcow2_guard_find(s, QCOW2_OL_BITMAP_TABLE, f->pos, 8))
         return 0;
-    if (qcow2_guard_check_write(s, at, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
-        diskimg_node_pwrite(s->file, zero, 8, at, 0, errp) < 0)
+    if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
         return -1;
-    c->res->corruptions--;
+    if (diskimg_be64(v) != f->entry)
+        return 0;
+    memset(v, 0, sizeof(v));
+    if (qcow2_guard_check_write(s, f->pos, 8, QCOW2_OL_BITMAP_TABLE, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
+        return -1;
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
     c->res->corruptions_fixed++;
     return 0;
 }
@@ -371,15 +561,24 @@ static int check_bitmaps(struct checker *c, GError **errp)
         uint64_t *t = g_try_new(uint64_t, MAX(n, 1));
         if (!t)
             return qcow2_enomem(errp);
+        /* a table wholly beyond the end of the file reads as zeroes */
+        if (bm->table_offset >= c->file_len && beyond_eof(c, bm->table_offset, n * 8)) {
+            report_beyond_eof("ERROR", bm->table_offset, n * 8);
+            c->res->corruptions++;
+            if (c->fix & DISKIMG_CHECK_FIX_ERRORS)
+                record_repair(c->lost_bitmap_tables, &i);
+            g_free(t);
+            continue;
+        }
         int ret = inc_refs(c, bm->table_offset, n * 8, errp);
         if (ret == 0)
             ret = diskimg_node_pread(s->file, t, n * 8, bm->table_offset, errp);
         for (uint64_t j = 0; ret == 0 && j < n; j++) {
-            uint64_t off = diskimg_be64(&t[j]) & QCOW2_OFFSET_MASK;
+            uint64_t e = diskimg_be64(&t[j]), off = e & QCOW2_OFFSET_MASK;
             if (off)
                 ret = inc_refs(c, off, s->cluster_size, errp);
             if (ret == 0 && off >= c->file_len)
-                ret = clear_lost_bitmap_cluster(c, bm, j, errp);
+                note_lost_bitmap_cluster(c, bm, j, e);
         }
         g_free(t);
         if (ret < 0)
@@ -404,7 +603,9 @@ static int check_refblocks(struct checker *c, GError **errp)
             diskimg_report("ERROR refcount block %" PRIu64 " is not cluster aligned; refcount "
                            "table entry corrupted", i);
         } else if ((off >> s->cluster_bits) >= MAX(c->file_clusters, c->ref_end)) {
-            diskimg_report("ERROR refcount block %" PRIu64 " is outside image", i);
+            /* qemu grows the file over it; the rebuild repairs it here */
+            diskimg_report("%s refcount block %" PRIu64 " is outside image",
+                           c->fix & DISKIMG_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
         } else if (!off) {
             c->rb_state[i] = RB_NONE;
             continue;
@@ -435,15 +636,182 @@ static int count_references(struct checker *c, GError **errp)
         if (check_snapshot(c, &s->snapshots[i], errp) < 0)
             return -1;
     }
+    uint64_t before = c->res->corruptions;
     if (s->nb_snapshots &&
         inc_refs(c, s->h.snapshots_offset, s->snapshots_size, errp) < 0)
         return -1;
+    c->snap_table_counted = s->nb_snapshots && c->res->corruptions == before;
+    /* A table reaching beyond the end of the file holds nothing there:
+     * the guard keeps only its part inside the file, so that repairs may
+     * put new structures after the file (a rewritten table replaces it). */
+    if (!c->snap_table_counted && (c->fix & DISKIMG_CHECK_FIX_ERRORS))
+        s->snapshots_size = s->h.snapshots_offset < c->real_len
+                            ? MIN(s->snapshots_size, c->real_len - s->h.snapshots_offset) : 0;
     if (inc_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
                  errp) < 0)
         return -1;
     if (s->h.has_crypto_ext && inc_refs(c, s->h.crypto_offset, s->h.crypto_length, errp) < 0)
         return -1;
     return check_bitmaps(c, errp) < 0 ? -1 : check_refblocks(c, errp);
+}
+
+/* ------------------------------------------------------------ writing L2 tables */
+
+/* Counts, into c->doubt, the guest data references made by doubtful L2
+ * tables: those whose cluster is also referenced as metadata (an L1
+ * table, a refcount block, ...), i.e. where an L1 entry points at
+ * something that is not an L2 table.  What such a table "references" is
+ * whatever the other structure's bytes say. */
+static void count_doubtful_l2(struct checker *c, const uint64_t *l1, uint32_t l1size)
+{
+    struct qcow2 *s = c->s;
+    for (uint32_t i = 0; i < l1size; i++) {
+        uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK, cl = l2off >> s->cluster_bits;
+        uint8_t *l2;
+        GError *err = NULL;
+        if (!l1[i] || qcow2_offset_into_cluster(s, l2off) || cl >= c->nref || !c->meta[cl])
+            continue;
+        if (get_l2(s, l2off, &l2, &err) < 0) {
+            g_error_free(err);
+            continue;
+        }
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = qcow2_l2_entry(s, l2, j), off = e & QCOW2_OFFSET_MASK;
+            uint64_t len = s->cluster_size;
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                qcow2_compressed_span(s, e, &off, &len);
+                len += off & 511;
+                off &= ~511ull;
+            }
+            if (!off || s->ext_data || off > UINT64_MAX - len)
+                continue;
+            /* (references to its own cluster were not counted as other) */
+            for (uint64_t k = off >> s->cluster_bits;
+                 k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++) {
+                if (k != cl)
+                    inc_sat(&c->doubt[k]);
+            }
+        }
+        put_l2(s, l2off, l2);
+    }
+}
+
+static void compute_doubt(struct checker *c)
+{
+    struct qcow2 *s = c->s;
+    c->doubt = g_try_malloc0(MAX(c->nref, 1));
+    if (!c->doubt)
+        return;
+    count_doubtful_l2(c, s->l1, s->l1_size);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        uint64_t *l1;
+        if (qcow2_offset_into_cluster(s, sn->l1_offset) || sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
+            continue;
+        l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
+        GError *err = NULL;
+        if (l1 && pread_in_file(c, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset, &err) == 0) {
+            for (uint32_t j = 0; j < sn->l1_size; j++)
+                l1[j] = diskimg_be64(&l1[j]);
+            count_doubtful_l2(c, l1, sn->l1_size);
+        }
+        g_clear_error(&err);
+        g_free(l1);
+    }
+}
+
+/* References to cluster cl as something but an L2 table, less the guest
+ * data references of doubtful L2 tables: when an L1 entry names, say,
+ * the active L1 table as an L2 table, the "data clusters" it then seems
+ * to reference are no reason to keep a real L2 table from being repaired
+ * (the other way round, a data cluster named as an L2 table by an L1
+ * entry still counts as data: its L2 table is not doubtful). */
+static uint8_t credible_other(struct checker *c, uint64_t cl)
+{
+    uint8_t o = cl < c->nref ? c->other[cl] : 0;
+    if (!o || o == UINT8_MAX)
+        return o;
+    if (!c->doubt)
+        compute_doubt(c);
+    if (!c->doubt)
+        return o;   /* out of memory: conservative */
+    return (uint8_t)(o - MIN(o, c->doubt[cl]));
+}
+
+/* May a repair write the L2 table at l2off?  Only a cluster that is
+ * referenced as nothing but an L2 table (L1 entries, of snapshots too,
+ * may share it), starts inside the file and holds no other structure the
+ * guard knows but those `allowed`.  The last cluster of a truncated file
+ * may be partly missing: that part reads as zeroes and is written as the
+ * zeroes it read. */
+static bool l2_table_writable(struct checker *c, uint64_t l2off, uint32_t allowed)
+{
+    struct qcow2 *s = c->s;
+    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !l2_uncached(s, l2off) &&
+           (l2off >> s->cluster_bits) < c->nref && !credible_other(c, l2off >> s->cluster_bits) &&
+           l2off < c->file_len && !qcow2_guard_find(s, allowed, l2off, s->cluster_size);
+}
+
+/* Makes the entry of f a zero cluster where its table may be written and
+ * still holds what check saw.  *done: it was. */
+static int apply_zero_fix(struct checker *c, const struct zero_fix *f, bool *done,
+                          GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint8_t *l2;
+    *done = false;
+    if (!l2_table_writable(c, f->l2off, QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2))
+        return 0;
+    if (diskimg_mcache_get(s->l2c, f->l2off, 0, &l2, errp) < 0)
+        return -1;
+    uint64_t bm = qcow2_l2_bitmap(s, l2, f->idx), now = qcow2_l2_entry(s, l2, f->idx);
+    uint64_t ze = s->ext_l2 || s->h.version < 3 ? 0 : QCOW2_OFLAG_ZERO;
+    if (now == f->entry) {
+        qcow2_l2_set(s, l2, f->idx, ze, f->whole && s->ext_l2 ? 0xffffffff00000000ull : bm);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
+        *done = true;
+    } else if (now == ze) {
+        /* a table two L1 entries share was walked twice: the first
+         * repair of this entry did for both */
+        *done = true;
+    }
+    diskimg_mcache_put(s->l2c, l2);
+    if (!*done)
+        return 0;
+    if (f->beyond_eof)
+        diskimg_report("Repairing L2 entry %" PRIx64 ": its cluster lies beyond the end of the "
+                       "file, made a zero cluster", f->entry);
+    if (f->ref_len) {
+        dec_refs(c, f->ref_off, f->ref_len, true);
+        if (c->meta[f->l2off >> s->cluster_bits] && c->doubt) {
+            for (uint64_t k = f->ref_off >> s->cluster_bits;
+                 k <= (f->ref_off + f->ref_len - 1) >> s->cluster_bits && k < c->nref; k++)
+                dec_sat(&c->doubt[k]);
+        }
+    }
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
+/* The zero-cluster repairs recorded while counting, once the counts are
+ * complete.  Before the refcounts are repaired every one may be done;
+ * after it (a rebuild may have dropped a damaged refcount block that
+ * named an L2 table) only those whose range was never counted, the
+ * refcounts being final.  Done ones leave the list. */
+static int apply_zero_fixes(struct checker *c, bool counted_ok, GError **errp)
+{
+    for (guint i = 0; i < c->zero_fixes->len;) {
+        struct zero_fix *f = &g_array_index(c->zero_fixes, struct zero_fix, i);
+        bool done = false;
+        if ((counted_ok || !f->ref_len) && apply_zero_fix(c, f, &done, errp) < 0)
+            return -1;
+        if (done)
+            g_array_remove_index_fast(c->zero_fixes, i);
+        else
+            i++;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ stored refcounts */
@@ -552,6 +920,27 @@ static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest,
 
 /* ------------------------------------------------------------ rebuild */
 
+/* The first cluster at or after `start` from which n clusters hold
+ * nothing the guard knows.  After everything check counted nothing is
+ * stored, but damaged pointers may still name structures there (a
+ * snapshot table or L1 table beyond the end of the file): new metadata
+ * must not appear where they point.  Steps grow, so a structure named far
+ * away costs a few probes, not one per cluster.  UINT64_MAX: no room. */
+static uint64_t free_area(struct checker *c, uint64_t start, uint64_t n)
+{
+    struct qcow2 *s = c->s;
+    uint64_t limit = (1ull << 56) >> s->cluster_bits, step = MAX(n, 1);
+    for (int tries = 0; tries < 64; tries++) {
+        if (start >= limit || n > limit - start)
+            return UINT64_MAX;
+        if (!qcow2_guard_find(s, 0, start << s->cluster_bits, n << s->cluster_bits))
+            return start;
+        start += step;
+        step *= 2;
+    }
+    return UINT64_MAX;
+}
+
 /* Writes a new refcount structure from the counted references (qemu's
  * rebuild_refcount_structure).  The old table and blocks stop being
  * referenced: their counts are taken back first, so the new structure
@@ -561,15 +950,27 @@ static int rebuild(struct checker *c, GError **errp)
 {
     struct qcow2 *s = c->s;
     diskimg_report("Rebuilding refcount structure");
-    dec_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits);
+    dec_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
+             false);
     for (uint64_t i = 0; i < s->reftable_size; i++) {
         uint64_t e = s->reftable[i];
         if (c->rb_state[i] != RB_NONE && !(e & QCOW2_REFT_RESERVED) &&
             !qcow2_offset_into_cluster(s, e) &&
             (e >> s->cluster_bits) < MAX(c->file_clusters, c->ref_end))
-            dec_refs(c, e, s->cluster_size);
+            dec_refs(c, e, s->cluster_size, false);
     }
     uint64_t start = MAX(c->file_clusters, c->ref_end);
+    start = free_area(c, start, qcow2_rebuild_clusters(s, c->ref, c->ref_end, start));
+    if (start == UINT64_MAX)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: no room for a new refcount "
+                                 "structure", s->filename);
+    /* the header is switched to it last: refuse now rather than have the
+     * guard stop that write (and mark the image corrupt) */
+    const char *hit = qcow2_guard_find(s, QCOW2_OL_HEADER | QCOW2_OL_REFCOUNT_TABLE |
+                                       QCOW2_OL_REFCOUNT_BLOCK, QH_REFTABLE, 12);
+    if (hit)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the image header overlaps "
+                                 "with %s", s->filename, hit);
     return qcow2_rebuild_refcounts(s, c->ref, c->ref_end, start, errp);
 }
 
@@ -618,16 +1019,10 @@ static void check_copied_entry(struct checker *c, uint8_t *l2, uint64_t idx, boo
     c->res->corruptions_fixed++;
 }
 
-/* May the COPIED fix write the L2 table at l2off?  Only a cluster that is
- * referenced as nothing but an L2 table (L1 entries may share it), lies
- * inside the file and holds no other structure the guard knows. */
+/* May the COPIED fix write the L2 table at l2off (see l2_table_writable)? */
 static bool l2_writable(struct checker *c, uint64_t l2off)
 {
-    struct qcow2 *s = c->s;
-    return (c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
-           (l2off >> s->cluster_bits) < c->nref && !c->other[l2off >> s->cluster_bits] &&
-           l2off + s->cluster_size <= c->file_len &&
-           !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L2, l2off, s->cluster_size);
+    return l2_table_writable(c, l2off, QCOW2_OL_ACTIVE_L2);
 }
 
 static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
@@ -636,8 +1031,9 @@ static int check_copied_l1(struct checker *c, uint32_t i, GError **errp)
     uint64_t l2off = s->l1[i] & QCOW2_OFFSET_MASK, rc;
     if (copied_refcount(c, l2off, false, &rc) && (rc == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
         /* the L1 table is written only where it holds nothing else */
-        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
-                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, s->l1_offset + (uint64_t)i * 8, 8);
+        uint64_t at = s->l1_offset + (uint64_t)i * 8;
+        bool fix = (c->fix & DISKIMG_CHECK_FIX_ERRORS) && at + 8 <= c->real_len &&
+                   !qcow2_guard_find(s, QCOW2_OL_ACTIVE_L1, at, 8);
         diskimg_report("%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32 " l1_entry=%" PRIx64
                      " refcount=%" PRIu64, fix ? "Repairing" : "ERROR", i, s->l1[i], rc);
         if (!fix) {
@@ -675,6 +1071,57 @@ static int check_copied(struct checker *c, GError **errp)
         if (!(s->l1[i] & QCOW2_OFFSET_MASK))
             continue;
         if (check_copied_l1(c, i, errp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ L1 reserved bits */
+
+/* Clears the reserved bits of one L1 entry.  Every reader ignores them
+ * (qemu masks them off), so the image reads the same afterwards; qemu's
+ * check only reports them.  Written only where the L1 table is all the
+ * cluster holds: referenced once, as nothing but that table, and no other
+ * structure the guard knows there. */
+static int clear_l1_reserved(struct checker *c, const struct entry_fix *f, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t cl = f->pos >> s->cluster_bits, now = 0, want = f->entry & ~QCOW2_L1_RESERVED;
+    uint32_t allowed = f->active ? QCOW2_OL_ACTIVE_L1 : QCOW2_OL_INACTIVE_L1;
+    if (cl >= c->nref || c->ref[cl] != 1 || c->other[cl] != 1 || f->pos + 8 > c->real_len ||
+        qcow2_guard_find(s, allowed, f->pos, 8))
+        return 0;
+    if (f->active) {
+        if (s->l1[f->idx] != f->entry)
+            return 0;
+        s->l1[f->idx] = want;
+        if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
+            qcow2_l1_write_entry(s, f->idx, errp) < 0)
+            return -1;
+    } else {
+        uint8_t v[8];
+        /* two snapshots may name the same table: fixed once */
+        if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
+            return -1;
+        now = diskimg_be64(v);
+        if (now != f->entry)
+            return 0;
+        diskimg_put_be64(v, want);
+        if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
+            diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
+            return -1;
+    }
+    diskimg_report("Repairing L1 entry with reserved bits set: %" PRIx64 " -> %" PRIx64,
+                   f->entry, want);
+    c->res->corruptions -= MIN(c->res->corruptions, 1);
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
+static int fix_l1_reserved(struct checker *c, GError **errp)
+{
+    for (guint i = 0; i < c->l1_fixes->len; i++) {
+        if (clear_l1_reserved(c, &g_array_index(c->l1_fixes, struct entry_fix, i), errp) < 0)
             return -1;
     }
     return 0;
@@ -722,6 +1169,118 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
     return compare_refcounts(c, c->fix, highest, errp);
 }
 
+/* ------------------------------------------------------------ snapshot table */
+
+/* qemu's qcow2_check_read_snapshot_table: the damage reading the table
+ * worked around (header.c, only when repairing) and, in a v3 image,
+ * entries without the 16 bytes of extra data v3 requires.  All of it is
+ * repaired by writing the table again. */
+static int check_snapshot_table(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    bool fix = c->fix & DISKIMG_CHECK_FIX_ERRORS;
+    if (s->snap_repairs && !fix)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the snapshot table can "
+                                 "only be repaired with -r all", s->filename);
+    /* A table in the header's cluster is read from the header's bytes: no
+     * snapshot was ever stored there.  The repair drops it, before its
+     * "snapshots" are counted (qemu-img 7.2 ends the same way: its
+     * read-write open writes the header with no snapshots). */
+    if (s->nb_snapshots && s->h.snapshots_offset < s->cluster_size && fix) {
+        diskimg_report("Repairing snapshot table: it overlaps the image header; discarding %"
+                       PRIu32 " snapshots", s->nb_snapshots);
+        if (qcow2_snapshot_table_drop(s, errp) < 0)
+            return -1;
+        c->res->corruptions_fixed++;
+        return 0;
+    }
+    c->snap_errors = s->snap_repairs;
+    for (uint32_t i = 0; s->h.version >= 3 && i < s->nb_snapshots; i++) {
+        if (s->snapshots[i].extra_size >= 16)
+            continue;
+        diskimg_report("%s snapshot table entry %" PRIu32 " is incomplete",
+                       fix ? "Repairing" : "ERROR", i);
+        c->snap_errors++;
+    }
+    c->res->corruptions += c->snap_errors;
+    return 0;
+}
+
+/* qemu's qcow2_check_fix_snapshot_table, after the refcounts are right:
+ * the new table goes after everything check counted. */
+static int repair_snapshot_table(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t end;
+    if (!c->snap_errors || !(c->fix & DISKIMG_CHECK_FIX_ERRORS))
+        return 0;
+    if (qcow2_file_clusters(s, &end, errp) < 0)
+        return -1;
+    GError *err = NULL;
+    uint64_t size = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        size = ((size + 7) & ~7ull) + 40 + QCOW2_SNAPSHOT_EXTRA_LEN + sn->extra_unknown +
+               strlen(sn->id) + strlen(sn->name);
+    }
+    uint64_t first = free_area(c, MAX(end, c->ref_end), qcow2_size_to_clusters(s, size));
+    if (first == UINT64_MAX) {
+        diskimg_report("ERROR failed to update snapshot table: no room");
+        c->res->check_errors++;
+        return 0;
+    }
+    if (qcow2_snapshot_table_repair(s, first, c->snap_table_counted, &err) < 0) {
+        diskimg_report("ERROR failed to update snapshot table: %s", err->message);
+        g_error_free(err);
+        c->res->check_errors++;
+        return 0;
+    }
+    c->res->corruptions -= MIN(c->res->corruptions, c->snap_errors);
+    c->res->corruptions_fixed += c->snap_errors;
+    return 0;
+}
+
+/* A bitmap table wholly beyond the end of the file reads as zeroes (so
+ * qemu reads it): the repair gives the bitmap a table of zeroes inside
+ * the file, after everything check counted, which reads the same. */
+static int repair_lost_bitmap_tables(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t end;
+    for (guint k = 0; k < c->bitmap_fixes->len; k++) {
+        if (clear_lost_bitmap_cluster(c, &g_array_index(c->bitmap_fixes, struct entry_fix, k),
+                                      errp) < 0)
+            return -1;
+    }
+    if (!c->lost_bitmap_tables->len)
+        return 0;
+    if (qcow2_file_clusters(s, &end, errp) < 0)
+        return -1;
+    for (guint k = 0; k < c->lost_bitmap_tables->len; k++) {
+        uint32_t i = g_array_index(c->lost_bitmap_tables, uint32_t, k);
+        GError *err = NULL;
+        uint64_t old = s->bitmaps[i].table_offset;
+        uint64_t first = free_area(c, MAX(end, c->ref_end), qcow2_size_to_clusters(s,
+                                   (uint64_t)s->bitmaps[i].table_size * 8));
+        if (first == UINT64_MAX ||
+            qcow2_bitmap_replace_lost_table(s, i, first, &err) < 0) {
+            if (!err)
+                g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "no room");
+            diskimg_report("ERROR could not repair bitmap '%s': %s", s->bitmaps[i].name,
+                           err->message);
+            g_error_free(err);
+            c->res->check_errors++;
+            continue;
+        }
+        diskimg_report("Repairing bitmap '%s': its table at %#" PRIx64 " lies beyond the end "
+                       "of the file, replaced by an empty one at %#" PRIx64, s->bitmaps[i].name,
+                       old, s->bitmaps[i].table_offset);
+        c->res->corruptions -= MIN(c->res->corruptions, 1);
+        c->res->corruptions_fixed++;
+    }
+    return 0;
+}
+
 /* After a repair that left nothing wrong, the image is consistent again:
  * qemu clears the corrupt bit (qcow2_mark_consistent). */
 static int mark_consistent(struct qcow2 *s, GError **errp)
@@ -741,23 +1300,41 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     int64_t file_len = diskimg_node_size(s->file, errp);
     if (file_len < 0)
         return -1;
+    c.real_len = (uint64_t)file_len;
     c.file_len = ((uint64_t)file_len + 511) & ~511ull;
+    c.start_len = c.file_len;
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
+    c.l1_fixes = g_array_new(false, false, sizeof(struct entry_fix));
+    c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
+    c.lost_bitmap_tables = g_array_new(false, false, sizeof(uint32_t));
+    c.bitmap_fixes = g_array_new(false, false, sizeof(struct entry_fix));
     c.blk = g_try_malloc(s->cluster_size);
     int ret = c.rb_state && c.blk ? 0 : qcow2_enomem(errp);
     /* stored refcounts are read from the disk, without the cache */
     if (ret == 0)
         ret = diskimg_mcache_flush(s->rbc, errp);
     if (ret == 0)
+        ret = check_snapshot_table(&c, errp);
+    if (ret == 0)
         ret = count_references(&c, errp);
+    if (ret == 0)
+        ret = apply_zero_fixes(&c, true, errp);
     struct diskimg_check_result pre = *res;
     if (ret == 0)
         ret = compare_refcounts(&c, 0, &highest, errp);
     if (ret == 0)
         ret = repair_refcounts(&c, &pre, &highest, errp);
     if (ret == 0)
+        ret = apply_zero_fixes(&c, false, errp);
+    if (ret == 0)
+        ret = fix_l1_reserved(&c, errp);
+    if (ret == 0)
         ret = check_copied(&c, errp);
+    if (ret == 0)
+        ret = repair_snapshot_table(&c, errp);
+    if (ret == 0)
+        ret = repair_lost_bitmap_tables(&c, errp);
     if (ret == 0 && c.fix)
         ret = qcow2_flush_metadata(s, errp);
     if (ret == 0 && c.fix && !res->corruptions && !res->check_errors)
@@ -766,6 +1343,12 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.other);
     g_free(c.rb_state);
     g_free(c.blk);
+    g_array_free(c.l1_fixes, true);
+    g_array_free(c.zero_fixes, true);
+    g_array_free(c.lost_bitmap_tables, true);
+    g_array_free(c.bitmap_fixes, true);
+    g_free(c.meta);
+    g_free(c.doubt);
     if (ret < 0)
         return -1;
     res->image_end_offset = highest << s->cluster_bits;

@@ -10,10 +10,36 @@
 
 /* ------------------------------------------------------------ L1 */
 
+/* Opened for check, an L1 table reaching past the end of the file reads
+ * as zeroes there, as in qemu (whose check then reports it): the table is
+ * the header's size, bounded by QCOW2_MAX_L1_BYTES. */
+static int l1_load_padded(struct qcow2 *s, GError **errp)
+{
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    uint64_t bytes = (uint64_t)s->l1_size * 8;
+    if (fsize < 0)
+        return -1;
+    if (bytes > QCOW2_MAX_L1_BYTES || s->l1_offset > UINT64_MAX - bytes)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Active L1 table too large");
+    s->l1 = g_try_malloc(MAX(bytes, 8));
+    if (!s->l1)
+        return qcow2_enomem(errp);
+    if (qcow2_pread_padded(s, s->l1, bytes, s->l1_offset, (uint64_t)fsize, errp) < 0)
+        return -1;
+    for (uint32_t i = 0; i < s->l1_size; i++)
+        s->l1[i] = diskimg_be64(&s->l1[i]);
+    return 0;
+}
+
 int qcow2_l1_load(struct qcow2 *s, GError **errp)
 {
     s->l1_size = s->h.l1_size;
     s->l1_offset = s->h.l1_offset;
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0)
+        return -1;
+    if (s->check_open && s->l1_offset + (uint64_t)s->l1_size * 8 > (uint64_t)fsize)
+        return l1_load_padded(s, errp);
     return diskimg_load_u64_table(s->file, s->l1_offset, s->l1_size, 1, DISKIMG_BIG_ENDIAN,
                                   QCOW2_MAX_L1_BYTES, "L1 table", &s->l1, errp);
 }

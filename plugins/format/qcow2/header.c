@@ -102,8 +102,12 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
                                  "Image does not contain a reference count table");
     if ((uint64_t)h->reftable_clusters > (QCOW2_MAX_REFTABLE_BYTES >> h->cluster_bits))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Reference count table too large");
-    if (!table_ok(h->reftable_offset, (uint64_t)h->reftable_clusters << h->cluster_bits, 1, cs) ||
-        h->reftable_offset == 0)
+    /* qemu's rule (aligned, ends before 2^63), as for the L1 table: a table
+     * beyond the end of the file reads as zeroes there, and check then
+     * reports every refcount and rebuilds them */
+    uint64_t rt_bytes = (uint64_t)h->reftable_clusters << h->cluster_bits;
+    if ((h->reftable_offset & (cs - 1)) || h->reftable_offset == 0 ||
+        h->reftable_offset > (uint64_t)INT64_MAX - rt_bytes)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Invalid reference count table offset");
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
@@ -120,7 +124,11 @@ static int check_geometry(struct qcow2_header *h, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Image is too big");
     if (h->l1_size < needed)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "L1 table is too small");
-    if (h->l1_size && (!table_ok(h->l1_offset, h->l1_size, 8, cs) || h->l1_offset == 0))
+    /* qemu's rule (aligned, ends before 2^63): a table far beyond the end
+     * of the file is then refused by the L1 loader, or, opened for check,
+     * reads as zeroes and is reported by check, as qemu does */
+    if (h->l1_size && ((h->l1_offset & (cs - 1)) || h->l1_offset == 0 ||
+                       h->l1_offset > (uint64_t)INT64_MAX - (uint64_t)h->l1_size * 8))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid L1 table offset");
     if (h->backing_offset) {
         if (h->backing_size > QCOW2_MAX_BACKING_NAME)
@@ -203,10 +211,8 @@ static int ext_string(char **dst, const struct diskimg_reader *r, uint64_t off, 
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len,
                                  max + 1);
+    /* qemu reads the name as a C string: it ends at an embedded NUL */
     *dst = diskimg_read_string(r, off, len, what, NULL);
-    if (memchr(*dst, 0, len))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "Invalid %s header extension: embedded NUL", what);
     return 0;
 }
 
@@ -370,11 +376,9 @@ int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len,
     if (read_fixed_fields(h, &r, errp) < 0 || check_geometry(h, errp) < 0)
         goto fail;
     uint64_t cs = 1ull << h->cluster_bits;
+    /* Extensions lie between the header and the backing file name; a name
+     * inside the header leaves no room for any (qemu then reads none). */
     uint64_t end = h->backing_offset ? h->backing_offset : cs;
-    if (end < h->header_length) {
-        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
-        goto fail;
-    }
     if (parse_extensions(h, &r, MIN(end, (uint64_t)len), &features, errp) < 0)
         goto fail;
     if (check_features(h, &features, errp) < 0 || read_backing_name(h, &r, errp) < 0)
@@ -553,56 +557,195 @@ int qcow2_header_set_incompat(struct qcow2 *s, uint64_t bits, GError **errp)
 
 /* ------------------------------------------------------- snapshots */
 
-static int parse_snapshot(struct qcow2 *s, const struct diskimg_reader *r, uint64_t *pos,
-                          struct qcow2_snapshot *sn, uint64_t *end, GError **errp)
+/* Repairing in check mode: damage qemu's check -r all works around while
+ * reading the snapshot table is worked around here too (and counted). */
+static bool snapshot_repairing(const struct qcow2 *s)
 {
-    uint64_t off = *pos;
-    uint16_t id_len = 0, name_len = 0;
-    uint32_t vm32;
-    if (!diskimg_reader_has(r, off, 40))
+    return s->check_open && s->writable;
+}
+
+/* Where the bytes of the snapshot table come from: opened normally, the
+ * table as loaded (it ends with the file); opened for check, the file
+ * itself, read as qemu reads it: zeroes past its end, so that an entry
+ * whose extra data or names lie beyond the end is still reported on. */
+struct snap_source {
+    struct qcow2 *s;
+    const struct diskimg_reader *table;     /* NULL: read the file */
+    uint64_t file_size;
+};
+
+/* Copies len bytes at offset off of the table into out. */
+static int snap_bytes(const struct snap_source *src, uint64_t off, uint64_t len, void *out,
+                      GError **errp)
+{
+    if (len == 0)
+        return 0;
+    if (src->table) {
+        if (!diskimg_reader_has(src->table, off, len))
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+        memcpy(out, src->table->data + off, len);
+        return 0;
+    }
+    uint64_t base = src->s->h.snapshots_offset;
+    /* qemu cannot read beyond 2^63 either */
+    if (off > (1ull << 62) || base + off > (1ull << 62))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    diskimg_read_u64(r, off, "l1_offset", &sn->l1_offset, NULL);
-    diskimg_read_u32(r, off + 8, "l1_size", &sn->l1_size, NULL);
-    diskimg_read_u16(r, off + 12, "id_len", &id_len, NULL);
-    diskimg_read_u16(r, off + 14, "name_len", &name_len, NULL);
-    diskimg_read_u32(r, off + 16, "date_sec", &sn->date_sec, NULL);
-    diskimg_read_u32(r, off + 20, "date_nsec", &sn->date_nsec, NULL);
-    diskimg_read_u64(r, off + 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
-    diskimg_read_u32(r, off + 32, "vm32", &vm32, NULL);
-    diskimg_read_u32(r, off + 36, "extra_size", &sn->extra_size, NULL);
-    sn->vm_state_size = vm32;
-    if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot extra data too large");
-    off += 40;
-    if (!diskimg_reader_has(r, off, sn->extra_size))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    if (sn->extra_size >= 8)
-        diskimg_read_u64(r, off, "vm_state_size", &sn->vm_state_size, NULL);
-    if (sn->extra_size >= 16)
-        diskimg_read_u64(r, off + 8, "disk_size", &sn->disk_size, NULL);
+    return qcow2_pread_padded(src->s, out, len, base + off, src->file_size, errp);
+}
+
+/* The extra data of entry idx at off: the known fields, and what follows
+ * them, kept.  More than qemu's maximum is refused, except when
+ * repairing, where qemu keeps the first QCOW2_MAX_SNAPSHOT_EXTRA bytes. */
+static int parse_snapshot_extra(const struct snap_source *src, uint64_t off, uint32_t idx,
+                                struct qcow2_snapshot *sn, GError **errp)
+{
+    struct qcow2 *s = src->s;
+    uint8_t buf[QCOW2_MAX_SNAPSHOT_EXTRA];
+    uint32_t keep = sn->extra_size;
+    if (sn->extra_size > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        if (!snapshot_repairing(s))
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                     "Too much extra metadata in snapshot table entry %" PRIu32,
+                                     idx);
+        diskimg_report("Discarding too much extra metadata in snapshot table entry %" PRIu32
+                       " (%" PRIu32 " > %u)", idx, sn->extra_size, QCOW2_MAX_SNAPSHOT_EXTRA);
+        s->snap_repairs++;
+        keep = QCOW2_MAX_SNAPSHOT_EXTRA;
+    }
+    if (snap_bytes(src, off, keep, buf, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(buf, keep, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot extra data");
+    if (keep >= 8)
+        diskimg_read_u64(&r, 0, "vm_state_size", &sn->vm_state_size, NULL);
+    if (keep >= 16)
+        diskimg_read_u64(&r, 8, "disk_size", &sn->disk_size, NULL);
     else
         sn->disk_size = s->h.size;
-    if (sn->extra_size >= 24) {
-        diskimg_read_u64(r, off + 16, "icount", &sn->icount, NULL);
+    if (keep >= 24) {
+        diskimg_read_u64(&r, 16, "icount", &sn->icount, NULL);
         sn->has_icount = sn->icount != UINT64_MAX;
     }
-    if (sn->extra_size > 24) {
-        sn->extra_unknown = sn->extra_size - 24;
-        sn->extra = g_memdup2(r->data + off + 24, sn->extra_unknown);
+    if (keep > 24) {
+        sn->extra_unknown = keep - 24;
+        sn->extra = g_memdup2(buf + 24, sn->extra_unknown);
     }
-    off += sn->extra_size;
-    sn->id = diskimg_read_string(r, off, id_len, "id_str", NULL);
-    sn->name = sn->id ? diskimg_read_string(r, off + id_len, name_len, "name", NULL) : NULL;
-    if (!sn->id || !sn->name)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    off += (uint64_t)id_len + name_len;
-    *end = off;
-    *pos = (off + 7) & ~7ull;
+    return 0;
+}
+
+/* The ID and the name, which follow the extra data (as C strings: an
+ * embedded NUL ends them, as in qemu). */
+static int parse_snapshot_names(const struct snap_source *src, uint64_t off, uint16_t id_len,
+                                uint16_t name_len, struct qcow2_snapshot *sn, GError **errp)
+{
+    uint64_t n = (uint64_t)id_len + name_len;
+    g_autofree uint8_t *buf = g_malloc(MAX(n, 1));
+    if (snap_bytes(src, off, n, buf, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(buf, n, DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot names");
+    sn->id = diskimg_read_string(&r, 0, id_len, "id_str", NULL);
+    sn->name = diskimg_read_string(&r, id_len, name_len, "name", NULL);
+    return 0;
+}
+
+/* The L1 table of a snapshot.  Opened for check, an unaligned, too large
+ * or unreadable one is left to check to report (qemu opens such images
+ * and its check reports them). */
+static int check_snapshot_l1(const struct qcow2 *s, const struct qcow2_snapshot *sn,
+                             GError **errp)
+{
+    if (s->check_open)
+        return 0;
     if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table too large");
     if (!table_ok(sn->l1_offset, sn->l1_size, 8, s->cluster_size))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot L1 table offset invalid");
     return 0;
+}
+
+/* Entry idx at *pos: *end is where it ends, *pos where the next starts,
+ * *len its length with the extra data as kept. */
+static int parse_snapshot(const struct snap_source *src, uint32_t idx, uint64_t *pos,
+                          struct qcow2_snapshot *sn, uint64_t *end, uint64_t *len,
+                          GError **errp)
+{
+    uint8_t head[40];
+    uint64_t off = *pos;
+    uint16_t id_len = 0, name_len = 0;
+    uint32_t vm32;
+    if (snap_bytes(src, off, sizeof(head), head, errp) < 0)
+        return -1;
+    struct diskimg_reader r = diskimg_reader_make(head, sizeof(head), DISKIMG_BIG_ENDIAN, NULL,
+                                                  "snapshot table entry");
+    diskimg_read_u64(&r, 0, "l1_offset", &sn->l1_offset, NULL);
+    diskimg_read_u32(&r, 8, "l1_size", &sn->l1_size, NULL);
+    diskimg_read_u16(&r, 12, "id_len", &id_len, NULL);
+    diskimg_read_u16(&r, 14, "name_len", &name_len, NULL);
+    diskimg_read_u32(&r, 16, "date_sec", &sn->date_sec, NULL);
+    diskimg_read_u32(&r, 20, "date_nsec", &sn->date_nsec, NULL);
+    diskimg_read_u64(&r, 24, "vm_clock_nsec", &sn->vm_clock_nsec, NULL);
+    diskimg_read_u32(&r, 32, "vm32", &vm32, NULL);
+    diskimg_read_u32(&r, 36, "extra_size", &sn->extra_size, NULL);
+    sn->vm_state_size = vm32;
+    off += 40;
+    if (parse_snapshot_extra(src, off, idx, sn, errp) < 0)
+        return -1;
+    off += sn->extra_size;
+    if (parse_snapshot_names(src, off, id_len, name_len, sn, errp) < 0)
+        return -1;
+    off += (uint64_t)id_len + name_len;
+    *end = off;
+    *len = 40 + (uint64_t)MIN(sn->extra_size, QCOW2_MAX_SNAPSHOT_EXTRA) + id_len + name_len;
+    *pos = (off + 7) & ~7ull;
+    return check_snapshot_l1(src->s, sn, errp);
+}
+
+static void snapshot_entry_free(struct qcow2_snapshot *sn)
+{
+    g_free(sn->id);
+    g_free(sn->name);
+    g_free(sn->extra);
+    memset(sn, 0, sizeof(*sn));
+}
+
+/* Entries past qemu's maximum table size: refused, or, when repairing,
+ * dropped as qemu drops them (their clusters become leaks that the
+ * refcount repair frees). */
+static int overhanging_snapshots(struct qcow2 *s, uint32_t i, GError **errp)
+{
+    if (!snapshot_repairing(s))
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Snapshot table exceeds the maximum size");
+    uint32_t n = s->nb_snapshots;
+    diskimg_report("Discarding %" PRIu32 " overhanging snapshots (snapshot table is too big)",
+                   n - i);
+    s->snap_repairs += n - i;
+    for (uint32_t j = i; j < n; j++)
+        snapshot_entry_free(&s->snapshots[j]);
+    s->nb_snapshots = i;
+    return 0;
+}
+
+static int parse_snapshots(struct qcow2 *s, const struct snap_source *src, GError **errp)
+{
+    uint32_t n = s->h.nb_snapshots;
+    s->snapshots = g_new0(struct qcow2_snapshot, n);
+    s->nb_snapshots = n;
+    uint64_t pos = 0, end = 0, table_len = 0;
+    int ret = 0;
+    for (uint32_t i = 0; i < n && ret == 0; i++) {
+        uint64_t entry_end = 0, entry_len = 0;
+        ret = parse_snapshot(src, i, &pos, &s->snapshots[i], &entry_end, &entry_len, errp);
+        table_len = ((table_len + 7) & ~7ull) + entry_len;
+        if (ret == 0 && (table_len > QCOW2_MAX_SNAPSHOT_TABLE || entry_end > INT32_MAX)) {
+            ret = overhanging_snapshots(s, i, errp);
+            break;
+        }
+        end = entry_end;
+    }
+    s->snapshots_size = end;
+    return ret;
 }
 
 int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
@@ -613,6 +756,12 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     if (n == 0)
         return s->h.snapshots_offset & ((s->cluster_size - 1) | (1ull << 63))
                ? diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table offset invalid") : 0;
+    int64_t fsize = diskimg_node_size(s->file, errp);
+    if (fsize < 0)
+        return -1;
+    struct snap_source src = { .s = s, .file_size = (uint64_t)fsize };
+    if (s->check_open)
+        return parse_snapshots(s, &src, errp);
     /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
      * one go, bounded by that worst case, by the file, and by the largest
      * table qemu accepts plus one entry (so that an entry crossing that
@@ -620,9 +769,6 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
     uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
     uint64_t max = MIN((uint64_t)n * entry_max, cap);
-    int64_t fsize = diskimg_node_size(s->file, errp);
-    if (fsize < 0)
-        return -1;
     if (s->h.snapshots_offset >= (uint64_t)fsize)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Snapshot table lies beyond the end of the file");
@@ -631,19 +777,10 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
                            errp) < 0)
         return -1;
-    struct diskimg_reader r = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
-                                                  "snapshot table");
-    s->snapshots = g_new0(struct qcow2_snapshot, n);
-    s->nb_snapshots = n;
-    uint64_t pos = 0, end = 0;
-    int ret = 0;
-    for (uint32_t i = 0; i < n && ret == 0; i++) {
-        ret = parse_snapshot(s, &r, &pos, &s->snapshots[i], &end, errp);
-        if (ret == 0 && end > QCOW2_MAX_SNAPSHOT_TABLE)
-            ret = diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                    "Snapshot table exceeds the maximum size");
-    }
-    s->snapshots_size = end;
+    struct diskimg_reader table = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
+                                                      "snapshot table");
+    src.table = &table;
+    int ret = parse_snapshots(s, &src, errp);
     g_free(buf);
     return ret;
 }

@@ -65,9 +65,12 @@ static void declare_fixed(struct qcow2 *s, const struct qcow2_guard_sig *sig)
                       sig->crypto_length);
 }
 
+/* Overflow-safe: a damaged pointer opened for check may name any offset. */
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
-    return alen && blen && a < b + blen && b < a + alen;
+    if (!alen || !blen)
+        return false;
+    return a >= b ? a - b < blen : b - a < alen;
 }
 
 static bool probe_active_l2(void *opaque, uint64_t off, uint64_t len)

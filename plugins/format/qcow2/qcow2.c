@@ -23,6 +23,14 @@ int qcow2_enomem(GError **errp)
     return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "Out of memory");
 }
 
+int qcow2_pread_padded(struct qcow2 *s, void *buf, uint64_t len, uint64_t off,
+                       uint64_t file_size, GError **errp)
+{
+    uint64_t in_file = off < file_size ? MIN(len, file_size - off) : 0;
+    memset((uint8_t *)buf + in_file, 0, len - in_file);
+    return in_file ? diskimg_node_pread(s->file, buf, in_file, off, errp) : 0;
+}
+
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...)
 {
     va_list ap;
@@ -229,6 +237,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
         return NULL;
     }
     s->writable = flags & DISKIMG_OPEN_RDWR;
+    s->check_open = flags & DISKIMG_OPEN_CHECK;
     if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0 ||
         (!(flags & DISKIMG_OPEN_CHECK) && qcow2_bitmaps_open_rw(s, errp) < 0)) {
         s->writable = false;

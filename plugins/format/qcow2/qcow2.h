@@ -278,6 +278,10 @@ struct qcow2 {
     uint32_t nb_snapshots;
     uint64_t snapshots_size;  /* bytes of the snapshot table on disk */
     bool snapshot_loaded;     /* a snapshot's L1 replaced the active one (read-only) */
+    bool check_open;          /* opened for check: the snapshot table is read as
+                               * qemu's check reads it (header.c) */
+    uint32_t snap_repairs;    /* snapshot table damage the open worked around in
+                               * repair mode; check rewrites the table */
     struct qcow2_bitmap *bitmaps;
     uint32_t nb_bitmaps;
     bool bm_marked;           /* consistent bitmaps are flagged in use on disk */
@@ -323,6 +327,10 @@ static inline uint64_t qcow2_size_to_clusters(const struct qcow2 *s, uint64_t si
  * corrupt on disk (qemu's qcow2_signal_corruption) and blocks writes. */
 int qcow2_corrupt(struct qcow2 *s, GError **errp, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 int qcow2_enomem(GError **errp);
+/* Reads [off, off+len) of the image file; what lies at or beyond
+ * file_size reads as zeroes (as qemu reads past the end of a file). */
+int qcow2_pread_padded(struct qcow2 *s, void *buf, uint64_t len, uint64_t off,
+                       uint64_t file_size, GError **errp);
 
 /* Locking is the core's request tracker (diskimg_tracker_*, <diskimg/toolkit.h>,
  * s->tracker): the metadata lock, unlocked transfers (io_admit/begin/end),
@@ -388,6 +396,9 @@ void qcow2_rb_set(const struct qcow2 *s, uint8_t *block, uint64_t idx, uint64_t 
  * (counts per cluster, references only) in fresh clusters from `start` on
  * (at or after the end of everything in use), then switches the header to
  * it.  Refuses, writing nothing, when a count does not fit the width. */
+/* Clusters a rebuilt refcount structure at cluster `start` takes. */
+uint64_t qcow2_rebuild_clusters(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                                uint64_t start);
 int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
                             uint64_t start, GError **errp);
 /* Host clusters the file spans (for allocation scans and check). */
@@ -479,6 +490,11 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t size,
 #define QCOW2_SNAPSHOT_EXTRA_LEN 24u              /* extra data qemu writes */
 #define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)      /* qemu's QCOW_MAX_SNAPSHOTS_SIZE */
 int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp);
+/* check -r: forgets a snapshot table that is no table (it lies in the
+ * header cluster): the header then names no snapshots. */
+int qcow2_snapshot_table_drop(struct qcow2 *s, GError **errp);
+int qcow2_snapshot_table_repair(struct qcow2 *s, uint64_t first_free, bool free_old,
+                                GError **errp);
 int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *sn, GError **errp);
 int qcow2_snapshot_apply(void *h, const char *id_or_name, GError **errp);
 int qcow2_snapshot_delete(void *h, const char *id_or_name, GError **errp);
@@ -498,6 +514,12 @@ int qcow2_bitmap_set(void *h, const char *name, uint64_t offset, uint64_t len, b
                      GError **errp);
 /* Validates the loaded directory against the image (qemu's constraints). */
 int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp);
+/* check -r: bitmap i's table lies wholly beyond the end of the file, where
+ * it reads as zeroes; gives it a table of zeroes (every chunk clean, as
+ * read) allocated from cluster first_free on, named by its directory
+ * entry. */
+int qcow2_bitmap_replace_lost_table(struct qcow2 *s, uint32_t i, uint64_t first_free,
+                                    GError **errp);
 /* Read-write open: flags every consistent bitmap in use on disk. */
 int qcow2_bitmaps_open_rw(struct qcow2 *s, GError **errp);
 /* Guest write of [off, off+len): sets the bits of every enabled bitmap. */

@@ -72,6 +72,11 @@ int qcow2_refcount_init(struct qcow2 *s, GError **errp)
      * rebuild it instead of the open failing.  Its size was capped by the
      * header reader (QCOW2_MAX_REFTABLE_BYTES). */
     size_t bytes = (size_t)s->reftable_size * 8;
+    /* qemu accepts a table anywhere below 2^63; beyond 2^56 (where no
+     * cluster can be) only check opens it, to report and rebuild it */
+    if (!s->check_open && s->h.reftable_offset > (1ull << 56) - bytes)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "Invalid reference count table offset");
     uint8_t *raw = g_try_malloc(bytes);
     if (!raw)
         return qcow2_enomem(errp);
@@ -553,6 +558,14 @@ static void size_rebuild(const struct qcow2 *s, const uint32_t *ref, uint64_t nr
         *nb = blocks;
         *tc = table;
     }
+}
+
+uint64_t qcow2_rebuild_clusters(const struct qcow2 *s, const uint32_t *ref, uint64_t nref,
+                                uint64_t start)
+{
+    uint64_t nb, tc;
+    size_rebuild(s, ref, nref, start, &nb, &tc);
+    return nb + tc;
 }
 
 static uint64_t rebuilt_count(const uint32_t *ref, uint64_t nref, uint64_t start, uint64_t end,

@@ -176,8 +176,9 @@ static int write_header_snapshots(struct qcow2 *s, uint32_t n, uint64_t off, GEr
 }
 
 /* qemu's qcow2_write_snapshots: the table of s->snapshots goes to new
- * clusters, the header switches to it, the old table is freed. */
-static int write_snapshot_table(struct qcow2 *s, GError **errp)
+ * clusters, the header switches to it, the old table is freed (when
+ * free_old: its clusters are counted as the table's). */
+static int write_snapshot_table_from(struct qcow2 *s, bool free_old, GError **errp)
 {
     uint64_t size = snapshot_table_size(s), off = 0;
     if (size > QCOW2_MAX_SNAPSHOT_TABLE)
@@ -191,13 +192,54 @@ static int write_snapshot_table(struct qcow2 *s, GError **errp)
     if (write_header_snapshots(s, s->nb_snapshots, off, errp) < 0)
         goto fail;
     s->snapshots_size = size;
-    if (old_size && qcow2_update_refcount(s, old_off, old_size, -1, errp) < 0)
+    if (free_old && old_size && qcow2_update_refcount(s, old_off, old_size, -1, errp) < 0)
         return -1;
     return 0;
 fail:
     if (size)
         (void)qcow2_update_refcount(s, off, size, -1, NULL);
     return -1;
+}
+
+static int write_snapshot_table(struct qcow2 *s, GError **errp)
+{
+    return write_snapshot_table_from(s, true, errp);
+}
+
+int qcow2_snapshot_table_drop(struct qcow2 *s, GError **errp)
+{
+    uint8_t v[12] = { 0 };
+    /* forgotten first: the guard must not see the garbage "snapshots"
+     * (their L1 tables may name the header itself) */
+    qcow2_snapshots_free(s);
+    s->h.nb_snapshots = 0;
+    s->h.snapshots_offset = 0;
+    s->snapshots_size = 0;
+    s->snap_repairs = 0;
+    if (qcow2_guard_check_write(s, 60, sizeof(v), QCOW2_OL_HEADER, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, sizeof(v), 60, 0, errp) < 0)
+        return -1;
+    return diskimg_node_flush(s->file, errp);
+}
+
+/* Repair (qemu's qcow2_check_fix_snapshot_table): the entries as read
+ * (incomplete ones completed, overlong extra data cut, overhanging
+ * entries dropped) are written as a new table.  Its clusters are taken
+ * from `first_free` on, where check counted nothing: refcounts check
+ * could not repair must not hand out a cluster in use.  The old table is
+ * freed only when check counted it (it may lie beyond the end of the
+ * file, where nothing holds a reference for it). */
+int qcow2_snapshot_table_repair(struct qcow2 *s, uint64_t first_free, bool free_old,
+                                GError **errp)
+{
+    s->free_cluster_index = MAX(s->free_cluster_index, first_free);
+    if (write_snapshot_table_from(s, free_old, errp) < 0)
+        return -1;
+    /* the entries are now as written: complete, extra data within bounds */
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        s->snapshots[i].extra_size = entry_extra_len(&s->snapshots[i]);
+    s->snap_repairs = 0;
+    return 0;
 }
 
 /* ------------------------------------------------------------ refcount walk */

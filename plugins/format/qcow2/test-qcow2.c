@@ -69,7 +69,7 @@ static const struct damage damages[] = {
     { 36, 4, 0x7fffffff, "L1 table too large" },
     { 36, 4, 1, "L1 table is too small" },
     { 40, 8, 3 * CS + 8, "Invalid L1 table offset" },
-    { 40, 8, 1ull << 60, "Invalid L1 table offset" },
+    { 40, 8, 1ull << 63, "Invalid L1 table offset" },   /* qemu: ends past 2^63 */
     { 24, 8, UINT64_MAX, "too big" },
     { 48, 8, CS + 512, "reference count table offset" },
     { 56, 4, 0, "does not contain a reference count table" },
@@ -455,6 +455,185 @@ static void snap_create(struct qcow2 *s, const char *name)
     g_assert_cmpint(qcow2_snapshot_create(s, &sn, &err), ==, 0);
     g_assert_no_error(err);
     assert_clean(s);
+}
+
+/* check, then check -r all, on an image opened as the check command opens
+ * it; returns the result of the repair. */
+static struct diskimg_check_result check_then_repair(struct timg *t,
+                                                     struct diskimg_check_result *before)
+{
+    GError *err = NULL;
+    timg_open(t, DISKIMG_OPEN_CHECK);
+    *before = (struct diskimg_check_result){ .struct_size = sizeof(*before) };
+    g_assert_cmpint(qcow2_check(t->s, 0, before, &err), ==, 0);
+    g_assert_no_error(err);
+    timg_reopen(t, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    g_assert_cmpint(qcow2_check(t->s, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res,
+                                &err), ==, 0);
+    g_assert_no_error(err);
+    return res;
+}
+
+/* An L2 entry naming a cluster 1 TiB away, beyond the end of the file:
+ * check counts it (qemu's "exceeding the end of the file"); the repair
+ * makes it a zero cluster, which reads as the missing cluster did, and
+ * touches nothing else. */
+static void test_check_data_beyond_eof(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    timg_create(&t, 16 * MiB);
+    fill_write(t.s, 5, 0, 3 * 65536);
+    uint64_t l2 = t.s->l1[0] & QCOW2_OFFSET_MASK;
+    timg_close(&t);
+    raw_put(&t, l2 + 8, 8, QCOW2_OFLAG_COPIED | (1ull << 40));
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    /* beyond the end, and COPIED with refcount 0 (as qemu counts them) */
+    g_assert_cmpuint(before.corruptions, ==, 2);
+    g_assert_cmpuint(before.leaks, ==, 1);      /* the cluster entry 1 had */
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, ==, 1);
+    g_assert_cmpuint(res.leaks_fixed, ==, 1);
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, l2 + 8), ==, QCOW2_OFLAG_ZERO);
+    timg_open(&t, 0);
+    assert_clean(t.s);
+    assert_reads(t.s, 5, 0, 65536);
+    assert_reads(t.s, 0, 65536, 65536);
+    assert_reads(t.s, 5, 2 * 65536, 65536);
+    timg_destroy(&t);
+}
+
+/* Reserved bits in an active L1 entry: reported as qemu does; readers
+ * ignore them, so the repair clears them and the image reads the same. */
+static void test_check_l1_reserved(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    timg_create(&t, 16 * MiB);
+    fill_write(t.s, 6, 0, 65536);
+    uint64_t l1 = t.s->l1_offset, e = t.s->l1[0];
+    timg_close(&t);
+    raw_put(&t, l1, 8, e | (1ull << 57));
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    g_assert_cmpuint(before.corruptions, ==, 1);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, ==, 1);
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, l1), ==, e);
+    timg_open(&t, 0);
+    assert_clean(t.s);
+    assert_reads(t.s, 6, 0, 65536);
+    timg_destroy(&t);
+}
+
+/* An image with one snapshot ("s", data 0x31) and the active layer
+ * rewritten (0x32); *table: the snapshot table's offset. */
+static void make_snapshot_image(struct timg *t, uint64_t *table)
+{
+    timg_create(t, 1 * MiB);
+    fill_write(t->s, 0x31, 0, 65536);
+    snap_create(t->s, "s");
+    fill_write(t->s, 0x32, 0, 65536);
+    *table = t->s->h.snapshots_offset;
+    timg_close(t);
+}
+
+static void assert_snapshot_reads(struct timg *t, uint8_t v)
+{
+    GError *err = NULL;
+    timg_open(t, 0);
+    assert_clean(t->s);
+    assert_reads(t->s, 0x32, 0, 65536);
+    g_assert_cmpuint(t->s->nb_snapshots, ==, 1);
+    g_assert_cmpuint(t->s->snapshots[0].extra_size, >=, 16);
+    g_assert_cmpint(qcow2_snapshot_load(t->s, "1", "s", &err), ==, 0);
+    g_assert_no_error(err);
+    assert_reads(t->s, v, 0, 65536);
+    timg_close(t);
+}
+
+/* A v3 snapshot entry with only 8 bytes of extra data (qemu: "snapshot
+ * table entry 0 is incomplete"): opens, is counted, and the repair
+ * writes the table again with complete entries; the snapshot keeps its
+ * data. */
+static void test_check_snapshot_incomplete(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    uint64_t table;
+    make_snapshot_image(&t, &table);
+    /* 8 bytes of extra data: the ID and name then start 16 bytes earlier */
+    g_autofree uint8_t *entry = g_malloc(40 + 24 + 2);
+    g_assert_cmpint(diskimg_node_pread(diskimg_node_file(t.raw), entry, 66, table, NULL), ==, 0);
+    raw_put(&t, table + 36, 4, 8);
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_node_pwrite(diskimg_node_file(t.raw), entry + 64, 2, table + 48, 0,
+                                        &err), ==, 0);
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    g_assert_cmpuint(before.corruptions, ==, 1);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, ==, 1);
+    g_assert_cmpuint(res.check_errors, ==, 0);
+    timg_close(&t);
+    assert_snapshot_reads(&t, 0x31);
+    timg_destroy(&t);
+}
+
+/* Extra data beyond qemu's limit: refused by a normal open and by check
+ * (qemu: "Too much extra metadata"); check -r all keeps its first 1024
+ * bytes and writes the table again. */
+static void test_check_snapshot_extra_too_large(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    uint64_t table;
+    make_snapshot_image(&t, &table);
+    raw_put(&t, table + 36, 4, 2000);
+    assert_open_fails(&t, "Too much extra metadata in snapshot table entry 0");
+    g_assert_null(qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, DISKIMG_OPEN_CHECK,
+                                  NULL, &err));
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_clear_error(&err);
+    timg_open(&t, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK);
+    struct diskimg_check_result res = { .struct_size = sizeof(res) };
+    g_assert_cmpint(qcow2_check(t.s, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res,
+                                &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, >=, 1);
+    timg_close(&t);
+    timg_open(&t, 0);
+    g_assert_cmpuint(t.s->snapshots[0].extra_size, ==, QCOW2_MAX_SNAPSHOT_EXTRA);
+    timg_close(&t);
+    timg_destroy(&t);
+}
+
+/* A snapshot whose L1 table offset is not cluster aligned: a normal open
+ * refuses it, check opens the image and reports it as qemu does (the
+ * snapshot's clusters then count as leaked), and the repair leaves the
+ * snapshot entry alone (qemu does not repair it either): nothing the
+ * snapshot or the active layer reads is lost. */
+static void test_check_snapshot_l1_unaligned(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    uint64_t table;
+    make_snapshot_image(&t, &table);
+    uint64_t l1 = raw_get64(&t, table);
+    raw_put(&t, table, 8, l1 + 512);
+    assert_open_fails(&t, "Snapshot L1 table offset invalid");
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    g_assert_cmpuint(before.corruptions, ==, 1);
+    g_assert_cmpuint(before.leaks, >, 0);
+    g_assert_cmpuint(res.corruptions, ==, 1);
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, table), ==, l1 + 512);
+    raw_put(&t, table, 8, l1);
+    timg_open(&t, 0);
+    assert_reads(t.s, 0x32, 0, 65536);
+    timg_destroy(&t);
 }
 
 static void test_snapshot_roundtrip(void)
@@ -2019,6 +2198,12 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/guard/allocation", test_guard_allocation);
     g_test_add_func("/qcow2/check/rebuild", test_check_rebuild);
     g_test_add_func("/qcow2/check/copied-not-l2", test_check_copied_not_l2);
+    g_test_add_func("/qcow2/check/data-beyond-eof", test_check_data_beyond_eof);
+    g_test_add_func("/qcow2/check/l1-reserved", test_check_l1_reserved);
+    g_test_add_func("/qcow2/check/snapshot-incomplete", test_check_snapshot_incomplete);
+    g_test_add_func("/qcow2/check/snapshot-extra-too-large",
+                    test_check_snapshot_extra_too_large);
+    g_test_add_func("/qcow2/check/snapshot-l1-unaligned", test_check_snapshot_l1_unaligned);
     g_test_add_func("/qcow2/encrypt/luks", test_encrypt_luks);
     g_test_add_func("/qcow2/encrypt/aes", test_encrypt_aes);
     g_test_add_func("/qcow2/encrypt/hostile", test_encrypt_hostile);
