@@ -232,9 +232,12 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
         return best;
     struct loaded_plugin *fb = fallback_format();
     if (!fb) {
+        /* schema/magic.yaml names raw's package: say what would help */
+        const char *raw_package = registry_package_for("raw");
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
                     "Could not open '%s': Could not determine image format (no plugin "
-                    "recognises it and no fallback format is installed)", filename);
+                    "recognises it and no fallback format is installed%s%s)", filename,
+                    raw_package ? "; install package " : "", raw_package ? raw_package : "");
         return NULL;
     }
     if (flags & DISKIMG_OPEN_RDWR)
