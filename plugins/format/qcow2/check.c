@@ -356,8 +356,15 @@ static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint6
                               .ref_len = s->cluster_size };
         bool own = (host >> s->cluster_bits) == (l2off >> s->cluster_bits) ||
                    ((host + s->cluster_size - 1) >> s->cluster_bits) == (l2off >> s->cluster_bits);
-        if (fix && !s->ext_data && !own && !beyond_eof(c, host, s->cluster_size))
+        /* In an external data file the range is no cluster of this file:
+         * nothing was counted for it, and making the entry a plain zero
+         * cluster is as safe as anywhere. */
+        if (fix && s->ext_data) {
+            f.ref_off = f.ref_len = 0;
             add_zero_fix(c, &f);
+        } else if (fix && !own && !beyond_eof(c, host, s->cluster_size)) {
+            add_zero_fix(c, &f);
+        }
     }
     if (s->ext_data)
         return 0;
