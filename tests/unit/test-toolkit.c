@@ -2,7 +2,7 @@
 /*
  * Unit tests of the format toolkit (<diskimg/toolkit.h>): the bounded
  * reader and table loads, the metadata cache, the request tracker, tail
- * growth and CRC32C.  Files are raw images in a scratch directory, opened
+ * growth, CRC32C, the flat block map and the second-level tables.  Files are raw images in a scratch directory, opened
  * through the posix and raw plugins of the build tree.
  */
 #include <string.h>
@@ -720,6 +720,183 @@ static void test_crc32c_slices(void)
     g_rand_free(r);
 }
 
+/* --------------------------------------------------------------- block map */
+
+static void test_blockmap_runs(void)
+{
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 4096, .base = 1000, .unit = 4096,
+        .unallocated = 0xffffffff, .zero = 0xfffffffe };
+    diskimg_blockmap *m;
+    enum diskimg_blockmap_kind kind;
+    uint64_t host;
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 512, 8, 0xffffffff, &err), ==, 0);
+    g_assert_cmpuint(diskimg_blockmap_count(m), ==, 8);
+    diskimg_blockmap_set(m, 2, 5);
+    diskimg_blockmap_set(m, 3, 6);
+    diskimg_blockmap_set(m, 4, 9);
+    diskimg_blockmap_set(m, 5, 0xfffffffe);
+    g_assert_cmphex(diskimg_blockmap_value(m, 4), ==, 9);
+    /* Blocks 0-1 unallocated; 2-3 contiguous; 4 elsewhere; 5 zero. */
+    g_assert_cmpuint(diskimg_blockmap_run(m, 100, 1 << 20, &kind, &host), ==, 2 * 4096 - 100);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_UNALLOCATED);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 2 * 4096 + 10, 1 << 20, &kind, &host), ==,
+                     2 * 4096 - 10);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_MAPPED);
+    g_assert_cmpuint(host, ==, 1000 + 5 * 4096 + 10);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 4 * 4096, 1 << 20, &kind, &host), ==, 4096);
+    g_assert_cmpuint(host, ==, 1000 + 9 * 4096);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 5 * 4096, 1 << 20, &kind, &host), ==, 4096);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_ZERO);
+    g_assert_cmpint(diskimg_blockmap_get(m, 5, &host), ==, DISKIMG_BLOCKMAP_ZERO);
+    /* Clamped to the request; the last run ends with the map. */
+    g_assert_cmpuint(diskimg_blockmap_run(m, 6 * 4096, 100, &kind, &host), ==, 100);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 6 * 4096, 1 << 20, &kind, &host), ==, 2 * 4096);
+    diskimg_blockmap_free(m);
+    diskimg_blockmap_free(NULL);
+    g_assert_false(diskimg_blockmap_is_dirty(NULL));
+}
+
+static void test_blockmap_write_back(void)
+{
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 512, .unit = 512 };
+    struct scratch t;
+    diskimg_blockmap *m, *again;
+    GError *err = NULL;
+
+    scratch_open(&t, "blockmap.raw", 8192);
+    /* 300 entries at offset 64: three chunks of 128 entries. */
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 64, 300, 0, &err), ==, 0);
+    g_assert_true(diskimg_blockmap_is_dirty(m));
+    g_assert_cmpint(diskimg_blockmap_write_back(m, t.file, &err), ==, 0);
+    g_assert_false(diskimg_blockmap_is_dirty(m));
+    diskimg_blockmap_set(m, 299, 0x01020304);
+    g_assert_true(diskimg_blockmap_is_dirty(m));
+    /* Only the last chunk goes out: a byte of the first chunk's bytes
+     * changed behind the map's back stays as it is. */
+    uint8_t mark = 0x5a;
+    g_assert_cmpint(diskimg_node_pwrite(t.file, &mark, 1, 64, 0, &err), ==, 0);
+    g_assert_cmpint(diskimg_blockmap_write_back(m, t.file, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(byte_at(&t, 64), ==, 0x5a);
+    g_assert_cmpint(diskimg_blockmap_load(&again, &layout, t.file, 64, 300, "test map", &err),
+                    ==, 0);
+    g_assert_cmphex(diskimg_blockmap_value(again, 299), ==, 0x01020304);
+    g_assert_cmphex(diskimg_blockmap_value(again, 0), ==, 0x5a);
+    g_assert_false(diskimg_blockmap_is_dirty(again));
+    uint8_t raw[4];
+    g_assert_cmpint(diskimg_node_pread(t.file, raw, 4, 64 + 299 * 4, &err), ==, 0);
+    g_assert_cmphex(diskimg_le32(raw), ==, 0x01020304);   /* little endian on disk */
+    diskimg_blockmap_free(again);
+    /* A table past the end of the file is refused before allocating. */
+    g_assert_cmpint(diskimg_blockmap_load(&again, &layout, t.file, 64, 100000, "test map",
+                                          &err), ==, -1);
+    g_assert_null(again);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "test map"));
+    g_clear_error(&err);
+    diskimg_blockmap_free(m);
+    scratch_close(&t);
+}
+
+struct pairs {
+    uint32_t first[8], later[8];
+    unsigned n;
+};
+
+static void collect_pair(void *opaque, uint32_t first, uint32_t later)
+{
+    struct pairs *p = opaque;
+
+    g_assert_cmpuint(p->n, <, 8);
+    p->first[p->n] = first;
+    p->later[p->n++] = later;
+}
+
+static void test_blockmap_overlaps(void)
+{
+    /* Entries in 512-byte units, blocks of 1024 bytes: values 1 apart
+     * overlap, 2 apart do not. */
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 1024, .unit = 512 };
+    diskimg_blockmap *m;
+    struct pairs p = { 0 };
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 0, 6, 0, &err), ==, 0);
+    diskimg_blockmap_set(m, 0, 10);
+    diskimg_blockmap_set(m, 1, 12);
+    diskimg_blockmap_set(m, 2, 10);   /* same as block 0 */
+    diskimg_blockmap_set(m, 3, 13);   /* inside block 1 */
+    diskimg_blockmap_set(m, 4, 20);
+    g_assert_cmpint(diskimg_blockmap_find_overlaps(m, collect_pair, &p, &err), ==, 0);
+    g_assert_cmpuint(p.n, ==, 2);
+    g_assert_cmpuint(p.first[0], ==, 0);
+    g_assert_cmpuint(p.later[0], ==, 2);
+    g_assert_cmpuint(p.first[1], ==, 1);
+    g_assert_cmpuint(p.later[1], ==, 3);
+    diskimg_blockmap_free(m);
+}
+
+/* ------------------------------------------------------ second-level tables */
+
+/* Entries across cache blocks of a table larger than one block, in both
+ * byte orders, written back where they belong and nowhere else. */
+static void test_table2(void)
+{
+    const uint64_t table_off = 128 * 1024, table_bytes = 256 * 1024, len = 1024 * 1024;
+
+    for (int order = 0; order < 2; order++) {
+        struct scratch t;
+        GError *err = NULL;
+        uint64_t run[16], v = 0;
+
+        scratch_open(&t, "table2.raw", len);
+        diskimg_table2 *tb = diskimg_table2_new(t.file, "test table", table_bytes, 64 * 1024,
+                                                order ? DISKIMG_LITTLE_ENDIAN
+                                                      : DISKIMG_BIG_ENDIAN,
+                                                256 * 1024, &err);
+        g_assert_no_error(err);
+        g_assert_cmpuint(diskimg_table2_entries(tb), ==, table_bytes / 8);
+        /* What the file holds is read as stored: bytes 0x00..0x07 at the
+         * table start (the scratch pattern, i & 0xff). */
+        g_assert_cmpint(diskimg_table2_get(tb, table_off, 1, &v, &err), ==, 0);
+        g_assert_cmphex(v, ==, order ? 0x0f0e0d0c0b0a0908ull : 0x08090a0b0c0d0e0full);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 0, 0x1122334455667788ull, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 8191, 7, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 8192, 8, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 32767, 9, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 32768, 1, &err), ==, -1);
+        g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);   /* past the end */
+        g_clear_error(&err);
+        /* a run stops at the end of a cache block (8192 entries of 64 KiB) */
+        g_assert_cmpint(diskimg_table2_get_run(tb, table_off, 8190, 16, run, &err), ==, 2);
+        g_assert_cmpuint(run[1], ==, 7);
+        g_assert_cmpint(diskimg_table2_get(tb, table_off, 8192, &v, &err), ==, 0);
+        g_assert_cmpuint(v, ==, 8);
+        /* a fresh table reads as zeroes without reading the file */
+        g_assert_cmpint(diskimg_table2_fresh(tb, 512 * 1024, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_get(tb, 512 * 1024, 3, &v, &err), ==, 0);
+        g_assert_cmpuint(v, ==, 0);
+        g_assert_cmpint(diskimg_table2_flush(tb, &err), ==, 0);
+        g_assert_no_error(err);
+        diskimg_table2_free(tb);
+
+        uint8_t b[8];
+        g_assert_cmpint(diskimg_node_pread(t.file, b, 8, table_off, &err), ==, 0);
+        g_assert_cmphex(order ? diskimg_le64(b) : diskimg_be64(b), ==, 0x1122334455667788ull);
+        g_assert_cmpint(diskimg_node_pread(t.file, b, 8, table_off + 32767 * 8, &err), ==, 0);
+        g_assert_cmpuint(order ? diskimg_le64(b) : diskimg_be64(b), ==, 9);
+        /* untouched bytes keep the pattern */
+        g_assert_cmpuint(byte_at(&t, table_off - 1), ==, (uint8_t)(table_off - 1));
+        g_assert_cmpuint(byte_at(&t, table_off + 8 * 2), ==, (uint8_t)(table_off + 8 * 2));
+        scratch_close(&t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -741,6 +918,10 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/tail/grow", test_tail_grow);
     g_test_add_func("/toolkit/crc32c/vectors", test_crc32c_vectors);
     g_test_add_func("/toolkit/crc32c/slices", test_crc32c_slices);
+    g_test_add_func("/toolkit/blockmap/runs", test_blockmap_runs);
+    g_test_add_func("/toolkit/blockmap/write-back", test_blockmap_write_back);
+    g_test_add_func("/toolkit/blockmap/overlaps", test_blockmap_overlaps);
+    g_test_add_func("/toolkit/table2", test_table2);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

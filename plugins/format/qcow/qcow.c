@@ -47,13 +47,13 @@ static void qcow_close(void *h)
     if (s->writable && s->l2) {
         GError *err = NULL;
 
-        if (table2_flush(s->l2, &err) < 0) {
+        if (diskimg_table2_flush(s->l2, &err) < 0) {
             diskimg_warn("%s: could not write back the L2 tables: %s", s->filename,
                          err->message);
             g_error_free(err);
         }
     }
-    table2_free(s->l2);
+    diskimg_table2_free(s->l2);
     if (s->guard)
         diskimg_guard_free(s->guard);
     diskimg_sector_cipher_free(s->aes);
@@ -181,8 +181,8 @@ static int load_tables(struct qcow *s, uint64_t file_size, GError **errp)
         check_l1(s, file_size, errp) < 0)
         return -1;
     fill_guard(s);
-    s->l2 = table2_new(s->file, "L2 table", s->l2_entries * sizeof(uint64_t), s->cluster_size,
-                       DISKIMG_BIG_ENDIAN, QCOW_L2_CACHE_BUDGET, errp);
+    s->l2 = diskimg_table2_new(s->file, "L2 table", s->l2_entries * sizeof(uint64_t),
+                               s->cluster_size, DISKIMG_BIG_ENDIAN, QCOW_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;
 }
 

@@ -51,7 +51,7 @@ static uint64_t l1_entries_for(const struct qed *s, uint64_t size)
 
 static void free_state(struct qed *s)
 {
-    table2_free(s->l2);
+    diskimg_table2_free(s->l2);
     if (s->guard)
         diskimg_guard_free(s->guard);
     g_free(s->l1);
@@ -64,7 +64,7 @@ static void free_state(struct qed *s)
  * pending, as qemu's close does. */
 static int close_cleanly(struct qed *s, GError **errp)
 {
-    if (table2_flush(s->l2, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
+    if (diskimg_table2_flush(s->l2, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
         return -1;
     if (!(s->h.features & QED_F_NEED_CHECK))
         return 0;
@@ -173,8 +173,9 @@ static int load_tables(struct qed *s, GError **errp)
         return -1;
     }
     fill_guard(s);
-    s->l2 = table2_new(s->file, "L2 table", (uint64_t)s->h.cluster_size * s->h.table_size,
-                       s->h.cluster_size, DISKIMG_LITTLE_ENDIAN, QED_L2_CACHE_BUDGET, errp);
+    s->l2 = diskimg_table2_new(s->file, "L2 table",
+                               (uint64_t)s->h.cluster_size * s->h.table_size, s->h.cluster_size,
+                               DISKIMG_LITTLE_ENDIAN, QED_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;
 }
 
