@@ -123,6 +123,9 @@ void diskimg_blockmap_free(diskimg_blockmap *m)
 
 uint32_t diskimg_blockmap_count(const diskimg_blockmap *m)
 {
+    /* A map never loaded (metadata-only opens) has no entries. */
+    if (!m)
+        return 0;
     return m->count;
 }
 
@@ -286,4 +289,81 @@ int diskimg_blockmap_find_overlaps(const diskimg_blockmap *m, diskimg_blockmap_o
     }
     g_free(b);
     return 0;
+}
+
+/* ------------------------------------------------- requests over the map */
+
+int diskimg_blockmap_read(const diskimg_blockmap *m, diskimg_node *file, void *buf,
+                          uint64_t len, uint64_t offset, GError **errp)
+{
+    uint8_t *out = buf;
+
+    while (len) {
+        enum diskimg_blockmap_kind kind;
+        uint64_t host;
+        uint64_t n = diskimg_blockmap_run(m, offset, len, &kind, &host);
+
+        if (kind == DISKIMG_BLOCKMAP_MAPPED) {
+            if (diskimg_node_pread(file, out, n, host, errp) < 0)
+                return -1;
+        } else {
+            memset(out, 0, n);
+        }
+        out += n;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int diskimg_blockmap_write(diskimg_blockmap *m, diskimg_node *file, const void *buf,
+                           uint64_t len, uint64_t offset, diskimg_blockmap_fill_fn fill,
+                           void *opaque, GError **errp)
+{
+    const uint8_t *in = buf;
+
+    while (len) {
+        enum diskimg_blockmap_kind kind;
+        uint64_t host;
+        /* Looked up again after each run: `fill` changes the map. */
+        uint64_t n = diskimg_blockmap_run(m, offset, len, &kind, &host);
+        int ret = kind == DISKIMG_BLOCKMAP_MAPPED
+                      ? diskimg_node_pwrite(file, in, n, host, 0, errp)
+                      : fill(opaque, in, n, offset, errp);
+
+        if (ret < 0)
+            return -1;
+        in += n;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int diskimg_blockmap_zero_mapped(const diskimg_blockmap *m, diskimg_node *file,
+                                 uint64_t offset, uint64_t len, unsigned flags, GError **errp)
+{
+    while (len) {
+        enum diskimg_blockmap_kind kind;
+        uint64_t host;
+        uint64_t n = diskimg_blockmap_run(m, offset, len, &kind, &host);
+
+        if (kind == DISKIMG_BLOCKMAP_MAPPED &&
+            diskimg_node_write_zeroes(file, host, n, flags, errp) < 0)
+            return -1;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int diskimg_write_padded(diskimg_node *file, uint64_t host, uint64_t head, const void *data,
+                         uint64_t len, uint64_t tail, bool zeroed, GError **errp)
+{
+    if (!zeroed && head && diskimg_node_write_zeroes(file, host, head, 0, errp) < 0)
+        return -1;
+    if (!zeroed && tail &&
+        diskimg_node_write_zeroes(file, host + head + len, tail, 0, errp) < 0)
+        return -1;
+    return diskimg_node_pwrite(file, data, len, host + head, 0, errp);
 }

@@ -841,6 +841,82 @@ static void test_blockmap_overlaps(void)
     diskimg_blockmap_free(m);
 }
 
+/* A fill callback that maps the run's blocks to values from 20 on, one
+ * after the other, and writes the data there with diskimg_write_padded. */
+struct fill_ctx {
+    diskimg_blockmap *m;
+    diskimg_node *file;
+    uint32_t next_value;
+    unsigned calls;
+};
+
+static int fill_blocks(void *opaque, const uint8_t *data, uint64_t len, uint64_t offset,
+                       GError **errp)
+{
+    struct fill_ctx *f = opaque;
+    uint32_t first = (uint32_t)(offset / 512), end = (uint32_t)((offset + len + 511) / 512);
+    uint64_t host = (uint64_t)f->next_value * 512;
+
+    f->calls++;
+    for (uint32_t i = first; i < end; i++)
+        diskimg_blockmap_set(f->m, i, f->next_value++);
+    return diskimg_write_padded(f->file, host, offset % 512, data, len,
+                                (uint64_t)end * 512 - (offset + len), false, errp);
+}
+
+static void test_blockmap_requests(void)
+{
+    /* 8 blocks of 512 bytes, value v at file offset v * 512; 0 unallocated,
+     * 1 zero. */
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 512, .unit = 512, .unallocated = 0,
+        .zero = 1 };
+    struct scratch t;
+    diskimg_blockmap *m;
+    GError *err = NULL;
+    uint8_t buf[8 * 512], data[700];
+
+    scratch_open(&t, "blockmap-io.raw", 64 * 512);
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 0, 8, 0, &err), ==, 0);
+    diskimg_blockmap_set(m, 1, 10);
+    diskimg_blockmap_set(m, 2, 1);
+    /* read: block 1 from the file (the scratch pattern), the rest zeroes */
+    g_assert_cmpint(diskimg_blockmap_read(m, t.file, buf, sizeof(buf), 0, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 512));
+    for (unsigned i = 0; i < 512; i++)
+        g_assert_cmpuint(buf[512 + i], ==, (uint8_t)(10 * 512 + i));
+    g_assert_true(diskimg_is_zero(buf + 1024, sizeof(buf) - 1024));
+
+    /* write 700 bytes from 300: into block 0 (unallocated) and block 1
+     * (mapped, in place) -- the fill gets only block 0's part */
+    memset(data, 0xc3, sizeof(data));
+    struct fill_ctx f = { m, t.file, 20, 0 };
+    g_assert_cmpint(diskimg_blockmap_write(m, t.file, data, 700, 300, fill_blocks, &f, &err),
+                    ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(f.calls, ==, 1);
+    g_assert_cmphex(diskimg_blockmap_value(m, 0), ==, 20);
+    /* padded: the head of block 0's new storage was zeroed */
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 299), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 300), ==, 0xc3);
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 487), ==, 0xc3);   /* 300 + 700 - 512 - 1 */
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 488), ==, (uint8_t)(10 * 512 + 488));
+    g_assert_cmpint(diskimg_blockmap_read(m, t.file, buf, 1024, 0, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 300));
+    g_assert_cmpuint(buf[300], ==, 0xc3);
+    g_assert_cmpuint(buf[999], ==, 0xc3);
+
+    /* zero_mapped: mapped block 1 zeroed in the file, nothing allocated */
+    g_assert_cmpint(diskimg_blockmap_zero_mapped(m, t.file, 512, 4 * 512, 0, &err), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 10 * 512), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 511), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 11 * 512), ==, (uint8_t)(11 * 512));
+    g_assert_cmphex(diskimg_blockmap_value(m, 3), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 300), ==, 0xc3);   /* outside the range */
+    diskimg_blockmap_free(m);
+    scratch_close(&t);
+}
+
 /* ------------------------------------------------------ second-level tables */
 
 /* Entries across cache blocks of a table larger than one block, in both
@@ -921,6 +997,7 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/blockmap/runs", test_blockmap_runs);
     g_test_add_func("/toolkit/blockmap/write-back", test_blockmap_write_back);
     g_test_add_func("/toolkit/blockmap/overlaps", test_blockmap_overlaps);
+    g_test_add_func("/toolkit/blockmap/requests", test_blockmap_requests);
     g_test_add_func("/toolkit/table2", test_table2);
     int ret = g_test_run();
     test_tmpdir_remove();

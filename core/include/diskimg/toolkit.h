@@ -348,7 +348,8 @@ DISKIMG_API int diskimg_blockmap_new_filled(diskimg_blockmap **map,
                                             uint32_t value, GError **errp);
 DISKIMG_API void diskimg_blockmap_free(diskimg_blockmap *m);    /* NULL is fine */
 
-/* The number of entries, and entry `index` (< count) as stored. */
+/* The number of entries (0 for NULL: a map never loaded), and entry
+ * `index` (< count) as stored. */
 DISKIMG_API uint32_t diskimg_blockmap_count(const diskimg_blockmap *m);
 DISKIMG_API uint32_t diskimg_blockmap_value(const diskimg_blockmap *m, uint32_t index);
 /* What guest block `index` (< count) is; *host set for MAPPED. */
@@ -383,6 +384,35 @@ typedef void (*diskimg_blockmap_overlap_fn)(void *opaque, uint32_t first, uint32
 DISKIMG_API int diskimg_blockmap_find_overlaps(const diskimg_blockmap *m,
                                                diskimg_blockmap_overlap_fn found,
                                                void *opaque, GError **errp);
+
+/* Requests over the map, split into runs; the range lies within the map
+ * (count * block_size).  A read takes mapped runs from `file` and gives
+ * zeroes for the rest (both markers; a format with a backing file reads
+ * through it itself). */
+DISKIMG_API int diskimg_blockmap_read(const diskimg_blockmap *m, diskimg_node *file, void *buf,
+                                      uint64_t len, uint64_t offset, GError **errp);
+/* A write goes in place for mapped runs; each run without storage is
+ * handed to `fill` (the format allocates, sets the entries and writes the
+ * data there), then the map is looked up again. */
+typedef int (*diskimg_blockmap_fill_fn)(void *opaque, const uint8_t *data, uint64_t len,
+                                        uint64_t offset, GError **errp);
+DISKIMG_API int diskimg_blockmap_write(diskimg_blockmap *m, diskimg_node *file,
+                                       const void *buf, uint64_t len, uint64_t offset,
+                                       diskimg_blockmap_fill_fn fill, void *opaque,
+                                       GError **errp);
+/* Zeroes the mapped runs in place (write_zeroes `flags` passed on); runs
+ * without storage already read as zeroes and are left alone. */
+DISKIMG_API int diskimg_blockmap_zero_mapped(const diskimg_blockmap *m, diskimg_node *file,
+                                             uint64_t offset, uint64_t len, unsigned flags,
+                                             GError **errp);
+
+/* Writes `len` bytes of data at host + head into storage just allocated
+ * for [host, host + head + len + tail), zeroing the head and tail around
+ * it unless `zeroed` says the new space already reads as zeroes
+ * (diskimg_tail_reserve). */
+DISKIMG_API int diskimg_write_padded(diskimg_node *file, uint64_t host, uint64_t head,
+                                     const void *data, uint64_t len, uint64_t tail,
+                                     bool zeroed, GError **errp);
 
 /* ------------------------------------------------------ second-level tables */
 

@@ -31,25 +31,22 @@ static uint64_t run_at(const struct prl_state *s, uint64_t offset, uint64_t len,
     return diskimg_blockmap_run(s->map, offset, len, kind, host);
 }
 
+/* The part of [offset, offset + len) the BAT covers. */
+static uint64_t covered_len(const struct prl_state *s, uint64_t offset, uint64_t len)
+{
+    uint64_t end = covered(s);
+
+    return offset >= end ? 0 : MIN(len, end - offset);
+}
+
 int prl_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
     struct prl_state *s = h;
-    uint8_t *out = buf;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        if (kind == DISKIMG_BLOCKMAP_MAPPED) {
-            if (diskimg_node_pread(s->file, out, n, host, errp) < 0)
-                return -1;
-        } else {
-            memset(out, 0, n);
-        }
-        out += n;
-        offset += n;
-        len -= n;
-    }
+    if (n && diskimg_blockmap_read(s->map, s->file, buf, n, offset, errp) < 0)
+        return -1;
+    memset((uint8_t *)buf + n, 0, len - n);
     return 0;
 }
 
@@ -80,9 +77,10 @@ static int allocate_clusters(struct prl_state *s, uint32_t first, uint32_t count
     return 0;
 }
 
-static int write_new_clusters(struct prl_state *s, const uint8_t *data, uint64_t len,
+static int write_new_clusters(void *opaque, const uint8_t *data, uint64_t len,
                               uint64_t offset, GError **errp)
 {
+    struct prl_state *s = opaque;
     uint64_t cs = s->cluster_size;
     uint32_t first = (uint32_t)(offset / cs);
     uint64_t run_start = (uint64_t)first * cs;
@@ -95,10 +93,7 @@ static int write_new_clusters(struct prl_state *s, const uint8_t *data, uint64_t
     if (allocate_clusters(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
     uint64_t head = offset - run_start, tail = run_end - (offset + len);
-    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
-        (!zeroed && tail &&
-         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
-        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+    if (diskimg_write_padded(s->file, host, head, data, len, tail, zeroed, errp) < 0) {
         /* Give the clusters back: the BAT must not name storage that does
          * not hold what the guest wrote. */
         for (uint32_t i = 0; i < count; i++)
@@ -125,23 +120,14 @@ int prl_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned 
               GError **errp)
 {
     struct prl_state *s = h;
-    const uint8_t *in = buf;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        if (offset >= covered(s))
-            return refuse_uncovered(s, offset, errp);
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        int ret = kind == DISKIMG_BLOCKMAP_MAPPED
-                      ? diskimg_node_pwrite(s->file, in, n, host, 0, errp)
-                      : write_new_clusters(s, in, n, offset, errp);
-        if (ret < 0)
-            return -1;
-        in += n;
-        offset += n;
-        len -= n;
-    }
+    /* The covered part is written before the rest is refused, as before. */
+    if (n && diskimg_blockmap_write(s->map, s->file, buf, n, offset, write_new_clusters, s,
+                                    errp) < 0)
+        return -1;
+    if (n < len)
+        return refuse_uncovered(s, offset + n, errp);
     return (flags & DISKIMG_WRITE_FUA) ? prl_flush(s, errp) : 0;
 }
 
@@ -150,17 +136,12 @@ int prl_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned 
 int prl_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
 {
     struct prl_state *s = h;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        if (kind == DISKIMG_BLOCKMAP_MAPPED &&
-            diskimg_node_write_zeroes(s->file, host, n, flags & ~DISKIMG_WRITE_FUA, errp) < 0)
-            return -1;
-        offset += n;
-        len -= n;
-    }
+    /* Uncovered bytes already read as zeroes. */
+    if (n && diskimg_blockmap_zero_mapped(s->map, s->file, offset, n,
+                                          flags & ~DISKIMG_WRITE_FUA, errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? prl_flush(s, errp) : 0;
 }
 

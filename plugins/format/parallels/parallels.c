@@ -138,8 +138,8 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
      * data request. */
     if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
         prl_map_layout(&s->h, &layout);
-        if (diskimg_blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN, s->h.bat_entries,
-                          "parallels BAT", errp) < 0)
+        if (diskimg_blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN,
+                                  s->h.bat_entries, "parallels BAT", errp) < 0)
             goto fail;
         /* In whole sectors, as check (and qemu) measure the file. */
         uint64_t sectors_size = ((uint64_t)file_size + PRL_SECTOR - 1) / PRL_SECTOR * PRL_SECTOR;

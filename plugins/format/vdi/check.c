@@ -76,9 +76,11 @@ static uint32_t count_in_range(const struct vdi_state *s)
 {
     uint32_t n = 0;
 
-    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++)
-        if (diskimg_blockmap_value(s->map, i) < VDI_DISCARDED && diskimg_blockmap_value(s->map, i) < s->h.blocks_in_image)
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < VDI_DISCARDED && v < s->h.blocks_in_image)
             n++;
+    }
     return n;
 }
 
@@ -89,9 +91,11 @@ static int compact(struct vdi_state *s, uint32_t used, GError **errp)
     g_autofree uint8_t *buf = g_malloc(s->h.block_size);
     uint32_t slot = 0;
 
-    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++)
-        if (diskimg_blockmap_value(s->map, i) < used)
-            taken[diskimg_blockmap_value(s->map, i) / 8] |= (uint8_t)(1u << (diskimg_blockmap_value(s->map, i) % 8));
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < used)
+            taken[v / 8] |= (uint8_t)(1u << (v % 8));
+    }
     for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
         uint32_t v = diskimg_blockmap_value(s->map, i);
         if (v >= VDI_DISCARDED || v < used)
@@ -151,9 +155,11 @@ static int repair_count(struct check_run *c, GError **errp)
     uint32_t used = count_in_range(s);
     bool dense = true;
 
-    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map) && dense; i++)
-        if (diskimg_blockmap_value(s->map, i) < VDI_DISCARDED && diskimg_blockmap_value(s->map, i) >= used)
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map) && dense; i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < VDI_DISCARDED && v >= used)
             dense = false;
+    }
     if (dense && used == s->h.blocks_allocated)
         return 0;
     diskimg_report("Repairing: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,

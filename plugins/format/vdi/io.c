@@ -9,8 +9,6 @@
  * data blocks the map does not name yet, which the next allocation reuses:
  * the image stays consistent.
  */
-#include <string.h>
-
 #include "vdi.h"
 
 uint64_t vdi_used_end(const struct vdi_state *s)
@@ -18,26 +16,12 @@ uint64_t vdi_used_end(const struct vdi_state *s)
     return (uint64_t)s->h.offset_data + (uint64_t)s->h.blocks_allocated * s->h.block_size;
 }
 
+/* Both markers read as zeroes in qemu, as the toolkit's read gives them. */
 int vdi_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
     struct vdi_state *s = h;
-    uint8_t *out = buf;
 
-    while (len) {
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = diskimg_blockmap_run(s->map, offset, len, &kind, &host);
-        if (kind == DISKIMG_BLOCKMAP_MAPPED) {
-            if (diskimg_node_pread(s->file, out, n, host, errp) < 0)
-                return -1;
-        } else {
-            memset(out, 0, n);   /* both markers read as zeroes in qemu */
-        }
-        out += n;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return diskimg_blockmap_read(s->map, s->file, buf, len, offset, errp);
 }
 
 /* Gives the `count` blocks from guest block `first` on new data blocks,
@@ -66,9 +50,10 @@ static int allocate_blocks(struct vdi_state *s, uint32_t first, uint32_t count,
 /* Writes a run of blocks that had no storage: allocates them, zeroes what
  * the guest write leaves out unless the new space is known to be zero,
  * then writes the data. */
-static int write_new_blocks(struct vdi_state *s, const uint8_t *data, uint64_t len,
-                            uint64_t offset, GError **errp)
+static int write_new_blocks(void *opaque, const uint8_t *data, uint64_t len, uint64_t offset,
+                            GError **errp)
 {
+    struct vdi_state *s = opaque;
     uint64_t bs = s->h.block_size;
     uint32_t first = (uint32_t)(offset / bs);
     uint64_t run_start = (uint64_t)first * bs;
@@ -82,10 +67,7 @@ static int write_new_blocks(struct vdi_state *s, const uint8_t *data, uint64_t l
     if (allocate_blocks(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
     uint64_t head = offset - run_start, tail = run_end - (offset + len);
-    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
-        (!zeroed && tail &&
-         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
-        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+    if (diskimg_write_padded(s->file, host, head, data, len, tail, zeroed, errp) < 0) {
         /* Give the blocks back: the map must not name storage that does
          * not hold what the guest wrote. */
         for (uint32_t i = 0; i < count; i++)
@@ -104,21 +86,10 @@ int vdi_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned 
               GError **errp)
 {
     struct vdi_state *s = h;
-    const uint8_t *in = buf;
 
-    while (len) {
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = diskimg_blockmap_run(s->map, offset, len, &kind, &host);
-        int ret = kind == DISKIMG_BLOCKMAP_MAPPED
-                      ? diskimg_node_pwrite(s->file, in, n, host, 0, errp)
-                      : write_new_blocks(s, in, n, offset, errp);
-        if (ret < 0)
-            return -1;
-        in += n;
-        offset += n;
-        len -= n;
-    }
+    if (diskimg_blockmap_write(s->map, s->file, buf, len, offset, write_new_blocks, s,
+                               errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? vdi_flush(s, errp) : 0;
 }
 
@@ -129,16 +100,9 @@ int vdi_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GEr
 {
     struct vdi_state *s = h;
 
-    while (len) {
-        enum diskimg_blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = diskimg_blockmap_run(s->map, offset, len, &kind, &host);
-        if (kind == DISKIMG_BLOCKMAP_MAPPED &&
-            diskimg_node_write_zeroes(s->file, host, n, flags & ~DISKIMG_WRITE_FUA, errp) < 0)
-            return -1;
-        offset += n;
-        len -= n;
-    }
+    if (diskimg_blockmap_zero_mapped(s->map, s->file, offset, len, flags & ~DISKIMG_WRITE_FUA,
+                                     errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? vdi_flush(s, errp) : 0;
 }
 

@@ -74,8 +74,8 @@ static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp
      * data request, and a 64 TiB image's map is 256 MiB. */
     if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
         vdi_map_layout(&s->h, &layout);
-        if (diskimg_blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap, s->h.blocks_in_image,
-                          "VDI block map", errp) < 0)
+        if (diskimg_blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap,
+                                  s->h.blocks_in_image, "VDI block map", errp) < 0)
             goto fail;
         if (!(args->flags & DISKIMG_OPEN_CHECK) && vdi_map_validate(s, errp) < 0)
             goto fail;
