@@ -720,6 +720,39 @@ static void test_crc32c_slices(void)
     g_rand_free(r);
 }
 
+static void test_load_name(void)
+{
+    struct scratch t;
+    GError *err = NULL;
+    char *name = NULL;
+
+    scratch_open(&t, "name.raw", 4096);
+    g_assert_cmpint(diskimg_node_pwrite(t.file, "base.img\0junk", 13, 100, 0, &err), ==, 0);
+    /* stops at the NUL */
+    g_assert_cmpint(diskimg_load_name(t.file, 100, 13, 1023, "test name", &name, &err), ==, 0);
+    g_assert_cmpstr(name, ==, "base.img");
+    g_free(name);
+    /* no NUL: all `size` bytes */
+    g_assert_cmpint(diskimg_load_name(t.file, 100, 4, 1023, "test name", &name, &err), ==, 0);
+    g_assert_cmpstr(name, ==, "base");
+    g_free(name);
+    /* empty: none */
+    g_assert_cmpint(diskimg_node_pwrite(t.file, "\0", 1, 200, 0, &err), ==, 0);
+    g_assert_cmpint(diskimg_load_name(t.file, 200, 8, 1023, "test name", &name, &err), ==, 0);
+    g_assert_null(name);
+    /* past the end of the file, or over the cap: refused as corrupt */
+    g_assert_cmpint(diskimg_load_name(t.file, 4000, 200, 1023, "test name", &name, &err), ==,
+                    -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "test name"));
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_load_name(t.file, 0, 2048, 1023, "test name", &name, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_clear_error(&err);
+    g_assert_null(name);
+    scratch_close(&t);
+}
+
 /* --------------------------------------------------------------- block map */
 
 static void test_blockmap_runs(void)
@@ -984,6 +1017,7 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/reader/bounds", test_reader_bounds);
     g_test_add_func("/toolkit/reader/load-table", test_load_table);
     g_test_add_func("/toolkit/reader/load-u64-table", test_load_u64_table);
+    g_test_add_func("/toolkit/reader/load-name", test_load_name);
     g_test_add_func("/toolkit/mcache/bounds", test_mcache_bounds);
     g_test_add_func("/toolkit/mcache/write-back", test_mcache_write_back);
     g_test_add_func("/toolkit/mcache/dependency", test_mcache_dependency);

@@ -124,6 +124,15 @@ DISKIMG_API int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint
                                        uint64_t max_bytes, const char *what,
                                        uint64_t **table, GError **errp);
 
+/* A name stored in an image (a backing file, an external data file): the
+ * `size` bytes at `offset` of `file`, bounded by `max_bytes` and the file
+ * as diskimg_load_table is, up to the first NUL.  *name (g_free) is NULL
+ * when the name is empty.  It is untrusted: open it only through the
+ * trust policy (plugin-guide §3). */
+DISKIMG_API int diskimg_load_name(diskimg_node *file, uint64_t offset, uint64_t size,
+                                  uint64_t max_bytes, const char *what, char **name,
+                                  GError **errp);
+
 /* ---------------------------------------------------------- metadata cache */
 
 /*
