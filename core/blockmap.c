@@ -41,17 +41,24 @@ static size_t dirty_bytes(uint32_t count)
     return (size_t)(((uint64_t)chunk_count(count) + 7) / 8) + 1;
 }
 
-/* A map without entries yet; NULL when out of memory. */
+/* A map without entries yet, or NULL with *errp set. */
 static diskimg_blockmap *new_map(const struct diskimg_blockmap_layout *layout,
-                                 uint64_t table_offset, uint32_t count)
+                                 uint64_t table_offset, uint32_t count, GError **errp)
 {
     struct diskimg_blockmap_layout l = { 0 };
-    diskimg_blockmap *m = g_try_new0(diskimg_blockmap, 1);
+    diskimg_blockmap *m;
 
-    if (!m)
-        return NULL;
     /* Members beyond the caller's struct_size read as 0. */
     memcpy(&l, layout, MIN(layout->struct_size, sizeof(l)));
+    /* Runs divide by the block size: a layout without one is a bug. */
+    if (l.block_size == 0 || l.unit == 0) {
+        diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                          "block map layout needs a block size and a unit");
+        return NULL;
+    }
+    m = g_try_new0(diskimg_blockmap, 1);
+    if (!m)
+        goto no_memory;
     m->count = count;
     m->block_size = l.block_size;
     m->base = l.base;
@@ -62,21 +69,25 @@ static diskimg_blockmap *new_map(const struct diskimg_blockmap_layout *layout,
     m->dirty = g_try_malloc0(dirty_bytes(count));
     if (!m->dirty) {
         g_free(m);
-        return NULL;
+        goto no_memory;
     }
     return m;
+
+no_memory:
+    diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "block map: out of memory");
+    return NULL;
 }
 
 int diskimg_blockmap_load(diskimg_blockmap **out, const struct diskimg_blockmap_layout *layout,
                           diskimg_node *file, uint64_t table_offset, uint32_t count,
                           const char *what, GError **errp)
 {
-    diskimg_blockmap *m = new_map(layout, table_offset, count);
+    diskimg_blockmap *m = new_map(layout, table_offset, count, errp);
     void *raw = NULL;
 
     *out = NULL;
     if (!m)
-        return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory", what);
+        return -1;
     /* The table is bounded by the file that holds it (diskimg_load_table
      * checks that before allocating); 4 bytes an entry. */
     if (diskimg_load_table(file, table_offset, count, 4, (uint64_t)count * 4, what, &raw,
@@ -96,12 +107,13 @@ int diskimg_blockmap_new_filled(diskimg_blockmap **out,
                                 uint64_t table_offset, uint32_t count, uint32_t value,
                                 GError **errp)
 {
-    diskimg_blockmap *m = new_map(layout, table_offset, count);
+    diskimg_blockmap *m = new_map(layout, table_offset, count, errp);
 
     *out = NULL;
-    if (m)
-        m->entry = g_try_malloc_n(count ? count : 1, sizeof(uint32_t));
-    if (!m || !m->entry) {
+    if (!m)
+        return -1;
+    m->entry = g_try_malloc_n(count ? count : 1, sizeof(uint32_t));
+    if (!m->entry) {
         diskimg_blockmap_free(m);
         return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "block map: out of memory");
     }

@@ -790,6 +790,13 @@ static void test_blockmap_runs(void)
     diskimg_blockmap_free(m);
     diskimg_blockmap_free(NULL);
     g_assert_false(diskimg_blockmap_is_dirty(NULL));
+    g_assert_cmpuint(diskimg_blockmap_count(NULL), ==, 0);
+    /* a layout without its struct_size (or block size) is refused */
+    const struct diskimg_blockmap_layout unset = { .block_size = 4096, .unit = 4096 };
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &unset, 0, 8, 0, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_null(m);
+    g_clear_error(&err);
 }
 
 static void test_blockmap_write_back(void)

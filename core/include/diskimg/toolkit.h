@@ -335,7 +335,8 @@ enum diskimg_blockmap_kind {
     DISKIMG_BLOCKMAP_MAPPED,           /* stored at a host offset */
 };
 
-/* The meaning of the entries; members beyond struct_size read as 0. */
+/* The meaning of the entries; members beyond struct_size read as 0, and
+ * a layout without block_size or unit is refused (DISKIMG_ERROR_INVALID). */
 struct diskimg_blockmap_layout {
     size_t struct_size;            /* sizeof(struct diskimg_blockmap_layout), as compiled */
     uint32_t block_size;           /* guest bytes per entry */
