@@ -196,3 +196,25 @@ int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint64_t count,
     *table = t;
     return 0;
 }
+
+/* ------------------------------------------------------------ stored names */
+
+int diskimg_load_name(diskimg_node *file, uint64_t offset, uint64_t size, uint64_t max_bytes,
+                      const char *what, char **name, GError **errp)
+{
+    void *raw = NULL;
+    char *s;
+
+    *name = NULL;
+    /* A name is a table of bytes: the same cap and file-size checks. */
+    if (diskimg_load_table(file, offset, size, 1, max_bytes, what, &raw, errp) < 0)
+        return -1;
+    /* It stops at the first NUL (as qemu's string copies do). */
+    s = g_strndup(raw, size);
+    g_free(raw);
+    if (s[0] == '\0')
+        g_free(s);
+    else
+        *name = s;
+    return 0;
+}

@@ -2,7 +2,7 @@
 /*
  * Unit tests of the format toolkit (<diskimg/toolkit.h>): the bounded
  * reader and table loads, the metadata cache, the request tracker, tail
- * growth and CRC32C.  Files are raw images in a scratch directory, opened
+ * growth, CRC32C, the flat block map and the second-level tables.  Files are raw images in a scratch directory, opened
  * through the posix and raw plugins of the build tree.
  */
 #include <string.h>
@@ -720,6 +720,299 @@ static void test_crc32c_slices(void)
     g_rand_free(r);
 }
 
+static void test_load_name(void)
+{
+    struct scratch t;
+    GError *err = NULL;
+    char *name = NULL;
+
+    scratch_open(&t, "name.raw", 4096);
+    g_assert_cmpint(diskimg_node_pwrite(t.file, "base.img\0junk", 13, 100, 0, &err), ==, 0);
+    /* stops at the NUL */
+    g_assert_cmpint(diskimg_load_name(t.file, 100, 13, 1023, "test name", &name, &err), ==, 0);
+    g_assert_cmpstr(name, ==, "base.img");
+    g_free(name);
+    /* no NUL: all `size` bytes */
+    g_assert_cmpint(diskimg_load_name(t.file, 100, 4, 1023, "test name", &name, &err), ==, 0);
+    g_assert_cmpstr(name, ==, "base");
+    g_free(name);
+    /* empty: none */
+    g_assert_cmpint(diskimg_node_pwrite(t.file, "\0", 1, 200, 0, &err), ==, 0);
+    g_assert_cmpint(diskimg_load_name(t.file, 200, 8, 1023, "test name", &name, &err), ==, 0);
+    g_assert_null(name);
+    /* past the end of the file, or over the cap: refused as corrupt */
+    g_assert_cmpint(diskimg_load_name(t.file, 4000, 200, 1023, "test name", &name, &err), ==,
+                    -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "test name"));
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_load_name(t.file, 0, 2048, 1023, "test name", &name, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_clear_error(&err);
+    g_assert_null(name);
+    scratch_close(&t);
+}
+
+/* --------------------------------------------------------------- block map */
+
+static void test_blockmap_runs(void)
+{
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 4096, .base = 1000, .unit = 4096,
+        .unallocated = 0xffffffff, .zero = 0xfffffffe };
+    diskimg_blockmap *m;
+    enum diskimg_blockmap_kind kind;
+    uint64_t host;
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 512, 8, 0xffffffff, &err), ==, 0);
+    g_assert_cmpuint(diskimg_blockmap_count(m), ==, 8);
+    diskimg_blockmap_set(m, 2, 5);
+    diskimg_blockmap_set(m, 3, 6);
+    diskimg_blockmap_set(m, 4, 9);
+    diskimg_blockmap_set(m, 5, 0xfffffffe);
+    g_assert_cmphex(diskimg_blockmap_value(m, 4), ==, 9);
+    /* Blocks 0-1 unallocated; 2-3 contiguous; 4 elsewhere; 5 zero. */
+    g_assert_cmpuint(diskimg_blockmap_run(m, 100, 1 << 20, &kind, &host), ==, 2 * 4096 - 100);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_UNALLOCATED);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 2 * 4096 + 10, 1 << 20, &kind, &host), ==,
+                     2 * 4096 - 10);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_MAPPED);
+    g_assert_cmpuint(host, ==, 1000 + 5 * 4096 + 10);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 4 * 4096, 1 << 20, &kind, &host), ==, 4096);
+    g_assert_cmpuint(host, ==, 1000 + 9 * 4096);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 5 * 4096, 1 << 20, &kind, &host), ==, 4096);
+    g_assert_cmpint(kind, ==, DISKIMG_BLOCKMAP_ZERO);
+    g_assert_cmpint(diskimg_blockmap_get(m, 5, &host), ==, DISKIMG_BLOCKMAP_ZERO);
+    /* Clamped to the request; the last run ends with the map. */
+    g_assert_cmpuint(diskimg_blockmap_run(m, 6 * 4096, 100, &kind, &host), ==, 100);
+    g_assert_cmpuint(diskimg_blockmap_run(m, 6 * 4096, 1 << 20, &kind, &host), ==, 2 * 4096);
+    diskimg_blockmap_free(m);
+    diskimg_blockmap_free(NULL);
+    g_assert_false(diskimg_blockmap_is_dirty(NULL));
+    g_assert_cmpuint(diskimg_blockmap_count(NULL), ==, 0);
+    /* a layout without its struct_size (or block size) is refused */
+    const struct diskimg_blockmap_layout unset = { .block_size = 4096, .unit = 4096 };
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &unset, 0, 8, 0, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_assert_null(m);
+    g_clear_error(&err);
+}
+
+static void test_blockmap_write_back(void)
+{
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 512, .unit = 512 };
+    struct scratch t;
+    diskimg_blockmap *m, *again;
+    GError *err = NULL;
+
+    scratch_open(&t, "blockmap.raw", 8192);
+    /* 300 entries at offset 64: three chunks of 128 entries. */
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 64, 300, 0, &err), ==, 0);
+    g_assert_true(diskimg_blockmap_is_dirty(m));
+    g_assert_cmpint(diskimg_blockmap_write_back(m, t.file, &err), ==, 0);
+    g_assert_false(diskimg_blockmap_is_dirty(m));
+    diskimg_blockmap_set(m, 299, 0x01020304);
+    g_assert_true(diskimg_blockmap_is_dirty(m));
+    /* Only the last chunk goes out: a byte of the first chunk's bytes
+     * changed behind the map's back stays as it is. */
+    uint8_t mark = 0x5a;
+    g_assert_cmpint(diskimg_node_pwrite(t.file, &mark, 1, 64, 0, &err), ==, 0);
+    g_assert_cmpint(diskimg_blockmap_write_back(m, t.file, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(byte_at(&t, 64), ==, 0x5a);
+    g_assert_cmpint(diskimg_blockmap_load(&again, &layout, t.file, 64, 300, "test map", &err),
+                    ==, 0);
+    g_assert_cmphex(diskimg_blockmap_value(again, 299), ==, 0x01020304);
+    g_assert_cmphex(diskimg_blockmap_value(again, 0), ==, 0x5a);
+    g_assert_false(diskimg_blockmap_is_dirty(again));
+    uint8_t raw[4];
+    g_assert_cmpint(diskimg_node_pread(t.file, raw, 4, 64 + 299 * 4, &err), ==, 0);
+    g_assert_cmphex(diskimg_le32(raw), ==, 0x01020304);   /* little endian on disk */
+    diskimg_blockmap_free(again);
+    /* A table past the end of the file is refused before allocating. */
+    g_assert_cmpint(diskimg_blockmap_load(&again, &layout, t.file, 64, 100000, "test map",
+                                          &err), ==, -1);
+    g_assert_null(again);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+    g_assert_nonnull(strstr(err->message, "test map"));
+    g_clear_error(&err);
+    diskimg_blockmap_free(m);
+    scratch_close(&t);
+}
+
+struct pairs {
+    uint32_t first[8], later[8];
+    unsigned n;
+};
+
+static void collect_pair(void *opaque, uint32_t first, uint32_t later)
+{
+    struct pairs *p = opaque;
+
+    g_assert_cmpuint(p->n, <, 8);
+    p->first[p->n] = first;
+    p->later[p->n++] = later;
+}
+
+static void test_blockmap_overlaps(void)
+{
+    /* Entries in 512-byte units, blocks of 1024 bytes: values 1 apart
+     * overlap, 2 apart do not. */
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 1024, .unit = 512 };
+    diskimg_blockmap *m;
+    struct pairs p = { 0 };
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 0, 6, 0, &err), ==, 0);
+    diskimg_blockmap_set(m, 0, 10);
+    diskimg_blockmap_set(m, 1, 12);
+    diskimg_blockmap_set(m, 2, 10);   /* same as block 0 */
+    diskimg_blockmap_set(m, 3, 13);   /* inside block 1 */
+    diskimg_blockmap_set(m, 4, 20);
+    g_assert_cmpint(diskimg_blockmap_find_overlaps(m, collect_pair, &p, &err), ==, 0);
+    g_assert_cmpuint(p.n, ==, 2);
+    g_assert_cmpuint(p.first[0], ==, 0);
+    g_assert_cmpuint(p.later[0], ==, 2);
+    g_assert_cmpuint(p.first[1], ==, 1);
+    g_assert_cmpuint(p.later[1], ==, 3);
+    diskimg_blockmap_free(m);
+}
+
+/* A fill callback that maps the run's blocks to values from 20 on, one
+ * after the other, and writes the data there with diskimg_write_padded. */
+struct fill_ctx {
+    diskimg_blockmap *m;
+    diskimg_node *file;
+    uint32_t next_value;
+    unsigned calls;
+};
+
+static int fill_blocks(void *opaque, const uint8_t *data, uint64_t len, uint64_t offset,
+                       GError **errp)
+{
+    struct fill_ctx *f = opaque;
+    uint32_t first = (uint32_t)(offset / 512), end = (uint32_t)((offset + len + 511) / 512);
+    uint64_t host = (uint64_t)f->next_value * 512;
+
+    f->calls++;
+    for (uint32_t i = first; i < end; i++)
+        diskimg_blockmap_set(f->m, i, f->next_value++);
+    return diskimg_write_padded(f->file, host, offset % 512, data, len,
+                                (uint64_t)end * 512 - (offset + len), false, errp);
+}
+
+static void test_blockmap_requests(void)
+{
+    /* 8 blocks of 512 bytes, value v at file offset v * 512; 0 unallocated,
+     * 1 zero. */
+    const struct diskimg_blockmap_layout layout = {
+        .struct_size = sizeof(layout), .block_size = 512, .unit = 512, .unallocated = 0,
+        .zero = 1 };
+    struct scratch t;
+    diskimg_blockmap *m;
+    GError *err = NULL;
+    uint8_t buf[8 * 512], data[700];
+
+    scratch_open(&t, "blockmap-io.raw", 64 * 512);
+    g_assert_cmpint(diskimg_blockmap_new_filled(&m, &layout, 0, 8, 0, &err), ==, 0);
+    diskimg_blockmap_set(m, 1, 10);
+    diskimg_blockmap_set(m, 2, 1);
+    /* read: block 1 from the file (the scratch pattern), the rest zeroes */
+    g_assert_cmpint(diskimg_blockmap_read(m, t.file, buf, sizeof(buf), 0, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 512));
+    for (unsigned i = 0; i < 512; i++)
+        g_assert_cmpuint(buf[512 + i], ==, (uint8_t)(10 * 512 + i));
+    g_assert_true(diskimg_is_zero(buf + 1024, sizeof(buf) - 1024));
+
+    /* write 700 bytes from 300: into block 0 (unallocated) and block 1
+     * (mapped, in place) -- the fill gets only block 0's part */
+    memset(data, 0xc3, sizeof(data));
+    struct fill_ctx f = { m, t.file, 20, 0 };
+    g_assert_cmpint(diskimg_blockmap_write(m, t.file, data, 700, 300, fill_blocks, &f, &err),
+                    ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(f.calls, ==, 1);
+    g_assert_cmphex(diskimg_blockmap_value(m, 0), ==, 20);
+    /* padded: the head of block 0's new storage was zeroed */
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 299), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 300), ==, 0xc3);
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 487), ==, 0xc3);   /* 300 + 700 - 512 - 1 */
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 488), ==, (uint8_t)(10 * 512 + 488));
+    g_assert_cmpint(diskimg_blockmap_read(m, t.file, buf, 1024, 0, &err), ==, 0);
+    g_assert_true(diskimg_is_zero(buf, 300));
+    g_assert_cmpuint(buf[300], ==, 0xc3);
+    g_assert_cmpuint(buf[999], ==, 0xc3);
+
+    /* zero_mapped: mapped block 1 zeroed in the file, nothing allocated */
+    g_assert_cmpint(diskimg_blockmap_zero_mapped(m, t.file, 512, 4 * 512, 0, &err), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 10 * 512), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 10 * 512 + 511), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 11 * 512), ==, (uint8_t)(11 * 512));
+    g_assert_cmphex(diskimg_blockmap_value(m, 3), ==, 0);
+    g_assert_cmpuint(byte_at(&t, 20 * 512 + 300), ==, 0xc3);   /* outside the range */
+    diskimg_blockmap_free(m);
+    scratch_close(&t);
+}
+
+/* ------------------------------------------------------ second-level tables */
+
+/* Entries across cache blocks of a table larger than one block, in both
+ * byte orders, written back where they belong and nowhere else. */
+static void test_table2(void)
+{
+    const uint64_t table_off = 128 * 1024, table_bytes = 256 * 1024, len = 1024 * 1024;
+
+    for (int order = 0; order < 2; order++) {
+        struct scratch t;
+        GError *err = NULL;
+        uint64_t run[16], v = 0;
+
+        scratch_open(&t, "table2.raw", len);
+        diskimg_table2 *tb = diskimg_table2_new(t.file, "test table", table_bytes, 64 * 1024,
+                                                order ? DISKIMG_LITTLE_ENDIAN
+                                                      : DISKIMG_BIG_ENDIAN,
+                                                256 * 1024, &err);
+        g_assert_no_error(err);
+        g_assert_cmpuint(diskimg_table2_entries(tb), ==, table_bytes / 8);
+        /* What the file holds is read as stored: bytes 0x00..0x07 at the
+         * table start (the scratch pattern, i & 0xff). */
+        g_assert_cmpint(diskimg_table2_get(tb, table_off, 1, &v, &err), ==, 0);
+        g_assert_cmphex(v, ==, order ? 0x0f0e0d0c0b0a0908ull : 0x08090a0b0c0d0e0full);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 0, 0x1122334455667788ull, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 8191, 7, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 8192, 8, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 32767, 9, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_set(tb, table_off, 32768, 1, &err), ==, -1);
+        g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);   /* past the end */
+        g_clear_error(&err);
+        /* a run stops at the end of a cache block (8192 entries of 64 KiB) */
+        g_assert_cmpint(diskimg_table2_get_run(tb, table_off, 8190, 16, run, &err), ==, 2);
+        g_assert_cmpuint(run[1], ==, 7);
+        g_assert_cmpint(diskimg_table2_get(tb, table_off, 8192, &v, &err), ==, 0);
+        g_assert_cmpuint(v, ==, 8);
+        /* a fresh table reads as zeroes without reading the file */
+        g_assert_cmpint(diskimg_table2_fresh(tb, 512 * 1024, &err), ==, 0);
+        g_assert_cmpint(diskimg_table2_get(tb, 512 * 1024, 3, &v, &err), ==, 0);
+        g_assert_cmpuint(v, ==, 0);
+        g_assert_cmpint(diskimg_table2_flush(tb, &err), ==, 0);
+        g_assert_no_error(err);
+        diskimg_table2_free(tb);
+
+        uint8_t b[8];
+        g_assert_cmpint(diskimg_node_pread(t.file, b, 8, table_off, &err), ==, 0);
+        g_assert_cmphex(order ? diskimg_le64(b) : diskimg_be64(b), ==, 0x1122334455667788ull);
+        g_assert_cmpint(diskimg_node_pread(t.file, b, 8, table_off + 32767 * 8, &err), ==, 0);
+        g_assert_cmpuint(order ? diskimg_le64(b) : diskimg_be64(b), ==, 9);
+        /* untouched bytes keep the pattern */
+        g_assert_cmpuint(byte_at(&t, table_off - 1), ==, (uint8_t)(table_off - 1));
+        g_assert_cmpuint(byte_at(&t, table_off + 8 * 2), ==, (uint8_t)(table_off + 8 * 2));
+        scratch_close(&t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -731,6 +1024,7 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/reader/bounds", test_reader_bounds);
     g_test_add_func("/toolkit/reader/load-table", test_load_table);
     g_test_add_func("/toolkit/reader/load-u64-table", test_load_u64_table);
+    g_test_add_func("/toolkit/reader/load-name", test_load_name);
     g_test_add_func("/toolkit/mcache/bounds", test_mcache_bounds);
     g_test_add_func("/toolkit/mcache/write-back", test_mcache_write_back);
     g_test_add_func("/toolkit/mcache/dependency", test_mcache_dependency);
@@ -741,6 +1035,11 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/tail/grow", test_tail_grow);
     g_test_add_func("/toolkit/crc32c/vectors", test_crc32c_vectors);
     g_test_add_func("/toolkit/crc32c/slices", test_crc32c_slices);
+    g_test_add_func("/toolkit/blockmap/runs", test_blockmap_runs);
+    g_test_add_func("/toolkit/blockmap/write-back", test_blockmap_write_back);
+    g_test_add_func("/toolkit/blockmap/overlaps", test_blockmap_overlaps);
+    g_test_add_func("/toolkit/blockmap/requests", test_blockmap_requests);
+    g_test_add_func("/toolkit/table2", test_table2);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

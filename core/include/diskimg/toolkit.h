@@ -12,10 +12,15 @@
  *     (core/tracker.c);
  *   - growth of the host file ahead of allocation, with a known-zero tail
  *     (core/tailgrow.c);
- *   - CRC-32C (core/crc32c.c).
+ *   - CRC-32C (core/crc32c.c);
+ *   - a flat block map: one 32-bit entry per guest block, held in memory
+ *     (core/blockmap.c);
+ *   - the second-level tables of an L1 -> L2 cluster map, through the
+ *     metadata cache (core/table2.c).
  *
- * Each piece is documented below and in docs/plugin-guide.md §14.  They
- * started out inside the qcow2 plugin, which uses all of them.
+ * Each piece is documented below and in docs/plugin-guide.md §14.  Most
+ * started out inside the qcow2 plugin; the block map in vdi (shared with
+ * parallels), the second-level tables in qed (shared with qcow).
  */
 #ifndef DISKIMG_TOOLKIT_H
 #define DISKIMG_TOOLKIT_H
@@ -118,6 +123,15 @@ DISKIMG_API int diskimg_load_u64_table(diskimg_node *file, uint64_t offset, uint
                                        uint64_t capacity, enum diskimg_byte_order order,
                                        uint64_t max_bytes, const char *what,
                                        uint64_t **table, GError **errp);
+
+/* A name stored in an image (a backing file, an external data file): the
+ * `size` bytes at `offset` of `file`, bounded by `max_bytes` and the file
+ * as diskimg_load_table is, up to the first NUL.  *name (g_free) is NULL
+ * when the name is empty.  It is untrusted: open it only through the
+ * trust policy (plugin-guide §3). */
+DISKIMG_API int diskimg_load_name(diskimg_node *file, uint64_t offset, uint64_t size,
+                                  uint64_t max_bytes, const char *what, char **name,
+                                  GError **errp);
 
 /* ---------------------------------------------------------- metadata cache */
 
@@ -293,6 +307,173 @@ DISKIMG_API uint64_t diskimg_tail_grown_from(const diskimg_tail *t);
  * post-inversion are included: the result is what formats store.
  */
 DISKIMG_API uint32_t diskimg_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* --------------------------------------------------------------- block map */
+
+/*
+ * A flat block map: a table of `count` 32-bit little-endian entries, one
+ * per guest block of `block_size` bytes, at `table_offset` of the image
+ * file, held whole in memory (formats of the shape "header + one flat
+ * table + blocks appended to the file": VDI, Parallels).  Formats differ
+ * only in what an entry means, which the layout says with three numbers:
+ *
+ *   host offset of a mapped entry v = base + v * unit
+ *   `unallocated`: the marker of a block this layer does not hold
+ *   `zero`:        the marker of a block that reads as zeroes (equal to
+ *                  `unallocated` when the format has no such marker)
+ *
+ * The map answers lookups, merges neighbouring blocks into runs (block
+ * status, large transfers), tracks which 512-byte chunks of the table
+ * changed and writes only those back, and finds entries whose host
+ * storage overlaps (check).  Not thread-safe: the caller serialises.
+ */
+typedef struct diskimg_blockmap diskimg_blockmap;
+
+enum diskimg_blockmap_kind {
+    DISKIMG_BLOCKMAP_UNALLOCATED = 0,  /* not held by this layer */
+    DISKIMG_BLOCKMAP_ZERO,             /* reads as zeroes, no storage */
+    DISKIMG_BLOCKMAP_MAPPED,           /* stored at a host offset */
+};
+
+/* The meaning of the entries; members beyond struct_size read as 0, and
+ * a layout without block_size or unit is refused (DISKIMG_ERROR_INVALID). */
+struct diskimg_blockmap_layout {
+    size_t struct_size;            /* sizeof(struct diskimg_blockmap_layout), as compiled */
+    uint32_t block_size;           /* guest bytes per entry */
+    uint64_t base, unit;           /* host offset of value v: base + v * unit */
+    uint32_t unallocated, zero;    /* marker values */
+};
+
+/* Loads the `count` entries at `table_offset` of `file` into *map (bounded
+ * by the file size as diskimg_load_table is; `what` names the table in
+ * errors, "block map"): 0, or -1 with *errp set and *map NULL. */
+DISKIMG_API int diskimg_blockmap_load(diskimg_blockmap **map,
+                                      const struct diskimg_blockmap_layout *layout,
+                                      diskimg_node *file, uint64_t table_offset,
+                                      uint32_t count, const char *what, GError **errp);
+/* A map of `count` entries all `value`, every chunk dirty (create). */
+DISKIMG_API int diskimg_blockmap_new_filled(diskimg_blockmap **map,
+                                            const struct diskimg_blockmap_layout *layout,
+                                            uint64_t table_offset, uint32_t count,
+                                            uint32_t value, GError **errp);
+DISKIMG_API void diskimg_blockmap_free(diskimg_blockmap *m);    /* NULL is fine */
+
+/* The number of entries (0 for NULL: a map never loaded), and entry
+ * `index` (< count) as stored. */
+DISKIMG_API uint32_t diskimg_blockmap_count(const diskimg_blockmap *m);
+DISKIMG_API uint32_t diskimg_blockmap_value(const diskimg_blockmap *m, uint32_t index);
+/* What guest block `index` (< count) is; *host set for MAPPED. */
+DISKIMG_API enum diskimg_blockmap_kind diskimg_blockmap_get(const diskimg_blockmap *m,
+                                                            uint32_t index, uint64_t *host);
+/* Stores `value` for block `index` and marks its chunk dirty. */
+DISKIMG_API void diskimg_blockmap_set(diskimg_blockmap *m, uint32_t index, uint32_t value);
+
+/* The run starting at guest `offset` (< count * block_size): blocks of one
+ * kind and, for MAPPED, consecutive host storage.  Returns its length,
+ * clamped to `len` (> 0); *host is the host offset of `offset` itself. */
+DISKIMG_API uint64_t diskimg_blockmap_run(const diskimg_blockmap *m, uint64_t offset,
+                                          uint64_t len, enum diskimg_blockmap_kind *kind,
+                                          uint64_t *host);
+
+/* True when some chunk changed since the last write-back (false for NULL:
+ * a map never loaded). */
+DISKIMG_API bool diskimg_blockmap_is_dirty(const diskimg_blockmap *m);
+/* Writes the changed chunks (little endian, neighbours merged into one
+ * request) and clears their marks. */
+DISKIMG_API int diskimg_blockmap_write_back(diskimg_blockmap *m, diskimg_node *file,
+                                            GError **errp);
+/* Marks every chunk changed (a repair rewrote many entries). */
+DISKIMG_API void diskimg_blockmap_mark_all_dirty(diskimg_blockmap *m);
+
+/* Calls `found(opaque, first, later)` for each mapped block `later` whose
+ * host storage overlaps that of an earlier-sorted block `first` (same
+ * value, or values closer than a block apart).  Costs a sorted copy of the
+ * mapped entries (12 bytes each); -1 with *errp set
+ * (DISKIMG_ERROR_NO_MEMORY) when that cannot be allocated. */
+typedef void (*diskimg_blockmap_overlap_fn)(void *opaque, uint32_t first, uint32_t later);
+DISKIMG_API int diskimg_blockmap_find_overlaps(const diskimg_blockmap *m,
+                                               diskimg_blockmap_overlap_fn found,
+                                               void *opaque, GError **errp);
+
+/* Requests over the map, split into runs; the range lies within the map
+ * (count * block_size).  A read takes mapped runs from `file` and gives
+ * zeroes for the rest (both markers; a format with a backing file reads
+ * through it itself). */
+DISKIMG_API int diskimg_blockmap_read(const diskimg_blockmap *m, diskimg_node *file, void *buf,
+                                      uint64_t len, uint64_t offset, GError **errp);
+/* A write goes in place for mapped runs; each run without storage is
+ * handed to `fill` (the format allocates, sets the entries and writes the
+ * data there), then the map is looked up again. */
+typedef int (*diskimg_blockmap_fill_fn)(void *opaque, const uint8_t *data, uint64_t len,
+                                        uint64_t offset, GError **errp);
+DISKIMG_API int diskimg_blockmap_write(diskimg_blockmap *m, diskimg_node *file,
+                                       const void *buf, uint64_t len, uint64_t offset,
+                                       diskimg_blockmap_fill_fn fill, void *opaque,
+                                       GError **errp);
+/* Zeroes the mapped runs in place (write_zeroes `flags` passed on); runs
+ * without storage already read as zeroes and are left alone. */
+DISKIMG_API int diskimg_blockmap_zero_mapped(const diskimg_blockmap *m, diskimg_node *file,
+                                             uint64_t offset, uint64_t len, unsigned flags,
+                                             GError **errp);
+
+/* Writes `len` bytes of data at host + head into storage just allocated
+ * for [host, host + head + len + tail), zeroing the head and tail around
+ * it unless `zeroed` says the new space already reads as zeroes
+ * (diskimg_tail_reserve). */
+DISKIMG_API int diskimg_write_padded(diskimg_node *file, uint64_t host, uint64_t head,
+                                     const void *data, uint64_t len, uint64_t tail,
+                                     bool zeroed, GError **errp);
+
+/* ------------------------------------------------------ second-level tables */
+
+/*
+ * The second level of a two-level cluster map (L1 -> L2 -> data): the
+ * first-level table is the format's, in memory; its entries name tables
+ * in the file, each `table_bytes` long, of 64-bit entries in one byte
+ * order, at offsets aligned to `align`.  Entries are read and updated
+ * through a diskimg_mcache of fixed budget, so a lookup costs no read once
+ * its block is cached and memory stays bounded however large the image.
+ * Cache blocks are min(table_bytes, align, 64 KiB): a large table needs no
+ * oversized cache entry.  Entries are returned as stored (host order);
+ * what a value means is the format's business (qed, qcow).
+ *
+ * The caller validates table offsets (aligned to `align`, within the
+ * file, not 0) before passing them; the cache refuses misaligned ones as
+ * corruption anyway.  Not thread-safe: call it under the format's lock.
+ */
+typedef struct diskimg_table2 diskimg_table2;
+
+/* Tables of `table_bytes` (a power of two, >= 8) at offsets aligned to
+ * `align` (a power of two) of `file`, entries in `order`; `what` names
+ * them in errors ("L2 table"); `budget` bounds the cache's memory. */
+DISKIMG_API diskimg_table2 *diskimg_table2_new(diskimg_node *file, const char *what,
+                                               uint64_t table_bytes, uint64_t align,
+                                               enum diskimg_byte_order order,
+                                               uint64_t budget, GError **errp);
+/* Frees without writing back: flush first.  NULL is fine. */
+DISKIMG_API void diskimg_table2_free(diskimg_table2 *t);
+/* Entries per table. */
+DISKIMG_API uint64_t diskimg_table2_entries(const diskimg_table2 *t);
+
+/* Reads up to n (>= 1) consecutive entries of the table at `table_off`
+ * from `index` on into out[], stopping at the end of a cache block or of
+ * the table: returns how many (>= 1), or -1 with *errp set. */
+DISKIMG_API int64_t diskimg_table2_get_run(diskimg_table2 *t, uint64_t table_off,
+                                           uint64_t index, uint64_t n, uint64_t *out,
+                                           GError **errp);
+/* One entry. */
+DISKIMG_API int diskimg_table2_get(diskimg_table2 *t, uint64_t table_off, uint64_t index,
+                                   uint64_t *value, GError **errp);
+/* Updates one entry; written back on flush or eviction. */
+DISKIMG_API int diskimg_table2_set(diskimg_table2 *t, uint64_t table_off, uint64_t index,
+                                   uint64_t value, GError **errp);
+/* Declares the table at `table_off` new and all zeroes, as it is in the
+ * file (just allocated past the old end): later reads need no I/O. */
+DISKIMG_API int diskimg_table2_fresh(diskimg_table2 *t, uint64_t table_off, GError **errp);
+/* Writes back every changed entry and flushes the file. */
+DISKIMG_API int diskimg_table2_flush(diskimg_table2 *t, GError **errp);
+/* Flushes and forgets every cached block (the file changed beneath). */
+DISKIMG_API int diskimg_table2_empty(diskimg_table2 *t, GError **errp);
 
 #ifdef __cplusplus
 }

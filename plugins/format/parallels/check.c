@@ -32,7 +32,7 @@ static void corruption(struct check_run *c, uint32_t cluster, const char *what)
                    what);
     c->res->corruptions++;
     if (c->fix & DISKIMG_CHECK_FIX_ERRORS) {
-        blockmap_set(&c->s->map, cluster, 0);
+        diskimg_blockmap_set(c->s->map, cluster, 0);
         c->res->corruptions_fixed++;
         c->bat_changed = true;
     }
@@ -55,9 +55,9 @@ static void check_placement(struct check_run *c, uint64_t file_size)
 {
     uint64_t data_start = prl_first_data_sector(&c->s->h) * PRL_SECTOR;
 
-    for (uint32_t i = 0; i < c->s->map.count; i++) {
+    for (uint32_t i = 0; i < diskimg_blockmap_count(c->s->map); i++) {
         uint64_t host;
-        if (blockmap_get(&c->s->map, i, &host) != BLOCKMAP_MAPPED)
+        if (diskimg_blockmap_get(c->s->map, i, &host) != DISKIMG_BLOCKMAP_MAPPED)
             continue;
         if (host > file_size)
             corruption(c, i, "is outside image");
@@ -82,10 +82,10 @@ static uint64_t count_clusters(struct check_run *c)
     uint64_t high = 0, prev = 0;
 
     c->res->has_cluster_stats = true;
-    c->res->total_clusters = s->map.count;
-    for (uint32_t i = 0; i < s->map.count; i++) {
+    c->res->total_clusters = diskimg_blockmap_count(s->map);
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
         uint64_t host;
-        if (blockmap_get(&s->map, i, &host) != BLOCKMAP_MAPPED) {
+        if (diskimg_blockmap_get(s->map, i, &host) != DISKIMG_BLOCKMAP_MAPPED) {
             prev = 0;
             continue;
         }
@@ -128,7 +128,7 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     struct check_run c = { .s = s, .res = res, .fix = fix };
     int64_t size;
 
-    if (!s->map.entry)
+    if (!s->map)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "%s: opened for metadata only; cannot check", s->filename);
     size = diskimg_node_size(s->file, errp);
@@ -140,11 +140,11 @@ int prl_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     size = (size + PRL_SECTOR - 1) / PRL_SECTOR * PRL_SECTOR;
     check_unclean(&c);
     check_placement(&c, (uint64_t)size);
-    if (blockmap_find_overlaps(&s->map, found_overlap, &c, errp) < 0) {
+    if (diskimg_blockmap_find_overlaps(s->map, found_overlap, &c, errp) < 0) {
         res->check_errors++;
         return -1;
     }
-    if (c.bat_changed && blockmap_write_back(&s->map, s->file, errp) < 0) {
+    if (c.bat_changed && diskimg_blockmap_write_back(s->map, s->file, errp) < 0) {
         res->check_errors++;
         return -1;
     }

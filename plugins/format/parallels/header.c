@@ -84,9 +84,10 @@ uint64_t prl_first_data_sector(const struct prl_header *h)
     return (prl_bat_end(h->bat_entries) + PRL_SECTOR - 1) / PRL_SECTOR;
 }
 
-void prl_map_layout(const struct prl_header *h, struct blockmap_layout *layout)
+void prl_map_layout(const struct prl_header *h, struct diskimg_blockmap_layout *layout)
 {
-    *layout = (struct blockmap_layout){
+    *layout = (struct diskimg_blockmap_layout){
+        .struct_size = sizeof(*layout),
         .block_size = h->tracks * PRL_SECTOR,
         .base = 0,
         .unit = (uint64_t)(h->ext_magic ? h->tracks : 1) * PRL_SECTOR,
@@ -135,9 +136,9 @@ int prl_map_validate(const struct prl_state *s, uint64_t file_size, GError **err
     uint64_t data_start = prl_first_data_sector(&s->h) * PRL_SECTOR;
     struct overlap_note n = { 0 };
 
-    for (uint32_t i = 0; i < s->map.count; i++) {
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
         uint64_t host;
-        if (blockmap_get(&s->map, i, &host) != BLOCKMAP_MAPPED)
+        if (diskimg_blockmap_get(s->map, i, &host) != DISKIMG_BLOCKMAP_MAPPED)
             continue;
         if (host > file_size)
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
@@ -148,7 +149,7 @@ int prl_map_validate(const struct prl_state *s, uint64_t file_size, GError **err
                                      "BAT entry %" PRIu32 " (cluster at 0x%" PRIx64 ") lies "
                                      "inside the header or BAT; run 'check -r all'", i, host);
     }
-    if (blockmap_find_overlaps(&s->map, note_overlap, &n, errp) < 0)
+    if (diskimg_blockmap_find_overlaps(s->map, note_overlap, &n, errp) < 0)
         return -1;
     if (n.found)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,

@@ -15,41 +15,38 @@
 /* Bytes of the guest the BAT covers. */
 static uint64_t covered(const struct prl_state *s)
 {
-    return (uint64_t)s->map.count * s->cluster_size;
+    return (uint64_t)diskimg_blockmap_count(s->map) * s->cluster_size;
 }
 
-/* The run at `offset` (see blockmap_run), uncovered bytes being one
+/* The run at `offset` (see diskimg_blockmap_run), uncovered bytes being one
  * unallocated run. */
 static uint64_t run_at(const struct prl_state *s, uint64_t offset, uint64_t len,
-                       enum blockmap_kind *kind, uint64_t *host)
+                       enum diskimg_blockmap_kind *kind, uint64_t *host)
 {
     if (offset >= covered(s)) {
-        *kind = BLOCKMAP_UNALLOCATED;
+        *kind = DISKIMG_BLOCKMAP_UNALLOCATED;
         *host = 0;
         return len;
     }
-    return blockmap_run(&s->map, offset, len, kind, host);
+    return diskimg_blockmap_run(s->map, offset, len, kind, host);
+}
+
+/* The part of [offset, offset + len) the BAT covers. */
+static uint64_t covered_len(const struct prl_state *s, uint64_t offset, uint64_t len)
+{
+    uint64_t end = covered(s);
+
+    return offset >= end ? 0 : MIN(len, end - offset);
 }
 
 int prl_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
     struct prl_state *s = h;
-    uint8_t *out = buf;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        if (kind == BLOCKMAP_MAPPED) {
-            if (diskimg_node_pread(s->file, out, n, host, errp) < 0)
-                return -1;
-        } else {
-            memset(out, 0, n);
-        }
-        out += n;
-        offset += n;
-        len -= n;
-    }
+    if (n && diskimg_blockmap_read(s->map, s->file, buf, n, offset, errp) < 0)
+        return -1;
+    memset((uint8_t *)buf + n, 0, len - n);
     return 0;
 }
 
@@ -61,7 +58,7 @@ static int allocate_clusters(struct prl_state *s, uint32_t first, uint32_t count
 {
     /* Entries count in units of off_multiplier sectors: start the new
      * clusters on such a unit (qemu would truncate a misaligned end). */
-    uint64_t unit = s->map.unit / PRL_SECTOR;
+    uint64_t unit = s->h.ext_magic ? s->h.tracks : 1;
     uint64_t start = (s->data_end + unit - 1) / unit * unit;
     uint64_t last_value = start / unit + (uint64_t)(count - 1) * (s->h.tracks / unit);
 
@@ -70,8 +67,8 @@ static int allocate_clusters(struct prl_state *s, uint32_t first, uint32_t count
                                  "%s: no room for more clusters (BAT entries are 32-bit)",
                                  s->filename);
     for (uint32_t i = 0; i < count; i++)
-        blockmap_set(&s->map, first + i,
-                     (uint32_t)(start / unit + (uint64_t)i * (s->h.tracks / unit)));
+        diskimg_blockmap_set(s->map, first + i,
+                             (uint32_t)(start / unit + (uint64_t)i * (s->h.tracks / unit)));
     uint64_t used_end = s->data_end * PRL_SECTOR;
     *host = start * PRL_SECTOR;
     s->data_end = start + (uint64_t)count * s->h.tracks;
@@ -80,9 +77,10 @@ static int allocate_clusters(struct prl_state *s, uint32_t first, uint32_t count
     return 0;
 }
 
-static int write_new_clusters(struct prl_state *s, const uint8_t *data, uint64_t len,
+static int write_new_clusters(void *opaque, const uint8_t *data, uint64_t len,
                               uint64_t offset, GError **errp)
 {
+    struct prl_state *s = opaque;
     uint64_t cs = s->cluster_size;
     uint32_t first = (uint32_t)(offset / cs);
     uint64_t run_start = (uint64_t)first * cs;
@@ -95,14 +93,11 @@ static int write_new_clusters(struct prl_state *s, const uint8_t *data, uint64_t
     if (allocate_clusters(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
     uint64_t head = offset - run_start, tail = run_end - (offset + len);
-    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
-        (!zeroed && tail &&
-         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
-        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+    if (diskimg_write_padded(s->file, host, head, data, len, tail, zeroed, errp) < 0) {
         /* Give the clusters back: the BAT must not name storage that does
          * not hold what the guest wrote. */
         for (uint32_t i = 0; i < count; i++)
-            blockmap_set(&s->map, first + i, 0);
+            diskimg_blockmap_set(s->map, first + i, 0);
         s->data_end = data_end_before;
         /* What failed may have left bytes there: nothing beyond the
          * allocations in use is known to be zero any more. */
@@ -118,30 +113,21 @@ static int refuse_uncovered(const struct prl_state *s, uint64_t offset, GError *
     return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                              "%s: offset %" PRIu64 " lies beyond what the BAT covers (%" PRIu32
                              " entries); the header's nb_sectors is larger", s->filename,
-                             offset, s->map.count);
+                             offset, diskimg_blockmap_count(s->map));
 }
 
 int prl_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
               GError **errp)
 {
     struct prl_state *s = h;
-    const uint8_t *in = buf;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        if (offset >= covered(s))
-            return refuse_uncovered(s, offset, errp);
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        int ret = kind == BLOCKMAP_MAPPED
-                      ? diskimg_node_pwrite(s->file, in, n, host, 0, errp)
-                      : write_new_clusters(s, in, n, offset, errp);
-        if (ret < 0)
-            return -1;
-        in += n;
-        offset += n;
-        len -= n;
-    }
+    /* The covered part is written before the rest is refused, as before. */
+    if (n && diskimg_blockmap_write(s->map, s->file, buf, n, offset, write_new_clusters, s,
+                                    errp) < 0)
+        return -1;
+    if (n < len)
+        return refuse_uncovered(s, offset + n, errp);
     return (flags & DISKIMG_WRITE_FUA) ? prl_flush(s, errp) : 0;
 }
 
@@ -150,17 +136,12 @@ int prl_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned 
 int prl_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
 {
     struct prl_state *s = h;
+    uint64_t n = covered_len(s, offset, len);
 
-    while (len) {
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = run_at(s, offset, len, &kind, &host);
-        if (kind == BLOCKMAP_MAPPED &&
-            diskimg_node_write_zeroes(s->file, host, n, flags & ~DISKIMG_WRITE_FUA, errp) < 0)
-            return -1;
-        offset += n;
-        len -= n;
-    }
+    /* Uncovered bytes already read as zeroes. */
+    if (n && diskimg_blockmap_zero_mapped(s->map, s->file, offset, n,
+                                          flags & ~DISKIMG_WRITE_FUA, errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? prl_flush(s, errp) : 0;
 }
 
@@ -170,12 +151,12 @@ int prl_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_exte
                      GError **errp)
 {
     struct prl_state *s = h;
-    enum blockmap_kind kind;
+    enum diskimg_blockmap_kind kind;
     uint64_t host;
 
     (void)errp;
     ext->length = run_at(s, offset, len, &kind, &host);
-    if (kind != BLOCKMAP_MAPPED) {
+    if (kind != DISKIMG_BLOCKMAP_MAPPED) {
         ext->flags = 0;
         return 0;
     }
@@ -189,10 +170,10 @@ int prl_flush(void *h, GError **errp)
 {
     struct prl_state *s = h;
 
-    if (!blockmap_is_dirty(&s->map))
+    if (!diskimg_blockmap_is_dirty(s->map))
         return 0;
     /* The clusters new entries point at must be on disk before them. */
     if (diskimg_node_flush(s->file, errp) < 0)
         return -1;
-    return blockmap_write_back(&s->map, s->file, errp);
+    return diskimg_blockmap_write_back(s->map, s->file, errp);
 }

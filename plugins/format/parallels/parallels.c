@@ -3,8 +3,8 @@
  * parallels.c — the Parallels format plugin: probe, open, close and the
  * descriptor.  header.c validates and writes headers, ext.c the format
  * extension, io.c moves data, create.c makes images, check.c checks and
- * repairs them; the BAT is a flat block map (../vdi/blockmap.c, a
- * format-neutral helper shared with the vdi plugin).
+ * repairs them; the BAT is the toolkit's flat block map (diskimg_blockmap,
+ * <diskimg/toolkit.h>), which the vdi plugin uses too).
  *
  * The "in use" flag works as in qemu 7.2: a read-write open sets it in the
  * file before anything else is written, a clean close clears it (and cuts
@@ -39,9 +39,9 @@ static uint64_t data_end_of(const struct prl_state *s)
 {
     uint64_t end = prl_first_data_sector(&s->h);
 
-    for (uint32_t i = 0; i < s->map.count; i++) {
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
         uint64_t host;
-        if (blockmap_get(&s->map, i, &host) == BLOCKMAP_MAPPED &&
+        if (diskimg_blockmap_get(s->map, i, &host) == DISKIMG_BLOCKMAP_MAPPED &&
             host / PRL_SECTOR + s->h.tracks > end)
             end = host / PRL_SECTOR + s->h.tracks;
     }
@@ -82,7 +82,7 @@ static void prl_close(void *h)
         }
     }
     diskimg_tail_free(s->tail);
-    blockmap_free(&s->map);
+    diskimg_blockmap_free(s->map);
     g_free(s);
 }
 
@@ -124,7 +124,7 @@ static int open_for_writing(struct prl_state *s, unsigned flags, uint64_t file_s
 static void *prl_open(const struct diskimg_format_open_args *args, GError **errp)
 {
     struct prl_state *s = g_new0(struct prl_state, 1);
-    struct blockmap_layout layout;
+    struct diskimg_blockmap_layout layout;
     int64_t file_size;
 
     s->file = args->file;
@@ -138,8 +138,8 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
      * data request. */
     if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
         prl_map_layout(&s->h, &layout);
-        if (blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN, s->h.bat_entries,
-                          "parallels BAT", errp) < 0)
+        if (diskimg_blockmap_load(&s->map, &layout, s->file, PRL_HEADER_LEN,
+                                  s->h.bat_entries, "parallels BAT", errp) < 0)
             goto fail;
         /* In whole sectors, as check (and qemu) measure the file. */
         uint64_t sectors_size = ((uint64_t)file_size + PRL_SECTOR - 1) / PRL_SECTOR * PRL_SECTOR;
@@ -151,7 +151,7 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
     if (args->flags & DISKIMG_OPEN_RDWR) {
         /* Without its BAT (metadata only) the image takes no writes, so
          * it is neither marked in use nor cut on close. */
-        if (s->map.entry && open_for_writing(s, args->flags, (uint64_t)file_size, errp) < 0)
+        if (s->map && open_for_writing(s, args->flags, (uint64_t)file_size, errp) < 0)
             goto fail;
     } else if (s->h.ext_off && prl_ext_validate(s, (uint64_t)file_size, errp) < 0) {
         goto fail;
@@ -160,7 +160,7 @@ static void *prl_open(const struct diskimg_format_open_args *args, GError **errp
 fail:
     /* Nothing was written yet: a failed open leaves the image as it was. */
     diskimg_tail_free(s->tail);
-    blockmap_free(&s->map);
+    diskimg_blockmap_free(s->map);
     g_free(s);
     return NULL;
 }

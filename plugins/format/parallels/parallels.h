@@ -14,7 +14,6 @@
 #include <diskimg/plugin.h>
 #include <diskimg/toolkit.h>
 
-#include "blockmap.h"
 
 #define PRL_SECTOR          512u
 #define PRL_HEADER_LEN      64u
@@ -62,7 +61,7 @@ struct prl_state {
     uint64_t ext_end;          /* bytes: end of the format extension's clusters */
     bool unclean;              /* found "in use" on open */
     bool writable;
-    struct blockmap map;
+    diskimg_blockmap *map;
     diskimg_tail *tail;
 };
 
@@ -70,7 +69,7 @@ struct prl_state {
 int prl_header_parse(const uint8_t *buf, size_t len, struct prl_header *h, GError **errp);
 void prl_header_build(uint8_t *buf, uint64_t size, uint32_t cluster_size);
 uint64_t prl_bat_end(uint32_t bat_entries);
-void prl_map_layout(const struct prl_header *h, struct blockmap_layout *layout);
+void prl_map_layout(const struct prl_header *h, struct diskimg_blockmap_layout *layout);
 uint64_t prl_first_data_sector(const struct prl_header *h);
 int prl_map_validate(const struct prl_state *s, uint64_t file_size, GError **errp);
 int prl_write_header(struct prl_state *s, uint32_t inuse, GError **errp);

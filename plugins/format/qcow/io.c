@@ -101,7 +101,8 @@ static int64_t l2_entries_at(struct qcow *s, uint64_t off, uint64_t max, uint64_
         *n_unalloc = s->l2_entries - l2i;
         return 0;
     }
-    return table2_get_run(s->l2, s->l1[l1i], l2i, MIN(max, s->l2_entries - l2i), out, errp);
+    return diskimg_table2_get_run(s->l2, s->l1[l1i], l2i, MIN(max, s->l2_entries - l2i), out,
+                                  errp);
 }
 
 static enum qcow_kind kind_of(uint64_t entry)
@@ -272,7 +273,7 @@ static int l2_table_for(struct qcow *s, uint64_t off, uint64_t *table, GError **
     /* Growing the file makes the table read as zeroes before L1 names it. */
     if (allocate(s, bytes, &at, errp) < 0 ||
         diskimg_node_truncate(s->file, at + bytes, DISKIMG_PREALLOC_OFF, 0, errp) < 0 ||
-        table2_fresh(s->l2, at, errp) < 0)
+        diskimg_table2_fresh(s->l2, at, errp) < 0)
         return -1;
     s->l1[l1i] = at;
     if (write_l1_entry(s, l1i, errp) < 0) {
@@ -292,8 +293,8 @@ static int set_entry(struct qcow *s, uint64_t off, uint64_t entry, GError **errp
         return -1;
     if (entry == 0 || s->zcache_entry == entry)
         s->zcache_entry = 0;
-    return table2_set(s->l2, table, (off >> s->h.cluster_bits) & (s->l2_entries - 1), entry,
-                      errp);
+    return diskimg_table2_set(s->l2, table, (off >> s->h.cluster_bits) & (s->l2_entries - 1),
+                              entry, errp);
 }
 
 /* Encrypts (when the image is) and writes len bytes for guest offset off
@@ -650,7 +651,7 @@ int qcow_flush(void *h, GError **errp)
 {
     struct qcow *s = h;
 
-    return table2_flush(s->l2, errp);
+    return diskimg_table2_flush(s->l2, errp);
 }
 
 /* qemu's qcow_make_empty: an empty L1 table, and the file cut after it. */
@@ -664,7 +665,7 @@ int qcow_make_empty(void *h, GError **errp)
 
     if (s->h.backing_offset)
         end = MAX(end, s->h.backing_offset + s->h.backing_size);
-    if (table2_flush(s->l2, errp) < 0)
+    if (diskimg_table2_flush(s->l2, errp) < 0)
         return -1;
     zero = g_malloc0(MAX(l1_bytes, 1));
     ret = diskimg_node_pwrite(s->file, zero, l1_bytes, s->h.l1_offset, 0, errp);
@@ -674,7 +675,7 @@ int qcow_make_empty(void *h, GError **errp)
     memset(s->l1, 0, l1_bytes);
     diskimg_guard_clear(s->guard, QCOW_META_L2);
     s->zcache_entry = 0;
-    if (table2_empty(s->l2, errp) < 0 ||
+    if (diskimg_table2_empty(s->l2, errp) < 0 ||
         diskimg_node_truncate(s->file, end, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
                               errp) < 0)
         return -1;

@@ -47,13 +47,13 @@ static void qcow_close(void *h)
     if (s->writable && s->l2) {
         GError *err = NULL;
 
-        if (table2_flush(s->l2, &err) < 0) {
+        if (diskimg_table2_flush(s->l2, &err) < 0) {
             diskimg_warn("%s: could not write back the L2 tables: %s", s->filename,
                          err->message);
             g_error_free(err);
         }
     }
-    table2_free(s->l2);
+    diskimg_table2_free(s->l2);
     if (s->guard)
         diskimg_guard_free(s->guard);
     diskimg_sector_cipher_free(s->aes);
@@ -77,28 +77,11 @@ static int read_header(struct qcow *s, uint64_t file_size, GError **errp)
 /* The name stops at a NUL, as qemu's string copy does; empty means none. */
 static int read_backing_name(struct qcow *s, GError **errp)
 {
-    uint8_t *buf;
-    struct diskimg_reader r;
-    char *name;
-
     if (s->h.backing_offset == 0 || s->h.backing_size == 0)
         return 0;
-    buf = g_malloc(s->h.backing_size);
-    if (diskimg_node_pread(s->file, buf, s->h.backing_size, s->h.backing_offset, errp) < 0) {
-        g_free(buf);
-        return -1;
-    }
-    r = diskimg_reader_make(buf, s->h.backing_size, DISKIMG_BIG_ENDIAN, NULL,
-                            "qcow backing file name");
-    name = diskimg_read_string(&r, 0, s->h.backing_size, "backing_file", errp);
-    g_free(buf);
-    if (!name)
-        return -1;
-    if (name[0] == '\0')
-        g_free(name);
-    else
-        s->backing_name = name;
-    return 0;
+    return diskimg_load_name(s->file, s->h.backing_offset, s->h.backing_size,
+                             QCOW_MAX_BACKING_NAME, "qcow backing file name", &s->backing_name,
+                             errp);
 }
 
 /* Every L2 table the L1 table names must be a whole, aligned table inside
@@ -181,8 +164,8 @@ static int load_tables(struct qcow *s, uint64_t file_size, GError **errp)
         check_l1(s, file_size, errp) < 0)
         return -1;
     fill_guard(s);
-    s->l2 = table2_new(s->file, "L2 table", s->l2_entries * sizeof(uint64_t), s->cluster_size,
-                       DISKIMG_BIG_ENDIAN, QCOW_L2_CACHE_BUDGET, errp);
+    s->l2 = diskimg_table2_new(s->file, "L2 table", s->l2_entries * sizeof(uint64_t),
+                               s->cluster_size, DISKIMG_BIG_ENDIAN, QCOW_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;
 }
 

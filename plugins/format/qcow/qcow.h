@@ -15,7 +15,6 @@
 #include <diskimg/crypto.h>
 #include <diskimg/guard.h>
 
-#include "../qed/table2.h"
 
 #define QCOW_MAGIC 0x514649fbu            /* "QFI\xfb" */
 #define QCOW_VERSION 1u
@@ -52,7 +51,7 @@ struct qcow {
     uint64_t l2_entries;
     uint64_t l1_size;
     uint64_t *l1;                  /* host order */
-    table2 *l2;
+    diskimg_table2 *l2;
     /* Where the header, the L1 table and every L2 table lie: no data
      * cluster an L2 entry names may overlap them. */
     diskimg_guard *guard;

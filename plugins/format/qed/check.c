@@ -48,7 +48,7 @@ static int64_t check_l2(struct qed_checker *c, uint64_t table, GError **errp)
     for (uint64_t i = 0; i < s->table_entries; i++) {
         uint64_t e;
 
-        if (table2_get(s->l2, table, i, &e, errp) < 0)
+        if (diskimg_table2_get(s->l2, table, i, &e, errp) < 0)
             return -1;
         if (e == 0 || e == QED_ZERO_CLUSTER)
             continue;
@@ -62,7 +62,7 @@ static int64_t check_l2(struct qed_checker *c, uint64_t table, GError **errp)
                 c->res->corruptions++;
                 continue;
             }
-            if (table2_set(s->l2, table, i, 0, errp) < 0)
+            if (diskimg_table2_set(s->l2, table, i, 0, errp) < 0)
                 return -1;
             c->res->corruptions_fixed++;
             continue;
@@ -124,7 +124,7 @@ static int mark_clean(struct qed *s, const struct diskimg_check_result *res, GEr
     if (res->corruptions > 0 || res->check_errors > 0 ||
         !(s->h.features & QED_F_NEED_CHECK))
         return 0;
-    if (table2_flush(s->l2, errp) < 0)
+    if (diskimg_table2_flush(s->l2, errp) < 0)
         return -1;
     s->h.features &= ~(uint64_t)QED_F_NEED_CHECK;
     return qed_header_write(s, errp);
@@ -147,7 +147,7 @@ int qed_check_image(struct qed *s, bool fix, struct diskimg_check_result *res, G
     mark_used(&c, s->h.l1_offset, s->h.table_size);
     int ret = check_l1(&c, errp);
     if (ret == 0 && fix)
-        ret = table2_flush(s->l2, errp);
+        ret = diskimg_table2_flush(s->l2, errp);
     if (ret == 0 && res->check_errors == 0) {
         count_leaks(&c);
         if (fix)

@@ -78,8 +78,8 @@ static int map_run(struct qed *s, uint64_t off, uint64_t len, struct qed_run *r,
         return 0;
     }
     clusters = (first + len + s->h.cluster_size - 1) >> s->l2_shift;
-    got = table2_get_run(s->l2, table, (off >> s->l2_shift) & (s->table_entries - 1),
-                         MIN(clusters, (uint64_t)G_N_ELEMENTS(entries)), entries, errp);
+    got = diskimg_table2_get_run(s->l2, table, (off >> s->l2_shift) & (s->table_entries - 1),
+                                 MIN(clusters, (uint64_t)G_N_ELEMENTS(entries)), entries, errp);
     if (got < 0)
         return -1;
     r->kind = kind_of(entries[0]);
@@ -183,7 +183,7 @@ static int l2_table_for(struct qed *s, uint64_t off, uint64_t *table, GError **e
         return 0;
     if (alloc_clusters(s, s->h.table_size, &at, errp) < 0 ||
         diskimg_node_truncate(s->file, s->file_size, DISKIMG_PREALLOC_OFF, 0, errp) < 0 ||
-        table2_fresh(s->l2, at, errp) < 0)
+        diskimg_table2_fresh(s->l2, at, errp) < 0)
         return -1;
     s->l1[index] = at;
     if (qed_write_l1_entry(s, index, errp) < 0) {
@@ -207,7 +207,7 @@ static int set_entries(struct qed *s, uint64_t off, uint64_t n, uint64_t host, G
     for (uint64_t i = 0; i < n; i++) {
         uint64_t v = host == QED_ZERO_CLUSTER ? host : host + i * s->h.cluster_size;
 
-        if (table2_set(s->l2, table, index + i, v, errp) < 0)
+        if (diskimg_table2_set(s->l2, table, index + i, v, errp) < 0)
             return -1;
     }
     return 0;
@@ -388,5 +388,5 @@ int qed_flush(void *h, GError **errp)
 {
     struct qed *s = h;
 
-    return table2_flush(s->l2, errp);
+    return diskimg_table2_flush(s->l2, errp);
 }

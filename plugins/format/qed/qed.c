@@ -51,7 +51,7 @@ static uint64_t l1_entries_for(const struct qed *s, uint64_t size)
 
 static void free_state(struct qed *s)
 {
-    table2_free(s->l2);
+    diskimg_table2_free(s->l2);
     if (s->guard)
         diskimg_guard_free(s->guard);
     g_free(s->l1);
@@ -64,7 +64,7 @@ static void free_state(struct qed *s)
  * pending, as qemu's close does. */
 static int close_cleanly(struct qed *s, GError **errp)
 {
-    if (table2_flush(s->l2, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
+    if (diskimg_table2_flush(s->l2, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
         return -1;
     if (!(s->h.features & QED_F_NEED_CHECK))
         return 0;
@@ -109,10 +109,6 @@ static int read_header(struct qed *s, uint64_t file_size, GError **errp)
 /* The name stops at a NUL; an empty one means none. */
 static int read_backing_name(struct qed *s, uint64_t file_size, GError **errp)
 {
-    struct diskimg_reader r;
-    uint8_t *buf;
-    char *name;
-
     if (!(s->h.features & QED_F_BACKING_FILE) || s->h.backing_size == 0)
         return 0;
     if ((uint64_t)s->h.backing_offset + s->h.backing_size > file_size)
@@ -120,22 +116,9 @@ static int read_backing_name(struct qed *s, uint64_t file_size, GError **errp)
                                  "Failed to read backing filename: header field "
                                  "'backing_filename_offset' (%" PRIu32 ") puts it beyond the "
                                  "end of the file", s->h.backing_offset);
-    buf = g_malloc(s->h.backing_size);
-    if (diskimg_node_pread(s->file, buf, s->h.backing_size, s->h.backing_offset, errp) < 0) {
-        g_free(buf);
-        return -1;
-    }
-    r = diskimg_reader_make(buf, s->h.backing_size, DISKIMG_LITTLE_ENDIAN, NULL,
-                            "QED backing file name");
-    name = diskimg_read_string(&r, 0, s->h.backing_size, "backing_filename", errp);
-    g_free(buf);
-    if (!name)
-        return -1;
-    if (name[0] == '\0')
-        g_free(name);
-    else
-        s->backing_name = name;
-    return 0;
+    return diskimg_load_name(s->file, s->h.backing_offset, s->h.backing_size,
+                             QED_MAX_BACKING_NAME, "QED backing file name", &s->backing_name,
+                             errp);
 }
 
 /* qemu's autoclear rule: unknown autoclear bits are dropped by a writer,
@@ -173,8 +156,9 @@ static int load_tables(struct qed *s, GError **errp)
         return -1;
     }
     fill_guard(s);
-    s->l2 = table2_new(s->file, "L2 table", (uint64_t)s->h.cluster_size * s->h.table_size,
-                       s->h.cluster_size, DISKIMG_LITTLE_ENDIAN, QED_L2_CACHE_BUDGET, errp);
+    s->l2 = diskimg_table2_new(s->file, "L2 table",
+                               (uint64_t)s->h.cluster_size * s->h.table_size, s->h.cluster_size,
+                               DISKIMG_LITTLE_ENDIAN, QED_L2_CACHE_BUDGET, errp);
     return s->l2 ? 0 : -1;
 }
 

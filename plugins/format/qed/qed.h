@@ -15,7 +15,6 @@
 #include <diskimg/toolkit.h>
 #include <diskimg/guard.h>
 
-#include "table2.h"
 
 #define QED_MAGIC 0x00444551u             /* "QED\0" read little-endian */
 #define QED_HEADER_BYTES 64u
@@ -49,7 +48,7 @@ struct qed {
     unsigned l2_shift, l1_shift;
     uint64_t *l1;                  /* host order, l1_count entries */
     uint64_t l1_count;             /* entries the virtual size needs */
-    table2 *l2;
+    diskimg_table2 *l2;
     /* Where the header, the L1 table and the L2 tables lie: no data
      * cluster may overlap them. */
     diskimg_guard *guard;

@@ -419,56 +419,6 @@ static void test_create_limits(void)
     diskimg_options_free(o);
 }
 
-/* table2, the format-neutral second-level table piece: entries across
- * cache blocks of a table larger than one block, in both byte orders,
- * written back where they belong. */
-static void test_table2(void)
-{
-    g_autofree char *path = test_tmp_path("t2.raw");
-    uint8_t *zero = g_malloc0(1 * MiB);
-    const uint64_t table_off = 128 * KiB, table_bytes = 256 * KiB;
-    GError *err = NULL;
-    gchar *data;
-    gsize len;
-
-    timg_save_raw(path, zero, 1 * MiB);
-    for (int order = 0; order < 2; order++) {
-        diskimg_node *n = timg_open("raw", path, DISKIMG_OPEN_RDWR, NULL);
-        table2 *t = table2_new(diskimg_node_file(n), "test table", table_bytes, 64 * KiB,
-                               order ? DISKIMG_LITTLE_ENDIAN : DISKIMG_BIG_ENDIAN, 256 * KiB,
-                               &err);
-        uint64_t run[16], v = 0;
-
-        g_assert_no_error(err);
-        g_assert_cmpuint(table2_entries(t), ==, table_bytes / 8);
-        g_assert_cmpint(table2_set(t, table_off, 0, 0x1122334455667788ull, &err), ==, 0);
-        g_assert_cmpint(table2_set(t, table_off, 8191, 7, &err), ==, 0);
-        g_assert_cmpint(table2_set(t, table_off, 8192, 8, &err), ==, 0);
-        g_assert_cmpint(table2_set(t, table_off, 32767, 9, &err), ==, 0);
-        g_assert_cmpint(table2_set(t, table_off, 32768, 1, &err), ==, -1);   /* past the end */
-        g_assert_nonnull(err);
-        g_clear_error(&err);
-        /* a run stops at the end of a cache block (8192 entries of 64 KiB) */
-        g_assert_cmpint(table2_get_run(t, table_off, 8190, 16, run, &err), ==, 2);
-        g_assert_cmpuint(run[1], ==, 7);
-        g_assert_cmpint(table2_get(t, table_off, 8192, &v, &err), ==, 0);
-        g_assert_cmpuint(v, ==, 8);
-        g_assert_cmpint(table2_flush(t, &err), ==, 0);
-        g_assert_no_error(err);
-        table2_free(t);
-        diskimg_close(n);
-
-        g_assert_true(g_file_get_contents(path, &data, &len, NULL));
-        const uint8_t *b = (const uint8_t *)data + table_off;
-        g_assert_cmpuint(order ? diskimg_le64(b) : diskimg_be64(b), ==, 0x1122334455667788ull);
-        g_assert_cmpuint(order ? diskimg_le64(b + 32767 * 8) : diskimg_be64(b + 32767 * 8),
-                         ==, 9);
-        g_assert_true(diskimg_is_zero(data, table_off));
-        g_free(data);
-    }
-    g_free(zero);
-}
-
 int main(int argc, char **argv)
 {
     GError *err = NULL;
@@ -480,7 +430,6 @@ int main(int argc, char **argv)
     test_tmpdir_create("diskimg-qed", NULL);
     g_test_add_func("/qed/header", test_header);
     g_test_add_func("/qed/limits", test_limits);
-    g_test_add_func("/qed/table2", test_table2);
     g_test_add_func("/qed/image/roundtrip", test_roundtrip);
     g_test_add_func("/qed/image/qemu-made", test_qemu_made);
     g_test_add_func("/qed/image/zeroes", test_zeroes);

@@ -31,7 +31,7 @@ static void unmap_when_fixing(struct check_run *c, uint32_t block)
 {
     if (!c->fix)
         return;
-    blockmap_set(&c->s->map, block, VDI_UNALLOCATED);
+    diskimg_blockmap_set(c->s->map, block, VDI_UNALLOCATED);
     c->res->corruptions_fixed++;
     c->changed = true;
 }
@@ -48,8 +48,8 @@ static int scan_entries(struct check_run *c, uint32_t *counted, GError **errp)
         return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "%s: out of memory",
                                  s->filename);
     *counted = 0;
-    for (uint32_t i = 0; i < s->map.count; i++) {
-        uint32_t v = s->map.entry[i];
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
         if (v >= VDI_DISCARDED)
             continue;
         if (v >= s->h.blocks_in_image) {
@@ -76,9 +76,11 @@ static uint32_t count_in_range(const struct vdi_state *s)
 {
     uint32_t n = 0;
 
-    for (uint32_t i = 0; i < s->map.count; i++)
-        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] < s->h.blocks_in_image)
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < VDI_DISCARDED && v < s->h.blocks_in_image)
             n++;
+    }
     return n;
 }
 
@@ -89,11 +91,13 @@ static int compact(struct vdi_state *s, uint32_t used, GError **errp)
     g_autofree uint8_t *buf = g_malloc(s->h.block_size);
     uint32_t slot = 0;
 
-    for (uint32_t i = 0; i < s->map.count; i++)
-        if (s->map.entry[i] < used)
-            taken[s->map.entry[i] / 8] |= (uint8_t)(1u << (s->map.entry[i] % 8));
-    for (uint32_t i = 0; i < s->map.count; i++) {
-        uint32_t v = s->map.entry[i];
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < used)
+            taken[v / 8] |= (uint8_t)(1u << (v % 8));
+    }
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
         if (v >= VDI_DISCARDED || v < used)
             continue;
         while (taken[slot / 8] & (1u << (slot % 8)))
@@ -103,7 +107,7 @@ static int compact(struct vdi_state *s, uint32_t used, GError **errp)
         if (diskimg_node_pread(s->file, buf, s->h.block_size, from, errp) < 0 ||
             diskimg_node_pwrite(s->file, buf, s->h.block_size, to, 0, errp) < 0)
             return -1;
-        blockmap_set(&s->map, i, slot);
+        diskimg_blockmap_set(s->map, i, slot);
         taken[slot / 8] |= (uint8_t)(1u << (slot % 8));
     }
     return 0;
@@ -129,8 +133,8 @@ static void report_count(struct check_run *c, uint32_t counted)
 {
     struct vdi_state *s = c->s;
 
-    for (uint32_t i = 0; i < s->map.count; i++) {
-        uint32_t v = s->map.entry[i];
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map); i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
         if (v < VDI_DISCARDED && v < s->h.blocks_in_image && v >= s->h.blocks_allocated) {
             diskimg_report("ERROR: block index %" PRIu32 " is %" PRIu32 ", not below "
                            "blocks_allocated %" PRIu32, i, v, s->h.blocks_allocated);
@@ -151,9 +155,11 @@ static int repair_count(struct check_run *c, GError **errp)
     uint32_t used = count_in_range(s);
     bool dense = true;
 
-    for (uint32_t i = 0; i < s->map.count && dense; i++)
-        if (s->map.entry[i] < VDI_DISCARDED && s->map.entry[i] >= used)
+    for (uint32_t i = 0; i < diskimg_blockmap_count(s->map) && dense; i++) {
+        uint32_t v = diskimg_blockmap_value(s->map, i);
+        if (v < VDI_DISCARDED && v >= used)
             dense = false;
+    }
     if (dense && used == s->h.blocks_allocated)
         return 0;
     diskimg_report("Repairing: allocated blocks mismatch, is %" PRIu32 ", should be %" PRIu32,
@@ -170,7 +176,7 @@ int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **
     struct vdi_state *s = h;
     struct check_run c = { .s = s, .res = res, .fix = (fix & DISKIMG_CHECK_FIX_ERRORS) != 0 };
 
-    if (!s->map.entry)
+    if (!s->map)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "%s: opened for metadata only; cannot check", s->filename);
 

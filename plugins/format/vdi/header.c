@@ -156,9 +156,10 @@ void vdi_header_build(uint8_t *buf, const struct vdi_header *h)
     put_random_uuid(buf + VDI_OFF_UUID_LAST_SNAP);
 }
 
-void vdi_map_layout(const struct vdi_header *h, struct blockmap_layout *layout)
+void vdi_map_layout(const struct vdi_header *h, struct diskimg_blockmap_layout *layout)
 {
-    *layout = (struct blockmap_layout){
+    *layout = (struct diskimg_blockmap_layout){
+        .struct_size = sizeof(*layout),
         .block_size = h->block_size,
         .base = h->offset_data,
         .unit = h->block_size,
@@ -173,13 +174,13 @@ void vdi_map_layout(const struct vdi_header *h, struct blockmap_layout *layout)
  * share storage).  check opens without this and reports instead. */
 int vdi_map_validate(const struct vdi_state *s, GError **errp)
 {
-    const struct blockmap *m = &s->map;
+    const diskimg_blockmap *m = s->map;
     g_autofree uint8_t *seen = g_try_malloc0(s->h.blocks_allocated / 8 + 1);
 
     if (!seen)
         return diskimg_set_error(errp, DISKIMG_ERROR_NO_MEMORY, "block map: out of memory");
-    for (uint32_t i = 0; i < m->count; i++) {
-        uint32_t v = m->entry[i];
+    for (uint32_t i = 0; i < diskimg_blockmap_count(m); i++) {
+        uint32_t v = diskimg_blockmap_value(m, i);
         if (v == VDI_UNALLOCATED || v == VDI_DISCARDED)
             continue;
         if (v >= s->h.blocks_allocated)
@@ -200,7 +201,8 @@ int vdi_map_validate(const struct vdi_state *s, GError **errp)
  * header never counts blocks the map does not hold. */
 int vdi_write_metadata(struct vdi_state *s, GError **errp)
 {
-    if (blockmap_is_dirty(&s->map) && blockmap_write_back(&s->map, s->file, errp) < 0)
+    if (diskimg_blockmap_is_dirty(s->map) &&
+        diskimg_blockmap_write_back(s->map, s->file, errp) < 0)
         return -1;
     if (!s->header_dirty)
         return 0;

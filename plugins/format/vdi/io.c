@@ -9,8 +9,6 @@
  * data blocks the map does not name yet, which the next allocation reuses:
  * the image stays consistent.
  */
-#include <string.h>
-
 #include "vdi.h"
 
 uint64_t vdi_used_end(const struct vdi_state *s)
@@ -18,26 +16,12 @@ uint64_t vdi_used_end(const struct vdi_state *s)
     return (uint64_t)s->h.offset_data + (uint64_t)s->h.blocks_allocated * s->h.block_size;
 }
 
+/* Both markers read as zeroes in qemu, as the toolkit's read gives them. */
 int vdi_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
     struct vdi_state *s = h;
-    uint8_t *out = buf;
 
-    while (len) {
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = blockmap_run(&s->map, offset, len, &kind, &host);
-        if (kind == BLOCKMAP_MAPPED) {
-            if (diskimg_node_pread(s->file, out, n, host, errp) < 0)
-                return -1;
-        } else {
-            memset(out, 0, n);   /* both markers read as zeroes in qemu */
-        }
-        out += n;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return diskimg_blockmap_read(s->map, s->file, buf, len, offset, errp);
 }
 
 /* Gives the `count` blocks from guest block `first` on new data blocks,
@@ -54,7 +38,7 @@ static int allocate_blocks(struct vdi_state *s, uint32_t first, uint32_t count,
                                  " of %" PRIu32 ", block map has gaps); run 'check -r all'",
                                  s->filename, s->h.blocks_allocated, s->h.blocks_in_image);
     for (uint32_t i = 0; i < count; i++)
-        blockmap_set(&s->map, first + i, s->h.blocks_allocated + i);
+        diskimg_blockmap_set(s->map, first + i, s->h.blocks_allocated + i);
     s->h.blocks_allocated += count;
     s->header_dirty = true;
     *host = used_end;
@@ -66,15 +50,16 @@ static int allocate_blocks(struct vdi_state *s, uint32_t first, uint32_t count,
 /* Writes a run of blocks that had no storage: allocates them, zeroes what
  * the guest write leaves out unless the new space is known to be zero,
  * then writes the data. */
-static int write_new_blocks(struct vdi_state *s, const uint8_t *data, uint64_t len,
-                            uint64_t offset, GError **errp)
+static int write_new_blocks(void *opaque, const uint8_t *data, uint64_t len, uint64_t offset,
+                            GError **errp)
 {
+    struct vdi_state *s = opaque;
     uint64_t bs = s->h.block_size;
     uint32_t first = (uint32_t)(offset / bs);
     uint64_t run_start = (uint64_t)first * bs;
     uint64_t run_end = (offset + len + bs - 1) / bs * bs;
     uint32_t count = (uint32_t)((run_end - run_start) / bs);
-    uint32_t marker = s->map.entry[first];        /* the whole run has it */
+    uint32_t marker = diskimg_blockmap_value(s->map, first);        /* the whole run has it */
     uint32_t allocated_before = s->h.blocks_allocated;
     uint64_t host = 0;
     bool zeroed = false;
@@ -82,14 +67,11 @@ static int write_new_blocks(struct vdi_state *s, const uint8_t *data, uint64_t l
     if (allocate_blocks(s, first, count, &host, &zeroed, errp) < 0)
         return -1;
     uint64_t head = offset - run_start, tail = run_end - (offset + len);
-    if ((!zeroed && head && diskimg_node_write_zeroes(s->file, host, head, 0, errp) < 0) ||
-        (!zeroed && tail &&
-         diskimg_node_write_zeroes(s->file, host + head + len, tail, 0, errp) < 0) ||
-        diskimg_node_pwrite(s->file, data, len, host + head, 0, errp) < 0) {
+    if (diskimg_write_padded(s->file, host, head, data, len, tail, zeroed, errp) < 0) {
         /* Give the blocks back: the map must not name storage that does
          * not hold what the guest wrote. */
         for (uint32_t i = 0; i < count; i++)
-            blockmap_set(&s->map, first + i, marker);
+            diskimg_blockmap_set(s->map, first + i, marker);
         s->h.blocks_allocated = allocated_before;
         /* What failed may have left bytes there: nothing beyond the
          * allocations in use is known to be zero any more. */
@@ -104,21 +86,10 @@ int vdi_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned 
               GError **errp)
 {
     struct vdi_state *s = h;
-    const uint8_t *in = buf;
 
-    while (len) {
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = blockmap_run(&s->map, offset, len, &kind, &host);
-        int ret = kind == BLOCKMAP_MAPPED
-                      ? diskimg_node_pwrite(s->file, in, n, host, 0, errp)
-                      : write_new_blocks(s, in, n, offset, errp);
-        if (ret < 0)
-            return -1;
-        in += n;
-        offset += n;
-        len -= n;
-    }
+    if (diskimg_blockmap_write(s->map, s->file, buf, len, offset, write_new_blocks, s,
+                               errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? vdi_flush(s, errp) : 0;
 }
 
@@ -129,16 +100,9 @@ int vdi_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GEr
 {
     struct vdi_state *s = h;
 
-    while (len) {
-        enum blockmap_kind kind;
-        uint64_t host;
-        uint64_t n = blockmap_run(&s->map, offset, len, &kind, &host);
-        if (kind == BLOCKMAP_MAPPED &&
-            diskimg_node_write_zeroes(s->file, host, n, flags & ~DISKIMG_WRITE_FUA, errp) < 0)
-            return -1;
-        offset += n;
-        len -= n;
-    }
+    if (diskimg_blockmap_zero_mapped(s->map, s->file, offset, len, flags & ~DISKIMG_WRITE_FUA,
+                                     errp) < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? vdi_flush(s, errp) : 0;
 }
 
@@ -165,11 +129,11 @@ int vdi_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_exte
                      GError **errp)
 {
     struct vdi_state *s = h;
-    enum blockmap_kind kind;
+    enum diskimg_blockmap_kind kind;
     uint64_t host;
 
-    ext->length = blockmap_run(&s->map, offset, len, &kind, &host);
-    if (kind != BLOCKMAP_MAPPED) {
+    ext->length = diskimg_blockmap_run(s->map, offset, len, &kind, &host);
+    if (kind != DISKIMG_BLOCKMAP_MAPPED) {
         ext->flags = DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED;
         return 0;
     }
@@ -183,7 +147,7 @@ int vdi_flush(void *h, GError **errp)
 {
     struct vdi_state *s = h;
 
-    if (!blockmap_is_dirty(&s->map) && !s->header_dirty)
+    if (!diskimg_blockmap_is_dirty(s->map) && !s->header_dirty)
         return 0;
     /* The data the new entries point at must be on disk before them. */
     if (diskimg_node_flush(s->file, errp) < 0)

@@ -122,113 +122,6 @@ static void test_header_limits(void)
     g_clear_error(&err);
 }
 
-/* -------------------------------------------------------------- block map */
-
-static void test_blockmap_runs(void)
-{
-    struct blockmap_layout layout = { .block_size = 4096, .base = 1000, .unit = 4096,
-                                      .unallocated = 0xffffffff, .zero = 0xfffffffe };
-    struct blockmap m;
-    enum blockmap_kind kind;
-    uint64_t host;
-    GError *err = NULL;
-
-    g_assert_cmpint(blockmap_init_filled(&m, &layout, 512, 8, 0xffffffff, &err), ==, 0);
-    blockmap_set(&m, 2, 5);
-    blockmap_set(&m, 3, 6);
-    blockmap_set(&m, 4, 9);
-    blockmap_set(&m, 5, 0xfffffffe);
-    /* Blocks 0-1 unallocated; 2-3 contiguous; 4 elsewhere; 5 zero. */
-    g_assert_cmpuint(blockmap_run(&m, 100, 1 << 20, &kind, &host), ==, 2 * 4096 - 100);
-    g_assert_cmpint(kind, ==, BLOCKMAP_UNALLOCATED);
-    g_assert_cmpuint(blockmap_run(&m, 2 * 4096 + 10, 1 << 20, &kind, &host), ==, 2 * 4096 - 10);
-    g_assert_cmpint(kind, ==, BLOCKMAP_MAPPED);
-    g_assert_cmpuint(host, ==, 1000 + 5 * 4096 + 10);
-    g_assert_cmpuint(blockmap_run(&m, 4 * 4096, 1 << 20, &kind, &host), ==, 4096);
-    g_assert_cmpuint(host, ==, 1000 + 9 * 4096);
-    g_assert_cmpuint(blockmap_run(&m, 5 * 4096, 1 << 20, &kind, &host), ==, 4096);
-    g_assert_cmpint(kind, ==, BLOCKMAP_ZERO);
-    /* Clamped to the request; the last run ends with the map. */
-    g_assert_cmpuint(blockmap_run(&m, 6 * 4096, 100, &kind, &host), ==, 100);
-    g_assert_cmpuint(blockmap_run(&m, 6 * 4096, 1 << 20, &kind, &host), ==, 2 * 4096);
-    blockmap_free(&m);
-}
-
-static void test_blockmap_write_back(void)
-{
-    struct blockmap_layout layout = { .block_size = 512, .unit = 512, .unallocated = 0,
-                                      .zero = 0 };
-    g_autofree char *path = test_tmp_path("map.raw");
-    struct blockmap m, again;
-    GError *err = NULL;
-
-    ti_create("raw", path, 8192, NULL);
-    diskimg_node *n = ti_open("raw", path, DISKIMG_OPEN_RDWR);
-    diskimg_node *f = diskimg_node_file(n);
-    /* 300 entries at offset 64: three chunks. */
-    g_assert_cmpint(blockmap_init_filled(&m, &layout, 64, 300, 0, &err), ==, 0);
-    g_assert_true(blockmap_is_dirty(&m));
-    g_assert_cmpint(blockmap_write_back(&m, f, &err), ==, 0);
-    g_assert_false(blockmap_is_dirty(&m));
-    blockmap_set(&m, 299, 0x01020304);
-    g_assert_true(blockmap_is_dirty(&m));
-    g_assert_cmpint(blockmap_write_back(&m, f, &err), ==, 0);
-    g_assert_no_error(err);
-    g_assert_cmpint(blockmap_load(&again, &layout, f, 64, 300, "test map", &err), ==, 0);
-    g_assert_cmphex(again.entry[299], ==, 0x01020304);
-    g_assert_cmphex(again.entry[0], ==, 0);
-    uint8_t raw[4];
-    g_assert_cmpint(diskimg_node_pread(f, raw, 4, 64 + 299 * 4, &err), ==, 0);
-    g_assert_cmphex(diskimg_le32(raw), ==, 0x01020304);   /* little endian on disk */
-    /* A table past the end of the file is refused before allocating. */
-    blockmap_free(&again);
-    g_assert_cmpint(blockmap_load(&again, &layout, f, 64, 100000, "test map", &err), ==, -1);
-    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
-    g_assert_nonnull(strstr(err->message, "test map"));
-    g_clear_error(&err);
-    blockmap_free(&m);
-    diskimg_close(n);
-}
-
-struct pairs {
-    uint32_t first[8], later[8];
-    unsigned n;
-};
-
-static void collect_pair(void *opaque, uint32_t first, uint32_t later)
-{
-    struct pairs *p = opaque;
-
-    g_assert_cmpuint(p->n, <, 8);
-    p->first[p->n] = first;
-    p->later[p->n++] = later;
-}
-
-static void test_blockmap_overlaps(void)
-{
-    /* Entries in 512-byte units, blocks of 1024 bytes: values 1 apart
-     * overlap, 2 apart do not. */
-    struct blockmap_layout layout = { .block_size = 1024, .unit = 512, .unallocated = 0,
-                                      .zero = 0 };
-    struct blockmap m;
-    struct pairs p = { 0 };
-    GError *err = NULL;
-
-    g_assert_cmpint(blockmap_init_filled(&m, &layout, 0, 6, 0, &err), ==, 0);
-    blockmap_set(&m, 0, 10);
-    blockmap_set(&m, 1, 12);
-    blockmap_set(&m, 2, 10);   /* same as block 0 */
-    blockmap_set(&m, 3, 13);   /* inside block 1 */
-    blockmap_set(&m, 4, 20);
-    g_assert_cmpint(blockmap_find_overlaps(&m, collect_pair, &p, &err), ==, 0);
-    g_assert_cmpuint(p.n, ==, 2);
-    g_assert_cmpuint(p.first[0], ==, 0);
-    g_assert_cmpuint(p.later[0], ==, 2);
-    g_assert_cmpuint(p.first[1], ==, 1);
-    g_assert_cmpuint(p.later[1], ==, 3);
-    blockmap_free(&m);
-}
-
 /* ---------------------------------------------------------------- images */
 
 /* Writes of every shape into a fresh image, checked against a model,
@@ -589,9 +482,6 @@ int main(int argc, char **argv)
     g_test_add_func("/vdi/header/layout", test_header_layout);
     g_test_add_func("/vdi/header/errors", test_header_errors);
     g_test_add_func("/vdi/header/limits", test_header_limits);
-    g_test_add_func("/vdi/blockmap/runs", test_blockmap_runs);
-    g_test_add_func("/vdi/blockmap/write-back", test_blockmap_write_back);
-    g_test_add_func("/vdi/blockmap/overlaps", test_blockmap_overlaps);
     g_test_add_func("/vdi/roundtrip/dynamic", test_roundtrip_dynamic);
     g_test_add_func("/vdi/roundtrip/static", test_roundtrip_static);
     g_test_add_func("/vdi/roundtrip/odd-size", test_roundtrip_odd_size);

@@ -3,7 +3,7 @@
  * vdi.c — the VirtualBox VDI format plugin: probe, open, close, info and
  * the descriptor.  header.c validates and writes headers, io.c moves
  * data, create.c makes images, check.c checks and repairs them; the flat
- * block map is blockmap.c, a format-neutral helper.
+ * block map is the toolkit's (diskimg_blockmap, <diskimg/toolkit.h>).
  *
  * Thread model: SERIALIZE_REQUESTS.  Like qemu's driver, one request at a
  * time per image: allocation changes the map and the header.
@@ -42,7 +42,7 @@ static void vdi_close(void *h)
         }
     }
     diskimg_tail_free(s->tail);
-    blockmap_free(&s->map);
+    diskimg_blockmap_free(s->map);
     g_free(s);
 }
 
@@ -64,7 +64,7 @@ static int read_header(struct vdi_state *s, GError **errp)
 static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp)
 {
     struct vdi_state *s = g_new0(struct vdi_state, 1);
-    struct blockmap_layout layout;
+    struct diskimg_blockmap_layout layout;
 
     s->file = args->file;
     s->filename = diskimg_node_filename(args->node ? args->node : args->file);
@@ -74,8 +74,8 @@ static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp
      * data request, and a 64 TiB image's map is 256 MiB. */
     if (!(args->flags & DISKIMG_OPEN_NO_IO)) {
         vdi_map_layout(&s->h, &layout);
-        if (blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap, s->h.blocks_in_image,
-                          "VDI block map", errp) < 0)
+        if (diskimg_blockmap_load(&s->map, &layout, s->file, s->h.offset_bmap,
+                                  s->h.blocks_in_image, "VDI block map", errp) < 0)
             goto fail;
         if (!(args->flags & DISKIMG_OPEN_CHECK) && vdi_map_validate(s, errp) < 0)
             goto fail;
@@ -87,7 +87,7 @@ static void *vdi_open(const struct diskimg_format_open_args *args, GError **errp
         s->tail = diskimg_tail_new(s->file, VDI_SECTOR);
     return s;
 fail:
-    blockmap_free(&s->map);
+    diskimg_blockmap_free(s->map);
     g_free(s);
     return NULL;
 }

@@ -13,8 +13,6 @@
 #include <diskimg/plugin.h>
 #include <diskimg/toolkit.h>
 
-#include "blockmap.h"
-
 #define VDI_SECTOR          512u
 #define VDI_HEADER_LEN      512u            /* what is read and rewritten */
 #define VDI_BLOCK_SIZE      (1u << 20)      /* the only size qemu accepts */
@@ -66,14 +64,14 @@ struct vdi_state {
     uint8_t raw_header[VDI_HEADER_LEN];  /* rewritten with blocks_allocated */
     bool header_dirty;
     bool writable;
-    struct blockmap map;
+    diskimg_blockmap *map;
     diskimg_tail *tail;              /* growth of the file for new blocks */
 };
 
 /* header.c */
 int vdi_header_parse(const uint8_t *buf, size_t len, struct vdi_header *h, GError **errp);
 void vdi_header_build(uint8_t *buf, const struct vdi_header *h);
-void vdi_map_layout(const struct vdi_header *h, struct blockmap_layout *layout);
+void vdi_map_layout(const struct vdi_header *h, struct diskimg_blockmap_layout *layout);
 uint64_t vdi_bmap_bytes(uint32_t blocks);
 int vdi_map_validate(const struct vdi_state *s, GError **errp);
 int vdi_write_metadata(struct vdi_state *s, GError **errp);

@@ -29,6 +29,25 @@ static uint64_t piece(const struct vmdk_extent *e, uint64_t off, uint64_t len)
     return MIN(left, len);
 }
 
+/* Does one piece of a request: `done` bytes of it came before. */
+typedef int (*piece_fn)(struct vmdk_image *img, struct vmdk_extent *e, uint64_t done,
+                        uint64_t n, uint64_t off, void *opaque, GError **errp);
+
+/* Splits [offset, offset + len) into pieces (within one extent and, in a
+ * sparse extent, one grain) and calls `fn` for each in order. */
+static int for_each_piece(struct vmdk_image *img, uint64_t offset, uint64_t len, piece_fn fn,
+                          void *opaque, GError **errp)
+{
+    for (uint64_t done = 0; done < len;) {
+        struct vmdk_extent *e = vmdk_find_extent(img, offset + done);
+        uint64_t n = piece(e, offset + done, len - done);
+        if (fn(img, e, done, n, offset + done, opaque, errp) < 0)
+            return -1;
+        done += n;
+    }
+    return 0;
+}
+
 static bool has_backing(const struct vmdk_image *img)
 {
     return diskimg_node_backing(img->node) != NULL;
@@ -85,20 +104,15 @@ static int read_piece(struct vmdk_image *img, struct vmdk_extent *e, uint8_t *bu
     return 0;
 }
 
+static int read_at(struct vmdk_image *img, struct vmdk_extent *e, uint64_t done, uint64_t n,
+                   uint64_t off, void *buf, GError **errp)
+{
+    return read_piece(img, e, (uint8_t *)buf + done, n, off, errp);
+}
+
 int vmdk_read(void *h, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
-    struct vmdk_image *img = h;
-    uint8_t *p = buf;
-    while (len) {
-        struct vmdk_extent *e = vmdk_find_extent(img, offset);
-        uint64_t n = piece(e, offset, len);
-        if (read_piece(img, e, p, n, offset, errp) < 0)
-            return -1;
-        p += n;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return for_each_piece(h, offset, len, read_at, buf, errp);
 }
 
 /* qemu gives an image a new CID on its first write after open, so that
@@ -203,22 +217,21 @@ static int write_piece(struct vmdk_image *img, struct vmdk_extent *e, const uint
     return allocate_grain(img, e, data, n, off, st, errp);
 }
 
+static int write_at(struct vmdk_image *img, struct vmdk_extent *e, uint64_t done, uint64_t n,
+                    uint64_t off, void *opaque, GError **errp)
+{
+    const uint8_t *const *data = opaque;
+    return write_piece(img, e, *data + done, n, off, errp);
+}
+
 int vmdk_write(void *h, const void *buf, uint64_t len, uint64_t offset, unsigned flags,
                GError **errp)
 {
     struct vmdk_image *img = h;
-    const uint8_t *p = buf;
-    if (vmdk_update_cid(img, errp) < 0)
+    const uint8_t *data = buf;
+    if (vmdk_update_cid(img, errp) < 0 ||
+        for_each_piece(img, offset, len, write_at, &data, errp) < 0)
         return -1;
-    while (len) {
-        struct vmdk_extent *e = vmdk_find_extent(img, offset);
-        uint64_t n = piece(e, offset, len);
-        if (write_piece(img, e, p, n, offset, errp) < 0)
-            return -1;
-        p += n;
-        offset += n;
-        len -= n;
-    }
     return (flags & DISKIMG_WRITE_FUA) ? vmdk_flush(h, errp) : 0;
 }
 
@@ -250,20 +263,19 @@ static int zero_piece(struct vmdk_image *img, struct vmdk_extent *e, uint64_t n,
     return write_piece(img, e, zero, n, off, errp);
 }
 
+static int zero_at(struct vmdk_image *img, struct vmdk_extent *e, uint64_t done, uint64_t n,
+                   uint64_t off, void *opaque, GError **errp)
+{
+    (void)done;
+    return zero_piece(img, e, n, off, *(const unsigned *)opaque, errp);
+}
+
 int vmdk_write_zeroes(void *h, uint64_t offset, uint64_t len, unsigned flags, GError **errp)
 {
     struct vmdk_image *img = h;
     if (vmdk_update_cid(img, errp) < 0)
         return -1;
-    while (len) {
-        struct vmdk_extent *e = vmdk_find_extent(img, offset);
-        uint64_t n = piece(e, offset, len);
-        if (zero_piece(img, e, n, offset, flags, errp) < 0)
-            return -1;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return for_each_piece(img, offset, len, zero_at, &flags, errp);
 }
 
 static uint32_t grain_flags(const struct vmdk_extent *e, enum vmdk_grain_state st)

@@ -1,26 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * table2.c — second-level cluster tables through the metadata cache
- * (see table2.h).
+ * table2.c — the second level of a two-level cluster map (L1 -> L2 ->
+ * data) through the metadata cache (toolkit.h).
+ *
+ * The cache works on blocks of min(table_bytes, align, 64 KiB) bytes, so a
+ * table larger than a cache entry (64 MiB clusters, 32 KiB tables over
+ * 512-byte clusters) needs no oversized cache entry, and a table offset
+ * only has to be aligned as the format requires.  It started out in the
+ * qed plugin, shared with qcow.
  */
 #include <string.h>
 
-#include "table2.h"
+#include "internal.h"
+#include <diskimg/toolkit.h>
 
 /* Cache blocks never exceed this: larger tables are split across blocks. */
 #define TABLE2_MAX_BLOCK (64u * 1024u)
 
-struct table2 {
+struct diskimg_table2 {
     diskimg_mcache *cache;
     uint64_t table_bytes;
     uint32_t block_bytes;
     enum diskimg_byte_order order;
 };
 
-table2 *table2_new(diskimg_node *file, const char *what, uint64_t table_bytes, uint64_t align,
-                   enum diskimg_byte_order order, uint64_t budget, GError **errp)
+diskimg_table2 *diskimg_table2_new(diskimg_node *file, const char *what, uint64_t table_bytes,
+                                   uint64_t align, enum diskimg_byte_order order,
+                                   uint64_t budget, GError **errp)
 {
-    table2 *t = g_new0(table2, 1);
+    diskimg_table2 *t = g_new0(diskimg_table2, 1);
     uint64_t block = MIN(MIN(table_bytes, align), (uint64_t)TABLE2_MAX_BLOCK);
 
     t->table_bytes = table_bytes;
@@ -34,7 +42,7 @@ table2 *table2_new(diskimg_node *file, const char *what, uint64_t table_bytes, u
     return t;
 }
 
-void table2_free(table2 *t)
+void diskimg_table2_free(diskimg_table2 *t)
 {
     if (!t)
         return;
@@ -42,17 +50,17 @@ void table2_free(table2 *t)
     g_free(t);
 }
 
-uint64_t table2_entries(const table2 *t)
+uint64_t diskimg_table2_entries(const diskimg_table2 *t)
 {
     return t->table_bytes / sizeof(uint64_t);
 }
 
-static uint64_t load(const table2 *t, const uint8_t *p)
+static uint64_t load(const diskimg_table2 *t, const uint8_t *p)
 {
     return t->order == DISKIMG_BIG_ENDIAN ? diskimg_be64(p) : diskimg_le64(p);
 }
 
-static void store(const table2 *t, uint8_t *p, uint64_t v)
+static void store(const diskimg_table2 *t, uint8_t *p, uint64_t v)
 {
     if (t->order == DISKIMG_BIG_ENDIAN)
         diskimg_put_be64(p, v);
@@ -61,12 +69,12 @@ static void store(const table2 *t, uint8_t *p, uint64_t v)
 }
 
 /* The cache block holding entry `index` and the entry's byte offset in it. */
-static int locate(const table2 *t, uint64_t table_off, uint64_t index, uint64_t *block,
+static int locate(const diskimg_table2 *t, uint64_t table_off, uint64_t index, uint64_t *block,
                   uint32_t *in_block, GError **errp)
 {
     uint64_t byte;
 
-    if (index >= table2_entries(t))
+    if (index >= diskimg_table2_entries(t))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "table index %" PRIu64 " out of range", index);
     byte = index * sizeof(uint64_t);
@@ -75,8 +83,8 @@ static int locate(const table2 *t, uint64_t table_off, uint64_t index, uint64_t 
     return 0;
 }
 
-int64_t table2_get_run(table2 *t, uint64_t table_off, uint64_t index, uint64_t n,
-                       uint64_t *out, GError **errp)
+int64_t diskimg_table2_get_run(diskimg_table2 *t, uint64_t table_off, uint64_t index,
+                               uint64_t n, uint64_t *out, GError **errp)
 {
     uint64_t block = 0, count;
     uint32_t at = 0;
@@ -93,12 +101,14 @@ int64_t table2_get_run(table2 *t, uint64_t table_off, uint64_t index, uint64_t n
     return (int64_t)count;
 }
 
-int table2_get(table2 *t, uint64_t table_off, uint64_t index, uint64_t *value, GError **errp)
+int diskimg_table2_get(diskimg_table2 *t, uint64_t table_off, uint64_t index, uint64_t *value,
+                       GError **errp)
 {
-    return table2_get_run(t, table_off, index, 1, value, errp) < 0 ? -1 : 0;
+    return diskimg_table2_get_run(t, table_off, index, 1, value, errp) < 0 ? -1 : 0;
 }
 
-int table2_set(table2 *t, uint64_t table_off, uint64_t index, uint64_t value, GError **errp)
+int diskimg_table2_set(diskimg_table2 *t, uint64_t table_off, uint64_t index, uint64_t value,
+                       GError **errp)
 {
     uint64_t block = 0;
     uint32_t at = 0;
@@ -113,7 +123,7 @@ int table2_set(table2 *t, uint64_t table_off, uint64_t index, uint64_t value, GE
     return 0;
 }
 
-int table2_fresh(table2 *t, uint64_t table_off, GError **errp)
+int diskimg_table2_fresh(diskimg_table2 *t, uint64_t table_off, GError **errp)
 {
     /* Only the first block is cached up front: the cache is bounded, and
      * the rest reads back as the zeroes the file holds there. */
@@ -125,12 +135,12 @@ int table2_fresh(table2 *t, uint64_t table_off, GError **errp)
     return 0;
 }
 
-int table2_flush(table2 *t, GError **errp)
+int diskimg_table2_flush(diskimg_table2 *t, GError **errp)
 {
     return diskimg_mcache_flush(t->cache, errp);
 }
 
-int table2_empty(table2 *t, GError **errp)
+int diskimg_table2_empty(diskimg_table2 *t, GError **errp)
 {
     return diskimg_mcache_empty(t->cache, errp);
 }
