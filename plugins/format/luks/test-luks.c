@@ -18,10 +18,8 @@
 #include <diskimg/core.h>
 #include <diskimg/crypto.h>
 
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 
 static const diskimg_schema *schema;
 
@@ -1072,17 +1070,8 @@ static void test_password_errors(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "luks", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "luks");
-    if (!schema)
-        g_error("the luks plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-luks", NULL);
     add_secret("secret,id=sec0,data=abc");
     add_secret("secret,id=sec1,data=def");
     add_secret("secret,id=sec2,data=ghi");
@@ -1107,7 +1096,5 @@ int main(int argc, char **argv)
         g_test_add_func("/luks/cryptsetup", test_cryptsetup);
     }
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -19,12 +19,10 @@
 
 #include <diskimg/core.h>
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 
 static const struct diskimg_format_ops *raw;
 static const diskimg_schema *schema;
-#include "test-tmpdir.h"
+#include "test-format.h"
 #define tmpdir test_tmpdir
 
 /* ---------------------------------------------------------------- helpers */
@@ -598,20 +596,9 @@ static void test_info(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    const struct diskimg_plugin *p;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    p = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "raw");
-    if (!p)
-        g_error("the raw plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    raw = p->ops;
+    tf_init(&argc, &argv, "raw", NULL);
+    raw = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "raw")->ops;
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "raw");
-    test_tmpdir_create("diskimg-raw", NULL);
 
     g_test_add_data_func("/raw/descriptor", argc > 1 ? argv[1] : NULL, test_descriptor);
     g_test_add_func("/raw/create-first-block", test_create_first_block);
@@ -625,7 +612,5 @@ int main(int argc, char **argv)
     g_test_add_func("/raw/measure", test_measure);
     g_test_add_func("/raw/info", test_info);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

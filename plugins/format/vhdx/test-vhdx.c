@@ -22,7 +22,7 @@
 #include <diskimg/core.h>
 
 #include "vhdx.h"
-#include "test-tmpdir.h"
+#include "test-format.h"
 
 static const diskimg_schema *schema;
 
@@ -1099,17 +1099,8 @@ static void test_qemu_replays_ours(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vhdx");
-    if (!schema)
-        g_error("the vhdx plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
 
     g_test_add_func("/vhdx/geometry", test_geometry);
     g_test_add_func("/vhdx/guid", test_guid);
@@ -1145,7 +1136,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/4k-sectors", test_4k_sectors);
     g_test_add_func("/vhdx/qemu-replays-ours", test_qemu_replays_ours);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -22,10 +22,8 @@
 
 #include "vmdk.h"
 
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 #define GRAIN (64 * KiB)
 
 static const diskimg_schema *schema;
@@ -908,15 +906,8 @@ static void test_probe(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "vmdk"))
-        g_error("the vmdk plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
+    tf_init(&argc, &argv, "vmdk", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vmdk");
-    test_tmpdir_create("diskimg-vmdk", NULL);
 
     g_test_add_func("/vmdk/descriptor/parse", test_desc_parse);
     g_test_add_func("/vmdk/descriptor/edit", test_desc_edit);
@@ -937,7 +928,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vmdk/corrupt/header", test_corrupt_header);
     g_test_add_func("/vmdk/corrupt/files", test_corrupt_files);
     g_test_add_func("/vmdk/corrupt/tables", test_corrupt_table);
-    int ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -21,10 +21,8 @@
 #include <diskimg/core.h>
 
 #include "vpc.h"
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB UINT64_C(1024)
-#define MiB (KiB * 1024)
 #define GiB (MiB * 1024)
 
 static const diskimg_schema *schema;
@@ -838,17 +836,8 @@ static void test_vhdiinfo(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "vpc", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vpc");
-    if (!schema)
-        g_error("the vpc plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vpc", NULL);
 
     g_test_add_func("/vpc/size/create", test_create_sizes);
     g_test_add_func("/vpc/size/too-large", test_create_too_large);
@@ -869,7 +858,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vpc/interop/qemu", test_qemu_interop);
     g_test_add_func("/vpc/interop/vhdiinfo", test_vhdiinfo);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }
