@@ -19,7 +19,7 @@
  * Images through libdiskimg (format given, NULL probes):
  *   tf_create / tf_try_create(format, path, size, "k=v,...")
  *   tf_open / tf_try_open(format, path, flags, open-options)
- *   tf_write, tf_zero, tf_write_pattern (node and model), tf_expect_model
+ *   tf_write, tf_read, tf_zero, tf_write_pattern (node and model), tf_expect_model
  *   tf_read_all / tf_read_all_step     the whole guest view
  *
  * Errors:
@@ -256,6 +256,14 @@ static inline void tf_write(diskimg_node *n, const void *buf, uint64_t len, uint
     GError *err = NULL;
 
     g_assert_cmpint(diskimg_node_pwrite(n, buf, len, off, 0, &err), ==, 0);
+    g_assert_no_error(err);
+}
+
+static inline void tf_read(diskimg_node *n, void *buf, uint64_t len, uint64_t off)
+{
+    GError *err = NULL;
+
+    g_assert_cmpint(diskimg_node_pread(n, buf, len, off, &err), ==, 0);
     g_assert_no_error(err);
 }
 
