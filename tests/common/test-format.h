@@ -36,7 +36,8 @@
  *                       (never mixed with the TAP stream); qemu's flaky
  *                       PBKDF2 calibration is retried
  *   tf_qemu_compare, tf_qemu_agrees (compare + check), tf_qemu_data_bytes,
- *   tf_qemu_convert (qemu-img's guest view of an image)
+ *   tf_qemu_convert (qemu-img's guest view of an image),
+ *   tf_check_qemu_made (an image qemu-img/qemu-io made reads as written)
  */
 #ifndef DISKIMG_TEST_FORMAT_H
 #define DISKIMG_TEST_FORMAT_H
@@ -527,6 +528,29 @@ static inline uint64_t tf_qemu_data_bytes(const char *format, const char *image)
             bytes += (uint64_t)json_object_get_int_member(run, "length");
     }
     return bytes;
+}
+
+/* An image qemu made is read as qemu wrote it: qemu-img creates `path`
+ * (7 MiB, create options `opts`), qemu-io writes a run that crosses
+ * block boundaries and one near the end; the format must be probed as
+ * `format` and the guest view hold exactly those bytes. */
+static inline void tf_check_qemu_made(const char *format, const char *opts, const char *path)
+{
+    uint8_t *model = g_malloc0(7 * MiB);
+    diskimg_node *n;
+
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", format, "-o", opts, path,
+                           "7M"), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", format, "-c", "write -P 0x5a 1000 70000",
+                           "-c", "write -P 0xa5 6M 4096", path), ==, 0);
+    memset(model + 1000, 0x5a, 70000);
+    memset(model + 6 * MiB, 0xa5, 4096);
+    n = tf_open(NULL, path, 0, NULL);
+    g_assert_cmpstr(diskimg_node_driver(n), ==, format);
+    tf_expect_model(n, model, 7 * MiB);
+    diskimg_close(n);
+    g_free(model);
+    unlink(path);
 }
 
 /* qemu-img's guest view of an image, NULL when qemu-img is missing. */

@@ -589,21 +589,7 @@ static void test_qemu_made(void)
     const char *sizes[] = { "cluster_size=1M", "cluster_size=64k" };
     for (size_t v = 0; v < G_N_ELEMENTS(sizes); v++) {
         g_autofree char *path = test_tmp_path("qemu.prl");
-        const char *create[] = { "qemu-img", "create", "-q", "-f", "parallels", "-o", sizes[v],
-                                 path, "7M", NULL };
-        const char *io[] = { "qemu-io", "-f", "parallels", "-c", "write -P 0x5a 1000 70000",
-                             "-c", "write -P 0xa5 6M 4096", path, NULL };
-        g_assert_cmpint(tf_run(NULL, create), ==, 0);
-        g_assert_cmpint(tf_run(NULL, io), ==, 0);
-        uint8_t *model = g_malloc0(7 * MiB);
-        memset(model + 1000, 0x5a, 70000);
-        memset(model + 6 * MiB, 0xa5, 4096);
-        diskimg_node *n = tf_open(NULL, path, 0, NULL);
-        g_assert_cmpstr(diskimg_node_driver(n), ==, "parallels");
-        tf_expect_model(n, model, 7 * MiB);
-        diskimg_close(n);
-        g_free(model);
-        unlink(path);
+        tf_check_qemu_made("parallels", sizes[v], path);
     }
 }
 
