@@ -21,6 +21,7 @@
  *   tf_open / tf_try_open(format, path, flags, open-options)
  *   tf_write, tf_read, tf_zero, tf_write_pattern (node and model), tf_expect_model
  *   tf_read_all / tf_read_all_step     the whole guest view
+ *   tf_expect_reopened                 reopened, and by qemu-img, the model
  *
  * Errors:
  *   tf_assert_message(err, path, needle, needle2)
@@ -551,6 +552,22 @@ static inline void tf_check_qemu_made(const char *format, const char *opts, cons
     diskimg_close(n);
     g_free(model);
     unlink(path);
+}
+
+/* What was written lasts: reopened read-only, the image equals the model,
+ * and qemu-img (when installed) reads the same; the scratch file
+ * (raw_path) the model is saved to for qemu-img compare. */
+static inline void tf_expect_reopened(const char *format, const char *path, const uint8_t *model,
+                                      uint64_t size, const char *raw_path)
+{
+    diskimg_node *n = tf_open(format, path, 0, NULL);
+
+    tf_expect_model(n, model, size);
+    diskimg_close(n);
+    if (tf_have_qemu()) {
+        tf_write_file(raw_path, model, size);
+        tf_qemu_compare(format, path, raw_path);
+    }
 }
 
 /* qemu-img's guest view of an image, NULL when qemu-img is missing. */

@@ -237,13 +237,7 @@ static void test_compressed_write(void)
     }
     g_free(packed);
     diskimg_close(n);
-    n = tf_open(QCOW, path, 0, NULL);
-    tf_expect_model(n, model, size);
-    diskimg_close(n);
-    if (tf_have_qemu()) {
-        tf_write_file(raw, model, size);
-        tf_qemu_compare(QCOW, path, raw);
-    }
+    tf_expect_reopened(QCOW, path, model, size, raw);
     g_free(cluster);
     g_free(model);
 }
@@ -272,13 +266,7 @@ static void test_backing(void)
     tf_write_pattern(n, model, 70000, 5000, 3);
     tf_expect_model(n, model, size);
     diskimg_close(n);
-    n = tf_open(QCOW, top, 0, NULL);
-    tf_expect_model(n, model, size);
-    diskimg_close(n);
-    if (tf_have_qemu()) {
-        tf_write_file(raw, model, size);
-        tf_qemu_compare(QCOW, top, raw);
-    }
+    tf_expect_reopened(QCOW, top, model, size, raw);
     n = tf_open(QCOW, top, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_make_empty(n, &err), ==, 0);
     g_assert_no_error(err);

@@ -42,34 +42,38 @@ static void test_header(void)
     g_assert_no_error(err);
     g_assert_cmpuint(h.image_size, ==, 1u << 30);
     expect_bad(buf, 40, "field 'l1_table_offset'");    /* truncated */
-    buf[0] = 'X';
-    expect_bad(buf, sizeof(buf), "Image not in QED format");
-    good_header(buf);
-    buf[17] = 1;
-    expect_bad(buf, sizeof(buf), "Unsupported QED features: 100");
-    good_header(buf);
-    diskimg_put_le32(buf + 4, 3000);
-    expect_bad(buf, sizeof(buf), "'cluster_size' is 3000");
-    good_header(buf);
-    diskimg_put_le32(buf + 8, 32);
-    expect_bad(buf, sizeof(buf), "'table_size' is 32");
-    good_header(buf);
-    diskimg_put_le64(buf + 48, 1000);
-    expect_bad(buf, sizeof(buf), "'image_size' is 1000");
-    good_header(buf);
-    diskimg_put_le64(buf + 48, UINT64_MAX & ~511ull);
-    expect_bad(buf, sizeof(buf), "QED image size is invalid");
-    good_header(buf);
-    diskimg_put_le32(buf + 12, 0);
-    expect_bad(buf, sizeof(buf), "'header_size' is 0");
-    good_header(buf);
-    diskimg_put_le32(buf + 12, 0x10000);
-    expect_bad(buf, sizeof(buf), "'header_size'");
-    good_header(buf);
-    buf[16] = QED_F_BACKING_FILE;
-    diskimg_put_le32(buf + 56, 65000);
-    diskimg_put_le32(buf + 60, 1000);
-    expect_bad(buf, sizeof(buf), "'backing_filename_offset'");
+
+    /* Each bad header is the good one with up to three fields changed. */
+    static const struct {
+        struct { unsigned at, width; uint64_t value; } set[3];
+        const char *needle;
+    } bad[] = {
+        { { { 0, 1, 'X' } }, "Image not in QED format" },
+        { { { 17, 1, 1 } }, "Unsupported QED features: 100" },
+        { { { 4, 4, 3000 } }, "'cluster_size' is 3000" },
+        { { { 8, 4, 32 } }, "'table_size' is 32" },
+        { { { 48, 8, 1000 } }, "'image_size' is 1000" },
+        { { { 48, 8, UINT64_MAX & ~511ull } }, "QED image size is invalid" },
+        { { { 12, 4, 0 } }, "'header_size' is 0" },
+        { { { 12, 4, 0x10000 } }, "'header_size'" },
+        { { { 16, 1, QED_F_BACKING_FILE }, { 56, 4, 65000 }, { 60, 4, 1000 } },
+          "'backing_filename_offset'" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        good_header(buf);
+        for (size_t k = 0; k < G_N_ELEMENTS(bad[i].set) && bad[i].set[k].width; k++) {
+            unsigned at = bad[i].set[k].at;
+            uint64_t v = bad[i].set[k].value;
+
+            if (bad[i].set[k].width == 1)
+                buf[at] = (uint8_t)v;
+            else if (bad[i].set[k].width == 4)
+                diskimg_put_le32(buf + at, (uint32_t)v);
+            else
+                diskimg_put_le64(buf + at, v);
+        }
+        expect_bad(buf, sizeof(buf), bad[i].needle);
+    }
 }
 
 static void test_limits(void)
@@ -90,30 +94,6 @@ static void test_limits(void)
 /* ------------------------------------------------------------------ images */
 
 #define QED "qed"
-
-static uint64_t file_le64(const char *path, uint64_t off)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t le[8];
-
-    g_assert_nonnull(f);
-    g_assert_cmpint(fseek(f, (long)off, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fread(le, 1, 8, f), ==, 8);
-    fclose(f);
-    return diskimg_le64(le);
-}
-
-static void patch_le64(const char *path, uint64_t off, uint64_t v)
-{
-    FILE *f = fopen(path, "r+b");
-    uint8_t le[8];
-
-    g_assert_nonnull(f);
-    diskimg_put_le64(le, v);
-    g_assert_cmpint(fseek(f, (long)off, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fwrite(le, 1, 8, f), ==, 8);
-    fclose(f);
-}
 
 static void check_counts(diskimg_node *n, unsigned fix, struct diskimg_check_result *res)
 {
@@ -137,10 +117,10 @@ static void test_roundtrip(void)
     diskimg_node *n;
 
     tf_create(QED, path, size, "cluster_size=4k,table_size=2");
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
     n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
     tf_write_pattern(n, model, 0, 4096, 1);
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, !=, 0);
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, !=, 0);
     tf_write_pattern(n, model, 3 * 4096 + 100, 10000, 2);
     tf_write_pattern(n, model, 1 * MiB, 3 * MiB, 3);          /* crosses L2 spans (1 MiB) */
     tf_write_pattern(n, model, 5000, 3000, 4);
@@ -149,7 +129,7 @@ static void test_roundtrip(void)
     check_counts(n, 0, &res);
     g_assert_cmpuint(res.corruptions + res.leaks + res.check_errors, ==, 0);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
 
     n = tf_open(QED, path, 0, NULL);
     tf_expect_model(n, model, size);
@@ -256,7 +236,7 @@ static void test_backing(void)
     tf_pattern(model, size, 0, 7);
     tf_write_file(base, model, size);
     tf_create(QED, top, size, "backing_file=base.raw,backing_fmt=raw");
-    g_assert_cmpuint(file_le64(top, 16), ==, QED_F_BACKING_FILE | QED_F_BACKING_FORMAT_NO_PROBE);
+    g_assert_cmpuint(tf_file_le64(top, 16), ==, QED_F_BACKING_FILE | QED_F_BACKING_FORMAT_NO_PROBE);
     n = tf_open(QED, top, DISKIMG_OPEN_RDWR, NULL);
     g_assert_nonnull(diskimg_node_backing(n));
     g_assert_cmpstr(diskimg_node_driver(diskimg_node_backing(n)), ==, "raw");
@@ -276,7 +256,7 @@ static void test_backing(void)
     g_assert_cmpint(diskimg_node_truncate(n, 6 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
     g_assert_no_error(err);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(top, 16), ==, 0);
+    g_assert_cmpuint(tf_file_le64(top, 16), ==, 0);
     n = tf_open(QED, top, 0, NULL);
     g_assert_null(diskimg_node_backing(n));
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 6 * MiB);
@@ -310,10 +290,10 @@ static void test_need_check(void)
     tf_write_pattern(n, model, 0, 8192, 1);
     diskimg_close(n);
     /* header 4 KiB, L1 16 KiB at 4 KiB, then the L2 table and the data */
-    uint64_t l2 = file_le64(path, 4096);
+    uint64_t l2 = tf_file_le64(path, 4096);
     g_assert_cmpuint(l2, !=, 0);
-    patch_le64(path, l2 + 8, 1ull << 40);                /* cluster 1: past EOF */
-    patch_le64(path, 16, QED_F_NEED_CHECK);
+    tf_patch_le64(path, l2 + 8, 1ull << 40);                /* cluster 1: past EOF */
+    tf_patch_le64(path, 16, QED_F_NEED_CHECK);
     g_assert_true(g_file_get_contents(path, &data, &len, NULL));
     g_assert_true(g_file_set_contents(copy, data, (gssize)len, NULL));
     g_free(data);
@@ -333,7 +313,7 @@ static void test_need_check(void)
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 4096, &err), ==, 0);
     g_assert_true(diskimg_is_zero(buf, 4096));
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(path, 16), ==, 0);
+    g_assert_cmpuint(tf_file_le64(path, 16), ==, 0);
     n = tf_open(QED, path, DISKIMG_OPEN_CHECK, NULL);
     check_counts(n, 0, &res);
     g_assert_cmpuint(res.corruptions, ==, 0);
@@ -346,7 +326,7 @@ static void test_need_check(void)
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
     g_assert_cmpuint(res.corruptions, ==, 0);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(copy, 16), ==, 0);
+    g_assert_cmpuint(tf_file_le64(copy, 16), ==, 0);
     if (tf_have_qemu())
         g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", copy), ==, 3);
 }
@@ -363,31 +343,31 @@ static void test_corrupt(void)
     n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
     tf_write_pattern(n, model, 0, 4096, 1);
     diskimg_close(n);
-    uint64_t l2 = file_le64(path, 4096);
+    uint64_t l2 = tf_file_le64(path, 4096);
 
-    patch_le64(path, 4096, 4096 * 3);                    /* L2 over the L1 table */
+    tf_patch_le64(path, 4096, 4096 * 3);                    /* L2 over the L1 table */
     n = tf_open(QED, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, model, 4096, 0, &err), ==, -1);
     tf_assert_message(err, NULL, "bad.qed", "L2 table offset");
     g_clear_error(&err);
     diskimg_close(n);
-    patch_le64(path, 4096, l2);
+    tf_patch_le64(path, 4096, l2);
 
-    patch_le64(path, l2, 4096);                          /* data over the L1 table */
+    tf_patch_le64(path, l2, 4096);                          /* data over the L1 table */
     n = tf_open(QED, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, model, 4096, 0, &err), ==, -1);
     tf_assert_message(err, NULL, "bad.qed", "points into the L1 table");
     g_clear_error(&err);
     diskimg_close(n);
 
-    patch_le64(path, 40, 1ull << 40);                    /* L1 past EOF */
+    tf_patch_le64(path, 40, 1ull << 40);                    /* L1 past EOF */
     g_assert_null(tf_try_open(QED, path, 0, NULL, &err));
     tf_assert_message(err, NULL, "bad.qed", "QED table offset is invalid");
     g_clear_error(&err);
-    patch_le64(path, 40, 4096);
+    tf_patch_le64(path, 40, 4096);
 
-    patch_le64(path, 16, QED_F_BACKING_FILE);            /* name past EOF... */
-    patch_le64(path, 56, 64 | (4000ull << 32));          /* ...inside the header */
+    tf_patch_le64(path, 16, QED_F_BACKING_FILE);            /* name past EOF... */
+    tf_patch_le64(path, 56, 64 | (4000ull << 32));          /* ...inside the header */
     g_assert_cmpint(truncate(path, 2000), ==, 0);
     g_assert_null(tf_try_open(QED, path, 0, NULL, &err));
     tf_assert_message(err, NULL, "bad.qed", NULL);
