@@ -567,35 +567,33 @@ static void test_corrupt_header_and_bat(void)
     h[0] = 'X';
     expect_refused("hmagic.vpc", img, len, "'cookie'");
 
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_BLOCK_SIZE, 3000);
-    reseal_header(img);
-    expect_refused("bsize.vpc", img, len, "'block_size'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 2);
-    reseal_header(img);
-    expect_refused("fewentries.vpc", img, len, "'max_table_entries'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 0xfffffff0);
-    reseal_header(img);
-    expect_refused("manyentries.vpc", img, len, "'max_table_entries'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 1044480);     /* 2040 GiB: 4 MiB of BAT */
-    reseal_header(img);
-    expect_refused("longbat.vpc", img, 1 * MiB, "the BAT's 1044480 entries");
-
-    memcpy(img, base, len);
-    diskimg_put_be64(h + VPC_H_TABLE_OFFSET, UINT64_C(1) << 50);
-    reseal_header(img);
-    expect_refused("tableoff.vpc", img, len, "BAT");
-
-    memcpy(img, base, len);
-    diskimg_put_be64(h + VPC_H_TABLE_OFFSET, 600);
-    reseal_header(img);
-    expect_refused("tableinheader.vpc", img, len, "'table_offset'");
+    /* Dynamic header fields, each changed alone and the header resealed;
+     * `file_len` 0 keeps the whole image. */
+    static const struct {
+        const char *name;
+        unsigned field, width;
+        uint64_t value;
+        gsize file_len;
+        const char *needle;
+    } bad[] = {
+        { "bsize.vpc", VPC_H_BLOCK_SIZE, 4, 3000, 0, "'block_size'" },
+        { "fewentries.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 2, 0, "'max_table_entries'" },
+        { "manyentries.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 0xfffffff0, 0, "'max_table_entries'" },
+        /* 2040 GiB: 4 MiB of BAT */
+        { "longbat.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 1044480, 1 * MiB,
+          "the BAT's 1044480 entries" },
+        { "tableoff.vpc", VPC_H_TABLE_OFFSET, 8, UINT64_C(1) << 50, 0, "BAT" },
+        { "tableinheader.vpc", VPC_H_TABLE_OFFSET, 8, 600, 0, "'table_offset'" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        memcpy(img, base, len);
+        if (bad[i].width == 4)
+            diskimg_put_be32(h + bad[i].field, (uint32_t)bad[i].value);
+        else
+            diskimg_put_be64(h + bad[i].field, bad[i].value);
+        reseal_header(img);
+        expect_refused(bad[i].name, img, bad[i].file_len ? bad[i].file_len : len, bad[i].needle);
+    }
 
     memcpy(img, base, len);
     diskimg_put_be32(bat + 4, 0x00ffffff);
