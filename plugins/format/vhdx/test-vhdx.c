@@ -419,10 +419,24 @@ static void test_create_options(void)
 #define META_AT (3 * MiB)
 #define ITEMS_AT (META_AT + 64 * KiB)
 
+/* A structure kept twice: with the copy at `first` damaged the image
+ * still opens, with the one at `second` damaged too it is refused. */
+static void expect_both_copies_needed(const char *name, uint64_t first, uint64_t second,
+                                      const char *needle)
+{
+    static const uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
+    char *p = fresh(name, 16 * MiB, NULL);
+
+    tf_patch(p, first, junk, sizeof(junk));
+    diskimg_close(tf_open("vhdx", p, 0, NULL));
+    tf_patch(p, second, junk, sizeof(junk));
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, needle);
+    g_free(p);
+}
+
 static void test_corrupt(void)
 {
     char *p;
-    uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
 
     /* Truncated below the region tables. */
     p = fresh("c-trunc.vhdx", 16 * MiB, NULL);
@@ -436,12 +450,8 @@ static void test_corrupt(void)
     g_free(p);
 
     /* One damaged header copy is survived; two are not. */
-    p = fresh("c-hdr.vhdx", 16 * MiB, NULL);
-    tf_patch(p, VHDX_HEADER2_OFFSET + 100, junk, 4);
-    diskimg_close(tf_open("vhdx", p, 0, NULL));
-    tf_patch(p, VHDX_HEADER1_OFFSET + 100, junk, 4);
-    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "checksum mismatch");
-    g_free(p);
+    expect_both_copies_needed("c-hdr.vhdx", VHDX_HEADER2_OFFSET + 100,
+                              VHDX_HEADER1_OFFSET + 100, "checksum mismatch");
 
     p = fresh("c-version.vhdx", 16 * MiB, NULL);
     tf_patch_le32(p, VHDX_HEADER1_OFFSET + 66, 2);     /* version 2 ... */
@@ -458,12 +468,8 @@ static void test_corrupt(void)
     g_free(p);
 
     /* Region table: the second copy stands in for a damaged first. */
-    p = fresh("c-region.vhdx", 16 * MiB, NULL);
-    tf_patch(p, VHDX_REGION1_OFFSET + 200, junk, 4);
-    diskimg_close(tf_open("vhdx", p, 0, NULL));
-    tf_patch(p, VHDX_REGION2_OFFSET + 200, junk, 4);
-    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "checksum");
-    g_free(p);
+    expect_both_copies_needed("c-region.vhdx", VHDX_REGION1_OFFSET + 200,
+                              VHDX_REGION2_OFFSET + 200, "checksum");
 
     p = fresh("c-region-eof.vhdx", 16 * MiB, NULL);
     tf_patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, 1 * TiB);  /* BAT file_offset */
