@@ -272,8 +272,10 @@ static GByteArray *rsrc_fork(const GByteArray *mish)
 
 enum table_place { IN_PLIST, IN_RSRC };
 
-/* The image: data fork, block table, trailer. */
-static GByteArray *build(const struct builder *b, enum table_place place)
+/* The image: data fork, block table (after `change`, when not NULL, edited
+ * the mish blob), trailer. */
+static GByteArray *build_changed(const struct builder *b, enum table_place place,
+                                 void (*change)(GByteArray *m))
 {
     GByteArray *img = g_byte_array_new();
     g_autoptr(GByteArray) mish = mish_blob(b, 0);
@@ -281,6 +283,8 @@ static GByteArray *build(const struct builder *b, enum table_place place)
     uint64_t table_at;
     size_t table_len;
 
+    if (change)
+        change(mish);
     g_byte_array_append(img, b->fork->data, b->fork->len);
     table_at = img->len;
     if (place == IN_PLIST) {
@@ -302,6 +306,11 @@ static GByteArray *build(const struct builder *b, enum table_place place)
     diskimg_put_be64(koly + 0x1ec, b->sectors);
     g_byte_array_append(img, koly, sizeof(koly));
     return img;
+}
+
+static GByteArray *build(const struct builder *b, enum table_place place)
+{
+    return build_changed(b, place, NULL);
 }
 
 static char *write_image(const char *name, const GByteArray *img)
@@ -738,29 +747,7 @@ static void test_corrupt_plist(void)
 static GByteArray *with_mish(struct builder *b, void (*change)(GByteArray *m),
                              enum table_place place)
 {
-    g_autoptr(GByteArray) mish = mish_blob(b, 0);
-    GByteArray *img = g_byte_array_new();
-    uint8_t koly[512] = { 0 };
-    size_t table_len;
-
-    change(mish);
-    g_byte_array_append(img, b->fork->data, b->fork->len);
-    uint64_t at = img->len;
-    if (place == IN_PLIST) {
-        g_autofree char *xml = plist_xml(mish);
-        table_len = strlen(xml);
-        g_byte_array_append(img, (const guint8 *)xml, (guint)table_len);
-    } else {
-        g_autoptr(GByteArray) r = rsrc_fork(mish);
-        table_len = r->len;
-        g_byte_array_append(img, r->data, r->len);
-    }
-    memcpy(koly, "koly", 4);
-    diskimg_put_be64(koly + (place == IN_PLIST ? 0xd8 : 0x28), at);
-    diskimg_put_be64(koly + (place == IN_PLIST ? 0xe0 : 0x30), table_len);
-    diskimg_put_be64(koly + 0x1ec, b->sectors);
-    g_byte_array_append(img, koly, sizeof(koly));
-    return img;
+    return build_changed(b, place, change);
 }
 
 #define CHUNK(i) (204 + 40 * (i))
