@@ -39,13 +39,16 @@
  *   tf_qemu_compare, tf_qemu_agrees (compare + check), tf_qemu_data_bytes,
  *   tf_qemu_convert (qemu-img's guest view of an image),
  *   tf_check_qemu_made (an image qemu-img/qemu-io made reads as written)
+ *   tf_check_failed_write_rolls_back (a refused write leaves no trace)
  */
 #ifndef DISKIMG_TEST_FORMAT_H
 #define DISKIMG_TEST_FORMAT_H
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -529,6 +532,57 @@ static inline uint64_t tf_qemu_data_bytes(const char *format, const char *image)
             bytes += (uint64_t)json_object_get_int_member(run, "length");
     }
     return bytes;
+}
+
+/* A write the file system refuses (RLIMIT_FSIZE: the file may not grow
+ * past `fsize_limit`, 0 meaning 4 KiB more than after the first MiB is
+ * written) fails cleanly and leaves no trace: the block stays a hole, the
+ * earlier data stays, the next write into that block finds its other bytes
+ * zero, and (when qemu is installed) qemu-img agrees and its check is
+ * clean.  For formats that allocate blocks at the end of the file. */
+static inline void tf_check_failed_write_rolls_back(const char *format, const char *path,
+                                                    uint64_t fsize_limit)
+{
+    uint8_t *buf = g_malloc(MiB);
+    uint8_t *model = g_malloc0(8 * MiB);
+    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
+    struct rlimit old, small;
+    GError *err = NULL;
+    diskimg_node *n;
+    int ret;
+
+    tf_create(format, path, 8 * MiB, NULL);
+    n = tf_open(format, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, MiB, 0, 1);
+    tf_write(n, buf, MiB, 0);
+    memcpy(model, buf, MiB);
+    g_assert_cmpint(diskimg_node_flush(n, &err), ==, 0);
+
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    small = old;
+    small.rlim_cur = fsize_limit ? fsize_limit : tf_file_size(path) + 4096;
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
+    tf_pattern(buf, MiB, 0, 2);
+    ret = diskimg_node_pwrite(n, buf, MiB, 4 * MiB, 0, &err);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
+    g_assert_cmpint(ret, ==, -1);
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+
+    g_assert_cmpint(diskimg_node_block_status(n, 4 * MiB, MiB, &ext, &err), ==, 0);
+    g_assert_false(ext.flags & DISKIMG_BS_DATA);
+    tf_expect_model(n, model, 8 * MiB);
+    tf_write(n, buf, 4096, 4 * MiB + 8192);
+    memcpy(model + 4 * MiB + 8192, buf, 4096);
+    diskimg_close(n);
+    n = tf_open(format, path, 0, NULL);
+    tf_expect_model(n, model, 8 * MiB);
+    diskimg_close(n);
+    if (tf_need_qemu())
+        tf_qemu_agrees(format, path, model, 8 * MiB);
+    g_free(buf);
+    g_free(model);
 }
 
 /* An image qemu made is read as qemu wrote it: qemu-img creates `path`

@@ -6,8 +6,6 @@
  * core (round trips, holes, odd sizes, static images, zero writes), check
  * and repair, measure, and interop with qemu-img where it is installed.
  */
-#include <signal.h>
-#include <sys/resource.h>
 
 #include "test-format.h"
 #include "vdi.h"
@@ -505,45 +503,8 @@ static void test_measure(void)
 static void test_failed_write_rolls_back(void)
 {
     g_autofree char *path = test_tmp_path("efbig.vdi");
-    uint8_t *buf = g_malloc(MiB);
-    uint8_t *model = g_malloc0(8 * MiB);
-    struct rlimit old, small;
-    GError *err = NULL;
 
-    tf_create("vdi", path, 8 * MiB, NULL);
-    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
-    tf_pattern(buf, MiB, 0, 1);
-    tf_write(n, buf, MiB, 0);
-    memcpy(model, buf, MiB);
-    g_assert_cmpint(diskimg_node_flush(n, &err), ==, 0);
-
-    signal(SIGXFSZ, SIG_IGN);
-    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    small = old;
-    small.rlim_cur = tf_file_size(path) + 4096;
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
-    tf_pattern(buf, MiB, 0, 2);
-    int ret = diskimg_node_pwrite(n, buf, MiB, 4 * MiB, 0, &err);
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    g_assert_cmpint(ret, ==, -1);
-    g_assert_nonnull(err);
-    g_clear_error(&err);
-
-    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
-    g_assert_cmpint(diskimg_node_block_status(n, 4 * MiB, MiB, &ext, &err), ==, 0);
-    g_assert_false(ext.flags & DISKIMG_BS_DATA);
-    tf_expect_model(n, model, 8 * MiB);
-    /* The next write takes the same block, with its untouched bytes zero. */
-    tf_write(n, buf, 4096, 4 * MiB + 8192);
-    memcpy(model + 4 * MiB + 8192, buf, 4096);
-    diskimg_close(n);
-    n = tf_open("vdi", path, 0, NULL);
-    tf_expect_model(n, model, 8 * MiB);
-    diskimg_close(n);
-    if (tf_need_qemu())
-        tf_qemu_agrees("vdi", path, model, 8 * MiB);
-    g_free(buf);
-    g_free(model);
+    tf_check_failed_write_rolls_back("vdi", path, 0);
 }
 
 /* --------------------------------------------------------- qemu interop */
