@@ -174,7 +174,7 @@ static void test_qemu_made(void)
     }
     g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", path, "4M"), ==, 0);
     g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -P 0x5a 4096 8192",
-                             "-c", "write -P 0xa5 1M 512", path), ==, 0);
+                           "-c", "write -P 0xa5 1M 512", path), ==, 0);
     memset(model + 4096, 0x5a, 8192);
     memset(model + MiB, 0xa5, 512);
     n = tf_open(QCOW, path, 0, NULL);
@@ -189,7 +189,7 @@ static void test_qemu_made(void)
     memset(model + 64 * KiB, 0x44, 4096);
     g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", zpath, "4M"), ==, 0);
     g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -c -P 0x33 0 4k",
-                             "-c", "write -c -P 0x44 64k 4k", zpath), ==, 0);
+                           "-c", "write -c -P 0x44 64k 4k", zpath), ==, 0);
     n = tf_open(QCOW, zpath, 0, NULL);
     tf_expect_model(n, model, size);
     g_assert_cmpint(diskimg_node_block_status(n, 0, 4096, &ext, &err), ==, 0);
@@ -314,10 +314,10 @@ static void test_encrypted(void)
                                             "file.filename=%s", ours);
     g_autofree char *rawopts = g_strdup_printf("driver=raw,file.filename=%s", raw);
     g_assert_cmpint(TF_RUN(NULL, "qemu-img", "compare", "-q", "--object",
-                             "secret,id=qk,data=sesame", "--image-opts", opts, rawopts), ==, 0);
+                           "secret,id=qk,data=sesame", "--image-opts", opts, rawopts), ==, 0);
     g_assert_cmpint(TF_RUN(NULL, "qemu-img", "convert", "--object",
-                             "secret,id=qk,data=sesame", "-f", "raw", "-O", "qcow", "-o",
-                             "encrypt.format=aes,encrypt.key-secret=qk", raw, theirs), ==, 0);
+                           "secret,id=qk,data=sesame", "-f", "raw", "-O", "qcow", "-o",
+                           "encrypt.format=aes,encrypt.key-secret=qk", raw, theirs), ==, 0);
     n = tf_open(QCOW, theirs, 0, "encrypt.key-secret=qk");
     tf_expect_model(n, model, size);
     diskimg_close(n);

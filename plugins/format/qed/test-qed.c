@@ -162,10 +162,10 @@ static void test_qemu_made(void)
         return;
     }
     g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qed", "-o",
-                             "cluster_size=4k", path, "4M"), ==, 0);
+                           "cluster_size=4k", path, "4M"), ==, 0);
     g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qed", "-c", "write -P 0x5a 4096 8192",
-                             "-c", "write -P 0xa5 1M 512", "-c", "write -P 0x11 2M 64k",
-                             "-c", "write -z 2M 32k", path), ==, 0);
+                           "-c", "write -P 0xa5 1M 512", "-c", "write -P 0x11 2M 64k",
+                           "-c", "write -z 2M 32k", path), ==, 0);
     memset(model + 4096, 0x5a, 8192);
     memset(model + MiB, 0xa5, 512);
     memset(model + 2 * MiB + 32 * KiB, 0x11, 32 * KiB);
