@@ -20,6 +20,7 @@
  *   tf_create / tf_try_create(format, path, size, "k=v,...")
  *   tf_open / tf_try_open(format, path, flags, open-options)
  *   tf_write, tf_read, tf_zero, tf_write_pattern (node and model), tf_expect_model
+ *   tf_write_scattered                 six awkward runs, node and model
  *   tf_read_all / tf_read_all_step     the whole guest view
  *   tf_expect_reopened                 reopened, and by qemu-img, the model
  *
@@ -289,6 +290,28 @@ static inline void tf_write_pattern(diskimg_node *n, uint8_t *model, uint64_t of
     tf_pattern(buf, len, offset, seed);
     tf_write(n, buf, len, offset);
     memcpy(model + offset, buf, len);
+    g_free(buf);
+}
+
+/* Writes six runs into the node and the model (size >= 8 MiB), covering
+ * the awkward cases: the first sector, a run across the first boundary of
+ * `block`, one over several blocks at an odd offset, the last 1000 bytes,
+ * a whole aligned MiB, and a small rewrite inside the first block.  Run i
+ * holds tf_pattern(seed i + 1) from its own start. */
+static inline void tf_write_scattered(diskimg_node *n, uint8_t *model, uint64_t size,
+                                      uint64_t block)
+{
+    const struct { uint64_t off, len; } w[] = {
+        { 0, 512 }, { block - 100, 300 }, { 5 * MiB + 7, 2 * MiB + 11 },
+        { size - 1000, 1000 }, { 3 * MiB, MiB }, { 200, 100 },
+    };
+    uint8_t *buf = g_malloc(3 * MiB);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(w); i++) {
+        tf_pattern(buf, w[i].len, 0, (unsigned)i + 1);
+        tf_write(n, buf, w[i].len, w[i].off);
+        memcpy(model + w[i].off, buf, w[i].len);
+    }
     g_free(buf);
 }
 

@@ -235,19 +235,10 @@ static void roundtrip(const char *opts, uint64_t size, const char *name)
 {
     g_autofree char *path = test_tmp_path(name);
     uint8_t *model = g_malloc0(size);
-    uint8_t *buf = g_malloc(3 * MiB);
 
     tf_create("vdi", path, size, opts);
     diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
-    struct { uint64_t off, len; } w[] = {
-        { 0, 512 }, { MiB - 100, 300 }, { 5 * MiB + 7, 2 * MiB + 11 },
-        { size - 1000, 1000 }, { 3 * MiB, MiB }, { 200, 100 },
-    };
-    for (size_t i = 0; i < G_N_ELEMENTS(w); i++) {
-        tf_pattern(buf, w[i].len, 0, (unsigned)i + 1);
-        tf_write(n, buf, w[i].len, w[i].off);
-        memcpy(model + w[i].off, buf, w[i].len);
-    }
+    tf_write_scattered(n, model, size, MiB);
     tf_expect_model(n, model, size);
     diskimg_close(n);
     n = tf_open("vdi", path, 0, NULL);
@@ -256,7 +247,6 @@ static void roundtrip(const char *opts, uint64_t size, const char *name)
     if (tf_need_qemu())
         tf_qemu_agrees("vdi", path, model, size);
     g_free(model);
-    g_free(buf);
 }
 
 static void test_roundtrip_dynamic(void)
