@@ -8,7 +8,8 @@
  *   tf_init(&argc, &argv, "vdi", env)  g_test_init, diskimg_init, the
  *                                      plugin must be found, scratch dir
  *   return tf_run_tests();             g_test_run, scratch dir removed
- *   tf_tmp_path("x.img")               a scratch path (g_free)
+ *   test_tmp_path("x.img")             a scratch path (g_free), from
+ *                                      test-tmpdir.h, which this includes
  *
  * Files:
  *   tf_write_file / tf_read_file / tf_file_size
@@ -93,11 +94,6 @@ static inline int tf_run_tests(void)
 
     test_tmpdir_remove();
     return ret;
-}
-
-static inline char *tf_tmp_path(const char *name)
-{
-    return test_tmp_path(name);
 }
 
 /* -------------------------------------------------------------- files */
