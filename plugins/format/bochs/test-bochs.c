@@ -12,8 +12,7 @@
 
 #include <diskimg/core.h>
 
-#include "test-tmpdir.h"
-#include "test-image-read.h"
+#include "test-format.h"
 
 #define SECTOR 512u
 #define UNALLOCATED 0xffffffffu
@@ -118,7 +117,7 @@ static char *write_image(const char *name, const GByteArray *img)
 {
     char *path = test_tmp_path(name);
 
-    test_write_bytes(path, img->data, img->len);
+    tf_write_file(path, img->data, img->len);
     return path;
 }
 
@@ -126,13 +125,13 @@ static void assert_reads(const char *path, const GByteArray *expect)
 {
     static const size_t steps[] = { 1u << 20, 1500, 512 };
     GError *err = NULL;
-    diskimg_node *n = test_open(path, "bochs", 0, &err);
+    diskimg_node *n = tf_try_open("bochs", path, 0, NULL, &err);
 
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_size(n, NULL), ==, expect->len);
     for (size_t i = 0; i < G_N_ELEMENTS(steps); i++) {
         size_t len = 0;
-        g_autofree uint8_t *got = test_read_all_step(n, steps[i], &len, &err);
+        g_autofree uint8_t *got = tf_read_all_step(n, steps[i], &len, &err);
 
         g_assert_no_error(err);
         g_assert_cmpmem(got, len, expect->data, expect->len);
@@ -145,7 +144,7 @@ static void check_layout(const char *name, const struct layout *l)
     struct image im = build(l);
     g_autofree char *path = write_image(name, im.img);
     size_t qlen;
-    g_autofree uint8_t *ref = test_qemu_convert("bochs", path, &qlen);
+    g_autofree uint8_t *ref = tf_qemu_convert("bochs", path, &qlen);
 
     assert_reads(path, im.guest);
     if (ref)
@@ -170,7 +169,7 @@ static void test_probe_and_read_only(void)
     struct image im = build(&(struct layout){ 0x00020000, 4096, 1, 4, 16384 });
     g_autofree char *path = write_image("probe.img", im.img);
     GError *err = NULL;
-    diskimg_node *n = test_open(path, NULL, 0, &err);
+    diskimg_node *n = tf_try_open(NULL, path, 0, NULL, &err);
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
 
     g_assert_no_error(err);
@@ -183,9 +182,9 @@ static void test_probe_and_read_only(void)
     g_assert_cmpuint(ext.length, ==, 4096);
     diskimg_close(n);
 
-    n = test_open(path, "bochs", DISKIMG_OPEN_RDWR, &err);
+    n = tf_try_open("bochs", path, DISKIMG_OPEN_RDWR, NULL, &err);
     g_assert_null(n);
-    test_assert_message(err, path, "read-only");
+    tf_assert_message(err, path, "read-only", NULL);
     g_clear_error(&err);
     image_free(&im);
 }
@@ -196,7 +195,7 @@ static void expect_open(const char *name, const GByteArray *img, const char *sub
 {
     g_autofree char *path = write_image(name, img);
 
-    test_expect_open_error(path, "bochs", substring);
+    tf_expect_open_error(path, "bochs", substring);
 }
 
 static void test_corrupt(void)
@@ -248,21 +247,10 @@ static void test_corrupt(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "bochs"))
-        g_error("the bochs plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-bochs", NULL);
+    tf_init(&argc, &argv, "bochs", NULL);
 
     g_test_add_func("/bochs/read", test_read);
     g_test_add_func("/bochs/probe-read-only", test_probe_and_read_only);
     g_test_add_func("/bochs/corrupt", test_corrupt);
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

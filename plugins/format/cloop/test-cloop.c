@@ -12,8 +12,7 @@
 
 #include <diskimg/core.h>
 
-#include "test-tmpdir.h"
-#include "test-image-read.h"
+#include "test-format.h"
 
 #define SECTOR 512u
 
@@ -95,7 +94,7 @@ static char *write_image(const char *name, const GByteArray *img)
 {
     char *path = test_tmp_path(name);
 
-    test_write_bytes(path, img->data, img->len);
+    tf_write_file(path, img->data, img->len);
     return path;
 }
 
@@ -103,13 +102,13 @@ static void assert_reads(const char *path, const uint8_t *expect, size_t expect_
 {
     static const size_t steps[] = { 1u << 20, 5000, 512 };
     GError *err = NULL;
-    diskimg_node *n = test_open(path, "cloop", 0, &err);
+    diskimg_node *n = tf_try_open("cloop", path, 0, NULL, &err);
 
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_size(n, NULL), ==, expect_len);
     for (size_t i = 0; i < G_N_ELEMENTS(steps); i++) {
         size_t len = 0;
-        g_autofree uint8_t *got = test_read_all_step(n, steps[i], &len, &err);
+        g_autofree uint8_t *got = tf_read_all_step(n, steps[i], &len, &err);
 
         g_assert_no_error(err);
         g_assert_cmpmem(got, len, expect, expect_len);
@@ -124,7 +123,7 @@ static void test_read(void)
     struct image im = standard(16384, 37);
     g_autofree char *path = write_image("read.cloop", im.img);
     size_t qlen;
-    g_autofree uint8_t *ref = test_qemu_convert("cloop", path, &qlen);
+    g_autofree uint8_t *ref = tf_qemu_convert("cloop", path, &qlen);
 
     assert_reads(path, im.guest, im.guest_len);
     if (ref)
@@ -140,7 +139,7 @@ static void test_probe_and_read_only(void)
     g_autofree char *path = write_image("probe.img", im.img);
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
-    diskimg_node *n = test_open(path, NULL, 0, &err);
+    diskimg_node *n = tf_try_open(NULL, path, 0, NULL, &err);
 
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "cloop");
@@ -153,9 +152,9 @@ static void test_probe_and_read_only(void)
     g_assert_cmpuint(ext.length, ==, 4096 - 1000);
     diskimg_close(n);
 
-    n = test_open(path, "cloop", DISKIMG_OPEN_RDWR, &err);
+    n = tf_try_open("cloop", path, DISKIMG_OPEN_RDWR, NULL, &err);
     g_assert_null(n);
-    test_assert_message(err, path, "read-only");
+    tf_assert_message(err, path, "read-only", NULL);
     g_clear_error(&err);
     image_free(&im);
 }
@@ -177,7 +176,7 @@ static void test_create_compressed_fs(void)
         return;
     }
     fill(guest, len, 3);
-    test_write_bytes(in, guest, len);
+    tf_write_file(in, guest, len);
     g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL,
                                G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
                                NULL, NULL, NULL, &status, &err));
@@ -195,14 +194,14 @@ static void expect_open(const char *name, GByteArray *img, const char *substring
 {
     g_autofree char *path = write_image(name, img);
 
-    test_expect_open_error(path, "cloop", substring);
+    tf_expect_open_error(path, "cloop", substring);
 }
 
 static void expect_read(const char *name, GByteArray *img, const char *substring)
 {
     g_autofree char *path = write_image(name, img);
 
-    test_expect_read_error(path, "cloop", substring);
+    tf_expect_read_error(path, "cloop", substring);
 }
 
 static void set32(GByteArray *img, size_t at, uint32_t v)
@@ -303,16 +302,7 @@ static void test_short_block(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "cloop"))
-        g_error("the cloop plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-cloop", NULL);
+    tf_init(&argc, &argv, "cloop", NULL);
 
     g_test_add_func("/cloop/read", test_read);
     g_test_add_func("/cloop/probe-read-only", test_probe_and_read_only);
@@ -320,7 +310,5 @@ int main(int argc, char **argv)
     g_test_add_func("/cloop/corrupt/header", test_corrupt_header);
     g_test_add_func("/cloop/corrupt/offsets", test_corrupt_offsets);
     g_test_add_func("/cloop/corrupt/short-block", test_short_block);
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

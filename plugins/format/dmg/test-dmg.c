@@ -18,8 +18,7 @@
 #include <diskimg/core.h>
 
 #include "dmg.h"
-#include "test-tmpdir.h"
-#include "test-image-read.h"
+#include "test-format.h"
 
 #define SECTOR 512u
 
@@ -273,8 +272,10 @@ static GByteArray *rsrc_fork(const GByteArray *mish)
 
 enum table_place { IN_PLIST, IN_RSRC };
 
-/* The image: data fork, block table, trailer. */
-static GByteArray *build(const struct builder *b, enum table_place place)
+/* The image: data fork, block table (after `change`, when not NULL, edited
+ * the mish blob), trailer. */
+static GByteArray *build_changed(const struct builder *b, enum table_place place,
+                                 void (*change)(GByteArray *m))
 {
     GByteArray *img = g_byte_array_new();
     g_autoptr(GByteArray) mish = mish_blob(b, 0);
@@ -282,6 +283,8 @@ static GByteArray *build(const struct builder *b, enum table_place place)
     uint64_t table_at;
     size_t table_len;
 
+    if (change)
+        change(mish);
     g_byte_array_append(img, b->fork->data, b->fork->len);
     table_at = img->len;
     if (place == IN_PLIST) {
@@ -305,11 +308,16 @@ static GByteArray *build(const struct builder *b, enum table_place place)
     return img;
 }
 
+static GByteArray *build(const struct builder *b, enum table_place place)
+{
+    return build_changed(b, place, NULL);
+}
+
 static char *write_image(const char *name, const GByteArray *img)
 {
     char *path = test_tmp_path(name);
 
-    test_write_bytes(path, img->data, img->len);
+    tf_write_file(path, img->data, img->len);
     return path;
 }
 
@@ -337,7 +345,7 @@ static struct builder *all_types(void)
 static void assert_reads_steps(const char *path, const GByteArray *expect, size_t n_steps)
 {
     GError *err = NULL;
-    diskimg_node *n = test_open(path, "dmg", 0, &err);
+    diskimg_node *n = tf_try_open("dmg", path, 0, NULL, &err);
     size_t len = 0;
 
     g_assert_no_error(err);
@@ -346,7 +354,7 @@ static void assert_reads_steps(const char *path, const GByteArray *expect, size_
      * (each read restarts the decoder of a large chunk). */
     static const size_t steps[] = { 1u << 20, 3000, 512 };
     for (size_t i = 0; i < MIN(n_steps, G_N_ELEMENTS(steps)); i++) {
-        g_autofree uint8_t *got = test_read_all_step(n, steps[i], &len, &err);
+        g_autofree uint8_t *got = tf_read_all_step(n, steps[i], &len, &err);
         g_assert_no_error(err);
         g_assert_cmpmem(got, len, expect->data, expect->len);
     }
@@ -450,7 +458,7 @@ static void test_partitions(void)
     g_autoptr(GByteArray) img = two_partitions(a, b, true);
     g_autofree char *path = write_image("parts.dmg", img);
     assert_reads(path, expect);
-    g_autofree uint8_t *ref = test_qemu_convert("dmg", path, &qlen);
+    g_autofree uint8_t *ref = tf_qemu_convert("dmg", path, &qlen);
     if (ref)
         g_assert_cmpmem(ref, qlen, expect->data, expect->len);
 
@@ -475,16 +483,16 @@ static void test_probe_and_read_only(void)
     add_raw(b, 8, 9);
     g_autoptr(GByteArray) img = build(b, IN_PLIST);
     g_autofree char *path = write_image("probe.dmg", img);
-    n = test_open(path, NULL, 0, &err);
+    n = tf_try_open(NULL, path, 0, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "dmg");
     g_assert_true(diskimg_node_capabilities(n) & DISKIMG_CAP_READ_ONLY);
     g_assert_false(diskimg_node_is_writable(n));
     diskimg_close(n);
 
-    n = test_open(path, "dmg", DISKIMG_OPEN_RDWR, &err);
+    n = tf_try_open("dmg", path, DISKIMG_OPEN_RDWR, NULL, &err);
     g_assert_null(n);
-    test_assert_message(err, path, "read-only");
+    tf_assert_message(err, path, "read-only", NULL);
     g_clear_error(&err);
     g_assert_true(diskimg_format_capabilities("dmg") & DISKIMG_CAP_READ_ONLY);
     builder_free(b);
@@ -503,7 +511,7 @@ static void test_block_status(void)
     add_zlib(b, 8, 2);
     g_autoptr(GByteArray) img = build(b, IN_PLIST);
     g_autofree char *path = write_image("bs.dmg", img);
-    diskimg_node *n = test_open(path, "dmg", 0, &err);
+    diskimg_node *n = tf_try_open("dmg", path, 0, NULL, &err);
 
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_block_status(n, 0, 32 * SECTOR, &ext, &err), ==, 0);
@@ -526,7 +534,7 @@ static void test_lzfse_unsupported(void)
     g_autoptr(GByteArray) img = build(b, IN_PLIST);
     g_autofree char *path = write_image("lzfse.dmg", img);
 
-    test_expect_read_error(path, "dmg", "unsupported chunk type lzfse");
+    tf_expect_read_error(path, "dmg", "unsupported chunk type lzfse");
     builder_free(b);
 }
 
@@ -544,7 +552,7 @@ static void test_against_qemu(void)
     add_zlib(b, 4000, 3);
     g_autoptr(GByteArray) img = build(b, IN_PLIST);
     g_autofree char *path = write_image("qemu.dmg", img);
-    g_autofree uint8_t *ref = test_qemu_convert("dmg", path, &qlen);
+    g_autofree uint8_t *ref = tf_qemu_convert("dmg", path, &qlen);
 
     if (!ref) {
         g_test_skip("qemu-img is not installed");
@@ -557,7 +565,7 @@ static void test_against_qemu(void)
     /* ... also from the resource fork. */
     g_autoptr(GByteArray) img2 = build(b, IN_RSRC);
     g_autofree char *path2 = write_image("qemu-rsrc.dmg", img2);
-    g_autofree uint8_t *ref2 = test_qemu_convert("dmg", path2, &qlen);
+    g_autofree uint8_t *ref2 = tf_qemu_convert("dmg", path2, &qlen);
     g_assert_cmpmem(ref2, qlen, b->expect->data, b->expect->len);
     assert_reads(path2, b->expect);
     builder_free(b);
@@ -652,7 +660,7 @@ static void expect_open(const char *name, GByteArray *img, const char *substring
 {
     g_autofree char *path = write_image(name, img);
 
-    test_expect_open_error(path, "dmg", substring);
+    tf_expect_open_error(path, "dmg", substring);
     g_byte_array_free(img, TRUE);
 }
 
@@ -660,7 +668,7 @@ static void expect_read(const char *name, GByteArray *img, const char *substring
 {
     g_autofree char *path = write_image(name, img);
 
-    test_expect_read_error(path, "dmg", substring);
+    tf_expect_read_error(path, "dmg", substring);
     g_byte_array_free(img, TRUE);
 }
 
@@ -739,29 +747,7 @@ static void test_corrupt_plist(void)
 static GByteArray *with_mish(struct builder *b, void (*change)(GByteArray *m),
                              enum table_place place)
 {
-    g_autoptr(GByteArray) mish = mish_blob(b, 0);
-    GByteArray *img = g_byte_array_new();
-    uint8_t koly[512] = { 0 };
-    size_t table_len;
-
-    change(mish);
-    g_byte_array_append(img, b->fork->data, b->fork->len);
-    uint64_t at = img->len;
-    if (place == IN_PLIST) {
-        g_autofree char *xml = plist_xml(mish);
-        table_len = strlen(xml);
-        g_byte_array_append(img, (const guint8 *)xml, (guint)table_len);
-    } else {
-        g_autoptr(GByteArray) r = rsrc_fork(mish);
-        table_len = r->len;
-        g_byte_array_append(img, r->data, r->len);
-    }
-    memcpy(koly, "koly", 4);
-    diskimg_put_be64(koly + (place == IN_PLIST ? 0xd8 : 0x28), at);
-    diskimg_put_be64(koly + (place == IN_PLIST ? 0xe0 : 0x30), table_len);
-    diskimg_put_be64(koly + 0x1ec, b->sectors);
-    g_byte_array_append(img, koly, sizeof(koly));
-    return img;
+    return build_changed(b, place, change);
 }
 
 #define CHUNK(i) (204 + 40 * (i))
@@ -869,8 +855,8 @@ static void test_reader_bzip2(void)
     memcpy(z, "BZh9", 4);
 #endif
     c.length = clen;
-    test_write_bytes(path, z, clen);
-    diskimg_node *file = test_open(path, "raw", 0, &err);
+    tf_write_file(path, z, clen);
+    diskimg_node *file = tf_try_open("raw", path, 0, NULL, &err);
     g_assert_no_error(err);
     dmg_reader *r = dmg_reader_new(file, "bz2.bin", &err);
     g_assert_no_error(err);
@@ -882,7 +868,7 @@ static void test_reader_bzip2(void)
     g_assert_true(dmg_reader_supports(DMG_CHUNK_BZIP2));
 #else
     g_assert_cmpint(ret, ==, -1);
-    test_assert_message(err, "bz2.bin", "no bzip2 support (libbz2)");
+    tf_assert_message(err, "bz2.bin", "no bzip2 support (libbz2)", NULL);
     g_clear_error(&err);
     g_assert_false(dmg_reader_supports(DMG_CHUNK_BZIP2));
 #endif
@@ -969,24 +955,13 @@ static void test_plist_parser(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "dmg"))
-        g_error("the dmg plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-dmg", NULL);
+    tf_init(&argc, &argv, "dmg", NULL);
 
 #ifndef HAVE_BZIP2
     /* test-dmg-nobz2: only what depends on libbz2 being absent. */
     if (g_getenv("DMG_TEST_NOBZ2")) {
         g_test_add_func("/dmg/reader/bzip2", test_reader_bzip2);
-        ret = g_test_run();
-        test_tmpdir_remove();
-        return ret;
+            return tf_run_tests();
     }
 #endif
 
@@ -1005,7 +980,5 @@ int main(int argc, char **argv)
     g_test_add_func("/dmg/corrupt/streams", test_corrupt_streams);
     g_test_add_func("/dmg/plist-parser", test_plist_parser);
     g_test_add_func("/dmg/reader/bzip2", test_reader_bzip2);
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -18,10 +18,8 @@
 #include <diskimg/core.h>
 #include <diskimg/crypto.h>
 
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 
 static const diskimg_schema *schema;
 
@@ -31,77 +29,6 @@ static void add_secret(const char *def)
 {
     GError *err = NULL;
     g_assert_cmpint(diskimg_object_add(def, &err), ==, 0);
-    g_assert_no_error(err);
-}
-
-static diskimg_options *options(const char *set, const char *text)
-{
-    GError *err = NULL;
-    diskimg_options *o = diskimg_options_new(schema, set);
-    g_assert_cmpint(diskimg_options_parse(o, text, &err), ==, 0);
-    g_assert_no_error(err);
-    return o;
-}
-
-/* Creates a luks image with the create options `text`; -1 with *errp on
- * failure. */
-static int try_create(const char *path, uint64_t size, const char *text, GError **errp)
-{
-    diskimg_options *o = options("create-options", text);
-    struct diskimg_create_params p = {
-        .struct_size = sizeof(p), .format = "luks", .options = o, .size = size,
-    };
-    int ret = diskimg_create(path, &p, errp);
-    diskimg_options_free(o);
-    return ret;
-}
-
-static void create(const char *path, uint64_t size, const char *text)
-{
-    GError *err = NULL;
-    g_assert_cmpint(try_create(path, size, text, &err), ==, 0);
-    g_assert_no_error(err);
-}
-
-/* Opens with open options `text` (NULL: none); NULL with *errp. */
-static diskimg_node *try_open(const char *path, const char *text, unsigned flags,
-                              GError **errp)
-{
-    diskimg_options *o = text ? options("open-options", text) : NULL;
-    struct diskimg_open_params p = {
-        .struct_size = sizeof(p), .format = "luks", .flags = flags, .format_options = o,
-    };
-    diskimg_node *n = diskimg_open(path, &p, errp);
-    diskimg_options_free(o);
-    return n;
-}
-
-static diskimg_node *open_image(const char *path, const char *text, unsigned flags)
-{
-    GError *err = NULL;
-    diskimg_node *n = try_open(path, text, flags, &err);
-    g_assert_no_error(err);
-    g_assert_nonnull(n);
-    return n;
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)(i * 31 + seed + i / 4099);
-}
-
-static void pwrite_ok(diskimg_node *n, const void *buf, uint64_t len, uint64_t off)
-{
-    GError *err = NULL;
-    g_assert_cmpint(diskimg_node_pwrite(n, buf, len, off, 0, &err), ==, 0);
-    g_assert_no_error(err);
-}
-
-static void pread_ok(diskimg_node *n, void *buf, uint64_t len, uint64_t off)
-{
-    GError *err = NULL;
-    g_assert_cmpint(diskimg_node_pread(n, buf, len, off, &err), ==, 0);
     g_assert_no_error(err);
 }
 
@@ -134,7 +61,7 @@ static JsonObject *specific(JsonObject *info)
 /* "10100000": which key slots are active. */
 static char *slot_states(const char *path)
 {
-    diskimg_node *n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_NO_IO, NULL);
     JsonObject *info = info_data(n);
     JsonArray *slots = json_object_get_array_member(specific(info), "slots");
     GString *s = g_string_new(NULL);
@@ -171,60 +98,10 @@ static void put_hex(const char *path, uint64_t offset, const char *hex)
 
 /* --------------------------------------------------- external programs */
 
-static bool have_program(const char *name)
-{
-    g_autofree char *path = g_find_program_in_path(name);
-    return path != NULL;
-}
-
-/* Runs argv (NULL-terminated); returns the exit status, -1 when it died,
- * with stdout and stderr in *out / *err (may be NULL).  qemu-img 7.2's
- * PBKDF2 calibration fails now and then with "Unable to get accurate CPU
- * usage" (its millisecond CPU clock read 0 elapsed): such runs are
- * retried, after a short pause so the next one starts on a fresh tick. */
-static int spawn(const char *const *argv, char **out, char **err)
-{
-    for (int attempt = 0;; attempt++) {
-        g_autofree char *o = NULL, *e = NULL;
-        int status = 0;
-        GError *gerr = NULL;
-        g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                                   &o, &e, &status, &gerr));
-        g_assert_no_error(gerr);
-        if (!g_spawn_check_wait_status(status, NULL) && attempt < 40 &&
-            strstr(e, "Unable to get accurate CPU usage")) {
-            g_usleep(3000 + 1000 * (attempt % 7));
-            continue;
-        }
-        if (out)
-            *out = g_steal_pointer(&o);
-        if (err)
-            *err = g_steal_pointer(&e);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-}
-
-static void spawn_ok(const char *const *argv)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    g_autofree char *cmd = g_strjoinv(" ", (char **)argv);
-    if (spawn(argv, &out, &err) != 0)
-        g_error("%s failed:\n%s%s", cmd, out, err);
-}
-
 /* "driver=luks,key-secret=ID,file.filename=PATH" for qemu's --image-opts */
 static char *image_opts(const char *path, const char *secret)
 {
     return g_strdup_printf("driver=luks,key-secret=%s,file.filename=%s", secret, path);
-}
-
-static uint8_t *read_file(const char *path, gsize *len)
-{
-    gchar *data = NULL;
-    GError *err = NULL;
-    g_assert_true(g_file_get_contents(path, &data, len, &err));
-    g_assert_no_error(err);
-    return (uint8_t *)data;
 }
 
 /* What qemu-img reads from a luks image, as raw bytes. */
@@ -235,8 +112,8 @@ static uint8_t *qemu_read(const char *path, const char *secret, gsize *len)
     const char *argv[] = { "qemu-img", "convert", "--object", "secret,id=sec0,data=abc",
                            "--object", "secret,id=sec1,data=def", "--image-opts", opts,
                            "-O", "raw", out, NULL };
-    spawn_ok(argv);
-    uint8_t *data = read_file(out, len);
+    tf_run_ok(argv);
+    uint8_t *data = tf_read_file(out, len);
     g_unlink(out);
     return data;
 }
@@ -244,10 +121,10 @@ static uint8_t *qemu_read(const char *path, const char *secret, gsize *len)
 /* What we read from it: the whole virtual disk. */
 static uint8_t *our_read(const char *path, const char *open_opts, gsize *len)
 {
-    diskimg_node *n = open_image(path, open_opts, 0);
+    diskimg_node *n = tf_open("luks", path, 0, open_opts);
     *len = (gsize)size_of(n);
     uint8_t *data = g_malloc(*len ? *len : 1);
-    pread_ok(n, data, *len, 0);
+    tf_read(n, data, *len, 0);
     diskimg_close(n);
     return data;
 }
@@ -262,27 +139,27 @@ static void test_round_trip(void)
     const uint64_t size = 2 * MiB;
     uint8_t *data = g_malloc(size), *back = g_malloc(size);
 
-    create(path, size, "key-secret=sec0,iter-time=10");
-    fill_pattern(data, size, 1);
-    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
+    tf_create("luks", path, size, "key-secret=sec0,iter-time=10");
+    tf_pattern(data, size, 0, 1);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
     g_assert_cmpint(size_of(n), ==, (int64_t)size);
-    pwrite_ok(n, data, size, 0);
+    tf_write(n, data, size, 0);
     /* partial sectors: head, tail, inside one sector, across two */
-    fill_pattern(data + 100, 1000, 7);
-    pwrite_ok(n, data + 100, 1000, 100);
-    fill_pattern(data + 4096 + 5, 7, 9);
-    pwrite_ok(n, data + 4096 + 5, 7, 4096 + 5);
-    fill_pattern(data + MiB - 300, 600, 11);
-    pwrite_ok(n, data + MiB - 300, 600, MiB - 300);
+    tf_pattern(data + 100, 1000, 0, 7);
+    tf_write(n, data + 100, 1000, 100);
+    tf_pattern(data + 4096 + 5, 7, 0, 9);
+    tf_write(n, data + 4096 + 5, 7, 4096 + 5);
+    tf_pattern(data + MiB - 300, 600, 0, 11);
+    tf_write(n, data + MiB - 300, 600, MiB - 300);
     diskimg_close(n);
 
-    n = open_image(path, "key-secret=sec0", 0);
-    pread_ok(n, back, size, 0);
+    n = tf_open("luks", path, 0, "key-secret=sec0");
+    tf_read(n, back, size, 0);
     g_assert_cmpmem(back, size, data, size);
     memset(back, 0, 3000);
-    pread_ok(n, back, 3000, 77);
+    tf_read(n, back, 3000, 77);
     g_assert_cmpmem(back, 3000, data + 77, 3000);
-    pread_ok(n, back, 3, 511);
+    tf_read(n, back, 3, 511);
     g_assert_cmpmem(back, 3, data + 511, 3);
     diskimg_close(n);
 
@@ -301,14 +178,14 @@ static void test_resize(void)
     uint8_t buf[4096], back[4096];
     GError *err = NULL;
 
-    create(path, 1 * MiB, "key-secret=sec0,iter-time=10");
-    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
-    fill_pattern(buf, sizeof(buf), 3);
-    pwrite_ok(n, buf, sizeof(buf), MiB - 4096);
+    tf_create("luks", path, 1 * MiB, "key-secret=sec0,iter-time=10");
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
+    tf_pattern(buf, sizeof(buf), 0, 3);
+    tf_write(n, buf, sizeof(buf), MiB - 4096);
     g_assert_cmpint(diskimg_node_truncate(n, 3 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(size_of(n), ==, 3 * MiB);
-    pwrite_ok(n, buf, sizeof(buf), 3 * MiB - 4096);
+    tf_write(n, buf, sizeof(buf), 3 * MiB - 4096);
     /* shrinking needs the flag */
     g_assert_cmpint(diskimg_node_truncate(n, MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, -1);
     g_clear_error(&err);
@@ -317,15 +194,15 @@ static void test_resize(void)
     g_assert_no_error(err);
     diskimg_close(n);
 
-    n = open_image(path, "key-secret=sec0", 0);
+    n = tf_open("luks", path, 0, "key-secret=sec0");
     g_assert_cmpint(size_of(n), ==, 2 * MiB);
-    pread_ok(n, back, sizeof(back), MiB - 4096);
+    tf_read(n, back, sizeof(back), MiB - 4096);
     g_assert_cmpmem(back, sizeof(back), buf, sizeof(buf));
     diskimg_close(n);
 
     /* the file is the payload offset plus the size */
     struct stat st;
-    n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    n = tf_open("luks", path, DISKIMG_OPEN_NO_IO, NULL);
     JsonObject *info = info_data(n);
     int64_t payload = json_object_get_int_member(specific(info), "payload-offset");
     json_object_unref(info);
@@ -341,8 +218,8 @@ static void test_odd_size(void)
     g_autofree char *path = test_tmp_path("odd.luks");
     struct stat st;
 
-    create(path, 1000, "key-secret=sec0,iter-time=10");
-    diskimg_node *n = open_image(path, "key-secret=sec0", 0);
+    tf_create("luks", path, 1000, "key-secret=sec0,iter-time=10");
+    diskimg_node *n = tf_open("luks", path, 0, "key-secret=sec0");
     g_assert_cmpint(size_of(n), ==, 1024);
     diskimg_close(n);
     g_assert_cmpint(stat(path, &st), ==, 0);
@@ -355,10 +232,10 @@ static void test_info(void)
 {
     g_autofree char *path = test_tmp_path("info.luks");
 
-    create(path, MiB, "key-secret=sec0,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,"
+    tf_create("luks", path, MiB, "key-secret=sec0,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,"
                       "ivgen-alg=essiv,ivgen-hash-alg=sha256,hash-alg=sha1");
     /* info needs no key */
-    diskimg_node *n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_NO_IO, NULL);
     JsonObject *info = info_data(n);
     g_assert_true(json_object_get_boolean_member(info, "encrypted"));
     g_assert_cmpint(json_object_get_int_member(info, "virtual-size"), ==, MiB);
@@ -397,8 +274,8 @@ static void test_info(void)
 
     /* plain64 shows no ivgen hash */
     g_autofree char *p2 = test_tmp_path("info2.luks");
-    create(p2, MiB, "key-secret=sec0,iter-time=10");
-    n = open_image(p2, NULL, DISKIMG_OPEN_NO_IO);
+    tf_create("luks", p2, MiB, "key-secret=sec0,iter-time=10");
+    n = tf_open("luks", p2, DISKIMG_OPEN_NO_IO, NULL);
     info = info_data(n);
     d = specific(info);
     g_assert_false(json_object_has_member(d, "ivgen-hash-alg"));
@@ -416,7 +293,7 @@ static void test_probe(void)
     g_autofree char *path = test_tmp_path("probe.luks");
     GError *err = NULL;
 
-    create(path, MiB, "key-secret=sec0,iter-time=10");
+    tf_create("luks", path, MiB, "key-secret=sec0,iter-time=10");
     struct diskimg_open_params p = {
         .struct_size = sizeof(p), .flags = DISKIMG_OPEN_NO_IO,
     };
@@ -458,16 +335,16 @@ static void check_cipher_combination(const char *alg, const char *mode, const ch
      * in whole sectors, which we match; see test_cryptsetup. */
     if (g_str_has_suffix(alg, "-192") && !g_str_equal(mode, "xts"))
         qemu = false;
-    bool ours = try_create(path, size, text, &err) == 0;
+    bool ours = tf_try_create("luks", path, size, text, &err) == 0;
     g_test_message("%s: %s", text, ours ? "accepted" : err->message);
     if (!ours)
         g_assert_null(strchr(err->message, '\n'));
     g_clear_error(&err);
     if (ours) {
         uint8_t *data = g_malloc(size);
-        fill_pattern(data, size, 5);
-        diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
-        pwrite_ok(n, data, size, 0);
+        tf_pattern(data, size, 0, 5);
+        diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
+        tf_write(n, data, size, 0);
         diskimg_close(n);
         gsize len = 0;
         g_autofree uint8_t *back = our_read(path, "key-secret=sec0", &len);
@@ -487,7 +364,7 @@ static void check_cipher_combination(const char *alg, const char *mode, const ch
     const char *argv[] = { "qemu-img", "create", "-q", "-f", "luks", "--object",
                            "secret,id=sec0,data=abc", "-o", qtext, qpath, "128K", NULL };
     g_autofree char *qerr = NULL;
-    bool theirs = spawn(argv, NULL, &qerr) == 0;
+    bool theirs = tf_run_full(argv, NULL, &qerr) == 0;
     if (ours != theirs)
         g_error("%s: diskimg %s it, qemu-img %s it (%s)", text, ours ? "accepts" : "refuses",
                 theirs ? "accepts" : "refuses", qerr);
@@ -496,7 +373,7 @@ static void check_cipher_combination(const char *alg, const char *mode, const ch
     g_autofree char *opts = image_opts(qpath, "sec0");
     const char *io[] = { "qemu-io", "--object", "secret,id=sec0,data=abc", "--image-opts", opts,
                          "-c", "write -P 0x5a 1000 70000", NULL };
-    spawn_ok(io);
+    tf_run_ok(io);
     gsize qlen = 0, dlen = 0;
     g_autofree uint8_t *q = qemu_read(qpath, "sec0", &qlen);
     g_autofree uint8_t *d = our_read(qpath, "key-secret=sec0", &dlen);
@@ -516,7 +393,7 @@ static void test_ciphers(void)
     static const char *const ivgens[] = { "plain", "plain64", "essiv" };
     static const char *const hashes[] = { "sha256", "sha1", "sha512", "sha224", "sha384",
                                           "ripemd160" };
-    bool qemu = have_program("qemu-img") && have_program("qemu-io");
+    bool qemu = tf_have("qemu-img") && tf_have("qemu-io");
     unsigned i = 0;
 
     if (!qemu)
@@ -546,7 +423,7 @@ static void test_create_refusals(void)
         g_autofree char *text = g_strdup_printf("key-secret=sec0,iter-time=0,%s",
                                                 cases[i].options);
         GError *err = NULL;
-        g_assert_cmpint(try_create(path, MiB, text, &err), ==, -1);
+        g_assert_cmpint(tf_try_create("luks", path, MiB, text, &err), ==, -1);
         assert_error_contains(err, cases[i].message);
         g_assert_true(strstr(err->message, path) != NULL);
         g_clear_error(&err);
@@ -556,7 +433,7 @@ static void test_create_refusals(void)
 
 static void test_measure(void)
 {
-    diskimg_options *o = options("create-options", "key-secret=sec0,cipher-alg=aes-128");
+    diskimg_options *o = tf_options("luks", "create-options", "key-secret=sec0,cipher-alg=aes-128");
     struct diskimg_measure_args args = {
         .struct_size = sizeof(args), .options = o, .size = MiB,
     };
@@ -569,7 +446,7 @@ static void test_measure(void)
     g_assert_cmpuint(res.fully_allocated, ==, res.required);
     diskimg_options_free(o);
 
-    o = options("create-options", "cipher-alg=aes-128");
+    o = tf_options("luks", "create-options", "cipher-alg=aes-128");
     args.options = o;
     g_assert_cmpint(diskimg_measure("luks", &args, &res, &err), ==, -1);
     assert_error_contains(err, "Parameter 'key-secret' is required for cipher");
@@ -583,10 +460,10 @@ static int amend(const char *path, const char *open_secret, const char *text, bo
                  GError **errp)
 {
     g_autofree char *open_opts = g_strdup_printf("key-secret=%s", open_secret);
-    diskimg_node *n = try_open(path, open_opts, DISKIMG_OPEN_RDWR, errp);
+    diskimg_node *n = tf_try_open("luks", path, DISKIMG_OPEN_RDWR, open_opts, errp);
     if (!n)
         return -1;
-    diskimg_options *o = options("amend-options", text);
+    diskimg_options *o = tf_options("luks", "amend-options", text);
     int ret = diskimg_node_amend(n, o, force, errp);
     if (ret == 0)
         ret = diskimg_node_flush(n, errp);
@@ -626,10 +503,10 @@ static void test_amend(void)
     g_autofree char *path = test_tmp_path("amend.luks");
     uint8_t data[8192], back[8192];
 
-    create(path, MiB, "key-secret=sec0,iter-time=10");
-    fill_pattern(data, sizeof(data), 21);
-    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
-    pwrite_ok(n, data, sizeof(data), 12345);
+    tf_create("luks", path, MiB, "key-secret=sec0,iter-time=10");
+    tf_pattern(data, sizeof(data), 0, 21);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
+    tf_write(n, data, sizeof(data), 12345);
     diskimg_close(n);
 
     /* adding */
@@ -654,15 +531,15 @@ static void test_amend(void)
     g_clear_error(&e);
     assert_slots(path, "11000000");
     /* the new passphrase opens the image and reads the same data */
-    n = open_image(path, "key-secret=sec1", 0);
-    pread_ok(n, back, sizeof(back), 12345);
+    n = tf_open("luks", path, 0, "key-secret=sec1");
+    tf_read(n, back, sizeof(back), 12345);
     g_assert_cmpmem(back, sizeof(back), data, sizeof(data));
     diskimg_close(n);
     /* --force overwrites an active slot */
     amend_ok(path, "sec1", "state=active,new-secret=sec2,iter-time=10,keyslot=1", true);
     assert_slots(path, "11000000");
     GError *err = NULL;
-    g_assert_null(try_open(path, "key-secret=sec1", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec1", &err));
     assert_error_contains(err, "Invalid password, cannot unlock any keyslot");
     g_clear_error(&err);
 
@@ -691,7 +568,7 @@ static void test_amend(void)
                   "All the active keyslots match the (old) password that was given and erasing "
                   "them will erase all the data in the image irreversibly - refusing operation");
     /* the erased slot's key material is gone: its passphrase opens nothing */
-    g_assert_null(try_open(path, "key-secret=sec0", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec0", &err));
     assert_error_contains(err, "Invalid password, cannot unlock any keyslot");
     g_clear_error(&err);
 
@@ -706,26 +583,26 @@ static void test_amend(void)
     /* --force erases the last slot: nothing opens the image any more */
     amend_ok(path, "sec2", "state=inactive,keyslot=1", true);
     assert_slots(path, "00000000");
-    g_assert_null(try_open(path, "key-secret=sec2", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec2", &err));
     assert_error_contains(err, "Invalid password, cannot unlock any keyslot");
     g_clear_error(&err);
 
     /* the result stays a valid image for qemu-img */
-    if (have_program("qemu-img")) {
+    if (tf_have("qemu-img")) {
         const char *argv[] = { "qemu-img", "info", path, NULL };
-        spawn_ok(argv);
+        tf_run_ok(argv);
     }
 }
 
 /* Key slots we add open in qemu-img, and slots qemu-img adds open here. */
 static void test_amend_interop(void)
 {
-    if (!have_program("qemu-img")) {
+    if (!tf_have("qemu-img")) {
         g_test_skip("qemu-img is not installed");
         return;
     }
     g_autofree char *path = test_tmp_path("amend-q.luks");
-    create(path, MiB, "key-secret=sec0,iter-time=10");
+    tf_create("luks", path, MiB, "key-secret=sec0,iter-time=10");
     amend_ok(path, "sec0", "state=active,new-secret=sec1,iter-time=10", false);
     gsize len = 0;
     g_free(qemu_read(path, "sec1", &len));
@@ -736,9 +613,9 @@ static void test_amend_interop(void)
                            "--object", "secret,id=sec2,data=ghi", "-o",
                            "state=active,new-secret=sec2,iter-time=10", "--image-opts", opts,
                            NULL };
-    spawn_ok(argv);
+    tf_run_ok(argv);
     assert_slots(path, "11100000");
-    diskimg_close(open_image(path, "key-secret=sec2", 0));
+    diskimg_close(tf_open("luks", path, 0, "key-secret=sec2"));
 }
 
 /* ------------------------------------------------------------- damage */
@@ -789,9 +666,9 @@ static void test_damaged_headers(void)
         { "slots overlapping", SLOT(4, 40), "00000008", "Keyslots 0 and 4 are overlapping" },
     };
     g_autofree char *good = test_tmp_path("good.luks");
-    create(good, 64 * KiB, "key-secret=sec0,iter-time=0");
+    tf_create("luks", good, 64 * KiB, "key-secret=sec0,iter-time=0");
     gsize len = 0;
-    g_autofree uint8_t *image = read_file(good, &len);
+    g_autofree uint8_t *image = tf_read_file(good, &len);
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = test_tmp_path("damaged.luks");
@@ -800,11 +677,11 @@ static void test_damaged_headers(void)
         put_hex(path, cases[i].offset, cases[i].hex);
         g_test_message("%s", cases[i].what);
         /* refused by info (no key) and by a full open alike */
-        g_assert_null(try_open(path, NULL, DISKIMG_OPEN_NO_IO, &err));
+        g_assert_null(tf_try_open("luks", path, DISKIMG_OPEN_NO_IO, NULL, &err));
         assert_error_contains(err, cases[i].message);
         g_assert_true(strstr(err->message, path) != NULL);
         g_clear_error(&err);
-        g_assert_null(try_open(path, "key-secret=sec0", 0, &err));
+        g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec0", &err));
         assert_error_contains(err, cases[i].message);
         g_clear_error(&err);
     }
@@ -813,12 +690,12 @@ static void test_damaged_headers(void)
     g_autofree char *path = test_tmp_path("short.luks");
     g_assert_true(g_file_set_contents(path, (const char *)image, 300, NULL));
     GError *err = NULL;
-    g_assert_null(try_open(path, NULL, DISKIMG_OPEN_NO_IO, &err));
+    g_assert_null(tf_try_open("luks", path, DISKIMG_OPEN_NO_IO, NULL, &err));
     assert_error_contains(err, "LUKS header (592 bytes) is truncated: the file has 300 bytes");
     g_clear_error(&err);
     /* a file cut inside the payload is a shorter disk, as for qemu */
     g_assert_true(g_file_set_contents(path, (const char *)image, (gssize)len - 4096, NULL));
-    diskimg_node *n = open_image(path, "key-secret=sec0", 0);
+    diskimg_node *n = tf_open("luks", path, 0, "key-secret=sec0");
     g_assert_cmpint(size_of(n), ==, 60 * KiB);
     diskimg_close(n);
 }
@@ -853,15 +730,15 @@ static void check_ours_in_cryptsetup(const char *cipher, const char *mode, const
     uint8_t *data = g_malloc(size);
 
     g_test_message("%s", text);
-    create(path, size, text);
-    fill_pattern(data, size, 17);
-    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
-    pwrite_ok(n, data, size, 0);
+    tf_create("luks", path, size, text);
+    tf_pattern(data, size, 0, 17);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
+    tf_write(n, data, size, 0);
     diskimg_close(n);
 
     const char *dump[] = { "cryptsetup", "luksDump", path, NULL };
     g_autofree char *out = NULL, *err = NULL;
-    g_assert_cmpint(spawn(dump, &out, &err), ==, 0);
+    g_assert_cmpint(tf_run_full(dump, &out, &err), ==, 0);
     g_autofree char *family = g_strndup(cipher, strcspn(cipher, "-"));
     g_autofree char *want_cipher = g_strdup_printf("Cipher name:   \t%s\n", family);
     g_autofree char *want_mode = g_strdup_printf("Cipher mode:   \t%s\n", dump_mode);
@@ -881,7 +758,7 @@ static void check_ours_in_cryptsetup(const char *cipher, const char *mode, const
     }
     const char *add[] = { "cryptsetup", "luksAddKey", "-q", "--pbkdf-force-iterations", "1000",
                           "--key-file", old_key, path, new_key, NULL };
-    spawn_ok(add);
+    tf_run_ok(add);
     g_autofree char *states = slot_states(path);
     g_assert_cmpstr(states, ==, "11000000");
     gsize len = 0;
@@ -905,14 +782,14 @@ static void check_cryptsetup_in_ours(const char *spec, const char *key_bits, boo
     const char *format[] = { "cryptsetup", "luksFormat", "-q", "--type", "luks1",
                              "--pbkdf-force-iterations", "1000", "-c", spec, "-s", key_bits,
                              "-h", "sha256", "--key-file", key, path, NULL };
-    spawn_ok(format);
+    tf_run_ok(format);
 
     uint8_t buf[10000];
-    fill_pattern(buf, sizeof(buf), 29);
-    diskimg_node *n = open_image(path, "key-secret=sec0", DISKIMG_OPEN_RDWR);
+    tf_pattern(buf, sizeof(buf), 0, 29);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_RDWR, "key-secret=sec0");
     int64_t size = size_of(n);
     g_assert_cmpint(size, >, 64 * KiB);
-    pwrite_ok(n, buf, sizeof(buf), 333);
+    tf_write(n, buf, sizeof(buf), 333);
     diskimg_close(n);
     gsize len = 0;
     g_autofree uint8_t *ours = our_read(path, "key-secret=sec0", &len);
@@ -925,11 +802,11 @@ static void check_cryptsetup_in_ours(const char *spec, const char *key_bits, boo
 
     const char *qinfo[] = { "qemu-img", "info", "--output=json", path, NULL };
     g_autofree char *qout = NULL;
-    g_assert_cmpint(spawn(qinfo, &qout, NULL), ==, 0);
+    g_assert_cmpint(tf_run_full(qinfo, &qout, NULL), ==, 0);
     JsonParser *p = json_parser_new();
     g_assert_true(json_parser_load_from_data(p, qout, -1, NULL));
     JsonObject *want = json_node_get_object(json_parser_get_root(p));
-    n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    n = tf_open("luks", path, DISKIMG_OPEN_NO_IO, NULL);
     JsonObject *info = info_data(n);
     diskimg_close(n);
     json_object_remove_member(want, "actual-size");
@@ -947,7 +824,7 @@ static void check_cryptsetup_in_ours(const char *spec, const char *key_bits, boo
 
 static void test_cryptsetup(void)
 {
-    if (!have_program("cryptsetup")) {
+    if (!tf_have("cryptsetup")) {
         g_test_skip("cryptsetup is not installed (Debian: cryptsetup-bin)");
         return;
     }
@@ -959,7 +836,7 @@ static void test_cryptsetup(void)
     check_ours_in_cryptsetup("twofish-256", "cbc", "essiv", "sha512", "cbc-essiv:sha256", false);
     check_ours_in_cryptsetup("serpent-128", "xts", "plain", "ripemd160", "xts-plain", false);
 
-    bool qemu = have_program("qemu-img");
+    bool qemu = tf_have("qemu-img");
     check_cryptsetup_in_ours("aes-xts-plain64", "512", qemu);
     check_cryptsetup_in_ours("aes-cbc-essiv:sha256", "128", qemu);
     check_cryptsetup_in_ours("aes-xts-plain", "256", qemu);
@@ -1015,11 +892,11 @@ static void test_without_crypto(void)
     json_object_unref(info);
     diskimg_close(n);
 
-    g_assert_null(try_open(path, "key-secret=sec0", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec0", &err));
     assert_error_contains(err, hint);
     g_clear_error(&err);
     g_autofree char *p2 = test_tmp_path("nocrypto-new.luks");
-    g_assert_cmpint(try_create(p2, MiB, "key-secret=sec0", &err), ==, -1);
+    g_assert_cmpint(tf_try_create("luks", p2, MiB, "key-secret=sec0", &err), ==, -1);
     assert_error_contains(err, hint);
     g_clear_error(&err);
     g_assert_false(g_file_test(p2, G_FILE_TEST_EXISTS));
@@ -1030,7 +907,7 @@ static void test_plain_header_info(void)
 {
     g_autofree char *path = test_tmp_path("plain.luks");
     write_plain_header(path);
-    diskimg_node *n = open_image(path, NULL, DISKIMG_OPEN_NO_IO);
+    diskimg_node *n = tf_open("luks", path, DISKIMG_OPEN_NO_IO, NULL);
     JsonObject *info = info_data(n);
     JsonObject *d = specific(info);
     g_assert_cmpint(json_object_get_int_member(d, "payload-offset"), ==, 4040 * 512);
@@ -1040,7 +917,7 @@ static void test_plain_header_info(void)
     diskimg_close(n);
     /* slot 0 holds no key for any passphrase */
     GError *err = NULL;
-    g_assert_null(try_open(path, "key-secret=sec0", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec0", &err));
     assert_error_contains(err, "Invalid password, cannot unlock any keyslot");
     g_clear_error(&err);
 }
@@ -1052,19 +929,19 @@ static void test_password_errors(void)
     g_autofree char *path = test_tmp_path("pw.luks");
     GError *err = NULL;
 
-    create(path, MiB, "key-secret=sec0,iter-time=10");
-    g_assert_null(try_open(path, NULL, 0, &err));
+    tf_create("luks", path, MiB, "key-secret=sec0,iter-time=10");
+    g_assert_null(tf_try_open("luks", path, 0, NULL, &err));
     assert_error_contains(err, "Parameter 'key-secret' is required for cipher");
     g_clear_error(&err);
-    g_assert_null(try_open(path, "key-secret=sec1", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=sec1", &err));
     assert_error_contains(err, "Invalid password, cannot unlock any keyslot");
     g_clear_error(&err);
-    g_assert_null(try_open(path, "key-secret=nosuch", 0, &err));
+    g_assert_null(tf_try_open("luks", path, 0, "key-secret=nosuch", &err));
     assert_error_contains(err, "No secret with id 'nosuch'");
     g_clear_error(&err);
 
     g_autofree char *p2 = test_tmp_path("pw2.luks");
-    g_assert_cmpint(try_create(p2, MiB, "iter-time=10", &err), ==, -1);
+    g_assert_cmpint(tf_try_create("luks", p2, MiB, "iter-time=10", &err), ==, -1);
     assert_error_contains(err, "Parameter 'key-secret' is required for cipher");
     g_clear_error(&err);
     g_assert_false(g_file_test(p2, G_FILE_TEST_EXISTS));
@@ -1072,17 +949,8 @@ static void test_password_errors(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "luks", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "luks");
-    if (!schema)
-        g_error("the luks plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-luks", NULL);
     add_secret("secret,id=sec0,data=abc");
     add_secret("secret,id=sec1,data=def");
     add_secret("secret,id=sec2,data=ghi");
@@ -1107,7 +975,5 @@ int main(int argc, char **argv)
         g_test_add_func("/luks/cryptsetup", test_cryptsetup);
     }
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

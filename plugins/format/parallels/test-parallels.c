@@ -5,12 +5,10 @@
  * core, the "in use" flag, BAT validation, check and repair, the format
  * extension, and interop with qemu-img where it is installed.
  */
-#include <signal.h>
-#include <sys/resource.h>
 
 #include <diskimg/crypto.h>
 
-#include "test-images.h"
+#include "test-format.h"
 #include "parallels.h"
 
 /* ------------------------------------------------------ header validator */
@@ -97,8 +95,8 @@ static void test_create_options(void)
     size_t n;
 
     /* qemu rounds cluster_size up to a sector: 1000 -> 1024. */
-    ti_create("parallels", path, MiB, "cluster_size=1000");
-    uint8_t *data = ti_read_file(path, &n);
+    tf_create("parallels", path, MiB, "cluster_size=1000");
+    uint8_t *data = tf_read_file(path, &n);
     g_assert_cmpuint(n, ==, 5120);
     g_assert_cmpuint(diskimg_le32(data + PRL_OFF_TRACKS), ==, 2);
     g_assert_cmpuint(diskimg_le32(data + PRL_OFF_BAT_ENTRIES), ==, 1024);
@@ -132,23 +130,14 @@ static void roundtrip(const char *opts, uint64_t size, uint64_t cluster, const c
 {
     g_autofree char *path = test_tmp_path(name);
     uint8_t *model = g_malloc0(size);
-    uint8_t *buf = g_malloc(3 * MiB);
 
-    ti_create("parallels", path, size, opts);
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
-    struct { uint64_t off, len; } w[] = {
-        { 0, 512 }, { cluster - 100, 300 }, { 5 * MiB + 7, 2 * MiB + 11 },
-        { size - 1000, 1000 }, { 3 * MiB, MiB }, { 200, 100 },
-    };
-    for (size_t i = 0; i < G_N_ELEMENTS(w); i++) {
-        ti_fill(buf, w[i].len, (unsigned)i + 1);
-        ti_write(n, buf, w[i].len, w[i].off);
-        memcpy(model + w[i].off, buf, w[i].len);
-    }
-    ti_assert_reads(n, model, size);
+    tf_create("parallels", path, size, opts);
+    diskimg_node *n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_scattered(n, model, size, cluster);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    n = ti_open("parallels", path, 0);
-    ti_assert_reads(n, model, size);
+    n = tf_open("parallels", path, 0, NULL);
+    tf_expect_model(n, model, size);
     /* Unwritten clusters are holes of this layer. */
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     GError *err = NULL;
@@ -158,10 +147,9 @@ static void roundtrip(const char *opts, uint64_t size, uint64_t cluster, const c
     g_assert_cmphex(ext.flags & (DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED), ==,
                     DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED);
     diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("parallels", path, model, size);
+    if (tf_need_qemu())
+        tf_qemu_agrees("parallels", path, model, size);
     g_free(model);
-    g_free(buf);
 }
 
 static void test_roundtrip_1m(void)
@@ -171,9 +159,9 @@ static void test_roundtrip_1m(void)
     roundtrip(NULL, 12 * MiB, MiB, "rt1m.prl");
     /* BAT cluster + clusters 0, 1, 3, 5, 6, 7, 11: cut after the last;
      * qemu-img map sees the others as holes. */
-    g_assert_cmpuint(ti_file_size(path), ==, 8 * MiB);
-    if (ti_have_qemu())
-        g_assert_cmpuint(ti_qemu_data_bytes("parallels", path), ==, 7 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 8 * MiB);
+    if (tf_need_qemu())
+        g_assert_cmpuint(tf_qemu_data_bytes("parallels", path), ==, 7 * MiB);
 }
 
 static void test_roundtrip_64k(void)
@@ -204,29 +192,29 @@ static void test_old_signature(void)
     /* cluster 1 at sector 3, cluster 3 at sector 11 */
     diskimg_put_le32(file + PRL_HEADER_LEN + 1 * 4, 3);
     diskimg_put_le32(file + PRL_HEADER_LEN + 3 * 4, 11);
-    ti_fill(file + 3 * 512, 4096, 5);
-    ti_fill(file + 11 * 512, 4096, 6);
+    tf_pattern(file + 3 * 512, 4096, 0, 5);
+    tf_pattern(file + 11 * 512, 4096, 0, 6);
     memcpy(model + 4096, file + 3 * 512, 4096);
     memcpy(model + 3 * 4096, file + 11 * 512, 4096);
-    ti_write_file(path, file, 19 * 512);
-    diskimg_node *n = ti_open(NULL, path, 0);
+    tf_write_file(path, file, 19 * 512);
+    diskimg_node *n = tf_open(NULL, path, 0, NULL);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "parallels");
-    ti_assert_reads(n, model, 16 * KiB);
+    tf_expect_model(n, model, 16 * KiB);
     diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("parallels", path, model, 16 * KiB);
+    if (tf_need_qemu())
+        tf_qemu_agrees("parallels", path, model, 16 * KiB);
     /* Writing allocates after the last cluster, counted in sectors. */
-    n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
     uint8_t buf[4096];
-    ti_fill(buf, sizeof(buf), 7);
-    ti_write(n, buf, 1000, 2 * 4096 + 100);
+    tf_pattern(buf, sizeof(buf), 0, 7);
+    tf_write(n, buf, 1000, 2 * 4096 + 100);
     memcpy(model + 2 * 4096 + 100, buf, 1000);
     diskimg_close(n);
-    uint8_t *bytes = ti_read_file(path, &(size_t){ 0 });
+    uint8_t *bytes = tf_read_file(path, &(size_t){ 0 });
     g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN + 2 * 4), ==, 19);
     g_free(bytes);
-    n = ti_open("parallels", path, 0);
-    ti_assert_reads(n, model, 16 * KiB);
+    n = tf_open("parallels", path, 0, NULL);
+    tf_expect_model(n, model, 16 * KiB);
     diskimg_close(n);
     g_free(file);
     g_free(model);
@@ -248,24 +236,24 @@ static void test_misaligned_data_off(void)
     diskimg_put_le32(file + PRL_OFF_BAT_ENTRIES, 4);
     diskimg_put_le64(file + PRL_OFF_NB_SECTORS, 32);
     diskimg_put_le32(file + PRL_OFF_DATA_OFF, 3);
-    ti_write_file(path, file, sizeof(file));
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, sizeof(buf), 4);
-    ti_write(n, buf, sizeof(buf), 4096 + 10);
+    tf_write_file(path, file, sizeof(file));
+    diskimg_node *n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, sizeof(buf), 0, 4);
+    tf_write(n, buf, sizeof(buf), 4096 + 10);
     memcpy(model + 4096 + 10, buf, sizeof(buf));
-    ti_zero(n, 0, 4096);                       /* nothing to allocate */
+    tf_zero(n, 0, 4096);                       /* nothing to allocate */
     diskimg_close(n);
     size_t len;
-    uint8_t *bytes = ti_read_file(path, &len);
+    uint8_t *bytes = tf_read_file(path, &len);
     g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN + 4), ==, 1);   /* sector 8 */
     g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN), ==, 0);
     g_assert_cmpuint(len, ==, 2 * 4096);
     g_free(bytes);
-    n = ti_open("parallels", path, 0);
-    ti_assert_reads(n, model, 16 * KiB);
+    n = tf_open("parallels", path, 0, NULL);
+    tf_expect_model(n, model, 16 * KiB);
     diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("parallels", path, model, 16 * KiB);
+    if (tf_need_qemu())
+        tf_qemu_agrees("parallels", path, model, 16 * KiB);
     g_free(model);
 }
 
@@ -274,7 +262,7 @@ static void test_misaligned_data_off(void)
 static uint32_t inuse_of(const char *path)
 {
     size_t n;
-    uint8_t *data = ti_read_file(path, &n);
+    uint8_t *data = tf_read_file(path, &n);
     uint32_t v = diskimg_le32(data + PRL_OFF_INUSE);
 
     g_free(data);
@@ -285,8 +273,8 @@ static struct diskimg_check_result run_check(const char *path, unsigned fix)
 {
     struct diskimg_check_result res = { .struct_size = sizeof(res) };
     GError *err = NULL;
-    diskimg_node *n = ti_open("parallels", path,
-                              DISKIMG_OPEN_CHECK | (fix ? DISKIMG_OPEN_RDWR : 0));
+    diskimg_node *n = tf_open("parallels", path,
+                              DISKIMG_OPEN_CHECK | (fix ? DISKIMG_OPEN_RDWR : 0), NULL);
 
     g_assert_cmpint(diskimg_node_check(n, fix, &res, &err), ==, 0);
     g_assert_no_error(err);
@@ -298,18 +286,18 @@ static void test_inuse(void)
 {
     g_autofree char *path = test_tmp_path("inuse.prl");
 
-    ti_create("parallels", path, 4 * MiB, NULL);
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    tf_create("parallels", path, 4 * MiB, NULL);
+    diskimg_node *n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmphex(inuse_of(path), ==, PRL_INUSE_MAGIC);      /* set on open */
     diskimg_close(n);
     g_assert_cmphex(inuse_of(path), ==, 0);                    /* cleared on close */
 
     /* Left in use (a crash): read-only opens work, read-write ones are
      * refused, check reports it and -r clears it. */
-    ti_patch_le32(path, PRL_OFF_INUSE, PRL_INUSE_MAGIC);
-    n = ti_open("parallels", path, 0);
+    tf_patch_le32(path, PRL_OFF_INUSE, PRL_INUSE_MAGIC);
+    n = tf_open("parallels", path, 0, NULL);
     diskimg_close(n);
-    ti_open_fails("parallels", path, DISKIMG_OPEN_RDWR, DISKIMG_ERROR_PERMISSION,
+    tf_open_fails("parallels", path, DISKIMG_OPEN_RDWR, DISKIMG_ERROR_PERMISSION,
                   (const char *[]){ "Image was not closed correctly", NULL });
     struct diskimg_check_result res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
@@ -331,14 +319,14 @@ static char *two_cluster_image(const char *name, uint8_t *model)
     char *path = test_tmp_path(name);
     uint8_t *buf = g_malloc(MiB);
 
-    ti_create("parallels", path, 4 * MiB, NULL);
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, MiB, 1);
-    ti_write(n, buf, MiB, 0);
+    tf_create("parallels", path, 4 * MiB, NULL);
+    diskimg_node *n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, MiB, 0, 1);
+    tf_write(n, buf, MiB, 0);
     if (model)
         memcpy(model, buf, MiB);
-    ti_fill(buf, MiB, 2);
-    ti_write(n, buf, MiB, 2 * MiB);
+    tf_pattern(buf, MiB, 0, 2);
+    tf_write(n, buf, MiB, 2 * MiB);
     if (model)
         memcpy(model + 2 * MiB, buf, MiB);
     diskimg_close(n);
@@ -351,62 +339,62 @@ static void test_bat_errors(void)
     uint8_t *model = g_malloc0(4 * MiB);
     g_autofree char *path = two_cluster_image("bat.prl", model);
     size_t n;
-    uint8_t *orig = ti_read_file(path, &n);
+    uint8_t *orig = tf_read_file(path, &n);
     g_assert_cmpuint(n, ==, 3 * MiB);
 
     /* Beyond the end of the file. */
-    ti_patch_le32(path, PRL_HEADER_LEN + 3 * 4, 100);
-    ti_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
+    tf_patch_le32(path, PRL_HEADER_LEN + 3 * 4, 100);
+    tf_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "BAT entry 3", "beyond the end of the file", NULL });
     struct diskimg_check_result res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
     /* A read-write open that leaves the entry never grows the file to it. */
     res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
     g_assert_cmpuint(res.corruptions_fixed, ==, 0);
-    g_assert_cmpuint(ti_file_size(path), ==, 3 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 3 * MiB);
     res = run_check(path, DISKIMG_CHECK_FIX_ERRORS);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
-    diskimg_node *node = ti_open("parallels", path, 0);
-    ti_assert_reads(node, model, 4 * MiB);
+    diskimg_node *node = tf_open("parallels", path, 0, NULL);
+    tf_expect_model(node, model, 4 * MiB);
     diskimg_close(node);
 
     /* Two entries naming one cluster: the later loses it. */
-    ti_write_file(path, orig, n);
-    ti_patch_le32(path, PRL_HEADER_LEN + 3 * 4, 2);
-    ti_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(path, orig, n);
+    tf_patch_le32(path, PRL_HEADER_LEN + 3 * 4, 2);
+    tf_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "BAT entry 3 overlaps", NULL });
     res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
     res = run_check(path, DISKIMG_CHECK_FIX_ERRORS);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
-    node = ti_open("parallels", path, 0);
-    ti_assert_reads(node, model, 4 * MiB);
+    node = tf_open("parallels", path, 0, NULL);
+    tf_expect_model(node, model, 4 * MiB);
     diskimg_close(node);
 
     /* A cluster inside the header and BAT: with the old signature
      * entries count sectors, and sector 1 lies in the BAT. */
-    ti_write_file(path, orig, n);
-    ti_patch(path, 0, PRL_MAGIC_OLD, 16);
-    ti_patch_le32(path, PRL_HEADER_LEN + 0 * 4, 2048);
-    ti_patch_le32(path, PRL_HEADER_LEN + 1 * 4, 1);
-    ti_patch_le32(path, PRL_HEADER_LEN + 2 * 4, 4096);
-    ti_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(path, orig, n);
+    tf_patch(path, 0, PRL_MAGIC_OLD, 16);
+    tf_patch_le32(path, PRL_HEADER_LEN + 0 * 4, 2048);
+    tf_patch_le32(path, PRL_HEADER_LEN + 1 * 4, 1);
+    tf_patch_le32(path, PRL_HEADER_LEN + 2 * 4, 4096);
+    tf_open_fails("parallels", path, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "BAT entry 1", "inside the header or BAT", NULL });
     /* ...and its cluster reaches into the one at sector 2048. */
     res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 2);
 
     /* Space leaked after the last cluster: reported, cut with -r leaks. */
-    ti_write_file(path, orig, n);
+    tf_write_file(path, orig, n);
     uint8_t *longer = g_malloc0(n + 3 * MiB);
     memcpy(longer, orig, n);
-    ti_write_file(path, longer, n + 3 * MiB);
+    tf_write_file(path, longer, n + 3 * MiB);
     res = run_check(path, 0);
     g_assert_cmpuint(res.leaks, ==, 3);
     g_assert_cmpuint(res.image_end_offset, ==, 3 * MiB);
     res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
     g_assert_cmpuint(res.leaks_fixed, ==, 3);
-    g_assert_cmpuint(ti_file_size(path), ==, 3 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 3 * MiB);
     g_free(longer);
     g_free(orig);
     g_free(model);
@@ -418,8 +406,8 @@ static void test_big_bat_no_leak(void)
 {
     g_autofree char *path = test_tmp_path("bigbat.prl");
 
-    ti_create("parallels", path, 8 * MiB, "cluster_size=4k");
-    g_assert_cmpuint(ti_file_size(path), ==, 3 * 4096);
+    tf_create("parallels", path, 8 * MiB, "cluster_size=4k");
+    g_assert_cmpuint(tf_file_size(path), ==, 3 * 4096);
     struct diskimg_check_result res = run_check(path, 0);
     g_assert_cmpuint(res.leaks, ==, 0);
     g_assert_cmpuint(res.image_end_offset, ==, 3 * 4096);
@@ -434,7 +422,7 @@ static void test_big_bat_no_leak(void)
 static void add_extension(const char *path, const uint8_t *features, size_t len, bool bad_sum)
 {
     size_t n;
-    uint8_t *data = ti_read_file(path, &n);
+    uint8_t *data = tf_read_file(path, &n);
     uint8_t *out = g_malloc0(n + MiB);
 
     memcpy(out, data, n);
@@ -449,7 +437,7 @@ static void add_extension(const char *path, const uint8_t *features, size_t len,
     if (bad_sum)
         ext[8] ^= 1;
     diskimg_put_le64(out + PRL_OFF_EXT_OFF, n / 512);
-    ti_write_file(path, out, n + MiB);
+    tf_write_file(path, out, n + MiB);
     g_free(out);
     g_free(data);
 }
@@ -495,31 +483,31 @@ static void test_extension(void)
         g_free(two_cluster_image("ext.prl", NULL));
         add_extension(path, cases[i].f, cases[i].len, cases[i].bad_sum);
         if (!cases[i].msg) {
-            diskimg_close(ti_open("parallels", path, 0));
+            diskimg_close(tf_open("parallels", path, 0, NULL));
         } else {
-            ti_open_fails("parallels", path, 0, cases[i].code,
+            tf_open_fails("parallels", path, 0, cases[i].code,
                           (const char *[]){ cases[i].msg, NULL });
         }
         /* qemu ignores the extension of read-write opens. */
-        diskimg_close(ti_open("parallels", path, DISKIMG_OPEN_RDWR));
+        diskimg_close(tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL));
     }
 
     /* Writing to an image with an extension allocates after it and keeps
      * it: it still validates, and check sees no leak. */
     g_free(two_cluster_image("ext.prl", NULL));
     add_extension(path, end, sizeof(end), false);
-    uint64_t ext_end = ti_file_size(path);
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
+    uint64_t ext_end = tf_file_size(path);
+    diskimg_node *n = tf_open("parallels", path, DISKIMG_OPEN_RDWR, NULL);
     uint8_t buf[4096];
-    ti_fill(buf, sizeof(buf), 8);
-    ti_write(n, buf, sizeof(buf), MiB);
+    tf_pattern(buf, sizeof(buf), 0, 8);
+    tf_write(n, buf, sizeof(buf), MiB);
     diskimg_close(n);
-    g_assert_cmpuint(ti_file_size(path), ==, ext_end + MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, ext_end + MiB);
     size_t len;
-    uint8_t *bytes = ti_read_file(path, &len);
+    uint8_t *bytes = tf_read_file(path, &len);
     g_assert_cmpuint(diskimg_le32(bytes + PRL_HEADER_LEN + 4), ==, ext_end / MiB);
     g_free(bytes);
-    n = ti_open("parallels", path, 0);
+    n = tf_open("parallels", path, 0, NULL);
     uint8_t got[4096];
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pread(n, got, sizeof(got), MiB, &err), ==, 0);
@@ -527,13 +515,13 @@ static void test_extension(void)
     diskimg_close(n);
     struct diskimg_check_result res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
     g_assert_cmpuint(res.leaks, ==, 0);
-    g_assert_cmpuint(ti_file_size(path), ==, ext_end + MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, ext_end + MiB);
     /* ...also when the extension is the last thing in the file. */
     g_free(two_cluster_image("ext.prl", NULL));
     add_extension(path, end, sizeof(end), false);
     res = run_check(path, DISKIMG_CHECK_FIX_LEAKS);
     g_assert_cmpuint(res.leaks, ==, 0);
-    diskimg_close(ti_open("parallels", path, 0));
+    diskimg_close(tf_open("parallels", path, 0, NULL));
 }
 
 /* A write whose allocation fails (the file may not grow: RLIMIT_FSIZE)
@@ -541,84 +529,26 @@ static void test_extension(void)
 static void test_failed_write_rolls_back(void)
 {
     g_autofree char *path = test_tmp_path("efbig.prl");
-    uint8_t *buf = g_malloc(MiB);
-    uint8_t *model = g_malloc0(8 * MiB);
-    struct rlimit old, small;
-    GError *err = NULL;
 
-    ti_create("parallels", path, 8 * MiB, NULL);
-    diskimg_node *n = ti_open("parallels", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, MiB, 1);
-    ti_write(n, buf, MiB, 0);
-    memcpy(model, buf, MiB);
-    g_assert_cmpint(diskimg_node_flush(n, &err), ==, 0);
-
-    signal(SIGXFSZ, SIG_IGN);
-    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    small = old;
-    small.rlim_cur = 2 * MiB + 4096;
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
-    ti_fill(buf, MiB, 2);
-    int ret = diskimg_node_pwrite(n, buf, MiB, 4 * MiB, 0, &err);
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    g_assert_cmpint(ret, ==, -1);
-    g_clear_error(&err);
-
-    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
-    g_assert_cmpint(diskimg_node_block_status(n, 4 * MiB, MiB, &ext, &err), ==, 0);
-    g_assert_false(ext.flags & DISKIMG_BS_DATA);
-    ti_assert_reads(n, model, 8 * MiB);
-    ti_write(n, buf, 4096, 4 * MiB + 8192);
-    memcpy(model + 4 * MiB + 8192, buf, 4096);
-    diskimg_close(n);
-    n = ti_open("parallels", path, 0);
-    ti_assert_reads(n, model, 8 * MiB);
-    diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("parallels", path, model, 8 * MiB);
-    g_free(buf);
-    g_free(model);
+    tf_check_failed_write_rolls_back("parallels", path, 2 * MiB + 4096);
 }
 
 /* --------------------------------------------------------- qemu interop */
 
 static void test_qemu_made(void)
 {
-    if (!ti_have_qemu())
+    if (!tf_need_qemu())
         return;
     const char *sizes[] = { "cluster_size=1M", "cluster_size=64k" };
     for (size_t v = 0; v < G_N_ELEMENTS(sizes); v++) {
         g_autofree char *path = test_tmp_path("qemu.prl");
-        const char *create[] = { "qemu-img", "create", "-q", "-f", "parallels", "-o", sizes[v],
-                                 path, "7M", NULL };
-        const char *io[] = { "qemu-io", "-f", "parallels", "-c", "write -P 0x5a 1000 70000",
-                             "-c", "write -P 0xa5 6M 4096", path, NULL };
-        g_assert_cmpint(ti_run(create, NULL), ==, 0);
-        g_assert_cmpint(ti_run(io, NULL), ==, 0);
-        uint8_t *model = g_malloc0(7 * MiB);
-        memset(model + 1000, 0x5a, 70000);
-        memset(model + 6 * MiB, 0xa5, 4096);
-        diskimg_node *n = ti_open(NULL, path, 0);
-        g_assert_cmpstr(diskimg_node_driver(n), ==, "parallels");
-        ti_assert_reads(n, model, 7 * MiB);
-        diskimg_close(n);
-        g_free(model);
-        unlink(path);
+        tf_check_qemu_made("parallels", sizes[v], path);
     }
 }
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "parallels"))
-        g_error("the parallels plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-parallels", NULL);
+    tf_init(&argc, &argv, "parallels", NULL);
 
     g_test_add_func("/parallels/header/layout", test_header_layout);
     g_test_add_func("/parallels/header/errors", test_header_errors);
@@ -635,7 +565,5 @@ int main(int argc, char **argv)
     g_test_add_func("/parallels/failed-write-rolls-back", test_failed_write_rolls_back);
     g_test_add_func("/parallels/qemu-made", test_qemu_made);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "qcow.h"
-#include "../qed/test-images.h"
+#include "test-format.h"
 
 /* A valid header of a 1 MiB image without backing file, as qemu makes it. */
 static void good_header(uint8_t *buf)
@@ -116,13 +116,13 @@ static void test_roundtrip(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_create(QCOW, path, size, NULL);
-    n = timg_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 4096, 1);
-    timg_write(n, model, 3 * 4096 + 100, 10000, 2);
-    timg_write(n, model, 1 * MiB, 1 * MiB, 3);
-    timg_write(n, model, 5000, 3000, 4);                 /* in place */
-    timg_write(n, model, size - 700, 700, 5);
+    tf_create(QCOW, path, size, NULL);
+    n = tf_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 4096, 1);
+    tf_write_pattern(n, model, 3 * 4096 + 100, 10000, 2);
+    tf_write_pattern(n, model, 1 * MiB, 1 * MiB, 3);
+    tf_write_pattern(n, model, 5000, 3000, 4);                 /* in place */
+    tf_write_pattern(n, model, size - 700, 700, 5);
     /* zeroes: over data they are written, over holes nothing is */
     g_assert_cmpint(diskimg_node_write_zeroes(n, 4000, 200, 0, &err), ==, 0);
     memset(model + 4000, 0, 200);
@@ -133,11 +133,11 @@ static void test_roundtrip(void)
                     ==, -1);
     g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED);
     g_clear_error(&err);
-    timg_expect(n, model, size);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
 
-    n = timg_open(QCOW, path, 0, NULL);
-    timg_expect(n, model, size);
+    n = tf_open(QCOW, path, 0, NULL);
+    tf_expect_model(n, model, size);
     g_assert_cmpint(diskimg_node_block_status(n, 3 * MiB, 1 * MiB, &ext, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(ext.flags & (DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED), ==, 0);
@@ -146,12 +146,12 @@ static void test_roundtrip(void)
     g_assert_cmpuint(ext.length, ==, 1 * MiB);           /* one contiguous run */
     diskimg_close(n);
 
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QCOW, path, raw);
+    if (tf_have_qemu()) {
+        tf_write_file(raw, model, size);
+        tf_qemu_compare(QCOW, path, raw);
         /* 2 + 3 + 256 clusters of 4 KiB and the 1536 bytes of the last
          * (partial) one hold data; the rest are holes */
-        g_assert_cmpuint(timg_qemu_data_bytes(QCOW, path), ==, (2 + 3 + 256) * 4096u + 1536);
+        g_assert_cmpuint(tf_qemu_data_bytes(QCOW, path), ==, (2 + 3 + 256) * 4096u + 1536);
     }
     g_free(model);
 }
@@ -167,18 +167,18 @@ static void test_qemu_made(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    if (!timg_have_qemu()) {
+    if (!tf_have_qemu()) {
         g_test_skip("qemu-img not installed");
         g_free(model);
         return;
     }
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", path, "4M"), ==, 0);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -P 0x5a 4096 8192",
-                             "-c", "write -P 0xa5 1M 512", path), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", path, "4M"), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -P 0x5a 4096 8192",
+                           "-c", "write -P 0xa5 1M 512", path), ==, 0);
     memset(model + 4096, 0x5a, 8192);
     memset(model + MiB, 0xa5, 512);
-    n = timg_open(QCOW, path, 0, NULL);
-    timg_expect(n, model, size);
+    n = tf_open(QCOW, path, 0, NULL);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
 
     /* compressed clusters: raw deflate, as qemu writes them (qemu-io:
@@ -187,11 +187,11 @@ static void test_qemu_made(void)
     memset(model, 0, size);
     memset(model, 0x33, 4096);
     memset(model + 64 * KiB, 0x44, 4096);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", zpath, "4M"), ==, 0);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -c -P 0x33 0 4k",
-                             "-c", "write -c -P 0x44 64k 4k", zpath), ==, 0);
-    n = timg_open(QCOW, zpath, 0, NULL);
-    timg_expect(n, model, size);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qcow", zpath, "4M"), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qcow", "-c", "write -c -P 0x33 0 4k",
+                           "-c", "write -c -P 0x44 64k 4k", zpath), ==, 0);
+    n = tf_open(QCOW, zpath, 0, NULL);
+    tf_expect_model(n, model, size);
     g_assert_cmpint(diskimg_node_block_status(n, 0, 4096, &ext, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(ext.flags & DISKIMG_BS_COMPRESSED, !=, 0);
@@ -211,8 +211,8 @@ static void test_compressed_write(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_create(QCOW, path, size, NULL);
-    n = timg_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_create(QCOW, path, size, NULL);
+    n = tf_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
     for (uint64_t off = 0; off < 64 * 4096; off += 4096) {
         for (unsigned i = 0; i < 4096; i++)
             cluster[i] = (uint8_t)((off / 4096 + i / 64) & 0x7);
@@ -220,7 +220,7 @@ static void test_compressed_write(void)
         g_assert_no_error(err);
         memcpy(model + off, cluster, 4096);
     }
-    timg_write(n, model, 8 * 4096 + 10, 100, 7);         /* over a compressed cluster */
+    tf_write_pattern(n, model, 8 * 4096 + 10, 100, 7);         /* over a compressed cluster */
     /* the parallel path: compressed by the core's workers, then stored */
     g_assert_true(diskimg_node_can_compress_parallel(n));
     uint8_t *packed = g_malloc(4096);
@@ -237,13 +237,7 @@ static void test_compressed_write(void)
     }
     g_free(packed);
     diskimg_close(n);
-    n = timg_open(QCOW, path, 0, NULL);
-    timg_expect(n, model, size);
-    diskimg_close(n);
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QCOW, path, raw);
-    }
+    tf_expect_reopened(QCOW, path, model, size, raw);
     g_free(cluster);
     g_free(model);
 }
@@ -260,29 +254,23 @@ static void test_backing(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_create(QCOW, base, size, NULL);
-    n = timg_open(QCOW, base, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, base_model, 0, size, 1);
+    tf_create(QCOW, base, size, NULL);
+    n = tf_open(QCOW, base, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, base_model, 0, size, 1);
     diskimg_close(n);
     memcpy(model, base_model, size);
 
-    timg_create(QCOW, top, size, "backing_file=base.qcow,backing_fmt=qcow");
-    n = timg_open(QCOW, top, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 1000, 100, 2);
-    timg_write(n, model, 70000, 5000, 3);
-    timg_expect(n, model, size);
+    tf_create(QCOW, top, size, "backing_file=base.qcow,backing_fmt=qcow");
+    n = tf_open(QCOW, top, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 1000, 100, 2);
+    tf_write_pattern(n, model, 70000, 5000, 3);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    n = timg_open(QCOW, top, 0, NULL);
-    timg_expect(n, model, size);
-    diskimg_close(n);
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QCOW, top, raw);
-    }
-    n = timg_open(QCOW, top, DISKIMG_OPEN_RDWR, NULL);
+    tf_expect_reopened(QCOW, top, model, size, raw);
+    n = tf_open(QCOW, top, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_make_empty(n, &err), ==, 0);
     g_assert_no_error(err);
-    timg_expect(n, base_model, size);
+    tf_expect_model(n, base_model, size);
     diskimg_close(n);
     g_free(model);
     g_free(base_model);
@@ -306,32 +294,32 @@ static void test_encrypted(void)
     }
     g_assert_cmpint(diskimg_object_add("secret,id=qk,data=sesame", &err), ==, 0);
     g_assert_no_error(err);
-    timg_create(QCOW, ours, size, "encrypt.format=aes,encrypt.key-secret=qk");
-    g_assert_null(timg_try_open(QCOW, ours, 0, NULL, &err));
-    timg_expect_error(err, "encrypt.key-secret", NULL);
+    tf_create(QCOW, ours, size, "encrypt.format=aes,encrypt.key-secret=qk");
+    g_assert_null(tf_try_open(QCOW, ours, 0, NULL, &err));
+    tf_assert_message(err, NULL, "encrypt.key-secret", NULL);
     g_clear_error(&err);
-    n = timg_open(QCOW, ours, DISKIMG_OPEN_RDWR, "encrypt.key-secret=qk");
-    timg_write(n, model, 0, 4096, 1);
-    timg_write(n, model, 10000, 777, 2);                 /* unaligned: sectors merged */
+    n = tf_open(QCOW, ours, DISKIMG_OPEN_RDWR, "encrypt.key-secret=qk");
+    tf_write_pattern(n, model, 0, 4096, 1);
+    tf_write_pattern(n, model, 10000, 777, 2);                 /* unaligned: sectors merged */
     diskimg_close(n);
-    n = timg_open(QCOW, ours, 0, "encrypt.key-secret=qk");
-    timg_expect(n, model, size);
+    n = tf_open(QCOW, ours, 0, "encrypt.key-secret=qk");
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    if (!timg_have_qemu()) {
+    if (!tf_have_qemu()) {
         g_free(model);
         return;
     }
-    timg_save_raw(raw, model, size);
+    tf_write_file(raw, model, size);
     g_autofree char *opts = g_strdup_printf("driver=qcow,encrypt.key-secret=qk,"
                                             "file.filename=%s", ours);
     g_autofree char *rawopts = g_strdup_printf("driver=raw,file.filename=%s", raw);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "compare", "-q", "--object",
-                             "secret,id=qk,data=sesame", "--image-opts", opts, rawopts), ==, 0);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "convert", "--object",
-                             "secret,id=qk,data=sesame", "-f", "raw", "-O", "qcow", "-o",
-                             "encrypt.format=aes,encrypt.key-secret=qk", raw, theirs), ==, 0);
-    n = timg_open(QCOW, theirs, 0, "encrypt.key-secret=qk");
-    timg_expect(n, model, size);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "compare", "-q", "--object",
+                           "secret,id=qk,data=sesame", "--image-opts", opts, rawopts), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "convert", "--object",
+                           "secret,id=qk,data=sesame", "-f", "raw", "-O", "qcow", "-o",
+                           "encrypt.format=aes,encrypt.key-secret=qk", raw, theirs), ==, 0);
+    n = tf_open(QCOW, theirs, 0, "encrypt.key-secret=qk");
+    tf_expect_model(n, model, size);
     diskimg_close(n);
     g_free(model);
 }
@@ -358,9 +346,9 @@ static void test_corrupt(void)
     diskimg_node *n;
     uint64_t l2;
 
-    timg_create(QCOW, path, 1 * MiB, NULL);
-    n = timg_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 4096, 1);
+    tf_create(QCOW, path, 1 * MiB, NULL);
+    n = tf_open(QCOW, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 4096, 1);
     diskimg_close(n);
     /* layout: header 48 bytes, L1 at 48 (1 entry), L2 table, data */
     FILE *f = fopen(path, "rb");
@@ -373,58 +361,52 @@ static void test_corrupt(void)
     g_assert_cmpuint(l2, ==, 4096);
 
     patch_be64(path, l2, 1ull << 40);                   /* data past EOF */
-    n = timg_open(QCOW, path, 0, NULL);
+    n = tf_open(QCOW, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qcow", "beyond the end of the file");
+    tf_assert_message(err, NULL, "bad.qcow", "beyond the end of the file");
     g_clear_error(&err);
     diskimg_close(n);
 
     patch_be64(path, l2, 8);                            /* data over the header */
-    n = timg_open(QCOW, path, 0, NULL);
+    n = tf_open(QCOW, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qcow", "points into the ");
+    tf_assert_message(err, NULL, "bad.qcow", "points into the ");
     g_clear_error(&err);
     diskimg_close(n);
 
     patch_be64(path, l2, l2);                           /* data over its L2 table */
-    n = timg_open(QCOW, path, 0, NULL);
+    n = tf_open(QCOW, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qcow", "points into the L2 table");
+    tf_assert_message(err, NULL, "bad.qcow", "points into the L2 table");
     g_clear_error(&err);
     diskimg_close(n);
 
     patch_be64(path, l2, QCOW_OFLAG_COMPRESSED | (100ull << 51) | 8192);  /* bad deflate */
-    n = timg_open(QCOW, path, 0, NULL);
+    n = tf_open(QCOW, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qcow", "does not inflate");
+    tf_assert_message(err, NULL, "bad.qcow", "does not inflate");
     g_clear_error(&err);
     diskimg_close(n);
 
     patch_be64(path, 48, 1ull << 50);                   /* L2 table past EOF */
-    g_assert_null(timg_try_open(QCOW, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qcow", "L1 table entry 0");
+    g_assert_null(tf_try_open(QCOW, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qcow", "L1 table entry 0");
     g_clear_error(&err);
 
     patch_be64(path, 48, 4097);                         /* misaligned L2 table */
-    g_assert_null(timg_try_open(QCOW, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qcow", "L1 table entry 0");
+    g_assert_null(tf_try_open(QCOW, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qcow", "L1 table entry 0");
     g_clear_error(&err);
 
     g_assert_cmpint(truncate(path, 30), ==, 0);         /* truncated header */
-    g_assert_null(timg_try_open(QCOW, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qcow", "qcow header");
+    g_assert_null(tf_try_open(QCOW, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qcow", "qcow header");
     g_clear_error(&err);
 }
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("%s", err->message);
-    test_tmpdir_create("diskimg-qcow", NULL);
+    tf_init(&argc, &argv, "qcow", NULL);
     g_test_add_func("/qcow/header/good", test_header_good);
     g_test_add_func("/qcow/header/bad", test_header_bad);
     g_test_add_func("/qcow/image/roundtrip", test_roundtrip);
@@ -433,7 +415,5 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow/image/backing", test_backing);
     g_test_add_func("/qcow/image/encrypted", test_encrypted);
     g_test_add_func("/qcow/image/corrupt", test_corrupt);
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "qed.h"
-#include "test-images.h"
+#include "test-format.h"
 
 static void good_header(uint8_t *buf)
 {
@@ -42,34 +42,38 @@ static void test_header(void)
     g_assert_no_error(err);
     g_assert_cmpuint(h.image_size, ==, 1u << 30);
     expect_bad(buf, 40, "field 'l1_table_offset'");    /* truncated */
-    buf[0] = 'X';
-    expect_bad(buf, sizeof(buf), "Image not in QED format");
-    good_header(buf);
-    buf[17] = 1;
-    expect_bad(buf, sizeof(buf), "Unsupported QED features: 100");
-    good_header(buf);
-    diskimg_put_le32(buf + 4, 3000);
-    expect_bad(buf, sizeof(buf), "'cluster_size' is 3000");
-    good_header(buf);
-    diskimg_put_le32(buf + 8, 32);
-    expect_bad(buf, sizeof(buf), "'table_size' is 32");
-    good_header(buf);
-    diskimg_put_le64(buf + 48, 1000);
-    expect_bad(buf, sizeof(buf), "'image_size' is 1000");
-    good_header(buf);
-    diskimg_put_le64(buf + 48, UINT64_MAX & ~511ull);
-    expect_bad(buf, sizeof(buf), "QED image size is invalid");
-    good_header(buf);
-    diskimg_put_le32(buf + 12, 0);
-    expect_bad(buf, sizeof(buf), "'header_size' is 0");
-    good_header(buf);
-    diskimg_put_le32(buf + 12, 0x10000);
-    expect_bad(buf, sizeof(buf), "'header_size'");
-    good_header(buf);
-    buf[16] = QED_F_BACKING_FILE;
-    diskimg_put_le32(buf + 56, 65000);
-    diskimg_put_le32(buf + 60, 1000);
-    expect_bad(buf, sizeof(buf), "'backing_filename_offset'");
+
+    /* Each bad header is the good one with up to three fields changed. */
+    static const struct {
+        struct { unsigned at, width; uint64_t value; } set[3];
+        const char *needle;
+    } bad[] = {
+        { { { 0, 1, 'X' } }, "Image not in QED format" },
+        { { { 17, 1, 1 } }, "Unsupported QED features: 100" },
+        { { { 4, 4, 3000 } }, "'cluster_size' is 3000" },
+        { { { 8, 4, 32 } }, "'table_size' is 32" },
+        { { { 48, 8, 1000 } }, "'image_size' is 1000" },
+        { { { 48, 8, UINT64_MAX & ~511ull } }, "QED image size is invalid" },
+        { { { 12, 4, 0 } }, "'header_size' is 0" },
+        { { { 12, 4, 0x10000 } }, "'header_size'" },
+        { { { 16, 1, QED_F_BACKING_FILE }, { 56, 4, 65000 }, { 60, 4, 1000 } },
+          "'backing_filename_offset'" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        good_header(buf);
+        for (size_t k = 0; k < G_N_ELEMENTS(bad[i].set) && bad[i].set[k].width; k++) {
+            unsigned at = bad[i].set[k].at;
+            uint64_t v = bad[i].set[k].value;
+
+            if (bad[i].set[k].width == 1)
+                buf[at] = (uint8_t)v;
+            else if (bad[i].set[k].width == 4)
+                diskimg_put_le32(buf + at, (uint32_t)v);
+            else
+                diskimg_put_le64(buf + at, v);
+        }
+        expect_bad(buf, sizeof(buf), bad[i].needle);
+    }
 }
 
 static void test_limits(void)
@@ -90,30 +94,6 @@ static void test_limits(void)
 /* ------------------------------------------------------------------ images */
 
 #define QED "qed"
-
-static uint64_t file_le64(const char *path, uint64_t off)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t le[8];
-
-    g_assert_nonnull(f);
-    g_assert_cmpint(fseek(f, (long)off, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fread(le, 1, 8, f), ==, 8);
-    fclose(f);
-    return diskimg_le64(le);
-}
-
-static void patch_le64(const char *path, uint64_t off, uint64_t v)
-{
-    FILE *f = fopen(path, "r+b");
-    uint8_t le[8];
-
-    g_assert_nonnull(f);
-    diskimg_put_le64(le, v);
-    g_assert_cmpint(fseek(f, (long)off, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fwrite(le, 1, 8, f), ==, 8);
-    fclose(f);
-}
 
 static void check_counts(diskimg_node *n, unsigned fix, struct diskimg_check_result *res)
 {
@@ -136,31 +116,31 @@ static void test_roundtrip(void)
     struct diskimg_check_result res;
     diskimg_node *n;
 
-    timg_create(QED, path, size, "cluster_size=4k,table_size=2");
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
-    n = timg_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 4096, 1);
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, !=, 0);
-    timg_write(n, model, 3 * 4096 + 100, 10000, 2);
-    timg_write(n, model, 1 * MiB, 3 * MiB, 3);          /* crosses L2 spans (1 MiB) */
-    timg_write(n, model, 5000, 3000, 4);
-    timg_write(n, model, size - 700, 700, 5);
-    timg_expect(n, model, size);
+    tf_create(QED, path, size, "cluster_size=4k,table_size=2");
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
+    n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 4096, 1);
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, !=, 0);
+    tf_write_pattern(n, model, 3 * 4096 + 100, 10000, 2);
+    tf_write_pattern(n, model, 1 * MiB, 3 * MiB, 3);          /* crosses L2 spans (1 MiB) */
+    tf_write_pattern(n, model, 5000, 3000, 4);
+    tf_write_pattern(n, model, size - 700, 700, 5);
+    tf_expect_model(n, model, size);
     check_counts(n, 0, &res);
     g_assert_cmpuint(res.corruptions + res.leaks + res.check_errors, ==, 0);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
+    g_assert_cmpuint(tf_file_le64(path, 16) & QED_F_NEED_CHECK, ==, 0);
 
-    n = timg_open(QED, path, 0, NULL);
-    timg_expect(n, model, size);
+    n = tf_open(QED, path, 0, NULL);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QED, path, raw);
-        g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", path), ==, 0);
+    if (tf_have_qemu()) {
+        tf_write_file(raw, model, size);
+        tf_qemu_compare(QED, path, raw);
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", path), ==, 0);
         /* clusters 0-1, 3-5, 768 of the big write, the one before the
          * last and the 512 bytes of the last (partial) one */
-        g_assert_cmpuint(timg_qemu_data_bytes(QED, path), ==, (2 + 3 + 768 + 1) * 4096u + 512);
+        g_assert_cmpuint(tf_qemu_data_bytes(QED, path), ==, (2 + 3 + 768 + 1) * 4096u + 512);
     }
     g_free(model);
 }
@@ -176,21 +156,21 @@ static void test_qemu_made(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    if (!timg_have_qemu()) {
+    if (!tf_have_qemu()) {
         g_test_skip("qemu-img not installed");
         g_free(model);
         return;
     }
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "create", "-q", "-f", "qed", "-o",
-                             "cluster_size=4k", path, "4M"), ==, 0);
-    g_assert_cmpint(TIMG_RUN(NULL, "qemu-io", "-f", "qed", "-c", "write -P 0x5a 4096 8192",
-                             "-c", "write -P 0xa5 1M 512", "-c", "write -P 0x11 2M 64k",
-                             "-c", "write -z 2M 32k", path), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "qed", "-o",
+                           "cluster_size=4k", path, "4M"), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "qed", "-c", "write -P 0x5a 4096 8192",
+                           "-c", "write -P 0xa5 1M 512", "-c", "write -P 0x11 2M 64k",
+                           "-c", "write -z 2M 32k", path), ==, 0);
     memset(model + 4096, 0x5a, 8192);
     memset(model + MiB, 0xa5, 512);
     memset(model + 2 * MiB + 32 * KiB, 0x11, 32 * KiB);
-    n = timg_open(QED, path, 0, NULL);
-    timg_expect(n, model, size);
+    n = tf_open(QED, path, 0, NULL);
+    tf_expect_model(n, model, size);
     g_assert_cmpint(diskimg_node_block_status(n, 4096, 8192, &ext, &err), ==, 0);
     g_assert_cmpuint(ext.flags, ==, DISKIMG_BS_DATA | DISKIMG_BS_ALLOCATED |
                                    DISKIMG_BS_OFFSET_VALID);
@@ -214,9 +194,9 @@ static void test_zeroes(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_create(QED, path, size, "cluster_size=4k");
-    n = timg_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 64 * KiB, 1);
+    tf_create(QED, path, size, "cluster_size=4k");
+    n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 64 * KiB, 1);
     g_assert_cmpint(diskimg_node_write_zeroes(n, 8 * KiB, 16 * KiB, 0, &err), ==, 0);
     memset(model + 8 * KiB, 0, 16 * KiB);
     g_assert_cmpint(diskimg_node_write_zeroes(n, 1 * MiB, 64 * KiB, 0, &err), ==, 0);
@@ -230,12 +210,12 @@ static void test_zeroes(void)
     g_assert_cmpint(diskimg_node_block_status(n, 1 * MiB, 64 * KiB, &ext, &err), ==, 0);
     g_assert_cmpuint(ext.flags, ==, DISKIMG_BS_ZERO | DISKIMG_BS_ALLOCATED);
     g_assert_cmpuint(ext.length, ==, 64 * KiB);
-    timg_expect(n, model, size);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QED, path, raw);
-        g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", path), ==, 0);
+    if (tf_have_qemu()) {
+        tf_write_file(raw, model, size);
+        tf_qemu_compare(QED, path, raw);
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", path), ==, 0);
     }
     g_free(model);
 }
@@ -253,31 +233,31 @@ static void test_backing(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_pattern(model, size, 0, 7);
-    timg_save_raw(base, model, size);
-    timg_create(QED, top, size, "backing_file=base.raw,backing_fmt=raw");
-    g_assert_cmpuint(file_le64(top, 16), ==, QED_F_BACKING_FILE | QED_F_BACKING_FORMAT_NO_PROBE);
-    n = timg_open(QED, top, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(model, size, 0, 7);
+    tf_write_file(base, model, size);
+    tf_create(QED, top, size, "backing_file=base.raw,backing_fmt=raw");
+    g_assert_cmpuint(tf_file_le64(top, 16), ==, QED_F_BACKING_FILE | QED_F_BACKING_FORMAT_NO_PROBE);
+    n = tf_open(QED, top, DISKIMG_OPEN_RDWR, NULL);
     g_assert_nonnull(diskimg_node_backing(n));
     g_assert_cmpstr(diskimg_node_driver(diskimg_node_backing(n)), ==, "raw");
-    timg_write(n, model, 1000, 100, 2);
-    timg_write(n, model, 70000, 200000, 3);
-    timg_expect(n, model, size);
+    tf_write_pattern(n, model, 1000, 100, 2);
+    tf_write_pattern(n, model, 70000, 200000, 3);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    if (timg_have_qemu()) {
-        timg_save_raw(raw, model, size);
-        timg_qemu_compare(QED, top, raw);
-        g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", top), ==, 0);
+    if (tf_have_qemu()) {
+        tf_write_file(raw, model, size);
+        tf_qemu_compare(QED, top, raw);
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", top), ==, 0);
     }
     /* no backing any more: what it held reads as zeroes; then grow */
-    n = timg_open(QED, top, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_BACKING, NULL);
+    n = tf_open(QED, top, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_BACKING, NULL);
     g_assert_cmpint(diskimg_node_set_backing(n, NULL, NULL, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_truncate(n, 6 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
     g_assert_no_error(err);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(top, 16), ==, 0);
-    n = timg_open(QED, top, 0, NULL);
+    g_assert_cmpuint(tf_file_le64(top, 16), ==, 0);
+    n = tf_open(QED, top, 0, NULL);
     g_assert_null(diskimg_node_backing(n));
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 6 * MiB);
     uint8_t buf[100];
@@ -305,50 +285,50 @@ static void test_need_check(void)
     gchar *data;
     gsize len;
 
-    timg_create(QED, path, 1 * MiB, "cluster_size=4k");
-    n = timg_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 8192, 1);
+    tf_create(QED, path, 1 * MiB, "cluster_size=4k");
+    n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 8192, 1);
     diskimg_close(n);
     /* header 4 KiB, L1 16 KiB at 4 KiB, then the L2 table and the data */
-    uint64_t l2 = file_le64(path, 4096);
+    uint64_t l2 = tf_file_le64(path, 4096);
     g_assert_cmpuint(l2, !=, 0);
-    patch_le64(path, l2 + 8, 1ull << 40);                /* cluster 1: past EOF */
-    patch_le64(path, 16, QED_F_NEED_CHECK);
+    tf_patch_le64(path, l2 + 8, 1ull << 40);                /* cluster 1: past EOF */
+    tf_patch_le64(path, 16, QED_F_NEED_CHECK);
     g_assert_true(g_file_get_contents(path, &data, &len, NULL));
     g_assert_true(g_file_set_contents(copy, data, (gssize)len, NULL));
     g_free(data);
 
-    n = timg_open(QED, path, DISKIMG_OPEN_CHECK, NULL);
+    n = tf_open(QED, path, DISKIMG_OPEN_CHECK, NULL);
     check_counts(n, 0, &res);
     g_assert_cmpuint(res.corruptions, ==, 1);
     g_assert_cmpuint(res.leaks, ==, 1);                  /* cluster 1's old data */
     diskimg_close(n);
-    n = timg_open(QED, path, 0, NULL);                  /* read-only: as it is */
+    n = tf_open(QED, path, 0, NULL);                  /* read-only: as it is */
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 4096, &err), ==, -1);
-    timg_expect_error(err, "nc.qed", "data cluster offset");
+    tf_assert_message(err, NULL, "nc.qed", "data cluster offset");
     g_clear_error(&err);
     diskimg_close(n);
 
-    n = timg_open(QED, path, DISKIMG_OPEN_RDWR, NULL);   /* repaired on open */
+    n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);   /* repaired on open */
     g_assert_cmpint(diskimg_node_pread(n, buf, 4096, 4096, &err), ==, 0);
     g_assert_true(diskimg_is_zero(buf, 4096));
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(path, 16), ==, 0);
-    n = timg_open(QED, path, DISKIMG_OPEN_CHECK, NULL);
+    g_assert_cmpuint(tf_file_le64(path, 16), ==, 0);
+    n = tf_open(QED, path, DISKIMG_OPEN_CHECK, NULL);
     check_counts(n, 0, &res);
     g_assert_cmpuint(res.corruptions, ==, 0);
     g_assert_cmpuint(res.leaks, ==, 1);                  /* leaks are never repaired */
     diskimg_close(n);
 
     /* check -r on the copy: the same repair, and qemu agrees */
-    n = timg_open(QED, copy, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK, NULL);
+    n = tf_open(QED, copy, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK, NULL);
     check_counts(n, DISKIMG_CHECK_FIX_LEAKS | DISKIMG_CHECK_FIX_ERRORS, &res);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
     g_assert_cmpuint(res.corruptions, ==, 0);
     diskimg_close(n);
-    g_assert_cmpuint(file_le64(copy, 16), ==, 0);
-    if (timg_have_qemu())
-        g_assert_cmpint(TIMG_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", copy), ==, 3);
+    g_assert_cmpuint(tf_file_le64(copy, 16), ==, 0);
+    if (tf_have_qemu())
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-q", "-f", "qed", copy), ==, 3);
 }
 
 /* Damaged headers and tables: one-line errors naming the file and what. */
@@ -359,43 +339,43 @@ static void test_corrupt(void)
     GError *err = NULL;
     diskimg_node *n;
 
-    timg_create(QED, path, 1 * MiB, "cluster_size=4k");
-    n = timg_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
-    timg_write(n, model, 0, 4096, 1);
+    tf_create(QED, path, 1 * MiB, "cluster_size=4k");
+    n = tf_open(QED, path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_pattern(n, model, 0, 4096, 1);
     diskimg_close(n);
-    uint64_t l2 = file_le64(path, 4096);
+    uint64_t l2 = tf_file_le64(path, 4096);
 
-    patch_le64(path, 4096, 4096 * 3);                    /* L2 over the L1 table */
-    n = timg_open(QED, path, 0, NULL);
+    tf_patch_le64(path, 4096, 4096 * 3);                    /* L2 over the L1 table */
+    n = tf_open(QED, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, model, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qed", "L2 table offset");
+    tf_assert_message(err, NULL, "bad.qed", "L2 table offset");
     g_clear_error(&err);
     diskimg_close(n);
-    patch_le64(path, 4096, l2);
+    tf_patch_le64(path, 4096, l2);
 
-    patch_le64(path, l2, 4096);                          /* data over the L1 table */
-    n = timg_open(QED, path, 0, NULL);
+    tf_patch_le64(path, l2, 4096);                          /* data over the L1 table */
+    n = tf_open(QED, path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, model, 4096, 0, &err), ==, -1);
-    timg_expect_error(err, "bad.qed", "points into the L1 table");
+    tf_assert_message(err, NULL, "bad.qed", "points into the L1 table");
     g_clear_error(&err);
     diskimg_close(n);
 
-    patch_le64(path, 40, 1ull << 40);                    /* L1 past EOF */
-    g_assert_null(timg_try_open(QED, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qed", "QED table offset is invalid");
+    tf_patch_le64(path, 40, 1ull << 40);                    /* L1 past EOF */
+    g_assert_null(tf_try_open(QED, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qed", "QED table offset is invalid");
     g_clear_error(&err);
-    patch_le64(path, 40, 4096);
+    tf_patch_le64(path, 40, 4096);
 
-    patch_le64(path, 16, QED_F_BACKING_FILE);            /* name past EOF... */
-    patch_le64(path, 56, 64 | (4000ull << 32));          /* ...inside the header */
+    tf_patch_le64(path, 16, QED_F_BACKING_FILE);            /* name past EOF... */
+    tf_patch_le64(path, 56, 64 | (4000ull << 32));          /* ...inside the header */
     g_assert_cmpint(truncate(path, 2000), ==, 0);
-    g_assert_null(timg_try_open(QED, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qed", NULL);
+    g_assert_null(tf_try_open(QED, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qed", NULL);
     g_clear_error(&err);
 
     g_assert_cmpint(truncate(path, 30), ==, 0);          /* truncated header */
-    g_assert_null(timg_try_open(QED, path, 0, NULL, &err));
-    timg_expect_error(err, "bad.qed", "QED header");
+    g_assert_null(tf_try_open(QED, path, 0, NULL, &err));
+    tf_assert_message(err, NULL, "bad.qed", "QED header");
     g_clear_error(&err);
 }
 
@@ -405,29 +385,23 @@ static void test_create_limits(void)
     g_autofree char *path = test_tmp_path("lim.qed");
     GError *err = NULL;
 
-    g_assert_cmpint(timg_try_create(QED, path, 300ull << 40, NULL, &err), ==, -1);
-    timg_expect_error(err, "less than 70368744177664 bytes", NULL);
+    g_assert_cmpint(tf_try_create(QED, path, 300ull << 40, NULL, &err), ==, -1);
+    tf_assert_message(err, NULL, "less than 70368744177664 bytes", NULL);
     g_clear_error(&err);
     /* the schema's ranges carry qemu's messages */
-    diskimg_options *o = timg_options(QED, "create-options", NULL);
+    diskimg_options *o = tf_options(QED, "create-options", NULL);
     g_assert_cmpint(diskimg_options_parse(o, "table_size=3", &err), ==, -1);
-    timg_expect_error(err, "QED table size must be within range [1, 16] and power of 2", NULL);
+    tf_assert_message(err, NULL, "QED table size must be within range [1, 16] and power of 2", NULL);
     g_clear_error(&err);
     g_assert_cmpint(diskimg_options_parse(o, "cluster_size=2k", &err), ==, -1);
-    timg_expect_error(err, "QED cluster size must be within range [4096, 67108864]", NULL);
+    tf_assert_message(err, NULL, "QED cluster size must be within range [4096, 67108864]", NULL);
     g_clear_error(&err);
     diskimg_options_free(o);
 }
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("%s", err->message);
-    test_tmpdir_create("diskimg-qed", NULL);
+    tf_init(&argc, &argv, "qed", NULL);
     g_test_add_func("/qed/header", test_header);
     g_test_add_func("/qed/limits", test_limits);
     g_test_add_func("/qed/image/roundtrip", test_roundtrip);
@@ -437,7 +411,5 @@ int main(int argc, char **argv)
     g_test_add_func("/qed/image/need-check", test_need_check);
     g_test_add_func("/qed/image/corrupt", test_corrupt);
     g_test_add_func("/qed/image/create-limits", test_create_limits);
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

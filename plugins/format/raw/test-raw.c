@@ -19,31 +19,15 @@
 
 #include <diskimg/core.h>
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 
 static const struct diskimg_format_ops *raw;
 static const diskimg_schema *schema;
-#include "test-tmpdir.h"
+#include "test-format.h"
 #define tmpdir test_tmpdir
 
 /* ---------------------------------------------------------------- helpers */
 
 #define tmp_path test_tmp_path
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    GError *err = NULL;
-
-    g_assert_true(g_file_set_contents(path, data, (gssize)len, &err));
-    g_assert_no_error(err);
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)(i * 13 + seed);
-}
 
 static void create_raw(const char *path, uint64_t size, const char *prealloc)
 {
@@ -148,14 +132,6 @@ static void assert_map(diskimg_node *n, const struct map_run *expect, size_t cou
     g_assert_cmpuint(i, ==, count);
 }
 
-static uint64_t file_size_of(const char *path)
-{
-    struct stat st;
-
-    g_assert_cmpint(stat(path, &st), ==, 0);
-    return (uint64_t)st.st_size;
-}
-
 static uint64_t file_blocks_of(const char *path)
 {
     struct stat st;
@@ -223,7 +199,7 @@ static void test_create_first_block(void)
         GError *err = NULL;
 
         create_raw(path, cases[i].size, NULL);
-        g_assert_cmpuint(file_size_of(path), ==, cases[i].file_size);
+        g_assert_cmpuint(tf_file_size(path), ==, cases[i].file_size);
         n = open_raw(path, 0);
         g_assert_cmpint(diskimg_node_size(n, &err), ==, (int64_t)cases[i].file_size);
         assert_map(n, cases[i].map, cases[i].runs);
@@ -241,7 +217,7 @@ static void test_create_prealloc(void)
     static const struct map_run full_map[] = { { 0, MiB, true } };
 
     create_raw(path, MiB, "falloc");
-    g_assert_cmpuint(file_size_of(path), ==, MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, MiB);
     g_assert_cmpuint(file_blocks_of(path), >=, MiB);
     n = open_raw(path, 0);
     assert_map(n, falloc_map, G_N_ELEMENTS(falloc_map));
@@ -264,8 +240,8 @@ static void test_window(void)
     GError *err = NULL;
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
 
-    fill_pattern(file, sizeof(file), 3);
-    write_file(path, file, sizeof(file));
+    tf_pattern(file, sizeof(file), 0, 3);
+    tf_write_file(path, file, sizeof(file));
     n = open_raw(path, DISKIMG_OPEN_RDWR);
 
     h = raw_handle(n, "offset=100,size=512", &err);
@@ -347,7 +323,7 @@ static void test_window_errors(void)
     uint8_t file[1000] = { 1 };
     diskimg_node *n;
 
-    write_file(path, file, sizeof(file));
+    tf_write_file(path, file, sizeof(file));
     n = open_raw(path, 0);
     /* qemu 7.2's texts, the double space included. */
     expect_open_error(n, "offset=2000",
@@ -379,8 +355,8 @@ static void test_odd_size_file(void)
     diskimg_node *n;
     GError *err = NULL;
 
-    fill_pattern(file, sizeof(file), 9);
-    write_file(path, file, sizeof(file));
+    tf_pattern(file, sizeof(file), 0, 9);
+    tf_write_file(path, file, sizeof(file));
     n = open_raw(path, DISKIMG_OPEN_RDWR);
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 1024);
     assert_map(n, map, G_N_ELEMENTS(map));
@@ -393,11 +369,11 @@ static void test_odd_size_file(void)
     /* Zeroing the tail past EOF does not need to touch the file... */
     g_assert_cmpint(diskimg_node_write_zeroes(n, 1000, 24, 0, &err), ==, 0);
     g_assert_no_error(err);
-    g_assert_cmpuint(file_size_of(path), ==, 1000);
+    g_assert_cmpuint(tf_file_size(path), ==, 1000);
     /* ...but writing data there grows it. */
     g_assert_cmpint(diskimg_node_pwrite(n, "WXYZ", 4, 1020, 0, &err), ==, 0);
     g_assert_no_error(err);
-    g_assert_cmpuint(file_size_of(path), ==, 1024);
+    g_assert_cmpuint(tf_file_size(path), ==, 1024);
     diskimg_close(n);
     g_free(path);
 }
@@ -412,7 +388,7 @@ static void test_passthrough(void)
 
     create_raw(path, 4 * MiB, NULL);
     n = open_raw(path, DISKIMG_OPEN_RDWR);
-    fill_pattern(data, MiB, 4);
+    tf_pattern(data, MiB, 0, 4);
     g_assert_cmpint(diskimg_node_pwrite(n, data, MiB, MiB, 0, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_pread(n, back, MiB, MiB, &err), ==, 0);
@@ -446,11 +422,11 @@ static void test_passthrough(void)
     g_clear_error(&err);
     g_assert_cmpint(diskimg_node_truncate(n, 8 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
     g_assert_no_error(err);
-    g_assert_cmpuint(file_size_of(path), ==, 8 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 8 * MiB);
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 8 * MiB);
     g_assert_cmpint(diskimg_node_truncate(n, 2 * MiB, DISKIMG_PREALLOC_OFF,
                                           DISKIMG_TRUNCATE_SHRINK, &err), ==, 0);
-    g_assert_cmpuint(file_size_of(path), ==, 2 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 2 * MiB);
     diskimg_close(n);
     g_free(data);
     g_free(back);
@@ -537,13 +513,13 @@ static void test_truncate_with_offset(void)
     GError *err = NULL;
     void *h;
 
-    write_file(path, file, sizeof(file));
+    tf_write_file(path, file, sizeof(file));
     n = open_raw(path, DISKIMG_OPEN_RDWR);
     h = raw_handle(n, "offset=1024", &err);
     g_assert_no_error(err);
     g_assert_cmpint(raw->truncate(h, MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
     g_assert_no_error(err);
-    g_assert_cmpuint(file_size_of(path), ==, MiB + 1024);
+    g_assert_cmpuint(tf_file_size(path), ==, MiB + 1024);
     g_assert_cmpint(raw->get_size(h, &err), ==, MiB);
     g_assert_cmpint(raw->truncate(h, UINT64_MAX / 2, DISKIMG_PREALLOC_OFF, 0, &err), ==, -1);
     g_assert_cmpstr(err->message, ==, "Disk size too large for the chosen offset");
@@ -598,20 +574,9 @@ static void test_info(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    const struct diskimg_plugin *p;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    p = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "raw");
-    if (!p)
-        g_error("the raw plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    raw = p->ops;
+    tf_init(&argc, &argv, "raw", NULL);
+    raw = diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "raw")->ops;
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "raw");
-    test_tmpdir_create("diskimg-raw", NULL);
 
     g_test_add_data_func("/raw/descriptor", argc > 1 ? argv[1] : NULL, test_descriptor);
     g_test_add_func("/raw/create-first-block", test_create_first_block);
@@ -625,7 +590,5 @@ int main(int argc, char **argv)
     g_test_add_func("/raw/measure", test_measure);
     g_test_add_func("/raw/info", test_info);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

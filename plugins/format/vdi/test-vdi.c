@@ -6,10 +6,8 @@
  * core (round trips, holes, odd sizes, static images, zero writes), check
  * and repair, measure, and interop with qemu-img where it is installed.
  */
-#include <signal.h>
-#include <sys/resource.h>
 
-#include "test-images.h"
+#include "test-format.h"
 #include "vdi.h"
 
 /* ------------------------------------------------------ header validator */
@@ -130,28 +128,18 @@ static void roundtrip(const char *opts, uint64_t size, const char *name)
 {
     g_autofree char *path = test_tmp_path(name);
     uint8_t *model = g_malloc0(size);
-    uint8_t *buf = g_malloc(3 * MiB);
 
-    ti_create("vdi", path, size, opts);
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    struct { uint64_t off, len; } w[] = {
-        { 0, 512 }, { MiB - 100, 300 }, { 5 * MiB + 7, 2 * MiB + 11 },
-        { size - 1000, 1000 }, { 3 * MiB, MiB }, { 200, 100 },
-    };
-    for (size_t i = 0; i < G_N_ELEMENTS(w); i++) {
-        ti_fill(buf, w[i].len, (unsigned)i + 1);
-        ti_write(n, buf, w[i].len, w[i].off);
-        memcpy(model + w[i].off, buf, w[i].len);
-    }
-    ti_assert_reads(n, model, size);
+    tf_create("vdi", path, size, opts);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_scattered(n, model, size, MiB);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    n = ti_open("vdi", path, 0);
-    ti_assert_reads(n, model, size);
+    n = tf_open("vdi", path, 0, NULL);
+    tf_expect_model(n, model, size);
     diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("vdi", path, model, size);
+    if (tf_need_qemu())
+        tf_qemu_agrees("vdi", path, model, size);
     g_free(model);
-    g_free(buf);
 }
 
 static void test_roundtrip_dynamic(void)
@@ -161,9 +149,9 @@ static void test_roundtrip_dynamic(void)
     roundtrip(NULL, 12 * MiB, "rt-dyn.vdi");
     /* Blocks touched: 0, 1, 3, 5, 6, 7, 11; the file holds exactly those,
      * and qemu-img map sees the others as holes. */
-    g_assert_cmpuint(ti_file_size(path), ==, 0x200 + 512 + 7 * MiB);
-    if (ti_have_qemu())
-        g_assert_cmpuint(ti_qemu_data_bytes("vdi", path), ==, 7 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 0x200 + 512 + 7 * MiB);
+    if (tf_need_qemu())
+        g_assert_cmpuint(tf_qemu_data_bytes("vdi", path), ==, 7 * MiB);
 }
 
 static void test_roundtrip_static(void)
@@ -171,15 +159,15 @@ static void test_roundtrip_static(void)
     g_autofree char *path = test_tmp_path("rt-static.vdi");
 
     roundtrip("static=on", 12 * MiB, "rt-static.vdi");
-    g_assert_cmpuint(ti_file_size(path), ==, 0x200 + 512 + 12 * MiB);
+    g_assert_cmpuint(tf_file_size(path), ==, 0x200 + 512 + 12 * MiB);
 }
 
 static void test_roundtrip_odd_size(void)
 {
     /* Not a multiple of a block nor of a sector: qemu rounds to 512. */
     g_autofree char *path = test_tmp_path("odd.vdi");
-    ti_create("vdi", path, 9 * MiB + 1000, NULL);
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
+    tf_create("vdi", path, 9 * MiB + 1000, NULL);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 9 * MiB + 1024);
     diskimg_close(n);
@@ -193,15 +181,15 @@ static void test_block_status_and_zeroes(void)
     uint8_t buf[4096];
     GError *err = NULL;
 
-    ti_create("vdi", path, 8 * MiB, NULL);
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, sizeof(buf), 3);
-    ti_write(n, buf, sizeof(buf), 2 * MiB + 4096);
-    uint64_t before = ti_file_size(path);
+    tf_create("vdi", path, 8 * MiB, NULL);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, sizeof(buf), 0, 3);
+    tf_write(n, buf, sizeof(buf), 2 * MiB + 4096);
+    uint64_t before = tf_file_size(path);
     /* Zeroing unallocated blocks allocates nothing. */
-    ti_zero(n, 4 * MiB, 4 * MiB);
-    ti_zero(n, 100, 5000);
-    g_assert_cmpuint(ti_file_size(path), ==, before);
+    tf_zero(n, 4 * MiB, 4 * MiB);
+    tf_zero(n, 100, 5000);
+    g_assert_cmpuint(tf_file_size(path), ==, before);
 
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     g_assert_cmpint(diskimg_node_block_status(n, 0, 8 * MiB, &ext, &err), ==, 0);
@@ -214,9 +202,9 @@ static void test_block_status_and_zeroes(void)
     g_assert_true(ext.flags & DISKIMG_BS_OFFSET_VALID);
     g_assert_cmpuint(ext.offset, ==, 0x200 + 512);
     /* Zeroing the allocated block keeps it allocated, reading zeroes. */
-    ti_zero(n, 2 * MiB, MiB);
+    tf_zero(n, 2 * MiB, MiB);
     uint8_t *model = g_malloc0(8 * MiB);
-    ti_assert_reads(n, model, 8 * MiB);
+    tf_expect_model(n, model, 8 * MiB);
     g_free(model);
     diskimg_close(n);
 }
@@ -228,10 +216,10 @@ static void test_static_status(void)
     uint8_t buf[512];
     GError *err = NULL;
 
-    ti_create("vdi", path, 4 * MiB, "static=on");
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, sizeof(buf), 1);
-    ti_write(n, buf, sizeof(buf), 0);
+    tf_create("vdi", path, 4 * MiB, "static=on");
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, sizeof(buf), 0, 1);
+    tf_write(n, buf, sizeof(buf), 0);
     struct diskimg_extent ext = { .struct_size = sizeof(ext) };
     g_assert_cmpint(diskimg_node_block_status(n, MiB, 3 * MiB, &ext, &err), ==, 0);
     g_assert_cmphex(ext.flags & (DISKIMG_BS_DATA | DISKIMG_BS_ZERO), ==,
@@ -247,12 +235,12 @@ static char *two_block_image(const char *name)
     char *path = test_tmp_path(name);
     uint8_t *buf = g_malloc(MiB);
 
-    ti_create("vdi", path, 4 * MiB, NULL);
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, MiB, 1);
-    ti_write(n, buf, MiB, 0);
-    ti_fill(buf, MiB, 2);
-    ti_write(n, buf, MiB, 2 * MiB);
+    tf_create("vdi", path, 4 * MiB, NULL);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, MiB, 0, 1);
+    tf_write(n, buf, MiB, 0);
+    tf_pattern(buf, MiB, 0, 2);
+    tf_write(n, buf, MiB, 2 * MiB);
     diskimg_close(n);
     g_free(buf);
     return path;
@@ -265,35 +253,35 @@ static void test_corrupt_opens(void)
 
     /* Truncated inside the header. */
     size_t n;
-    uint8_t *data = ti_read_file(good, &n);
-    ti_write_file(bad, data, 0x100);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
+    uint8_t *data = tf_read_file(good, &n);
+    tf_write_file(bad, data, 0x100);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "'offset_bmap'", NULL });
     /* Bad magic. */
-    ti_write_file(bad, data, n);
-    ti_patch_le32(bad, VDI_OFF_SIGNATURE, 0);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_INVALID,
+    tf_write_file(bad, data, n);
+    tf_patch_le32(bad, VDI_OFF_SIGNATURE, 0);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_INVALID,
                   (const char *[]){ "bad signature 00000000", NULL });
     /* A block map reaching past the end of the file. */
-    ti_write_file(bad, data, 0x300);
-    ti_patch_le32(bad, VDI_OFF_OFFSET_BMAP, 0x1000);
-    ti_patch_le32(bad, VDI_OFF_OFFSET_DATA, 0x2000);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(bad, data, 0x300);
+    tf_patch_le32(bad, VDI_OFF_OFFSET_BMAP, 0x1000);
+    tf_patch_le32(bad, VDI_OFF_OFFSET_DATA, 0x2000);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "VDI block map", "beyond the end of the file", NULL });
     /* An absurd block count against a small file. */
-    ti_write_file(bad, data, n);
-    ti_patch_le32(bad, VDI_OFF_BLOCKS_IN_IMAGE, 0x3000000);
-    ti_patch_le32(bad, VDI_OFF_OFFSET_DATA, 0xc000400);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(bad, data, n);
+    tf_patch_le32(bad, VDI_OFF_BLOCKS_IN_IMAGE, 0x3000000);
+    tf_patch_le32(bad, VDI_OFF_OFFSET_DATA, 0xc000400);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "VDI block map", NULL });
     /* Entries naming blocks never allocated, or one block twice. */
-    ti_write_file(bad, data, n);
-    ti_patch_le32(bad, 0x200 + 4, 7);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(bad, data, n);
+    tf_patch_le32(bad, 0x200 + 4, 7);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "block map entry 1 (7)", "blocks_allocated", NULL });
     /* info opens metadata-only, without the map (as qemu, which never
      * validates entries); data requests are then refused by the core. */
-    diskimg_node *meta = ti_open("vdi", bad, DISKIMG_OPEN_NO_IO);
+    diskimg_node *meta = tf_open("vdi", bad, DISKIMG_OPEN_NO_IO, NULL);
     GError *err = NULL;
     uint8_t byte;
     g_assert_cmpint(diskimg_node_pread(meta, &byte, 1, 0, &err), ==, -1);
@@ -303,9 +291,9 @@ static void test_corrupt_opens(void)
     g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
     g_clear_error(&err);
     diskimg_close(meta);
-    ti_write_file(bad, data, n);
-    ti_patch_le32(bad, 0x200 + 3 * 4, 1);
-    ti_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
+    tf_write_file(bad, data, n);
+    tf_patch_le32(bad, 0x200 + 3 * 4, 1);
+    tf_open_fails("vdi", bad, 0, DISKIMG_ERROR_CORRUPT,
                   (const char *[]){ "block map entry 3 (1)", NULL });
     g_free(data);
 }
@@ -314,8 +302,8 @@ static struct diskimg_check_result run_check(const char *path, unsigned fix)
 {
     struct diskimg_check_result res = { .struct_size = sizeof(res) };
     GError *err = NULL;
-    diskimg_node *n = ti_open("vdi", path,
-                              DISKIMG_OPEN_CHECK | (fix ? DISKIMG_OPEN_RDWR : 0));
+    diskimg_node *n = tf_open("vdi", path,
+                              DISKIMG_OPEN_CHECK | (fix ? DISKIMG_OPEN_RDWR : 0), NULL);
 
     g_assert_cmpint(diskimg_node_check(n, fix, &res, &err), ==, 0);
     g_assert_no_error(err);
@@ -328,15 +316,15 @@ static void test_check_and_repair(void)
     g_autofree char *path = two_block_image("check.vdi");
     uint8_t *want = g_malloc0(4 * MiB);
 
-    ti_fill(want, MiB, 1);
-    ti_fill(want + 2 * MiB, MiB, 2);
+    tf_pattern(want, MiB, 0, 1);
+    tf_pattern(want + 2 * MiB, MiB, 0, 2);
     struct diskimg_check_result res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 0);
 
     /* Guest block 3 also names data block 0; guest block 1 names a block
      * beyond the image. */
-    ti_patch_le32(path, 0x200 + 3 * 4, 0);
-    ti_patch_le32(path, 0x200 + 1 * 4, 9);
+    tf_patch_le32(path, 0x200 + 3 * 4, 0);
+    tf_patch_le32(path, 0x200 + 1 * 4, 9);
     res = run_check(path, 0);
     /* too large, used twice, count mismatch (3 in range vs 2) */
     g_assert_cmpuint(res.corruptions, ==, 3);
@@ -344,29 +332,29 @@ static void test_check_and_repair(void)
     g_assert_cmpuint(res.corruptions_fixed, ==, res.corruptions);
     res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 0);
-    diskimg_node *n = ti_open("vdi", path, 0);
-    ti_assert_reads(n, want, 4 * MiB);
+    diskimg_node *n = tf_open("vdi", path, 0, NULL);
+    tf_expect_model(n, want, 4 * MiB);
     diskimg_close(n);
 
     /* A gap: data block 0 unused, block 1 used, count 1.  Repair moves the
      * block down so the next allocation cannot collide with it. */
-    ti_patch_le32(path, 0x200 + 0 * 4, VDI_UNALLOCATED);
+    tf_patch_le32(path, 0x200 + 0 * 4, VDI_UNALLOCATED);
     memset(want, 0, MiB);
-    ti_patch_le32(path, VDI_OFF_BLOCKS_ALLOCATED, 1);
+    tf_patch_le32(path, VDI_OFF_BLOCKS_ALLOCATED, 1);
     res = run_check(path, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
     res = run_check(path, DISKIMG_CHECK_FIX_ERRORS);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
-    n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    ti_assert_reads(n, want, 4 * MiB);
+    n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_expect_model(n, want, 4 * MiB);
     uint8_t buf[512];
-    ti_fill(buf, sizeof(buf), 9);
-    ti_write(n, buf, sizeof(buf), 0);
+    tf_pattern(buf, sizeof(buf), 0, 9);
+    tf_write(n, buf, sizeof(buf), 0);
     memcpy(want, buf, sizeof(buf));
-    ti_assert_reads(n, want, 4 * MiB);
+    tf_expect_model(n, want, 4 * MiB);
     diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("vdi", path, want, 4 * MiB);
+    if (tf_need_qemu())
+        tf_qemu_agrees("vdi", path, want, 4 * MiB);
     g_free(want);
 }
 
@@ -384,7 +372,7 @@ static void test_measure(void)
     g_assert_cmpuint(r.fully_allocated, ==, 0x400 + 65 * MiB);
     /* A source with two blocks of data needs two blocks. */
     g_autofree char *path = two_block_image("measure.vdi");
-    diskimg_node *n = ti_open("vdi", path, 0);
+    diskimg_node *n = tf_open("vdi", path, 0, NULL);
     a.size = 4 * MiB;
     a.source = n;
     g_assert_cmpint(vdi_measure(&a, &r, &err), ==, 0);
@@ -398,86 +386,26 @@ static void test_measure(void)
 static void test_failed_write_rolls_back(void)
 {
     g_autofree char *path = test_tmp_path("efbig.vdi");
-    uint8_t *buf = g_malloc(MiB);
-    uint8_t *model = g_malloc0(8 * MiB);
-    struct rlimit old, small;
-    GError *err = NULL;
 
-    ti_create("vdi", path, 8 * MiB, NULL);
-    diskimg_node *n = ti_open("vdi", path, DISKIMG_OPEN_RDWR);
-    ti_fill(buf, MiB, 1);
-    ti_write(n, buf, MiB, 0);
-    memcpy(model, buf, MiB);
-    g_assert_cmpint(diskimg_node_flush(n, &err), ==, 0);
-
-    signal(SIGXFSZ, SIG_IGN);
-    g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    small = old;
-    small.rlim_cur = ti_file_size(path) + 4096;
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
-    ti_fill(buf, MiB, 2);
-    int ret = diskimg_node_pwrite(n, buf, MiB, 4 * MiB, 0, &err);
-    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &old), ==, 0);
-    g_assert_cmpint(ret, ==, -1);
-    g_assert_nonnull(err);
-    g_clear_error(&err);
-
-    struct diskimg_extent ext = { .struct_size = sizeof(ext) };
-    g_assert_cmpint(diskimg_node_block_status(n, 4 * MiB, MiB, &ext, &err), ==, 0);
-    g_assert_false(ext.flags & DISKIMG_BS_DATA);
-    ti_assert_reads(n, model, 8 * MiB);
-    /* The next write takes the same block, with its untouched bytes zero. */
-    ti_write(n, buf, 4096, 4 * MiB + 8192);
-    memcpy(model + 4 * MiB + 8192, buf, 4096);
-    diskimg_close(n);
-    n = ti_open("vdi", path, 0);
-    ti_assert_reads(n, model, 8 * MiB);
-    diskimg_close(n);
-    if (ti_have_qemu())
-        ti_qemu_agrees("vdi", path, model, 8 * MiB);
-    g_free(buf);
-    g_free(model);
+    tf_check_failed_write_rolls_back("vdi", path, 0);
 }
 
 /* --------------------------------------------------------- qemu interop */
 
 static void test_qemu_made(void)
 {
-    if (!ti_have_qemu())
+    if (!tf_need_qemu())
         return;
     const char *variants[] = { "static=off", "static=on" };
     for (size_t v = 0; v < G_N_ELEMENTS(variants); v++) {
         g_autofree char *path = test_tmp_path("qemu.vdi");
-        const char *create[] = { "qemu-img", "create", "-q", "-f", "vdi", "-o", variants[v],
-                                 path, "7M", NULL };
-        const char *io[] = { "qemu-io", "-f", "vdi", "-c", "write -P 0x5a 1000 70000",
-                             "-c", "write -P 0xa5 6M 4096", path, NULL };
-        g_assert_cmpint(ti_run(create, NULL), ==, 0);
-        g_assert_cmpint(ti_run(io, NULL), ==, 0);
-        uint8_t *model = g_malloc0(7 * MiB);
-        memset(model + 1000, 0x5a, 70000);
-        memset(model + 6 * MiB, 0xa5, 4096);
-        diskimg_node *n = ti_open(NULL, path, 0);
-        g_assert_cmpstr(diskimg_node_driver(n), ==, "vdi");
-        ti_assert_reads(n, model, 7 * MiB);
-        diskimg_close(n);
-        g_free(model);
-        unlink(path);
+        tf_check_qemu_made("vdi", variants[v], path);
     }
 }
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "vdi"))
-        g_error("the vdi plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vdi", NULL);
+    tf_init(&argc, &argv, "vdi", NULL);
 
     g_test_add_func("/vdi/header/layout", test_header_layout);
     g_test_add_func("/vdi/header/errors", test_header_errors);
@@ -493,7 +421,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vdi/failed-write-rolls-back", test_failed_write_rolls_back);
     g_test_add_func("/vdi/qemu-made", test_qemu_made);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -22,110 +22,36 @@
 #include <diskimg/core.h>
 
 #include "vhdx.h"
-#include "test-tmpdir.h"
+#include "test-format.h"
 
 static const diskimg_schema *schema;
 
 /* ---------------------------------------------------------------- helpers */
-
-static void create_vhdx(const char *path, uint64_t size, const char *opts)
-{
-    diskimg_options *o = diskimg_options_new(schema, "create-options");
-    struct diskimg_create_params p = {
-        .struct_size = sizeof(p), .format = "vhdx", .options = o, .size = size,
-    };
-    GError *err = NULL;
-
-    if (opts) {
-        g_assert_cmpint(diskimg_options_parse(o, opts, &err), ==, 0);
-        g_assert_no_error(err);
-    }
-    g_assert_cmpint(diskimg_create(path, &p, &err), ==, 0);
-    g_assert_no_error(err);
-    diskimg_options_free(o);
-}
-
-static diskimg_node *try_open(const char *path, const char *format, unsigned flags,
-                              GError **errp)
-{
-    struct diskimg_open_params p = {
-        .struct_size = sizeof(p), .format = format, .flags = flags,
-    };
-    return diskimg_open(path, &p, errp);
-}
-
-static diskimg_node *open_vhdx(const char *path, unsigned flags)
-{
-    GError *err = NULL;
-    diskimg_node *n = try_open(path, "vhdx", flags, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(n);
-    return n;
-}
-
-static void fill(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)((i * 7 + seed * 13) ^ (i >> 9));
-}
 
 static void node_write(diskimg_node *n, uint64_t off, uint64_t len, unsigned seed)
 {
     uint8_t *buf = g_malloc(len);
     GError *err = NULL;
 
-    fill(buf, len, seed);
+    tf_pattern(buf, len, 0, seed);
     g_assert_cmpint(diskimg_node_pwrite(n, buf, len, off, 0, &err), ==, 0);
     g_assert_no_error(err);
     g_free(buf);
 }
 
-/* Asserts [off, off+len) of n holds fill(seed) (seed < 0: zeroes). */
+/* Asserts [off, off+len) of n holds tf_pattern(seed) (seed < 0: zeroes). */
 static void node_expect(diskimg_node *n, uint64_t off, uint64_t len, int seed)
 {
     uint8_t *got = g_malloc(len), *want = g_malloc0(len);
     GError *err = NULL;
 
     if (seed >= 0)
-        fill(want, len, (unsigned)seed);
+        tf_pattern(want, len, 0, (unsigned)seed);
     g_assert_cmpint(diskimg_node_pread(n, got, len, off, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_true(memcmp(got, want, len) == 0);
     g_free(got);
     g_free(want);
-}
-
-static void patch(const char *path, uint64_t off, const void *bytes, size_t len)
-{
-    int fd = open(path, O_WRONLY);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(pwrite(fd, bytes, len, (off_t)off), ==, (ssize_t)len);
-    close(fd);
-}
-
-static void patch_le32(const char *path, uint64_t off, uint32_t v)
-{
-    uint8_t b[4];
-    diskimg_put_le32(b, v);
-    patch(path, off, b, 4);
-}
-
-static void patch_le64(const char *path, uint64_t off, uint64_t v)
-{
-    uint8_t b[8];
-    diskimg_put_le64(b, v);
-    patch(path, off, b, 8);
-}
-
-static uint64_t read_le64(const char *path, uint64_t off)
-{
-    uint8_t b[8];
-    int fd = open(path, O_RDONLY);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(pread(fd, b, 8, (off_t)off), ==, 8);
-    close(fd);
-    return diskimg_le64(b);
 }
 
 /* Recomputes the CRC-32C of the structure of `len` bytes at `off`
@@ -159,7 +85,7 @@ static void reseal_regions(const char *path)
 static void expect_open_error(const char *path, unsigned flags, int code, const char *field)
 {
     GError *err = NULL;
-    diskimg_node *n = try_open(path, "vhdx", flags, &err);
+    diskimg_node *n = tf_try_open("vhdx", path, flags, NULL, &err);
 
     g_assert_null(n);
     g_assert_nonnull(err);
@@ -176,7 +102,7 @@ static char *fresh(const char *name, uint64_t size, const char *opts)
 {
     char *p = test_tmp_path(name);
     g_unlink(p);
-    create_vhdx(p, size, opts);
+    tf_create("vhdx", p, size, opts);
     return p;
 }
 
@@ -188,33 +114,6 @@ static struct diskimg_extent status(diskimg_node *n, uint64_t off, uint64_t len)
     g_assert_cmpint(diskimg_node_block_status(n, off, len, &ext, &err), ==, 0);
     g_assert_no_error(err);
     return ext;
-}
-
-/* Runs a program; its exit status, or -1 when it is not installed. */
-static int run(const char *const *argv, char **out)
-{
-    g_autofree char *prog = g_find_program_in_path(argv[0]);
-    g_autofree char *ignored = NULL;
-    int status = 0;
-    GError *err = NULL;
-
-    if (!prog)
-        return -1;
-    /* Output is always captured: it must not mix with the TAP stream. */
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
-                      NULL, NULL, out ? out : &ignored, NULL, &status, &err)) {
-        g_error_free(err);
-        return -1;
-    }
-    return g_spawn_check_wait_status(status, NULL) ? 0 : WEXITSTATUS(status);
-}
-
-static bool have(const char *prog)
-{
-    g_autofree char *p = g_find_program_in_path(prog);
-    if (!p)
-        g_test_skip_printf("%s is not installed", prog);
-    return p != NULL;
 }
 
 /* ------------------------------------------------------------- structures */
@@ -293,7 +192,7 @@ static void test_round_trip(gconstpointer data)
     const struct layout_case *c = data;
     g_autofree char *name = g_strdup_printf("rt-%s.vhdx", c->name);
     g_autofree char *path = fresh(name, c->size, c->opts);
-    diskimg_node *n = open_vhdx(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vhdx", path, DISKIMG_OPEN_RDWR, NULL);
     GError *err = NULL;
     uint64_t size = c->size;
     uint32_t bs;
@@ -308,7 +207,7 @@ static void test_round_trip(gconstpointer data)
     g_assert_no_error(err);
     diskimg_close(n);
 
-    n = open_vhdx(path, 0);
+    n = tf_open("vhdx", path, 0, NULL);
     node_expect(n, 0, 512, -1);
     node_expect(n, 512, 3000, 1);
     node_expect(n, bs - 1000, 5000, 2);
@@ -336,12 +235,12 @@ static void test_convert_round_trip(void)
     uint8_t *buf = g_malloc0(48 * MiB);
     GError *err = NULL;
 
-    fill(buf + 3 * MiB, 2 * MiB, 4);
-    fill(buf + 40 * MiB + 77, 1000, 5);
+    tf_pattern(buf + 3 * MiB, 2 * MiB, 0, 4);
+    tf_pattern(buf + 40 * MiB + 77, 1000, 0, 5);
     g_assert_true(g_file_set_contents(raw, (char *)buf, 48 * MiB, &err));
-    diskimg_node *src = try_open(raw, "raw", 0, &err);
+    diskimg_node *src = tf_try_open("raw", raw, 0, NULL, &err);
     g_assert_no_error(err);
-    diskimg_node *dst = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    diskimg_node *dst = tf_open("vhdx", img, DISKIMG_OPEN_RDWR, NULL);
     struct diskimg_copy_params p = {
         .struct_size = sizeof(p), .sources = &src, .n_sources = 1, .target = dst,
         .sparse_size = 4096, .target_is_zero = true, .quiet = true, .parallel = 8,
@@ -351,7 +250,7 @@ static void test_convert_round_trip(void)
     diskimg_close(dst);
     diskimg_close(src);
 
-    dst = open_vhdx(img, 0);
+    dst = tf_open("vhdx", img, 0, NULL);
     struct diskimg_extent e = status(dst, 10 * MiB, MiB);
     g_assert_true(e.flags & DISKIMG_BS_ZERO);
     g_assert_false(e.flags & DISKIMG_BS_DATA);
@@ -371,7 +270,7 @@ static void test_convert_round_trip(void)
 static void test_write_zeroes(void)
 {
     g_autofree char *path = fresh("zeroes.vhdx", 8 * MiB, "block_size=1M");
-    diskimg_node *n = open_vhdx(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vhdx", path, DISKIMG_OPEN_RDWR, NULL);
     GError *err = NULL;
 
     node_write(n, 0, 4 * MiB, 6);
@@ -389,15 +288,16 @@ static void test_write_zeroes(void)
     g_assert_cmpuint(s->bat[6] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_ZERO);
     diskimg_close(n);
 
-    n = open_vhdx(path, 0);
+    n = tf_open("vhdx", path, 0, NULL);
     node_expect(n, 0, MiB, 6);
     node_expect(n, MiB, MiB, -1);
     node_expect(n, 2 * MiB + 100, 1000, -1);
-    uint8_t *buf = g_malloc(MiB);
-    fill(buf, MiB, 6);
+    /* The 100 bytes before the zeroed range keep what node_write put there. */
+    uint8_t *buf = g_malloc(100);
+    tf_pattern(buf, 100, 2 * MiB, 6);
     uint8_t *got = g_malloc(100);
     g_assert_cmpint(diskimg_node_pread(n, got, 100, 2 * MiB, &err), ==, 0);
-    g_assert_true(memcmp(got, buf + 2 * MiB % MiB, 100) == 0);
+    g_assert_true(memcmp(got, buf, 100) == 0);
     struct diskimg_extent e = status(n, MiB, MiB);
     g_assert_true(e.flags & DISKIMG_BS_ZERO);
     diskimg_close(n);
@@ -406,7 +306,7 @@ static void test_write_zeroes(void)
 
     /* A fixed image keeps its blocks allocated: zeroes are written in place. */
     g_autofree char *f = fresh("zeroes-fixed.vhdx", 4 * MiB, "subformat=fixed,block_size=1M");
-    n = open_vhdx(f, DISKIMG_OPEN_RDWR);
+    n = tf_open("vhdx", f, DISKIMG_OPEN_RDWR, NULL);
     node_write(n, MiB, MiB, 8);
     g_assert_cmpint(diskimg_node_write_zeroes(n, MiB, MiB, DISKIMG_WRITE_MAY_UNMAP, &err),
                     ==, 0);
@@ -422,11 +322,11 @@ static void test_write_zeroes(void)
 static void test_header_updates(void)
 {
     g_autofree char *path = fresh("hdr.vhdx", 16 * MiB, NULL);
-    diskimg_node *n = open_vhdx(path, 0);
+    diskimg_node *n = tf_open("vhdx", path, 0, NULL);
     struct vhdx_header before = ((struct vhdx_state *)diskimg_node_handle(n))->header;
     diskimg_close(n);
 
-    n = open_vhdx(path, DISKIMG_OPEN_RDWR);
+    n = tf_open("vhdx", path, DISKIMG_OPEN_RDWR, NULL);
     struct vhdx_header opened = ((struct vhdx_state *)diskimg_node_handle(n))->header;
     g_assert_cmpuint(opened.sequence, ==, before.sequence + 2);
     g_assert_false(vhdx_guid_equal(&opened.file_write_guid, &before.file_write_guid));
@@ -434,15 +334,15 @@ static void test_header_updates(void)
     node_write(n, 0, 4096, 7);
     diskimg_close(n);
 
-    n = open_vhdx(path, 0);
+    n = tf_open("vhdx", path, 0, NULL);
     struct vhdx_header after = ((struct vhdx_state *)diskimg_node_handle(n))->header;
     g_assert_false(vhdx_guid_equal(&after.data_write_guid, &before.data_write_guid));
     g_assert_true(vhdx_guid_is_zero(&after.log_guid));
     /* Both copies are valid and agree on everything but the sequence. */
-    g_assert_cmpuint(read_le64(path, VHDX_HEADER1_OFFSET + 8) ^
-                         read_le64(path, VHDX_HEADER2_OFFSET + 8), !=, 0);
-    g_assert_cmpuint(read_le64(path, VHDX_HEADER1_OFFSET + 32), ==,
-                     read_le64(path, VHDX_HEADER2_OFFSET + 32));
+    g_assert_cmpuint(tf_file_le64(path, VHDX_HEADER1_OFFSET + 8) ^
+                         tf_file_le64(path, VHDX_HEADER2_OFFSET + 8), !=, 0);
+    g_assert_cmpuint(tf_file_le64(path, VHDX_HEADER1_OFFSET + 32), ==,
+                     tf_file_le64(path, VHDX_HEADER2_OFFSET + 32));
     node_expect(n, 0, 4096, 7);
     diskimg_close(n);
 }
@@ -451,7 +351,7 @@ static void test_info_and_probe(void)
 {
     g_autofree char *path = fresh("info.vhdx", 3 * GiB, NULL);
     GError *err = NULL;
-    diskimg_node *n = try_open(path, NULL, 0, &err);    /* probed */
+    diskimg_node *n = tf_try_open(NULL, path, 0, NULL, &err);    /* probed */
 
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "vhdx");
@@ -490,19 +390,19 @@ static void test_create_options(void)
     /* qemu's rounding: 512k blocks become 1 MiB, 512M is capped at 256M,
      * 1500k of log becomes 2 MiB, 1000 bytes become two sectors. */
     g_autofree char *a = fresh("round1.vhdx", 1000, "block_size=512k,log_size=1500k");
-    diskimg_node *n = open_vhdx(a, 0);
+    diskimg_node *n = tf_open("vhdx", a, 0, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
     g_assert_cmpuint(s->block_size, ==, MiB);
     g_assert_cmpuint(s->header.log_length, ==, 2 * MiB);
     g_assert_cmpuint(s->disk_size, ==, 1024);
     diskimg_close(n);
     g_autofree char *b = fresh("round2.vhdx", MiB, "block_size=512M");
-    n = open_vhdx(b, 0);
+    n = tf_open("vhdx", b, 0, NULL);
     g_assert_cmpuint(((struct vhdx_state *)diskimg_node_handle(n))->block_size, ==, 256 * MiB);
     diskimg_close(n);
     /* A fixed image has every block present, in file order. */
     g_autofree char *f = fresh("fixed.vhdx", 3 * MiB, "subformat=fixed,block_size=1M");
-    n = open_vhdx(f, 0);
+    n = tf_open("vhdx", f, 0, NULL);
     s = diskimg_node_handle(n);
     for (unsigned i = 0; i < 3; i++) {
         g_assert_cmpuint(s->bat[i] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_FULLY_PRESENT);
@@ -519,10 +419,24 @@ static void test_create_options(void)
 #define META_AT (3 * MiB)
 #define ITEMS_AT (META_AT + 64 * KiB)
 
+/* A structure kept twice: with the copy at `first` damaged the image
+ * still opens, with the one at `second` damaged too it is refused. */
+static void expect_both_copies_needed(const char *name, uint64_t first, uint64_t second,
+                                      const char *needle)
+{
+    static const uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
+    char *p = fresh(name, 16 * MiB, NULL);
+
+    tf_patch(p, first, junk, sizeof(junk));
+    diskimg_close(tf_open("vhdx", p, 0, NULL));
+    tf_patch(p, second, junk, sizeof(junk));
+    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, needle);
+    g_free(p);
+}
+
 static void test_corrupt(void)
 {
     char *p;
-    uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
 
     /* Truncated below the region tables. */
     p = fresh("c-trunc.vhdx", 16 * MiB, NULL);
@@ -531,151 +445,143 @@ static void test_corrupt(void)
     g_free(p);
 
     p = fresh("c-ident.vhdx", 16 * MiB, NULL);
-    patch(p, 0, "xhdxfile", 8);
+    tf_patch(p, 0, "xhdxfile", 8);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "file type identifier");
     g_free(p);
 
     /* One damaged header copy is survived; two are not. */
-    p = fresh("c-hdr.vhdx", 16 * MiB, NULL);
-    patch(p, VHDX_HEADER2_OFFSET + 100, junk, 4);
-    diskimg_close(open_vhdx(p, 0));
-    patch(p, VHDX_HEADER1_OFFSET + 100, junk, 4);
-    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "checksum mismatch");
-    g_free(p);
+    expect_both_copies_needed("c-hdr.vhdx", VHDX_HEADER2_OFFSET + 100,
+                              VHDX_HEADER1_OFFSET + 100, "checksum mismatch");
 
     p = fresh("c-version.vhdx", 16 * MiB, NULL);
-    patch_le32(p, VHDX_HEADER1_OFFSET + 66, 2);     /* version 2 ... */
-    patch_le32(p, VHDX_HEADER2_OFFSET + 66, 2);
+    tf_patch_le32(p, VHDX_HEADER1_OFFSET + 66, 2);     /* version 2 ... */
+    tf_patch_le32(p, VHDX_HEADER2_OFFSET + 66, 2);
     reseal_headers(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "unsupported version");
     g_free(p);
 
     p = fresh("c-logoff.vhdx", 16 * MiB, NULL);
-    patch_le64(p, VHDX_HEADER1_OFFSET + 72, MiB + 4096);
-    patch_le64(p, VHDX_HEADER2_OFFSET + 72, MiB + 4096);
+    tf_patch_le64(p, VHDX_HEADER1_OFFSET + 72, MiB + 4096);
+    tf_patch_le64(p, VHDX_HEADER2_OFFSET + 72, MiB + 4096);
     reseal_headers(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "log_offset");
     g_free(p);
 
     /* Region table: the second copy stands in for a damaged first. */
-    p = fresh("c-region.vhdx", 16 * MiB, NULL);
-    patch(p, VHDX_REGION1_OFFSET + 200, junk, 4);
-    diskimg_close(open_vhdx(p, 0));
-    patch(p, VHDX_REGION2_OFFSET + 200, junk, 4);
-    expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "checksum");
-    g_free(p);
+    expect_both_copies_needed("c-region.vhdx", VHDX_REGION1_OFFSET + 200,
+                              VHDX_REGION2_OFFSET + 200, "checksum");
 
     p = fresh("c-region-eof.vhdx", 16 * MiB, NULL);
-    patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, 1 * TiB);  /* BAT file_offset */
-    patch_le64(p, VHDX_REGION2_OFFSET + 16 + 16, 1 * TiB);
+    tf_patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, 1 * TiB);  /* BAT file_offset */
+    tf_patch_le64(p, VHDX_REGION2_OFFSET + 16 + 16, 1 * TiB);
     reseal_regions(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT region");
     g_free(p);
 
     /* An offset near 2^64, where offset + length wraps to a small number. */
     p = fresh("c-region-wrap.vhdx", 16 * MiB, NULL);
-    patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
-    patch_le32(p, VHDX_REGION1_OFFSET + 16 + 24, 2 * MiB);
-    patch_le64(p, VHDX_REGION2_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
-    patch_le32(p, VHDX_REGION2_OFFSET + 16 + 24, 2 * MiB);
+    tf_patch_le64(p, VHDX_REGION1_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
+    tf_patch_le32(p, VHDX_REGION1_OFFSET + 16 + 24, 2 * MiB);
+    tf_patch_le64(p, VHDX_REGION2_OFFSET + 16 + 16, UINT64_C(0xfffffffffff00000));
+    tf_patch_le32(p, VHDX_REGION2_OFFSET + 16 + 24, 2 * MiB);
     reseal_regions(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT region");
     g_free(p);
 
     p = fresh("c-log-wrap.vhdx", 16 * MiB, NULL);
-    patch_le64(p, VHDX_HEADER1_OFFSET + 72, UINT64_C(0xfffffffffff00000));
-    patch_le64(p, VHDX_HEADER2_OFFSET + 72, UINT64_C(0xfffffffffff00000));
+    tf_patch_le64(p, VHDX_HEADER1_OFFSET + 72, UINT64_C(0xfffffffffff00000));
+    tf_patch_le64(p, VHDX_HEADER2_OFFSET + 72, UINT64_C(0xfffffffffff00000));
     reseal_headers(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "log");
     g_free(p);
 
     p = fresh("c-region-count.vhdx", 16 * MiB, NULL);
-    patch_le32(p, VHDX_REGION1_OFFSET + 8, 5000);
-    patch_le32(p, VHDX_REGION2_OFFSET + 8, 5000);
+    tf_patch_le32(p, VHDX_REGION1_OFFSET + 8, 5000);
+    tf_patch_le32(p, VHDX_REGION2_OFFSET + 8, 5000);
     reseal_regions(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "entry_count");
     g_free(p);
 
     p = fresh("c-region-overlap.vhdx", 16 * MiB, NULL);
-    patch_le64(p, VHDX_REGION1_OFFSET + 48 + 16, BAT_AT);    /* metadata onto the BAT */
-    patch_le64(p, VHDX_REGION2_OFFSET + 48 + 16, BAT_AT);
+    tf_patch_le64(p, VHDX_REGION1_OFFSET + 48 + 16, BAT_AT);    /* metadata onto the BAT */
+    tf_patch_le64(p, VHDX_REGION2_OFFSET + 48 + 16, BAT_AT);
     reseal_regions(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "overlap");
     g_free(p);
 
     /* Metadata: no checksum, so every field is checked on its own. */
     p = fresh("c-meta-sig.vhdx", 16 * MiB, NULL);
-    patch(p, META_AT, "metadat?", 8);
+    tf_patch(p, META_AT, "metadat?", 8);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "metadata table");
     g_free(p);
 
     p = fresh("c-meta-count.vhdx", 16 * MiB, NULL);
-    patch(p, META_AT + 10, "\xff\xff", 2);
+    tf_patch(p, META_AT + 10, "\xff\xff", 2);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "entry_count");
     g_free(p);
 
     p = fresh("c-meta-item.vhdx", 16 * MiB, NULL);
-    patch_le32(p, META_AT + 32 + 16, 2 * MiB);               /* file parameters offset */
+    tf_patch_le32(p, META_AT + 32 + 16, 2 * MiB);               /* file parameters offset */
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "file parameters item");
     g_free(p);
 
     p = fresh("c-meta-missing.vhdx", 16 * MiB, NULL);
     /* The physical sector size item becomes an unknown optional item. */
-    patch(p, META_AT + 32 + 32 * 4, "\0\0\0\0", 4);
-    patch_le32(p, META_AT + 32 + 32 * 4 + 24, 0);
+    tf_patch(p, META_AT + 32 + 32 * 4, "\0\0\0\0", 4);
+    tf_patch_le32(p, META_AT + 32 + 32 * 4 + 24, 0);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "physical sector size");
     g_free(p);
 
     p = fresh("c-blocksize.vhdx", 16 * MiB, NULL);
-    patch_le32(p, ITEMS_AT, 3 * MiB);
+    tf_patch_le32(p, ITEMS_AT, 3 * MiB);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "block_size");
     g_free(p);
 
     p = fresh("c-disksize.vhdx", 16 * MiB, NULL);
-    patch_le64(p, ITEMS_AT + 8, UINT64_C(1) << 50);
+    tf_patch_le64(p, ITEMS_AT + 8, UINT64_C(1) << 50);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "virtual_disk_size");
     g_free(p);
 
     /* A size the BAT region cannot cover. */
     p = fresh("c-batsmall.vhdx", 16 * MiB, "block_size=1M");
-    patch_le64(p, ITEMS_AT + 8, 60 * TiB);
+    tf_patch_le64(p, ITEMS_AT + 8, 60 * TiB);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT region");
     g_free(p);
 
     p = fresh("c-lss.vhdx", 16 * MiB, NULL);
-    patch_le32(p, ITEMS_AT + 32, 1000);
+    tf_patch_le32(p, ITEMS_AT + 32, 1000);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "logical_sector_size");
     g_free(p);
 
     p = fresh("c-parent.vhdx", 16 * MiB, NULL);
-    patch_le32(p, ITEMS_AT + 4, VHDX_PARAM_HAS_PARENT);
+    tf_patch_le32(p, ITEMS_AT + 4, VHDX_PARAM_HAS_PARENT);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "parent locator");
     g_free(p);
 
     /* BAT entries. */
     p = fresh("c-bat-eof.vhdx", 16 * MiB, NULL);
-    patch_le64(p, BAT_AT + 8, (400 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
+    tf_patch_le64(p, BAT_AT + 8, (400 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "BAT entry 1 start offset");
     g_free(p);
 
     /* A block that starts inside the file but ends past it (8 MiB file). */
     p = fresh("c-bat-end.vhdx", 16 * MiB, NULL);
-    patch_le64(p, BAT_AT, (4 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
+    tf_patch_le64(p, BAT_AT, (4 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "end offset 12582912");
     g_free(p);
 
     p = fresh("c-bat-hdr.vhdx", 16 * MiB, NULL);
-    patch_le64(p, BAT_AT, VHDX_BLOCK_FULLY_PRESENT);         /* offset 0 */
+    tf_patch_le64(p, BAT_AT, VHDX_BLOCK_FULLY_PRESENT);         /* offset 0 */
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "header area");
     g_free(p);
 
     p = fresh("c-bat-meta.vhdx", 16 * MiB, "block_size=1M");
-    patch_le64(p, BAT_AT, META_AT | VHDX_BLOCK_FULLY_PRESENT);
+    tf_patch_le64(p, BAT_AT, META_AT | VHDX_BLOCK_FULLY_PRESENT);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "overlaps");
     g_free(p);
 
     p = fresh("c-bat-state.vhdx", 16 * MiB, NULL);
-    patch_le64(p, BAT_AT, 4);
+    tf_patch_le64(p, BAT_AT, 4);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "invalid state");
     g_free(p);
 }
@@ -687,13 +593,13 @@ static void test_check(void)
     struct diskimg_check_result res = { .struct_size = sizeof(res) };
     GError *err = NULL;
 
-    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_CHECK, NULL);
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     g_assert_cmpuint(res.corruptions, ==, 0);
     diskimg_close(n);
 
-    patch_le64(p, BAT_AT + 8, (400 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
-    n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    tf_patch_le64(p, BAT_AT + 8, (400 * MiB) | VHDX_BLOCK_FULLY_PRESENT);
+    n = tf_open("vhdx", p, DISKIMG_OPEN_CHECK, NULL);
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(res.corruptions, ==, 1);
@@ -702,8 +608,8 @@ static void test_check(void)
     /* Opened for a repairing check, an entry pointing into the metadata
      * region is kept, but guest data is never written there. */
     g_autofree char *q = fresh("chk-guard.vhdx", 16 * MiB, "block_size=1M");
-    patch_le64(q, BAT_AT, META_AT | VHDX_BLOCK_FULLY_PRESENT);
-    n = open_vhdx(q, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR);
+    tf_patch_le64(q, BAT_AT, META_AT | VHDX_BLOCK_FULLY_PRESENT);
+    n = tf_open("vhdx", q, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR, NULL);
     uint8_t buf[512] = { 1 };
     g_assert_cmpint(diskimg_node_pwrite(n, buf, sizeof(buf), 0, 0, &err), <, 0);
     g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
@@ -712,10 +618,10 @@ static void test_check(void)
     g_assert_cmpint(diskimg_node_write_zeroes(n, 0, 512, 0, &err), <, 0);
     g_clear_error(&err);
     diskimg_close(n);
-    n = open_vhdx(q, DISKIMG_OPEN_CHECK);
+    n = tf_open("vhdx", q, DISKIMG_OPEN_CHECK, NULL);
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     diskimg_close(n);
-    n = try_open(q, "vhdx", 0, &err);
+    n = tf_try_open("vhdx", q, 0, NULL, &err);
     g_assert_null(n);
     g_clear_error(&err);
     /* The metadata survived: the table signature is intact. */
@@ -735,14 +641,14 @@ static void test_region_repair(void)
     uint8_t junk[4] = { 0xde, 0xad, 0xbe, 0xef };
     GError *err = NULL;
 
-    patch(p, VHDX_REGION1_OFFSET + 300, junk, 4);
-    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    tf_patch(p, VHDX_REGION1_OFFSET + 300, junk, 4);
+    diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_CHECK, NULL);
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     g_assert_cmpuint(res.corruptions, ==, 1);
     diskimg_close(n);
 
     res = (struct diskimg_check_result){ .struct_size = sizeof(res) };
-    n = open_vhdx(p, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR);
+    n = tf_open("vhdx", p, DISKIMG_OPEN_CHECK | DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_check(n, DISKIMG_CHECK_FIX_ERRORS, &res, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpuint(res.corruptions, ==, 0);
@@ -750,13 +656,13 @@ static void test_region_repair(void)
     diskimg_close(n);
 
     res = (struct diskimg_check_result){ .struct_size = sizeof(res) };
-    n = open_vhdx(p, DISKIMG_OPEN_CHECK);
+    n = tf_open("vhdx", p, DISKIMG_OPEN_CHECK, NULL);
     g_assert_cmpint(diskimg_node_check(n, 0, &res, &err), ==, 0);
     g_assert_cmpuint(res.corruptions + res.corruptions_fixed, ==, 0);
     diskimg_close(n);
-    if (have("qemu-img")) {
+    if (tf_need("qemu-img")) {
         const char *check[] = { "qemu-img", "check", "-f", "vhdx", p, NULL };
-        g_assert_cmpint(run(check, NULL), ==, 0);
+        g_assert_cmpint(tf_run(NULL, check), ==, 0);
     }
 }
 
@@ -767,7 +673,7 @@ static void test_region_repair(void)
 static void make_dirty_log(const char *path, unsigned seed)
 {
     GError *err = NULL;
-    diskimg_node *raw = try_open(path, "raw", DISKIMG_OPEN_RDWR, &err);
+    diskimg_node *raw = tf_try_open("raw", path, DISKIMG_OPEN_RDWR, NULL, &err);
     g_assert_no_error(err);
     struct vhdx_state s = { .file = diskimg_node_file(raw), .filename = path,
                             .writable = true };
@@ -780,7 +686,7 @@ static void make_dirty_log(const char *path, unsigned seed)
     int64_t end = diskimg_node_size(s.file, &err);
     uint64_t block_at = ((uint64_t)end + MiB - 1) / MiB * MiB;
     uint8_t *data = g_malloc(s.block_size);
-    fill(data, s.block_size, seed);
+    tf_pattern(data, s.block_size, 0, seed);
     g_assert_cmpint(diskimg_node_pwrite(s.file, data, s.block_size, block_at, 0, &err), ==, 0);
     uint8_t page[VHDX_LOG_SECTOR] = { 0 };
     for (unsigned k = 0; k < 512 && k < s.bat_entries; k++)
@@ -808,7 +714,7 @@ static void test_log_replay(void)
     /* Check (read-only) too, as qemu's. */
     expect_open_error(p, DISKIMG_OPEN_CHECK, DISKIMG_ERROR_PERMISSION, "log");
     /* Writable: replayed; the data the log's BAT names is read. */
-    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK);
+    diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CHECK, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
     g_assert_true(s->log_replayed);
     g_assert_true(vhdx_guid_is_zero(&s->header.log_guid));
@@ -816,7 +722,7 @@ static void test_log_replay(void)
     g_assert_cmpint(diskimg_node_check(n, DISKIMG_CHECK_FIX_ERRORS, &res, &err), ==, 0);
     g_assert_cmpuint(res.corruptions_fixed, ==, 1);
     diskimg_close(n);
-    n = open_vhdx(p, 0);
+    n = tf_open("vhdx", p, 0, NULL);
     node_expect(n, 0, 8 * MiB, 9);
     node_expect(n, 8 * MiB, 8 * MiB, -1);
     diskimg_close(n);
@@ -832,29 +738,29 @@ static void test_crash_before_flush(void)
     g_autofree char *p = test_tmp_path("crash.vhdx");
 
     if (g_test_subprocess()) {
-        diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+        diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_RDWR, NULL);
         node_write(n, 0, 4096, 41);                 /* block 0 exists already */
         node_write(n, 9 * MiB, 2 * MiB, 42);        /* blocks 9 and 10 are new */
         _exit(0);
     }
     g_unlink(p);
-    create_vhdx(p, 16 * MiB, "block_size=1M");
-    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+    tf_create("vhdx", p, 16 * MiB, "block_size=1M");
+    diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_RDWR, NULL);
     node_write(n, 0, 4096, 40);
     diskimg_close(n);
 
     g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
     g_test_trap_assert_passed();
 
-    n = open_vhdx(p, 0);
+    n = tf_open("vhdx", p, 0, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
     g_assert_true(vhdx_guid_is_zero(&s->header.log_guid));
     node_expect(n, 0, 4096, 41);
     node_expect(n, 9 * MiB, 2 * MiB, -1);
     diskimg_close(n);
-    if (have("qemu-img")) {
+    if (tf_need("qemu-img")) {
         const char *check[] = { "qemu-img", "check", "-f", "vhdx", p, NULL };
-        g_assert_cmpint(run(check, NULL), ==, 0);
+        g_assert_cmpint(tf_run(NULL, check), ==, 0);
     }
 }
 
@@ -864,13 +770,13 @@ static void test_no_log(void)
 {
     g_autofree char *p = fresh("nolog.vhdx", 16 * MiB, "block_size=1M");
 
-    patch_le32(p, VHDX_HEADER1_OFFSET + 68, 0);
-    patch_le32(p, VHDX_HEADER2_OFFSET + 68, 0);
+    tf_patch_le32(p, VHDX_HEADER1_OFFSET + 68, 0);
+    tf_patch_le32(p, VHDX_HEADER2_OFFSET + 68, 0);
     reseal_headers(p);
-    diskimg_node *n = open_vhdx(p, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vhdx", p, DISKIMG_OPEN_RDWR, NULL);
     node_write(n, 5 * MiB + 100, 3 * MiB, 51);
     diskimg_close(n);
-    n = open_vhdx(p, 0);
+    n = tf_open("vhdx", p, 0, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
     g_assert_cmpuint(s->header.log_length, ==, 0);
     g_assert_true(vhdx_guid_is_zero(&s->header.log_guid));
@@ -887,23 +793,23 @@ static void test_log_invalid(void)
 
     make_dirty_log(p, 3);
     memset(junk, 0x5a, sizeof(junk));
-    patch(p, MiB + 100, junk, sizeof(junk));            /* inside the entry */
-    diskimg_node *n = open_vhdx(p, 0);
+    tf_patch(p, MiB + 100, junk, sizeof(junk));            /* inside the entry */
+    diskimg_node *n = tf_open("vhdx", p, 0, NULL);
     node_expect(n, 0, 4096, -1);                        /* the old BAT: a hole */
     diskimg_close(n);
     /* A descriptor count near 2^32 in an entry with a valid checksum: it
      * must not pass as a few descriptor sectors (nor take hours). */
     g_autofree char *q = fresh("hugelog.vhdx", 16 * MiB, NULL);
     make_dirty_log(q, 4);
-    patch_le32(q, MiB + 24, UINT32_MAX);
+    tf_patch_le32(q, MiB + 24, UINT32_MAX);
     reseal(q, MiB, 8192);
-    n = open_vhdx(q, 0);
+    n = tf_open("vhdx", q, 0, NULL);
     node_expect(n, 0, 4096, -1);
     diskimg_close(n);
 
     /* A log_length the log region cannot hold. */
-    patch_le32(p, VHDX_HEADER1_OFFSET + 68, 1024 * MiB);
-    patch_le32(p, VHDX_HEADER2_OFFSET + 68, 1024 * MiB);
+    tf_patch_le32(p, VHDX_HEADER1_OFFSET + 68, 1024 * MiB);
+    tf_patch_le32(p, VHDX_HEADER2_OFFSET + 68, 1024 * MiB);
     reseal_headers(p);
     expect_open_error(p, 0, DISKIMG_ERROR_CORRUPT, "log");
 }
@@ -918,25 +824,25 @@ static void test_qemu_made(gconstpointer data)
     g_autofree char *raw = test_tmp_path("qemu.raw");
     char *out = NULL;
 
-    if (!have("qemu-img") || !have("qemu-io"))
+    if (!tf_need("qemu-img") || !tf_need("qemu-io"))
         return;
     g_unlink(img);
     const char *create[] = { "qemu-img", "create", "-q", "-f", "vhdx", "-o", opts, img, "40M",
                              NULL };
-    g_assert_cmpint(run(create, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, create), ==, 0);
     const char *io[] = { "qemu-io", "-f", "vhdx", "-c", "write -P 0xa5 1000k 3000k",
                          "-c", "write -P 0x3c 20M 512", "-c", "write -z 1M 64k", img, NULL };
-    g_assert_cmpint(run(io, &out), ==, 0);
+    g_assert_cmpint(tf_run(&out, io), ==, 0);
     g_free(out);
     const char *conv[] = { "qemu-img", "convert", "-f", "vhdx", "-O", "raw", img, raw, NULL };
-    g_assert_cmpint(run(conv, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, conv), ==, 0);
 
     gchar *want = NULL;
     gsize want_len = 0;
     GError *err = NULL;
     g_assert_true(g_file_get_contents(raw, &want, &want_len, &err));
     g_assert_cmpuint(want_len, ==, 40 * MiB);
-    diskimg_node *n = open_vhdx(img, 0);
+    diskimg_node *n = tf_open("vhdx", img, 0, NULL);
     uint8_t *got = g_malloc(want_len);
     g_assert_cmpint(diskimg_node_pread(n, got, want_len, 0, &err), ==, 0);
     g_assert_no_error(err);
@@ -956,13 +862,13 @@ static void test_qemu_reads_ours(gconstpointer data)
     g_autofree char *img = fresh("ours.vhdx", 33 * MiB + 512, opts);
     g_autofree char *raw = test_tmp_path("ours.raw");
 
-    if (!have("qemu-img"))
+    if (!tf_need("qemu-img"))
         return;
-    diskimg_node *n = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vhdx", img, DISKIMG_OPEN_RDWR, NULL);
     node_write(n, 7 * MiB + 3, 9 * MiB, 11);
     node_write(n, 33 * MiB, 512, 12);
     diskimg_close(n);
-    n = open_vhdx(img, 0);
+    n = tf_open("vhdx", img, 0, NULL);
     uint8_t *buf = g_malloc(33 * MiB + 512);
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pread(n, buf, 33 * MiB + 512, 0, &err), ==, 0);
@@ -971,13 +877,13 @@ static void test_qemu_reads_ours(gconstpointer data)
     g_free(buf);
 
     const char *check[] = { "qemu-img", "check", "-f", "vhdx", img, NULL };
-    g_assert_cmpint(run(check, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, check), ==, 0);
     const char *cmp[] = { "qemu-img", "compare", "-f", "vhdx", "-F", "raw", img, raw, NULL };
-    g_assert_cmpint(run(cmp, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, cmp), ==, 0);
     /* libyal's reader (libvhdi-utils) agrees on the size. */
     char *out = NULL;
     const char *info[] = { "vhdiinfo", img, NULL };
-    if (run(info, &out) == 0 && out) {
+    if (tf_run(&out, info) == 0 && out) {
         g_assert_nonnull(strstr(out, "34603520 bytes"));
     } else if (g_test_verbose()) {
         g_printerr("  vhdiinfo (libvhdi-utils) not installed: size cross-check skipped\n");
@@ -1004,7 +910,7 @@ static void test_chunk_boundary(void)
 {
     g_autofree char *img = fresh("chunk.vhdx", 5 * GiB, "block_size=1M");
     uint64_t at = 4 * GiB - 512 * KiB;
-    diskimg_node *n = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vhdx", img, DISKIMG_OPEN_RDWR, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
 
     g_assert_cmpuint(s->bat_entries, ==, 5120 + 1);
@@ -1013,15 +919,15 @@ static void test_chunk_boundary(void)
     g_assert_cmpuint(s->bat[4096], ==, 0);              /* the sector bitmap entry */
     g_assert_cmpuint(s->bat[4097] & VHDX_BAT_STATE_MASK, ==, VHDX_BLOCK_FULLY_PRESENT);
     diskimg_close(n);
-    if (!have("qemu-io"))
+    if (!tf_need("qemu-io"))
         return;
     g_autofree char *rd = g_strdup_printf("read -P 0x5c %" PRIu64 " 1M", at);
     const char *check[] = { "qemu-io", "-f", "vhdx", "-c", rd, img, NULL };
-    g_assert_cmpint(run(check, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, check), ==, 0);
     g_autofree char *wr = g_strdup_printf("write -P 0xc5 %" PRIu64 " 64k", 4 * GiB + 3 * MiB);
     const char *write[] = { "qemu-io", "-f", "vhdx", "-c", wr, img, NULL };
-    g_assert_cmpint(run(write, NULL), ==, 0);
-    n = open_vhdx(img, 0);
+    g_assert_cmpint(tf_run(NULL, write), ==, 0);
+    n = tf_open("vhdx", img, 0, NULL);
     uint8_t *got = g_malloc(64 * KiB), *want = g_malloc(64 * KiB);
     GError *err = NULL;
     memset(want, 0xc5, 64 * KiB);
@@ -1040,20 +946,20 @@ static void test_chunk_boundary(void)
 static void test_4k_sectors(void)
 {
     g_autofree char *img = fresh("4k.vhdx", 16 * MiB, "block_size=1M");
-    patch_le32(img, ITEMS_AT + 32, 4096);
-    patch_le32(img, ITEMS_AT + 36, 4096);
-    diskimg_node *n = open_vhdx(img, DISKIMG_OPEN_RDWR);
+    tf_patch_le32(img, ITEMS_AT + 32, 4096);
+    tf_patch_le32(img, ITEMS_AT + 36, 4096);
+    diskimg_node *n = tf_open("vhdx", img, DISKIMG_OPEN_RDWR, NULL);
     struct vhdx_state *s = diskimg_node_handle(n);
     g_assert_cmpuint(s->chunk_ratio, ==, 32768);
     node_write(n, 3 * MiB - 4096, 8192, 31);
     diskimg_close(n);
-    n = open_vhdx(img, 0);
+    n = tf_open("vhdx", img, 0, NULL);
     node_expect(n, 3 * MiB - 4096, 8192, 31);
     node_expect(n, 0, 4096, -1);
     diskimg_close(n);
     /* A size that is not a multiple of the 4 KiB sector is refused. */
     g_autofree char *odd = fresh("4k-odd.vhdx", 16 * MiB + 512, "block_size=1M");
-    patch_le32(odd, ITEMS_AT + 32, 4096);
+    tf_patch_le32(odd, ITEMS_AT + 32, 4096);
     expect_open_error(odd, 0, DISKIMG_ERROR_CORRUPT, "virtual_disk_size");
 }
 
@@ -1062,17 +968,17 @@ static void test_4k_sectors(void)
 static void test_qemu_reads_empty(void)
 {
     g_autofree char *img = fresh("empty.vhdx", 0, NULL);
-    diskimg_node *n = open_vhdx(img, 0);
+    diskimg_node *n = tf_open("vhdx", img, 0, NULL);
     GError *err = NULL;
 
     g_assert_cmpint(diskimg_node_size(n, &err), ==, 0);
     g_assert_cmpuint(((struct vhdx_state *)diskimg_node_handle(n))->bat_region.length, ==,
                      64 * MiB);
     diskimg_close(n);
-    if (!have("qemu-img"))
+    if (!tf_need("qemu-img"))
         return;
     const char *check[] = { "qemu-img", "check", "-f", "vhdx", img, NULL };
-    g_assert_cmpint(run(check, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, check), ==, 0);
 }
 
 /* qemu replays a log we left dirty: our log entries are what qemu writes. */
@@ -1081,35 +987,26 @@ static void test_qemu_replays_ours(void)
     g_autofree char *p = fresh("qdirty.vhdx", 16 * MiB, NULL);
     g_autofree char *raw = test_tmp_path("qdirty.raw");
 
-    if (!have("qemu-img"))
+    if (!tf_need("qemu-img"))
         return;
     make_dirty_log(p, 21);
     const char *ro[] = { "qemu-img", "info", "-f", "vhdx", p, NULL };
-    g_assert_cmpint(run(ro, NULL), !=, 0);
+    g_assert_cmpint(tf_run(NULL, ro), !=, 0);
     const char *fix[] = { "qemu-img", "check", "-r", "all", "-f", "vhdx", p, NULL };
-    g_assert_cmpint(run(fix, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, fix), ==, 0);
     uint8_t *buf = g_malloc0(16 * MiB);
-    fill(buf, 8 * MiB, 21);
+    tf_pattern(buf, 8 * MiB, 0, 21);
     GError *err = NULL;
     g_assert_true(g_file_set_contents(raw, (char *)buf, 16 * MiB, &err));
     const char *cmp[] = { "qemu-img", "compare", "-f", "vhdx", "-F", "raw", p, raw, NULL };
-    g_assert_cmpint(run(cmp, NULL), ==, 0);
+    g_assert_cmpint(tf_run(NULL, cmp), ==, 0);
     g_free(buf);
 }
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vhdx");
-    if (!schema)
-        g_error("the vhdx plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
 
     g_test_add_func("/vhdx/geometry", test_geometry);
     g_test_add_func("/vhdx/guid", test_guid);
@@ -1145,7 +1042,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/4k-sectors", test_4k_sectors);
     g_test_add_func("/vhdx/qemu-replays-ours", test_qemu_replays_ours);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -22,124 +22,23 @@
 
 #include "vmdk.h"
 
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB 1024u
-#define MiB (1024u * 1024u)
 #define GRAIN (64 * KiB)
 
 static const diskimg_schema *schema;
 
 /* ---------------------------------------------------------------- helpers */
 
-static bool have_tool(const char *name)
-{
-    g_autofree char *p = g_find_program_in_path(name);
-    return p != NULL;
-}
-
-/* Runs argv (NULL-terminated) in the scratch directory; returns the exit
- * status, stdout in *out (when out is not NULL). */
-static int run(char **out, const char *const *argv)
-{
-    g_autofree char *err = NULL;
-    int status = 0;
-    GError *e = NULL;
-    gboolean ok = g_spawn_sync(test_tmpdir, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
-                               NULL, out, &err, &status, &e);
-    g_assert_no_error(e);
-    g_assert_true(ok);
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_test_message("%s: %s", argv[0], err ? err : "");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void fill(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)((i * 7 + seed) ^ (i >> 9));
-}
-
-static void create_vmdk(const char *path, uint64_t size, const char *opts)
-{
-    diskimg_options *o = diskimg_options_new(schema, "create-options");
-    GError *err = NULL;
-    if (opts) {
-        g_auto(GStrv) kv = g_strsplit(opts, ",", -1);
-        for (char **p = kv; *p; p++) {
-            g_auto(GStrv) pair = g_strsplit(*p, "=", 2);
-            g_assert_cmpint(diskimg_options_set(o, pair[0], pair[1], &err), ==, 0);
-            g_assert_no_error(err);
-        }
-    }
-    struct diskimg_create_params p = { .struct_size = sizeof(p), .format = "vmdk",
-                                       .options = o, .size = size };
-    g_assert_cmpint(diskimg_create(path, &p, &err), ==, 0);
-    g_assert_no_error(err);
-    diskimg_options_free(o);
-}
-
-static diskimg_node *open_vmdk(const char *path, unsigned flags, GError **errp)
-{
-    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "vmdk",
-                                     .flags = flags };
-    return diskimg_open(path, &p, errp);
-}
-
-static diskimg_node *open_ok(const char *path, unsigned flags)
-{
-    GError *err = NULL;
-    diskimg_node *n = open_vmdk(path, flags, &err);
-    g_assert_no_error(err);
-    g_assert_nonnull(n);
-    return n;
-}
-
 /* The open error of a damaged image: asserts it fails, names the file
  * and contains `needle`. */
 static void assert_open_fails(const char *path, const char *needle)
 {
     GError *err = NULL;
-    diskimg_node *n = open_vmdk(path, 0, &err);
+    diskimg_node *n = tf_try_open("vmdk", path, 0, NULL, &err);
     g_assert_null(n);
-    g_assert_nonnull(err);
-    g_test_message("%s", err->message);
-    g_assert_nonnull(strstr(err->message, path));
-    g_assert_nonnull(strstr(err->message, needle));
-    g_assert_null(strchr(err->message, '\n'));
+    tf_assert_message_path(err, path, needle, NULL);
     g_error_free(err);
-}
-
-static void patch(const char *path, uint64_t off, const void *bytes, size_t n)
-{
-    FILE *f = fopen(path, "r+b");
-    g_assert_nonnull(f);
-    g_assert_cmpint(fseek(f, (long)off, SEEK_SET), ==, 0);
-    g_assert_cmpuint(fwrite(bytes, 1, n, f), ==, n);
-    fclose(f);
-}
-
-static void patch_le32(const char *path, uint64_t off, uint32_t v)
-{
-    uint8_t b[4];
-    diskimg_put_le32(b, v);
-    patch(path, off, b, 4);
-}
-
-static void patch_le64(const char *path, uint64_t off, uint64_t v)
-{
-    uint8_t b[8];
-    diskimg_put_le64(b, v);
-    patch(path, off, b, 8);
-}
-
-static uint32_t file_le32(const char *path, uint64_t off)
-{
-    g_autofree char *data = NULL;
-    gsize len;
-    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
-    g_assert_cmpuint(off + 4, <=, len);
-    return diskimg_le32(data + off);
 }
 
 /* ------------------------------------------------------------- descriptor */
@@ -273,7 +172,7 @@ static void write_pieces(diskimg_node *n, int fd_raw)
     GError *err = NULL;
     uint8_t *buf = g_malloc(3 * GRAIN);
     for (size_t i = 0; i < G_N_ELEMENTS(pieces); i++) {
-        fill(buf, pieces[i].len, (unsigned)i + 1);
+        tf_pattern(buf, pieces[i].len, 0, (unsigned)i + 1);
         /* an incompressible grain too, for the stored-deflate path */
         if (i == 2)
             for (size_t j = 0; j < pieces[i].len; j++)
@@ -335,32 +234,32 @@ static void test_roundtrip(gconstpointer data)
     g_autofree char *rawname = g_strdup_printf("rt-%s.raw", sub);
     g_autofree char *raw = test_tmp_path(rawname);
     g_autofree char *opts = g_strdup_printf("subformat=%s", sub);
-    create_vmdk(path, RT_SIZE, opts);
+    tf_create("vmdk", path, RT_SIZE, opts);
     int fd = open(raw, O_CREAT | O_TRUNC | O_WRONLY, 0644);
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, (off_t)RT_SIZE), ==, 0);
-    diskimg_node *n = open_ok(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vmdk", path, DISKIMG_OPEN_RDWR, NULL);
     write_pieces(n, fd);
     close(fd);
     diskimg_close(n);
 
-    n = open_ok(path, 0);
+    n = tf_open("vmdk", path, 0, NULL);
     g_assert_cmpint(diskimg_node_size(n, NULL), ==, (int64_t)RT_SIZE);
     compare_with_raw(n, raw);
     check_holes(n, strstr(sub, "Flat") != NULL);
     diskimg_close(n);
 
-    if (have_tool("qemu-img")) {
+    if (tf_have("qemu-img")) {
         const char *cmp[] = { "qemu-img", "compare", "-q", "-f", "raw", "-F", "vmdk",
                               rawname, name, NULL };
-        g_assert_cmpint(run(NULL, cmp), ==, 0);
+        g_assert_cmpint(tf_run(NULL, cmp), ==, 0);
         const char *check[] = { "qemu-img", "check", "-q", "-f", "vmdk", name, NULL };
-        g_assert_cmpint(run(NULL, check), ==, 0);
+        g_assert_cmpint(tf_run(NULL, check), ==, 0);
     }
-    if (have_tool("vmdkinfo")) {
+    if (tf_have("vmdkinfo")) {
         g_autofree char *out = NULL;
         const char *info[] = { "vmdkinfo", name, NULL };
-        g_assert_cmpint(run(&out, info), ==, 0);
+        g_assert_cmpint(tf_run(&out, info), ==, 0);
         g_autofree char *want = g_strdup_printf("(%" PRIu64 " bytes)", RT_SIZE);
         g_assert_nonnull(strstr(out, want));
     }
@@ -370,7 +269,7 @@ static void test_roundtrip(gconstpointer data)
 static void test_read_qemu(gconstpointer data)
 {
     const char *sub = data;
-    if (!have_tool("qemu-img") || !have_tool("qemu-io")) {
+    if (!tf_have("qemu-img") || !tf_have("qemu-io")) {
         g_test_skip("qemu-img/qemu-io not installed");
         return;
     }
@@ -379,13 +278,13 @@ static void test_read_qemu(gconstpointer data)
     g_autofree char *opt = g_strdup_printf("subformat=%s", sub);
     const char *create[] = { "qemu-img", "create", "-q", "-f", "vmdk", "-o", opt, name,
                              "70M", NULL };
-    g_assert_cmpint(run(NULL, create), ==, 0);
+    g_assert_cmpint(tf_run(NULL, create), ==, 0);
     bool stream = !strcmp(sub, "streamOptimized");
     const char *io[] = { "qemu-io", "-f", "vmdk", "-c", "write -P 0xa5 0 64k", "-c",
                          stream ? "write -P 0x5a 1M 64k" : "write -P 0x5a 1000k 3000",
                          "-c", "write -P 0x33 69M 64k", name, NULL };
-    g_assert_cmpint(run(NULL, io), ==, 0);
-    diskimg_node *n = open_ok(path, 0);
+    g_assert_cmpint(tf_run(NULL, io), ==, 0);
+    diskimg_node *n = tf_open("vmdk", path, 0, NULL);
     uint8_t *buf = g_malloc(70 * MiB);
     g_assert_cmpint(diskimg_node_pread(n, buf, 70 * MiB, 0, NULL), ==, 0);
     for (uint64_t i = 0; i < 70 * MiB; i += 511) {
@@ -408,10 +307,10 @@ static void test_read_qemu(gconstpointer data)
 static void test_stream_rules(void)
 {
     g_autofree char *path = test_tmp_path("rules.vmdk");
-    create_vmdk(path, 4 * MiB, "subformat=streamOptimized");
-    diskimg_node *n = open_ok(path, DISKIMG_OPEN_RDWR);
+    tf_create("vmdk", path, 4 * MiB, "subformat=streamOptimized");
+    diskimg_node *n = tf_open("vmdk", path, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *buf = g_malloc0(GRAIN);
-    fill(buf, GRAIN, 9);
+    tf_pattern(buf, GRAIN, 0, 9);
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, GRAIN, 0, &err), ==, 0);
     g_assert_no_error(err);
@@ -435,7 +334,7 @@ static void test_stream_rules(void)
     g_assert_true(info.needs_compressed_writes);
     g_assert_cmpuint(info.cluster_size, ==, GRAIN);
     diskimg_close(n);
-    n = open_ok(path, 0);
+    n = tf_open("vmdk", path, 0, NULL);
     uint8_t *back = g_malloc(GRAIN);
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 3 * GRAIN, NULL), ==, 0);
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
@@ -444,30 +343,30 @@ static void test_stream_rules(void)
     diskimg_close(n);
     /* Reopened for writing, the stream goes on behind its last grain and
      * still ends in a footer; earlier grains stay readable. */
-    n = open_ok(path, DISKIMG_OPEN_RDWR);
-    fill(buf, GRAIN, 11);
+    n = tf_open("vmdk", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_pattern(buf, GRAIN, 0, 11);
     g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, 6 * GRAIN, 0, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, GRAIN, 0, &err), ==, -1);
     g_clear_error(&err);
     diskimg_close(n);
-    n = open_ok(path, 0);
+    n = tf_open("vmdk", path, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 6 * GRAIN, NULL), ==, 0);
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
-    fill(buf, GRAIN, 9);
+    tf_pattern(buf, GRAIN, 0, 9);
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 3 * GRAIN, NULL), ==, 0);
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
     diskimg_close(n);
-    if (have_tool("qemu-img")) {
+    if (tf_have("qemu-img")) {
         const char *check[] = { "qemu-img", "check", "-q", "rules.vmdk", NULL };
-        g_assert_cmpint(run(NULL, check), ==, 0);
+        g_assert_cmpint(tf_run(NULL, check), ==, 0);
     }
     /* The file ends in footer marker, footer, end-of-stream marker. */
     struct stat st;
     g_assert_cmpint(stat(path, &st), ==, 0);
-    g_assert_cmpuint(file_le32(path, (uint64_t)st.st_size - 1536 + 12), ==, VMDK_MARKER_FOOTER);
-    g_assert_cmpuint(file_le32(path, (uint64_t)st.st_size - 1024), ==, 0x564d444bu);  /* "KDMV" */
-    g_assert_cmpuint(file_le32(path, (uint64_t)st.st_size - 512 + 12), ==, VMDK_MARKER_EOS);
+    g_assert_cmpuint(tf_file_le32(path, (uint64_t)st.st_size - 1536 + 12), ==, VMDK_MARKER_FOOTER);
+    g_assert_cmpuint(tf_file_le32(path, (uint64_t)st.st_size - 1024), ==, 0x564d444bu);  /* "KDMV" */
+    g_assert_cmpuint(tf_file_le32(path, (uint64_t)st.st_size - 512 + 12), ==, VMDK_MARKER_EOS);
     g_free(buf);
     g_free(out);
     g_free(back);
@@ -476,11 +375,11 @@ static void test_stream_rules(void)
 static void test_zeroed_grain(void)
 {
     g_autofree char *path = test_tmp_path("zg.vmdk");
-    create_vmdk(path, 4 * MiB, "zeroed_grain=on");
-    g_assert_cmpuint(file_le32(path, 4), ==, 2);   /* version 2 */
-    diskimg_node *n = open_ok(path, DISKIMG_OPEN_RDWR);
+    tf_create("vmdk", path, 4 * MiB, "zeroed_grain=on");
+    g_assert_cmpuint(tf_file_le32(path, 4), ==, 2);   /* version 2 */
+    diskimg_node *n = tf_open("vmdk", path, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *buf = g_malloc(2 * GRAIN);
-    fill(buf, 2 * GRAIN, 3);
+    tf_pattern(buf, 2 * GRAIN, 0, 3);
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pwrite(n, buf, 2 * GRAIN, 0, 0, &err), ==, 0);
     g_assert_cmpint(diskimg_node_write_zeroes(n, GRAIN, GRAIN, DISKIMG_WRITE_NO_FALLBACK, &err),
@@ -493,10 +392,10 @@ static void test_zeroed_grain(void)
     g_assert_true(diskimg_is_zero(buf + GRAIN, GRAIN));
     g_assert_false(diskimg_is_zero(buf, GRAIN));
     diskimg_close(n);
-    if (have_tool("qemu-img")) {
+    if (tf_have("qemu-img")) {
         g_autofree char *out = NULL;
         const char *map[] = { "qemu-img", "map", "--output=json", "zg.vmdk", NULL };
-        g_assert_cmpint(run(&out, map), ==, 0);
+        g_assert_cmpint(tf_run(&out, map), ==, 0);
         g_assert_nonnull(strstr(out, "{ \"start\": 65536, \"length\": 65536, \"depth\": 0, "
                                      "\"present\": true, \"zero\": true, \"data\": false}"));
     }
@@ -507,15 +406,15 @@ static void test_backing(void)
 {
     g_autofree char *base = test_tmp_path("base.vmdk");
     g_autofree char *top = test_tmp_path("top.vmdk");
-    create_vmdk(base, 4 * MiB, NULL);
-    diskimg_node *n = open_ok(base, DISKIMG_OPEN_RDWR);
+    tf_create("vmdk", base, 4 * MiB, NULL);
+    diskimg_node *n = tf_open("vmdk", base, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *buf = g_malloc(GRAIN);
-    fill(buf, GRAIN, 5);
+    tf_pattern(buf, GRAIN, 0, 5);
     g_assert_cmpint(diskimg_node_pwrite(n, buf, GRAIN, 0, 0, NULL), ==, 0);
     uint32_t base_cid = ((struct vmdk_image *)diskimg_node_handle(n))->cid;
     diskimg_close(n);
-    create_vmdk(top, 4 * MiB, "backing_file=base.vmdk,backing_fmt=vmdk");
-    n = open_ok(top, DISKIMG_OPEN_RDWR);
+    tf_create("vmdk", top, 4 * MiB, "backing_file=base.vmdk,backing_fmt=vmdk");
+    n = tf_open("vmdk", top, DISKIMG_OPEN_RDWR, NULL);
     const struct vmdk_image *img = diskimg_node_handle(n);
     g_assert_cmphex(img->parent_cid, ==, base_cid);
     g_assert_cmpstr(img->parent_hint, ==, "base.vmdk");
@@ -526,17 +425,17 @@ static void test_backing(void)
     g_assert_cmpint(diskimg_node_pwrite(n, patch_bytes, sizeof(patch_bytes), 1000, 0, NULL),
                     ==, 0);
     diskimg_close(n);
-    n = open_ok(top, DISKIMG_OPEN_RDWR);
+    n = tf_open("vmdk", top, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *back = g_malloc(GRAIN);
     g_assert_cmpint(diskimg_node_pread(n, back, GRAIN, 0, NULL), ==, 0);
     memset(buf + 1000, 0xee, sizeof(patch_bytes));
     g_assert_cmpmem(back, GRAIN, buf, GRAIN);
     diskimg_close(n);
     /* A base written since (its CID changed) is no longer read through. */
-    n = open_ok(base, DISKIMG_OPEN_RDWR);
+    n = tf_open("vmdk", base, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_pwrite(n, buf, 512, 8 * GRAIN, 0, NULL), ==, 0);
     diskimg_close(n);
-    n = open_ok(top, DISKIMG_OPEN_RDWR);
+    n = tf_open("vmdk", top, DISKIMG_OPEN_RDWR, NULL);
     GError *cid_err = NULL;
     g_assert_cmpint(diskimg_node_pread(n, back, 512, 2 * GRAIN, &cid_err), ==, -1);
     g_assert_nonnull(strstr(cid_err->message, "does not match the CID"));
@@ -546,7 +445,7 @@ static void test_backing(void)
     g_assert_cmpint(diskimg_node_set_backing(n, NULL, NULL, &err), ==, 0);
     g_assert_no_error(err);
     diskimg_close(n);
-    n = open_ok(top, 0);
+    n = tf_open("vmdk", top, 0, NULL);
     img = diskimg_node_handle(n);
     g_assert_null(img->parent_hint);
     g_assert_cmphex(img->parent_cid, ==, 0xffffffffu);
@@ -562,16 +461,16 @@ static void test_metadata_only(void)
 {
     g_autofree char *sp = test_tmp_path("mo-s.vmdk");
     g_autofree char *fl = test_tmp_path("mo-f.vmdk");
-    create_vmdk(sp, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentSparse");
-    create_vmdk(fl, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentFlat");
-    diskimg_node *n = open_ok(sp, DISKIMG_OPEN_NO_IO);
+    tf_create("vmdk", sp, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentSparse");
+    tf_create("vmdk", fl, 3 * 1024ull * MiB, "subformat=twoGbMaxExtentFlat");
+    diskimg_node *n = tf_open("vmdk", sp, DISKIMG_OPEN_NO_IO, NULL);
     g_assert_cmpuint(diskimg_node_child_count(n, DISKIMG_CHILD_METADATA), ==, 2);
     g_assert_cmpuint(diskimg_node_child_count(n, DISKIMG_CHILD_EXTENT), ==, 0);
     struct diskimg_image_info info = { .struct_size = sizeof(info) };
     g_assert_cmpint(diskimg_node_info(n, &info, NULL), ==, 0);
     g_assert_cmpuint(info.cluster_size, ==, GRAIN);
     diskimg_close(n);
-    n = open_ok(fl, DISKIMG_OPEN_NO_IO);
+    n = tf_open("vmdk", fl, DISKIMG_OPEN_NO_IO, NULL);
     g_assert_cmpuint(diskimg_node_child_count(n, 0), ==, 0);
     g_assert_cmpint(diskimg_node_size(n, NULL), ==, (int64_t)(3 * 1024ull * MiB));
     JsonObject *o = diskimg_image_info(n, NULL);
@@ -594,7 +493,7 @@ static void test_metadata_only(void)
 static char *fresh_copy(const char *name, const char *opts, uint64_t size)
 {
     char *path = test_tmp_path(name);
-    create_vmdk(path, size, opts);
+    tf_create("vmdk", path, size, opts);
     return path;
 }
 
@@ -619,13 +518,13 @@ static void test_corrupt_header(void)
         g_autofree char *name = g_strdup_printf("hdr%zu.vmdk", i);
         g_autofree char *path = fresh_copy(name, NULL, 8 * MiB);
         if (cases[i].width == 8)
-            patch_le64(path, cases[i].off, cases[i].value);
+            tf_patch_le64(path, cases[i].off, cases[i].value);
         else if (cases[i].width == 4)
-            patch_le32(path, cases[i].off, (uint32_t)cases[i].value);
+            tf_patch_le32(path, cases[i].off, (uint32_t)cases[i].value);
         else {
             uint8_t b[2];
             diskimg_put_le16(b, (uint16_t)cases[i].value);
-            patch(path, cases[i].off, b, 2);
+            tf_patch(path, cases[i].off, b, 2);
         }
         assert_open_fails(path, cases[i].needle);
     }
@@ -688,9 +587,9 @@ static void test_corrupt_table(void)
         g_assert_true(g_file_get_contents(path, &data, &len, NULL));
         gd = diskimg_le64(data + 56);
     }
-    uint32_t gt = file_le32(path, gd * 512);
-    patch_le32(path, (uint64_t)gt * 512 + 4, 0x7fffffff);   /* grain 1 */
-    diskimg_node *n = open_ok(path, 0);
+    uint32_t gt = tf_file_le32(path, gd * 512);
+    tf_patch_le32(path, (uint64_t)gt * 512 + 4, 0x7fffffff);   /* grain 1 */
+    diskimg_node *n = tf_open("vmdk", path, 0, NULL);
     uint8_t buf[512];
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pread(n, buf, sizeof(buf), GRAIN, &err), ==, -1);
@@ -707,9 +606,9 @@ static void test_corrupt_table(void)
     diskimg_close(n);
     /* A directory entry pointing past the end */
     g_autofree char *p2 = fresh_copy("gde.vmdk", NULL, 8 * MiB);
-    patch_le32(p2, gd * 512, 0x7ffffff0);
-    patch_le32(p2, file_le32(p2, 48) * 512, 0x7ffffff0);  /* and the redundant one */
-    n = open_ok(p2, 0);
+    tf_patch_le32(p2, gd * 512, 0x7ffffff0);
+    tf_patch_le32(p2, tf_file_le32(p2, 48) * 512, 0x7ffffff0);  /* and the redundant one */
+    n = tf_open("vmdk", p2, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, buf, sizeof(buf), 0, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "grain directory entry 0"));
     g_clear_error(&err);
@@ -724,25 +623,25 @@ static void test_corrupt_table(void)
         g_assert_true(g_file_get_contents(p4, &data, &len, NULL));
         gd4 = diskimg_le64(data + 56);
     }
-    uint64_t rgd4 = file_le32(p4, 48);
-    uint32_t gt0 = file_le32(p4, gd4 * 512);
-    patch_le32(p4, gd4 * 512 + 4, 0);   /* directory entry 1: no table */
-    patch_le32(p4, rgd4 * 512 + 4, 0);
-    n = open_ok(p4, DISKIMG_OPEN_RDWR);
+    uint64_t rgd4 = tf_file_le32(p4, 48);
+    uint32_t gt0 = tf_file_le32(p4, gd4 * 512);
+    tf_patch_le32(p4, gd4 * 512 + 4, 0);   /* directory entry 1: no table */
+    tf_patch_le32(p4, rgd4 * 512 + 4, 0);
+    n = tf_open("vmdk", p4, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *g4 = g_malloc(GRAIN);
-    fill(g4, GRAIN, 2);
+    tf_pattern(g4, GRAIN, 0, 2);
     g_assert_cmpint(diskimg_node_pwrite(n, g4, GRAIN, 32 * MiB, 0, &err), ==, 0);
     g_assert_no_error(err);
     diskimg_close(n);
-    uint32_t new_gt = file_le32(p4, gd4 * 512 + 4);
+    uint32_t new_gt = tf_file_le32(p4, gd4 * 512 + 4);
     g_assert_cmpuint(new_gt, >, gt0);
-    n = open_ok(p4, 0);
+    n = tf_open("vmdk", p4, 0, NULL);
     uint8_t *b4 = g_malloc(GRAIN);
     g_assert_cmpint(diskimg_node_pread(n, b4, GRAIN, 32 * MiB, NULL), ==, 0);
     g_assert_cmpmem(b4, GRAIN, g4, GRAIN);
     diskimg_close(n);
-    patch_le32(p4, (uint64_t)gt0 * 512 + 2 * 4, new_gt);   /* grain 2 -> that table */
-    n = open_ok(p4, DISKIMG_OPEN_RDWR);
+    tf_patch_le32(p4, (uint64_t)gt0 * 512 + 2 * 4, new_gt);   /* grain 2 -> that table */
+    n = tf_open("vmdk", p4, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_pwrite(n, g4, 512, 2 * GRAIN, 0, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "Preventing invalid write"));
     g_assert_nonnull(strstr(err->message, "grain table"));
@@ -752,13 +651,13 @@ static void test_corrupt_table(void)
     g_free(b4);
     /* A compressed grain whose marker claims more bytes than there are */
     g_autofree char *p3 = fresh_copy("marker.vmdk", "subformat=streamOptimized", 4 * MiB);
-    n = open_ok(p3, DISKIMG_OPEN_RDWR);
+    n = tf_open("vmdk", p3, DISKIMG_OPEN_RDWR, NULL);
     uint8_t *g = g_malloc(GRAIN);
-    fill(g, GRAIN, 1);
+    tf_pattern(g, GRAIN, 0, 1);
     g_assert_cmpint(diskimg_node_pwrite(n, g, GRAIN, 0, 0, NULL), ==, 0);
     diskimg_close(n);
-    patch_le32(p3, 128 * 512 + 8, 0x7fffffff);   /* the first grain's marker size */
-    n = open_ok(p3, 0);
+    tf_patch_le32(p3, 128 * 512 + 8, 0x7fffffff);   /* the first grain's marker size */
+    n = tf_open("vmdk", p3, 0, NULL);
     g_assert_cmpint(diskimg_node_pread(n, g, GRAIN, 0, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "field 'size'"));
     g_clear_error(&err);
@@ -792,7 +691,7 @@ static void test_cowd(void)
                                             "parentCID=ffffffff\ncreateType=\"vmfsSparse\"\n"
                                             "RW %u VMFSSPARSE \"c-delta.vmdk\"\n", sectors);
     g_assert_true(g_file_set_contents(desc, text, -1, NULL));
-    diskimg_node *n = open_ok(desc, 0);
+    diskimg_node *n = tf_open("vmdk", desc, 0, NULL);
     g_assert_true(diskimg_node_capabilities(n) & DISKIMG_CAP_READ_ONLY);
     g_assert_cmpint(diskimg_node_size(n, NULL), ==, (int64_t)sectors * 512);
     uint8_t *buf = g_malloc(16 * KiB);
@@ -809,7 +708,7 @@ static void test_cowd(void)
     g_assert_cmpuint(e.length, ==, 3 * 8 * KiB);
     diskimg_close(n);
     GError *err = NULL;
-    g_assert_null(open_vmdk(desc, DISKIMG_OPEN_RDWR, &err));
+    g_assert_null(tf_try_open("vmdk", desc, DISKIMG_OPEN_RDWR, NULL, &err));
     g_assert_nonnull(err);
     g_clear_error(&err);
     /* a directory too small for the disk */
@@ -856,7 +755,7 @@ static void test_sesparse(void)
                                             "RW %" PRIu64 " SESPARSE \"se-sesparse.vmdk\"\n",
                                             cap);
     g_assert_true(g_file_set_contents(desc, text, -1, NULL));
-    diskimg_node *n = open_ok(desc, 0);
+    diskimg_node *n = tf_open("vmdk", desc, 0, NULL);
     g_assert_true(diskimg_node_capabilities(n) & DISKIMG_CAP_READ_ONLY);
     uint8_t *buf = g_malloc(12 * KiB);
     g_assert_cmpint(diskimg_node_pread(n, buf, 12 * KiB, 4 * 4 * KiB, NULL), ==, 0);
@@ -872,7 +771,7 @@ static void test_sesparse(void)
     /* an entry of an unknown kind, then a journal to replay */
     diskimg_put_le64(img + tables * 512 + 9 * 8, 0x5000000000000000ull);
     g_assert_true(g_file_set_contents(ext, (char *)img, (gssize)len, NULL));
-    n = open_ok(desc, 0);
+    n = tf_open("vmdk", desc, 0, NULL);
     GError *err = NULL;
     g_assert_cmpint(diskimg_node_pread(n, buf, 4 * KiB, 9 * 4 * KiB, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "seSparse grain table entry 9"));
@@ -908,15 +807,8 @@ static void test_probe(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
-    if (!diskimg_plugin_descriptor(DISKIMG_KIND_FORMAT, "vmdk"))
-        g_error("the vmdk plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
+    tf_init(&argc, &argv, "vmdk", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vmdk");
-    test_tmpdir_create("diskimg-vmdk", NULL);
 
     g_test_add_func("/vmdk/descriptor/parse", test_desc_parse);
     g_test_add_func("/vmdk/descriptor/edit", test_desc_edit);
@@ -937,7 +829,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vmdk/corrupt/header", test_corrupt_header);
     g_test_add_func("/vmdk/corrupt/files", test_corrupt_files);
     g_test_add_func("/vmdk/corrupt/tables", test_corrupt_table);
-    int ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }

@@ -21,10 +21,8 @@
 #include <diskimg/core.h>
 
 #include "vpc.h"
-#include "test-tmpdir.h"
+#include "test-format.h"
 
-#define KiB UINT64_C(1024)
-#define MiB (KiB * 1024)
 #define GiB (MiB * 1024)
 
 static const diskimg_schema *schema;
@@ -57,80 +55,11 @@ static void create_vpc(const char *path, uint64_t size, const char *subformat, b
     diskimg_options_free(o);
 }
 
-static diskimg_node *try_open(const char *path, const char *format, unsigned flags,
-                              GError **errp)
-{
-    struct diskimg_open_params p = {
-        .struct_size = sizeof(p), .format = format, .flags = flags,
-    };
-    return diskimg_open(path, &p, errp);
-}
-
-static diskimg_node *open_vpc(const char *path, unsigned flags)
-{
-    GError *err = NULL;
-    diskimg_node *n = try_open(path, "vpc", flags, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(n);
-    return n;
-}
-
 static uint64_t node_size(diskimg_node *n)
 {
     int64_t size = diskimg_node_size(n, NULL);
     g_assert_cmpint(size, >=, 0);
     return (uint64_t)size;
-}
-
-static uint64_t file_size(const char *path)
-{
-    struct stat st;
-    g_assert_cmpint(stat(path, &st), ==, 0);
-    return (uint64_t)st.st_size;
-}
-
-static void fill(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)((i * 7 + seed * 31 + (i >> 9)) | 1);
-}
-
-static uint8_t *read_file(const char *path, gsize *len)
-{
-    gchar *data = NULL;
-    GError *err = NULL;
-
-    g_assert_true(g_file_get_contents(path, &data, len, &err));
-    g_assert_no_error(err);
-    return (uint8_t *)data;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    GError *err = NULL;
-
-    g_assert_true(g_file_set_contents(path, data, (gssize)len, &err));
-    g_assert_no_error(err);
-}
-
-/* Runs a program; true when it exited 0.  Its stdout goes to *out. */
-static bool run(const char *const *argv, char **out)
-{
-    int status = 0;
-    GError *err = NULL;
-    gboolean ok = g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH |
-                               (out ? 0 : G_SPAWN_STDOUT_TO_DEV_NULL) |
-                               G_SPAWN_STDERR_TO_DEV_NULL,
-                               NULL, NULL, out, NULL, &status, &err);
-    g_assert_no_error(err);
-    return ok && g_spawn_check_wait_status(status, NULL);
-}
-
-static bool have(const char *program)
-{
-    g_autofree char *p = g_find_program_in_path(program);
-    return p != NULL;
 }
 
 /* --------------------------------------------------------- size and CHS */
@@ -184,7 +113,7 @@ static void test_create_rounds_to_sectors(void)
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         create_vpc(path, 1001, NULL, cases[i].force);
-        diskimg_node *n = open_vpc(path, 0);
+        diskimg_node *n = tf_open("vpc", path, 0, NULL);
         g_assert_cmpuint(node_size(n), ==, cases[i].size);
         diskimg_close(n);
         unlink(path);
@@ -287,7 +216,7 @@ static uint8_t *write_pattern(diskimg_node *n, uint64_t size)
     GError *err = NULL;
 
     for (size_t i = 0; i < G_N_ELEMENTS(pieces); i++) {
-        fill(model + pieces[i].off, pieces[i].len, (unsigned)i + 1);
+        tf_pattern(model + pieces[i].off, pieces[i].len, 0, (unsigned)i + 1);
         g_assert_cmpint(diskimg_node_pwrite(n, model + pieces[i].off, pieces[i].len,
                                             pieces[i].off, 0, &err), ==, 0);
         g_assert_no_error(err);
@@ -339,14 +268,14 @@ static void roundtrip(const char *subformat, uint64_t request, bool force)
     g_autofree char *path = test_tmp_path("rt.vpc");
     create_vpc(path, request, subformat, force);
 
-    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vpc", path, DISKIMG_OPEN_RDWR, NULL);
     uint64_t size = node_size(n);
     g_assert_cmpuint(size, >=, request);
     g_autofree uint8_t *model = write_pattern(n, size);
     assert_content(n, model, size);
     diskimg_close(n);
 
-    n = open_vpc(path, 0);
+    n = tf_open("vpc", path, 0, NULL);
     g_assert_cmpuint(node_size(n), ==, size);
     assert_content(n, model, size);
     if (g_str_equal(subformat, "dynamic")) {
@@ -354,15 +283,15 @@ static void roundtrip(const char *subformat, uint64_t request, bool force)
         /* 4 blocks of 512 + 2 MiB after the metadata, then the footer. */
         uint64_t blocks = (size + 2 * MiB - 1) / (2 * MiB);
         uint64_t meta = 1536 + (blocks * 4 + 511) / 512 * 512;
-        g_assert_cmpuint(file_size(path), ==, meta + 4 * (512 + 2 * MiB) + 512);
+        g_assert_cmpuint(tf_file_size(path), ==, meta + 4 * (512 + 2 * MiB) + 512);
     } else {
-        g_assert_cmpuint(file_size(path), ==, size + 512);
+        g_assert_cmpuint(tf_file_size(path), ==, size + 512);
     }
     diskimg_close(n);
 
     /* A fixed VHD is recognised without -f, by its footer at the end. */
     GError *err = NULL;
-    n = try_open(path, NULL, 0, &err);
+    n = tf_try_open(NULL, path, 0, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "vpc");
     g_assert_cmpuint(node_size(n), ==, size);
@@ -390,17 +319,17 @@ static void test_write_zeroes(void)
 {
     g_autofree char *path = test_tmp_path("z.vpc");
     create_vpc(path, 8 * MiB, NULL, false);
-    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vpc", path, DISKIMG_OPEN_RDWR, NULL);
     uint64_t size = node_size(n);
     g_autofree uint8_t *model = write_pattern(n, size);
-    uint64_t before = file_size(path);
+    uint64_t before = tf_file_size(path);
     GError *err = NULL;
 
     g_assert_cmpint(diskimg_node_write_zeroes(n, 1000, 4 * MiB, 0, &err), ==, 0);
     g_assert_no_error(err);
     memset(model + 1000, 0, 4 * MiB);
     assert_content(n, model, size);
-    g_assert_cmpuint(file_size(path), ==, before);
+    g_assert_cmpuint(tf_file_size(path), ==, before);
     diskimg_close(n);
     unlink(path);
 }
@@ -414,7 +343,7 @@ static void test_info_and_capabilities(void)
     for (size_t i = 0; i < G_N_ELEMENTS(subformats); i++) {
         g_autofree char *path = test_tmp_path("info.vpc");
         create_vpc(path, 16 * MiB, subformats[i], false);
-        diskimg_node *n = open_vpc(path, 0);
+        diskimg_node *n = tf_open("vpc", path, 0, NULL);
         GError *err = NULL;
         JsonObject *info = diskimg_image_info(n, &err);
         g_assert_no_error(err);
@@ -468,7 +397,7 @@ static void test_parallel_writers(void)
 {
     g_autofree char *path = test_tmp_path("par.vpc");
     create_vpc(path, 64 * MiB, NULL, false);
-    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vpc", path, DISKIMG_OPEN_RDWR, NULL);
     uint64_t size = node_size(n);
     g_autofree uint8_t *model = g_malloc0(size);
     struct worker w[WORKERS];
@@ -476,7 +405,7 @@ static void test_parallel_writers(void)
 
     for (unsigned i = 0; i < WORKERS; i++) {
         for (unsigned r = 0; r < ROUNDS; r++)
-            fill(model + worker_offset(i, r), 8192, i * ROUNDS + r);
+            tf_pattern(model + worker_offset(i, r), 8192, 0, i * ROUNDS + r);
         w[i] = (struct worker){ .n = n, .id = i, .model = model };
         t[i] = g_thread_new("vpc-writer", worker_run, &w[i]);
     }
@@ -484,11 +413,11 @@ static void test_parallel_writers(void)
         g_thread_join(t[i]);
     diskimg_close(n);
 
-    n = open_vpc(path, 0);
+    n = tf_open("vpc", path, 0, NULL);
     assert_content(n, model, size);
     diskimg_close(n);
     /* 24 blocks, each allocated once: metadata, blocks, footer. */
-    g_assert_cmpuint(file_size(path), ==, 1536 + 512 + WORKERS * ROUNDS * (512 + 2 * MiB) + 512);
+    g_assert_cmpuint(tf_file_size(path), ==, 1536 + 512 + WORKERS * ROUNDS * (512 + 2 * MiB) + 512);
     unlink(path);
 }
 
@@ -503,8 +432,8 @@ static void test_probe(void)
     /* A raw disk that ends in "conectix" junk stays raw. */
     memset(buf, 0x55, sizeof(buf));
     memcpy(buf + sizeof(buf) - 512, VPC_COOKIE, VPC_COOKIE_LEN);
-    write_file(path, buf, sizeof(buf));
-    diskimg_node *n = try_open(path, NULL, 0, &err);
+    tf_write_file(path, buf, sizeof(buf));
+    diskimg_node *n = tf_try_open(NULL, path, 0, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "raw");
     diskimg_close(n);
@@ -517,8 +446,8 @@ static void test_probe(void)
     f.current_size = sizeof(buf) - 512;
     vpc_footer_encode(&f, buf + sizeof(buf) - 512);
     g_assert_cmpint(vpc_fixed_trailer_score(buf + sizeof(buf) - 512, 512, sizeof(buf)), ==, 100);
-    write_file(path, buf, sizeof(buf));
-    n = try_open(path, NULL, 0, &err);
+    tf_write_file(path, buf, sizeof(buf));
+    n = tf_try_open(NULL, path, 0, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(diskimg_node_driver(n), ==, "vpc");
     g_assert_cmpuint(node_size(n), ==, sizeof(buf) - 512);
@@ -533,13 +462,13 @@ static uint8_t *damageable(gsize *len)
 {
     g_autofree char *path = test_tmp_path("base.vpc");
     create_vpc(path, 6 * MiB, NULL, false);
-    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    diskimg_node *n = tf_open("vpc", path, DISKIMG_OPEN_RDWR, NULL);
     uint8_t data[4096];
-    fill(data, sizeof(data), 9);
+    tf_pattern(data, sizeof(data), 0, 9);
     g_assert_cmpint(diskimg_node_pwrite(n, data, sizeof(data), 0, 0, NULL), ==, 0);
     g_assert_cmpint(diskimg_node_pwrite(n, data, sizeof(data), 4 * MiB, 0, NULL), ==, 0);
     diskimg_close(n);
-    uint8_t *img = read_file(path, len);
+    uint8_t *img = tf_read_file(path, len);
     unlink(path);
     return img;
 }
@@ -562,8 +491,8 @@ static void expect_refused(const char *name, const uint8_t *img, size_t len, con
     g_autofree char *path = test_tmp_path(name);
     GError *err = NULL;
 
-    write_file(path, img, len);
-    diskimg_node *n = try_open(path, "vpc", 0, &err);
+    tf_write_file(path, img, len);
+    diskimg_node *n = tf_try_open("vpc", path, 0, NULL, &err);
     if (n)
         g_error("%s: opened although damaged (expected '%s')", name, what);
     g_assert_nonnull(err);
@@ -617,7 +546,7 @@ static void test_corrupt_footer(void)
     g_autofree char *fixed = test_tmp_path("f.vpc");
     create_vpc(fixed, 1 * MiB, "fixed", false);
     gsize flen;
-    g_autofree uint8_t *f = read_file(fixed, &flen);
+    g_autofree uint8_t *f = tf_read_file(fixed, &flen);
     uint8_t *foot = f + flen - 512;
     memcpy(foot + VPC_F_CREATOR_APP, "win ", 4);
     diskimg_put_be64(foot + VPC_F_CURRENT_SIZE, flen);
@@ -638,35 +567,33 @@ static void test_corrupt_header_and_bat(void)
     h[0] = 'X';
     expect_refused("hmagic.vpc", img, len, "'cookie'");
 
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_BLOCK_SIZE, 3000);
-    reseal_header(img);
-    expect_refused("bsize.vpc", img, len, "'block_size'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 2);
-    reseal_header(img);
-    expect_refused("fewentries.vpc", img, len, "'max_table_entries'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 0xfffffff0);
-    reseal_header(img);
-    expect_refused("manyentries.vpc", img, len, "'max_table_entries'");
-
-    memcpy(img, base, len);
-    diskimg_put_be32(h + VPC_H_MAX_TABLE_ENTRIES, 1044480);     /* 2040 GiB: 4 MiB of BAT */
-    reseal_header(img);
-    expect_refused("longbat.vpc", img, 1 * MiB, "the BAT's 1044480 entries");
-
-    memcpy(img, base, len);
-    diskimg_put_be64(h + VPC_H_TABLE_OFFSET, UINT64_C(1) << 50);
-    reseal_header(img);
-    expect_refused("tableoff.vpc", img, len, "BAT");
-
-    memcpy(img, base, len);
-    diskimg_put_be64(h + VPC_H_TABLE_OFFSET, 600);
-    reseal_header(img);
-    expect_refused("tableinheader.vpc", img, len, "'table_offset'");
+    /* Dynamic header fields, each changed alone and the header resealed;
+     * `file_len` 0 keeps the whole image. */
+    static const struct {
+        const char *name;
+        unsigned field, width;
+        uint64_t value;
+        gsize file_len;
+        const char *needle;
+    } bad[] = {
+        { "bsize.vpc", VPC_H_BLOCK_SIZE, 4, 3000, 0, "'block_size'" },
+        { "fewentries.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 2, 0, "'max_table_entries'" },
+        { "manyentries.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 0xfffffff0, 0, "'max_table_entries'" },
+        /* 2040 GiB: 4 MiB of BAT */
+        { "longbat.vpc", VPC_H_MAX_TABLE_ENTRIES, 4, 1044480, 1 * MiB,
+          "the BAT's 1044480 entries" },
+        { "tableoff.vpc", VPC_H_TABLE_OFFSET, 8, UINT64_C(1) << 50, 0, "BAT" },
+        { "tableinheader.vpc", VPC_H_TABLE_OFFSET, 8, 600, 0, "'table_offset'" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        memcpy(img, base, len);
+        if (bad[i].width == 4)
+            diskimg_put_be32(h + bad[i].field, (uint32_t)bad[i].value);
+        else
+            diskimg_put_be64(h + bad[i].field, bad[i].value);
+        reseal_header(img);
+        expect_refused(bad[i].name, img, bad[i].file_len ? bad[i].file_len : len, bad[i].needle);
+    }
 
     memcpy(img, base, len);
     diskimg_put_be32(bat + 4, 0x00ffffff);
@@ -686,8 +613,8 @@ static void test_corrupt_header_and_bat(void)
     memcpy(img, base, len);
     h[VPC_H_CHECKSUM] ^= 1;
     g_autofree char *path = test_tmp_path("hsum.vpc");
-    write_file(path, img, len);
-    diskimg_node *n = open_vpc(path, 0);
+    tf_write_file(path, img, len);
+    diskimg_node *n = tf_open("vpc", path, 0, NULL);
     g_assert_cmpuint(node_size(n), ==, 6301696);     /* qemu-img info of 6M */
     diskimg_close(n);
     unlink(path);
@@ -704,15 +631,15 @@ static void test_partial_bitmap(void)
     uint8_t data[4096], got[4096];
 
     memset(img + bitmap_at, 0, 512);
-    write_file(path, img, len);
-    fill(data, sizeof(data), 9);                    /* what damageable() wrote */
-    diskimg_node *n = open_vpc(path, DISKIMG_OPEN_RDWR);
+    tf_write_file(path, img, len);
+    tf_pattern(data, sizeof(data), 0, 9);                    /* what damageable() wrote */
+    diskimg_node *n = tf_open("vpc", path, DISKIMG_OPEN_RDWR, NULL);
     g_assert_cmpint(diskimg_node_pread(n, got, sizeof(got), 0, NULL), ==, 0);
     g_assert_cmpmem(got, sizeof(got), data, sizeof(data));
     g_assert_cmpint(diskimg_node_pwrite(n, data, 512, 8192, 0, NULL), ==, 0);
     diskimg_close(n);
 
-    g_autofree uint8_t *after = read_file(path, &len);
+    g_autofree uint8_t *after = tf_read_file(path, &len);
     for (unsigned i = 0; i < 512; i++)
         g_assert_cmpuint(after[bitmap_at + i], ==, 0xff);
     unlink(path);
@@ -739,9 +666,9 @@ static void test_corrupt_fuzz(void)
             img[g_rand_int_range(rand, 0, 2048)] = (uint8_t)g_rand_int(rand);
         if (g_rand_boolean(rand))
             reseal_footer(img);
-        write_file(path, img, len);
+        tf_write_file(path, img, len);
         GError *err = NULL;
-        diskimg_node *n = try_open(path, "vpc", 0, &err);
+        diskimg_node *n = tf_try_open("vpc", path, 0, NULL, &err);
         if (!n) {
             g_assert_nonnull(err);
             g_assert_null(strchr(err->message, '\n'));
@@ -772,7 +699,7 @@ static void test_corrupt_fuzz(void)
 /* qemu-img writes, we read; we write, qemu-img reads. */
 static void test_qemu_interop(void)
 {
-    if (!have("qemu-img") || !have("qemu-io")) {
+    if (!tf_have("qemu-img") || !tf_have("qemu-io")) {
         g_test_skip("qemu-img or qemu-io not installed");
         return;
     }
@@ -784,10 +711,10 @@ static void test_qemu_interop(void)
         const char *mk[] = { "qemu-img", "create", "-q", "-f", "vpc", "-o", opt, q, "9M", NULL };
         const char *io[] = { "qemu-io", "-f", "vpc", "-c", "write -P 0x5a 1000 3M",
                              "-c", "write -P 0xa5 8M 4096", q, NULL };
-        g_assert_true(run(mk, NULL));
-        g_assert_true(run(io, NULL));
+        g_assert_cmpint(tf_run(NULL, mk), ==, 0);
+        g_assert_cmpint(tf_run(NULL, io), ==, 0);
 
-        diskimg_node *n = open_vpc(q, 0);
+        diskimg_node *n = tf_open("vpc", q, 0, NULL);
         uint64_t size = node_size(n);
         g_assert_cmpuint(size, ==, 9469952);     /* qemu-img info says so */
         g_autofree uint8_t *model = g_malloc0(size);
@@ -799,16 +726,16 @@ static void test_qemu_interop(void)
         /* Ours, written the same way, converted by qemu-img. */
         g_autofree char *ours = test_tmp_path("ours.vpc");
         create_vpc(ours, 9 * MiB, subformats[i], false);
-        n = open_vpc(ours, DISKIMG_OPEN_RDWR);
+        n = tf_open("vpc", ours, DISKIMG_OPEN_RDWR, NULL);
         g_assert_cmpint(diskimg_node_pwrite(n, model, size, 0, 0, NULL), ==, 0);
         diskimg_close(n);
         const char *conv[] = { "qemu-img", "convert", "-f", "vpc", "-O", "raw", ours, raw, NULL };
-        g_assert_true(run(conv, NULL));
+        g_assert_cmpint(tf_run(NULL, conv), ==, 0);
         gsize len;
-        g_autofree uint8_t *back = read_file(raw, &len);
+        g_autofree uint8_t *back = tf_read_file(raw, &len);
         g_assert_cmpmem(back, len, model, size);
         const char *cmp[] = { "qemu-img", "compare", "-f", "vpc", "-F", "vpc", q, ours, NULL };
-        g_assert_true(run(cmp, NULL));
+        g_assert_cmpint(tf_run(NULL, cmp), ==, 0);
         unlink(q);
         unlink(raw);
         unlink(ours);
@@ -818,7 +745,7 @@ static void test_qemu_interop(void)
 /* libyal's vhdiinfo agrees on the media size of both subformats. */
 static void test_vhdiinfo(void)
 {
-    if (!have("vhdiinfo")) {
+    if (!tf_have("vhdiinfo")) {
         g_test_skip("vhdiinfo not installed (Debian package libvhdi-utils)");
         return;
     }
@@ -828,7 +755,7 @@ static void test_vhdiinfo(void)
         create_vpc(path, 65 * MiB + 512, subformats[i], true);
         g_autofree char *out = NULL;
         const char *argv[] = { "vhdiinfo", path, NULL };
-        g_assert_true(run(argv, &out));
+        g_assert_cmpint(tf_run(&out, argv), ==, 0);
         g_autofree char *want = g_strdup_printf("%" PRIu64 " bytes", 65 * MiB + 512);
         if (!strstr(out, want))
             g_error("vhdiinfo does not report %s:\n%s", want, out);
@@ -838,17 +765,8 @@ static void test_vhdiinfo(void)
 
 int main(int argc, char **argv)
 {
-    GError *err = NULL;
-    int ret;
-
-    g_test_init(&argc, &argv, NULL);
-    if (diskimg_init(&err) < 0)
-        g_error("diskimg_init: %s", err->message);
+    tf_init(&argc, &argv, "vpc", NULL);
     schema = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, "vpc");
-    if (!schema)
-        g_error("the vpc plugin was not found (DISKIMG_PLUGIN_PATH=%s)",
-                g_getenv("DISKIMG_PLUGIN_PATH"));
-    test_tmpdir_create("diskimg-vpc", NULL);
 
     g_test_add_func("/vpc/size/create", test_create_sizes);
     g_test_add_func("/vpc/size/too-large", test_create_too_large);
@@ -869,7 +787,5 @@ int main(int argc, char **argv)
     g_test_add_func("/vpc/interop/qemu", test_qemu_interop);
     g_test_add_func("/vpc/interop/vhdiinfo", test_vhdiinfo);
 
-    ret = g_test_run();
-    test_tmpdir_remove();
-    return ret;
+    return tf_run_tests();
 }
