@@ -361,6 +361,22 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
             ret = 1;
             break;
         }
+        /* "--object help" and "--object secret,help" print what qemu-img
+         * prints and end the command successfully, at once, as qemu-img's
+         * option loop does. */
+        if (opt && optarg && g_str_equal(option_key(opt), "object")) {
+            g_autofree char *help = NULL;
+            GError *err = NULL;
+            /* a malformed one is refused by cli_objects(), with the
+             * exit code of the command (compare's is 2) */
+            int asked = diskimg_object_help(optarg, &help, &err);
+            g_clear_error(&err);
+            if (asked > 0) {
+                fputs(help, stdout);
+                *done = true;
+                break;
+            }
+        }
         if (opt)
             add_value(c, opt, str_member(opt, "arg") ? optarg : NULL);
     }
@@ -452,21 +468,14 @@ int cli_output_format(const struct cli *c, enum cli_output *out)
 }
 
 /* Defines the --object arguments in order (a secret's keyid names an
- * earlier one).  "--object help" and "--object secret,help" print what
- * qemu-img prints and end the program, successfully, as qemu-img does. */
+ * earlier one).  Help requests ("--object help") were answered while
+ * parsing (cli_parse), as qemu-img answers them. */
 int cli_objects(const struct cli *c)
 {
     GPtrArray *objs = cli_list(c, "object");
     for (guint i = 0; objs && i < objs->len; i++) {
         GError *err = NULL;
-        g_autofree char *help = NULL;
-        int asked = diskimg_object_help(objs->pdata[i], &help, &err);
-        if (asked > 0) {
-            fputs(help, stdout);
-            fflush(stdout);
-            exit(0);
-        }
-        if (asked < 0 || diskimg_object_add(objs->pdata[i], &err) < 0) {
+        if (diskimg_object_add(objs->pdata[i], &err) < 0) {
             cli_gerror(err);
             return 1;
         }
