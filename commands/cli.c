@@ -496,12 +496,17 @@ struct image_opts {
     char *driver, *filename;
     char *backing_driver;       /* backing.driver: the backing file's format */
     char *backing_filename;     /* backing.file.filename: replaces the recorded name */
+    char *file_driver;          /* file.driver: an io plugin other than "file" */
+    GString *file_rest;         /* file.KEY=VALUE: that io plugin's open-options */
 };
 
 static void image_opts_clear(struct image_opts *io)
 {
     g_free(io->driver);
     g_free(io->filename);
+    g_free(io->file_driver);
+    if (io->file_rest)
+        g_string_free(io->file_rest, TRUE);
     g_free(io->backing_driver);
     g_free(io->backing_filename);
 }
@@ -516,12 +521,61 @@ static bool take_value(const GString *item, const char *key, char **slot)
     return true;
 }
 
+static void append_item(GString *list, const char *item)
+{
+    if (list->len)
+        g_string_append_c(list, ',');
+    /* values keep their escaped commas */
+    for (const char *c = item; *c; c++) {
+        if (*c == ',')
+            g_string_append_c(list, ',');
+        g_string_append_c(list, *c);
+    }
+}
+
+/* True when `name` is an io plugin that serves protocols (nbd, rbd...):
+ * qemu's protocol drivers, which --image-opts may name as driver=. */
+static bool is_protocol_driver(const char *name)
+{
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_IO, name);
+    g_auto(GStrv) protocols = s ? diskimg_schema_protocols(s) : NULL;
+    return protocols && protocols[0];
+}
+
+/* A name for a node that the options alone describe, as qemu names one:
+ * json:{"driver": "nbd", "server.host": "h", ...}. */
+static char *options_display_name(const char *driver, const char *options)
+{
+    GString *name = g_string_new(NULL);
+    g_string_append_printf(name, "json:{\"driver\": \"%s\"", driver);
+    g_auto(GStrv) items = g_strsplit(options, ",", -1);
+    for (char **it = items; *it; it++) {
+        const char *eq = strchr(*it, '=');
+        if (eq)
+            g_string_append_printf(name, ", \"%.*s\": \"%s\"", (int)(eq - *it), *it, eq + 1);
+    }
+    g_string_append_c(name, '}');
+    return g_string_free(name, FALSE);
+}
+
+/* driver=nbd,server.host=h,...: the protocol is the image, as a raw
+ * format over that io plugin; its keys are the plugin's open-options. */
+static void take_protocol_driver(struct image_opts *io, GString *rest)
+{
+    io->file_driver = io->driver;
+    io->driver = g_strdup("raw");
+    g_string_assign(io->file_rest, rest->str);
+    g_string_truncate(rest, 0);
+}
+
 /* Splits an --image-opts string into what struct image_opts holds and the
  * rest (the format's open-options). */
 static int split_image_opts(const char *text, struct image_opts *io, GString *rest,
                             GError **errp)
 {
     g_auto(GStrv) parts = g_strsplit(text, ",", -1);
+    io->file_rest = g_string_new(NULL);
+    g_autofree char *plain_filename = NULL;
     for (char **p = parts; *p; p++) {
         /* ",," is an escaped comma: glue the pieces back together. */
         GString *item = g_string_new(*p);
@@ -529,25 +583,68 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
             g_string_append_printf(item, ",%s", p[2]);
             p += 2;
         }
+        char *file_driver = NULL;
         if (take_value(item, "driver=", &io->driver) ||
             take_value(item, "file.filename=", &io->filename) ||
+            take_value(item, "filename=", &plain_filename) ||
             take_value(item, "backing.driver=", &io->backing_driver) ||
             take_value(item, "backing.file.filename=", &io->backing_filename)) {
-        } else if (g_str_has_prefix(item->str, "file.driver=") ||
-                   g_str_has_prefix(item->str, "backing.file.driver=")) {
-            /* only the file protocol exists; nothing to choose */
+        } else if (take_value(item, "file.driver=", &file_driver)) {
+            /* "file" is the default io plugin's protocol: nothing to choose */
+            if (!g_str_equal(file_driver, "file")) {
+                g_free(io->file_driver);
+                io->file_driver = g_steal_pointer(&file_driver);
+            }
+            g_free(file_driver);
+        } else if (g_str_has_prefix(item->str, "backing.file.driver=")) {
+            /* the backing file's protocol follows from its name */
+        } else if (g_str_has_prefix(item->str, "file.")) {
+            append_item(io->file_rest, item->str + strlen("file."));
         } else if (item->len) {
-            if (rest->len)
-                g_string_append_c(rest, ',');
-            g_string_append(rest, item->str);
+            append_item(rest, item->str);
         }
         g_string_free(item, TRUE);
     }
+    if (io->driver && is_protocol_driver(io->driver)) {
+        if (plain_filename && !io->filename)
+            io->filename = g_steal_pointer(&plain_filename);
+        take_protocol_driver(io, rest);
+    } else if (plain_filename) {
+        append_item(rest, "filename=");
+        g_string_append(rest, plain_filename);
+    }
+    if (!io->filename && io->file_driver)
+        io->filename = options_display_name(io->file_driver, io->file_rest->str);
     if (!io->filename) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "Parameter 'file.filename' is required in '%s'", text);
         return -1;
     }
+    return 0;
+}
+
+/* The io plugin's open-options an --image-opts string gave with file.KEY=. */
+static int image_opts_file_options(const struct image_opts *io, struct diskimg_open_params *p,
+                                   diskimg_options **out, GError **errp)
+{
+    *out = NULL;
+    if (!io->file_driver)
+        return 0;
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_IO, io->file_driver);
+    if (!s) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Unknown protocol '%s' (no I/O plugin of that name is installed)",
+                    io->file_driver);
+        return -1;
+    }
+    p->io = io->file_driver;
+    *out = diskimg_options_new(s, "open-options");
+    if (io->file_rest->len && diskimg_options_parse(*out, io->file_rest->str, errp) < 0) {
+        diskimg_options_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    p->file_options = *out;
     return 0;
 }
 
@@ -559,18 +656,22 @@ static diskimg_node *open_with_image_opts(const struct image_opts *io, const GSt
     if (io->backing_driver)
         p->backing_format = io->backing_driver;
     p->backing_filename = io->backing_filename;
-    diskimg_options *fopts = NULL;
+    diskimg_options *fopts = NULL, *file_opts = NULL;
+    if (image_opts_file_options(io, p, &file_opts, errp) < 0)
+        return NULL;
     if (rest->len) {
         if (!io->driver || diskimg_format_require(io->driver, errp) < 0) {
             if (!io->driver)
                 g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                             "Parameter 'driver' is required with image options");
+            diskimg_options_free(file_opts);
             return NULL;
         }
         fopts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, io->driver),
                                     "open-options");
         if (diskimg_options_parse(fopts, rest->str, errp) < 0) {
             diskimg_options_free(fopts);
+            diskimg_options_free(file_opts);
             return NULL;
         }
         p->format_options = fopts;
@@ -578,6 +679,7 @@ static diskimg_node *open_with_image_opts(const struct image_opts *io, const GSt
     diskimg_node *n = diskimg_open(io->filename, p, errp);
     /* Plugins copy what they keep of their options during open. */
     diskimg_options_free(fopts);
+    diskimg_options_free(file_opts);
     return n;
 }
 

@@ -41,10 +41,20 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *par
     if (check_can_create(p->format, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);
-    bool existed = g_file_test(filename, G_FILE_TEST_EXISTS);
+    const char *path, *protocol_io;
+    if (trust_user_filename(filename, &path, &protocol_io, errp) < 0)
+        return -1;
+    const char *io = protocol_io ? protocol_io : p->io;
+    /* A remote object that cannot be told apart from a new one counts as
+     * existing: a failed create never removes what it may not have made. */
+    bool existed = protocol_io || g_file_test(path, G_FILE_TEST_EXISTS);
+    const diskimg_options *file_options = p->file_options;
+    if (protocol_io && diskimg_options_schema(file_options) !=
+                           diskimg_plugin_schema(DISKIMG_KIND_IO, protocol_io))
+        file_options = NULL;
     unsigned flags = DISKIMG_OPEN_RDWR | DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE;
-    diskimg_node *file = open_file_node(filename, p->io, flags, DISKIMG_CACHE_WRITEBACK,
-                                        p->file_options, errp);
+    diskimg_node *file = open_file_node(path, io, flags, DISKIMG_CACHE_WRITEBACK,
+                                        file_options, errp);
     if (!file)
         return -1;
     struct diskimg_format_create_args args = {
@@ -69,9 +79,9 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *par
         g_set_error(errp, err->domain, err->code, "%s: %s", filename, err->message);
         g_error_free(err);
         for (guint i = 0; i < made->len; i++)
-            remove_file(p->io, made->pdata[i]);
+            remove_file(io, made->pdata[i]);
         if (!existed)
-            remove_file(p->io, filename);
+            remove_file(io, path);
         return -1;
     }
     return 0;

@@ -81,6 +81,10 @@ const diskimg_schema *registry_core_schema(const char *which); /* commands types
 const char *registry_package_for(const char *format);
 /* The well-known format whose magic matches buf, or NULL. */
 const char *registry_magic_match(const uint8_t *buf, size_t len);
+/* The io plugin serving a URI scheme (its schema's `protocols:`), and the
+ * package schema/magic.yaml names for a scheme no installed plugin serves. */
+struct loaded_plugin *registry_io_for_protocol(const char *scheme);
+const char *registry_protocol_package(const char *scheme);
 
 /* node.c */
 /* The names diskimg_format_has_op() knows, in ops-struct order, NULL-ended. */
@@ -117,9 +121,13 @@ struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename);
 /* The same for the last `len` bytes of a file of `size` bytes, in buf. */
 struct loaded_plugin *probe_scan_tail_buf(const uint8_t *buf, size_t len, uint64_t size,
                                           const char *filename);
-/* trust.c: a name the user typed, as a path to open ("file:x" -> "x");
- * other protocol prefixes fail as qemu's "Unknown protocol". */
-int trust_user_filename(const char *filename, const char **path, GError **errp);
+/* trust.c: a name the user typed, as a path to open ("file:x" -> "x") and
+ * the io plugin to open it with: the one whose `protocols:` serve its
+ * prefix ("nbd://h/x" -> "nbd", *path the whole name), else *io = NULL (the
+ * caller's choice).  Other prefixes fail as qemu's "Unknown protocol",
+ * naming the package that would serve it when schema/magic.yaml knows one. */
+int trust_user_filename(const char *filename, const char **path, const char **io,
+                        GError **errp);
 diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,
                              enum diskimg_cache cache, const diskimg_options *options,
                              GError **errp);

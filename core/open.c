@@ -291,14 +291,34 @@ static void remember_backing(diskimg_node *n)
     }
 }
 
+static bool io_serves_protocols(const char *io)
+{
+    const diskimg_schema *s = io ? diskimg_plugin_schema(DISKIMG_KIND_IO, io) : NULL;
+    g_auto(GStrv) protocols = s ? diskimg_schema_protocols(s) : NULL;
+    return protocols && protocols[0];
+}
+
+/* The io open-options to hand the file node: the caller's, unless they
+ * were made for another io plugin than the one a protocol name chose
+ * (options always belong to exactly one plugin's schema). */
+static const diskimg_options *file_options_for(const struct diskimg_open_params *p,
+                                               const char *protocol_io)
+{
+    if (!p->file_options || !protocol_io)
+        return p->file_options;
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_IO, protocol_io);
+    return diskimg_options_schema(p->file_options) == s ? p->file_options : NULL;
+}
+
 /* One image node (format over file), without its backing chain. */
-static diskimg_node *open_one(const char *filename, const struct diskimg_open_params *p,
-                              unsigned flags, GError **errp)
+static diskimg_node *open_one(const char *filename, const char *protocol_io,
+                              const struct diskimg_open_params *p, unsigned flags,
+                              GError **errp)
 {
     unsigned file_flags = flags & ~(DISKIMG_OPEN_CREATE | DISKIMG_OPEN_TRUNCATE);
     GError *err = NULL;
-    diskimg_node *file = open_file_node(filename, p->io, file_flags, p->cache, p->file_options,
-                                        &err);
+    diskimg_node *file = open_file_node(filename, protocol_io ? protocol_io : p->io, file_flags,
+                                        p->cache, file_options_for(p, protocol_io), &err);
     if (!file) {
         /* qemu names the image, then the file layer names the file. */
         g_set_error(errp, err->domain, err->code, "Could not open '%s': %s", filename,
@@ -346,12 +366,14 @@ static diskimg_node *open_one(const char *filename, const struct diskimg_open_pa
 /* Where n's backing file is: the user's name when given (-o/--image-opts
  * backing.file.filename, opened as typed), else the recorded one under the
  * trust policy. */
-static char *backing_path(const diskimg_node *n, const char *user_name, GError **errp)
+static char *backing_path(const diskimg_node *n, const char *user_name, const char **io,
+                          GError **errp)
 {
+    *io = NULL;
     if (!user_name)
         return diskimg_trust_resolve(n, DISKIMG_CHILD_BACKING, n->backing_name, errp);
     const char *path;
-    if (trust_user_filename(user_name, &path, errp) < 0)
+    if (trust_user_filename(user_name, &path, io, errp) < 0)
         return NULL;
     return g_strdup(path);
 }
@@ -373,7 +395,9 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
             return -1;
         }
         GError *err = NULL;
-        g_autofree char *path = backing_path(n, n == top ? p->backing_filename : NULL, &err);
+        const char *protocol_io;
+        g_autofree char *path = backing_path(n, n == top ? p->backing_filename : NULL,
+                                             &protocol_io, &err);
         if (!path) {
             /* The refusal names the image that records the name; deeper in
              * the chain, the top is named first as for any open error. */
@@ -395,7 +419,7 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
             bp.format = p->backing_format;
         unsigned flags = (p->flags & ~(DISKIMG_OPEN_RDWR | DISKIMG_OPEN_PROBED)) |
                          DISKIMG_OPEN_NO_BACKING;
-        n->backing = open_one(path, &bp, flags, &err);
+        n->backing = open_one(path, protocol_io, &bp, flags, &err);
         if (!n->backing) {
             /* open_one names the file as qemu-img names a top image; below
              * "Could not open backing file" qemu leaves that out (only the
@@ -432,10 +456,13 @@ diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_param
     const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;
-    const char *path;
-    if (trust_user_filename(filename, &path, errp) < 0)
+    const char *path = filename, *protocol_io = NULL;
+    /* A caller that names a protocol io plugin (--image-opts file.driver=nbd)
+     * hands it the name as is: it and its options say what to reach. */
+    if (!io_serves_protocols(p->io) &&
+        trust_user_filename(filename, &path, &protocol_io, errp) < 0)
         return NULL;
-    diskimg_node *n = open_one(path, p, p->flags, errp);
+    diskimg_node *n = open_one(path, protocol_io, p, p->flags, errp);
     if (!n)
         return NULL;
     if (!(p->flags & DISKIMG_OPEN_NO_BACKING) && open_backing_chain(n, p, errp) < 0) {

@@ -312,6 +312,11 @@ diskimg_options *diskimg_options_new(const diskimg_schema *s, const char *set)
     return o;
 }
 
+const diskimg_schema *diskimg_options_schema(const diskimg_options *o)
+{
+    return o ? o->schema : NULL;
+}
+
 void diskimg_options_free(diskimg_options *o)
 {
     if (!o)

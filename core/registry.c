@@ -602,6 +602,42 @@ const char *registry_package_for(const char *format)
     return NULL;
 }
 
+/* The io plugin whose schema lists `scheme` under `protocols:`, or NULL.
+ * Only reached for names with a protocol prefix, so loading every io
+ * plugin here costs nothing on the common path. */
+struct loaded_plugin *registry_io_for_protocol(const char *scheme)
+{
+    g_autoptr(GPtrArray) ios = registry_list(DISKIMG_KIND_IO);
+    for (guint i = 0; i < ios->len; i++) {
+        struct loaded_plugin *lp = ios->pdata[i];
+        g_auto(GStrv) protocols = lp->schema ? diskimg_schema_protocols(lp->schema) : NULL;
+        if (protocols && g_strv_contains((const char *const *)protocols, scheme))
+            return lp;
+    }
+    return NULL;
+}
+
+const char *registry_protocol_package(const char *scheme)
+{
+    const diskimg_schema *m = registry_core_schema("magic");
+    JsonNode *tree = m ? diskimg_schema_tree(m) : NULL;
+    if (!tree || !JSON_NODE_HOLDS_OBJECT(tree))
+        return NULL;
+    JsonObject *root = json_node_get_object(tree);
+    JsonNode *list = json_object_has_member(root, "protocols")
+                         ? json_object_get_member(root, "protocols") : NULL;
+    if (!list || !JSON_NODE_HOLDS_ARRAY(list))
+        return NULL;
+    JsonArray *a = json_node_get_array(list);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonObject *e = json_array_get_object_element(a, i);
+        const char *name = e ? member_str(e, "protocol") : NULL;
+        if (name && g_str_equal(name, scheme))
+            return member_str(e, "package");
+    }
+    return NULL;
+}
+
 /* Does hex string `hex` equal buf[offset...]? */
 static bool magic_matches(const uint8_t *buf, size_t len, uint64_t offset, const char *hex)
 {

@@ -636,7 +636,7 @@ static bool parse_types(struct validator *v, const struct ynode *key, const stru
 /* Keys of the top level that hold structures; all others are plain values. */
 static const char *const structural_keys[] = {
     "create-options", "open-options", "amend-options", "info", "types", "commands", "formats",
-    NULL,
+    "protocols", NULL,
 };
 
 static bool check_top_level_keys(struct validator *v, const struct ynode *root)
@@ -670,11 +670,46 @@ static bool check_identity(struct validator *v, const struct ynode *root)
     return true;
 }
 
+/* A URI scheme as RFC 3986 spells one: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ),
+ * kept to lower case and 32 characters so that a name's prefix can be
+ * compared as typed. */
+static bool is_scheme(const char *text)
+{
+    if (!g_ascii_islower(text[0]))
+        return false;
+    for (const char *c = text; *c; c++)
+        if (!g_ascii_islower(*c) && !g_ascii_isdigit(*c) && !strchr("+-.", *c))
+            return false;
+    return strlen(text) <= 32;
+}
+
+/* io plugins: `protocols: [nbd, nbds, ...]`, the name prefixes they serve. */
+static bool check_protocols(struct validator *v, const struct ynode *root)
+{
+    const struct ynode *list = ymap_get(root, "protocols");
+    if (!list || !ymap_get(root, "plugin"))
+        return true;   /* magic.yaml's `protocols:` is its consumer's business */
+    const struct ynode *key = ymap_find_key(root, "protocols");
+    const struct ynode *kind = ymap_get(root, "kind");
+    if (!kind || !g_str_equal(kind->text, "io"))
+        return fail_at(v, key, "'protocols' is only for io plugins");
+    if (list->kind != YNODE_SEQUENCE || list->children->len == 0)
+        return fail_at(v, key, "'protocols' must be a non-empty list of URI schemes");
+    for (guint i = 0; i < list->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(list->children, i);
+        if (item->kind != YNODE_SCALAR || !is_scheme(item->text))
+            return fail_at(v, item, "protocol names are lower-case URI schemes "
+                           "(letters, digits, '+', '-', '.'), like nbd or nbd+unix");
+    }
+    return true;
+}
+
 static bool validate_document(struct validator *v, const struct ynode *root)
 {
     if (root->kind != YNODE_MAPPING)
         return fail_at(v, root, "a schema must be a mapping");
-    if (!check_top_level_keys(v, root) || !check_identity(v, root))
+    if (!check_top_level_keys(v, root) || !check_identity(v, root) ||
+        !check_protocols(v, root))
         return false;
     v->type_names = ymap_get(root, "types");
     if (v->type_names && !parse_types(v, ymap_find_key(root, "types"), v->type_names))
@@ -756,6 +791,18 @@ bool diskimg_schema_flag(const diskimg_schema *s, const char *key)
 const char *diskimg_schema_string(const diskimg_schema *s, const char *key)
 {
     return top_string(s, key);
+}
+
+char **diskimg_schema_protocols(const diskimg_schema *s)
+{
+    const struct ynode *list = ymap_get(s->root, "protocols");
+    GPtrArray *out = g_ptr_array_new();
+    for (guint i = 0; list && list->kind == YNODE_SEQUENCE && i < list->children->len; i++) {
+        const struct ynode *item = g_ptr_array_index(list->children, i);
+        g_ptr_array_add(out, g_strdup(item->text));
+    }
+    g_ptr_array_add(out, NULL);
+    return (char **)g_ptr_array_free(out, FALSE);
 }
 
 /* Built on first use: most runs never ask for the generic view of most

@@ -118,9 +118,11 @@ bool diskimg_node_was_probed(const diskimg_node *n)
     return n->flags & DISKIMG_OPEN_PROBED;
 }
 
-int trust_user_filename(const char *filename, const char **path, GError **errp)
+int trust_user_filename(const char *filename, const char **path, const char **io,
+                        GError **errp)
 {
     *path = filename;
+    *io = NULL;
     if (!diskimg_name_has_protocol(filename))
         return 0;
     size_t len = strcspn(filename, ":");
@@ -135,10 +137,23 @@ int trust_user_filename(const char *filename, const char **path, GError **errp)
                     "(use --image-opts)", filename);
         return -1;
     }
+    g_autofree char *scheme = g_ascii_strdown(filename, (gssize)len);
+    struct loaded_plugin *lp = registry_io_for_protocol(scheme);
+    if (lp) {
+        *io = lp->desc->name;
+        return 0;
+    }
     /* As qemu's bdrv_find_protocol: a file with a ':' before its first '/'
      * is reached as "./a:b.img" or "file:a:b.img". */
-    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
-                "Could not open '%s': Unknown protocol '%.*s'", filename, (int)len, filename);
+    const char *package = registry_protocol_package(scheme);
+    if (package)
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Could not open '%s': Unknown protocol '%.*s' (install package %s)",
+                    filename, (int)len, filename, package);
+    else
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Could not open '%s': Unknown protocol '%.*s'", filename, (int)len,
+                    filename);
     return -1;
 }
 

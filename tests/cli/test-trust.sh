@@ -91,6 +91,15 @@ expect 0 "the user's backing.file.filename replaces a refused name" \
 grep_out "^image: base.raw" "the user's backing file is opened"
 
 # ------------------------------------------------ names the user types
+# A remote protocol without its io plugin names the package that serves it
+# (schema/magic.yaml's protocols).
+if ! "$D" schema nbd > /dev/null 2>&1; then
+    expect 1 "an nbd:// name without the nbd plugin" "$D" info nbd://127.0.0.1/x
+    one_line_err "the missing protocol names its package" \
+        "Could not open 'nbd://127.0.0.1/x': Unknown protocol 'nbd' (install package diskimg-io-nbd)"
+fi
+expect 1 "a json: name the user types" "$D" info 'json:{"driver":"raw"}'
+one_line_err "json: names point to --image-opts" "json: pseudo-filenames are not supported (use --image-opts)"
 cp base.raw 'a:b.img'
 expect 1 "a user name with an unknown protocol prefix" "$D" info 'a:b.img'
 one_line_err "unknown protocol as qemu-img words it" "Could not open 'a:b.img': Unknown protocol 'a'"

@@ -219,6 +219,34 @@ static void assert_schema_error(const char *yaml, const char *message)
 
 #define RAW_HEAD "plugin: raw\nkind: format\ncreate-options:\n"
 
+/* io plugins name the URI schemes they serve; the core dispatches on them. */
+static void test_protocols(void)
+{
+    GError *err = NULL;
+    diskimg_schema *s = diskimg_schema_parse("plugin: nbd\nkind: io\n"
+                                             "protocols: [nbd, nbds, nbd+unix]\n", "nbd.yaml",
+                                             &err);
+    g_assert_no_error(err);
+    g_auto(GStrv) list = diskimg_schema_protocols(s);
+    g_assert_cmpuint(g_strv_length(list), ==, 3);
+    g_assert_cmpstr(list[2], ==, "nbd+unix");
+    diskimg_schema_free(s);
+    s = diskimg_schema_parse("plugin: posix\nkind: io\n", "posix.yaml", &err);
+    g_auto(GStrv) none = diskimg_schema_protocols(s);
+    g_assert_cmpuint(g_strv_length(none), ==, 0);
+    diskimg_schema_free(s);
+    assert_schema_error("plugin: raw\nkind: format\nprotocols: [x]\n",
+                        "raw.yaml:3:1: 'protocols' is only for io plugins");
+    assert_schema_error("plugin: raw\nkind: io\nprotocols: []\n",
+                        "raw.yaml:3:1: 'protocols' must be a non-empty list of URI schemes");
+    assert_schema_error("plugin: raw\nkind: io\nprotocols: [NBD]\n",
+                        "raw.yaml:3:13: protocol names are lower-case URI schemes (letters, "
+                        "digits, '+', '-', '.'), like nbd or nbd+unix");
+    assert_schema_error("plugin: raw\nkind: io\nprotocols: [a, 9p]\n",
+                        "raw.yaml:3:16: protocol names are lower-case URI schemes (letters, "
+                        "digits, '+', '-', '.'), like nbd or nbd+unix");
+}
+
 static void test_schema_errors(void)
 {
     assert_schema_error(RAW_HEAD
@@ -798,6 +826,7 @@ int main(int argc, char **argv)
     g_test_add_func("/schema/parse/good", test_parse_good);
     g_test_add_func("/schema/parse/tree", test_parse_tree);
     g_test_add_func("/schema/parse/errors", test_schema_errors);
+    g_test_add_func("/schema/parse/protocols", test_protocols);
     g_test_add_func("/schema/parse/json", test_parse_json);
     g_test_add_func("/schema/parse/json-errors", test_json_errors);
     g_test_add_func("/schema/options/errors", test_option_errors);

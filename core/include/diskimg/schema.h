@@ -53,6 +53,9 @@ DISKIMG_API const char *diskimg_schema_summary(const diskimg_schema *s);
 DISKIMG_API bool diskimg_schema_flag(const diskimg_schema *s, const char *key);
 /* A top-level string value (e.g. "package"); NULL when absent. */
 DISKIMG_API const char *diskimg_schema_string(const diskimg_schema *s, const char *key);
+/* An io plugin's `protocols:` (the URI schemes it serves: "nbd",
+ * "nbd+unix"...), NULL-terminated and empty for none; free with g_strfreev. */
+DISKIMG_API char **diskimg_schema_protocols(const diskimg_schema *s);
 /* True when the schema defines the option set ("create-options"...). */
 DISKIMG_API bool diskimg_schema_has_set(const diskimg_schema *s, const char *set);
 /* Names of the members of a set, in schema order (dotted for struct
@@ -64,6 +67,8 @@ DISKIMG_API char **diskimg_schema_set_keys(const diskimg_schema *s, const char *
 /* An empty option set bound to schema set `set`. */
 DISKIMG_API diskimg_options *diskimg_options_new(const diskimg_schema *s, const char *set);
 DISKIMG_API void diskimg_options_free(diskimg_options *o);
+/* The schema the options were made for. */
+DISKIMG_API const diskimg_schema *diskimg_options_schema(const diskimg_options *o);
 /* Sets one option from its textual value, validating it.  A value of the
  * right type that the schema refuses (DISKIMG_ERROR_VALUE_REFUSED) is not
  * set, but diskimg_options_format_line() shows it, as qemu-img prints its
