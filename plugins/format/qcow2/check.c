@@ -26,8 +26,13 @@
  *     referenced as nothing but an L2 table by credible structures
  *     (credible_other), and the guard agrees; L1 and bitmap tables only
  *     where they hold nothing else;
+ *   - an L1 entry naming a cluster that holds something else (guest data,
+ *     another table) and reads as mostly corrupt L2 entries is cleared
+ *     instead (clear_bogus_l1_entries): qemu would "repair" the entries
+ *     there, overwriting that data;
  *   - what reads as zeroes stays so: guest data and bitmap tables beyond
- *     the end of the file become zero clusters / tables of zeroes;
+ *     the end of the file become zero clusters / tables of zeroes, a
+ *     snapshot's L1 table beyond it keeps only its entries inside the file;
  *   - the snapshot table is read as qemu's check reads it (header.c) and
  *     written again when that worked around damage (qemu's
  *     qcow2_check_fix_snapshot_table);
@@ -65,6 +70,13 @@ struct entry_fix {
     uint64_t pos, entry;
     uint32_t idx;
     bool active;
+};
+
+/* An L1 entry whose L2 table had `bad` corrupt entries in most of those
+ * in use. */
+struct l1_suspect {
+    struct entry_fix f;
+    uint64_t bad;
 };
 
 /* An L2 entry the repair makes a zero cluster (applied once everything is
@@ -109,6 +121,8 @@ struct checker {
     uint8_t *blk;           /* one refcount block, read without the cache */
     uint64_t blk_off;       /* its offset, 0: none */
     GArray *l1_fixes;       /* struct entry_fix: L1 entries with reserved bits, to clear */
+    GArray *l1_suspects;    /* struct l1_suspect: L1 entries naming a "table" of mostly
+                             * corrupt entries (see clear_bogus_l1_entries) */
     GArray *lost_bitmap_tables;  /* uint32_t: bitmaps whose table is beyond the file */
     GArray *bitmap_fixes;   /* struct entry_fix: bitmap table entries beyond the file */
     uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
@@ -411,21 +425,36 @@ static void put_l2(struct qcow2 *s, uint64_t l2off, uint8_t *l2)
         diskimg_mcache_put(s->l2c, l2);
 }
 
-static int check_l2(struct checker *c, uint64_t l2off, bool active, GError **errp)
+/* Checks the L2 table at l2off; *used and *bad: how many of its entries
+ * are in use and how many of those were found corrupt. */
+static int check_l2(struct checker *c, uint64_t l2off, bool active, uint64_t *used,
+                    uint64_t *bad, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint8_t *l2;
+    *used = *bad = 0;
     if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
     /* qemu measures fragmentation within each L2 table. */
     c->next_contig = 0;
     int ret = 0;
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries && ret == 0;
-         i = skip_zero_entries(s, l2, i + 1))
-        ret = check_l2_entry(c, l2off, i, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i),
-                             active, errp);
+         i = skip_zero_entries(s, l2, i + 1)) {
+        uint64_t e = qcow2_l2_entry(s, l2, i), bm = qcow2_l2_bitmap(s, l2, i);
+        uint64_t before = c->res->corruptions;
+        ret = check_l2_entry(c, l2off, i, e, bm, active, errp);
+        *used += e || bm;
+        *bad += c->res->corruptions != before;
+    }
     put_l2(s, l2off, l2);
     return ret;
+}
+
+/* What an L1 entry names is no L2 table when most entries in use there
+ * are corrupt: a real table damaged in a few entries keeps its majority. */
+static bool mostly_corrupt(uint64_t used, uint64_t bad)
+{
+    return bad > 0 && bad * 2 > used;
 }
 
 static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const uint64_t *l1,
@@ -459,8 +488,13 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
                          "corrupted", l2off);
             c->res->corruptions++;
         }
-        if (check_l2(c, l2off, active, errp) < 0)
+        uint64_t used, bad;
+        if (check_l2(c, l2off, active, &used, &bad, errp) < 0)
             return -1;
+        struct l1_suspect sus = { { l1off + (uint64_t)i * 8, l1[i], i, active }, bad };
+        if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && !l2_uncached(s, l2off) &&
+            mostly_corrupt(used, bad))
+            record_repair(c->l1_suspects, &sus);
     }
     return 0;
 }
@@ -494,7 +528,24 @@ static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *s
     return true;
 }
 
-static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GError **errp)
+/* A snapshot's L1 table reaching beyond the end of the file reads as
+ * zeroes there (as qemu reads it): the repair keeps the entries inside the
+ * file, which reads the same, and writes the snapshot table again.  (qemu's
+ * repair of such an image drops every snapshot.) */
+static void cut_snapshot_l1(struct checker *c, struct qcow2_snapshot *sn)
+{
+    uint64_t kept = sn->l1_offset < c->file_len ? (c->file_len - sn->l1_offset) / 8 : 0;
+    diskimg_report("Repairing snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table reaches "
+                   "beyond the end of the file, which reads as zeroes; keeping its %" PRIu64
+                   " entries inside the file", sn->id, sn->name, sn->l1_offset, kept);
+    sn->l1_size = (uint32_t)MIN(kept, sn->l1_size);
+    if (!sn->l1_size)
+        sn->l1_offset = 0;
+    c->snap_errors++;
+    c->res->corruptions++;
+}
+
+static int check_snapshot(struct checker *c, struct qcow2_snapshot *sn, GError **errp)
 {
     if (!snapshot_l1_usable(c, sn))
         return 0;
@@ -503,6 +554,9 @@ static int check_snapshot(struct checker *c, const struct qcow2_snapshot *sn, GE
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the L1 table of snapshot %s "
                                  "at %#" PRIx64 " cannot be read", c->s->filename, sn->id,
                                  sn->l1_offset);
+    if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) &&
+        beyond_eof(c, sn->l1_offset, (uint64_t)sn->l1_size * 8))
+        cut_snapshot_l1(c, sn);
     uint64_t *l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
     if (!l1)
         return qcow2_enomem(errp);
@@ -1090,10 +1144,14 @@ static int check_copied(struct checker *c, GError **errp)
  * check only reports them.  Written only where the L1 table is all the
  * cluster holds: referenced once, as nothing but that table, and no other
  * structure the guard knows there. */
-static int clear_l1_reserved(struct checker *c, const struct entry_fix *f, GError **errp)
+/* Writes `want` over the L1 entry of f where its table may be written (a
+ * cluster referenced once, as that table only, inside the file) and still
+ * holds what check saw.  Returns 1 when written, 0 when left, -1. */
+static int write_l1_entry(struct checker *c, const struct entry_fix *f, uint64_t want,
+                          GError **errp)
 {
     struct qcow2 *s = c->s;
-    uint64_t cl = f->pos >> s->cluster_bits, now = 0, want = f->entry & ~QCOW2_L1_RESERVED;
+    uint64_t cl = f->pos >> s->cluster_bits;
     uint32_t allowed = f->active ? QCOW2_OL_ACTIVE_L1 : QCOW2_OL_INACTIVE_L1;
     if (cl >= c->nref || c->ref[cl] != 1 || c->other[cl] != 1 || f->pos + 8 > c->real_len ||
         qcow2_guard_find(s, allowed, f->pos, 8))
@@ -1105,23 +1163,124 @@ static int clear_l1_reserved(struct checker *c, const struct entry_fix *f, GErro
         if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
             qcow2_l1_write_entry(s, f->idx, errp) < 0)
             return -1;
-    } else {
-        uint8_t v[8];
-        /* two snapshots may name the same table: fixed once */
-        if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
-            return -1;
-        now = diskimg_be64(v);
-        if (now != f->entry)
-            return 0;
-        diskimg_put_be64(v, want);
-        if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
-            diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
-            return -1;
+        return 1;
     }
+    uint8_t v[8];
+    /* two snapshots may name the same table: fixed once */
+    if (diskimg_node_pread(s->file, v, 8, f->pos, errp) < 0)
+        return -1;
+    if (diskimg_be64(v) != f->entry)
+        return 0;
+    diskimg_put_be64(v, want);
+    if (qcow2_guard_check_write(s, f->pos, 8, allowed, errp) < 0 ||
+        diskimg_node_pwrite(s->file, v, 8, f->pos, 0, errp) < 0)
+        return -1;
+    return 1;
+}
+
+static int clear_l1_reserved(struct checker *c, const struct entry_fix *f, GError **errp)
+{
+    uint64_t want = f->entry & ~QCOW2_L1_RESERVED;
+    int ret = write_l1_entry(c, f, want, errp);
+    if (ret <= 0)
+        return ret;
     diskimg_report("Repairing L1 entry with reserved bits set: %" PRIx64 " -> %" PRIx64,
                    f->entry, want);
     c->res->corruptions -= MIN(c->res->corruptions, 1);
     c->res->corruptions_fixed++;
+    return 0;
+}
+
+/* The guest data range check_l2_entry counts for an L2 entry, if any
+ * (inc_refs then counts it unless it lies beyond the end of the file). */
+static bool counted_data_range(const struct checker *c, uint64_t e, uint64_t bm, uint64_t *off,
+                               uint64_t *len)
+{
+    struct qcow2 *s = c->s;
+    if (s->ext_data)
+        return false;
+    if (e & QCOW2_OFLAG_COMPRESSED) {
+        if (s->ext_l2 && bm)
+            return false;
+        uint64_t o, l;
+        qcow2_compressed_span(s, e & ~QCOW2_OFLAG_COPIED, &o, &l);
+        *off = o & ~511ull;
+        *len = l + (o & 511);
+        return true;
+    }
+    *off = e & QCOW2_OFFSET_MASK;
+    *len = s->cluster_size;
+    return *off != 0;
+}
+
+/* Takes back the references check_l1 counted for the L2 table at l2off:
+ * the table's cluster and the guest data its entries name. */
+static int uncount_l2(struct checker *c, uint64_t l2off, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    uint64_t cl = l2off >> s->cluster_bits;
+    if (cl < c->nref && c->ref[cl] && c->ref[cl] != UINT32_MAX)
+        c->ref[cl]--;
+    uint8_t *l2;
+    if (get_l2(s, l2off, &l2, errp) < 0)
+        return -1;
+    for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries;
+         i = skip_zero_entries(s, l2, i + 1)) {
+        uint64_t off, len;
+        if (!counted_data_range(c, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), &off,
+                                &len) || beyond_eof(c, off, len))
+            continue;
+        if (off > UINT64_MAX - len)
+            continue;
+        /* as inc_refs counted it: references to the table's own cluster
+         * were no "other" ones, nor doubtful (count_doubtful_l2) */
+        for (uint64_t k = off >> s->cluster_bits;
+             k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++) {
+            if (c->ref[k] && c->ref[k] != UINT32_MAX)
+                c->ref[k]--;
+            if (k == cl)
+                continue;
+            dec_sat(&c->other[k]);
+            if (c->meta[cl] && c->doubt)
+                dec_sat(&c->doubt[k]);
+        }
+    }
+    put_l2(s, l2off, l2);
+    return 0;
+}
+
+/* An L1 entry (of the active table or a snapshot's) that names a cluster
+ * holding something else — guest data, another table — whose entries are
+ * mostly corrupt names no L2 table: damage moved it there.  Rewriting the
+ * "table" as qemu does (its entries made zero clusters) would overwrite
+ * that guest data or table; clearing the L1 entry loses nothing that was
+ * still readable (the range then reads as unallocated), and the refcounts
+ * are repaired from counts without the bogus references. */
+static int clear_bogus_l1_entries(struct checker *c, GError **errp)
+{
+    struct qcow2 *s = c->s;
+    for (guint i = 0; i < c->l1_suspects->len; i++) {
+        const struct l1_suspect *sus = &g_array_index(c->l1_suspects, struct l1_suspect, i);
+        uint64_t l2off = sus->f.entry & QCOW2_OFFSET_MASK, cl = l2off >> s->cluster_bits;
+        uint32_t tables = QCOW2_OL_ACTIVE_L2 | QCOW2_OL_INACTIVE_L2;
+        if (l2off >= c->real_len || cl >= c->nref || l2_table_writable(c, l2off, tables))
+            continue;   /* a table the zero-cluster repairs may write */
+        if (!credible_other(c, cl) && !qcow2_guard_find(s, tables, l2off, s->cluster_size))
+            continue;   /* nothing else is there */
+        int ret = write_l1_entry(c, &sus->f, 0, errp);
+        if (ret < 0)
+            return -1;
+        if (ret == 0 || uncount_l2(c, l2off, errp) < 0) {
+            if (ret)
+                return -1;
+            continue;
+        }
+        diskimg_report("Repairing L1 entry %" PRIx64 ": it names cluster %#" PRIx64
+                       " that holds other data, not an L2 table; entry cleared",
+                       sus->f.entry, l2off);
+        c->res->corruptions -= MIN(c->res->corruptions, sus->bad);
+        c->res->corruptions_fixed += sus->bad;
+    }
     return 0;
 }
 
@@ -1313,6 +1472,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     c.file_clusters = qcow2_size_to_clusters(s, c.file_len);
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
     c.l1_fixes = g_array_new(false, false, sizeof(struct entry_fix));
+    c.l1_suspects = g_array_new(false, false, sizeof(struct l1_suspect));
     c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
     c.lost_bitmap_tables = g_array_new(false, false, sizeof(uint32_t));
     c.bitmap_fixes = g_array_new(false, false, sizeof(struct entry_fix));
@@ -1325,6 +1485,8 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = check_snapshot_table(&c, errp);
     if (ret == 0)
         ret = count_references(&c, errp);
+    if (ret == 0)
+        ret = clear_bogus_l1_entries(&c, errp);
     if (ret == 0)
         ret = apply_zero_fixes(&c, true, errp);
     struct diskimg_check_result pre = *res;
@@ -1351,6 +1513,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.rb_state);
     g_free(c.blk);
     g_array_free(c.l1_fixes, true);
+    g_array_free(c.l1_suspects, true);
     g_array_free(c.zero_fixes, true);
     g_array_free(c.lost_bitmap_tables, true);
     g_array_free(c.bitmap_fixes, true);
