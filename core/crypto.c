@@ -107,13 +107,11 @@ static int unknown_hash(const char *alg, GError **errp)
 
 void diskimg_crypto_wipe(void *p, size_t len)
 {
-    if (!p)
-        return;
-    /* explicit_bzero is exactly this, but not every libc has it; the
-     * volatile stores cannot be dropped as dead. */
-    volatile uint8_t *v = p;
-    for (size_t i = 0; i < len; i++)
-        v[i] = 0;
+    /* The one wipe of the library: secrets, keys, passphrases and the
+     * parsers' temporary copies of them all end here.  explicit_bzero is a
+     * memset the compiler may not drop as a dead store before free(). */
+    if (p && len)
+        explicit_bzero(p, len);
 }
 
 int diskimg_crypto_memcmp(const void *a, const void *b, size_t len)

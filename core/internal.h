@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <diskimg/plugin.h>
 #include <diskimg/schema.h>
@@ -20,6 +21,12 @@ struct loaded_plugin {
     char *path;                     /* file it came from */
     unsigned tier;                  /* search tier it was found in (registry.c) */
     void *dl;                       /* dlopen handle */
+    int fd;                         /* the file loaded, by /proc/self/fd/N: open
+                                     * while loaded, so that no other plugin's
+                                     * name is the same string (dlopen reuses a
+                                     * handle by name), -1: none */
+    dev_t dev;                      /* ... and which file that is */
+    ino_t ino;
     const struct diskimg_plugin *desc;
     diskimg_schema *schema;
     /* DISKIMG_THREAD_SERIALIZE_ALL; recursive because a node may call into

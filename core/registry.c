@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,30 +108,107 @@ static bool name_is_valid(const char *name)
     return true;
 }
 
-/* Ownership and mode rules for plugins loaded from system directories. */
-static bool file_is_trusted(const char *path, GError **errp)
+/* Ownership and mode rules for a plugin file and every directory above it:
+ * owned by root or by us, and nobody else may change it.  A directory that
+ * others may write is accepted only with the sticky bit (/tmp): there they
+ * cannot rename or remove what is ours. */
+static bool owner_trusted(const struct stat *st)
 {
-    struct stat st;
-    if (stat(path, &st) < 0) {
+    return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+static bool dirs_above_trusted(const char *path, GError **errp)
+{
+    g_autofree char *real = realpath(path, NULL);
+    if (!real) {
         diskimg_set_errno(errp, errno, "%s", path);
         return false;
     }
-    if (!S_ISREG(st.st_mode)) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION, "%s: not a regular file", path);
-        return false;
+    g_autofree char *dir = g_path_get_dirname(real);
+    for (;;) {
+        struct stat st;
+        if (stat(dir, &st) < 0) {
+            diskimg_set_errno(errp, errno, "%s", dir);
+            return false;
+        }
+        if (!owner_trusted(&st)) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                        "%s: directory %s is owned by uid %u, neither root nor the current user",
+                        path, dir, (unsigned)st.st_uid);
+            return false;
+        }
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+            g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                        "%s: directory %s is writable by group or others", path, dir);
+            return false;
+        }
+        if (g_str_equal(dir, "/"))
+            return true;
+        char *up = g_path_get_dirname(dir);
+        g_free(dir);
+        dir = up;
     }
-    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+}
+
+/* Opens a plugin file for loading: no symlink as the last component, and
+ * the checks are made on the open descriptor, which is what gets loaded
+ * (no window between checking a name and loading what it names then). */
+static int open_trusted_file(const char *path, GError **errp)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
-                    "%s: owned by uid %u, neither root nor the current user",
-                    path, (unsigned)st.st_uid);
-        return false;
+                    "%s: a symbolic link (plugins are loaded from regular files only)", path);
+        return -1;
     }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    if (fd < 0) {
+        diskimg_set_errno(errp, errno, "%s", path);
+        return -1;
+    }
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(fd, &st) < 0)
+        why = g_strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (!owner_trusted(&st))
+        why = "owned by a user who is neither root nor the current user";
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        why = "writable by group or others";
+    if (why) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    if (!dirs_above_trusted(path, errp)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* dlopen()s the file open on fd (kept open while loaded).  /proc/self/fd/N
+ * names exactly that open file, whatever happened to its path since.  Without /proc (a bare
+ * chroot) the path is loaded, and refused unless it is still the file
+ * that was checked. */
+static void *dlopen_fd(int fd, const char *path, GError **errp)
+{
+    g_autofree char *by_fd = g_strdup_printf("/proc/self/fd/%d", fd);
+    bool have_proc = access(by_fd, R_OK) == 0;
+    void *dl = dlopen(have_proc ? by_fd : path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s", dlerror());
+        return NULL;
+    }
+    struct stat checked, now;
+    if (!have_proc && (fstat(fd, &checked) < 0 || stat(path, &now) < 0 ||
+                       checked.st_dev != now.st_dev || checked.st_ino != now.st_ino)) {
+        dlclose(dl);
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
-                    "%s: writable by group or others", path);
-        return false;
+                    "%s: the file changed while it was loaded", path);
+        return NULL;
     }
-    return true;
+    return dl;
 }
 
 /* Copies a plugin's ops struct into our full-size one: callbacks beyond the
@@ -271,23 +349,49 @@ static void loaded_plugin_free(struct loaded_plugin *lp)
     diskimg_schema_free(lp->schema);
     if (lp->dl)
         dlclose(lp->dl);
+    if (lp->fd >= 0)
+        close(lp->fd);
     g_rec_mutex_clear(&lp->serialize_all);
     g_free(lp->path);
     g_free(lp);
 }
 
+/* Is this file loaded already (under another name)?  dlopen() would hand
+ * back that handle and remember our /proc/self/fd/N name as its alias, so
+ * that a later plugin opened on descriptor N would get the wrong handle. */
+static bool file_already_loaded(const struct stat *st)
+{
+    GPtrArray *lists[] = { registry.plugins, registry.shadowed };
+    for (size_t l = 0; l < G_N_ELEMENTS(lists); l++) {
+        for (guint i = 0; i < lists[l]->len; i++) {
+            const struct loaded_plugin *lp = lists[l]->pdata[i];
+            if (lp->dev == st->st_dev && lp->ino == st->st_ino)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Loads one plugin file; NULL with no error when that file is loaded. */
 static struct loaded_plugin *load_plugin(const char *path, GError **errp)
 {
-    if (!file_is_trusted(path, errp))
+    int fd = open_trusted_file(path, errp);
+    if (fd < 0)
         return NULL;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || file_already_loaded(&st)) {
+        close(fd);
+        return NULL;
+    }
     struct loaded_plugin *lp = g_new0(struct loaded_plugin, 1);
+    lp->dev = st.st_dev;
+    lp->ino = st.st_ino;
     g_rec_mutex_init(&lp->serialize_all);
     lp->path = g_strdup(path);
-    lp->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lp->dl) {
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s", dlerror());
+    lp->fd = fd;
+    lp->dl = dlopen_fd(fd, path, errp);
+    if (!lp->dl)
         goto fail;
-    }
     const struct diskimg_plugin *(*entry)(void);
     *(void **)&entry = dlsym(lp->dl, DISKIMG_PLUGIN_ENTRY_SYMBOL);
     if (!entry) {
@@ -376,6 +480,8 @@ static void try_candidate(struct candidate *c)
     c->tried = true;
     GError *err = NULL;
     struct loaded_plugin *lp = load_plugin(c->path, &err);
+    if (!lp && !err)
+        return;   /* a file already loaded under another name (the tiers overlap) */
     if (!lp) {
         diskimg_warn("ignoring plugin %s", err->message);
         g_error_free(err);
@@ -449,7 +555,9 @@ static gpointer init_once(gpointer unused)
     registry.candidates = g_ptr_array_new();
     registry.plugins = g_ptr_array_new();
     registry.shadowed = g_ptr_array_new();
-    const char *env = g_getenv("DISKIMG_PLUGIN_PATH");
+    /* secure_getenv: a set-uid or set-gid program that links libdiskimg
+     * never takes plugins from its caller's environment. */
+    const char *env = secure_getenv("DISKIMG_PLUGIN_PATH");
     if (env && *env) {
         g_auto(GStrv) dirs = g_strsplit(env, ":", -1);
         scan_tier(dirs, 0);

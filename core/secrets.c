@@ -22,7 +22,11 @@
  * them is wiped (diskimg_secret_wipe, which the compiler cannot drop)
  * before it is freed.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <diskimg/crypto.h>
 
@@ -39,13 +43,7 @@ G_LOCK_DEFINE_STATIC(secrets);
 
 void diskimg_secret_wipe(uint8_t *data, size_t len)
 {
-    if (!data)
-        return;
-    /* Stores through a volatile pointer are observable behaviour: the
-     * compiler may not drop them as dead stores before free(). */
-    volatile uint8_t *p = data;
-    for (size_t i = 0; i < len; i++)
-        p[i] = 0;
+    diskimg_crypto_wipe(data, len);
     g_free(data);
 }
 
@@ -152,9 +150,7 @@ static int objdef_parse_json(const char *arg, struct objdef *d, GError **errp)
         }
         /* the parser's own copy may be secret too: it is a plain string
          * json-glib owns, wiped in place before the parser frees it */
-        volatile char *v = text;
-        for (size_t i = 0; v[i]; i++)
-            v[i] = '\0';
+        diskimg_crypto_wipe(text, strlen(text));
     }
     return 0;
 }
@@ -296,6 +292,61 @@ static uint8_t *base64_decode(const char *text, size_t len, size_t *out_len, GEr
     return out;
 }
 
+/* A secret file is read into one buffer of its size (of the cap for a
+ * pipe such as file=/dev/stdin): a growing buffer (g_file_get_contents)
+ * would leave unwiped copies behind in the heap. */
+#define MAX_SECRET_FILE (1024 * 1024)
+
+static int secret_file_error(const char *file, const char *why, GError **errp)
+{
+    return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Unable to read %s: %s", file, why);
+}
+
+static int read_secret_file(const char *file, uint8_t **in, size_t *in_len, GError **errp)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        /* in glib's words, which qemu-img prints */
+        g_autofree char *why = g_strdup_printf("Failed to open file \u201c%s\u201d: %s", file,
+                                               g_strerror(e));
+        return secret_file_error(file, why, errp);
+    }
+    if (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && st.st_size > MAX_SECRET_FILE)) {
+        close(fd);
+        return secret_file_error(file, S_ISDIR(st.st_mode) ? g_strerror(EISDIR)
+                                 : "larger than a secret can be (1 MiB)", errp);
+    }
+    /* one byte more than a regular file holds, to see that it did not grow */
+    size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : MAX_SECRET_FILE + 1;
+    uint8_t *buf = g_malloc(cap + 1);
+    size_t got = 0;
+    int e = 0;
+    while (got < cap) {
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            e = errno;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (e || got > MAX_SECRET_FILE) {
+        diskimg_secret_wipe(buf, cap + 1);
+        return secret_file_error(file, e ? g_strerror(e) : "larger than a secret can be (1 MiB)",
+                                 errp);
+    }
+    buf[got] = 0;
+    *in = buf;
+    *in_len = got;
+    return 0;
+}
+
 /* The bytes data= or file= give, as written. */
 static int load_input(GHashTable *props, uint8_t **in, size_t *in_len, GError **errp)
 {
@@ -312,18 +363,7 @@ static int load_input(GHashTable *props, uint8_t **in, size_t *in_len, GError **
     if (!file)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Either 'file' or 'data' must be provided");
-    gchar *contents = NULL;
-    gsize n = 0;
-    GError *err = NULL;
-    if (!g_file_get_contents(file, &contents, &n, &err)) {
-        diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Unable to read %s: %s", file,
-                          err->message);
-        g_error_free(err);
-        return -1;
-    }
-    *in = (uint8_t *)contents;
-    *in_len = n;
-    return 0;
+    return read_secret_file(file, in, in_len, errp);
 }
 
 /* The 32-byte AES key secret `keyid` holds (a copy: wipe it). */

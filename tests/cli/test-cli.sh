@@ -379,6 +379,26 @@ cp "$FAKE"/fake-good.so plug/format/fake-writable.so; chmod g+w plug/format/fake
 rm plug/format/fake-good.so
 run "${L[@]}" "$D" --list-formats
 grep_out "writable by group or others" "group-writable plugin refused" err
+rm plug/format/fake-writable.so
+# The loader checks the file it loads (no symlink to swap) and every
+# directory above it.
+cp "$FAKE"/fake-good.so plug/fake-target.so
+ln -s "$PWD/plug/fake-target.so" plug/format/fake-link.so
+run "${L[@]}" "$D" --list-formats
+grep_out "fake-link.so: a symbolic link \(plugins are loaded from regular files only\)" \
+    "a symlinked plugin is refused" err
+rm plug/format/fake-link.so plug/fake-target.so
+mkdir -p plug/format/shared && cp "$FAKE"/fake-good.so plug/format/shared/fake.so
+chmod o+w plug/format/shared
+run "${L[@]}" "$D" --list-formats
+grep_out "fake.so: directory .*/shared is writable by group or others" \
+    "a plugin under an others-writable directory is refused" err
+chmod +t plug/format/shared
+run "${L[@]}" "$D" --list-formats
+if ! grep -q "shared" err && grep -q "^fake " out; then ok "a sticky others-writable directory (as /tmp) is accepted"
+else nok "a sticky others-writable directory (as /tmp) is accepted ($(cat err))"; fi
+chmod o-w,-t plug/format/shared
+rm -r plug/format/shared
 
 echo "1..$n"
 [ "$failed" = 0 ]
