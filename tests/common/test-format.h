@@ -42,6 +42,17 @@
  *   tf_qemu_convert (qemu-img's guest view of an image),
  *   tf_check_qemu_made (an image qemu-img/qemu-io made reads as written)
  *   tf_check_failed_write_rolls_back (a refused write leaves no trace)
+ *
+ * Measure:
+ *   tf_measure_and_convert(format, opts, src, path, &m)
+ *                       measure, then convert as the command does; the
+ *                       numbers and the result's file size and allocation
+ *   tf_write_sparse_raw(path, size, step)  data in every step-th MiB
+ *
+ * Independent readers:
+ *   tf_libyal_same_bytes(tool, image, exported, src)
+ *                       vmdkmount/vhdimount (FUSE) exports the bytes of src
+ *   tf_sha256_padded(path, size)
  */
 #ifndef DISKIMG_TEST_FORMAT_H
 #define DISKIMG_TEST_FORMAT_H
@@ -656,6 +667,166 @@ static inline uint8_t *tf_qemu_convert(const char *fmt, const char *path, size_t
     contents = tf_read_file(out, len);
     g_unlink(out);
     return contents;
+}
+
+/* ------------------------------------------------------------- measure */
+
+/* What measure said and what convert then made. */
+struct tf_measured {
+    uint64_t required, fully_allocated;
+    uint64_t file_size;         /* of the converted image (all its files for vmdk
+                                   extents: the caller adds them) */
+    uint64_t allocated;         /* st_blocks * 512 of the converted image */
+};
+
+/* `measure -O format -o opts src` through libdiskimg, then `convert` of
+ * the raw `src` into a new image at `path` made as the convert command
+ * makes it (zero runs of 4 KiB skipped on an image that reads as zeroes,
+ * whole clusters compressed when the format needs it). */
+static inline void tf_measure_and_convert(const char *format, const char *opts,
+                                          const char *src, const char *path,
+                                          struct tf_measured *out)
+{
+    diskimg_node *source = tf_open("raw", src, 0, NULL);
+    diskimg_options *o = tf_options(format, "create-options", opts);
+    GError *err = NULL;
+    int64_t size = diskimg_node_size(source, &err);
+    struct diskimg_measure_args a = { .struct_size = sizeof(a), .options = o,
+                                      .size = (uint64_t)size, .source = source };
+    struct diskimg_measure_result r = { .struct_size = sizeof(r) };
+    struct diskimg_image_info info = { .struct_size = sizeof(info) };
+    struct stat st;
+
+    g_assert_cmpint(size, >=, 0);
+    g_assert_cmpint(diskimg_measure(format, &a, &r, &err), ==, 0);
+    g_assert_no_error(err);
+    out->required = r.required;
+    out->fully_allocated = r.fully_allocated;
+    tf_create(format, path, (uint64_t)size, opts);
+    diskimg_node *target = tf_open(format, path, DISKIMG_OPEN_RDWR, NULL);
+    g_assert_cmpint(diskimg_node_info(target, &info, &err), ==, 0);
+    struct diskimg_copy_params p = {
+        .struct_size = sizeof(p), .sources = &source, .n_sources = 1, .target = target,
+        .sparse_size = 4096, .parallel = 8, .quiet = true,
+        .target_is_zero = (diskimg_node_capabilities(target) & DISKIMG_CAP_ZERO_INIT) != 0,
+        .compress = info.needs_compressed_writes,
+    };
+    g_assert_cmpint(diskimg_copy(&p, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpint(diskimg_node_flush(target, &err), ==, 0);
+    diskimg_close(target);
+    diskimg_close(source);
+    diskimg_options_free(o);
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    out->file_size = (uint64_t)st.st_size;
+    out->allocated = (uint64_t)st.st_blocks * 512;
+}
+
+/* A raw file of `size` bytes with data in every `step`-th MiB (seeded
+ * pattern) and holes between; step 1 fills it. */
+static inline void tf_write_sparse_raw(const char *path, uint64_t size, unsigned step)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    uint8_t *buf = g_malloc(MiB);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)size), ==, 0);
+    for (uint64_t off = 0; off < size; off += (uint64_t)step * MiB) {
+        uint64_t n = MIN(MiB, size - off);
+        tf_pattern(buf, n, off, 11);
+        g_assert_cmpint(pwrite(fd, buf, n, (off_t)off), ==, (ssize_t)n);
+    }
+    close(fd);
+    g_free(buf);
+}
+
+/* --------------------------------------------- independent readers (libyal) */
+
+/* sha256 (hex, g_free) of the file at `path`, read up to `size` bytes and
+ * padded with zeroes to `size`; NULL when it cannot be read. */
+static inline char *tf_sha256_padded(const char *path, uint64_t size)
+{
+    GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+    uint8_t *buf = g_malloc0(MiB);
+    int fd = open(path, O_RDONLY);
+    uint64_t done = 0;
+    char *hex = NULL;
+
+    if (fd < 0)
+        goto out;
+    while (done < size) {
+        size_t want = (size_t)MIN(MiB, size - done);
+        ssize_t n = read(fd, buf, want);
+        if (n < 0)
+            goto out;
+        if (n == 0) {                   /* past the end: zeroes */
+            memset(buf, 0, want);
+            n = (ssize_t)want;
+        }
+        g_checksum_update(sum, buf, (gssize)n);
+        done += (uint64_t)n;
+    }
+    hex = g_strdup(g_checksum_get_string(sum));
+out:
+    if (fd >= 0)
+        close(fd);
+    g_free(buf);
+    g_checksum_free(sum);
+    return hex;
+}
+
+/* The guest view of `image` as a libyal FUSE tool exports it (vmdkmount
+ * names it vmdk1, vhdimount vhdi1; Debian 12 ships no vmdkexport or
+ * vhdiexport): its sha256 and *size.  NULL, with the test marked skipped,
+ * when the tool is missing or the mount fails (no /dev/fuse, no rights);
+ * a mount that works but refuses the image is a failure. */
+static inline char *tf_libyal_sha256(const char *tool, const char *image, const char *exported,
+                                     uint64_t *size)
+{
+    g_autofree char *mnt = g_build_filename(test_tmpdir, "libyal-mnt-XXXXXX", NULL);
+    g_autofree char *err_text = NULL;
+    char *hex = NULL;
+    struct stat st;
+
+    if (!tf_need(tool))
+        return NULL;
+    if (access("/dev/fuse", R_OK | W_OK) != 0) {
+        g_test_skip("/dev/fuse is not usable here");
+        return NULL;
+    }
+    g_assert_nonnull(g_mkdtemp(mnt));
+    int rc = tf_run_full((const char *const[]){ tool, image, mnt, NULL }, NULL, &err_text);
+    g_autofree char *file = g_build_filename(mnt, exported, NULL);
+    if (rc != 0 || stat(file, &st) != 0) {
+        if (err_text && strstr(err_text, "fuse"))
+            g_test_skip_printf("%s cannot mount here: %s", tool, err_text);
+        else
+            g_error("%s %s failed (exit %d): %s", tool, image, rc, err_text ? err_text : "");
+        g_rmdir(mnt);
+        return NULL;
+    }
+    *size = (uint64_t)st.st_size;
+    hex = tf_sha256_padded(file, *size);
+    if (TF_RUN(NULL, "fusermount", "-u", mnt) != 0)
+        g_assert_cmpint(TF_RUN(NULL, "umount", mnt), ==, 0);
+    g_rmdir(mnt);
+    g_assert_nonnull(hex);
+    return hex;
+}
+
+/* The libyal reader exports the same bytes as the raw `src` (padded with
+ * zeroes to the exported size, which must be at least the source's). */
+static inline void tf_libyal_same_bytes(const char *tool, const char *image, const char *exported,
+                                        const char *src)
+{
+    uint64_t size = 0;
+    g_autofree char *got = tf_libyal_sha256(tool, image, exported, &size);
+
+    if (!got)
+        return;
+    g_assert_cmpuint(size, >=, tf_file_size(src));
+    g_autofree char *want = tf_sha256_padded(src, size);
+    g_assert_cmpstr(got, ==, want);
 }
 
 #endif

@@ -5,7 +5,9 @@
  * growth, CRC32C, the flat block map and the second-level tables.  Files are raw images in a scratch directory, opened
  * through the posix and raw plugins of the build tree.
  */
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <diskimg/core.h>
 #include <diskimg/toolkit.h>
@@ -961,6 +963,51 @@ static void test_blockmap_requests(void)
 
 /* Entries across cache blocks of a table larger than one block, in both
  * byte orders, written back where they belong and nowhere else. */
+/* ------------------------------------------------------------ measure */
+
+/* A sparse raw file with data in [0, 100), [3 MiB - 1, 3 MiB + 1) and
+ * [7 MiB + 10, 7 MiB + 20): in 1 MiB blocks 0, 2, 3 and 7 hold data; in
+ * 4 MiB blocks, both. */
+static void test_measure_data_blocks(void)
+{
+    g_autofree char *path = test_tmp_path("measure.raw");
+    const uint64_t M = 1 << 20;
+    uint8_t data[100];
+    GError *err = NULL;
+    uint64_t blocks = 0;
+
+    memset(data, 0x5a, sizeof(data));
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 8 * M), ==, 0);
+    g_assert_cmpint(pwrite(fd, data, 100, 0), ==, 100);
+    g_assert_cmpint(pwrite(fd, data, 2, 3 * M - 1), ==, 2);
+    g_assert_cmpint(pwrite(fd, data, 10, 7 * M + 10), ==, 10);
+    close(fd);
+    struct diskimg_open_params p = { .struct_size = sizeof(p), .format = "raw",
+                                     .flags = DISKIMG_OPEN_NO_LOCK };
+    diskimg_node *n = diskimg_open(path, &p, &err);
+    g_assert_no_error(err);
+    struct diskimg_extent hole = { .struct_size = sizeof(hole) };
+    g_assert_cmpint(diskimg_node_block_status(n, 5 * M, M, &hole, &err), ==, 0);
+    if (hole.flags & DISKIMG_BS_DATA) {
+        g_test_skip("the scratch file system reports no holes");
+        diskimg_close(n);
+        return;
+    }
+    g_assert_cmpint(diskimg_measure_data_blocks(n, 8 * M, M, &blocks, &err), ==, 0);
+    g_assert_cmpuint(blocks, ==, 4);
+    g_assert_cmpint(diskimg_measure_data_blocks(n, 8 * M, 4 * M, &blocks, &err), ==, 0);
+    g_assert_cmpuint(blocks, ==, 2);
+    /* Only the first 3 MiB: blocks 0 and 2. */
+    g_assert_cmpint(diskimg_measure_data_blocks(n, 3 * M, M, &blocks, &err), ==, 0);
+    g_assert_cmpuint(blocks, ==, 2);
+    g_assert_cmpint(diskimg_measure_data_blocks(n, 8 * M, 0, &blocks, &err), ==, -1);
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_clear_error(&err);
+    diskimg_close(n);
+}
+
 static void test_table2(void)
 {
     const uint64_t table_off = 128 * 1024, table_bytes = 256 * 1024, len = 1024 * 1024;
@@ -1040,6 +1087,7 @@ int main(int argc, char **argv)
     g_test_add_func("/toolkit/blockmap/overlaps", test_blockmap_overlaps);
     g_test_add_func("/toolkit/blockmap/requests", test_blockmap_requests);
     g_test_add_func("/toolkit/table2", test_table2);
+    g_test_add_func("/toolkit/measure-data-blocks", test_measure_data_blocks);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

@@ -16,7 +16,9 @@
  *   - a flat block map: one 32-bit entry per guest block, held in memory
  *     (core/blockmap.c);
  *   - the second-level tables of an L1 -> L2 cluster map, through the
- *     metadata cache (core/table2.c).
+ *     metadata cache (core/table2.c);
+ *   - what a copy would allocate, in whole blocks, for measure
+ *     (core/measure.c).
  *
  * Each piece is documented below and in docs/plugin-guide.md §14.  Most
  * started out inside the qcow2 plugin; the block map in vdi (shared with
@@ -474,6 +476,20 @@ DISKIMG_API int diskimg_table2_fresh(diskimg_table2 *t, uint64_t table_off, GErr
 DISKIMG_API int diskimg_table2_flush(diskimg_table2 *t, GError **errp);
 /* Flushes and forgets every cached block (the file changed beneath). */
 DISKIMG_API int diskimg_table2_empty(diskimg_table2 *t, GError **errp);
+
+/* ----------------------------------------------------------------- measure */
+
+/*
+ * For `measure` of formats that allocate whole blocks: how many blocks of
+ * `block_size` bytes, among those covering [0, size) of `source`, hold
+ * data that is not known to be zero anywhere in its backing chain (block
+ * status, as convert sees it: zero ranges are skipped on a new image, so
+ * they need no block).  A block is counted once however many extents
+ * touch it.  0, or -1 with *errp set.
+ */
+DISKIMG_API int diskimg_measure_data_blocks(diskimg_node *source, uint64_t size,
+                                            uint64_t block_size, uint64_t *blocks,
+                                            GError **errp);
 
 #ifdef __cplusplus
 }

@@ -81,34 +81,6 @@ int vdi_create(const struct diskimg_format_create_args *args, GError **errp)
     return 0;
 }
 
-/* Bytes of guest blocks that `source` has data or explicit content in. */
-static int allocated_blocks(diskimg_node *source, uint64_t size, uint64_t *blocks,
-                            GError **errp)
-{
-    uint64_t offset = 0;
-    uint64_t last_counted = UINT64_MAX;
-
-    *blocks = 0;
-    while (offset < size) {
-        struct diskimg_extent ext = { .struct_size = sizeof(ext) };
-        int depth;
-        if (diskimg_node_block_status_chain(source, offset, size - offset, &ext, &depth,
-                                            errp) < 0)
-            return -1;
-        if ((ext.flags & DISKIMG_BS_DATA) && !(ext.flags & DISKIMG_BS_ZERO)) {
-            uint64_t first = offset / VDI_BLOCK_SIZE;
-            uint64_t last = (offset + ext.length - 1) / VDI_BLOCK_SIZE;
-            if (first == last_counted)
-                first++;
-            if (last >= first)
-                *blocks += last - first + 1;
-            last_counted = last;
-        }
-        offset += ext.length;
-    }
-    return 0;
-}
-
 int vdi_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
                 GError **errp)
 {
@@ -123,7 +95,7 @@ int vdi_measure(const struct diskimg_measure_args *args, struct diskimg_measure_
         res->required = is_static ? res->fully_allocated : h.offset_data;
         return 0;
     }
-    if (allocated_blocks(args->source, args->size, &used, errp) < 0)
+    if (diskimg_measure_data_blocks(args->source, args->size, VDI_BLOCK_SIZE, &used, errp) < 0)
         return -1;
     res->required = (uint64_t)h.offset_data + used * VDI_BLOCK_SIZE;
     return 0;

@@ -390,6 +390,128 @@ static void test_failed_write_rolls_back(void)
     tf_check_failed_write_rolls_back("vdi", path, 0);
 }
 
+/* ---------------------------------------------------------------- resize */
+
+/* Grows an image holding scattered data from `from` to `to` bytes; the
+ * old data stays, the new part reads as zeroes, the header says the new
+ * size, and qemu-img reads the same and finds the image clean. */
+static void grow_and_verify(const char *opts, uint64_t from, uint64_t to, const char *name,
+                            uint32_t want_offset_data)
+{
+    g_autofree char *path = test_tmp_path(name);
+    g_autofree char *raw = g_strconcat(path, ".model", NULL);
+    uint8_t *model = g_malloc0(to);
+    GError *err = NULL;
+
+    tf_create("vdi", path, from, opts);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    tf_write_scattered(n, model, from, VDI_BLOCK_SIZE);
+    g_assert_cmpint(diskimg_node_truncate(n, to, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    tf_expect_model(n, model, to);
+    /* The new area takes writes: the last byte of the grown image. */
+    tf_write_pattern(n, model, to - 4096, 4096, 9);
+    diskimg_close(n);
+
+    g_assert_cmpuint(tf_file_le64(path, VDI_OFF_DISK_SIZE), ==, to);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_BLOCKS_IN_IMAGE), ==, to / VDI_BLOCK_SIZE);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_OFFSET_DATA), ==, want_offset_data);
+    tf_expect_reopened("vdi", path, model, to, raw);
+    if (tf_have_qemu())
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-f", "vdi", path), ==, 0);
+    g_free(model);
+}
+
+/* 16 MiB: a 64-byte map padded to a sector, data from 0x400.  To 100 MiB
+ * the map still fits its sector; to 140 MiB it needs 560 bytes, so the
+ * first data block moves to the end and the data area starts one block
+ * later. */
+static void test_resize_grow_dynamic(void)
+{
+    grow_and_verify(NULL, 16 * MiB, 100 * MiB, "grow-small.vdi", 0x400);
+    grow_and_verify(NULL, 16 * MiB, 140 * MiB, "grow-move.vdi", 0x400 + VDI_BLOCK_SIZE);
+}
+
+static void test_resize_grow_static(void)
+{
+    g_autofree char *path = test_tmp_path("grow-move-static.vdi");
+
+    grow_and_verify("static=on", 16 * MiB, 100 * MiB, "grow-small-static.vdi", 0x400);
+    grow_and_verify("static=on", 16 * MiB, 140 * MiB, "grow-move-static.vdi",
+                    0x400 + VDI_BLOCK_SIZE);
+    /* Static stays static: every block is stored, and the file holds them. */
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_BLOCKS_ALLOCATED), ==, 140);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_IMAGE_TYPE), ==, VDI_TYPE_STATIC);
+    g_assert_cmpuint(tf_file_size(path), ==, 0x400 + VDI_BLOCK_SIZE + 140 * MiB);
+}
+
+/* An empty dynamic image needs no block moved: the data area starts
+ * right after the bigger map. */
+static void test_resize_grow_empty(void)
+{
+    g_autofree char *path = test_tmp_path("grow-empty.vdi");
+    GError *err = NULL;
+
+    tf_create("vdi", path, 100 * MiB, NULL);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    g_assert_cmpint(diskimg_node_truncate(n, 1000 * MiB, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
+    diskimg_close(n);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_OFFSET_DATA), ==, 0x200 + 4096);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_BLOCKS_ALLOCATED), ==, 0);
+    if (tf_need_qemu()) {
+        g_assert_cmpuint(tf_qemu_data_bytes("vdi", path), ==, 0);
+        g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-f", "vdi", path), ==, 0);
+    }
+}
+
+/* A map growing by many blocks' worth moves as many data blocks; and an
+ * image qemu-img wrote grows and stays readable by it. */
+static void test_resize_qemu_made(void)
+{
+    if (!tf_need_qemu())
+        return;
+    g_autofree char *path = test_tmp_path("grow-qemu.vdi");
+    GError *err = NULL;
+
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "create", "-q", "-f", "vdi", path, "64M"), ==, 0);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-io", "-f", "vdi", "-c", "write -P 0x5a 0 3M", "-c",
+                           "write -P 0xa5 40M 1M", path), ==, 0);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    /* 1 TiB: a 4 MiB map, so the first four blocks (all there are) move. */
+    g_assert_cmpint(diskimg_node_truncate(n, 1ull << 40, DISKIMG_PREALLOC_OFF, 0, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_close(n);
+    g_assert_cmpuint(tf_file_le32(path, VDI_OFF_OFFSET_DATA), ==, 0x400 + 4 * VDI_BLOCK_SIZE);
+    g_assert_cmpint(TF_RUN(NULL, "qemu-img", "check", "-f", "vdi", path), ==, 0);
+    g_assert_cmpuint(tf_qemu_data_bytes("vdi", path), ==, 4 * MiB);
+    g_autofree char *out = NULL;
+    g_assert_cmpint(TF_RUN(&out, "qemu-io", "-f", "vdi", "-c", "read -P 0x5a 0 3M", "-c",
+                           "read -P 0xa5 40M 1M", "-c", "read -P 0 3M 37M", "-c",
+                           "read -P 0 1023G 1G", path), ==, 0);
+    g_assert_null(strstr(out, "Pattern verification failed"));
+}
+
+/* Shrinking is refused in qemu's words for formats that cannot shrink;
+ * so is preallocation, and the image keeps its size. */
+static void test_resize_refused(void)
+{
+    g_autofree char *path = test_tmp_path("shrink.vdi");
+    GError *err = NULL;
+
+    tf_create("vdi", path, 10 * MiB, NULL);
+    diskimg_node *n = tf_open("vdi", path, DISKIMG_OPEN_RDWR, NULL);
+    g_assert_cmpint(diskimg_node_truncate(n, 5 * MiB, DISKIMG_PREALLOC_OFF,
+                                          DISKIMG_TRUNCATE_SHRINK, &err), ==, -1);
+    tf_assert_message(err, NULL, "Shrinking images is currently not supported", NULL);
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_node_truncate(n, 20 * MiB, DISKIMG_PREALLOC_FULL, 0, &err), ==, -1);
+    tf_assert_message(err, NULL, "Unsupported preallocation mode 'full'", NULL);
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_node_size(n, &err), ==, 10 * MiB);
+    diskimg_close(n);
+    g_assert_cmpuint(tf_file_le64(path, VDI_OFF_DISK_SIZE), ==, 10 * MiB);
+}
+
 /* --------------------------------------------------------- qemu interop */
 
 static void test_qemu_made(void)
@@ -420,6 +542,11 @@ int main(int argc, char **argv)
     g_test_add_func("/vdi/measure", test_measure);
     g_test_add_func("/vdi/failed-write-rolls-back", test_failed_write_rolls_back);
     g_test_add_func("/vdi/qemu-made", test_qemu_made);
+    g_test_add_func("/vdi/resize/grow-dynamic", test_resize_grow_dynamic);
+    g_test_add_func("/vdi/resize/grow-static", test_resize_grow_static);
+    g_test_add_func("/vdi/resize/grow-empty", test_resize_grow_empty);
+    g_test_add_func("/vdi/resize/qemu-made", test_resize_qemu_made);
+    g_test_add_func("/vdi/resize/refused", test_resize_refused);
 
     return tf_run_tests();
 }

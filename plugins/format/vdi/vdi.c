@@ -123,6 +123,7 @@ static const struct diskimg_format_ops vdi_ops = {
     .write_zeroes = vdi_write_zeroes,
     .flush = vdi_flush,
     .block_status = vdi_block_status,
+    .truncate = vdi_truncate,
     .info = vdi_info,
     .check = vdi_check,
     .measure = vdi_measure,

@@ -91,6 +91,10 @@ int vdi_create(const struct diskimg_format_create_args *args, GError **errp);
 int vdi_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
                 GError **errp);
 
+/* resize.c */
+int vdi_truncate(void *h, uint64_t size, enum diskimg_prealloc prealloc, unsigned flags,
+                 GError **errp);
+
 /* check.c */
 int vdi_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp);
 

@@ -1003,6 +1003,67 @@ static void test_qemu_replays_ours(void)
     g_free(buf);
 }
 
+/* ---------------------------------------------------------------- measure */
+
+/* measure, then convert: a dynamic image needs exactly what measure says
+ * required (blocks are appended whole after the metadata), one whose
+ * source fills every block is fully allocated, and a fixed image always
+ * is.  --size gives the empty image's file size. */
+static void test_measure(void)
+{
+    g_autofree char *sparse = test_tmp_path("measure-sparse.raw");
+    g_autofree char *full = test_tmp_path("measure-full.raw");
+    g_autofree char *out = test_tmp_path("measure.vhdx");
+    const char *dynamic[] = { "subformat=dynamic", "subformat=dynamic,block_size=1M" };
+    struct tf_measured m;
+
+    tf_write_sparse_raw(sparse, 48 * MiB, 17);    /* data in blocks 0, 2 and 4 of 8 MiB */
+    tf_write_sparse_raw(full, 48 * MiB, 1);
+    for (size_t i = 0; i < G_N_ELEMENTS(dynamic); i++) {
+        tf_measure_and_convert("vhdx", dynamic[i], sparse, out, &m);
+        g_assert_cmpuint(m.required, ==, m.file_size);
+        g_assert_cmpuint(m.required, >=, m.allocated);
+        g_assert_cmpuint(m.required, <, m.fully_allocated);
+        unlink(out);
+        tf_measure_and_convert("vhdx", dynamic[i], full, out, &m);
+        g_assert_cmpuint(m.file_size, ==, m.fully_allocated);
+        g_assert_cmpuint(m.required, ==, m.fully_allocated);
+        unlink(out);
+    }
+    tf_measure_and_convert("vhdx", "subformat=fixed", sparse, out, &m);
+    g_assert_cmpuint(m.required, ==, m.fully_allocated);
+    g_assert_cmpuint(m.file_size, ==, m.fully_allocated);
+    unlink(out);
+
+    diskimg_options *o = tf_options("vhdx", "create-options", "log_size=2M");
+    struct diskimg_measure_args a = { .struct_size = sizeof(a), .options = o,
+                                      .size = 100ull << 30 };
+    struct diskimg_measure_result r = { .struct_size = sizeof(r) };
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_measure("vhdx", &a, &r, &err), ==, 0);
+    tf_create("vhdx", out, 100ull << 30, "log_size=2M");
+    g_assert_cmpuint(r.required, ==, tf_file_size(out));
+    diskimg_options_free(o);
+}
+
+/* What we write, vhdimount (libvhdi, an independent reader) exports byte
+ * for byte as the source. */
+static void test_libyal_content(void)
+{
+    g_autofree char *src = test_tmp_path("libyal.raw");
+    const char *subformats[] = { "subformat=dynamic", "subformat=fixed",
+                                 "subformat=dynamic,block_size=1M" };
+
+    tf_write_sparse_raw(src, 24 * MiB + 512, 3);
+    for (size_t i = 0; i < G_N_ELEMENTS(subformats); i++) {
+        g_autofree char *img = test_tmp_path("libyal.vhdx");
+        struct tf_measured m;
+        tf_measure_and_convert("vhdx", subformats[i], src, img, &m);
+        tf_libyal_same_bytes("vhdimount", img, "vhdi1", src);
+        unlink(img);
+    }
+}
+
 int main(int argc, char **argv)
 {
     tf_init(&argc, &argv, "vhdx", "DISKIMG_VHDX_TEST_TMPDIR");
@@ -1041,6 +1102,9 @@ int main(int argc, char **argv)
     g_test_add_func("/vhdx/chunk-boundary", test_chunk_boundary);
     g_test_add_func("/vhdx/4k-sectors", test_4k_sectors);
     g_test_add_func("/vhdx/qemu-replays-ours", test_qemu_replays_ours);
+
+    g_test_add_func("/vhdx/measure", test_measure);
+    g_test_add_func("/vhdx/interop/vhdimount-content", test_libyal_content);
 
     return tf_run_tests();
 }

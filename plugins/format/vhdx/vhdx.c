@@ -148,6 +148,7 @@ static const struct diskimg_format_ops vhdx_ops = {
     .block_status = vhdx_block_status,
     .info = vhdx_info,
     .check = vhdx_check,
+    .measure = vhdx_measure,       /* ours: qemu-img 7.2 has none for vhdx */
 };
 
 static const struct diskimg_plugin vhdx_plugin = {

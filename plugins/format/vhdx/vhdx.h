@@ -194,6 +194,8 @@ int vhdx_flush(void *h, GError **errp);
 
 /* create.c */
 int vhdx_create(const struct diskimg_format_create_args *args, GError **errp);
+int vhdx_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                 GError **errp);
 uint32_t vhdx_default_block_size(uint64_t size);
 
 /* check.c */

@@ -114,17 +114,17 @@ int vmdk_read_parent_cid(const char *image, const char *backing, uint32_t *cid,
     return ret;
 }
 
-static int make_plan(const struct diskimg_format_create_args *a, struct create_plan *p,
-                     GError **errp)
+/* The plan from the options alone (create and measure). */
+static int plan_from_options(const diskimg_options *o, uint64_t size, struct create_plan *p,
+                             GError **errp)
 {
-    const diskimg_options *o = a->options;
     const char *fmt = opt(o, "backing_fmt");
     if (fmt && strcmp(fmt, "vmdk") != 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "backing_file must be a vmdk image");
     if (parse_subformat(opt(o, "subformat"), &p->sub, errp) < 0 ||
         parse_adapter(opt(o, "adapter_type"), &p->adapter, errp) < 0)
         return -1;
-    p->size = (a->size + VMDK_SECTOR - 1) & ~(uint64_t)(VMDK_SECTOR - 1);
+    p->size = (size + VMDK_SECTOR - 1) & ~(uint64_t)(VMDK_SECTOR - 1);
     p->backing = opt(o, "backing_file");
     p->zeroed_grain = o && diskimg_options_get_bool(o, "zeroed_grain", false);
     p->hwversion = opt(o, "hwversion");
@@ -150,13 +150,19 @@ static int make_plan(const struct diskimg_format_create_args *a, struct create_p
     if (p->size / VMDK_SECTOR > (1ull << 40))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "the image size is too large");
     p->parent_cid = 0xffffffffu;
-    if (p->backing) {
-        if (diskimg_trust_check_to_record(DISKIMG_CHILD_BACKING, p->backing, errp) < 0)
-            return -1;
-        if (!(a->flags & DISKIMG_CREATE_UNSAFE) &&
-            vmdk_read_parent_cid(a->filename, p->backing, &p->parent_cid, errp) < 0)
-            return -1;
-    }
+    if (p->backing && diskimg_trust_check_to_record(DISKIMG_CHILD_BACKING, p->backing, errp) < 0)
+        return -1;
+    return 0;
+}
+
+static int make_plan(const struct diskimg_format_create_args *a, struct create_plan *p,
+                     GError **errp)
+{
+    if (plan_from_options(a->options, a->size, p, errp) < 0)
+        return -1;
+    if (p->backing && !(a->flags & DISKIMG_CREATE_UNSAFE) &&
+        vmdk_read_parent_cid(a->filename, p->backing, &p->parent_cid, errp) < 0)
+        return -1;
     return 0;
 }
 
@@ -195,24 +201,35 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 
 /* A hosted sparse extent as qemu lays it out: header, descriptor room,
  * redundant directory and tables, primary directory and tables. */
-static int init_sparse(diskimg_node *file, uint64_t bytes, bool zeroed_grain, const char *desc,
-                       GError **errp)
+/* Where the directories and tables of a sparse extent of `bytes` go, and
+ * where its grains start (the header's overhead). */
+static void sparse_layout(uint64_t bytes, bool zeroed_grain, struct vmdk_header_params *h,
+                          uint64_t *gt_count, uint64_t *gt_sectors, uint64_t *gd_sectors)
 {
     uint64_t capacity = bytes / VMDK_SECTOR;
     uint64_t grains = div_up(capacity, GRAIN_SECTORS);
-    uint64_t gt_sectors = div_up(VMDK_MAX_GTES * 4, VMDK_SECTOR);
-    uint64_t gt_count = div_up(grains, VMDK_MAX_GTES);
-    uint64_t gd_sectors = div_up(gt_count * 4, VMDK_SECTOR);
-    struct vmdk_header_params h = {
+    *gt_sectors = div_up(VMDK_MAX_GTES * 4, VMDK_SECTOR);
+    *gt_count = div_up(grains, VMDK_MAX_GTES);
+    *gd_sectors = div_up(*gt_count * 4, VMDK_SECTOR);
+    *h = (struct vmdk_header_params){
         .version = zeroed_grain ? 2 : 1,
         .flags = VMDK_FLAG_RGD | VMDK_FLAG_NL_DETECT | (zeroed_grain ? VMDK_FLAG_ZERO_GRAIN : 0),
         .capacity = capacity, .grain_sectors = GRAIN_SECTORS, .gtes = VMDK_MAX_GTES,
         .desc_offset = 1, .desc_size = DESC_SECTORS,
     };
-    h.rgd_offset = h.desc_offset + h.desc_size;
-    h.gd_offset = h.rgd_offset + gd_sectors + gt_sectors * gt_count;
-    h.overhead = div_up(h.gd_offset + gd_sectors + gt_sectors * gt_count, GRAIN_SECTORS) *
-                 GRAIN_SECTORS;
+    h->rgd_offset = h->desc_offset + h->desc_size;
+    h->gd_offset = h->rgd_offset + *gd_sectors + *gt_sectors * *gt_count;
+    h->overhead = div_up(h->gd_offset + *gd_sectors + *gt_sectors * *gt_count, GRAIN_SECTORS) *
+                  GRAIN_SECTORS;
+}
+
+static int init_sparse(diskimg_node *file, uint64_t bytes, bool zeroed_grain, const char *desc,
+                       GError **errp)
+{
+    struct vmdk_header_params h;
+    uint64_t gt_count, gt_sectors, gd_sectors;
+
+    sparse_layout(bytes, zeroed_grain, &h, &gt_count, &gt_sectors, &gd_sectors);
     uint8_t sector[VMDK_SECTOR];
     vmdk_header_build(sector, &h);
     if (diskimg_node_pwrite(file, sector, sizeof(sector), 0, 0, errp) < 0 ||
@@ -318,4 +335,127 @@ int vmdk_create(const struct diskimg_format_create_args *a, GError **errp)
         return -1;
     return diskimg_node_truncate(a->file, len, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
                                  errp);
+}
+
+/* ---------------------------------------------------------------- measure */
+
+/*
+ * Not in qemu-img 7.2 (its vmdk driver has no measure).  What the files
+ * create makes and a copy then fills need, per subformat:
+ *   sparse extents: the overhead (header, descriptor, both directories,
+ *     every grain table) plus a 64 KiB grain per grain the source has
+ *     data in (all grains: fully allocated);
+ *   flat extents: their whole size in both numbers (as qemu measures raw);
+ *   streamOptimized: header and descriptor, per grain with data its
+ *     marker and deflate's worst case (zlib's compressBound: incompressible
+ *     grains are stored, which is within it), a marker and table per
+ *     32 MiB with data, the directory, footer and end-of-stream marker —
+ *     an upper bound, since grains compress;
+ *   a separate descriptor file (flat and split subformats): its text with
+ *     room for extent names of up to 255 bytes (the names come from the
+ *     image's name, which measure does not know).
+ */
+#define NAME_ROOM 255u
+
+static uint64_t deflate_bound(uint64_t len)
+{
+    return len + (len >> 12) + (len >> 14) + (len >> 25) + 13;
+}
+
+struct measure_ctx {
+    const struct create_plan *p;
+    diskimg_node *source;
+    uint64_t source_size;
+};
+
+/* Grains (or 32 MiB table spans) with data among the first `size` bytes. */
+static int data_units(const struct measure_ctx *c, uint64_t unit, uint64_t *n, GError **errp)
+{
+    *n = 0;
+    if (!c->source)
+        return 0;
+    return diskimg_measure_data_blocks(c->source, MIN(c->source_size, c->p->size), unit, n,
+                                       errp);
+}
+
+static uint64_t extent_count(const struct create_plan *p)
+{
+    return is_split(p->sub) ? MAX(div_up(p->size, SPLIT_SIZE), 1) : 1;
+}
+
+/* The descriptor file of the flat and split subformats. */
+static uint64_t descriptor_file_bytes(const struct create_plan *p)
+{
+    g_autoptr(GString) lines = g_string_new(NULL);
+    uint64_t extents = extent_count(p);
+    uint64_t piece = is_split(p->sub) ? SPLIT_SIZE : p->size;
+    for (uint64_t i = 0; i < extents; i++) {
+        uint64_t left = p->size - MIN(p->size, i * piece);
+        g_string_append_printf(lines, "RW %" PRIu64 " FLAT \"\" 0\n",
+                               (uint64_t)MIN(left, piece) / VMDK_SECTOR);
+    }
+    g_autofree char *text = descriptor_text(p, lines->str);
+    return strlen(text) + extents * NAME_ROOM;
+}
+
+/* Overhead of the sparse extents, and grain bytes (used, all). */
+static int measure_sparse(const struct measure_ctx *c, struct diskimg_measure_result *res,
+                          GError **errp)
+{
+    const struct create_plan *p = c->p;
+    uint64_t piece = is_split(p->sub) ? SPLIT_SIZE : p->size, overhead = 0, used;
+    for (uint64_t done = 0; done < p->size; done += piece) {
+        struct vmdk_header_params h;
+        uint64_t gt_count, gt_sectors, gd_sectors;
+        sparse_layout(MIN(piece, p->size - done), p->zeroed_grain, &h, &gt_count, &gt_sectors,
+                      &gd_sectors);
+        overhead += h.overhead * VMDK_SECTOR;
+    }
+    uint64_t grain = (uint64_t)GRAIN_SECTORS * VMDK_SECTOR;
+    if (data_units(c, grain, &used, errp) < 0)
+        return -1;
+    res->required = overhead + used * grain;
+    res->fully_allocated = overhead + div_up(p->size, grain) * grain;
+    return 0;
+}
+
+static int measure_stream(const struct measure_ctx *c, struct diskimg_measure_result *res,
+                          GError **errp)
+{
+    const struct create_plan *p = c->p;
+    uint64_t grain = (uint64_t)GRAIN_SECTORS * VMDK_SECTOR, span = grain * VMDK_MAX_GTES;
+    uint64_t per_grain = div_up(12 + deflate_bound(grain), VMDK_SECTOR) * VMDK_SECTOR;
+    uint64_t per_table = (1 + div_up(VMDK_MAX_GTES * 4, VMDK_SECTOR)) * VMDK_SECTOR;
+    uint64_t tables_all = div_up(div_up(p->size, grain), VMDK_MAX_GTES);
+    uint64_t fixed = (STREAM_OVERHEAD + 1 + div_up(tables_all * 4, VMDK_SECTOR) + 3) *
+                     (uint64_t)VMDK_SECTOR;
+    uint64_t grains, tables;
+    if (data_units(c, grain, &grains, errp) < 0 || data_units(c, span, &tables, errp) < 0)
+        return -1;
+    res->required = fixed + grains * per_grain + tables * per_table;
+    res->fully_allocated = fixed + div_up(p->size, grain) * per_grain + tables_all * per_table;
+    return 0;
+}
+
+int vmdk_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                 GError **errp)
+{
+    struct create_plan p;
+    if (plan_from_options(args->options, args->size, &p, errp) < 0)
+        return -1;
+    struct measure_ctx c = { .p = &p, .source = args->source, .source_size = args->size };
+    int ret;
+    if (p.sub == SUB_STREAM)
+        ret = measure_stream(&c, res, errp);
+    else if (is_flat(p.sub)) {
+        res->required = res->fully_allocated = p.size;
+        ret = 0;
+    } else
+        ret = measure_sparse(&c, res, errp);
+    if (ret == 0 && p.sub != SUB_SPARSE && p.sub != SUB_STREAM) {
+        uint64_t desc = descriptor_file_bytes(&p);
+        res->required += desc;
+        res->fully_allocated += desc;
+    }
+    return ret;
 }

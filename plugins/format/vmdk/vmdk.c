@@ -257,6 +257,7 @@ static const struct diskimg_format_ops vmdk_ops = {
     .open = vmdk_open,
     .close = vmdk_close,
     .create = vmdk_create,
+    .measure = vmdk_measure,      /* ours: qemu-img 7.2 has none for vmdk */
     .get_size = vmdk_get_size,
     .read = vmdk_read,
     .write = vmdk_write,

@@ -235,5 +235,7 @@ int vmdk_update_cid(struct vmdk_image *img, GError **errp);
 int vmdk_read_parent_cid(const char *image, const char *backing, uint32_t *cid,
                          GError **errp);
 int vmdk_create(const struct diskimg_format_create_args *args, GError **errp);
+int vmdk_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                 GError **errp);
 
 #endif

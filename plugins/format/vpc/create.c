@@ -78,25 +78,72 @@ static int create_dynamic(diskimg_node *file, uint64_t total, const uint8_t *foo
     return diskimg_node_pwrite(file, footer, VPC_FOOTER_SIZE, VPC_BAT_AT + bat_bytes, 0, errp);
 }
 
-int vpc_create(const struct diskimg_format_create_args *args, GError **errp)
-{
-    const char *sub = args->options ? diskimg_options_get_str(args->options, "subformat") : NULL;
-    bool fixed = sub && strcmp(sub, "fixed") == 0;
-    bool force = args->options && diskimg_options_get_bool(args->options, "force_size", false);
+/* The choices create and measure share: subformat, force_size, and the
+ * virtual size as qemu rounds it (whole sectors, then CHS geometry unless
+ * force_size). */
+struct vpc_plan {
+    bool fixed, force;
     struct vpc_geometry geo;
-    struct vpc_footer f;
-    uint8_t footer[VPC_FOOTER_SIZE];
     uint64_t total;
+};
 
-    /* qemu rounds the requested size up to whole sectors first. */
-    if (args->size > UINT64_MAX - VPC_SECTOR)
+static int plan_image(const diskimg_options *options, uint64_t requested, struct vpc_plan *p,
+                      GError **errp)
+{
+    const char *sub = options ? diskimg_options_get_str(options, "subformat") : NULL;
+
+    p->fixed = sub && strcmp(sub, "fixed") == 0;
+    p->force = options && diskimg_options_get_bool(options, "force_size", false);
+    if (requested > UINT64_MAX - VPC_SECTOR)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "The image size is too large for file format 'vpc'");
-    uint64_t size = (args->size + VPC_SECTOR - 1) / VPC_SECTOR * VPC_SECTOR;
-    if (vpc_create_geometry(size, force, &geo, &total, errp) < 0)
+    uint64_t size = (requested + VPC_SECTOR - 1) / VPC_SECTOR * VPC_SECTOR;
+    return vpc_create_geometry(size, p->force, &p->geo, &p->total, errp);
+}
+
+int vpc_create(const struct diskimg_format_create_args *args, GError **errp)
+{
+    struct vpc_plan p;
+    struct vpc_footer f;
+    uint8_t footer[VPC_FOOTER_SIZE];
+
+    if (plan_image(args->options, args->size, &p, errp) < 0)
         return -1;
-    make_footer(&f, total, &geo, fixed, force);
+    make_footer(&f, p.total, &p.geo, p.fixed, p.force);
     vpc_footer_encode(&f, footer);
-    return fixed ? create_fixed(args->file, total, footer, errp)
-                 : create_dynamic(args->file, total, footer, errp);
+    return p.fixed ? create_fixed(args->file, p.total, footer, errp)
+                   : create_dynamic(args->file, p.total, footer, errp);
+}
+
+/*
+ * Not in qemu-img 7.2 (its vpc driver has no measure).  A fixed disk is
+ * its whole data area and the footer, as raw is measured (qemu counts a
+ * raw target's every sector as required).  A dynamic disk as create lays
+ * it out: footer copy, dynamic header, BAT, footer, and per block that a
+ * copy would write its sector bitmap and 2 MiB of data.
+ */
+int vpc_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                GError **errp)
+{
+    struct vpc_plan p;
+    uint64_t used = 0;
+
+    if (plan_image(args->options, args->size, &p, errp) < 0)
+        return -1;
+    if (p.fixed) {
+        res->required = res->fully_allocated = p.total + VPC_FOOTER_SIZE;
+        return 0;
+    }
+    uint64_t blocks = (p.total + VPC_BLOCK_SIZE - 1) / VPC_BLOCK_SIZE;
+    uint64_t bat_bytes = (blocks * 4 + VPC_SECTOR - 1) / VPC_SECTOR * VPC_SECTOR;
+    uint64_t metadata = VPC_BAT_AT + bat_bytes + VPC_FOOTER_SIZE;
+    uint64_t per_block = (uint64_t)vpc_bitmap_size(VPC_BLOCK_SIZE) + VPC_BLOCK_SIZE;
+
+    if (args->source &&
+        diskimg_measure_data_blocks(args->source, MIN(args->size, p.total), VPC_BLOCK_SIZE,
+                                    &used, errp) < 0)
+        return -1;
+    res->fully_allocated = metadata + blocks * per_block;
+    res->required = metadata + used * per_block;
+    return 0;
 }

@@ -763,6 +763,67 @@ static void test_vhdiinfo(void)
     }
 }
 
+/* ---------------------------------------------------------------- measure */
+
+/* measure, then convert: a dynamic disk needs exactly what measure says
+ * required (the file holds no more), and a source with data in every
+ * block makes a file of the fully allocated size; a fixed disk is always
+ * fully allocated. */
+static void test_measure(void)
+{
+    g_autofree char *sparse = test_tmp_path("measure-sparse.raw");
+    g_autofree char *full = test_tmp_path("measure-full.raw");
+    g_autofree char *out = test_tmp_path("measure.vpc");
+    struct tf_measured m;
+
+    tf_write_sparse_raw(sparse, 40 * MiB, 5);
+    tf_write_sparse_raw(full, 40 * MiB, 1);
+
+    tf_measure_and_convert("vpc", "subformat=dynamic", sparse, out, &m);
+    g_assert_cmpuint(m.required, ==, m.file_size);
+    g_assert_cmpuint(m.required, >=, m.allocated);
+    g_assert_cmpuint(m.required, <, m.fully_allocated);
+    unlink(out);
+    /* force_size: no CHS-rounded tail block the source cannot fill. */
+    tf_measure_and_convert("vpc", "subformat=dynamic,force_size=on", full, out, &m);
+    g_assert_cmpuint(m.required, ==, m.fully_allocated);
+    g_assert_cmpuint(m.file_size, ==, m.fully_allocated);
+    unlink(out);
+    tf_measure_and_convert("vpc", "subformat=fixed,force_size=on", sparse, out, &m);
+    g_assert_cmpuint(m.fully_allocated, ==, 40 * MiB + 512);
+    g_assert_cmpuint(m.required, ==, m.fully_allocated);
+    g_assert_cmpuint(m.file_size, ==, m.fully_allocated);
+    unlink(out);
+
+    /* --size: the empty image create makes. */
+    diskimg_options *o = tf_options("vpc", "create-options", NULL);
+    struct diskimg_measure_args a = { .struct_size = sizeof(a), .options = o,
+                                      .size = 10ull << 30 };
+    struct diskimg_measure_result r = { .struct_size = sizeof(r) };
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_measure("vpc", &a, &r, &err), ==, 0);
+    tf_create("vpc", out, 10ull << 30, NULL);
+    g_assert_cmpuint(r.required, ==, tf_file_size(out));
+    diskimg_options_free(o);
+}
+
+/* What we write, vhdimount (libvhdi, an independent reader) exports byte
+ * for byte as the source (plus the zeroes of the CHS-rounded tail). */
+static void test_libyal_content(void)
+{
+    g_autofree char *src = test_tmp_path("libyal.raw");
+    const char *subformats[] = { "subformat=dynamic", "subformat=fixed" };
+
+    tf_write_sparse_raw(src, 24 * MiB + 512, 3);
+    for (size_t i = 0; i < G_N_ELEMENTS(subformats); i++) {
+        g_autofree char *img = test_tmp_path("libyal.vpc");
+        struct tf_measured m;
+        tf_measure_and_convert("vpc", subformats[i], src, img, &m);
+        tf_libyal_same_bytes("vhdimount", img, "vhdi1", src);
+        unlink(img);
+    }
+}
+
 int main(int argc, char **argv)
 {
     tf_init(&argc, &argv, "vpc", NULL);
@@ -786,6 +847,8 @@ int main(int argc, char **argv)
     g_test_add_func("/vpc/corrupt/fuzz", test_corrupt_fuzz);
     g_test_add_func("/vpc/interop/qemu", test_qemu_interop);
     g_test_add_func("/vpc/interop/vhdiinfo", test_vhdiinfo);
+    g_test_add_func("/vpc/measure", test_measure);
+    g_test_add_func("/vpc/interop/vhdimount-content", test_libyal_content);
 
     return tf_run_tests();
 }

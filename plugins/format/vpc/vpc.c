@@ -66,9 +66,10 @@ static const struct diskimg_format_ops vpc_ops = {
     .write_zeroes = vpc_write_zeroes,
     .block_status = vpc_block_status,
     .info = vpc_info,
-    /* No truncate, check, measure or discard: qemu-img 7.2 has none for
-     * vpc, and the core answers with its texts.  No flush: metadata is
-     * written through. */
+    /* Measure is ours (qemu-img 7.2 has none for vpc).  No truncate,
+     * check or discard: qemu-img 7.2 has none for vpc, and the core
+     * answers with its texts.  No flush: metadata is written through. */
+    .measure = vpc_measure,
 };
 
 /* ZERO_INIT: a new dynamic disk has no blocks; a new fixed disk is a

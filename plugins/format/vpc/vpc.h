@@ -171,5 +171,7 @@ int vpc_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_exte
 
 /* create.c */
 int vpc_create(const struct diskimg_format_create_args *args, GError **errp);
+int vpc_measure(const struct diskimg_measure_args *args, struct diskimg_measure_result *res,
+                GError **errp);
 
 #endif /* VPC_H */
