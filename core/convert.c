@@ -629,8 +629,10 @@ static uint64_t align_run(struct pipeline *pl, uint64_t toff, uint64_t run, uint
         return MIN(run, room);
     uint64_t cs = pl->align;
     uint64_t head = toff % cs;
+    if (*kind != EXTENT_DATA && head == 0 && run >= room)
+        return room;                         /* zeroes to the end, a short last block too */
     if (*kind != EXTENT_DATA && head == 0 && run >= cs)
-        return MIN(run - run % cs, room);    /* whole zero clusters */
+        return run - run % cs;               /* whole zero clusters */
     *kind = EXTENT_DATA;
     uint64_t to_boundary = cs - head;
     uint64_t n = run <= to_boundary ? to_boundary : run + (cs - (toff + run) % cs) % cs;
