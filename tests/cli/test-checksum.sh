@@ -173,6 +173,13 @@ else
     skip "formats: same digest as raw" "qemu-img or qemu-io is not installed"
 fi
 
+# A read-only format: cloop (whole 64 KiB blocks, so 16 MiB of the content).
+if command -v create_compressed_fs >/dev/null; then
+    head -c $((16 << 20)) content.raw > content16.raw
+    create_compressed_fs -B 65536 content16.raw img.cloop >/dev/null 2>&1
+    digest_is "$(model content16.raw)" "cloop: same digest as the raw bytes" -f cloop img.cloop
+else skip "cloop: same digest as the raw bytes" "create_compressed_fs is not installed"; fi
+
 # diskimg's own writers give the same digest too.
 expect 0 "diskimg convert -O qcow2 -c" "$D" convert -f raw -O qcow2 -c content.raw own.qcow2
 digest_is "$WANT" "an image diskimg compressed: same digest as raw" own.qcow2
