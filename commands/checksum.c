@@ -69,7 +69,7 @@ static int check_algorithm(const char *alg)
     if (len > 0 && len <= MAX_DIGEST)
         return 0;
     g_autofree char *known = g_strjoinv(", ", (char **)diskimg_hash_names());
-    cli_error("%s: hash algorithm '%s' is not available%s (available: %s)", "checksum", alg,
+    cli_error("checksum: hash algorithm '%s' is not available%s (available: %s)", alg,
               blksum_knows(alg) ? " in diskimg's crypto plugins" : "", known);
     return 1;
 }
