@@ -116,6 +116,11 @@ digest_is "$WANT_MD5" "-a md5 equals the reference construction with md5" -a md5
 WANT_SHA512=$(model content.raw sha512)
 digest_is "$WANT_SHA512" "--algorithm=sha512 equals the reference with sha512" \
     --algorithm=sha512 -f raw content.raw
+digest_is "$WANT" "-T none (O_DIRECT reads) gives the same digest" -T none -f raw content.raw
+run "$D" --io=uring checksum -f raw content.raw
+if [ "$RC" = 0 ] && [ "$(awk '{print $1}' out)" = "$WANT" ]; then ok "--io=uring: the same digest"
+else nok "--io=uring: the same digest (exit $RC: $(head -c 200 err))"; fi
+digest_is "$WANT" "--image-opts gives the same digest" --image-opts driver=raw,file.filename=content.raw
 # The same bytes with no hole at all: every block is read.
 cp --sparse=never content.raw dense.raw
 digest_is "$WANT" "a fully allocated copy gives the same digest" -f raw dense.raw
