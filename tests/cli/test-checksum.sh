@@ -174,6 +174,22 @@ if [ "$HAVE_QEMU" = 1 ]; then
     digest_is "$WANT_TOP" "a three-level chain: the guest content" top2.qcow2
     qemu-img convert -O qcow2 -c top2.qcow2 flat.qcow2
     digest_is "$WANT_TOP" "the chain flattened and compressed: the same digest" flat.qcow2
+
+    # An image another process has open for writing: refused as qemu-img
+    # refuses, read anyway with -U.
+    qemu-io -f qcow2 img-qcow2- -c "sleep 20000" >/dev/null 2>&1 &
+    holder=$!
+    for _ in $(seq 50); do
+        run "$D" checksum img-qcow2-
+        grep -q 'lock' err && break
+        sleep 0.2
+    done
+    if [ "$RC" = 1 ] && grep -q 'Failed to get shared "write" lock' err; then
+        ok "an image in use is refused (qemu-img's lock message)"
+    else nok "an image in use is refused (exit $RC: $(head -c 200 err))"; fi
+    digest_is "$WANT" "-U reads an image in use" -U img-qcow2-
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
 else
     skip "formats: same digest as raw" "qemu-img or qemu-io is not installed"
 fi
