@@ -130,6 +130,7 @@ int cmd_amend(struct cli *c);
 int cmd_bench(struct cli *c);
 int cmd_bitmap(struct cli *c);
 int cmd_check(struct cli *c);
+int cmd_checksum(struct cli *c);
 int cmd_commit(struct cli *c);
 int cmd_compare(struct cli *c);
 int cmd_convert(struct cli *c);

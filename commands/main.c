@@ -12,7 +12,8 @@ static const struct {
     cli_command_fn fn;
 } commands[] = {
     { "amend", cmd_amend },     { "bench", cmd_bench },       { "bitmap", cmd_bitmap },
-    { "check", cmd_check },     { "commit", cmd_commit },     { "compare", cmd_compare },
+    { "check", cmd_check },     { "checksum", cmd_checksum }, { "commit", cmd_commit },
+    { "compare", cmd_compare },
     { "convert", cmd_convert }, { "create", cmd_create },     { "dd", cmd_dd },
     { "info", cmd_info },       { "map", cmd_map },           { "measure", cmd_measure },
     { "rebase", cmd_rebase },   { "resize", cmd_resize },     { "snapshot", cmd_snapshot },

@@ -28,12 +28,17 @@
  * Source and target may be one node (rebase): items cover disjoint ranges,
  * and a write that allocates a cluster copies in what the old chain shows,
  * which is what a concurrent read of its neighbour returns anyway.
+ *
+ * A sink (checksum) replaces the target: the same walk and the same workers,
+ * items aligned to the sink's block size as they are to clusters for -c;
+ * the sink's process step runs where compression would (in parallel, before
+ * the item's turn) and its commit step where the write would (in order).
  */
 #include <string.h>
 
 #include "internal.h"
 
-#define CHUNK_SIZE (2u << 20)      /* bytes per item; a multiple of every cluster size */
+#define CHUNK_SIZE DISKIMG_COPY_MAX_DATA /* bytes per item; a multiple of every cluster size */
 #define SALVAGE_SECTOR 512
 #define COMPARE_SECTOR 512         /* rebase compares (and writes) whole sectors, as qemu-img */
 #define MAX_WORKERS 64
@@ -45,11 +50,16 @@ struct item {
     uint64_t soff, toff, len;
     diskimg_node *host;            /* where the source bytes lie, for copy offload */
     uint64_t host_off;
+    void *result;                  /* the sink's, from process to commit */
 };
 
 struct pipeline {
     const struct diskimg_copy_params *p;
     uint64_t cluster_size;         /* target's, for -c */
+    uint64_t align;                /* items start on multiples of this: -c's cluster
+                                      size, the sink's block size; 0 = anywhere */
+    bool has_sink;
+    struct diskimg_copy_sink sink; /* the caller's, copied to the size we know */
     bool parallel_compress;        /* the target compresses outside its lock */
     unsigned workers;
     unsigned max_items;
@@ -382,8 +392,16 @@ static bool wait_for_turn(struct pipeline *pl, const struct item *it)
     return ok;
 }
 
+static void release_result(struct pipeline *pl, struct item *it)
+{
+    if (it->result && pl->sink.release)
+        pl->sink.release(pl->sink.opaque, it->result);
+    it->result = NULL;
+}
+
 static void finish_item(struct pipeline *pl, struct item *it)
 {
+    release_result(pl, it);
     g_mutex_lock(&pl->lock);
     if (!pl->p->out_of_order)
         pl->next_write = it->seq + 1;
@@ -394,13 +412,35 @@ static void finish_item(struct pipeline *pl, struct item *it)
     g_free(it);
 }
 
+/* ------------------------------------------------------------------ sink */
+
+static int sink_process(struct worker *w, struct item *it, GError **errp)
+{
+    struct pipeline *pl = w->pl;
+    if (read_item(pl, it, w->buf, errp) < 0)
+        return -1;
+    if (!pl->sink.process)
+        return 0;
+    return pl->sink.process(pl->sink.opaque, it->toff, w->buf, it->len,
+                            &it->result, errp);
+}
+
+static int sink_commit(struct worker *w, const struct item *it, GError **errp)
+{
+    struct pipeline *pl = w->pl;
+    return pl->sink.commit(pl->sink.opaque, it->toff, it->len,
+                           it->zero ? NULL : w->buf, it->result, errp);
+}
+
 /* Everything a worker can do before its turn to write. */
-static int prepare_item(struct worker *w, const struct item *it, bool *offloaded,
+static int prepare_item(struct worker *w, struct item *it, bool *offloaded,
                         GError **errp)
 {
     *offloaded = false;
     if (it->zero)
         return 0;
+    if (w->pl->has_sink)
+        return sink_process(w, it, errp);
     if (w->pl->comparing)
         return read_item(w->pl, it, w->buf, errp) < 0 ? -1
                                                         : read_reference(w->pl, it, w->ref, errp);
@@ -418,6 +458,8 @@ static int prepare_item(struct worker *w, const struct item *it, bool *offloaded
 
 static int write_item(struct worker *w, const struct item *it, GError **errp)
 {
+    if (w->pl->has_sink)
+        return sink_commit(w, it, errp);
     if (it->zero)
         return write_zero_range(w->pl, it->toff, it->len, errp);
     if (w->pl->comparing)
@@ -578,17 +620,19 @@ static int classify(struct pipeline *pl, diskimg_node *src, uint64_t off, uint64
     return 0;
 }
 
-/* With -c items cover whole target clusters: a cluster is data as soon as
- * any byte of it is. */
+/* With -c items cover whole target clusters, with a sink whole blocks: a
+ * cluster or block is data as soon as any byte of it is. */
 static uint64_t align_run(struct pipeline *pl, uint64_t toff, uint64_t run, uint64_t room,
                           enum extent_kind *kind)
 {
-    if (!pl->p->compress)
+    if (!pl->align)
         return MIN(run, room);
-    uint64_t cs = pl->cluster_size;
+    uint64_t cs = pl->align;
     uint64_t head = toff % cs;
+    if (*kind != EXTENT_DATA && head == 0 && run >= room)
+        return room;                         /* zeroes to the end, a short last block too */
     if (*kind != EXTENT_DATA && head == 0 && run >= cs)
-        return MIN(run - run % cs, room);    /* whole zero clusters */
+        return run - run % cs;               /* whole zero clusters */
     *kind = EXTENT_DATA;
     uint64_t to_boundary = cs - head;
     uint64_t n = run <= to_boundary ? to_boundary : run + (cs - (toff + run) % cs) % cs;
@@ -712,6 +756,21 @@ static bool in_backing_chain(diskimg_node *top, const diskimg_node *n)
     return false;
 }
 
+static const char *sink_mode_problem(const struct pipeline *pl)
+{
+    const struct diskimg_copy_params *p = pl->p;
+    uint64_t bs = pl->sink.block_size;
+    if (!pl->sink.commit)
+        return "a sink needs a commit callback";
+    if (bs == 0 || (bs & (bs - 1)) || bs > CHUNK_SIZE)
+        return "the sink's block size must be a power of two up to 2 MiB";
+    if (p->compress || p->copy_offload || p->out_of_order || pl->comparing)
+        return "a sink takes no compression, copy offload, out-of-order or comparing";
+    if (p->target_offset)
+        return "a sink takes no target offset";
+    return NULL;
+}
+
 /* The chain modes walk one source's layers and cannot be mixed; comparing
  * is defined on what only_unallocated walks (it never makes zero items), and
  * writes sector runs, not the whole clusters -c needs. */
@@ -727,6 +786,10 @@ static int check_modes(const struct pipeline *pl, GError **errp)
         bad = "differences_against needs only_unallocated and no compression";
     else if (p->base && !in_backing_chain(p->sources[0], p->base))
         bad = "base is not in the backing chain of the source";
+    else if (!p->target == !pl->has_sink)
+        bad = "exactly one of target and sink is needed";
+    else if (pl->has_sink)
+        bad = sink_mode_problem(pl);
     if (!bad)
         return 0;
     g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "copy: %s", bad);
@@ -744,6 +807,17 @@ static int measure_reference(struct pipeline *pl, GError **errp)
     return 0;
 }
 
+static int copy_in_sink(struct pipeline *pl, const struct diskimg_copy_sink *sink,
+                        GError **errp)
+{
+    if (abi_check_size(sink->struct_size, ABI_END(struct diskimg_copy_sink, commit),
+                       "diskimg_copy_sink", errp) < 0)
+        return -1;
+    abi_copy_in(&pl->sink, sizeof(pl->sink), sink, sink->struct_size);
+    pl->has_sink = true;
+    return 0;
+}
+
 int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
 {
     /* Members a caller built against an older, shorter struct lacks read
@@ -757,11 +831,16 @@ int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
     struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time(),
                            .comparing = p->differences_against ||
                                         p->differences_against_zeroes };
+    if (p->sink && copy_in_sink(&pl, p->sink, errp) < 0)
+        return -1;
     if (check_modes(&pl, errp) < 0 || measure_reference(&pl, errp) < 0)
         return -1;
+    if (pl.has_sink)
+        pl.align = pl.sink.block_size;
     if (p->compress) {
         if (target_cluster_size(p->target, &pl.cluster_size, errp) < 0)
             return -1;
+        pl.align = pl.cluster_size;
         pl.parallel_compress = diskimg_node_can_compress_parallel(p->target);
     }
     /* -m is the number of requests in flight.  For plain copies, threads

@@ -335,6 +335,99 @@ int diskimg_hash(const char *alg, const void *data, size_t len, uint8_t *out, si
     return plugin_result(ret, lp, "hash", errp);
 }
 
+const char *const *diskimg_hash_names(void)
+{
+    static const char *names[G_N_ELEMENTS(hash_algs) + 1];
+    static gsize done;
+    if (g_once_init_enter(&done)) {
+        for (size_t i = 0; i < G_N_ELEMENTS(hash_algs); i++)
+            names[i] = hash_algs[i].name;
+        g_once_init_leave(&done, 1);
+    }
+    return names;
+}
+
+struct diskimg_hash_ctx {
+    struct loaded_plugin *lp;
+    void *handle;
+    size_t digest_len;
+    bool finished;
+};
+
+diskimg_hash_ctx *diskimg_hash_new(const char *alg, GError **errp)
+{
+    const struct hash_alg *h = find_hash(alg);
+    if (!h) {
+        unknown_hash(alg, errp);
+        return NULL;
+    }
+    struct loaded_plugin *lp = crypto_plugin(errp);
+    if (!lp)
+        return NULL;
+    const struct diskimg_crypto_ops *ops = &lp->ops.crypto;
+    if (!ops->hash_new || !ops->hash_update || !ops->hash_digest || !ops->hash_free) {
+        missing_op(lp, "incremental hashing", errp);
+        return NULL;
+    }
+    plugin_enter(lp);
+    void *handle = ops->hash_new(alg, errp);
+    plugin_leave(lp);
+    if (!handle) {
+        plugin_result(-1, lp, "hash_new", errp);
+        return NULL;
+    }
+    diskimg_hash_ctx *ctx = g_new0(diskimg_hash_ctx, 1);
+    *ctx = (diskimg_hash_ctx){ .lp = lp, .handle = handle, .digest_len = h->digest_len };
+    return ctx;
+}
+
+static int hash_finished(const diskimg_hash_ctx *h, GError **errp)
+{
+    if (!h->finished)
+        return 0;
+    g_set_error_literal(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                        "hash used after its digest was taken");
+    return -1;
+}
+
+int diskimg_hash_update(diskimg_hash_ctx *h, const void *data, size_t len, GError **errp)
+{
+    if (hash_finished(h, errp) < 0)
+        return -1;
+    if (len == 0)
+        return 0;
+    plugin_enter(h->lp);
+    int ret = h->lp->ops.crypto.hash_update(h->handle, data, len, errp);
+    plugin_leave(h->lp);
+    return plugin_result(ret, h->lp, "hash_update", errp);
+}
+
+int diskimg_hash_final(diskimg_hash_ctx *h, uint8_t *out, size_t out_len, GError **errp)
+{
+    if (hash_finished(h, errp) < 0)
+        return -1;
+    if (out_len == 0 || out_len > h->digest_len) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "digest length must be 1 to %zu bytes, not %zu", h->digest_len, out_len);
+        return -1;
+    }
+    h->finished = true;
+    plugin_enter(h->lp);
+    int ret = h->lp->ops.crypto.hash_digest(h->handle, out, out_len, errp);
+    plugin_leave(h->lp);
+    return plugin_result(ret, h->lp, "hash_digest", errp);
+}
+
+void diskimg_hash_free(diskimg_hash_ctx *h)
+{
+    if (!h)
+        return;
+    plugin_enter(h->lp);
+    h->lp->ops.crypto.hash_free(h->handle);
+    plugin_leave(h->lp);
+    g_free(h);
+}
+
 int diskimg_hmac(const char *alg, const void *key, size_t key_len, const void *data,
                  size_t len, uint8_t *out, size_t out_len, GError **errp)
 {

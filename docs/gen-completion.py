@@ -33,6 +33,8 @@ KNOWN_VALUES = {
     'AIO': 'threads native io_uring',
     'PREALLOC': 'off metadata falloc full',
     'KIND': 'format io crypto core',
+    # checksum -a: the core's hash table (diskimg_hash_names()), fixed.
+    'ALG': 'md5 sha1 sha224 sha256 sha384 sha512 ripemd160',
 }
 
 

@@ -44,9 +44,17 @@ def option_names(opt):
     return ', '.join(names) + arg
 
 
+def description(spec):
+    """A command's `description`: one paragraph or a list of them."""
+    text = spec.get('description', [])
+    paragraphs = [text] if isinstance(text, str) else text
+    return [line for par in paragraphs for line in ('.PP', roff(' '.join(par.split())))]
+
+
 def command_section(name, spec):
     lines = ['.SS %s' % roff(name), roff(spec.get('summary', '')) + '.', '.PP',
-             '\\fBdiskimg %s\\fR' % roff(spec.get('synopsis', name)), '.RS']
+             '\\fBdiskimg %s\\fR' % roff(spec.get('synopsis', name))]
+    lines += description(spec) + ['.RS']
     for opt in spec.get('options', []):
         lines += ['.TP', option_names(opt), roff(opt.get('help', ''))]
     lines.append('.RE')

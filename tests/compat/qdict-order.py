@@ -19,8 +19,9 @@ import sys
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Printed by qemu-img itself, not through a QDict.
-NOT_QDICT = {'MapEntry'}
+# Printed by qemu-img itself, not through a QDict (MapEntry), or outputs
+# qemu-img does not have (ImageChecksum: diskimg checksum's own).
+NOT_QDICT = {'MapEntry', 'ImageChecksum'}
 
 
 def tdb_hash(name):

@@ -54,6 +54,8 @@ expect "-h --help -V --version --io= --list-formats" -
 expect "posix uring" --io = ''
 expect "posix uring" --io =
 expect "cluster_size=" create -f qcow2 -o clu
+expect "sha224 sha256" checksum -a sha2
+expect "sha1 sha224 sha256 sha384 sha512" checksum --algorithm = sha
 expect "cluster_size=" create -fqcow2 -o clu
 expect "cluster_size=" convert -f raw -O qcow2 -o clu
 expect "cluster_size=" measure -O qcow2 -o clu

@@ -63,6 +63,8 @@ if [ -f "$Q" ]; then
 fi
 t "diskimg(1): every command, and the format pages" rendered "$OUT/man1/diskimg.1" \
     '^COMMANDS' '^ +convert$' '^ +create$' '^FORMATS' 'diskimg-format-raw\(7\)'
+t "diskimg(1): a command's description paragraphs (checksum's construction)" rendered \
+    "$OUT/man1/diskimg.1" '^ +checksum$' "blkhash's block construction" 'stream i mod 64'
 
 echo "1..$n"
 [ "$failures" -eq 0 ]

@@ -156,6 +156,41 @@ DISKIMG_API int64_t diskimg_node_copy_range(diskimg_node *src, uint64_t src_offs
  * status to skip holes and known-zero ranges without reading them.
  */
 struct diskimg_progress;
+
+/*
+ * A consumer that takes the place of the target node (checksum): the engine
+ * walks and reads the sources as for a copy, with the same workers, and
+ * hands every range to the sink instead of writing it.
+ *
+ * Ranges start on multiples of block_size from the first source byte and
+ * hold whole blocks, except the last one, which ends with the sources; a
+ * block that is partly data and partly zeroes is read as data.  Data
+ * ranges are at most DISKIMG_COPY_MAX_DATA bytes; zero ranges (what block
+ * status reports as reading zeroes) are never read and may be much longer.
+ *
+ *   process  data ranges only: on a worker thread, several at once, in no
+ *            particular order; may leave a result for commit in *result.
+ *   commit   every range, one at a time, in order of offset; `buf` is NULL
+ *            for zero ranges.  Offsets count from the first source byte.
+ *   release  frees a result; called for every result process left, once
+ *            commit has seen it or when the copy stops early.  May be NULL.
+ *
+ * A callback that fails sets *errp and returns -1; the copy stops with that
+ * error.  compress, copy offload, out-of-order and the differences modes do
+ * not apply to a sink.
+ */
+#define DISKIMG_COPY_MAX_DATA (2u << 20)
+struct diskimg_copy_sink {
+    uint32_t struct_size;          /* sizeof(struct diskimg_copy_sink) */
+    uint64_t block_size;           /* a power of two, at most DISKIMG_COPY_MAX_DATA */
+    void *opaque;
+    int (*process)(void *opaque, uint64_t offset, const uint8_t *buf, uint64_t len,
+                   void **result, GError **errp);
+    int (*commit)(void *opaque, uint64_t offset, uint64_t len, const uint8_t *buf,
+                  void *result, GError **errp);
+    void (*release)(void *opaque, void *result);
+};
+
 struct diskimg_copy_params {
     uint32_t struct_size;
     diskimg_node *const *sources;   /* concatenated in order */
@@ -191,6 +226,8 @@ struct diskimg_copy_params {
                                        (zeroes past its end) */
     bool differences_against_zeroes; /* with differences_against NULL: compare
                                        with zeroes instead (rebase -b '') */
+    const struct diskimg_copy_sink *sink; /* instead of target (which is then
+                                       NULL): see struct diskimg_copy_sink */
 };
 DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp);
 

@@ -72,6 +72,23 @@ DISKIMG_API int diskimg_hash(const char *alg, const void *data, size_t len, uint
 DISKIMG_API int diskimg_hmac(const char *alg, const void *key, size_t key_len,
                              const void *data, size_t len, uint8_t *out, size_t out_len,
                              GError **errp);
+/* The hash algorithms above, in that order, NULL-terminated (static). */
+DISKIMG_API const char *const *diskimg_hash_names(void);
+
+/* Incremental hashing, for data that arrives in pieces: the digest equals
+ * diskimg_hash() of the pieces concatenated.  A context belongs to one
+ * thread at a time; after diskimg_hash_final() only diskimg_hash_free()
+ * may be called.  Needs a crypto plugin that provides incremental hashes
+ * (nettle does), else DISKIMG_ERROR_NOT_SUPPORTED. */
+typedef struct diskimg_hash_ctx diskimg_hash_ctx;
+DISKIMG_API diskimg_hash_ctx *diskimg_hash_new(const char *alg, GError **errp);
+DISKIMG_API int diskimg_hash_update(diskimg_hash_ctx *h, const void *data, size_t len,
+                                    GError **errp);
+/* out_len: 1 to the digest length, as diskimg_hash(). */
+DISKIMG_API int diskimg_hash_final(diskimg_hash_ctx *h, uint8_t *out, size_t out_len,
+                                   GError **errp);
+DISKIMG_API void diskimg_hash_free(diskimg_hash_ctx *h);
+
 /* PBKDF2 (RFC 8018) with HMAC-hash_alg; iterations 1 to UINT32_MAX. */
 DISKIMG_API int diskimg_pbkdf2(const char *hash_alg, const void *pass, size_t pass_len,
                                const void *salt, size_t salt_len, uint64_t iterations,

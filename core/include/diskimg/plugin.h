@@ -400,6 +400,15 @@ struct diskimg_crypto_ops {
                   const void *salt, size_t salt_len, uint64_t iterations,
                   uint8_t *out, size_t out_len, GError **errp);
     int (*random)(void *buf, size_t len, GError **errp);
+    /* Appended later (a plugin without them cannot do incremental
+     * hashing; the core says so).  An incremental hash of one of the
+     * algorithms `hash` takes: update any number of times, then digest
+     * (out_len 1 to the digest length) once; free releases it, digested
+     * or not.  One context is used by one thread at a time. */
+    void *(*hash_new)(const char *alg, GError **errp);
+    int (*hash_update)(void *ctx, const void *data, size_t len, GError **errp);
+    int (*hash_digest)(void *ctx, uint8_t *out, size_t out_len, GError **errp);
+    void (*hash_free)(void *ctx);
 };
 
 #ifdef __cplusplus

@@ -254,6 +254,57 @@ static int nt_hash(const char *alg, const void *data, size_t len, uint8_t *out,
     return 0;
 }
 
+/* An incremental hash: the algorithm and its context, allocated once. */
+struct hash_stream {
+    const struct nettle_hash *meta;
+    bool digested;
+    union hash_ctx ctx;
+};
+
+static void *nt_hash_new(const char *alg, GError **errp)
+{
+    const struct nettle_hash *h = find_hash(alg, 1, errp);
+    if (!h)
+        return NULL;
+    struct hash_stream *s = g_new0(struct hash_stream, 1);
+    s->meta = h;
+    h->init(&s->ctx);
+    return s;
+}
+
+static int nt_hash_update(void *ctx, const void *data, size_t len, GError **errp)
+{
+    struct hash_stream *s = ctx;
+    if (s->digested) {
+        g_set_error_literal(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                            "hash updated after its digest was taken");
+        return -1;
+    }
+    s->meta->update(&s->ctx, len, data);
+    return 0;
+}
+
+static int nt_hash_digest(void *ctx, uint8_t *out, size_t out_len, GError **errp)
+{
+    struct hash_stream *s = ctx;
+    if (s->digested || out_len == 0 || out_len > s->meta->digest_size) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                    "%s digest of %zu bytes cannot be taken", s->meta->name, out_len);
+        return -1;
+    }
+    s->meta->digest(&s->ctx, out_len, out);
+    s->digested = true;
+    return 0;
+}
+
+static void nt_hash_free(void *ctx)
+{
+    if (!ctx)
+        return;
+    wipe(ctx, sizeof(struct hash_stream));
+    g_free(ctx);
+}
+
 /* nettle's generic HMAC needs three contexts of the hash's type. */
 struct hmac_any {
     const struct nettle_hash *hash;
@@ -342,6 +393,10 @@ static const struct diskimg_crypto_ops nettle_ops = {
     .hmac = nt_hmac,
     .pbkdf2 = nt_pbkdf2,
     .random = nt_random,
+    .hash_new = nt_hash_new,
+    .hash_update = nt_hash_update,
+    .hash_digest = nt_hash_digest,
+    .hash_free = nt_hash_free,
 };
 
 static const struct diskimg_plugin nettle_plugin = {

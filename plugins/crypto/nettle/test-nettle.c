@@ -267,6 +267,50 @@ static void test_hash_vectors(void)
     g_clear_error(&err);
 }
 
+/* Incremental hashing: pieces of any size give the one-shot digest (FIPS
+ * 180-2's 56-byte message for sha256, whose padding takes a second block),
+ * and misuse is an error, not a crash. */
+static void test_hash_incremental(void)
+{
+    static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    GError *err = NULL;
+    uint8_t out[64];
+    diskimg_hash_ctx *h = diskimg_hash_new("sha256", &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(h);
+    size_t cuts[] = { 0, 1, 31, 55, sizeof(msg) - 1 };
+    for (size_t i = 0; i + 1 < G_N_ELEMENTS(cuts); i++)
+        g_assert_cmpint(diskimg_hash_update(h, msg + cuts[i], cuts[i + 1] - cuts[i], &err), ==, 0);
+    g_assert_cmpint(diskimg_hash_final(h, out, 32, &err), ==, 0);
+    g_assert_no_error(err);
+    assert_hex(out, 32, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    g_assert_cmpint(diskimg_hash_update(h, "x", 1, &err), ==, -1);      /* after final */
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID);
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_hash_final(h, out, 32, &err), ==, -1);
+    g_clear_error(&err);
+    diskimg_hash_free(h);
+
+    h = diskimg_hash_new("sha512", &err);
+    g_assert_cmpint(diskimg_hash_final(h, out, 65, &err), ==, -1);      /* too long */
+    g_clear_error(&err);
+    g_assert_cmpint(diskimg_hash_final(h, out, 64, &err), ==, 0);       /* empty message */
+    assert_hex(out, 8, "cf83e1357eefb8bd");
+    diskimg_hash_free(h);
+
+    g_assert_null(diskimg_hash_new("sha3-256", &err));
+    g_assert_cmpstr(err->message, ==, "Hash algorithm sha3-256 not supported");
+    g_clear_error(&err);
+    diskimg_hash_free(NULL);
+
+    const char *const *names = diskimg_hash_names();
+    size_t n = 0;
+    for (; names[n]; n++)
+        g_assert_cmpuint(diskimg_hash_digest_len(names[n]), >, 0);
+    g_assert_cmpuint(n, ==, 7);
+    g_assert_cmpstr(names[3], ==, "sha256");
+}
+
 static void test_hmac_vectors(void)
 {
     /* RFC 4231 test cases 1, 2, 3 and 6 (SHA-256), 2 (SHA-512) */
@@ -538,6 +582,7 @@ int main(int argc, char **argv)
     g_test_add_func("/nettle/cipher/xts-ieee1619-4", test_xts_vector4);
     g_test_add_func("/nettle/cipher/errors", test_cipher_errors);
     g_test_add_func("/nettle/hash", test_hash_vectors);
+    g_test_add_func("/nettle/hash/incremental", test_hash_incremental);
     g_test_add_func("/nettle/hmac", test_hmac_vectors);
     g_test_add_func("/nettle/pbkdf2", test_pbkdf2_vectors);
     g_test_add_func("/nettle/pbkdf2-count", test_pbkdf2_count);
