@@ -81,7 +81,9 @@ static char *rate_and_eta(const struct diskimg_progress_state *s)
     if (!rate)
         return g_strdup("");
     g_autofree char *speed = cli_human_size(rate);
-    uint64_t left = s->total > s->done ? (s->total - s->done) / rate : 0;
+    /* rounded up: "0:00:00" only when nothing is left */
+    uint64_t bytes_left = s->total > s->done ? s->total - s->done : 0;
+    uint64_t left = bytes_left / rate + (bytes_left % rate != 0);
     return g_strdup_printf("  %s/s  ETA %" PRIu64 ":%02u:%02u", speed, left / 3600,
                            (unsigned)(left / 60 % 60), (unsigned)(left % 60));
 }
