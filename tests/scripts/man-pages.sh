@@ -64,5 +64,9 @@ fi
 t "diskimg(1): every command, and the format pages" rendered "$OUT/man1/diskimg.1" \
     '^COMMANDS' '^ +convert$' '^ +create$' '^FORMATS' 'diskimg-format-raw\(7\)'
 
+t "diskimg(1): --progress-fd and its line format (docs/introspection/progress.schema.json)" \
+    rendered "$OUT/man1/diskimg.1" '^PROGRESS' '--progress-fd=N' '^ +completed$' \
+    'the exit status of the command' "qemu-img's, byte for byte"
+
 echo "1..$n"
 [ "$failures" -eq 0 ]
