@@ -5,6 +5,23 @@
 
 #include "cli.h"
 
+/* The plugins' amend reports no progress of its own: the bar goes from 0
+ * to 100 % as qemu-img's does for an amendment without a rewrite. */
+static int amend(struct cli *c, diskimg_node *n, const diskimg_options *opts, GError **errp)
+{
+    int64_t size = diskimg_node_size(n, errp);
+    if (size < 0)
+        return 1;
+    diskimg_progress *progress = cli_progress_new(c, (uint64_t)size, "amend");
+    int ret = diskimg_node_amend(n, opts, cli_flag(c, "force"), errp);
+    if (ret == 0) {
+        diskimg_progress_set_phase(progress, "flush");
+        ret = diskimg_node_flush(n, errp);
+    }
+    cli_progress_end(progress, ret == 0);
+    return ret < 0 ? 1 : 0;
+}
+
 int cmd_amend(struct cli *c)
 {
     if (cli_objects(c))
@@ -48,13 +65,13 @@ int cmd_amend(struct cli *c)
     }
     opts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format),
                                "amend-options");
-    if (diskimg_options_parse(opts, text, &err) < 0 ||
-        diskimg_node_amend(n, opts, cli_flag(c, "force"), &err) < 0 ||
-        diskimg_node_flush(n, &err) < 0) {
+    if (diskimg_options_parse(opts, text, &err) < 0) {
         cli_gerror(err);
         goto out;
     }
-    ret = 0;
+    ret = amend(c, n, opts, &err);
+    if (ret)
+        cli_gerror(err);
 out:
     diskimg_options_free(opts);
     diskimg_close(n);

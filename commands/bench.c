@@ -88,6 +88,7 @@ struct bench_run {
     uint64_t issued;            /* requests handed out */
     uint64_t offset;            /* of the next request */
     uint64_t writes_done;       /* for --flush-interval */
+    diskimg_progress *progress; /* bytes of finished requests */
     GError *error;
 };
 
@@ -130,6 +131,8 @@ static gpointer bench_thread(gpointer data)
                            : diskimg_node_pread(r->node, buf, len, off, &err);
         if (ret == 0 && b->write)
             ret = maybe_flush(r, &err);
+        if (ret == 0)
+            diskimg_progress_add(r->progress, len);
         if (ret < 0) {
             g_mutex_lock(&r->lock);
             if (!r->error)
@@ -143,9 +146,11 @@ static gpointer bench_thread(gpointer data)
     return NULL;
 }
 
-static int run(diskimg_node *n, const struct bench *b, uint64_t size, GError **errp)
+static int run(diskimg_node *n, const struct bench *b, uint64_t size,
+               diskimg_progress *progress, GError **errp)
 {
-    struct bench_run r = { .b = b, .node = n, .size = size, .offset = b->offset };
+    struct bench_run r = { .b = b, .node = n, .size = size, .offset = b->offset,
+                           .progress = progress };
     g_mutex_init(&r.lock);
     unsigned threads = (unsigned)MIN(MIN(b->depth, (uint64_t)MAX_THREADS), b->count);
     GThread **t = g_new0(GThread *, threads);
@@ -206,9 +211,17 @@ int cmd_bench(struct cli *c)
             printf("Sending flush every %" PRIu64 " requests\n", b.flush_interval);
     }
     gint64 t0 = g_get_monotonic_time();
-    int ret = run(n, &b, (uint64_t)size, &err);
-    if (ret == 0 && b.write)
+    /* bench has no -p (as qemu-img), but --progress-fd and SIGUSR1 see it;
+     * the total is an estimate, requests near the end of the image are
+     * shorter */
+    uint64_t total = b.count <= UINT64_MAX / b.bufsize ? b.count * b.bufsize : UINT64_MAX;
+    diskimg_progress *progress = cli_progress_new(c, total, b.write ? "write" : "read");
+    int ret = run(n, &b, (uint64_t)size, progress, &err);
+    if (ret == 0 && b.write) {
+        diskimg_progress_set_phase(progress, "flush");
         ret = diskimg_node_flush(n, &err);
+    }
+    cli_progress_end(progress, ret == 0);
     gint64 t1 = g_get_monotonic_time();
     diskimg_close(n);
     if (ret < 0) {

@@ -91,10 +91,10 @@ void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("diskimg: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    g_autofree char *message = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+    fprintf(stderr, "diskimg: %s\n", message);
+    cli_progress_note_error(message);
 }
 
 void cli_gerror(GError *err)
@@ -109,10 +109,10 @@ int cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("diskimg: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\nTry 'diskimg --help' for more information\n", stderr);
+    g_autofree char *message = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+    fprintf(stderr, "diskimg: %s\nTry 'diskimg --help' for more information\n", message);
+    cli_progress_note_error(message);
     return 1;
 }
 
@@ -383,6 +383,11 @@ int cli_parse(struct cli *c, const char *command, int argc, char **argv, bool *d
     free_tables(&t);
     if (ret || *done)
         return ret;
+    /* Any command that declares --progress-fd gets it: the lines come from
+     * the progress layer, whatever the command counts. */
+    const char *fd = cli_get(c, "progress-fd");
+    if (fd && cli_progress_open_fd(fd))
+        return 1;
     c->args = argv + optind;
     c->nargs = argc - optind + (last_is_value ? 1 : 0);
     c->quiet = cli_flag(c, "quiet");

@@ -43,8 +43,22 @@ char *cli_joined(const struct cli *c, const char *key);
 /* Errors: "diskimg: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 void cli_gerror(GError *err);       /* prints and frees */
-/* Draws the library's progress (-p) and answers SIGUSR1 (progress.c). */
+/* Progress (progress.c, docs/progress.md): draws the library's progress
+ * (-p), answers SIGUSR1 and writes --progress-fd lines. */
 void cli_progress_install(void);
+/* An operation's progress: a bar with -p (unless -q), in PHASE. */
+diskimg_progress *cli_progress_new(const struct cli *c, uint64_t total, const char *phase);
+/* Completes it when the operation succeeded, then finishes it. */
+void cli_progress_end(diskimg_progress *p, bool succeeded);
+/* Before parsing COMMAND: names it in the lines and picks its -p habits. */
+void cli_progress_begin(const char *command);
+/* --progress-fd=TEXT: checks that TEXT names a descriptor open for
+ * writing; 0, or 1 after printing the problem. */
+int cli_progress_open_fd(const char *text);
+/* cli_error() reports each error here; the first goes in the result. */
+void cli_progress_note_error(const char *message);
+/* After the command: the last --progress-fd line, with its exit status. */
+void cli_progress_result(int status);
 /* "Expecting one image file name" plus the help hint; returns 1. */
 int cli_usage_error(const char *fmt, ...) DISKIMG_PRINTF(1, 2);
 

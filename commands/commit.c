@@ -92,6 +92,21 @@ static int copy_down(struct cli *c, diskimg_node *top, diskimg_node *base,
     return diskimg_copy(&p, errp);
 }
 
+/* qemu-img: a format that cannot empty its image (qed, vmdk...) keeps its
+ * data; the commit itself succeeded. */
+static int empty_top(diskimg_node *top, GError **errp)
+{
+    GError *err = NULL;
+    if (diskimg_node_make_empty(top, &err) == 0)
+        return 0;
+    if (g_error_matches(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED)) {
+        g_error_free(err);
+        return 0;
+    }
+    g_propagate_error(errp, err);
+    return -1;
+}
+
 static int commit(struct cli *c, diskimg_node *top, GError **errp)
 {
     diskimg_node *base = find_base(top, cli_get(c, "base"), errp);
@@ -111,29 +126,22 @@ static int commit(struct cli *c, diskimg_node *top, GError **errp)
     int64_t size = diskimg_node_size(top, errp);
     int ret = size < 0 || check_probed_base(top, writer, errp) < 0
                   ? -1 : grow_base(writer, (uint64_t)size, errp);
-    diskimg_progress *progress = diskimg_progress_new(
-        cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
-        size > 0 ? (uint64_t)size : 0);
+    diskimg_progress *progress = cli_progress_new(c, size > 0 ? (uint64_t)size : 0, "copy");
     if (ret == 0)
         ret = copy_down(c, top, base, writer, rate, progress, errp);
-    diskimg_progress_finish(progress);
-    if (ret == 0)
+    if (ret == 0) {
+        diskimg_progress_set_phase(progress, "flush");
         ret = diskimg_node_flush(writer, errp);
+    }
     diskimg_close(writer);
     bool keep = cli_flag(c, "drop") || cli_get(c, "base");
     if (ret == 0 && !keep) {
-        GError *err = NULL;
-
-        ret = diskimg_node_make_empty(top, &err);
-        /* qemu-img: a format that cannot empty its image (qed, vmdk...)
-         * keeps its data; the commit itself succeeded */
-        if (ret < 0 && g_error_matches(err, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED)) {
-            g_clear_error(&err);
-            ret = 0;
-        }
-        if (err)
-            g_propagate_error(errp, err);
+        diskimg_progress_set_phase(progress, "empty");
+        ret = empty_top(top, errp);
     }
+    if (ret == 0)
+        ret = diskimg_node_flush(top, errp);
+    cli_progress_end(progress, ret == 0);
     return ret;
 }
 
@@ -155,7 +163,7 @@ int cmd_commit(struct cli *c)
     int ret = 1;
     if (!diskimg_node_backing(top)) {
         cli_error("Image does not have a backing file");
-    } else if (commit(c, top, &err) < 0 || diskimg_node_flush(top, &err) < 0) {
+    } else if (commit(c, top, &err) < 0) {
         cli_gerror(err);
     } else {
         if (!c->quiet)

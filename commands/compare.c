@@ -208,16 +208,15 @@ int cmd_compare(struct cli *c)
         if (!quiet)
             printf("Warning: Image size mismatch!\n");
     }
-    diskimg_progress *progress = diskimg_progress_new(
-        cli_flag(c, "progress") && !quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
-        MAX(a.size, b.size));
+    diskimg_progress *progress = cli_progress_new(c, MAX(a.size, b.size), "compare");
     uint64_t common = MIN(a.size, b.size);
     ret = compare_common(&a, &b, common, strict, quiet, progress);
     if (ret == SAME)
         ret = compare_tail(a.size > b.size ? &a : &b, common, quiet, progress);
-    diskimg_progress_finish(progress);
+    /* before the bar's closing newline, as qemu-img prints it */
     if (ret == SAME && !quiet)
         printf("Images are identical.\n");
+    cli_progress_end(progress, ret == SAME);
 out:
     stop_reader();
     diskimg_free_aligned(a.buf);

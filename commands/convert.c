@@ -331,15 +331,18 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         p.base = backing_in_source_chain(j, backing);
         p.top_only = p.base == NULL;
     }
-    bool progress = cli_flag(c, "progress") && !c->quiet;
-    p.progress = diskimg_progress_new(progress ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
-                                      j->total_size);
+    p.progress = cli_progress_new(c, j->total_size, "copy");
     int ret = diskimg_copy(&p, errp);
-    if (ret == 0 && cli_flag(c, "bitmaps"))
+    if (ret == 0 && cli_flag(c, "bitmaps")) {
+        diskimg_progress_set_phase(p.progress, "bitmaps");
         ret = cli_copy_bitmaps(j->sources[0], target, cli_flag(c, "skip-broken-bitmaps"), errp);
-    if (ret == 0)
+    }
+    if (ret == 0) {
+        /* with the default cache=unsafe most of the data is written here */
+        diskimg_progress_set_phase(p.progress, "flush");
         ret = diskimg_node_flush(target, errp);
-    diskimg_progress_finish(p.progress);
+    }
+    cli_progress_end(p.progress, ret == 0);
     return ret;
 }
 

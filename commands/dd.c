@@ -63,6 +63,19 @@ static int parse_operands(struct cli *c, struct dd_args *a)
     return 0;
 }
 
+/* dd has no -p (as qemu-img), but --progress-fd and SIGUSR1 see it. */
+static int copy(const struct cli *c, struct diskimg_copy_params *cp, GError **errp)
+{
+    cp->progress = cli_progress_new(c, cp->length, "copy");
+    int ret = cp->length ? diskimg_copy(cp, errp) : 0;
+    if (ret == 0) {
+        diskimg_progress_set_phase(cp->progress, "flush");
+        ret = diskimg_node_flush(cp->target, errp);
+    }
+    cli_progress_end(cp->progress, ret == 0);
+    return ret;
+}
+
 int cmd_dd(struct cli *c)
 {
     struct dd_args a = { 0 };
@@ -104,11 +117,7 @@ int cmd_dd(struct cli *c)
         .source_offset = start, .length = len, .sparse_size = 4096,
         .target_is_zero = (diskimg_node_capabilities(out) & DISKIMG_CAP_ZERO_INIT) != 0,
     };
-    if (len && diskimg_copy(&cp, &err) < 0)
-        goto fail;
-    if (diskimg_node_flush(out, &err) < 0)
-        goto fail;
-    ret = 0;
+    ret = copy(c, &cp, &err) < 0 ? 1 : 0;
 fail:
     if (ret)
         cli_gerror(err);

@@ -125,11 +125,13 @@ int main(int argc, char **argv)
             continue;
         struct cli c = { 0 };
         bool done;
+        cli_progress_begin(commands[i].name);
         int ret = cli_parse(&c, commands[i].name, argc - 1, argv + 1, &done);
         if (ret == 0 && !done)
             ret = commands[i].fn(&c);
         cli_free(&c);
         fflush(stdout);
+        cli_progress_result(ret);
         return ret;
     }
     cli_error("Command not found: %s", argv[1]);

@@ -38,14 +38,9 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
  * through its old chain) and the target; only what it does not allocate
  * itself and where the old chain and the new backing (`nb`, or zeroes for
  * no backing) differ is written, so its guest view stays the same. */
-static int copy_differences(struct cli *c, diskimg_node *img, diskimg_node *nb, GError **errp)
+static int copy_differences(struct cli *c, diskimg_node *img, diskimg_node *nb,
+                            diskimg_progress *progress, GError **errp)
 {
-    int64_t size = diskimg_node_size(img, errp);
-    if (size < 0)
-        return -1;
-    diskimg_progress *progress = diskimg_progress_new(
-        cli_flag(c, "progress") && !c->quiet ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET,
-        (uint64_t)size);
     diskimg_node *sources[] = { img };
     struct diskimg_copy_params p = {
         .struct_size = sizeof(p), .sources = sources, .n_sources = 1, .target = img,
@@ -53,9 +48,7 @@ static int copy_differences(struct cli *c, diskimg_node *img, diskimg_node *nb, 
         .only_unallocated = true, .differences_against = nb,
         .differences_against_zeroes = nb == NULL,
     };
-    int ret = diskimg_copy(&p, errp);
-    diskimg_progress_finish(progress);
-    return ret;
+    return diskimg_copy(&p, errp);
 }
 
 static int rebase(struct cli *c, diskimg_node *img, const char *name, GError **errp)
@@ -80,12 +73,26 @@ static int rebase(struct cli *c, diskimg_node *img, const char *name, GError **e
             return -1;
         }
     }
+    /* -u copies nothing, yet shows its bar from 0 to 100 as qemu-img */
+    int64_t size = diskimg_node_size(img, errp);
+    if (size < 0) {
+        diskimg_close(nb);
+        return -1;
+    }
+    diskimg_progress *progress = cli_progress_new(c, unsafe ? 0 : (uint64_t)size, "copy");
     if (!unsafe)
-        ret = copy_differences(c, img, nb, errp);
-    if (ret == 0)
+        ret = copy_differences(c, img, nb, progress, errp);
+    if (ret == 0) {
+        diskimg_progress_set_phase(progress, "backing");
         ret = diskimg_node_set_backing(img, *name ? name : NULL, *name ? format : NULL, errp);
+    }
     if (ret < 0 && errp && *errp && !g_str_has_prefix((*errp)->message, "Could not"))
         g_prefix_error(errp, "Could not change the backing file to '%s': ", name);
+    if (ret == 0) {
+        diskimg_progress_set_phase(progress, "flush");
+        ret = diskimg_node_flush(img, errp);
+    }
+    cli_progress_end(progress, ret == 0);
     diskimg_close(nb);
     return ret;
 }
@@ -112,7 +119,7 @@ int cmd_rebase(struct cli *c)
         return 1;
     }
     int ret = 0;
-    if (rebase(c, img, name, &err) < 0 || diskimg_node_flush(img, &err) < 0) {
+    if (rebase(c, img, name, &err) < 0) {
         cli_gerror(err);
         ret = 1;
     }

@@ -198,6 +198,30 @@ def formats_section(formats):
     return lines
 
 
+PROGRESS_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'introspection',
+                               'progress.schema.json')
+
+
+def progress_section():
+    """--progress-fd's line format, from its JSON Schema (docs/progress.md)."""
+    with open(PROGRESS_SCHEMA, encoding='utf-8') as f:
+        members = json.load(f)['properties']
+    lines = ['.SH PROGRESS',
+             'With \\fB\\-\\-progress\\-fd=\\fR\\fIN\\fR, convert, compare, commit, '
+             'rebase, amend, dd and bench write one JSON object per line to file '
+             'descriptor \\fIN\\fR; the last line is the result. An \\fIN\\fR that is '
+             'not a number, not open or not open for writing is refused with exit '
+             'status 1. The members, in this order:']
+    for name, member in members.items():
+        lines += ['.TP', '\\fB%s\\fR' % roff(name), roff(member.get('description', ''))]
+    lines += ['.PP',
+              'With \\fB\\-p\\fR the bar is qemu\\-img\'s, byte for byte '
+              '("    (45.00/100%)" and a carriage return); only when standard output '
+              'and standard error are both terminals does it also show the rate and '
+              'the time left.']
+    return lines
+
+
 def command_page(commands, formats):
     page = ['.TH DISKIMG 1 "" "diskimg" "User Commands"',
             '.SH NAME', 'diskimg \\- create, inspect, convert and check disk images',
@@ -211,6 +235,7 @@ def command_page(commands, formats):
             '.SH COMMANDS']
     for name, spec in commands.items():
         page += command_section(name, spec)
+    page += progress_section()
     page += formats_section(formats)
     page += ['.SH ENVIRONMENT', '.TP', '\\fBDISKIMG_PLUGIN_PATH\\fR',
              'Colon\\-separated directories searched for plugins before the system '

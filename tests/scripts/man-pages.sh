@@ -66,5 +66,9 @@ t "diskimg(1): every command, and the format pages" rendered "$OUT/man1/diskimg.
 t "diskimg(1): a command's description paragraphs (checksum's construction)" rendered \
     "$OUT/man1/diskimg.1" '^ +checksum$' "blkhash's block construction" 'stream i mod 64'
 
+t "diskimg(1): --progress-fd and its line format (docs/introspection/progress.schema.json)" \
+    rendered "$OUT/man1/diskimg.1" '^PROGRESS' '--progress-fd=N' '^ +completed$' \
+    'the exit status of the command' "qemu-img's, byte for byte"
+
 echo "1..$n"
 [ "$failures" -eq 0 ]

@@ -233,10 +233,11 @@ DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp)
 
 /* ---------------------------------------------------------------- progress */
 
-/* One facility for -p and SIGUSR1: the command sets a total, the engine
- * adds work done (skipped ranges count as done).  The library only counts;
- * the handler the caller installs decides what to show (the diskimg
- * command draws qemu-img's "    (12.34/100%)" and answers SIGUSR1). */
+/* One facility for -p, --progress-fd and SIGUSR1: the command sets a total,
+ * the engine adds work done (skipped ranges count as done).  The library
+ * only counts; the handler the caller installs decides what to show (the
+ * diskimg command draws qemu-img's "    (12.34/100%)", writes JSON lines to
+ * --progress-fd and answers SIGUSR1; see docs/progress.md). */
 typedef struct diskimg_progress diskimg_progress;
 enum diskimg_progress_mode {
     DISKIMG_PROGRESS_QUIET = 0,  /* no bar (SIGUSR1 may still ask for a line) */
@@ -246,6 +247,9 @@ enum diskimg_progress_event {
     DISKIMG_PROGRESS_STARTED = 0, /* diskimg_progress_new */
     DISKIMG_PROGRESS_UPDATED,     /* every diskimg_progress_add */
     DISKIMG_PROGRESS_FINISHED,    /* diskimg_progress_finish; a bar is at 100 % */
+    /* Seen only by a diskimg_progress_observer_fn: */
+    DISKIMG_PROGRESS_COMPLETED,   /* diskimg_progress_complete: succeeded, done = total */
+    DISKIMG_PROGRESS_PHASE,       /* diskimg_progress_set_phase */
 };
 /* Called with the operation's mode and its progress in 1/100 % (0..10000),
  * serialised per operation (from whichever thread did the work). */
@@ -254,10 +258,35 @@ typedef void (*diskimg_progress_fn)(enum diskimg_progress_mode mode,
                                     void *opaque);
 /* NULL: progress is counted but goes nowhere (the default). */
 DISKIMG_API void diskimg_set_progress_handler(diskimg_progress_fn fn, void *opaque);
+
+/* What an observer sees: the counts themselves, for programs that want
+ * bytes and rates rather than a percentage. */
+struct diskimg_progress_state {
+    uint32_t struct_size;
+    enum diskimg_progress_mode mode;
+    enum diskimg_progress_event event;
+    uint64_t done, total;       /* done <= total unless the total was an estimate */
+    int64_t elapsed_us;         /* monotonic time since diskimg_progress_new */
+    const char *phase;          /* the last diskimg_progress_set_phase, or "" */
+};
+/* Called like a diskimg_progress_fn, under the operation's lock, with
+ * every event; `s` is valid during the call only.  An observer and a
+ * handler may both be installed. */
+typedef void (*diskimg_progress_observer_fn)(const struct diskimg_progress_state *s,
+                                             void *opaque);
+DISKIMG_API void diskimg_set_progress_observer(diskimg_progress_observer_fn fn, void *opaque);
+
 DISKIMG_API diskimg_progress *diskimg_progress_new(enum diskimg_progress_mode mode,
                                                    uint64_t total);
 DISKIMG_API void diskimg_progress_add(diskimg_progress *p, uint64_t done);
 DISKIMG_API void diskimg_progress_set_total(diskimg_progress *p, uint64_t total);
+/* Names the step the operation is in ("copy", "flush", ...: a short
+ * lowercase word, copied); observers get a PHASE event. */
+DISKIMG_API void diskimg_progress_set_phase(diskimg_progress *p, const char *phase);
+/* The operation succeeded: done becomes total, observers get COMPLETED
+ * (handlers an UPDATED at 100 %).  Call it before diskimg_progress_finish;
+ * an operation finished without it failed or was cut short. */
+DISKIMG_API void diskimg_progress_complete(diskimg_progress *p);
 DISKIMG_API void diskimg_progress_finish(diskimg_progress *p);  /* FINISHED, then frees */
 
 /* Not for use: makes the plugin ABI structs visible to ABI checkers. */
