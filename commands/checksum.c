@@ -328,10 +328,9 @@ int cmd_checksum(struct cli *c)
     GError *err = NULL;
     g_autofree char *digest = NULL;
     if (checksum_init(&cs, alg, &err) == 0) {
-        diskimg_progress *progress = diskimg_progress_new(
-            cli_flag(c, "progress") ? DISKIMG_PROGRESS_BAR : DISKIMG_PROGRESS_QUIET, size);
+        diskimg_progress *progress = cli_progress_new(c, size, "checksum");
         int ret = hash_image(n, &cs, progress, &err);
-        diskimg_progress_finish(progress);
+        cli_progress_end(progress, ret == 0);
         if (ret == 0)
             digest = checksum_final(&cs, &err);
     }

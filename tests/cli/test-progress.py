@@ -224,6 +224,8 @@ check_command('amend: complete', ['amend', '-o', 'lazy_refcounts=on', 'data.qcow
 check_command('dd: copy and flush phases, complete',
               ['dd', '-f', 'raw', 'if=data.raw', 'of=dd.raw', 'bs=64k'],
               phases=['copy', 'flush'])
+check_command('checksum: complete', ['checksum', '-f', 'qcow2', 'data.qcow2'],
+              phases=['checksum'])
 check_command('bench (read): complete', ['bench', '-f', 'raw', '-c', '3000', 'data.raw'],
               phases=['read'])
 check_command('bench -w: write and flush phases, complete',
@@ -240,7 +242,7 @@ lines = check_command('an argument error after a valid fd still ends with a resu
 spec = json.loads(run(['schema', 'commands', '--output=json'], check=True).stdout)
 declaring = sorted(name for name, c in spec['commands'].items()
                    if any(o.get('long') == 'progress-fd' for o in c.get('options', [])))
-ok(declaring == ['amend', 'bench', 'commit', 'compare', 'convert', 'dd', 'rebase'],
+ok(declaring == ['amend', 'bench', 'checksum', 'commit', 'compare', 'convert', 'dd', 'rebase'],
    'the commands declaring --progress-fd are the ones tested here', declaring)
 
 # ---------------------------------------------------------- bad descriptors
