@@ -206,7 +206,6 @@ static int load_block(struct cloop_state *s, uint32_t i, GError **errp)
 {
     uint64_t size = s->offsets[i + 1] - s->offsets[i];
     g_autoptr(GError) err = NULL;
-    int64_t got;
 
     if (s->cached == i)
         return 0;
@@ -216,18 +215,14 @@ static int load_block(struct cloop_state *s, uint32_t i, GError **errp)
                                  "%s: cloop block %" PRIu32 " is empty", s->filename, i);
     if (diskimg_node_pread(s->file, s->compressed, size, s->offsets[i], errp) < 0)
         return -1;
-    got = diskimg_decompress(DISKIMG_CODEC_ZLIB, 0, s->compressed, size, s->block,
-                             s->block_size, &err);
-    if (got < 0)
+    /* exactly block_size: a stream that inflates past it is corrupt, not cut short */
+    if (diskimg_decompress_exact(DISKIMG_CODEC_ZLIB, s->compressed, size, s->block,
+                                 s->block_size, &err) < 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "%s: cloop block %" PRIu32 " (%" PRIu64 " bytes at offset %"
-                                 PRIu64 "): bad compressed stream: %s", s->filename, i, size,
-                                 s->offsets[i], err ? err->message : "inflate failed");
-    if ((uint64_t)got != s->block_size)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: cloop block %" PRIu32 " inflates to %" PRId64
-                                 " bytes instead of block_size %" PRIu32, s->filename, i, got,
-                                 s->block_size);
+                                 PRIu64 "): bad compressed stream: %s (block_size %" PRIu32
+                                 ")", s->filename, i, size,
+                                 s->offsets[i], err->message, s->block_size);
     s->cached = i;
     return 0;
 }
