@@ -17,11 +17,12 @@ A command passes when it
   - or exits 0 where the case documents why the damage is harmless there;
 and the case's files are byte for byte what they were (sha256).
 
-    run.py --diskimg DISKIMG [--no-memory-limit] [--keep DIR] [--only SUBSTRING]
+    run.py --diskimg DISKIMG [--no-memory-limit] [--keep DIR] [--only SUBSTRING] [--jobs N]
 
 Skips (a TAP plan of 0) when gen.py cannot run (no qemu-img).
 """
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -110,7 +111,10 @@ def judge_check(rc, lines, names, err):
     return f"the error names none of the case's files: {last!r}"
 
 
-def run_case(args, case, scratch, tap):
+def run_case(args, case, scratch):
+    """The case's test points: a list of (ok, text)."""
+    points = []
+    os.makedirs(scratch, exist_ok=True)
     before = digests(case["dir"])
     for cmd in ("info", "check", "convert", "map"):
         argv = command_line(args.diskimg, cmd, case, scratch)
@@ -125,11 +129,13 @@ def run_case(args, case, scratch, tap):
         if os.path.exists(out):
             os.unlink(out)
         problem = judge(cmd, case, rc, err, case["expect"][cmd])
-        tap(problem is None, f"{case['name']}: {cmd}" + (f": {problem}" if problem else ""))
+        points.append((problem is None,
+                       f"{case['name']}: {cmd}" + (f": {problem}" if problem else "")))
     after = digests(case["dir"])
     changed = [n for n in before if before[n] != after.get(n)]
-    tap(not changed, f"{case['name']}: files unchanged" +
-        (f": {', '.join(changed)} changed" if changed else ""))
+    points.append((not changed, f"{case['name']}: files unchanged" +
+                   (f": {', '.join(changed)} changed" if changed else "")))
+    return points
 
 
 def main():
@@ -138,13 +144,14 @@ def main():
     ap.add_argument("--no-memory-limit", action="store_true")
     ap.add_argument("--keep", help="generate into DIR and keep it")
     ap.add_argument("--only", help="run only cases whose name contains this")
+    ap.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
+                    help="cases run at once (default: up to 4, one per CPU)")
     args = ap.parse_args()
     args.diskimg = os.path.abspath(args.diskimg)
 
     tmp = tempfile.TemporaryDirectory(prefix="corrupt.")
     out = args.keep or os.path.join(tmp.name, "cases")
     scratch = os.path.join(tmp.name, "scratch")
-    os.makedirs(scratch)
     g = subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), args.diskimg, out],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if g.returncode == 77:
@@ -166,8 +173,14 @@ def main():
         failed += not ok
         print(f"{'ok' if ok else 'not ok'} {n} - {text}", flush=True)
 
-    for case in cases:
-        run_case(args, case, scratch, tap)
+    # Cases run side by side (each process is short; under ASan start-up
+    # dominates), reported in order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_case, args, case, os.path.join(scratch, str(i)))
+                   for i, case in enumerate(cases)]
+        for f in futures:
+            for ok, text in f.result():
+                tap(ok, text)
     print(f"1..{n}")
     return 1 if failed else 0
 

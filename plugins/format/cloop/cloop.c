@@ -127,6 +127,21 @@ static int check_offsets(const struct cloop_state *s, uint64_t file_size, uint64
     return 0;
 }
 
+/* Deflate expands at most ~1032 times: a block_size no stored block can
+ * inflate to is corrupt, and refusing it keeps a small hostile file from
+ * making us allocate a 64 MiB block buffer it can never fill. */
+#define MAX_INFLATE_RATIO 1032u
+static int check_expansion(const struct cloop_state *s, uint64_t max_compressed,
+                           GError **errp)
+{
+    if (s->n_blocks == 0 || s->block_size <= max_compressed * MAX_INFLATE_RATIO)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                             "cloop header: block_size %" PRIu32 " cannot come from compressed "
+                             "blocks of at most %" PRIu64 " bytes (deflate expands at most %u "
+                             "times)", s->block_size, max_compressed, MAX_INFLATE_RATIO);
+}
+
 static void cloop_close(void *h)
 {
     struct cloop_state *s = h;
@@ -173,7 +188,8 @@ static void *cloop_open(const struct diskimg_format_open_args *args, GError **er
     if (diskimg_load_u64_table(args->file, OFFSETS_AT, (uint64_t)n_blocks + 1, 0,
                                DISKIMG_BIG_ENDIAN, MAX_OFFSETS_BYTES, "cloop offsets table",
                                &s->offsets, errp) < 0 ||
-        check_offsets(s, (uint64_t)fsize, &max_compressed, errp) < 0)
+        check_offsets(s, (uint64_t)fsize, &max_compressed, errp) < 0 ||
+        check_expansion(s, max_compressed, errp) < 0)
         goto fail;
     s->compressed = g_try_malloc(max_compressed);
     s->block = g_try_malloc(block_size);
