@@ -65,8 +65,21 @@ static int64_t zlib_compress(enum diskimg_codec codec, int level, int window_bit
     return out;
 }
 
+/* With dst full and the stream not at its end: would it produce more?
+ * One byte more is enough to tell; exhausted input or damage after the
+ * last byte needed are not "more". */
+static bool zlib_more(z_stream *z)
+{
+    uint8_t byte;
+    z->next_out = &byte;
+    z->avail_out = 1;
+    inflate(z, Z_FINISH);
+    return z->avail_out == 0;
+}
+
+/* `more` (when not NULL) tells whether the stream goes on past dst. */
 static int64_t zlib_decompress(enum diskimg_codec codec, const void *src, size_t src_len,
-                               void *dst, size_t dst_len, GError **errp)
+                               void *dst, size_t dst_len, bool *more, GError **errp)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));
@@ -80,6 +93,8 @@ static int64_t zlib_decompress(enum diskimg_codec codec, const void *src, size_t
     int64_t out = (int64_t)(dst_len - z.avail_out);
     bool ok = ret == Z_STREAM_END || ((ret == Z_BUF_ERROR || ret == Z_OK) && z.avail_out == 0);
     g_autofree char *msg = z.msg ? g_strdup(z.msg) : NULL;
+    if (more)
+        *more = ok && ret != Z_STREAM_END && zlib_more(&z);
     inflateEnd(&z);
     if (!ok && ret != Z_BUF_ERROR)
         return codec_error(errp, "inflate", msg);
@@ -98,9 +113,10 @@ static int64_t zstd_compress(int level, const void *src, size_t src_len, void *d
 }
 
 /* Streaming, so that frames without a content size and trailing padding
- * are accepted; stops when dst is full. */
+ * are accepted; stops when dst is full.  `more` (when not NULL) tells
+ * whether the frame goes on past dst. */
 static int64_t zstd_decompress(const void *src, size_t src_len, void *dst, size_t dst_len,
-                               GError **errp)
+                               bool *more, GError **errp)
 {
     ZSTD_DStream *d = ZSTD_createDStream();
     if (!d)
@@ -108,14 +124,22 @@ static int64_t zstd_decompress(const void *src, size_t src_len, void *dst, size_
     ZSTD_inBuffer in = { src, src_len, 0 };
     ZSTD_outBuffer out = { dst, dst_len, 0 };
     int64_t ret = 0;
+    bool ended = false;
     while (out.pos < out.size) {
         size_t r = ZSTD_decompressStream(d, &out, &in);
         if (ZSTD_isError(r)) {
             ret = codec_error(errp, "zstd", ZSTD_getErrorName(r));
             break;
         }
+        ended = r == 0;
         if (r == 0 || (in.pos == in.size && out.pos < out.size))
             break;  /* end of frame, or input exhausted */
+    }
+    if (more) {
+        uint8_t byte;
+        ZSTD_outBuffer extra = { &byte, 1, 0 };
+        *more = ret == 0 && !ended && out.pos == out.size &&
+                !ZSTD_isError(ZSTD_decompressStream(d, &extra, &in)) && extra.pos == 1;
     }
     ZSTD_freeDStream(d);
     return ret < 0 ? ret : (int64_t)out.pos;
@@ -239,10 +263,9 @@ int64_t diskimg_compress(enum diskimg_codec codec, int level, int window_bits,
     return -1;
 }
 
-int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits, const void *src,
-                           size_t src_len, void *dst, size_t dst_len, GError **errp)
+static int64_t decompress(enum diskimg_codec codec, const void *src, size_t src_len,
+                          void *dst, size_t dst_len, bool *more, GError **errp)
 {
-    (void)window_bits;
     if (src_len > UINT32_MAX || dst_len > UINT32_MAX) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "decompression buffer too large");
@@ -252,10 +275,37 @@ int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits, const void
     case DISKIMG_CODEC_DEFLATE:
     case DISKIMG_CODEC_ZLIB:
     case DISKIMG_CODEC_GZIP:
-        return zlib_decompress(codec, src, src_len, dst, dst_len, errp);
+        return zlib_decompress(codec, src, src_len, dst, dst_len, more, errp);
     case DISKIMG_CODEC_ZSTD:
-        return zstd_decompress(src, src_len, dst, dst_len, errp);
+        return zstd_decompress(src, src_len, dst, dst_len, more, errp);
     }
     g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED, "unknown codec %d", codec);
     return -1;
+}
+
+int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits, const void *src,
+                           size_t src_len, void *dst, size_t dst_len, GError **errp)
+{
+    (void)window_bits;
+    return decompress(codec, src, src_len, dst, dst_len, NULL, errp);
+}
+
+int diskimg_decompress_exact(enum diskimg_codec codec, const void *src, size_t src_len,
+                             void *dst, size_t dst_len, GError **errp)
+{
+    bool more = false;
+    int64_t n = decompress(codec, src, src_len, dst, dst_len, &more, errp);
+    if (n < 0)
+        return -1;
+    if ((uint64_t)n < dst_len) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
+                    "compressed data inflates to %" PRId64 " bytes instead of %zu", n, dst_len);
+        return -1;
+    }
+    if (more) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT,
+                    "compressed data inflates to more than %zu bytes", dst_len);
+        return -1;
+    }
+    return 0;
 }

@@ -56,6 +56,54 @@ static void test_round_trip(void)
     g_rand_free(r);
 }
 
+/* diskimg_decompress_exact: a stream of exactly the block passes (with
+ * trailing bytes after it, as packed formats have), one that inflates to
+ * more or to less is refused with its size in the message. */
+static void test_exact(void)
+{
+    GRand *r = g_rand_new_with_seed(2);
+    uint8_t *in = g_malloc(2 * CLUSTER), *z = g_malloc(4 * CLUSTER);
+    uint8_t *back = g_malloc(2 * CLUSTER);
+    fill_text(in, 2 * CLUSTER, r);
+    const enum diskimg_codec codecs[] = { DISKIMG_CODEC_DEFLATE, DISKIMG_CODEC_ZLIB,
+                                          DISKIMG_CODEC_GZIP, DISKIMG_CODEC_ZSTD };
+    for (size_t i = 0; i < G_N_ELEMENTS(codecs); i++) {
+        GError *err = NULL;
+        int64_t n = diskimg_compress(codecs[i], -1, 12, in, CLUSTER, z, 2 * CLUSTER, &err);
+        g_assert_no_error(err);
+        g_assert_cmpint(n, >, 0);
+        memset(z + n, 0xa5, 64);        /* the next block's bytes */
+        g_assert_cmpint(diskimg_decompress_exact(codecs[i], z, (size_t)n + 64, back, CLUSTER,
+                                                 &err), ==, 0);
+        g_assert_no_error(err);
+        g_assert_cmpmem(in, CLUSTER, back, CLUSTER);
+
+        /* a cluster too short */
+        g_assert_cmpint(diskimg_decompress_exact(codecs[i], z, (size_t)n, back, CLUSTER * 2,
+                                                 &err), ==, -1);
+        g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+        g_assert_nonnull(strstr(err->message, "instead of"));
+        g_clear_error(&err);
+
+        /* two clusters' worth where one fits */
+        n = diskimg_compress(codecs[i], -1, 12, in, 2 * CLUSTER, z, 4 * CLUSTER, &err);
+        g_assert_no_error(err);
+        g_assert_cmpint(diskimg_decompress_exact(codecs[i], z, (size_t)n, back, CLUSTER,
+                                                 &err), ==, -1);
+        g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT);
+        g_assert_nonnull(strstr(err->message, "more than"));
+        g_clear_error(&err);
+        /* diskimg_decompress itself still cuts it short, as before */
+        g_assert_cmpint(diskimg_decompress(codecs[i], 12, z, (size_t)n, back, CLUSTER, &err),
+                        ==, CLUSTER);
+        g_assert_no_error(err);
+    }
+    g_free(in);
+    g_free(z);
+    g_free(back);
+    g_rand_free(r);
+}
+
 static bool incompressible(const uint8_t *p, size_t len)
 {
     return diskimg_probably_incompressible(DISKIMG_CODEC_DEFLATE, 12, p, len);
@@ -121,5 +169,6 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/codec/round-trip", test_round_trip);
     g_test_add_func("/codec/probe", test_probe);
+    g_test_add_func("/codec/exact", test_exact);
     return g_test_run();
 }

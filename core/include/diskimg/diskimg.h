@@ -505,6 +505,17 @@ DISKIMG_API bool diskimg_probably_incompressible(enum diskimg_codec codec, int w
 DISKIMG_API int64_t diskimg_decompress(enum diskimg_codec codec, int window_bits,
                                        const void *src, size_t src_len, void *dst,
                                        size_t dst_len, GError **errp);
+/* For blocks of a known size (a cluster, a grain, a chunk): 0 when the
+ * data inflates to exactly dst_len bytes, else -1 with a
+ * DISKIMG_ERROR_CORRUPT error ("compressed data inflates to more than
+ * 65536 bytes" / "... to 100 bytes instead of 65536"; the caller adds the
+ * file and the block).  Trailing input after the end of the stream is
+ * ignored (it is the next block's, in formats that pack them); what the
+ * stream would produce past dst_len is found by asking it for one byte
+ * more, so the check costs nothing extra on valid data. */
+DISKIMG_API int diskimg_decompress_exact(enum diskimg_codec codec, const void *src,
+                                         size_t src_len, void *dst, size_t dst_len,
+                                         GError **errp);
 /* ============================================================ end codecs */
 
 #ifdef __cplusplus

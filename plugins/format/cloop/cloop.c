@@ -127,6 +127,21 @@ static int check_offsets(const struct cloop_state *s, uint64_t file_size, uint64
     return 0;
 }
 
+/* Deflate expands at most ~1032 times: a block_size no stored block can
+ * inflate to is corrupt, and refusing it keeps a small hostile file from
+ * making us allocate a 64 MiB block buffer it can never fill. */
+#define MAX_INFLATE_RATIO 1032u
+static int check_expansion(const struct cloop_state *s, uint64_t max_compressed,
+                           GError **errp)
+{
+    if (s->n_blocks == 0 || s->block_size <= max_compressed * MAX_INFLATE_RATIO)
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                             "cloop header: block_size %" PRIu32 " cannot come from compressed "
+                             "blocks of at most %" PRIu64 " bytes (deflate expands at most %u "
+                             "times)", s->block_size, max_compressed, MAX_INFLATE_RATIO);
+}
+
 static void cloop_close(void *h)
 {
     struct cloop_state *s = h;
@@ -173,7 +188,8 @@ static void *cloop_open(const struct diskimg_format_open_args *args, GError **er
     if (diskimg_load_u64_table(args->file, OFFSETS_AT, (uint64_t)n_blocks + 1, 0,
                                DISKIMG_BIG_ENDIAN, MAX_OFFSETS_BYTES, "cloop offsets table",
                                &s->offsets, errp) < 0 ||
-        check_offsets(s, (uint64_t)fsize, &max_compressed, errp) < 0)
+        check_offsets(s, (uint64_t)fsize, &max_compressed, errp) < 0 ||
+        check_expansion(s, max_compressed, errp) < 0)
         goto fail;
     s->compressed = g_try_malloc(max_compressed);
     s->block = g_try_malloc(block_size);
@@ -206,7 +222,6 @@ static int load_block(struct cloop_state *s, uint32_t i, GError **errp)
 {
     uint64_t size = s->offsets[i + 1] - s->offsets[i];
     g_autoptr(GError) err = NULL;
-    int64_t got;
 
     if (s->cached == i)
         return 0;
@@ -216,18 +231,14 @@ static int load_block(struct cloop_state *s, uint32_t i, GError **errp)
                                  "%s: cloop block %" PRIu32 " is empty", s->filename, i);
     if (diskimg_node_pread(s->file, s->compressed, size, s->offsets[i], errp) < 0)
         return -1;
-    got = diskimg_decompress(DISKIMG_CODEC_ZLIB, 0, s->compressed, size, s->block,
-                             s->block_size, &err);
-    if (got < 0)
+    /* exactly block_size: a stream that inflates past it is corrupt, not cut short */
+    if (diskimg_decompress_exact(DISKIMG_CODEC_ZLIB, s->compressed, size, s->block,
+                                 s->block_size, &err) < 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "%s: cloop block %" PRIu32 " (%" PRIu64 " bytes at offset %"
-                                 PRIu64 "): bad compressed stream: %s", s->filename, i, size,
-                                 s->offsets[i], err ? err->message : "inflate failed");
-    if ((uint64_t)got != s->block_size)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: cloop block %" PRIu32 " inflates to %" PRId64
-                                 " bytes instead of block_size %" PRIu32, s->filename, i, got,
-                                 s->block_size);
+                                 PRIu64 "): bad compressed stream: %s (block_size %" PRIu32
+                                 ")", s->filename, i, size,
+                                 s->offsets[i], err->message, s->block_size);
     s->cached = i;
     return 0;
 }

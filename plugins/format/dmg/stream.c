@@ -252,22 +252,41 @@ static int bzip2_step(dmg_reader *r, uint8_t *out, size_t len, size_t *got, bool
 }
 #endif
 
+static int codec_step(dmg_reader *r, uint8_t *out, size_t len, size_t *got, bool *ended,
+                      GError **errp)
+{
+#ifdef HAVE_BZIP2
+    if (r->codec == CODEC_BZIP2)
+        return bzip2_step(r, out, len, got, ended, errp);
+#endif
+    return zlib_step(r, out, len, got, ended, errp);
+}
+
+/* The chunk's sectors are all decoded: its stream must end there, as qemu
+ * requires, rather than go on (a chunk that inflates past its sectors). */
+static int expect_end(dmg_reader *r, GError **errp)
+{
+    uint8_t byte;
+    size_t got = 0;
+    bool ended = false;
+    while (!ended && got == 0)
+        if (codec_step(r, &byte, 1, &got, &ended, errp) < 0)
+            return -1;
+    if (got)
+        return chunk_error(r, &r->chunk, errp, "compressed stream inflates past the chunk's "
+                           "sectors", NULL);
+    return 0;
+}
+
 /* Decodes the next `len` bytes of the chunk into out; the stream must
  * produce them all. */
 static int decode(dmg_reader *r, uint8_t *out, uint64_t len, GError **errp)
 {
+    bool ended = false;
     while (len > 0) {
         size_t want = (size_t)MIN(len, (uint64_t)WINDOW), got = 0;
-        bool ended = false;
-        int ret;
 
-#ifdef HAVE_BZIP2
-        if (r->codec == CODEC_BZIP2)
-            ret = bzip2_step(r, out, want, &got, &ended, errp);
-        else
-#endif
-            ret = zlib_step(r, out, want, &got, &ended, errp);
-        if (ret < 0)
+        if (codec_step(r, out, want, &got, &ended, errp) < 0)
             return -1;
         r->produced += got;
         len -= got;
@@ -277,6 +296,8 @@ static int decode(dmg_reader *r, uint8_t *out, uint64_t len, GError **errp)
             return chunk_error(r, &r->chunk, errp, "compressed stream ends early", NULL);
         }
     }
+    if (!ended && r->produced == r->chunk.sectors * DMG_SECTOR)
+        return expect_end(r, errp);
     return 0;
 }
 

@@ -155,7 +155,6 @@ static int inflate_cluster(struct qcow *s, uint64_t entry, GError **errp)
 {
     uint64_t off = compressed_offset(s, entry), n = compressed_size(s, entry);
     uint8_t *in;
-    int64_t got;
 
     if (s->zcache_entry == entry)
         return 0;
@@ -165,13 +164,20 @@ static int inflate_cluster(struct qcow *s, uint64_t entry, GError **errp)
         g_free(in);
         return -1;
     }
-    got = diskimg_decompress(DISKIMG_CODEC_DEFLATE, 12, in, n, s->zcache, s->cluster_size, NULL);
+    /* exactly one cluster: a stream that inflates past it is corrupt, not
+     * cut short */
+    GError *err = NULL;
+    int ret = diskimg_decompress_exact(DISKIMG_CODEC_DEFLATE, in, n, s->zcache, s->cluster_size,
+                                       &err);
     g_free(in);
-    if (got != (int64_t)s->cluster_size)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "%s: compressed cluster at file offset %#" PRIx64
-                                 " (%" PRIu64 " bytes) does not inflate to %" PRIu64 " bytes",
-                                 s->filename, off, n, s->cluster_size);
+    if (ret < 0) {
+        diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                          "%s: compressed cluster at file offset %#" PRIx64 " (%" PRIu64
+                          " bytes) does not inflate to %" PRIu64 " bytes: %s", s->filename,
+                          off, n, s->cluster_size, err->message);
+        g_error_free(err);
+        return -1;
+    }
     s->zcache_entry = entry;
     return 0;
 }

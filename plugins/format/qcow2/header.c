@@ -564,39 +564,67 @@ static bool snapshot_repairing(const struct qcow2 *s)
     return s->check_open && s->writable;
 }
 
-/* Where the bytes of the snapshot table come from: opened normally, the
- * table as loaded (it ends with the file); opened for check, the file
- * itself, read as qemu reads it: zeroes past its end, so that an entry
- * whose extra data or names lie beyond the end is still reported on. */
+/* Where the bytes of the snapshot table come from: a window of the file
+ * that slides along the table, so that memory stays bounded by one window
+ * however many entries the header claims (the table is never loaded
+ * whole).  Opened normally, the table ends with the file; opened for
+ * check, the file is read as qemu reads it: zeroes past its end, so that
+ * an entry whose extra data or names lie beyond the end is still reported
+ * on. */
+#define SNAP_WINDOW (256u << 10)    /* > the largest entry, 40 + 1 KiB + 2 * 64 KiB */
 struct snap_source {
     struct qcow2 *s;
-    const struct diskimg_reader *table;     /* NULL: read the file */
     uint64_t file_size;
+    bool padded;                    /* zeroes past the end of the file (check) */
+    uint8_t *win;                   /* SNAP_WINDOW bytes */
+    uint64_t win_off, win_len;      /* the table bytes [win_off, win_off + win_len) */
 };
 
-/* Copies len bytes at offset off of the table into out. */
-static int snap_bytes(const struct snap_source *src, uint64_t off, uint64_t len, void *out,
+static int snap_truncated(GError **errp)
+{
+    return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
+}
+
+/* Moves the window to start at table offset off. */
+static int snap_fill(struct snap_source *src, uint64_t off, GError **errp)
+{
+    uint64_t base = src->s->h.snapshots_offset;
+    /* qemu cannot read beyond 2^63 either */
+    if (off > (1ull << 62) || base + off > (1ull << 62))
+        return snap_truncated(errp);
+    uint64_t pos = base + off, n = SNAP_WINDOW;
+    if (!src->padded)
+        n = pos < src->file_size ? MIN(n, src->file_size - pos) : 0;
+    src->win_len = 0;
+    if (n && qcow2_pread_padded(src->s, src->win, n, pos, src->file_size, errp) < 0)
+        return -1;
+    src->win_off = off;
+    src->win_len = n;
+    return 0;
+}
+
+/* Copies len (<= SNAP_WINDOW) bytes at offset off of the table into out. */
+static int snap_bytes(struct snap_source *src, uint64_t off, uint64_t len, void *out,
                       GError **errp)
 {
     if (len == 0)
         return 0;
-    if (src->table) {
-        if (!diskimg_reader_has(src->table, off, len))
-            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-        memcpy(out, src->table->data + off, len);
-        return 0;
+    bool inside = off >= src->win_off && off - src->win_off <= src->win_len &&
+                  len <= src->win_len - (off - src->win_off);
+    if (!inside) {
+        if (snap_fill(src, off, errp) < 0)
+            return -1;
+        if (len > src->win_len)
+            return snap_truncated(errp);
     }
-    uint64_t base = src->s->h.snapshots_offset;
-    /* qemu cannot read beyond 2^63 either */
-    if (off > (1ull << 62) || base + off > (1ull << 62))
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Snapshot table is truncated");
-    return qcow2_pread_padded(src->s, out, len, base + off, src->file_size, errp);
+    memcpy(out, src->win + (off - src->win_off), len);
+    return 0;
 }
 
 /* The extra data of entry idx at off: the known fields, and what follows
  * them, kept.  More than qemu's maximum is refused, except when
  * repairing, where qemu keeps the first QCOW2_MAX_SNAPSHOT_EXTRA bytes. */
-static int parse_snapshot_extra(const struct snap_source *src, uint64_t off, uint32_t idx,
+static int parse_snapshot_extra(struct snap_source *src, uint64_t off, uint32_t idx,
                                 struct qcow2_snapshot *sn, GError **errp)
 {
     struct qcow2 *s = src->s;
@@ -635,7 +663,7 @@ static int parse_snapshot_extra(const struct snap_source *src, uint64_t off, uin
 
 /* The ID and the name, which follow the extra data (as C strings: an
  * embedded NUL ends them, as in qemu). */
-static int parse_snapshot_names(const struct snap_source *src, uint64_t off, uint16_t id_len,
+static int parse_snapshot_names(struct snap_source *src, uint64_t off, uint16_t id_len,
                                 uint16_t name_len, struct qcow2_snapshot *sn, GError **errp)
 {
     uint64_t n = (uint64_t)id_len + name_len;
@@ -666,7 +694,7 @@ static int check_snapshot_l1(const struct qcow2 *s, const struct qcow2_snapshot 
 
 /* Entry idx at *pos: *end is where it ends, *pos where the next starts,
  * *len its length with the extra data as kept. */
-static int parse_snapshot(const struct snap_source *src, uint32_t idx, uint64_t *pos,
+static int parse_snapshot(struct snap_source *src, uint32_t idx, uint64_t *pos,
                           struct qcow2_snapshot *sn, uint64_t *end, uint64_t *len,
                           GError **errp)
 {
@@ -727,7 +755,7 @@ static int overhanging_snapshots(struct qcow2 *s, uint32_t i, GError **errp)
     return 0;
 }
 
-static int parse_snapshots(struct qcow2 *s, const struct snap_source *src, GError **errp)
+static int parse_snapshots(struct qcow2 *s, struct snap_source *src, GError **errp)
 {
     uint32_t n = s->h.nb_snapshots;
     s->snapshots = g_new0(struct qcow2_snapshot, n);
@@ -759,29 +787,23 @@ int qcow2_snapshots_load(struct qcow2 *s, GError **errp)
     int64_t fsize = diskimg_node_size(s->file, errp);
     if (fsize < 0)
         return -1;
-    struct snap_source src = { .s = s, .file_size = (uint64_t)fsize };
-    if (s->check_open)
-        return parse_snapshots(s, &src, errp);
-    /* Each entry is at most 40 + extra + 2 * 64k bytes; read the table in
-     * one go, bounded by that worst case, by the file, and by the largest
-     * table qemu accepts plus one entry (so that an entry crossing that
-     * limit is still parsed and reported as such). */
-    uint64_t entry_max = 40 + QCOW2_MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8;
-    uint64_t cap = QCOW2_MAX_SNAPSHOT_TABLE + entry_max;
-    uint64_t max = MIN((uint64_t)n * entry_max, cap);
-    if (s->h.snapshots_offset >= (uint64_t)fsize)
+    /* Every entry takes at least 40 bytes: a count the file cannot hold is
+     * refused before the entries are allocated (check reads zeroes past
+     * the end, as qemu, so it only has the count's own cap). */
+    uint64_t avail = s->h.snapshots_offset < (uint64_t)fsize
+                     ? (uint64_t)fsize - s->h.snapshots_offset : 0;
+    if (!s->check_open && (uint64_t)n * 40 > avail)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "Snapshot table lies beyond the end of the file");
-    max = MIN(max, (uint64_t)fsize - s->h.snapshots_offset);
-    void *buf;
-    if (diskimg_load_table(s->file, s->h.snapshots_offset, max, 1, cap, "snapshot table", &buf,
-                           errp) < 0)
-        return -1;
-    struct diskimg_reader table = diskimg_reader_make(buf, max, DISKIMG_BIG_ENDIAN, NULL,
-                                                      "snapshot table");
-    src.table = &table;
+                                 "Snapshot table (%" PRIu32 " entries at offset %#" PRIx64
+                                 ") lies beyond the end of the file", n,
+                                 s->h.snapshots_offset);
+    struct snap_source src = { .s = s, .file_size = (uint64_t)fsize,
+                               .padded = s->check_open };
+    src.win = g_try_malloc(SNAP_WINDOW);
+    if (!src.win)
+        return qcow2_enomem(errp);
     int ret = parse_snapshots(s, &src, errp);
-    g_free(buf);
+    g_free(src.win);
     return ret;
 }
 

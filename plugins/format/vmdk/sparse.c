@@ -422,7 +422,9 @@ static int read_compressed(struct vmdk_extent *e, uint64_t host, uint64_t in_gra
     uint64_t room = MAX(e->file_size, e->next_alloc) - host;
     uint64_t want = MIN(2 * e->grain + VMDK_SECTOR, room);
     g_autofree uint8_t *raw = g_malloc(want);
-    g_autofree uint8_t *plain = g_malloc(e->grain);
+    /* one byte more than a grain: a stream that fills it inflates past its
+     * grain, which is corruption rather than data to cut short */
+    g_autofree uint8_t *plain = g_malloc(e->grain + 1);
     if (diskimg_node_pread(e->file, raw, want, host, errp) < 0)
         return -1;
     const uint8_t *data = raw;
@@ -441,8 +443,13 @@ static int read_compressed(struct vmdk_extent *e, uint64_t host, uint64_t in_gra
                                      data_len);
     }
     GError *err = NULL;
-    int64_t got = diskimg_decompress(DISKIMG_CODEC_ZLIB, 0, data, data_len, plain, e->grain,
-                                     &err);
+    int64_t got = diskimg_decompress(DISKIMG_CODEC_ZLIB, 0, data, data_len, plain,
+                                     e->grain + 1, &err);
+    if (got > 0 && (uint64_t)got > e->grain)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
+                                 "%s: compressed grain at offset %" PRIu64
+                                 " inflates to more than a grain (%" PRIu64 " bytes)", fn, host,
+                                 e->grain);
     if (got < 0 || (uint64_t)got < in_grain + len) {
         g_clear_error(&err);
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
