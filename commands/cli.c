@@ -496,6 +496,8 @@ struct image_opts {
     char *driver, *filename;
     char *backing_driver;       /* backing.driver: the backing file's format */
     char *backing_filename;     /* backing.file.filename: replaces the recorded name */
+    char *data_file;            /* data-file.filename: the user vouches for this file */
+    const char *user_files[2];  /* { data_file, NULL } for diskimg_open_params */
 };
 
 static void image_opts_clear(struct image_opts *io)
@@ -504,6 +506,7 @@ static void image_opts_clear(struct image_opts *io)
     g_free(io->filename);
     g_free(io->backing_driver);
     g_free(io->backing_filename);
+    g_free(io->data_file);
 }
 
 /* Takes KEY=VALUE into *slot when item starts with key. */
@@ -532,7 +535,8 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
         if (take_value(item, "driver=", &io->driver) ||
             take_value(item, "file.filename=", &io->filename) ||
             take_value(item, "backing.driver=", &io->backing_driver) ||
-            take_value(item, "backing.file.filename=", &io->backing_filename)) {
+            take_value(item, "backing.file.filename=", &io->backing_filename) ||
+            take_value(item, "data-file.filename=", &io->data_file)) {
         } else if (g_str_has_prefix(item->str, "file.driver=") ||
                    g_str_has_prefix(item->str, "backing.file.driver=")) {
             /* only the file protocol exists; nothing to choose */
@@ -543,6 +547,7 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
         }
         g_string_free(item, TRUE);
     }
+    io->user_files[0] = io->data_file;
     if (!io->filename) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "Parameter 'file.filename' is required in '%s'", text);
@@ -559,6 +564,9 @@ static diskimg_node *open_with_image_opts(const struct image_opts *io, const GSt
     if (io->backing_driver)
         p->backing_format = io->backing_driver;
     p->backing_filename = io->backing_filename;
+    /* Under --untrusted, the data file the image names is opened only when
+     * it is this one (docs/untrusted.md). */
+    p->user_files = io->user_files;
     diskimg_options *fopts = NULL;
     if (rest->len) {
         if (!io->driver || diskimg_format_require(io->driver, errp) < 0) {

@@ -84,6 +84,12 @@ const diskimg_schema *registry_core_schema(const char *which); /* commands types
 const char *registry_package_for(const char *format);
 /* The well-known format whose magic matches buf, or NULL. */
 const char *registry_magic_match(const uint8_t *buf, size_t len);
+/* Appends every distinct format whose magic matches buf (static names). */
+void registry_magic_matches(const uint8_t *buf, size_t len, GPtrArray *out);
+/* How far into a file magic.yaml's entries may look: probing proper reads
+ * DISKIMG_PROBE_BYTES only, diskimg_probe_all this much (an ISO 9660
+ * volume descriptor sits at 32 KiB). */
+#define DISKIMG_MAGIC_WINDOW (64u << 10)
 
 /* node.c */
 /* The names diskimg_format_has_op() knows, in ops-struct order, NULL-ended. */

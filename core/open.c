@@ -300,11 +300,26 @@ static void header_matches(const uint8_t *buf, size_t len, const char *filename,
         if (score > 0)
             report_match(seen, lp->desc->name, DISKIMG_PROBE_HEADER, score, fn, opaque);
     }
-    /* Magic of formats whose plugin is missing (an installed plugin's own
-     * probe has the last word on its format). */
-    const char *known = registry_magic_match(buf, len);
-    if (known && !registry_find(DISKIMG_KIND_FORMAT, known))
-        report_match(seen, known, DISKIMG_PROBE_MAGIC, 100, fn, opaque);
+}
+
+/* Magic of formats whose plugin is missing (an installed plugin's own
+ * probe has the last word on its format), within DISKIMG_MAGIC_WINDOW. */
+static int magic_matches_all(diskimg_node *file, GPtrArray *seen, diskimg_probe_fn fn,
+                             void *opaque, GError **errp)
+{
+    int64_t size = diskimg_node_size(file, errp);
+    if (size < 0)
+        return -1;
+    size_t len = (size_t)MIN((uint64_t)size, DISKIMG_MAGIC_WINDOW);
+    g_autofree uint8_t *buf = g_malloc0(MAX(len, 1));
+    if (len && diskimg_node_pread(file, buf, len, 0, errp) < 0)
+        return -1;
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    registry_magic_matches(buf, len, names);
+    for (guint i = 0; i < names->len; i++)
+        if (!registry_find(DISKIMG_KIND_FORMAT, names->pdata[i]))
+            report_match(seen, names->pdata[i], DISKIMG_PROBE_MAGIC, 100, fn, opaque);
+    return 0;
 }
 
 static int tail_matches(diskimg_node *file, const char *filename, GPtrArray *seen,
@@ -339,7 +354,8 @@ int diskimg_probe_all(diskimg_node *file, diskimg_probe_fn fn, void *opaque, GEr
         return -1;
     g_autoptr(GPtrArray) seen = g_ptr_array_new();
     header_matches(buf, len, diskimg_node_filename(file), seen, fn, opaque);
-    if (tail_matches(file, diskimg_node_filename(file), seen, fn, opaque, errp) < 0)
+    if (magic_matches_all(file, seen, fn, opaque, errp) < 0 ||
+        tail_matches(file, diskimg_node_filename(file), seen, fn, opaque, errp) < 0)
         return -1;
     return (int)seen->len;
 }

@@ -472,7 +472,8 @@ struct diskimg_probe_match {
 typedef void (*diskimg_probe_fn)(const struct diskimg_probe_match *m, void *opaque);
 /* Calls fn for every format whose header probe, trailer probe or known
  * magic claims the file node `file` (the probe-fallback format never
- * claims).  Reads the first 2048 and the last 512 bytes only.  Returns the
+ * claims).  Reads the first 64 KiB (known magic may lie that far: an ISO
+ * 9660 volume descriptor) and the last 512 bytes only.  Returns the
  * number of distinct formats, or -1 when the file cannot be read. */
 DISKIMG_API int diskimg_probe_all(diskimg_node *file, diskimg_probe_fn fn, void *opaque,
                                   GError **errp);
