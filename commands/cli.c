@@ -503,6 +503,8 @@ struct image_opts {
     char *backing_filename;     /* backing.file.filename: replaces the recorded name */
     char *file_driver;          /* file.driver: an io plugin other than "file" */
     GString *file_rest;         /* file.KEY=VALUE: that io plugin's open-options */
+    char *data_file;            /* data-file.filename: the user vouches for this file */
+    const char *user_files[2];  /* { data_file, NULL } for diskimg_open_params */
 };
 
 static void image_opts_clear(struct image_opts *io)
@@ -514,6 +516,7 @@ static void image_opts_clear(struct image_opts *io)
         g_string_free(io->file_rest, TRUE);
     g_free(io->backing_driver);
     g_free(io->backing_filename);
+    g_free(io->data_file);
 }
 
 /* Takes KEY=VALUE into *slot when item starts with key. */
@@ -593,7 +596,8 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
             take_value(item, "file.filename=", &io->filename) ||
             take_value(item, "filename=", &plain_filename) ||
             take_value(item, "backing.driver=", &io->backing_driver) ||
-            take_value(item, "backing.file.filename=", &io->backing_filename)) {
+            take_value(item, "backing.file.filename=", &io->backing_filename) ||
+            take_value(item, "data-file.filename=", &io->data_file)) {
         } else if (take_value(item, "file.driver=", &file_driver)) {
             /* "file" is the default io plugin's protocol: nothing to choose */
             if (!g_str_equal(file_driver, "file")) {
@@ -620,6 +624,7 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
     }
     if (!io->filename && io->file_driver)
         io->filename = options_display_name(io->file_driver, io->file_rest->str);
+    io->user_files[0] = io->data_file;
     if (!io->filename) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
                     "Parameter 'file.filename' is required in '%s'", text);
@@ -661,6 +666,9 @@ static diskimg_node *open_with_image_opts(const struct image_opts *io, const GSt
     if (io->backing_driver)
         p->backing_format = io->backing_driver;
     p->backing_filename = io->backing_filename;
+    /* Under --untrusted, the data file the image names is opened only when
+     * it is this one (docs/untrusted.md). */
+    p->user_files = io->user_files;
     diskimg_options *fopts = NULL, *file_opts = NULL;
     if (image_opts_file_options(io, p, &file_opts, errp) < 0)
         return NULL;

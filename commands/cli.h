@@ -151,6 +151,7 @@ int cmd_convert(struct cli *c);
 int cmd_create(struct cli *c);
 int cmd_dd(struct cli *c);
 int cmd_info(struct cli *c);
+int cmd_inspect(struct cli *c);
 int cmd_map(struct cli *c);
 int cmd_measure(struct cli *c);
 int cmd_rebase(struct cli *c);

@@ -15,7 +15,8 @@ static const struct {
     { "check", cmd_check },     { "checksum", cmd_checksum }, { "commit", cmd_commit },
     { "compare", cmd_compare },
     { "convert", cmd_convert }, { "create", cmd_create },     { "dd", cmd_dd },
-    { "info", cmd_info },       { "map", cmd_map },           { "measure", cmd_measure },
+    { "info", cmd_info },       { "inspect", cmd_inspect },   { "map", cmd_map },
+    { "measure", cmd_measure },
     { "rebase", cmd_rebase },   { "resize", cmd_resize },     { "snapshot", cmd_snapshot },
     { "schema", cmd_schema },
 };
@@ -52,6 +53,9 @@ static int usage(void)
            "    '-h', '--help'          display this help and exit\n"
            "    '-V', '--version'       output version information and exit\n"
            "    '--io=BACKEND'          I/O backend for every file: posix (default) or uring\n"
+           "    '--untrusted'           the images come from strangers: open no file they name,\n"
+           "                            guess no format two formats claim (also\n"
+           "                            DISKIMG_UNTRUSTED=1; see docs/untrusted.md)\n"
            "    '--list-formats'        list the installed format plugins\n"
            "                            ([--output=json] for programs)\n\n"
            "Command syntax:\n%s\n"
@@ -105,8 +109,16 @@ int main(int argc, char **argv)
         cli_gerror(err);
         return 1;
     }
-    /* --io=NAME before the command picks the I/O backend of every file. */
-    while (argc > 1 && g_str_has_prefix(argv[1], "--io=")) {
+    /* --io=NAME before the command picks the I/O backend of every file;
+     * --untrusted makes every open follow docs/untrusted.md. */
+    while (argc > 1 && (g_str_has_prefix(argv[1], "--io=") ||
+                        g_str_equal(argv[1], "--untrusted"))) {
+        if (g_str_equal(argv[1], "--untrusted")) {
+            diskimg_set_untrusted(true);
+            argv++;
+            argc--;
+            continue;
+        }
         const char *io = argv[1] + strlen("--io=");
         if (!diskimg_plugin_descriptor(DISKIMG_KIND_IO, io)) {
             cli_error("Unknown I/O backend '%s' (see 'diskimg schema')", io);

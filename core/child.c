@@ -34,7 +34,8 @@ static const char *role_name(enum diskimg_child_role role)
  * locking choice (-U, no locks) are the user's, for every file. */
 static unsigned inherited_flags(const diskimg_node *parent, unsigned child_flags)
 {
-    unsigned f = parent->flags & (DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_FORCE_SHARE);
+    unsigned f = parent->flags & (DISKIMG_OPEN_NO_LOCK | DISKIMG_OPEN_FORCE_SHARE |
+                                  DISKIMG_OPEN_UNTRUSTED);
     if ((parent->flags & DISKIMG_OPEN_RDWR) && !(child_flags & DISKIMG_CHILD_READ_ONLY))
         f |= DISKIMG_OPEN_RDWR;
     return f;
@@ -59,6 +60,16 @@ static diskimg_node *attach(diskimg_node *parent, enum diskimg_child_role role,
     if (!name || !*name) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: empty %s file name",
                     parent->filename, role_name(role));
+        return NULL;
+    }
+    /* The name is recorded (inspect's findings) before anything may refuse
+     * it; a created child's name is the user's, not the image's. */
+    if (!create && trust_check_child_name(parent, role, name, true, errp) < 0)
+        return NULL;
+    if (!create && !diskimg_node_may_open_children(parent)) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                    "%s: this open does not open the %s file '%s' the image names",
+                    parent->filename, role_name(role), name);
         return NULL;
     }
     if (diskimg_node_metadata_only(parent) &&
@@ -95,6 +106,7 @@ static diskimg_node *attach(diskimg_node *parent, enum diskimg_child_role role,
                                      NULL, errp);
     if (!d)
         return NULL;
+    d->findings = parent->findings;
     struct node_child c = { .node = d, .role = role, .flags = flags,
                             .created = create && !existed };
     if (!parent->children)

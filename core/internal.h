@@ -54,6 +54,9 @@ struct diskimg_node {
     char *backing_name;             /* as recorded in the image */
     char *backing_format;           /* as recorded, or probed */
     char *backing_resolved;         /* path the backing was opened from */
+    diskimg_findings *findings;     /* the opener's collection, not owned; NULL: none */
+    char **user_files;              /* files the user named for children (owned) */
+    GHashTable *child_name_counts;  /* role -> names of it seen (trust.c); owned */
     GMutex request_lock;            /* DISKIMG_THREAD_SERIALIZE_REQUESTS */
     /* -1 when unknown; atomic because requests of PARALLEL plugins run
      * concurrently and all of them ask for the size. */
@@ -92,6 +95,12 @@ const char *registry_magic_match(const uint8_t *buf, size_t len);
  * package schema/magic.yaml names for a scheme no installed plugin serves. */
 struct loaded_plugin *registry_io_for_protocol(const char *scheme);
 const char *registry_protocol_package(const char *scheme);
+/* Appends every distinct format whose magic matches buf (static names). */
+void registry_magic_matches(const uint8_t *buf, size_t len, GPtrArray *out);
+/* How far into a file magic.yaml's entries may look: probing proper reads
+ * DISKIMG_PROBE_BYTES only, diskimg_probe_all this much (an ISO 9660
+ * volume descriptor sits at 32 KiB). */
+#define DISKIMG_MAGIC_WINDOW (64u << 10)
 
 /* node.c */
 /* The names diskimg_format_has_op() knows, in ops-struct order, NULL-ended. */
@@ -128,6 +137,25 @@ struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename);
 /* The same for the last `len` bytes of a file of `size` bytes, in buf. */
 struct loaded_plugin *probe_scan_tail_buf(const uint8_t *buf, size_t len, uint64_t size,
                                           const char *filename);
+/* trust.c: the findings and the --untrusted refusal for a name of
+ * another file found in n's metadata in `role`;
+ * `opening` when the core is about to open it.  -1 with *errp set when
+ * the untrusted policy forbids opening it. */
+int trust_check_child_name(diskimg_node *n, enum diskimg_child_role role, const char *name,
+                           bool opening, GError **errp);
+/* Only the refusal: 0 unless n was opened DISKIMG_OPEN_UNTRUSTED and `name`
+ * is not a file the user named. */
+int trust_check_untrusted_open(diskimg_node *n, enum diskimg_child_role role, const char *name,
+                               GError **errp);
+/* The process-wide --untrusted policy folded into a caller's open flags. */
+unsigned trust_open_flags(unsigned flags);
+/* Untrusted caps on what the toolkit allocates for a node's tables and
+ * caches (the caller's own cap when smaller or when n is trusted). */
+uint64_t trust_table_cap(const diskimg_node *n, uint64_t cap);
+uint64_t trust_cache_budget(const diskimg_node *n, uint64_t budget);
+/* Under --untrusted, probing must name exactly one format: fails naming
+ * the candidates otherwise. */
+int trust_check_probe(diskimg_node *file, const char *filename, GError **errp);
 /* trust.c: a name the user typed, as a path to open ("file:x" -> "x") and
  * the io plugin to open it with: the one whose `protocols:` serve its
  * prefix ("nbd://h/x" -> "nbd", *path the whole name), else *io = NULL (the

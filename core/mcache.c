@@ -52,6 +52,7 @@ diskimg_mcache *diskimg_mcache_new(diskimg_node *file, const char *what, uint32_
         diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "%s cache: entry size 0", what);
         return NULL;
     }
+    budget = trust_cache_budget(file, budget);        /* smaller for --untrusted */
     diskimg_mcache *c = g_new0(diskimg_mcache, 1);
     c->file = file;
     c->what = g_strdup(what);

@@ -77,6 +77,9 @@ void diskimg_close(diskimg_node *n)
     g_free(n->backing_name);
     g_free(n->backing_format);
     g_free(n->backing_resolved);
+    g_strfreev(n->user_files);
+    if (n->child_name_counts)
+        g_hash_table_destroy(n->child_name_counts);
     g_free(n);
 }
 

@@ -205,14 +205,17 @@ static void warn_fallback(const char *filename, const struct loaded_plugin *fb)
                  guarded ? " to remove the restrictions" : "");
 }
 
-static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
-                                          unsigned flags, GError **errp)
+/* The format probing settles on, with the rule that decided (static
+ * text); NULL with *errp set when no plugin fits. */
+static struct loaded_plugin *decide_format(diskimg_node *file, const char *filename,
+                                           const char **reason, GError **errp)
 {
     uint8_t buf[DISKIMG_PROBE_BYTES];
     size_t len;
     if (read_probe_bytes(file, buf, &len, errp) < 0)
         return NULL;
     struct loaded_plugin *best = probe_scan(buf, len, filename);
+    *reason = "its header probe gave the highest score on the first 2 KiB";
     if (best)
         return best;
     /* A format we know by its magic but have no plugin for is named, never
@@ -228,9 +231,11 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
     }
     /* Formats known only by a trailer come after every header and magic. */
     best = probe_scan_tail(file, filename);
+    *reason = "no header matched and its trailer probe claims the last 512 bytes";
     if (best)
         return best;
     struct loaded_plugin *fb = fallback_format();
+    *reason = "no format claims the file, so the fallback format is used";
     if (!fb) {
         /* schema/magic.yaml names raw's package: say what would help */
         const char *raw_package = registry_package_for("raw");
@@ -240,9 +245,135 @@ static struct loaded_plugin *probe_format(diskimg_node *file, const char *filena
                     raw_package ? "; install package " : "", raw_package ? raw_package : "");
         return NULL;
     }
-    if (flags & DISKIMG_OPEN_RDWR)
-        warn_fallback(filename, fb);
     return fb;
+}
+
+static struct loaded_plugin *probe_format(diskimg_node *file, const char *filename,
+                                          unsigned flags, GError **errp)
+{
+    if ((flags & DISKIMG_OPEN_UNTRUSTED) && trust_check_probe(file, filename, errp) < 0)
+        return NULL;
+    const char *reason;
+    struct loaded_plugin *lp = decide_format(file, filename, &reason, errp);
+    if (lp && (flags & DISKIMG_OPEN_RDWR) && diskimg_schema_flag(lp->schema, "probe-fallback"))
+        warn_fallback(filename, lp);
+    return lp;
+}
+
+const char *diskimg_probe_decide(diskimg_node *file, const char **reason, GError **errp)
+{
+    const char *why = NULL;
+    struct loaded_plugin *lp = decide_format(file, diskimg_node_filename(file), &why, errp);
+    if (reason)
+        *reason = lp ? why : NULL;
+    return lp ? lp->desc->name : NULL;
+}
+
+/* Reports a match unless the same format was reported already. */
+static void report_match(GPtrArray *seen, const char *format, enum diskimg_probe_source src,
+                         int score, diskimg_probe_fn fn, void *opaque)
+{
+    for (guint i = 0; i < seen->len; i++)
+        if (g_str_equal(seen->pdata[i], format))
+            return;
+    g_ptr_array_add(seen, (gpointer)format);
+    struct diskimg_probe_match m = {
+        .struct_size = sizeof(m),
+        .format = format,
+        .source = src,
+        .score = score,
+        .installed = registry_find(DISKIMG_KIND_FORMAT, format) != NULL,
+    };
+    if (fn)
+        fn(&m, opaque);
+}
+
+static void header_matches(const uint8_t *buf, size_t len, const char *filename,
+                           GPtrArray *seen, diskimg_probe_fn fn, void *opaque)
+{
+    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
+    for (guint i = 0; i < formats->len; i++) {
+        struct loaded_plugin *lp = formats->pdata[i];
+        if (!lp->ops.format.probe || diskimg_schema_flag(lp->schema, "probe-fallback"))
+            continue;
+        int score = lp->ops.format.probe(buf, len, filename);
+        if (score > 0)
+            report_match(seen, lp->desc->name, DISKIMG_PROBE_HEADER, score, fn, opaque);
+    }
+}
+
+/* Magic of formats whose plugin is missing (an installed plugin's own
+ * probe has the last word on its format), within DISKIMG_MAGIC_WINDOW. */
+static int magic_matches_all(diskimg_node *file, GPtrArray *seen, diskimg_probe_fn fn,
+                             void *opaque, GError **errp)
+{
+    int64_t size = diskimg_node_size(file, errp);
+    if (size < 0)
+        return -1;
+    size_t len = (size_t)MIN((uint64_t)size, DISKIMG_MAGIC_WINDOW);
+    g_autofree uint8_t *buf = g_malloc0(MAX(len, 1));
+    if (len && diskimg_node_pread(file, buf, len, 0, errp) < 0)
+        return -1;
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    registry_magic_matches(buf, len, names);
+    for (guint i = 0; i < names->len; i++)
+        if (!registry_find(DISKIMG_KIND_FORMAT, names->pdata[i]))
+            report_match(seen, names->pdata[i], DISKIMG_PROBE_MAGIC, 100, fn, opaque);
+    return 0;
+}
+
+static int tail_matches(diskimg_node *file, const char *filename, GPtrArray *seen,
+                        diskimg_probe_fn fn, void *opaque, GError **errp)
+{
+    int64_t size = diskimg_node_size(file, errp);
+    if (size < 0)
+        return -1;
+    if (size == 0)
+        return 0;
+    uint8_t buf[DISKIMG_PROBE_TAIL_LEN];
+    size_t len = (size_t)MIN((uint64_t)size, DISKIMG_PROBE_TAIL_LEN);
+    if (diskimg_node_pread(file, buf, len, (uint64_t)size - len, errp) < 0)
+        return -1;
+    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
+    for (guint i = 0; i < formats->len; i++) {
+        struct loaded_plugin *lp = formats->pdata[i];
+        if (!lp->ops.format.probe_tail || diskimg_schema_flag(lp->schema, "probe-fallback"))
+            continue;
+        int score = lp->ops.format.probe_tail(buf, len, (uint64_t)size, filename);
+        if (score > 0)
+            report_match(seen, lp->desc->name, DISKIMG_PROBE_TRAILER, score, fn, opaque);
+    }
+    return 0;
+}
+
+int diskimg_probe_all(diskimg_node *file, diskimg_probe_fn fn, void *opaque, GError **errp)
+{
+    uint8_t buf[DISKIMG_PROBE_BYTES];
+    size_t len;
+    if (read_probe_bytes(file, buf, &len, errp) < 0)
+        return -1;
+    g_autoptr(GPtrArray) seen = g_ptr_array_new();
+    header_matches(buf, len, diskimg_node_filename(file), seen, fn, opaque);
+    if (magic_matches_all(file, seen, fn, opaque, errp) < 0 ||
+        tail_matches(file, diskimg_node_filename(file), seen, fn, opaque, errp) < 0)
+        return -1;
+    return (int)seen->len;
+}
+
+diskimg_node *diskimg_open_file(const char *filename, unsigned flags, GError **errp)
+{
+    const char *path, *protocol_io;
+    if (diskimg_init(errp) < 0 || trust_user_filename(filename, &path, &protocol_io, errp) < 0)
+        return NULL;
+    if (protocol_io) {
+        /* what this opens is read by inspect: a local file, never a network */
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Could not open '%s': only local files can be opened this way (the "
+                    "name is for the %s plugin)", filename, protocol_io);
+        return NULL;
+    }
+    unsigned allowed = DISKIMG_OPEN_FORCE_SHARE | DISKIMG_OPEN_NO_LOCK;
+    return open_file_node(path, NULL, flags & allowed, DISKIMG_CACHE_WRITEBACK, NULL, errp);
 }
 
 static struct loaded_plugin *format_by_name(const char *name, GError **errp)
@@ -288,6 +419,7 @@ static void remember_backing(diskimg_node *n)
     if (ref.filename && *ref.filename) {
         n->backing_name = g_strdup(ref.filename);
         n->backing_format = g_strdup(ref.format);
+        trust_check_child_name(n, DISKIMG_CHILD_BACKING, ref.filename, false, NULL);
     }
 }
 
@@ -347,6 +479,8 @@ static diskimg_node *open_one(const char *filename, const char *protocol_io,
     diskimg_node *n = node_new(lp, filename, flags);
     n->cache = p->cache;
     n->file = file;
+    n->findings = p->findings;
+    n->user_files = g_strdupv((char **)p->user_files);
     if (!format_open(n, filename, p->format_options, errp)) {
         diskimg_close(n);
         return NULL;
@@ -366,12 +500,16 @@ static diskimg_node *open_one(const char *filename, const char *protocol_io,
 /* Where n's backing file is: the user's name when given (-o/--image-opts
  * backing.file.filename, opened as typed), else the recorded one under the
  * trust policy. */
-static char *backing_path(const diskimg_node *n, const char *user_name, const char **io,
+static char *backing_path(diskimg_node *n, const char *user_name, const char **io,
                           GError **errp)
 {
     *io = NULL;
-    if (!user_name)
+    if (!user_name) {
+        if (trust_check_untrusted_open(n, DISKIMG_CHILD_BACKING,
+                                       n->backing_name, errp) < 0)
+            return NULL;
         return diskimg_trust_resolve(n, DISKIMG_CHILD_BACKING, n->backing_name, errp);
+    }
     const char *path;
     if (trust_user_filename(user_name, &path, io, errp) < 0)
         return NULL;
@@ -453,6 +591,7 @@ diskimg_node *diskimg_open(const char *filename, const struct diskimg_open_param
             return NULL;
         abi_copy_in(&full, sizeof(full), params, params->struct_size);
     }
+    full.flags = trust_open_flags(full.flags);
     const struct diskimg_open_params *p = &full;
     if (diskimg_init(errp) < 0)
         return NULL;

@@ -128,6 +128,7 @@ static int table_fits(diskimg_node *file, uint64_t offset, uint64_t count, uint3
 {
     const char *name = diskimg_node_filename(file);
     *bytes = 0;
+    max_bytes = trust_table_cap(file, max_bytes);    /* smaller for --untrusted */
     if (entry_size == 0 || count > max_bytes / entry_size)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "%s: %s (%" PRIu64 " entries of %" PRIu32 " bytes) exceeds "

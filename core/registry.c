@@ -773,6 +773,24 @@ const char *registry_magic_match(const uint8_t *buf, size_t len)
     return NULL;
 }
 
+void registry_magic_matches(const uint8_t *buf, size_t len, GPtrArray *out)
+{
+    JsonArray *formats = magic_formats();
+    for (guint i = 0; formats && i < json_array_get_length(formats); i++) {
+        JsonObject *e = json_array_get_object_element(formats, i);
+        const char *magic = e ? member_str(e, "magic") : NULL;
+        const char *off = e ? member_str(e, "offset") : NULL;
+        if (!magic || !magic_matches(buf, len, off ? g_ascii_strtoull(off, NULL, 0) : 0, magic))
+            continue;
+        const char *name = member_str(e, "format");
+        bool seen = false;
+        for (guint j = 0; j < out->len && !seen; j++)
+            seen = g_str_equal(out->pdata[j], name);
+        if (!seen)
+            g_ptr_array_add(out, (gpointer)name);
+    }
+}
+
 int diskimg_format_require(const char *name, GError **errp)
 {
     if (diskimg_init(errp) < 0)

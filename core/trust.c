@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -250,4 +251,203 @@ int diskimg_node_probed_head_check(diskimg_node *n, const void *head, uint64_t l
         !diskimg_schema_flag(n->plugin->schema, "probe-fallback"))
         return 0;
     return diskimg_probed_write_check(n->file, 0, head, len, errp);
+}
+
+/* ------------------------------------------------------------ --untrusted */
+
+/* -1: not decided yet (the environment decides on first use). */
+static int untrusted_policy = -1;
+
+void diskimg_set_untrusted(bool on)
+{
+    untrusted_policy = on;
+}
+
+bool diskimg_untrusted(void)
+{
+    if (untrusted_policy < 0) {
+        const char *env = g_getenv("DISKIMG_UNTRUSTED");
+        untrusted_policy = env && g_str_equal(env, "1");
+    }
+    return untrusted_policy;
+}
+
+unsigned trust_open_flags(unsigned flags)
+{
+    return diskimg_untrusted() ? flags | DISKIMG_OPEN_UNTRUSTED : flags;
+}
+
+/* Caps of an untrusted open (docs/untrusted.md "Resource caps"): a table
+ * the image asks for (L1, refcount table, BAT, grain directory) may take
+ * this much memory, and each metadata cache this much. */
+#define UNTRUSTED_TABLE_CAP (32u << 20)
+#define UNTRUSTED_CACHE_BUDGET (8u << 20)
+
+uint64_t trust_table_cap(const diskimg_node *n, uint64_t cap)
+{
+    return n && (n->flags & DISKIMG_OPEN_UNTRUSTED) ? MIN(cap, UNTRUSTED_TABLE_CAP) : cap;
+}
+
+uint64_t trust_cache_budget(const diskimg_node *n, uint64_t budget)
+{
+    return n && (n->flags & DISKIMG_OPEN_UNTRUSTED) ? MIN(budget, UNTRUSTED_CACHE_BUDGET)
+                                                    : budget;
+}
+
+bool diskimg_node_may_open_children(const diskimg_node *n)
+{
+    return !(n->flags & DISKIMG_OPEN_NO_CHILDREN);
+}
+
+/* Is `path` one of the files the user named for n's children? */
+static bool user_named(const diskimg_node *n, const char *path)
+{
+    struct stat want;
+    if (!n->user_files || stat(path, &want) < 0)
+        return false;
+    for (char **u = n->user_files; *u; u++) {
+        struct stat st;
+        if (stat(*u, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+            return true;
+    }
+    return false;
+}
+
+static const char *role_field(enum diskimg_child_role role)
+{
+    switch (role) {
+    case DISKIMG_CHILD_BACKING:   return "backing-filename";
+    case DISKIMG_CHILD_DATA_FILE: return "data-file";
+    case DISKIMG_CHILD_EXTENT:    return "extents";
+    case DISKIMG_CHILD_METADATA:  return "metadata-file";
+    }
+    return "";
+}
+
+static const char *role_finding(enum diskimg_child_role role)
+{
+    switch (role) {
+    case DISKIMG_CHILD_BACKING:   return "backing-file";
+    case DISKIMG_CHILD_DATA_FILE: return "data-file";
+    case DISKIMG_CHILD_EXTENT:    return "external-extent";
+    case DISKIMG_CHILD_METADATA:  return "external-file";
+    }
+    return "external-file";
+}
+
+/* Does `path` (resolved) leave the directory of `image`?  Judged on the
+ * names alone ("sub/../../x", "/etc/x"): symbolic links are the host's,
+ * and inspect must not look at other files to follow them. */
+static bool leaves_image_dir(const char *image, const char *path)
+{
+    g_autofree char *cwd = g_get_current_dir();
+    g_autofree char *dir = g_path_get_dirname(image);
+    g_autofree char *cdir = g_canonicalize_filename(dir, cwd);
+    g_autofree char *cpath = g_canonicalize_filename(path, cwd);
+    size_t n = strlen(cdir);
+    if (g_str_equal(cdir, "/"))
+        return false;
+    return strncmp(cpath, cdir, n) != 0 || cpath[n] != '/';
+}
+
+static void note_findings(diskimg_node *n, enum diskimg_child_role role, unsigned index,
+                          const char *name)
+{
+    if (!n->findings || !name)
+        return;
+    g_autofree char *field = role == DISKIMG_CHILD_EXTENT
+        ? g_strdup_printf("extents[%u].filename", index) : g_strdup(role_field(role));
+    if (diskimg_name_has_protocol(name)) {
+        bool json = g_str_has_prefix(name, "json:");
+        diskimg_findings_add(n->findings, json ? "json-name" : "protocol-name",
+                             DISKIMG_SEVERITY_UNSAFE, field,
+                             "the %s name '%s' is a %s; qemu-img would interpret it",
+                             role_text(role), name,
+                             json ? "json: pseudo-filename" : "protocol URI");
+    }
+    g_autofree char *path = diskimg_name_has_protocol(name)
+        ? g_strdup(name) : join_with_parent_dir(n->filename, name);
+    diskimg_findings_add(n->findings, role_finding(role), DISKIMG_SEVERITY_UNSAFE, field,
+                         "the image names %s '%s'%s%s", role == DISKIMG_CHILD_EXTENT
+                         ? "an extent in another file" : role_text(role), name,
+                         g_str_equal(path, name) ? "" : ", which resolves to ",
+                         g_str_equal(path, name) ? "" : path);
+    if (role != DISKIMG_CHILD_EXTENT || diskimg_name_has_protocol(name))
+        return;
+    if (g_path_is_absolute(name))
+        diskimg_findings_add(n->findings, "absolute-extent", DISKIMG_SEVERITY_UNSAFE, field,
+                             "extent '%s' is an absolute path", name);
+    if (leaves_image_dir(n->filename, path))
+        diskimg_findings_add(n->findings, "extent-outside-dir", DISKIMG_SEVERITY_UNSAFE, field,
+                             "extent '%s' lies outside the image's directory", name);
+}
+
+/* The index of the next name of `role` n's metadata holds: extents are
+ * numbered in the order the format meets them, opened or not. */
+static unsigned next_index(diskimg_node *n, enum diskimg_child_role role)
+{
+    if (!n->child_name_counts)
+        n->child_name_counts = g_hash_table_new(g_direct_hash, g_direct_equal);
+    gpointer key = GUINT_TO_POINTER(role);
+    unsigned index = GPOINTER_TO_UINT(g_hash_table_lookup(n->child_name_counts, key));
+    g_hash_table_insert(n->child_name_counts, key, GUINT_TO_POINTER(index + 1));
+    return index;
+}
+
+int trust_check_child_name(diskimg_node *n, enum diskimg_child_role role, const char *name,
+                           bool opening, GError **errp)
+{
+    note_findings(n, role, next_index(n, role), name);
+    return opening ? trust_check_untrusted_open(n, role, name, errp) : 0;
+}
+
+int trust_check_untrusted_open(diskimg_node *n, enum diskimg_child_role role, const char *name,
+                               GError **errp)
+{
+    if (!(n->flags & DISKIMG_OPEN_UNTRUSTED) || !name)
+        return 0;
+    g_autofree char *path = diskimg_trust_resolve(n, role, name, errp);
+    if (!path)
+        return -1;
+    if (user_named(n, path))
+        return 0;
+    return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION,
+                             "%s: refusing to open %s '%s' named in the image: an untrusted "
+                             "image may only open files named on the command line%s",
+                             n->filename, role_text(role), name,
+                             role == DISKIMG_CHILD_BACKING
+                             ? " (-b, or --image-opts backing.file.filename=)"
+                             : role == DISKIMG_CHILD_DATA_FILE
+                             ? " (--image-opts data-file.filename=)" : "");
+}
+
+void diskimg_node_note_child(diskimg_node *parent, enum diskimg_child_role role,
+                             const char *name)
+{
+    if (parent && name)
+        trust_check_child_name(parent, role, name, false, NULL);
+}
+
+/* Collects the distinct formats diskimg_probe_all reports. */
+static void collect_format(const struct diskimg_probe_match *m, void *opaque)
+{
+    GPtrArray *names = opaque;
+    for (guint i = 0; i < names->len; i++)
+        if (g_str_equal(names->pdata[i], m->format))
+            return;
+    g_ptr_array_add(names, (gpointer)m->format);
+}
+
+int trust_check_probe(diskimg_node *file, const char *filename, GError **errp)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    if (diskimg_probe_all(file, collect_format, names, errp) < 0)
+        return -1;
+    if (names->len <= 1)
+        return 0;
+    g_ptr_array_add(names, NULL);
+    g_autofree char *list = g_strjoinv(", ", (char **)names->pdata);
+    return diskimg_set_error(errp, DISKIMG_ERROR_PERMISSION,
+                             "%s: refusing to guess the format of an untrusted image: "
+                             "it looks like %s (name the format with -f)", filename, list);
 }

@@ -11,7 +11,7 @@ PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
-      dpkg-dev debhelper lintian mmdebstrap rpm man-db"
+      dpkg-dev debhelper lintian mmdebstrap rpm man-db strace"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

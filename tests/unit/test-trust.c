@@ -5,6 +5,7 @@
  * resolve, and the probed-image check on what probing would find.  Images
  * are opened through the build tree's posix, raw and qcow2 plugins.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include <diskimg/core.h>
@@ -205,6 +206,75 @@ static void test_probed_tail_check(void)
     g_free(bytes);
 }
 
+/* The findings collection: order kept, repeats dropped, copies bounded
+ * by the caller's struct_size. */
+static void test_findings(void)
+{
+    diskimg_findings *f = diskimg_findings_new();
+    diskimg_findings_add(f, "backing-file", DISKIMG_SEVERITY_UNSAFE, "backing-filename",
+                         "names '%s'", "b.raw");
+    diskimg_findings_add(f, "backing-file", DISKIMG_SEVERITY_UNSAFE, "backing-filename",
+                         "names '%s'", "b.raw");
+    diskimg_findings_add(f, "dirty", DISKIMG_SEVERITY_WARNING, NULL, "not closed");
+    g_assert_cmpuint(diskimg_findings_count(f), ==, 2);
+    struct diskimg_finding x = { .struct_size = sizeof(x) };
+    g_assert_cmpint(diskimg_findings_get(f, 0, &x), ==, 0);
+    g_assert_cmpstr(x.id, ==, "backing-file");
+    g_assert_cmpstr(x.message, ==, "names 'b.raw'");
+    g_assert_cmpuint(x.severity, ==, DISKIMG_SEVERITY_UNSAFE);
+    g_assert_cmpint(diskimg_findings_get(f, 1, &x), ==, 0);
+    g_assert_cmpstr(x.field, ==, "");
+    g_assert_cmpint(diskimg_findings_get(f, 2, &x), ==, -1);
+    /* an older caller that knows only id: nothing beyond it is written */
+    struct diskimg_finding small;
+    memset(&small, 0x5a, sizeof(small));
+    small.struct_size = offsetof(struct diskimg_finding, id) + sizeof(small.id);
+    g_assert_cmpint(diskimg_findings_get(f, 1, &small), ==, 0);
+    g_assert_cmpstr(small.id, ==, "dirty");
+    g_assert_cmpuint(small.severity, ==, 0x5a5a5a5a);
+    for (int i = 0; i < 5000; i++)
+        diskimg_findings_add(f, "external-extent", DISKIMG_SEVERITY_UNSAFE, "extents", "%d", i);
+    g_assert_cmpuint(diskimg_findings_count(f), ==, 1000);
+    diskimg_findings_free(f);
+}
+
+/* Opening a qcow2 that names a backing file, with a collection: the core
+ * records the name without opening it; under DISKIMG_OPEN_UNTRUSTED the
+ * chain open refuses it. */
+static void test_findings_from_open(void)
+{
+    g_autofree char *top = test_tmp_path("findings.qcow2");
+    diskimg_options *o = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT,
+                                                                   "qcow2"), "create-options");
+    GError *err = NULL;
+    g_assert_cmpint(diskimg_options_set(o, "backing_file", "../base.raw", &err), ==, 0);
+    g_assert_cmpint(diskimg_options_set(o, "backing_fmt", "raw", &err), ==, 0);
+    struct diskimg_create_params cp = { .struct_size = sizeof(cp), .format = "qcow2",
+                                        .options = o, .size = 1 << 20,
+                                        .flags = DISKIMG_CREATE_UNSAFE };
+    g_assert_cmpint(diskimg_create(top, &cp, &err), ==, 0);
+    g_assert_no_error(err);
+    diskimg_options_free(o);
+    diskimg_findings *f = diskimg_findings_new();
+    struct diskimg_open_params p = { .struct_size = sizeof(p), .findings = f,
+                                     .flags = DISKIMG_OPEN_NO_BACKING | DISKIMG_OPEN_NO_IO };
+    diskimg_node *n = diskimg_open(top, &p, &err);
+    g_assert_no_error(err);
+    diskimg_close(n);
+    g_assert_cmpuint(diskimg_findings_count(f), ==, 1);
+    struct diskimg_finding x = { .struct_size = sizeof(x) };
+    diskimg_findings_get(f, 0, &x);
+    g_assert_cmpstr(x.id, ==, "backing-file");
+    g_assert_cmpstr(x.field, ==, "backing-filename");
+    g_assert_nonnull(strstr(x.message, "../base.raw"));
+    p.flags = DISKIMG_OPEN_UNTRUSTED;
+    g_assert_null(diskimg_open(top, &p, &err));
+    g_assert_error(err, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION);
+    g_assert_nonnull(strstr(err->message, "untrusted"));
+    g_clear_error(&err);
+    diskimg_findings_free(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -214,6 +284,8 @@ int main(int argc, char **argv)
     g_test_add_func("/trust/open-flags", test_open_flags);
     g_test_add_func("/trust/probed-write-check", test_probed_write_check);
     g_test_add_func("/trust/probed-tail-check", test_probed_tail_check);
+    g_test_add_func("/trust/findings", test_findings);
+    g_test_add_func("/trust/findings-from-open", test_findings_from_open);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

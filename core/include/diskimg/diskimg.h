@@ -152,6 +152,18 @@ enum {
      * A probe-fallback format then refuses writes that would change what
      * probing finds (diskimg_probed_write_check). */
     DISKIMG_OPEN_PROBED      = 1u << 9,
+    /* No file named inside the image is opened at all, not even a
+     * metadata child: formats report such names with
+     * diskimg_node_note_child instead (diskimg inspect; implies nothing
+     * about NO_IO, which callers add). */
+    DISKIMG_OPEN_NO_CHILDREN = 1u << 10,
+    /* The image comes from a stranger (--untrusted, DISKIMG_UNTRUSTED=1;
+     * docs/untrusted.md): probing must find exactly one format, no file
+     * or protocol named inside an image is opened unless the user named it
+     * (diskimg_open_params.backing_filename, .user_files), and the
+     * toolkit's table and cache caps shrink.  diskimg_set_untrusted()
+     * sets it for every open of the process. */
+    DISKIMG_OPEN_UNTRUSTED   = 1u << 11,
 };
 
 /* Cache modes, as qemu-img's -t/-T. */
@@ -179,6 +191,15 @@ struct diskimg_open_params {
      * name the image records (trusted as the user's; NULL: the recorded
      * name under the trust policy). */
     const char *backing_filename;
+    /* Appended.  Where the core and the format record what they find
+     * worth reporting about the image (names of other files, unknown
+     * features...; see "findings" below); NULL: nothing is recorded. */
+    struct diskimg_findings *findings;
+    /* Appended.  NULL-terminated list of files the user named for this
+     * image's children (--image-opts data-file.filename=NAME): under
+     * DISKIMG_OPEN_UNTRUSTED a child the image names is opened only when
+     * it is one of these files (same device and inode). */
+    const char *const *user_files;
 };
 
 /* Opens filename (probing its format unless params->format) and, unless
@@ -372,6 +393,100 @@ DISKIMG_API int diskimg_probed_write_check(diskimg_node *file, uint64_t offset,
  * is a probed probe-fallback image, 0 otherwise. */
 DISKIMG_API int diskimg_node_probed_head_check(diskimg_node *n, const void *head,
                                                uint64_t len, GError **errp);
+
+/* Makes every later diskimg_open() of this process DISKIMG_OPEN_UNTRUSTED
+ * (the diskimg command's --untrusted).  diskimg_init() turns it on when
+ * the environment holds DISKIMG_UNTRUSTED=1. */
+DISKIMG_API void diskimg_set_untrusted(bool on);
+DISKIMG_API bool diskimg_untrusted(void);
+/* For formats opened metadata-only or DISKIMG_OPEN_NO_CHILDREN: reports
+ * a file that the image's metadata names in `role` but that this open does
+ * not open (qcow2's data file, a vmdk extent), so that the trust findings
+ * cover it as if it had been opened with diskimg_node_open_child. */
+DISKIMG_API void diskimg_node_note_child(diskimg_node *parent, enum diskimg_child_role role,
+                                         const char *name);
+/* False when children must not be opened at all (DISKIMG_OPEN_NO_CHILDREN):
+ * a format then reports their names with diskimg_node_note_child and
+ * carries on with what its own file says. */
+DISKIMG_API bool diskimg_node_may_open_children(const diskimg_node *n);
+
+/* ---------------------------------------------------------------- findings */
+/*
+ * What an inspection found about an image (diskimg inspect,
+ * docs/untrusted.md): each finding has a stable id ("backing-file",
+ * "unknown-incompatible-features"...), a severity, the field involved and a
+ * one-line message.  The caller owns a diskimg_findings and passes it in
+ * diskimg_open_params.findings; the core records every name of another file
+ * the image holds, and formats add what only they can see with
+ * diskimg_node_add_finding (a no-op when nobody collects findings).
+ */
+enum diskimg_severity {
+    DISKIMG_SEVERITY_INFO    = 0, /* worth knowing, harmless */
+    DISKIMG_SEVERITY_WARNING = 1, /* suspicious or damaged, reads no other file */
+    DISKIMG_SEVERITY_UNSAFE  = 2, /* opening it normally may reach other files
+                                     or hosts, or be misread */
+};
+struct diskimg_finding {
+    uint32_t struct_size;      /* set by the caller of diskimg_findings_get */
+    const char *id;
+    uint32_t severity;         /* enum diskimg_severity */
+    const char *field;         /* the field involved, "" when none */
+    const char *message;
+};
+typedef struct diskimg_findings diskimg_findings;
+DISKIMG_API diskimg_findings *diskimg_findings_new(void);
+DISKIMG_API void diskimg_findings_free(diskimg_findings *f);    /* safe on NULL */
+/* Appends a finding; an id already recorded for the same field and
+ * message is not repeated. */
+DISKIMG_API void diskimg_findings_add(diskimg_findings *f, const char *id,
+                                      enum diskimg_severity severity, const char *field,
+                                      const char *fmt, ...) DISKIMG_PRINTF(5, 6);
+DISKIMG_API unsigned diskimg_findings_count(const diskimg_findings *f);
+/* Copies the i-th finding into *out (as far as out->struct_size); the
+ * strings stay owned by f.  -1 past the end. */
+DISKIMG_API int diskimg_findings_get(const diskimg_findings *f, unsigned i,
+                                     struct diskimg_finding *out);
+/* For plugins: records a finding about node n where its opener collects
+ * them (diskimg_open_params.findings); nothing happens otherwise. */
+DISKIMG_API void diskimg_node_add_finding(diskimg_node *n, const char *id,
+                                          enum diskimg_severity severity, const char *field,
+                                          const char *fmt, ...) DISKIMG_PRINTF(5, 6);
+
+/* ------------------------------------------------------------------ probing */
+/*
+ * Every claim on a file's format, not only the winner's (diskimg inspect,
+ * and --untrusted's "exactly one format" rule).
+ */
+enum diskimg_probe_source {
+    DISKIMG_PROBE_HEADER  = 1, /* a plugin's probe() of the first 2 KiB */
+    DISKIMG_PROBE_TRAILER = 2, /* a plugin's probe_tail() of the last 512 bytes */
+    DISKIMG_PROBE_MAGIC   = 3, /* schema/magic.yaml, for a format not installed */
+};
+struct diskimg_probe_match {
+    uint32_t struct_size;
+    const char *format;
+    uint32_t source;           /* enum diskimg_probe_source */
+    int score;                 /* 1..100; 100 for magic matches */
+    bool installed;            /* a plugin for the format is loaded */
+};
+typedef void (*diskimg_probe_fn)(const struct diskimg_probe_match *m, void *opaque);
+/* Calls fn for every format whose header probe, trailer probe or known
+ * magic claims the file node `file` (the probe-fallback format never
+ * claims).  Reads the first 64 KiB (known magic may lie that far: an ISO
+ * 9660 volume descriptor) and the last 512 bytes only.  Returns the
+ * number of distinct formats, or -1 when the file cannot be read. */
+DISKIMG_API int diskimg_probe_all(diskimg_node *file, diskimg_probe_fn fn, void *opaque,
+                                  GError **errp);
+/* The format plain probing decides on for `file` (the winner of the rules
+ * in docs/architecture.md), with why in *reason (static text); NULL with
+ * *errp set when nothing fits. */
+DISKIMG_API const char *diskimg_probe_decide(diskimg_node *file, const char **reason,
+                                             GError **errp);
+/* Opens a bare file node for reading (the I/O backend of --io), so that a
+ * caller can probe a file before opening it as an image.  Local files
+ * only: a name with a remote protocol prefix is refused. */
+DISKIMG_API diskimg_node *diskimg_open_file(const char *filename, unsigned flags,
+                                            GError **errp);
 
 /* ----------------------------------------------------------------- helpers */
 

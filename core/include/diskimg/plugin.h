@@ -122,6 +122,9 @@ struct diskimg_image_info {
      * vmdk), so convert compresses as with -c (qemu's BlockDriverInfo
      * needs_compressed_writes). */
     bool needs_compressed_writes;
+    /* Appended: the image is marked corrupt (qcow2's corrupt bit): writes
+     * are refused until check -r repairs it.  Reported by inspect. */
+    bool corrupt;
 };
 
 /* The backing file an image names, as stored in it (filled by get_backing). */

@@ -75,6 +75,20 @@ static void setup_geometry(struct qcow2 *s)
     s->coffset_mask = (1ull << s->csize_shift) - 1;
 }
 
+/* For inspect: incompatible bits we do not know make the open fail below,
+ * and the finding says which ones, before that. */
+static void note_unknown_features(struct qcow2 *s, const uint8_t *buf, size_t len)
+{
+    if (len < 80 || diskimg_be32(buf + 4) < 3)
+        return;
+    uint64_t unknown = diskimg_be64(buf + 72) & ~QCOW2_INCOMPAT_KNOWN;
+    if (unknown)
+        diskimg_node_add_finding(s->node, "unknown-incompatible-features",
+                                 DISKIMG_SEVERITY_UNSAFE, "incompatible-features",
+                                 "the header sets incompatible feature bits %#" PRIx64
+                                 " that this qcow2 plugin does not know", unknown);
+}
+
 static int read_header(struct qcow2 *s, GError **errp)
 {
     uint8_t small[QCOW2_V2_HEADER_LEN];
@@ -87,8 +101,10 @@ static int read_header(struct qcow2 *s, GError **errp)
         return qcow2_header_parse(&s->h, small, sizeof(small), (uint64_t)fsize, errp);
     size_t cs = (size_t)1 << bits;
     g_autofree uint8_t *buf = g_malloc(cs);
-    if (diskimg_node_pread(s->file, buf, cs, 0, errp) < 0 ||
-        qcow2_header_parse(&s->h, buf, cs, (uint64_t)fsize, errp) < 0)
+    if (diskimg_node_pread(s->file, buf, cs, 0, errp) < 0)
+        return -1;
+    note_unknown_features(s, buf, cs);
+    if (qcow2_header_parse(&s->h, buf, cs, (uint64_t)fsize, errp) < 0)
         return -1;
     setup_geometry(s);
     return 0;
@@ -123,6 +139,7 @@ static int open_data_file(struct qcow2 *s, diskimg_node *node, GError **errp)
     if (node && diskimg_node_metadata_only(node)) {
         /* info reports the name only (trust policy, as qemu 7.2); the core
          * refuses guest data requests, so s->data is never used. */
+        diskimg_node_note_child(node, DISKIMG_CHILD_DATA_FILE, s->h.data_file);
         s->data = NULL;
         return 0;
     }
@@ -340,6 +357,8 @@ int qcow2_info(void *h, struct diskimg_image_info *info, diskimg_obj *specific,
     info->cluster_size = s->cluster_size;
     info->encrypted = s->h.crypt_method != 0;
     info->dirty = s->h.incompat & QCOW2_INCOMPAT_DIRTY;
+    if (info->struct_size >= offsetof(struct diskimg_image_info, corrupt) + sizeof(bool))
+        info->corrupt = s->h.incompat & QCOW2_INCOMPAT_CORRUPT;
     if (!specific)
         return 0;
     bool v3 = s->h.version >= 3;

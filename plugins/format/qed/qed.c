@@ -169,6 +169,10 @@ static int check_if_needed(struct qed *s, unsigned flags, GError **errp)
 {
     struct diskimg_check_result res = { .struct_size = sizeof(res) };
 
+    /* qemu-img info does not call it dirty (see qed_info), inspect does */
+    if (s->h.features & QED_F_NEED_CHECK)
+        diskimg_node_add_finding(s->node, "dirty", DISKIMG_SEVERITY_WARNING, "features",
+                                 "the image was not closed cleanly (QED_F_NEED_CHECK)");
     if (!(s->h.features & QED_F_NEED_CHECK) || (flags & DISKIMG_OPEN_CHECK) || !s->writable)
         return 0;
     if (qed_check_image(s, true, &res, errp) < 0) {

@@ -93,8 +93,10 @@ static int open_flat_extent(struct vmdk_image *img, struct vmdk_extent *e,
                                  "vmdk descriptor: offset of extent '%s' is too large",
                                  x->file);
     e->flat_offset = x->offset * VMDK_SECTOR;
-    if (diskimg_node_metadata_only(img->node))
+    if (diskimg_node_metadata_only(img->node)) {
+        diskimg_node_note_child(img->node, DISKIMG_CHILD_EXTENT, x->file);
         return 0;
+    }
     e->file = diskimg_node_open_child(img->node, DISKIMG_CHILD_EXTENT, x->file, 0, errp);
     return e->file ? 0 : -1;
 }
@@ -103,8 +105,14 @@ static int open_sparse_extent(struct vmdk_image *img, struct vmdk_extent *e,
                               const struct vmdk_desc_extent *x, bool se, GError **errp)
 {
     e->kind = VMDK_EXTENT_SPARSE;
-    /* info needs the header (the cluster size): read it even then. */
+    /* info needs the header (the cluster size): read it even then, unless
+     * no other file may be opened at all (inspect): the descriptor's size
+     * of the extent stands then. */
     bool meta = diskimg_node_metadata_only(img->node);
+    if (meta && !diskimg_node_may_open_children(img->node)) {
+        diskimg_node_note_child(img->node, DISKIMG_CHILD_EXTENT, x->file);
+        return 0;
+    }
     e->file = diskimg_node_open_child(img->node, meta ? DISKIMG_CHILD_METADATA
                                                       : DISKIMG_CHILD_EXTENT,
                                       x->file, 0, errp);
@@ -178,6 +186,9 @@ static int open_descriptor_file(struct vmdk_image *img, uint64_t file_size, GErr
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "Unsupported image type '%s'", ct);
     img->create_type = g_strdup(ct);
+    diskimg_node_add_finding(img->node, "descriptor-only-vmdk", DISKIMG_SEVERITY_WARNING,
+                             "create-type", "the file is a bare VMDK descriptor (createType "
+                             "%s): the disk's data lives in the files it names", ct);
     img->desc_offset = 0;
     img->desc_room = VMDK_DESC_MAX;
     return open_extents(img, errp) < 0 ? -1 : read_identity(img, errp);
