@@ -9,7 +9,7 @@
 set -e
 PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
-      abigail-tools time zstd pigz python3-jsonschema libbz2-dev
+      abigail-tools time zstd libnbd-dev nbdkit libnbd-bin gnutls-bin pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
       dpkg-dev debhelper lintian mmdebstrap rpm man-db"
 missing=""
