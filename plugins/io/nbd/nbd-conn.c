@@ -24,7 +24,7 @@ struct nbd_handle *nbd_conn_handle(struct nbd_conn *c)
 
 /* ----------------------------------------------------------- event thread */
 
-static void wake(struct nbd_conn *c)
+void nbd_conn_kick(struct nbd_conn *c)
 {
     uint64_t one = 1;
     ssize_t r;
@@ -106,7 +106,7 @@ int nbd_wait_finish(struct nbd_conn *c, struct nbd_wait *w, int64_t cookie, char
         g_cond_clear(&w->cond);
         return err ? err : EIO;
     }
-    wake(c);
+    nbd_conn_kick(c);
     g_mutex_lock(&w->lock);
     while (!w->done)
         g_cond_wait(&w->cond, &w->lock);
@@ -219,7 +219,7 @@ void nbd_conn_close(struct nbd_conn *c)
         return;
     if (c->events) {
         g_atomic_int_set(&c->stop, 1);
-        wake(c);
+        nbd_conn_kick(c);
         g_thread_join(c->events);
     }
     if (c->nbd) {

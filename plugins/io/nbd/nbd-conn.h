@@ -38,6 +38,10 @@ void nbd_conn_close(struct nbd_conn *c);
 /* The libnbd handle, for capability queries (not for requests). */
 struct nbd_handle *nbd_conn_handle(struct nbd_conn *c);
 
+/* Tells c's event thread that a request was queued (it may have to wait
+ * for the socket to take the rest of it). */
+void nbd_conn_kick(struct nbd_conn *c);
+
 /* A request in flight: the caller's stack frame owns it. */
 struct nbd_wait {
     GMutex lock;

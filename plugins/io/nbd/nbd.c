@@ -94,55 +94,108 @@ static int request_error(struct nbd_io *h, int err, char *why, const char *what,
 
 enum request_kind { REQ_READ, REQ_WRITE, REQ_ZERO, REQ_TRIM };
 
-/* One request of at most max_request (data) or MAX_RANGE_REQUEST bytes. */
-static int request(struct nbd_io *h, enum request_kind kind, void *buf, uint64_t len,
-                   uint64_t offset, uint32_t flags, GError **errp)
-{
-    static const char *const names[] = { "read", "write", "zero write", "trim" };
-    struct nbd_conn *c = pick_conn(h);
-    struct nbd_handle *nbd = nbd_conn_handle(c);
-    struct nbd_wait w;
+/* A request sent and not yet waited for. */
+struct pending {
+    struct nbd_conn *conn;
+    struct nbd_wait wait;
     int64_t cookie;
+    uint64_t len, offset;
+};
 
-    nbd_wait_init(&w);
+/* Sends one request of at most max_request (data) or MAX_RANGE_REQUEST
+ * bytes; complete() waits for it. */
+static void submit(struct nbd_io *h, enum request_kind kind, void *buf, uint64_t len,
+                   uint64_t offset, uint32_t flags, struct pending *p)
+{
+    struct nbd_handle *nbd;
+
+    p->conn = pick_conn(h);
+    p->len = len;
+    p->offset = offset;
+    nbd = nbd_conn_handle(p->conn);
+    nbd_wait_init(&p->wait);
+    nbd_completion_callback done = nbd_wait_callback(&p->wait);
     if (kind != REQ_READ)
         g_atomic_int_inc(&h->generation);
     switch (kind) {
     case REQ_READ:
-        cookie = nbd_aio_pread(nbd, buf, len, offset, nbd_wait_callback(&w), 0);
+        p->cookie = nbd_aio_pread(nbd, buf, len, offset, done, 0);
         break;
     case REQ_WRITE:
-        cookie = nbd_aio_pwrite(nbd, buf, len, offset, nbd_wait_callback(&w), flags);
+        p->cookie = nbd_aio_pwrite(nbd, buf, len, offset, done, flags);
         break;
     case REQ_ZERO:
-        cookie = nbd_aio_zero(nbd, len, offset, nbd_wait_callback(&w), flags);
+        p->cookie = nbd_aio_zero(nbd, len, offset, done, flags);
         break;
     default:
-        cookie = nbd_aio_trim(nbd, len, offset, nbd_wait_callback(&w), flags);
+        p->cookie = nbd_aio_trim(nbd, len, offset, done, flags);
         break;
     }
+    if (p->cookie >= 0)
+        nbd_conn_kick(p->conn);
+}
+
+static int complete(struct nbd_io *h, enum request_kind kind, struct pending *p,
+                    GError **errp)
+{
+    static const char *const names[] = { "read", "write", "zero write", "trim" };
     char *why;
-    int err = nbd_wait_finish(c, &w, cookie, &why);
+    int err = nbd_wait_finish(p->conn, &p->wait, p->cookie, &why);
     if (kind != REQ_READ)
         g_atomic_int_inc(&h->generation);
     if (err)
-        return request_error(h, err, why, names[kind], len, offset, errp);
+        return request_error(h, err, why, names[kind], p->len, p->offset, errp);
     return 0;
 }
 
-/* Splits a transfer into requests the server takes. */
+static int request(struct nbd_io *h, enum request_kind kind, void *buf, uint64_t len,
+                   uint64_t offset, uint32_t flags, GError **errp)
+{
+    struct pending p;
+    submit(h, kind, buf, len, offset, flags, &p);
+    return complete(h, kind, &p, errp);
+}
+
+/* Data transfers are cut into pieces sent together, over every
+ * connection: one caller's 2 MiB then keeps several requests in flight
+ * (the copy engine runs one thread per CPU, each with one request). */
+#define PIECES_IN_FLIGHT 8
+#define MIN_PIECE        (256u << 10)
+
+static uint64_t piece_size(const struct nbd_io *h, enum request_kind kind, uint64_t len)
+{
+    if (kind != REQ_READ && kind != REQ_WRITE)
+        return MAX_RANGE_REQUEST;
+    uint64_t spread = MAX(h->n_conns, 4);
+    uint64_t piece = MAX((len + spread - 1) / spread, (uint64_t)MIN_PIECE);
+    piece = (piece + h->min_block - 1) / h->min_block * h->min_block;
+    return MIN(piece, h->max_request);
+}
+
+/* Splits a transfer into requests the server takes.  Every request sent
+ * is waited for, also after a failure: the buffer must outlive them. */
 static int transfer(struct nbd_io *h, enum request_kind kind, uint8_t *buf, uint64_t len,
                     uint64_t offset, uint32_t flags, GError **errp)
 {
-    uint64_t cap = (kind == REQ_READ || kind == REQ_WRITE) ? h->max_request : MAX_RANGE_REQUEST;
+    uint64_t piece = piece_size(h, kind, len);
+    struct pending p[PIECES_IN_FLIGHT];
+    int ret = 0;
+
     while (len > 0) {
-        uint64_t n = MIN(len, cap);
-        if (request(h, kind, buf, n, offset, flags, errp) < 0)
+        unsigned sent = 0;
+        for (; sent < PIECES_IN_FLIGHT && len > 0; sent++) {
+            uint64_t n = MIN(len, piece);
+            submit(h, kind, buf, n, offset, flags, &p[sent]);
+            if (buf)
+                buf += n;
+            offset += n;
+            len -= n;
+        }
+        for (unsigned i = 0; i < sent; i++)
+            if (complete(h, kind, &p[i], ret == 0 ? errp : NULL) < 0)
+                ret = -1;
+        if (ret < 0)
             return -1;
-        if (buf)
-            buf += n;
-        offset += n;
-        len -= n;
     }
     return 0;
 }
