@@ -563,6 +563,8 @@ static void *nbd_io_open(const struct diskimg_io_open_args *args, GError **errp)
         .tls_verify_peer = tls.verify_peer,
     };
     unsigned wanted = (unsigned)diskimg_options_get_uint(args->options, "connections", 4);
+    if (args->flags & DISKIMG_OPEN_NO_IO)
+        wanted = 1;     /* info reads a few headers: one handshake is enough */
     bool rdwr = (args->flags & DISKIMG_OPEN_RDWR) != 0;
     int ret = open_connections(h, &t, &setup, wanted, rdwr, errp);
     if (ret == 0 && rdwr && (args->flags & DISKIMG_OPEN_TRUNCATE))
