@@ -137,6 +137,14 @@ conns=$(grep -ao 'connection=[0-9]* Connect' m.log | sort -u | wc -l)
 if [ "$conns" = 1 ]; then ok "... one connection"; else nok "... $conns connections"; fi
 stop m
 
+# Any format on top: a qcow2 written onto an export, checked by qemu-img.
+serve_kit c memory 256M
+expect 0 "convert -O qcow2 onto an export" "$D" convert -O qcow2 src.raw "$(uri c)"
+expect 0 "qemu-img check finds the qcow2 on the export clean" qemu-img check "$(uri c)"
+expect 0 "qemu-img compare finds it identical to the source" \
+    qemu-img compare -f raw src.raw "$(uri c)"
+stop c
+
 # -n --target-is-zero onto a fresh export: only the data travels.
 serve_kit z memory 64M
 expect 0 "convert -n --target-is-zero onto a fresh export" \
