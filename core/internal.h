@@ -167,4 +167,12 @@ diskimg_node *open_file_node(const char *filename, const char *io, unsigned flag
                              enum diskimg_cache cache, const diskimg_options *options,
                              GError **errp);
 
+/* secrets.c and tlscreds.c: --object types besides secret, sharing one id
+ * namespace (secrets.c parses and checks type and id; tlscreds.c the rest). */
+bool secret_exists(const char *id);
+bool tls_creds_type(const char *type);
+bool tls_creds_exists(const char *id);
+int tls_creds_add(const char *type, GHashTable *props, GError **errp);
+char *tls_creds_help(const char *type);   /* "tls-creds-x509 options:\n..." */
+
 #endif

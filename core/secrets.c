@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Secrets given with --object, as qemu-img takes them:
+ * Objects given with --object, as qemu-img takes them: secrets here, TLS
+ * credentials in tlscreds.c (which this file's parser and id rules serve).
+ * Secrets:
  *
  *     secret,id=ID,data=TEXT|file=PATH[,format=raw|base64][,keyid=ID,iv=B64]
  *
@@ -217,12 +219,13 @@ static struct secret *find_secret(const char *id)
     return NULL;
 }
 
-/* The checks qemu makes before it loads the data: type, id, properties. */
+/* The checks qemu makes before it loads any object: type and id (unique
+ * among all objects). */
 static int check_object(const struct objdef *d, GError **errp)
 {
     if (!d->type)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "Parameter 'qom-type' is missing");
-    if (!g_str_equal(d->type, "secret"))
+    if (!g_str_equal(d->type, "secret") && !tls_creds_type(d->type))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Parameter 'qom-type' does not accept value '%s'", d->type);
     const char *id = g_hash_table_lookup(d->props, "id");
@@ -234,6 +237,27 @@ static int check_object(const struct objdef *d, GError **errp)
                                  "Parameter 'id' expects an identifier\n"
                                  "Identifiers consist of letters, digits, '-', '.', '_', "
                                  "starting with a letter.");
+    G_LOCK(secrets);
+    bool duplicate = find_secret(id) != NULL;
+    G_UNLOCK(secrets);
+    if (duplicate || tls_creds_exists(id))
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
+                                 "attempt to add duplicate property '%s' to object (type "
+                                 "'container')", id);
+    return 0;
+}
+
+bool secret_exists(const char *id)
+{
+    G_LOCK(secrets);
+    bool found = find_secret(id) != NULL;
+    G_UNLOCK(secrets);
+    return found;
+}
+
+/* A secret's own properties and values. */
+static int check_secret(const struct objdef *d, GError **errp)
+{
     GHashTableIter it;
     gpointer key, value;
     g_hash_table_iter_init(&it, d->props);
@@ -254,13 +278,6 @@ static int check_object(const struct objdef *d, GError **errp)
     if (format && !g_str_equal(format, "raw") && !g_str_equal(format, "base64"))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Parameter 'format' does not accept value '%s'", format);
-    G_LOCK(secrets);
-    bool duplicate = find_secret(id) != NULL;
-    G_UNLOCK(secrets);
-    if (duplicate)
-        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
-                                 "attempt to add duplicate property '%s' to object (type "
-                                 "'container')", id);
     return 0;
 }
 
@@ -504,7 +521,11 @@ int diskimg_object_help(const char *objdef, char **text, GError **errp)
     }
     int ret = 0;
     if (d.help && !d.type) {
-        *text = g_strdup("List of user creatable objects:\n  secret\n");
+        *text = g_strdup("List of user creatable objects:\n  secret\n  tls-creds-psk\n"
+                         "  tls-creds-x509\n");
+        ret = 1;
+    } else if (d.help && tls_creds_type(d.type)) {
+        *text = tls_creds_help(d.type);
         ret = 1;
     } else if (d.help && g_str_equal(d.type, "secret")) {
         *text = g_strdup("secret options:\n  data=<string>\n  file=<string>\n"
@@ -524,6 +545,13 @@ int diskimg_object_add(const char *objdef, GError **errp)
     int ret = objdef_parse(objdef, &d, errp);
     if (ret == 0)
         ret = check_object(&d, errp);
+    if (ret == 0 && tls_creds_type(d.type)) {
+        ret = tls_creds_add(d.type, d.props, errp);
+        objdef_clear(&d);
+        return ret;
+    }
+    if (ret == 0)
+        ret = check_secret(&d, errp);
     struct secret *s = NULL;
     if (ret == 0) {
         s = g_new0(struct secret, 1);

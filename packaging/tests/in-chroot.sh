@@ -123,6 +123,16 @@ uring() {
 }
 t "diskimg-io-uring adds the uring backend" uring
 
+# Without the plugin an nbd:// name names the package; with it, the name
+# reaches libnbd (no server here: the connection is refused as such).
+nbd() {
+    diskimg info 'nbd+unix:///?socket=/nonexistent' 2>&1 | grep -q 'install package diskimg-io-nbd' &&
+    apt_get install diskimg-io-nbd &&
+    diskimg info 'nbd+unix:///?socket=/nonexistent' 2>&1 |
+        grep -q "Failed to connect to '/nonexistent'"
+}
+t "diskimg-io-nbd serves nbd:// names, named as the hint before" nbd
+
 # The SDK: build the packaged example plugin out of tree, against the
 # installed headers and .pc files only, and load it with the installed diskimg.
 sdk() {

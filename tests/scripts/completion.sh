@@ -51,8 +51,11 @@ COMMANDS=$("$DISKIMG" schema commands --output=json |
 expect "$COMMANDS" ''
 expect "create" cre
 expect "-h --help -V --version --io= --list-formats" -
-expect "posix uring" --io = ''
-expect "posix uring" --io =
+# every installed io plugin, the remote ones (nbd, built with libnbd) too
+IO_BACKENDS="posix uring"
+[ -e "$(dirname "$DISKIMG")/../plugins/io/nbd/nbd.so" ] && IO_BACKENDS="nbd $IO_BACKENDS"
+expect "$IO_BACKENDS" --io = ''
+expect "$IO_BACKENDS" --io =
 expect "cluster_size=" create -f qcow2 -o clu
 expect "sha224 sha256" checksum -a sha2
 expect "sha1 sha224 sha256 sha384 sha512" checksum --algorithm = sha

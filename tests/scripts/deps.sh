@@ -4,12 +4,15 @@
 # python3-jsonschema checks the introspection documents; libbz2-dev builds
 # dmg's bzip2 chunks; the libyal readers, cloop-utils, dmg2img and
 # cryptsetup-bin are the independent tools the format tests compare with.
+# libnbd-dev builds the nbd io plugin; nbdkit, libnbd-bin (nbdcopy) and
+# gnutls-bin (certtool, psktool for the TLS cases) are what its remote
+# suite (plugins/io/nbd/test-nbd.sh) runs against, with qemu-nbd.
 # The last line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 set -e
 PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
-      abigail-tools time zstd pigz python3-jsonschema libbz2-dev
+      abigail-tools time zstd libnbd-dev nbdkit libnbd-bin gnutls-bin pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
       dpkg-dev debhelper lintian mmdebstrap rpm man-db strace"
 missing=""

@@ -560,9 +560,12 @@ static inline void diskimg_put_le64(void *p, uint64_t v)
 /* ----------------------------------------------------------------- secrets */
 
 /* Defines an object from a --object argument, with qemu-img's syntax,
- * rules and messages.  Only secrets are known:
+ * rules and messages.  Secrets and TLS credentials are known:
  * "secret,id=ID,data=X|file=PATH[,format=raw|base64][,keyid=ID,iv=B64]"
- * (keyid: AES-256-CBC encrypted with the 32-byte secret ID, iv base64). */
+ * (keyid: AES-256-CBC encrypted with the 32-byte secret ID, iv base64),
+ * "tls-creds-x509,id=ID,dir=DIR[,endpoint=client|server][,verify-peer=on|off]
+ * [,priority=P]" and "tls-creds-psk,id=ID,dir=DIR[,endpoint=...][,username=U]
+ * [,priority=P]" (see diskimg_tls_creds_lookup).  Ids are one namespace. */
 DISKIMG_API int diskimg_object_add(const char *objdef, GError **errp);
 /* 1 and *text (g_free) when the argument asks for help ("help", or
  * "secret,help"): what qemu-img prints then, before exiting; 0 when it
@@ -572,6 +575,31 @@ DISKIMG_API int diskimg_object_help(const char *objdef, char **text, GError **er
 DISKIMG_API int diskimg_secret_lookup(const char *id, uint8_t **data, size_t *len,
                                       GError **errp);
 DISKIMG_API void diskimg_secret_wipe(uint8_t *data, size_t len);
+
+/* TLS credentials of a --object tls-creds-x509 or tls-creds-psk, for io
+ * plugins that speak TLS (qemu's tls-creds option).  The directory holds
+ * qemu's (and GnuTLS's) file names: ca-cert.pem, client-cert.pem,
+ * client-key.pem (server-cert.pem, server-key.pem for a server endpoint)
+ * for x509, keys.psk for psk; the core checked at definition that the
+ * required ones are readable, the plugin's TLS library parses them. */
+enum diskimg_tls_creds_type {
+    DISKIMG_TLS_CREDS_X509 = 1,
+    DISKIMG_TLS_CREDS_PSK  = 2,
+};
+struct diskimg_tls_creds {
+    uint32_t struct_size;      /* set by the caller: filled no further */
+    uint32_t type;             /* enum diskimg_tls_creds_type */
+    const char *dir;           /* the credentials directory */
+    const char *endpoint;      /* "client" or "server" */
+    bool verify_peer;          /* verify-peer (default on) */
+    const char *username;      /* psk: username=, NULL when not given */
+    const char *priority;      /* GnuTLS priority string, NULL when not given */
+};
+/* Fills *creds for object `id` (strings owned by the core, valid until the
+ * process ends).  Errors as qemu's: "No TLS credentials with id 'x'",
+ * "Object with id 'x' is not TLS credentials". */
+DISKIMG_API int diskimg_tls_creds_lookup(const char *id, struct diskimg_tls_creds *creds,
+                                         GError **errp);
 
 /* ---------------------------------------------------------------- logging */
 
