@@ -623,6 +623,8 @@ static void test_large_chunk(void)
     g_autoptr(GByteArray) img = build(b, IN_PLIST);
     g_autofree char *path = write_image("large.dmg", img);
     assert_reads_steps(path, b->expect, 1);
+    if (!qemu)
+        g_test_skip("qemu-img is not installed: its refusal of the image is not checked");
     if (qemu) {
         const char *argv[] = { qemu, "info", "-f", "dmg", path, NULL };
         g_autofree char *err_text = NULL;

@@ -397,7 +397,7 @@ static void test_ciphers(void)
     unsigned i = 0;
 
     if (!qemu)
-        g_test_message("qemu-img or qemu-io not installed: checking our round trips only");
+        g_test_skip("qemu-img or qemu-io not installed: checking our round trips only");
     for (size_t a = 0; a < G_N_ELEMENTS(algs); a++)
         for (size_t m = 0; m < G_N_ELEMENTS(modes); m++)
             for (size_t v = 0; v < G_N_ELEMENTS(ivgens); v++, i++)
@@ -794,8 +794,10 @@ static void check_cryptsetup_in_ours(const char *spec, const char *key_bits, boo
     gsize len = 0;
     g_autofree uint8_t *ours = our_read(path, "key-secret=sec0", &len);
     g_assert_cmpmem(ours + 333, sizeof(buf), buf, sizeof(buf));
-    if (!qemu)
+    if (!qemu) {
+        g_test_skip("qemu-img is not installed: not read back by qemu-img");
         return;
+    }
     gsize qlen = 0;
     g_autofree uint8_t *theirs = qemu_read(path, "sec0", &qlen);
     g_assert_cmpmem(ours, len, theirs, qlen);
