@@ -8,8 +8,9 @@
  * with the image.  Entries are pinned while a caller works on them; dirty
  * entries are written back on eviction and on flush.  A cache may depend on
  * another: before any entry of the dependant reaches the disk, the other
- * cache is written back and flushed — the ordering that keeps, say, an L2
- * entry from pointing at a cluster whose refcount block is not on disk yet.
+ * cache is written back and the file flushed — the ordering that keeps,
+ * say, an L2 entry from pointing at a cluster whose refcount block, or
+ * whose data, is not on disk yet.
  *
  * Not thread-safe: the format calls it under its own lock.
  */
@@ -112,12 +113,25 @@ static void set_offset(diskimg_mcache *c, struct mcache_entry *e, bool used, uin
         g_hash_table_insert(c->index, &e->offset, e);
 }
 
-static int write_back(diskimg_mcache *c, struct mcache_entry *e, GError **errp)
+/*
+ * The barrier before a dependant writes back: the cache it depends on is
+ * written back and the file flushed even when that cache had nothing
+ * dirty, because the file flush also makes durable the data written
+ * before, which a new entry of ours may point at (an L2 entry whose zero
+ * flag is being cleared over a cluster just filled, with no refcount
+ * change to flush).
+ */
+static int barrier(diskimg_mcache *c, GError **errp)
 {
-    if (!e->dirty)
+    if (!c->depends)
         return 0;
-    if (c->depends && diskimg_mcache_flush(c->depends, errp) < 0)
+    if (diskimg_mcache_flush(c->depends, errp) < 0)
         return -1;
+    return diskimg_node_flush(c->file, errp);
+}
+
+static int write_entry(diskimg_mcache *c, struct mcache_entry *e, GError **errp)
+{
     /* the format's last word: a corrupt image, a metadata-write guard */
     if (c->hooks.before_write &&
         c->hooks.before_write(c->hooks.opaque, c->what, e->offset, c->entry_size, errp) < 0)
@@ -126,6 +140,14 @@ static int write_back(diskimg_mcache *c, struct mcache_entry *e, GError **errp)
         return -1;
     e->dirty = false;
     return 0;
+}
+
+/* One entry on its own (eviction): behind its own barrier. */
+static int write_back(diskimg_mcache *c, struct mcache_entry *e, GError **errp)
+{
+    if (!e->dirty)
+        return 0;
+    return barrier(c, errp) < 0 ? -1 : write_entry(c, e, errp);
 }
 
 static struct mcache_entry *find(diskimg_mcache *c, uint64_t off)
@@ -222,7 +244,8 @@ int diskimg_mcache_flush(diskimg_mcache *c, GError **errp)
     for (unsigned i = 0; i < c->n; i++) {
         if (!c->e[i].dirty)
             continue;
-        if (write_back(c, &c->e[i], errp) < 0)
+        /* one barrier before the first entry serves them all */
+        if ((!wrote && barrier(c, errp) < 0) || write_entry(c, &c->e[i], errp) < 0)
             return -1;
         wrote = true;
     }

@@ -145,9 +145,11 @@ DISKIMG_API int diskimg_load_name(diskimg_node *file, uint64_t offset, uint64_t 
  * are marked dirty and written back on eviction, flush and empty.
  *
  * Ordering: with diskimg_mcache_set_dependency(c, first), every write-back
- * of c first writes back *and flushes* `first`, so that what c's entries
- * point at is durable before they are (qcow2: refcount blocks before L2
- * tables).  Each flush that wrote something flushes the file.
+ * of c first writes back `first` *and flushes the file* (even when `first`
+ * had nothing to write), so that what c's entries point at -- `first`'s
+ * entries and any data written before -- is durable before they are
+ * (qcow2: refcount blocks and guest clusters before L2 tables).  Each
+ * flush that wrote something flushes the file.
  *
  * Offsets are file offsets, multiples of entry_size and never 0 (every
  * format's header lives there): others are refused as corruption.

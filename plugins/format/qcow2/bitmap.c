@@ -413,21 +413,11 @@ static int mark_in_use(struct qcow2 *s, GError **errp)
     return 0;
 }
 
-/* Before contents change: the bitmaps must be flagged in use on disk. */
+/* Before contents change: the bitmaps must be flagged in use on disk (and
+ * are only then: an open that changes nothing leaves them as they were). */
 static int touch(struct qcow2 *s, GError **errp)
 {
     return s->bm_marked ? 0 : mark_in_use(s, errp);
-}
-
-int qcow2_bitmaps_open_rw(struct qcow2 *s, GError **errp)
-{
-    if (!s->writable || !s->nb_bitmaps || s->corrupt)
-        return 0;
-    if (mark_in_use(s, errp) < 0) {
-        g_prefix_error(errp, "Can't update bitmap directory: ");
-        return -1;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------ storing */

@@ -255,8 +255,10 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
     }
     s->writable = flags & DISKIMG_OPEN_RDWR;
     s->check_open = flags & DISKIMG_OPEN_CHECK;
-    if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0 ||
-        (!(flags & DISKIMG_OPEN_CHECK) && qcow2_bitmaps_open_rw(s, errp) < 0)) {
+    /* Bitmaps are flagged in use only before the first change of guest
+     * content (qcow2_bitmaps_mark), not at open as qemu does: a crash of a
+     * command that changes no guest data then leaves them usable. */
+    if (setup_state(s, node, errp) < 0 || repair_dirty(s, flags, errp) < 0) {
         s->writable = false;
         qcow2_close(s);
         return NULL;

@@ -520,8 +520,6 @@ int qcow2_bitmaps_validate(struct qcow2 *s, GError **errp);
  * entry. */
 int qcow2_bitmap_replace_lost_table(struct qcow2 *s, uint32_t i, uint64_t first_free,
                                     GError **errp);
-/* Read-write open: flags every consistent bitmap in use on disk. */
-int qcow2_bitmaps_open_rw(struct qcow2 *s, GError **errp);
 /* Guest write of [off, off+len): sets the bits of every enabled bitmap. */
 int qcow2_bitmaps_mark(struct qcow2 *s, uint64_t off, uint64_t len, GError **errp);
 /* Writes changed bitmaps and the directory, clearing the in-use flags. */

@@ -835,11 +835,18 @@ static void test_bitmap_persist(void)
     g_assert_true(t.s->h.has_bitmaps_ext);
     g_assert_true(t.s->h.autoclear & QCOW2_AUTOCLEAR_BITMAPS);
 
-    /* read-write open: flagged in use on disk until stored */
+    /* read-write open: left consistent on disk until the guest content
+     * changes, then flagged in use until stored */
     timg_reopen(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->bitmaps[0].flags, ==, QCOW2_BME_AUTO);
+    struct qcow2 *other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, NULL, &err);
+    g_assert_nonnull(other);
+    g_assert_false(other->bitmaps[0].inconsistent);
+    qcow2_close(other);
+    fill_write(t.s, 1, MiB + 100, 100);            /* b1 already has chunk 16 */
     g_assert_cmpuint(t.s->bitmaps[0].flags, ==, QCOW2_BME_IN_USE | QCOW2_BME_AUTO);
     g_assert_cmpuint(t.s->bitmaps[1].flags, ==, QCOW2_BME_IN_USE);
-    struct qcow2 *other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, NULL, &err);
+    other = qcow2_open_file(NULL, diskimg_node_file(t.raw), t.path, 0, NULL, &err);
     g_assert_nonnull(other);
     g_assert_true(other->bitmaps[0].inconsistent);
     qcow2_close(other);
