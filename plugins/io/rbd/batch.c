@@ -52,6 +52,8 @@ static int request_result(const struct diskimg_io_request *req, ssize_t r)
 
 static void finish(struct rbd_handle *h, struct diskimg_io_request *req, int result)
 {
+    if (req->op == DISKIMG_IO_WRITE || req->op == DISKIMG_IO_WRITE_ZEROES)
+        rbd_changed(h);
     req->result = result;
     g_mutex_lock(&h->batch_lock);
     g_queue_push_tail(&h->completed, req);

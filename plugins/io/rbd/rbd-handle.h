@@ -20,6 +20,12 @@ struct rbd_handle {
     _Atomic uint64_t size;        /* the size we last saw or set */
     GMutex grow_lock;             /* one resize at a time */
 
+    /* Block status (status.c): the data map of the last window walked,
+     * good while `generation` (bumped after every change) stays. */
+    _Atomic uint64_t generation;
+    GMutex status_lock;
+    struct status_map *status;
+
     /* The batch path (batch.c): requests librbd has completed and not yet
      * reaped, and how many are still in flight. */
     GMutex batch_lock;
@@ -28,11 +34,19 @@ struct rbd_handle {
     unsigned in_flight;
 };
 
+/* After every request that changed what the image holds. */
+static inline void rbd_changed(struct rbd_handle *h)
+{
+    atomic_fetch_add(&h->generation, 1);
+}
+
 int64_t rbd_io_get_size(void *h, GError **errp);
 int rbd_grow_for(struct rbd_handle *h, uint64_t end, GError **errp);
 int rbd_zero_flags(unsigned flags);
 
 /* status.c: data or hole at an offset, from rbd_diff_iterate2. */
+void rbd_status_init(struct rbd_handle *h);
+void rbd_status_destroy(struct rbd_handle *h);
 int rbd_io_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_extent *ext,
                         GError **errp);
 

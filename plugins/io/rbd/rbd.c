@@ -93,6 +93,10 @@ static int set_auth_modes(rados_t cluster, const diskimg_options *o, GError **er
 static int configure(rados_t cluster, const struct rbd_location *loc,
                      const struct diskimg_io_open_args *args, GError **errp)
 {
+    /* librados logs to stderr besides returning errors; the error we
+     * return says it in one line (a conf file may turn the logs back on). */
+    rados_conf_set(cluster, "log_to_stderr", "false");
+    rados_conf_set(cluster, "err_to_stderr", "false");
     /* Without conf= librados looks where it always does ($CEPH_CONF,
      * /etc/ceph/ceph.conf...); only a named file must exist. */
     int r = rados_conf_read_file(cluster, loc->conf);
@@ -219,6 +223,7 @@ static void rbd_io_close(void *opaque)
         rados_ioctx_destroy(h->io);
     if (h->cluster)
         rados_shutdown(h->cluster);
+    rbd_status_destroy(h);
     g_mutex_clear(&h->grow_lock);
     g_free(h->name);
     g_free(h);
@@ -236,6 +241,7 @@ static void *rbd_io_open(const struct diskimg_io_open_args *args, GError **errp)
     h->name = g_strdup(args->filename);
     h->node = args->node;
     rbd_batch_init(h);
+    rbd_status_init(h);
     int ret = connect_cluster(h, &loc, args, errp);
     if (ret == 0 && (args->flags & DISKIMG_OPEN_CREATE))
         ret = create_image(h, &loc, errp);
@@ -322,13 +328,9 @@ static int rbd_io_flush(void *opaque, GError **errp)
     return 0;
 }
 
-static int rbd_io_pwrite(void *opaque, const void *buf, uint64_t len, uint64_t offset,
-                         unsigned flags, GError **errp)
+static int write_all(struct rbd_handle *h, const char *p, uint64_t len, uint64_t offset,
+                     GError **errp)
 {
-    struct rbd_handle *h = opaque;
-    if (rbd_grow_for(h, offset + len, errp) < 0)
-        return -1;
-    const char *p = buf;
     while (len) {
         size_t n = (size_t)MIN(len, RBD_MAX_CALL);
         ssize_t put = rbd_write2(h->image, offset, n, p, 0);
@@ -341,6 +343,19 @@ static int rbd_io_pwrite(void *opaque, const void *buf, uint64_t len, uint64_t o
         offset += n;
         len -= n;
     }
+    return 0;
+}
+
+static int rbd_io_pwrite(void *opaque, const void *buf, uint64_t len, uint64_t offset,
+                         unsigned flags, GError **errp)
+{
+    struct rbd_handle *h = opaque;
+    if (rbd_grow_for(h, offset + len, errp) < 0)
+        return -1;
+    int ret = write_all(h, buf, len, offset, errp);
+    rbd_changed(h);   /* also after a failure: some of it may have landed */
+    if (ret < 0)
+        return -1;
     /* librbd has no forced-unit-access write: flush after it instead. */
     return (flags & DISKIMG_WRITE_FUA) ? rbd_io_flush(h, errp) : 0;
 }
@@ -352,12 +367,9 @@ int rbd_zero_flags(unsigned flags)
     return (flags & DISKIMG_WRITE_MAY_UNMAP) ? 0 : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
 }
 
-static int rbd_io_write_zeroes(void *opaque, uint64_t offset, uint64_t len, unsigned flags,
-                               GError **errp)
+static int zero_all(struct rbd_handle *h, uint64_t offset, uint64_t len, unsigned flags,
+                    GError **errp)
 {
-    struct rbd_handle *h = opaque;
-    if (rbd_grow_for(h, offset + len, errp) < 0)
-        return -1;
     while (len) {
         size_t n = (size_t)MIN(len, RBD_MAX_CALL);
         ssize_t r = rbd_write_zeroes(h->image, offset, n, rbd_zero_flags(flags), 0);
@@ -369,18 +381,26 @@ static int rbd_io_write_zeroes(void *opaque, uint64_t offset, uint64_t len, unsi
         offset += n;
         len -= n;
     }
+    return 0;
+}
+
+static int rbd_io_write_zeroes(void *opaque, uint64_t offset, uint64_t len, unsigned flags,
+                               GError **errp)
+{
+    struct rbd_handle *h = opaque;
+    if (rbd_grow_for(h, offset + len, errp) < 0)
+        return -1;
+    int ret = zero_all(h, offset, len, flags, errp);
+    rbd_changed(h);
+    if (ret < 0)
+        return -1;
     return (flags & DISKIMG_WRITE_FUA) ? rbd_io_flush(h, errp) : 0;
 }
 #endif
 
 /* Discard: librbd frees whole objects and zeroes partial ones. */
-static int rbd_io_punch_hole(void *opaque, uint64_t offset, uint64_t len, GError **errp)
+static int discard_all(struct rbd_handle *h, uint64_t offset, uint64_t len, GError **errp)
 {
-    struct rbd_handle *h = opaque;
-    uint64_t size = atomic_load(&h->size);
-    if (offset >= size)
-        return 0;
-    len = MIN(len, size - offset);
     while (len) {
         uint64_t n = MIN(len, RBD_MAX_CALL);
         int r = rbd_discard(h->image, offset, n);
@@ -392,6 +412,26 @@ static int rbd_io_punch_hole(void *opaque, uint64_t offset, uint64_t len, GError
         offset += n;
         len -= n;
     }
+    return 0;
+}
+
+static int rbd_io_punch_hole(void *opaque, uint64_t offset, uint64_t len, GError **errp)
+{
+    struct rbd_handle *h = opaque;
+    uint64_t size = atomic_load(&h->size);
+    if (offset >= size)
+        return 0;
+    int ret = discard_all(h, offset, MIN(len, size - offset), errp);
+    rbd_changed(h);
+    return ret;
+}
+
+/* librbd calls a resize's progress function unconditionally. */
+static int no_progress(uint64_t offset, uint64_t total, void *opaque)
+{
+    (void)offset;
+    (void)total;
+    (void)opaque;
     return 0;
 }
 
@@ -409,10 +449,12 @@ static int rbd_io_truncate(void *opaque, uint64_t size, enum diskimg_prealloc pr
                                  "Unsupported preallocation mode '%s'",
                                  prealloc < G_N_ELEMENTS(names) ? names[prealloc] : "?");
     g_mutex_lock(&h->grow_lock);
-    int r = rbd_resize2(h->image, size, (flags & DISKIMG_TRUNCATE_SHRINK) != 0, NULL, NULL);
+    int r = rbd_resize2(h->image, size, (flags & DISKIMG_TRUNCATE_SHRINK) != 0, no_progress,
+                        NULL);
     if (r == 0)
         atomic_store(&h->size, size);
     g_mutex_unlock(&h->grow_lock);
+    rbd_changed(h);
     if (r < 0) {
         diskimg_set_errno(errp, -r, "%s: failed to resize the image to %" PRIu64 " bytes",
                           h->name, size);
