@@ -4,14 +4,18 @@
 # python3-jsonschema checks the introspection documents; libbz2-dev builds
 # dmg's bzip2 chunks; the libyal readers, cloop-utils, dmg2img and
 # cryptsetup-bin are the independent tools the format tests compare with.
-# The last line is the packaging suite's (packaging/meson.build): Debian and
+# The dpkg-dev line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
+# The rbd line: librbd builds io/rbd; ceph-mon, ceph-osd and ceph-common
+# are the one-node cluster its remote suite starts; qemu-block-extra gives
+# qemu-img its rbd driver, the suite's witness.
 set -e
 PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
-      dpkg-dev debhelper lintian mmdebstrap rpm man-db"
+      dpkg-dev debhelper lintian mmdebstrap rpm man-db
+      librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
