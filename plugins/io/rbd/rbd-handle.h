@@ -41,6 +41,8 @@ static inline void rbd_changed(struct rbd_handle *h)
 }
 
 int64_t rbd_io_get_size(void *h, GError **errp);
+int rbd_readable(struct rbd_handle *h, uint64_t offset, uint64_t len, uint64_t *readable,
+                 GError **errp);
 int rbd_grow_for(struct rbd_handle *h, uint64_t end, GError **errp);
 int rbd_zero_flags(unsigned flags);
 

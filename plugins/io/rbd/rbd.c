@@ -293,26 +293,43 @@ int rbd_grow_for(struct rbd_handle *h, uint64_t end, GError **errp)
     return ret;
 }
 
+/* How many of len bytes at offset lie inside the image: librbd refuses
+ * reads that start past its end and shortens those that cross it. */
+int rbd_readable(struct rbd_handle *h, uint64_t offset, uint64_t len, uint64_t *readable,
+                 GError **errp)
+{
+    int64_t size = rbd_io_get_size(h, errp);
+    if (size < 0)
+        return -1;
+    *readable = offset >= (uint64_t)size ? 0 : MIN(len, (uint64_t)size - offset);
+    return 0;
+}
+
 static int rbd_io_pread(void *opaque, void *buf, uint64_t len, uint64_t offset, GError **errp)
 {
     struct rbd_handle *h = opaque;
     uint8_t *p = buf;
-    while (len) {
-        size_t n = (size_t)MIN(len, RBD_MAX_CALL);
+    uint64_t readable;
+    if (rbd_readable(h, offset, len, &readable, errp) < 0)
+        return -1;
+    /* Past the end the image reads as zeroes. */
+    memset(p + readable, 0, len - readable);
+    while (readable) {
+        size_t n = (size_t)MIN(readable, RBD_MAX_CALL);
         ssize_t got = rbd_read2(h->image, offset, n, (char *)p, 0);
         if (got < 0) {
             diskimg_set_errno(errp, (int)-got, "%s: read of %zu bytes at offset %" PRIu64
                               " failed", h->name, n, offset);
             return -1;
         }
-        /* librbd stops at the end of the image: the rest reads as zeroes. */
+        /* Shrunk by another client meanwhile: the rest is gone, so zero. */
         if ((size_t)got < n) {
-            memset(p + got, 0, len - (uint64_t)got);
+            memset(p + got, 0, readable - (uint64_t)got);
             return 0;
         }
         p += n;
         offset += n;
-        len -= n;
+        readable -= n;
     }
     return 0;
 }

@@ -1,15 +1,20 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# test-rbd.sh DISKIMG CEPH_CLUSTER_SH — the rbd io plugin against a real
+# test-rbd.sh DISKIMG CEPH_CLUSTER_SH [TEST_RBD_IO RBD_MODULE] — the rbd io
+# plugin against a real
 # Ceph cluster: the one $CEPH_CONF names (pool $CEPH_POOL, default rbd), or
 # else one that ceph-cluster.sh brings up on loopback for this run and
-# tears down at the end.  qemu-img (with Debian's qemu-block-extra, its own
+# tears down at the end; TEST_RBD_IO (the plugin's ops, test-rbd-io.c) runs
+# against the same cluster.  qemu-img (with Debian's qemu-block-extra, its own
 # rbd driver) and the rbd CLI are the independent witnesses.
 # TAP-style lines; exit 0 when all pass, 1 on a failure, 77 (skip) when no
 # cluster can be had.
 set -u
 D=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 CLUSTER_SH=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+abs() { [ -n "$1" ] && echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+IO_TEST=$(abs "${3:-}")
+RBD_MODULE=$(abs "${4:-}")
 W=$(mktemp -d "${TMPDIR:-/tmp}/diskimg-rbd.XXXXXX") || exit 2
 cd "$W" || exit 2
 . "$(dirname "$CLUSTER_SH")/../../../tests/cli/tap-lib.sh"
@@ -172,7 +177,8 @@ if grep -q "auth client required = cephx" "$CEPH_CONF" && [ -n "$OWN_CLUSTER" ];
     # A config without the keyring: only key-secret can authenticate.
     sed 's|^keyring = .*|keyring = /nonexistent|' "$CEPH_CONF" > nokey.conf
     key=$(ceph auth get-key client.admin)
-    expect 1 "no key, no entry" "$D" info --image-opts "driver=rbd,pool=$POOL,image=$P-img,conf=$W/nokey.conf"
+    run "$D" info --image-opts "driver=rbd,pool=$POOL,image=$P-img,conf=$W/nokey.conf"
+    one_line_err "no key, no entry" "error connecting"
     expect 0 "key-secret from --object secret (base64)" "$D" info \
         --object "secret,id=k0,data=$key,format=base64" \
         --image-opts "driver=rbd,pool=$POOL,image=$P-img,conf=$W/nokey.conf,key-secret=k0"
@@ -221,6 +227,18 @@ one_line_err "--image-opts without pool" "Parameter 'pool' is missing"
 run "$D" info --image-opts "driver=rbd,pool=$POOL,image=$P-img,no-such=1"
 if [ "$RC" = 1 ] && [ "$(wc -l < err)" = 1 ]; then ok "unknown --image-opts key refused ($(cat err))"
 else nok "unknown --image-opts key (exit $RC: $(head -c 300 err))"; fi
+
+# ---------------------------------------------------------- the ops in C
+if [ -n "$IO_TEST" ]; then
+    if RBD_TEST_PREFIX="$P" CEPH_POOL="$POOL" timeout 300 "$IO_TEST" "$RBD_MODULE" rbd \
+            > io.out 2>&1; then
+        ok "test-rbd-io: $(grep -c '^ok' io.out) GTest cases on the plugin's ops"
+    else
+        nok "test-rbd-io: $(grep -v '^ok\|^#' io.out | head -c 600)"
+    fi
+else
+    skip "test-rbd-io" "not given"
+fi
 
 # ------------------------------------------------------- create and zeroes
 expect 0 "create -f raw on rbd" "$D" create -f raw "$(R "$P-new")" 64M
