@@ -39,6 +39,7 @@ cleanup() {
     cd / && rm -rf "$W"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM   # meson's timeout: the EXIT trap still stops the cluster
 
 if [ -z "${CEPH_CONF:-}" ]; then
     start=$(date +%s.%N)
@@ -115,6 +116,9 @@ within_objects "holes were skipped on the cluster (rbd diff)" rbd.diff rbd
 within_objects "block status (map) shows only those extents as data" dimg.map map
 run "$D" compare src.qcow2 "$(R "$P-img")"
 grep_out "Images are identical" "diskimg compare local qcow2 against rbd"
+
+expect 0 "convert rbd to rbd with -m 4" "$D" convert -m 4 -f raw -O raw "$(R "$P-img")" "$(R "$P-copy")"
+expect 0 "...identical (compare of two rbd images)" "$D" compare -f raw -F raw "$(R "$P-img")" "$(R "$P-copy")"
 
 # ------------------------------------------------------------ qcow2 on rbd
 expect 0 "convert -O qcow2 onto rbd" "$D" convert -O qcow2 src.qcow2 "$(R "$P-q")"
