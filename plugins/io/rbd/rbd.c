@@ -162,15 +162,34 @@ static int connect_cluster(struct rbd_handle *h, const struct rbd_location *loc,
 
 /* ---------------------------------------------------------- open, close */
 
+/* The object size of a new image as an order (log2): -o cluster_size,
+ * checked as qemu checks it; 0 asks for the cluster's default. */
+static int object_order(const diskimg_options *o, int *order, GError **errp)
+{
+    *order = 0;
+    if (!o || !diskimg_options_has(o, "cluster_size"))
+        return 0;
+    uint64_t size = diskimg_options_get_uint(o, "cluster_size", 0);
+    if (size & (size - 1))
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "obj size needs to be power of 2");
+    if (size < 4096)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "obj size too small");
+    *order = __builtin_ctzll(size);   /* librbd refuses orders it cannot use */
+    return 0;
+}
+
 /* A new image of size 0 (the core truncates it to its size next), with
- * the cluster's default object size and features; an existing one is
- * refused as qemu's create refuses it. */
-static int create_image(struct rbd_handle *h, const struct rbd_location *loc, GError **errp)
+ * the cluster's default features; an existing one is refused as qemu's
+ * create refuses it.  `o` is the create-options set on creation. */
+static int create_image(struct rbd_handle *h, const struct rbd_location *loc,
+                        const diskimg_options *o, GError **errp)
 {
     if (loc->snap)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Can't use snapshot name for image creation");
-    int order = 0;
+    int order;
+    if (object_order(o, &order, errp) < 0)
+        return -1;
     int r = rbd_create(h->io, loc->image, 0, &order);
     if (r < 0) {
         diskimg_set_errno(errp, -r, "error rbd create");
@@ -244,7 +263,7 @@ static void *rbd_io_open(const struct diskimg_io_open_args *args, GError **errp)
     rbd_status_init(h);
     int ret = connect_cluster(h, &loc, args, errp);
     if (ret == 0 && (args->flags & DISKIMG_OPEN_CREATE))
-        ret = create_image(h, &loc, errp);
+        ret = create_image(h, &loc, args->options, errp);
     if (ret == 0)
         ret = open_image(h, &loc, args->flags, errp);
     rbd_location_clear(&loc);

@@ -98,7 +98,7 @@ static bool lookup(const struct status_map *map, uint64_t offset, uint64_t *run_
             *run_end = MIN(r->end, map->end);
             return true;
         }
-        *run_end = r->start;
+        *run_end = MIN(r->start, map->end);
         return false;
     }
     *run_end = map->end;

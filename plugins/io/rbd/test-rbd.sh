@@ -251,6 +251,18 @@ grep_out '"size": ?67108864' "rbd sees the 64 MiB image"
 expect 0 "create -f qcow2 on rbd" "$D" create -f qcow2 "$(R "$P-newq")" 1G
 run "$D" info --output=json "$(R "$P-newq")"
 grep_out '"virtual-size": 1073741824' "the new qcow2 on rbd has 1 GiB"
+# -o on an rbd: target: the rbd plugin's create-options, as qemu-img's.
+expect 0 "create -o cluster_size=1M (RBD object size)" \
+    "$D" create -f raw -o cluster_size=1M "$(R "$P-obj")" 16M
+run rbd info --format json "$POOL/$P-obj"
+grep_out '"order": ?20' "rbd info sees 1 MiB objects"
+run "$D" create -f raw "$(R "$P-help")" -o help
+grep_out "cluster_size=<size> +- RBD object size" "-o help with an rbd target lists rbd's options"
+if grep -q nocow out; then nok "...and not posix's"; else ok "...and not posix's"; fi
+refused "posix's -o nocow is no rbd option" "Invalid parameter 'nocow'" \
+    create -f raw -o nocow=on "$(R "$P-nocow")" 1M
+refused "-o cluster_size must be a power of 2" "obj size needs to be power of 2" \
+    create -f raw -o cluster_size=3000 "$(R "$P-odd")" 1M
 # convert -n over data with zeroes: write_zeroes must clear what was there.
 expect 0 "fill an image with data" "$D" convert -n -f raw -O raw other.raw "$(R "$P-img")"
 expect 0 "convert -n of a sparse image over it zeroes the rest" \
