@@ -5,8 +5,9 @@
  * Each request becomes one rbd_aio_* call with a completion whose callback
  * (run on a librbd thread) stores the result in the request and queues it
  * on the handle; reap takes from that queue, waiting for at least `min`.
- * Nothing here blocks on the cluster except reap's wait, so a caller keeps
- * as many requests in flight as it submits.
+ * Nothing here blocks on the cluster except reap's wait (and FUA writes,
+ * which librbd cannot do: they are written and flushed synchronously), so
+ * a caller keeps as many requests in flight as it submits.
  */
 #include <errno.h>
 #include <string.h>
@@ -98,6 +99,11 @@ static void submit_one(struct rbd_handle *h, struct diskimg_io_request *req)
     bool grows = req->op == DISKIMG_IO_WRITE || req->op == DISKIMG_IO_WRITE_ZEROES;
     if (req->len > SSIZE_MAX || req->offset + req->len < req->offset) {
         finish(h, req, -EINVAL);
+        return;
+    }
+    if (grows && (req->flags & DISKIMG_WRITE_FUA)) {
+        /* librbd has no FUA: write, then flush, before it completes. */
+        finish(h, req, rbd_run_request(h, req));
         return;
     }
     if (grows && rbd_grow_for(h, req->offset + req->len, NULL) < 0) {

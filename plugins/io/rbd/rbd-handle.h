@@ -45,6 +45,8 @@ int rbd_readable(struct rbd_handle *h, uint64_t offset, uint64_t len, uint64_t *
                  GError **errp);
 int rbd_grow_for(struct rbd_handle *h, uint64_t end, GError **errp);
 int rbd_zero_flags(unsigned flags);
+/* One batch request served synchronously: 0 or a negative errno. */
+int rbd_run_request(struct rbd_handle *h, struct diskimg_io_request *req);
 
 /* status.c: data or hole at an offset, from rbd_diff_iterate2. */
 void rbd_status_init(struct rbd_handle *h);

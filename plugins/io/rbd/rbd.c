@@ -499,6 +499,32 @@ static int rbd_io_truncate(void *opaque, uint64_t size, enum diskimg_prealloc pr
     return 0;
 }
 
+int rbd_run_request(struct rbd_handle *h, struct diskimg_io_request *req)
+{
+    GError *err = NULL;
+    int ret;
+    switch (req->op) {
+    case DISKIMG_IO_READ:
+        ret = rbd_io_pread(h, req->buf, req->len, req->offset, &err);
+        break;
+    case DISKIMG_IO_WRITE:
+        ret = rbd_io_pwrite(h, req->buf, req->len, req->offset, req->flags, &err);
+        break;
+    case DISKIMG_IO_FLUSH:
+        ret = rbd_io_flush(h, &err);
+        break;
+#ifdef LIBRBD_SUPPORTS_WRITE_ZEROES
+    case DISKIMG_IO_WRITE_ZEROES:
+        ret = rbd_io_write_zeroes(h, req->offset, req->len, req->flags, &err);
+        break;
+#endif
+    default:
+        return -EOPNOTSUPP;
+    }
+    g_clear_error(&err);   /* a request carries only its errno */
+    return ret < 0 ? -EIO : 0;
+}
+
 static const struct diskimg_io_ops rbd_ops = {
     .struct_size = sizeof(struct diskimg_io_ops),
     .open = rbd_io_open,

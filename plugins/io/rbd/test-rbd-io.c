@@ -151,6 +151,19 @@ static void test_batch(void)
     g_assert_cmpint(reqs[0].result, ==, 0);
     read_ok(h, back, LEN, 3 * LEN);
     assert_zero(back, LEN);
+    /* A FUA write past the end, beside a plain one. */
+    reqs[0] = (struct diskimg_io_request){ .op = DISKIMG_IO_WRITE, .buf = data, .len = LEN,
+                                           .offset = (uint64_t)N * LEN,
+                                           .flags = DISKIMG_WRITE_FUA };
+    reqs[1] = (struct diskimg_io_request){ .op = DISKIMG_IO_WRITE, .buf = data + LEN,
+                                           .len = LEN, .offset = (uint64_t)(N + 1) * LEN };
+    ptrs[1] = &reqs[1];
+    submit_ok(h, ptrs, 2);
+    g_assert_cmpuint(reap_all(h, done, 2), ==, 2);
+    g_assert_cmpint(reqs[0].result, ==, 0);
+    g_assert_cmpint(reqs[1].result, ==, 0);
+    read_ok(h, back, 2 * LEN, (uint64_t)N * LEN);
+    g_assert_true(memcmp(back, data, 2 * LEN) == 0);
     ops->close(h);
 }
 
