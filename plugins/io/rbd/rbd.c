@@ -11,10 +11,11 @@
  * Thread model: PARALLEL.  librbd's image handle is thread-safe and its
  * synchronous calls each wait for their own request only, so the copy
  * engine's worker threads keep several requests in flight on the cluster
- * at once.  The only state of ours shared between requests is the image
- * size we last saw, which writes past the end grow under `grow_lock`
- * (qemu grows an rbd image the same way, so a format may append to it).
- * The batch path (submit/reap, batch.c) runs on librbd's aio calls.
+ * at once.  Our own state shared between requests is small and guarded:
+ * the image size we last saw (atomic; writes past the end grow the image
+ * under `grow_lock`, as qemu does, so a format may append to it), the
+ * block status map (status.c, `status_lock`) and the batch queue
+ * (batch.c, `batch_lock`), whose submit/reap run on librbd's aio calls.
  */
 #include <errno.h>
 #include <string.h>
