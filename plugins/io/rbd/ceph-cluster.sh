@@ -50,7 +50,6 @@ auth service required = $auth
 auth client required = $auth
 keyring = $dir/keyring
 run dir = $dir/run
-admin socket = $dir/run/\$name.asok
 pid file = $dir/run/\$name.pid
 log file = $dir/log/\$name.log
 log to stderr = false
@@ -72,12 +71,17 @@ mon data avail crit = 0
 # 2 cores shared with the rest of the build: keep the daemons small.
 osd op num shards = 1
 osd op num threads per shard = 2
+[client]
+# Clients (rbd, diskimg...) run many at a time: no shared admin socket.
+admin socket =
 [mon]
 mon data = $dir/mon/\$name
+admin socket = $dir/run/\$name.asok
 [osd]
 osd objectstore = memstore
 memstore device bytes = ${CEPH_OSD_BYTES:-3G}
 osd data = $dir/osd/\$name
+admin socket = $dir/run/\$name.asok
 keyring = $dir/osd/\$name/keyring
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
