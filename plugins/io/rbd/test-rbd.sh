@@ -208,6 +208,12 @@ refused() { # DESC MESSAGE ARGS...
     local dm qm
     dm=$(sed 's/^diskimg: //' err)
     qm=$(grep -v '^[0-9T:.+-]* [0-9a-f]* -1 \|^$' q.err | sed 's/^qemu-img: //' | tail -1)
+    # --image-opts: qemu-img names the option string, diskimg the image
+    # (json:{...}); the messages after the names must agree.
+    if [ "${3:-}" = --image-opts ] || [ "${2:-}" = --image-opts ]; then
+        dm=$(echo "$dm" | sed "s/^Could not open .*': //")
+        qm=$(echo "$qm" | sed "s/^Could not open .*': //")
+    fi
     if [ "$dm" = "$qm" ]; then ok "$desc"; else nok "$desc: diskimg '$dm', qemu-img '$qm'"; fi
 }
 refused "no such image" "error reading header from $P-nope: No such file or directory" \
@@ -224,6 +230,11 @@ refused "no such namespace" "namespace 'nons' does not exist" info "rbd:$POOL/no
 refused "no such snapshot" "error reading header from $P-img" info "$(R "$P-img@nosnap")"
 refused "create over an existing image" "error rbd create: File exists" \
     create -f raw "$(R "$P-img")" 1M
+refused "key-secret naming no secret" "No secret with id 'nosuch'" \
+    info --image-opts "driver=rbd,pool=$POOL,image=$P-img,key-secret=nosuch"
+refused "key-secret and password-secret together" \
+    "Legacy 'password-secret' clashes with 'key-secret'" \
+    info --image-opts "driver=rbd,pool=$POOL,image=$P-img,key-secret=a,password-secret=b"
 run "$D" info --image-opts "driver=rbd,pool=$POOL"
 one_line_err "--image-opts without image" "Parameter 'image' is missing"
 run "$D" info --image-opts "driver=rbd,image=$P-img"
