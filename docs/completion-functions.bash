@@ -16,15 +16,9 @@ _diskimg_formats() {
     done
 }
 
-# _diskimg_io_backends: the installed io plugins ("io: posix uring") that
-# serve host files: those whose schema lists protocols (rbd, nbd...) are
-# reached by their names' prefix, never as --io=.
+# _diskimg_io_backends: the installed io plugins ("io: posix uring").
 _diskimg_io_backends() {
-    local tool io
-    tool=$(_diskimg_tool)
-    for io in $("$tool" schema --kind=io 2>/dev/null | sed -n 's/^io: //p'); do
-        "$tool" schema "$io" --kind=io 2>/dev/null | grep -q '"protocols"' || printf '%s\n' "$io"
-    done
+    "$(_diskimg_tool)" schema --kind=io 2>/dev/null | sed -n 's/^io: //p' | tr ' ' '\n'
 }
 
 # _diskimg_option_format CMD: the format that -o describes on this command
