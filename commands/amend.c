@@ -42,7 +42,7 @@ int cmd_amend(struct cli *c)
             cli_gerror(err);
             return 1;
         }
-        cli_print_options_help(format, "amend-options", false);
+        cli_print_options_help(format, "amend-options", NULL);
         return 0;
     }
     struct cli_open o;

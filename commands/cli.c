@@ -837,14 +837,22 @@ static bool set_has_key(const diskimg_schema *s, const char *set, const char *ke
     return keys && g_strv_contains((const char *const *)keys, key);
 }
 
-diskimg_options *cli_create_options(const char *format, const char *text,
+/* The io plugin that will create `filename`: a protocol's (rbd:...) or
+ * the default one. */
+static const diskimg_schema *target_io_schema(const char *filename)
+{
+    const char *io = diskimg_protocol_io(filename);
+    return diskimg_plugin_schema(DISKIMG_KIND_IO, io ? io : diskimg_default_io());
+}
+
+diskimg_options *cli_create_options(const char *format, const char *text, const char *filename,
                                     diskimg_options **file_options, GError **deferred,
                                     GError **errp)
 {
     if (diskimg_format_require(format, errp) < 0)
         return NULL;
     const diskimg_schema *fs = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
-    const diskimg_schema *io = diskimg_plugin_schema(DISKIMG_KIND_IO, diskimg_default_io());
+    const diskimg_schema *io = target_io_schema(filename);
     diskimg_options *o = diskimg_options_new(fs, "create-options");
     if (file_options)
         *file_options = io ? diskimg_options_new(io, "create-options") : NULL;
@@ -893,12 +901,12 @@ int cli_require_creatable(const char *format, GError **errp)
     return -1;
 }
 
-void cli_print_options_help(const char *format, const char *set, bool with_file)
+void cli_print_options_help(const char *format, const char *set, const char *filename)
 {
     const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_FORMAT, format);
-    const diskimg_schema *io = diskimg_plugin_schema(DISKIMG_KIND_IO, diskimg_default_io());
+    const diskimg_schema *io = target_io_schema(filename);
     g_autofree char *help = diskimg_schema_options_help(s, set);
-    if (!with_file || !io || !g_str_equal(set, "create-options")) {
+    if (!filename || !io || !g_str_equal(set, "create-options")) {
         fputs(help, stdout);
         if (g_str_equal(set, "create-options"))
             printf("\nThe protocol level may support further options.\n"

@@ -114,17 +114,19 @@ int cli_print_typed(const char *type, JsonObject *obj);
 /* Validated create-options of a format from -o text (NULL = none).  With
  * `file_options` non-NULL, options the format lacks but the I/O backend
  * creates files with (nocow, extent_size_hint) go there, as qemu-img passes
- * them to its protocol layer.  With `deferred` non-NULL, values the schema
+ * them to its protocol layer; the backend is the one serving `filename`'s
+ * protocol (rbd:...: the rbd plugin's create-options), else the default
+ * (`filename` may be NULL).  With `deferred` non-NULL, values the schema
  * refuses (DISKIMG_ERROR_VALUE_REFUSED: qemu's drivers find those, after
  * its option parser) do not stop parsing: the first such error is left in
  * *deferred and the options are returned without that value. */
-diskimg_options *cli_create_options(const char *format, const char *text,
+diskimg_options *cli_create_options(const char *format, const char *text, const char *filename,
                                     diskimg_options **file_options, GError **deferred,
                                     GError **errp);
-/* Handles "-o help": prints the help of FORMAT's option set; with
- * `with_file` (a file name was given) the I/O backend's create options are
- * merged in, as qemu-img does. */
-void cli_print_options_help(const char *format, const char *set, bool with_file);
+/* Handles "-o help": prints the help of FORMAT's option set; with a
+ * `filename` (NULL: none was given) the create options of the I/O backend
+ * that would create it are merged in, as qemu-img does. */
+void cli_print_options_help(const char *format, const char *set, const char *filename);
 /* qemu-img's "Format driver 'X' does not support image creation" for a
  * format without create (or a read-only one), checked before -o help and
  * the size, as qemu-img does: 0 when the format can create images. */

@@ -145,7 +145,8 @@ static diskimg_options *target_options(struct cli *c, struct convert_job *j,
                                        diskimg_options **file_opts, GError **errp)
 {
     g_autofree char *text = cli_joined(c, "options");
-    diskimg_options *o = cli_create_options(j->out_format, text, file_opts, &j->refused, errp);
+    diskimg_options *o = cli_create_options(j->out_format, text, j->target, file_opts, &j->refused,
+                                            errp);
     if (!o)
         return NULL;
     const char *backing = cli_get(c, "backing");
@@ -360,7 +361,8 @@ int cmd_convert(struct cli *c)
     }
     g_autofree char *text = cli_joined(c, "options");
     if (text && diskimg_options_text_wants_help(text)) {
-        cli_print_options_help(j.out_format, "create-options", c->nargs > 0);
+        cli_print_options_help(j.out_format, "create-options",
+                               c->nargs > 0 ? c->args[c->nargs - 1] : NULL);
         return 0;
     }
     if (c->nargs < 2) {

@@ -99,7 +99,7 @@ int cmd_create(struct cli *c)
             cli_gerror(err);    /* without the file name, as qemu-img */
             return 1;
         }
-        cli_print_options_help(format, "create-options", c->nargs > 0);
+        cli_print_options_help(format, "create-options", c->nargs > 0 ? c->args[0] : NULL);
         return 0;
     }
     uint64_t size = 0;
@@ -114,7 +114,7 @@ int cmd_create(struct cli *c)
     diskimg_options *file_opts = NULL;
     g_autofree char *size_text = NULL;
     GError *refused = NULL;   /* reported after the Formatting line, as qemu-img */
-    diskimg_options *o = cli_create_options(format, text, &file_opts, &refused, &err);
+    diskimg_options *o = cli_create_options(format, text, filename, &file_opts, &refused, &err);
     if (!o || add_backing_options(format, o, backing, backing_fmt, &err) < 0)
         goto fail;
     if (have_size && diskimg_options_has(o, "size")) {

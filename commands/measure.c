@@ -40,7 +40,7 @@ int cmd_measure(struct cli *c)
             cli_gerror(err);
             return 1;
         }
-        cli_print_options_help(format, "create-options", false);
+        cli_print_options_help(format, "create-options", NULL);
         return 0;
     }
     if (size_text && c->nargs > 0) {
@@ -60,7 +60,7 @@ int cmd_measure(struct cli *c)
         cli_gerror(err);
         return 1;
     }
-    diskimg_options *o = cli_create_options(format, text, NULL, NULL, &err);
+    diskimg_options *o = cli_create_options(format, text, NULL, NULL, NULL, &err);
     diskimg_node *src = NULL;
     int ret = 1;
     if (!o)

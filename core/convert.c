@@ -489,6 +489,28 @@ static gpointer worker_main(gpointer data)
 
 /* --------------------------------------------------------------- producer */
 
+/* Whether requests to n wait on the network: the io plugin under it
+ * serves a protocol (rbd:, nbd://...) rather than host files. */
+static bool node_is_remote(const diskimg_node *n)
+{
+    while (n && !n->is_file)
+        n = n->file;
+    if (!n || !n->plugin->schema)
+        return false;
+    g_auto(GStrv) protocols = diskimg_schema_protocols(n->plugin->schema);
+    return protocols && protocols[0];
+}
+
+static bool copy_is_remote(const struct diskimg_copy_params *p)
+{
+    if (node_is_remote(p->target))
+        return true;
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (node_is_remote(p->sources[i]))
+            return true;
+    return false;
+}
+
 /* Hands an item to the workers, waiting while too many are in flight. */
 static bool push_item(struct pipeline *pl, struct item *it)
 {
@@ -848,10 +870,11 @@ int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
      * 2 CPUs copy a 2 GiB raw image ~25 % slower than 2), so they are
      * capped by the CPUs; compressing workers keep one thread per request,
      * because a worker waiting for its turn to write leaves its CPU to the
-     * others. */
+     * others, and so do copies from or to remote storage, whose workers
+     * wait on the network. */
     unsigned requests = CLAMP(p->parallel ? p->parallel : 8, 1, MAX_WORKERS);
     unsigned cpus = (unsigned)MAX(g_get_num_processors(), 2);
-    pl.workers = p->compress ? requests : MIN(requests, cpus);
+    pl.workers = (p->compress || copy_is_remote(p)) ? requests : MIN(requests, cpus);
     pl.max_items = requests * 2;
     g_mutex_init(&pl.lock);
     g_cond_init(&pl.cond);

@@ -529,7 +529,10 @@ static JsonObject *flags_json(const diskimg_schema *s)
         const char *key = l->data;
         if (g_strv_contains(identity_keys, key) || g_strv_contains(structure_keys, key))
             continue;
-        const char *value = json_object_get_string_member(top, key);
+        JsonNode *node = json_object_get_member(top, key);
+        if (!JSON_NODE_HOLDS_VALUE(node))
+            continue;   /* a list or mapping is structure, never a flag */
+        const char *value = json_node_get_string(node);
         if (!strcmp(value, "true") || !strcmp(value, "false"))
             json_object_set_boolean_member(flags, key, value[0] == 't');
         else

@@ -38,6 +38,15 @@ bool diskimg_name_has_protocol(const char *name)
     return name[prefix] == ':';
 }
 
+const char *diskimg_protocol_io(const char *name)
+{
+    if (!name || !diskimg_name_has_protocol(name) || diskimg_init(NULL) < 0)
+        return NULL;
+    g_autofree char *scheme = g_ascii_strdown(name, (gssize)strcspn(name, ":"));
+    struct loaded_plugin *lp = registry_io_for_protocol(scheme);
+    return lp ? lp->desc->name : NULL;
+}
+
 static const char *role_text(enum diskimg_child_role role)
 {
     switch (role) {

@@ -89,6 +89,7 @@ t "diskimg-devel: headers, .pc files, embed-schema, guide, example" has diskimg-
     '*/examples/format-example/example.c'
 t "diskimg-io-uring: the uring plugin" has diskimg-io-uring "$PLUGINDIR/io/uring.so"
 t "diskimg-io-nbd: the nbd plugin" has diskimg-io-nbd "$PLUGINDIR/io/nbd.so"
+t "diskimg-io-rbd: the rbd plugin" has diskimg-io-rbd "$PLUGINDIR/io/rbd.so"
 t "diskimg-crypto-nettle: the nettle plugin" has diskimg-crypto-nettle "$PLUGINDIR/crypto/nettle.so"
 for dir in "$SRC"/plugins/format/*/; do
     name=$(basename "$dir")

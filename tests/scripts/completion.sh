@@ -51,9 +51,11 @@ COMMANDS=$("$DISKIMG" schema commands --output=json |
 expect "$COMMANDS" ''
 expect "create" cre
 expect "-h --help -V --version --io= --list-formats" -
-# every installed io plugin, the remote ones (nbd, built with libnbd) too
+# every installed io plugin, the remote ones (nbd, rbd: built with libnbd,
+# librbd) too
 IO_BACKENDS="posix uring"
 [ -e "$(dirname "$DISKIMG")/../plugins/io/nbd/nbd.so" ] && IO_BACKENDS="nbd $IO_BACKENDS"
+[ -e "$(dirname "$DISKIMG")/../plugins/io/rbd/rbd.so" ] && IO_BACKENDS="${IO_BACKENDS/posix/posix rbd}"
 expect "$IO_BACKENDS" --io = ''
 expect "$IO_BACKENDS" --io =
 expect "cluster_size=" create -f qcow2 -o clu

@@ -364,6 +364,11 @@ DISKIMG_API char *diskimg_resolve_relative(const char *image_filename, const cha
 /* True when qemu would take `name` for a protocol or json: pseudo-filename
  * rather than a file: it has a ':' before its first '/'. */
 DISKIMG_API bool diskimg_name_has_protocol(const char *name);
+/* The io plugin that serves `name`'s protocol prefix (its schema lists the
+ * scheme under `protocols:`: "rbd" for rbd:pool/image), or NULL for a plain
+ * file name, a json: name or a scheme no installed plugin serves.  For
+ * choosing the option sets a command applies to such a target (-o). */
+DISKIMG_API const char *diskimg_protocol_io(const char *name);
 /* The path to open for `name`, recorded in the metadata of `parent` in the
  * given role: relative names are joined to the parent's directory.  Empty
  * names, names longer than 4095 bytes and protocol/json: names fail with a
