@@ -4,6 +4,8 @@
 # python3-jsonschema checks the introspection documents; libbz2-dev builds
 # dmg's bzip2 chunks; the libyal readers, cloop-utils, dmg2img and
 # cryptsetup-bin are the independent tools the format tests compare with.
+# libcurl4-openssl-dev builds io/http; its remote suite serves images with
+# nginx-light and compares with qemu-img's curl driver (qemu-block-extra).
 # The last line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 set -e
@@ -11,6 +13,7 @@ PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
+      libcurl4-openssl-dev nginx-light qemu-block-extra
       dpkg-dev debhelper lintian mmdebstrap rpm man-db"
 missing=""
 for p in $PKGS; do
