@@ -515,7 +515,7 @@ static JsonArray *members_json(GPtrArray *members)
 static const char *const identity_keys[] = { "plugin", "kind", "summary", NULL };
 static const char *const structure_keys[] = {
     "create-options", "open-options", "amend-options", "info", "types", "commands", "formats",
-    NULL,
+    "protocols", NULL,
 };
 
 /* Top-level plain values other than plugin/kind/summary; YAML booleans
@@ -571,9 +571,10 @@ JsonNode *diskimg_schema_to_json(const diskimg_schema *s)
     }
     json_object_set_object_member(o, "types", types);
 
-    /* Generic parts stay as the document wrote them. */
+    /* Generic parts stay as the document wrote them (an io plugin's
+     * protocols: a list of schemes; magic.yaml's: install hints). */
     JsonObject *top = json_node_get_object(diskimg_schema_tree(s));
-    static const char *const generic_keys[] = { "commands", "formats" };
+    static const char *const generic_keys[] = { "commands", "formats", "protocols" };
     for (size_t i = 0; i < G_N_ELEMENTS(generic_keys); i++) {
         JsonNode *part = json_object_get_member(top, generic_keys[i]);
         if (part)
