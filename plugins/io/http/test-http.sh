@@ -42,7 +42,7 @@ trap cleanup EXIT
 # nginx workers run as nobody when started by root: they must read www/.
 chmod 755 "$T"
 cd "$T" || exit 1
-mkdir www www/private www/noranges www/cookie tmp
+mkdir www www/private www/noranges www/cookie www/nohead tmp
 
 n=0 failed=0
 ok()  { n=$((n+1)); echo "ok $n - $1"; }
@@ -102,6 +102,8 @@ head -c $((3 * 1048576 + 123)) /dev/urandom > www/odd.raw
 cp www/img.qcow2 www/private/img.qcow2
 cp www/img.qcow2 www/cookie/img.qcow2
 ln www/img.raw www/noranges/img.raw
+cp www/img.qcow2 www/nohead/img.qcow2
+: > www/nohead/empty.raw
 qemu-img convert -O raw www/img.qcow2 ref.raw
 IMG_SIZE=$(stat -c %s www/img.raw)
 
@@ -143,6 +145,9 @@ http {
             if (\$cookie_token != "letmein") { return 403; }
         }
         location /noranges/ { max_ranges 0; }
+        location /nohead/ {
+            if (\$request_method = HEAD) { return 405; }
+        }
     }
     server {
         listen 127.0.0.1:$SPORT ssl;
@@ -235,6 +240,25 @@ expect_ok "convert of a file whose size is no multiple of 512" "$D" convert -O r
 "$D" convert -O raw www/odd.raw ref-odd.raw
 same_file out.raw ref-odd.raw "it matches the local convert"
 rm -f out.raw ref-odd.raw
+
+expect_ok "compare of the qcow2 over http with the local raw" "$D" compare "$URL/img.qcow2" www/img.raw
+expect_ok "check of the qcow2 over http" "$D" check "$URL/img.qcow2"
+
+# A server refusing HEAD: the size comes from a ranged GET.
+log_reset
+expect_ok "HEAD refused with 405: info from a ranged GET" "$D" info --output=json "$URL/nohead/img.qcow2"
+if python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["virtual-size"] != 1 << 30)' out &&
+   grep -q '^206 "bytes=0-0" 1 GET /nohead/img.qcow2' access.log; then
+    ok "the size came from Content-Range"
+else
+    nok "no size from a ranged GET: $(head -c 300 out) $(head -c 300 access.log)"
+fi
+expect_ok "convert of it" "$D" convert -O raw "$URL/nohead/img.qcow2" out.raw
+same_file out.raw ref.raw "it matches"
+rm -f out.raw
+expect_ok "an empty file behind it (nginx: 200 and no body to the ranged GET)" "$D" info --output=json "$URL/nohead/empty.raw"
+grep_size=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["virtual-size"])' out 2>/dev/null)
+if [ "$grep_size" = 0 ]; then ok "its size is 0"; else nok "its size is '$grep_size'"; fi
 
 # -------------------------------------------------------------- https
 expect_err "https with a self-signed certificate is refused (sslverify=on)" \

@@ -358,8 +358,22 @@ static bool probe_head(CURL *c, struct http_resource *res, CURLcode *r, char *er
     return true;
 }
 
+/* An empty resource: servers answer the range 0-0 of it with 416 and
+ * "bytes (star)/0", or (nginx) with 200 and an empty body. */
+static bool is_empty_answer(CURL *c, const struct sink *s, CURLcode r)
+{
+    curl_off_t length = -1;
+
+    if (r == CURLE_HTTP_RETURNED_ERROR)
+        return s->resp.status == 416 && s->resp.has_range && s->resp.unsatisfied &&
+               s->resp.total == 0;
+    return r == CURLE_OK && s->resp.status == 200 && s->got == 0 &&
+           curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
+           length == 0;
+}
+
 /* A GET of the first byte: the size from Content-Range, and the proof that
- * ranges are served.  An empty resource answers 416 with "bytes * /0". */
+ * ranges are served. */
 static int probe_first_byte(CURL *c, struct http_resource *res, GError **errp)
 {
     char errbuf[CURL_ERROR_SIZE];
@@ -373,8 +387,7 @@ static int probe_first_byte(CURL *c, struct http_resource *res, GError **errp)
     if (s.whole_body)
         return open_error(errp, "Server does not support 'range' (byte ranges): "
                           "it answered a ranged GET with the whole file");
-    if (r == CURLE_HTTP_RETURNED_ERROR && s.resp.status == 416 && s.resp.has_range &&
-        s.resp.unsatisfied && s.resp.total == 0) {
+    if (is_empty_answer(c, &s, r)) {
         res->size = 0;
         return 0;
     }
