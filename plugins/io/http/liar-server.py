@@ -12,6 +12,7 @@ misbehaves by the first element of its path:
   /short/...    206, the right Content-Range, half the bytes
   /long/...     206, the right Content-Range, 4096 bytes more than asked
   /resized/...  206 with a Content-Range total other than the file size
+  /garbled/...  206 with a Content-Range whose first byte overflows 64 bits
 test-http.sh checks that the http plugin refuses each of them.
 """
 import http.server
@@ -61,8 +62,11 @@ class Liar(http.server.BaseHTTPRequestHandler):
             first, last = first + 512, last + 512
         if mode == "short":
             body = body[: len(body) // 2]
+        content_range = f"bytes {first}-{last}/{total}"
+        if mode == "garbled":
+            content_range = f"bytes {first + 2**64}-{last}/{total}"
         self.send_response(206)
-        self.send_header("Content-Range", f"bytes {first}-{last}/{total}")
+        self.send_header("Content-Range", content_range)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

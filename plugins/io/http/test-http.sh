@@ -260,6 +260,11 @@ expect_ok "an empty file behind it (nginx: 200 and no body to the ranged GET)" "
 grep_size=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["virtual-size"])' out 2>/dev/null)
 if [ "$grep_size" = 0 ]; then ok "its size is 0"; else nok "its size is '$grep_size'"; fi
 
+expect_ok "convert -m 4 -W -O qcow2 of the raw over http" "$D" convert -m 4 -W -O qcow2 \
+    "$URL/img.raw" out.qcow2
+expect_ok "it compares identical to the local raw" "$D" compare out.qcow2 www/img.raw
+rm -f out.qcow2
+
 # -------------------------------------------------------------- https
 expect_err "https with a self-signed certificate is refused (sslverify=on)" \
     "SSL certificate problem" "$D" info "$SURL/img.qcow2"
@@ -330,6 +335,22 @@ expect_err "a body longer than asked for is refused" \
     "$D" info "$LURL/long/img.raw"
 expect_err "a file that changed size is refused" "the file changed size on the server" \
     "$D" info "$LURL/resized/img.raw"
+expect_err "a Content-Range beyond 64 bits is refused" \
+    "the server answered the range 0-262143 with another Content-Range" \
+    "$D" info "$LURL/garbled/img.raw"
+
+# A server that takes the connection and never answers: timeout= ends it.
+SILENT=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(600)' \
+    "$SILENT" &
+PIDS+=($!)
+wait_port "$SILENT"
+start=$(date +%s%N)
+expect_err "a silent server times out (timeout=1)" "Operation timed out" "$D" info --image-opts \
+    "driver=raw,file.driver=http,file.url=http://127.0.0.1:$SILENT/img.raw,file.timeout=1"
+waited=$((($(date +%s%N) - start) / 1000000))
+if [ "$waited" -lt 5000 ]; then ok "after ${waited} ms"; else nok "only after $waited ms"; fi
 
 # ----------------------------------------------------------- plain errors
 expect_err "404" "CURL: Error opening file: The requested URL returned error: 404" \
