@@ -331,7 +331,8 @@ static const struct diskimg_plugin http_plugin = {
     .version = PLUGIN_VERSION,
     .summary = "Read-only images over HTTP and HTTPS (libcurl)",
     .schema = http_schema_yaml,
-    .capabilities = 0,
+    /* For an io plugin: cannot create images (diskimg_protocol_check_create). */
+    .capabilities = DISKIMG_CAP_READ_ONLY,
     .ops = &http_ops,
 };
 

@@ -367,8 +367,9 @@ expect_err "timeout is bounded" "timeout parameter is too large or negative" \
 # ------------------------------------------------------- writes refused
 same_message_as_qemu "create is refused as qemu-img refuses it" create -f raw "$URL/new.raw" 1M
 same_message_as_qemu "opening read-write is refused as by qemu-img" resize "$URL/img.raw" 2G
-expect_err "convert onto http is refused" "Protocol driver 'http' does not support image creation" \
-    "$D" convert -O raw www/odd.raw "$URL/new.raw"
+same_message_as_qemu "convert onto http is refused as by qemu-img" convert -O raw www/odd.raw "$URL/new.raw"
+run "$D" create -f qcow2 "$URL/new.qcow2" 1M
+if [ "$RC" = 1 ] && [ ! -s out ]; then ok "create prints no Formatting line first"; else nok "create: exit $RC, stdout '$(head -c 200 out)'"; fi
 
 echo "1..$n"
 [ "$failed" = 0 ]
