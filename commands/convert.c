@@ -203,6 +203,9 @@ static diskimg_options *key_secret_options(const char *format, const diskimg_opt
 
 static int create_target(struct cli *c, struct convert_job *j, GError **errp)
 {
+    /* Before the target's options, and without its name, as qemu-img. */
+    if (diskimg_protocol_check_create(j->target, errp) < 0)
+        return -1;
     diskimg_options *file_opts = NULL;
     diskimg_options *o = target_options(c, j, &file_opts, errp);
     if (!o)

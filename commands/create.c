@@ -106,8 +106,10 @@ int cmd_create(struct cli *c)
     bool have_size = c->nargs > 1;
     if (have_size && cli_parse_size(c->args[1], &size, NULL))
         return 1;
-    /* qemu-img checks the size argument before the format's abilities. */
-    if (cli_require_creatable(format, &err) < 0) {
+    /* qemu-img checks the size argument before the format's abilities,
+     * and those before the protocol's. */
+    if (cli_require_creatable(format, &err) < 0 ||
+        diskimg_protocol_check_create(filename, &err) < 0) {
         print_create_error(filename, err);
         return 1;
     }

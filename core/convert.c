@@ -770,6 +770,28 @@ static void stop_workers(struct pipeline *pl, struct worker *w)
     g_queue_clear_full(&pl->queue, g_free);
 }
 
+/* Does any layer of n's chain keep its bytes behind a network protocol (its
+ * file node served by an io plugin with `protocols:`, nbd or http)? */
+static bool chain_is_remote(const diskimg_node *n)
+{
+    for (; n; n = n->backing) {
+        const diskimg_node *f = n->is_file ? n : n->file;
+        g_auto(GStrv) schemes = f && f->plugin->schema
+                                    ? diskimg_schema_protocols(f->plugin->schema) : NULL;
+        if (schemes && schemes[0])
+            return true;
+    }
+    return false;
+}
+
+static bool copy_is_remote(const struct diskimg_copy_params *p)
+{
+    for (size_t i = 0; i < p->n_sources; i++)
+        if (chain_is_remote(p->sources[i]))
+            return true;
+    return chain_is_remote(p->target);
+}
+
 static bool in_backing_chain(diskimg_node *top, const diskimg_node *n)
 {
     for (diskimg_node *b = diskimg_node_backing(top); b; b = diskimg_node_backing(b))

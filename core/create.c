@@ -28,6 +28,19 @@ static void remove_file(const char *io, const char *filename)
         unlink(filename);
 }
 
+int diskimg_protocol_check_create(const char *filename, GError **errp)
+{
+    if (!filename || !diskimg_name_has_protocol(filename) || diskimg_init(errp) < 0)
+        return filename ? 0 : -1;
+    g_autofree char *scheme = g_ascii_strdown(filename, (gssize)strcspn(filename, ":"));
+    struct loaded_plugin *lp = registry_io_for_protocol(scheme);
+    if (!lp || !(lp->desc->capabilities & DISKIMG_CAP_READ_ONLY))
+        return 0;
+    g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_PERMISSION,
+                "Protocol driver '%s' does not support image creation", scheme);
+    return -1;
+}
+
 int diskimg_create(const char *filename, const struct diskimg_create_params *params,
                    GError **errp)
 {
@@ -38,7 +51,7 @@ int diskimg_create(const char *filename, const struct diskimg_create_params *par
     struct diskimg_create_params full;
     abi_copy_in(&full, sizeof(full), params, params->struct_size);
     const struct diskimg_create_params *p = &full;
-    if (check_can_create(p->format, errp) < 0)
+    if (check_can_create(p->format, errp) < 0 || diskimg_protocol_check_create(filename, errp) < 0)
         return -1;
     struct loaded_plugin *lp = registry_find(DISKIMG_KIND_FORMAT, p->format);
     const char *path, *protocol_io;

@@ -83,6 +83,8 @@ void abi_copy_out(void *theirs, const void *full, size_t full_size);
 
 /* registry.c */
 int registry_init(GError **errp);
+/* The plugin of that kind and name; io plugins are also found by any URI
+ * scheme their schema lists under `protocols:` (qemu's "https" driver). */
 struct loaded_plugin *registry_find(enum diskimg_plugin_kind kind, const char *name);
 /* All loaded plugins of a kind, sorted by name; array owned by the registry. */
 GPtrArray *registry_list(enum diskimg_plugin_kind kind);

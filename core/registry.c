@@ -594,6 +594,11 @@ struct loaded_plugin *registry_find(enum diskimg_plugin_kind kind, const char *n
     if (!lp)
         lp = load_by_name(kind, name);
     g_mutex_unlock(&registry.lock);
+    /* qemu names protocol drivers after their schemes (its curl driver is
+     * "http" and "https"), so an io plugin also answers to each scheme of
+     * its `protocols:` list: --image-opts file.driver=https. */
+    if (!lp && kind == DISKIMG_KIND_IO)
+        lp = registry_io_for_protocol(name);
     return lp;
 }
 

@@ -574,7 +574,8 @@ JsonNode *diskimg_schema_to_json(const diskimg_schema *s)
     }
     json_object_set_object_member(o, "types", types);
 
-    /* Generic parts stay as the document wrote them. */
+    /* Generic parts stay as the document wrote them (an io plugin's
+     * protocols: a list of schemes; magic.yaml's: install hints). */
     JsonObject *top = json_node_get_object(diskimg_schema_tree(s));
     /* protocols: an io plugin's URI schemes; magic.yaml's install hints */
     static const char *const generic_keys[] = { "commands", "formats", "protocols" };

@@ -16,9 +16,16 @@ _diskimg_formats() {
     done
 }
 
-# _diskimg_io_backends: the installed io plugins ("io: posix uring").
+# _diskimg_io_backends: the installed io plugins ("io: posix uring") that
+# serve local files.  Plugins with a `protocols:` list (http, nbd...) are
+# reached by the scheme of the name, not with --io, so they are left out.
 _diskimg_io_backends() {
-    "$(_diskimg_tool)" schema --kind=io 2>/dev/null | sed -n 's/^io: //p' | tr ' ' '\n'
+    local tool name
+    tool=$(_diskimg_tool)
+    for name in $("$tool" schema --kind=io 2>/dev/null | sed -n 's/^io: //p'); do
+        "$tool" schema --kind=io --output=json "$name" 2>/dev/null |
+            grep -q '"protocols"' || printf '%s\n' "$name"
+    done
 }
 
 # _diskimg_option_format CMD: the format that -o describes on this command

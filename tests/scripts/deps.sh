@@ -7,6 +7,8 @@
 # libnbd-dev builds the nbd io plugin; nbdkit, libnbd-bin (nbdcopy) and
 # gnutls-bin (certtool, psktool for the TLS cases) are what its remote
 # suite (plugins/io/nbd/test-nbd.sh) runs against, with qemu-nbd.
+# libcurl4-openssl-dev builds io/http; its remote suite serves images with
+# nginx-light and compares with qemu-img's curl driver (qemu-block-extra).
 # The dpkg-dev line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 # The rbd line: librbd builds io/rbd; ceph-mon, ceph-osd and ceph-common
@@ -17,6 +19,7 @@ PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd libnbd-dev nbdkit libnbd-bin gnutls-bin pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
+      libcurl4-openssl-dev nginx-light
       dpkg-dev debhelper lintian mmdebstrap rpm man-db strace
       librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra"
 missing=""

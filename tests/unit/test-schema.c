@@ -230,6 +230,15 @@ static void test_protocols(void)
     g_auto(GStrv) list = diskimg_schema_protocols(s);
     g_assert_cmpuint(g_strv_length(list), ==, 3);
     g_assert_cmpstr(list[2], ==, "nbd+unix");
+    /* Introspection lists them as an array, not as a flag. */
+    JsonNode *doc = diskimg_schema_to_json(s);
+    JsonObject *o = json_node_get_object(doc);
+    JsonArray *schemes = json_object_get_array_member(o, "protocols");
+    g_assert_cmpuint(json_array_get_length(schemes), ==, 3);
+    g_assert_cmpstr(json_array_get_string_element(schemes, 1), ==, "nbds");
+    g_assert_false(json_object_has_member(json_object_get_object_member(o, "flags"),
+                                          "protocols"));
+    json_node_unref(doc);
     diskimg_schema_free(s);
     s = diskimg_schema_parse("plugin: posix\nkind: io\n", "posix.yaml", &err);
     g_auto(GStrv) none = diskimg_schema_protocols(s);

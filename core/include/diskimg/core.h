@@ -76,6 +76,13 @@ struct diskimg_create_params {
 };
 DISKIMG_API int diskimg_create(const char *filename, const struct diskimg_create_params *p,
                                GError **errp);
+/* Whether images can be created under `filename` as far as its protocol is
+ * concerned: 0 for local names and for protocols whose io plugin can create
+ * them; -1 with qemu's "Protocol driver 'SCHEME' does not support image
+ * creation" when the plugin serving the name's scheme declares
+ * DISKIMG_CAP_READ_ONLY (http).  diskimg_create checks it first; commands
+ * ask earlier, where qemu-img does (before "Formatting ..."). */
+DISKIMG_API int diskimg_protocol_check_create(const char *filename, GError **errp);
 
 /* ImageInfo of one node (no backing chain), members in qemu's order:
  * virtual-size, filename, format, actual-size, cluster-size, encrypted,

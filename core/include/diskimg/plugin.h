@@ -56,7 +56,10 @@ enum diskimg_thread_model {
 /* Capability flags of a format plugin (the descriptor's `capabilities`) and,
  * refined per image by the image_capabilities callback, of an open image. */
 enum {
-    DISKIMG_CAP_READ_ONLY   = 1u << 0, /* cannot create or write images */
+    /* cannot create or write images; for an io plugin serving protocols:
+     * names with its schemes cannot be created (Protocol driver 'http'
+     * does not support image creation) */
+    DISKIMG_CAP_READ_ONLY   = 1u << 0,
     DISKIMG_CAP_BACKING     = 1u << 1, /* images may have a backing file */
     DISKIMG_CAP_ZERO_INIT   = 1u << 2, /* a newly created image reads as zeroes */
     DISKIMG_CAP_PREALLOC_ZERO = 1u << 3, /* ...also when preallocated */
