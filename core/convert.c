@@ -489,28 +489,6 @@ static gpointer worker_main(gpointer data)
 
 /* --------------------------------------------------------------- producer */
 
-/* Whether requests to n wait on the network: the io plugin under it
- * serves a protocol (rbd:, nbd://...) rather than host files. */
-static bool node_is_remote(const diskimg_node *n)
-{
-    while (n && !n->is_file)
-        n = n->file;
-    if (!n || !n->plugin->schema)
-        return false;
-    g_auto(GStrv) protocols = diskimg_schema_protocols(n->plugin->schema);
-    return protocols && protocols[0];
-}
-
-static bool copy_is_remote(const struct diskimg_copy_params *p)
-{
-    if (node_is_remote(p->target))
-        return true;
-    for (size_t i = 0; i < p->n_sources; i++)
-        if (node_is_remote(p->sources[i]))
-            return true;
-    return false;
-}
-
 /* Hands an item to the workers, waiting while too many are in flight. */
 static bool push_item(struct pipeline *pl, struct item *it)
 {
