@@ -47,6 +47,9 @@ struct diskimg_node {
     char *filename;
     unsigned flags;                 /* DISKIMG_OPEN_* it was opened with */
     enum diskimg_cache cache;
+    /* File nodes being created: flushes are only noted, and done once when
+     * the create ends (flush_barriers_resume), see core/create.c. */
+    bool flushes_deferred, flush_pending;
     diskimg_node *file;             /* owned */
     diskimg_node *backing;          /* owned */
     uint64_t caps;                  /* DISKIMG_CAP_* of this image (format nodes) */
@@ -165,6 +168,8 @@ int trust_check_probe(diskimg_node *file, const char *filename, GError **errp);
  * naming the package that would serve it when schema/magic.yaml knows one. */
 int trust_user_filename(const char *filename, const char **path, const char **io,
                         GError **errp);
+/* node.c: defer the flushes of file node n (on), or do the one they owe (off). */
+int node_defer_flushes(diskimg_node *n, bool on, GError **errp);
 diskimg_node *open_file_node(const char *filename, const char *io, unsigned flags,
                              enum diskimg_cache cache, const diskimg_options *options,
                              GError **errp);

@@ -315,8 +315,21 @@ int diskimg_node_discard(diskimg_node *n, uint64_t offset, uint64_t len, GError 
     return LOCKED_CALL(n, FMT(n)->discard(n->handle, offset, len, errp));
 }
 
+int node_defer_flushes(diskimg_node *n, bool on, GError **errp)
+{
+    n->flushes_deferred = on;
+    if (on || !n->flush_pending)
+        return 0;
+    n->flush_pending = false;
+    return diskimg_node_flush(n, errp);
+}
+
 int diskimg_node_flush(diskimg_node *n, GError **errp)
 {
+    if (n->is_file && n->flushes_deferred) {
+        n->flush_pending = true;
+        return 0;
+    }
     int (*op)(void *, GError **) = n->is_file ? IO(n)->flush : FMT(n)->flush;
     if (op && LOCKED_CALL(n, op(n->handle, errp)) < 0)
         return -1;
