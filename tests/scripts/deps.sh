@@ -4,6 +4,9 @@
 # python3-jsonschema checks the introspection documents; libbz2-dev builds
 # dmg's bzip2 chunks; the libyal readers, cloop-utils, dmg2img and
 # cryptsetup-bin are the independent tools the format tests compare with.
+# libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes for the
+# -Dfuzzing=true build; strace and python3-yaml make its seed corpora
+# (tests/fuzz/harness/make-seeds.sh, docs/fuzzing.md).
 # The last line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 set -e
@@ -11,6 +14,7 @@ PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
+      libclang-rt-14-dev strace python3-yaml
       dpkg-dev debhelper lintian mmdebstrap rpm man-db"
 missing=""
 for p in $PKGS; do

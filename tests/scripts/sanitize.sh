@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the tree again with AddressSanitizer + UndefinedBehaviorSanitizer
-# and runs the unit, cli and sdk suites there (the interop suite is run by
-# the normal build; under ASan it would only repeat it ten times slower).
+# and runs the unit, cli and fuzz (regression replay) suites there (the
+# interop suite is run by the normal build; under ASan it would only repeat
+# it ten times slower).
 set -e
 src=$1; dir=$2
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
@@ -11,4 +12,4 @@ if [ ! -f "$dir/build.ninja" ]; then
         -Dsanitize_suite=false -Dinterop=disabled -Dbuildtype=debug >/dev/null
 fi
 ninja -C "$dir" > "$dir/ninja.log" 2>&1 || { tail -n 40 "$dir/ninja.log"; exit 1; }
-meson test -C "$dir" --print-errorlogs --no-rebuild --suite unit --suite cli
+meson test -C "$dir" --print-errorlogs --no-rebuild --suite unit --suite cli --suite fuzz
