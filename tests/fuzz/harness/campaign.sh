@@ -22,9 +22,10 @@ for t in "$@"; do
     exe=$build/tests/fuzz/harness/fuzz-$t
     [ -x "$exe" ] || { echo "campaign: no $exe" >&2; continue; }
     mkdir -p "$work/corpus/$t" "$work/artifacts/$t" "$work/logs" "$seeds/$t"
-    # the largest seed sets the input length, within 1 MiB (longer seeds are cut)
+    # the largest seed sets the input length, within 4 MiB (vhdx's smallest
+    # images are about 3 MiB; longer seeds are cut)
     maxlen=$(find "$seeds/$t" -type f -printf '%s\n' | sort -n | tail -1)
-    maxlen=$(( ${maxlen:-0} < 4096 ? 4096 : (maxlen > 1048576 ? 1048576 : maxlen) ))
+    maxlen=$(( ${maxlen:-0} < 4096 ? 4096 : (maxlen > 4194304 ? 4194304 : maxlen) ))
     start=$(date +%s)
     (cd "$work/artifacts/$t" && nice "$exe" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 \
         -ignore_ooms=1 -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 \

@@ -29,7 +29,7 @@ seed() {   # seed TARGET FILE...: copies files into OUT-DIR/TARGET (name kept un
     mkdir -p "$out/$t"
     for f in "$@"; do
         [ -f "$f" ] || continue
-        [ "$(stat -c %s "$f")" -le $((4 * 1024 * 1024)) ] || continue
+        [ "$(stat -c %s "$f")" -le $((4 * 1024 * 1024)) ] || continue   # see campaign.sh
         cp "$f" "$out/$t/$(basename "$f" | tr -c 'A-Za-z0-9._\n-' _)"
     done
 }
@@ -37,6 +37,15 @@ q() { qemu-img "$@" >/dev/null 2>&1 || echo "make-seeds: qemu-img $* failed" >&2
 d() { "$diskimg" "$@" >/dev/null 2>&1 || echo "make-seeds: diskimg $* failed" >&2; }
 io() { qemu-io "$@" >/dev/null 2>&1 || echo "make-seeds: qemu-io $* failed" >&2; }
 data() { io -f "$1" -c "write -P 0x5a 0 4k" -c "write -P 0xa5 12k 4k" "$2"; }
+trim() {   # trim FILE: drops the zero MiBs at its end
+    python3 - "$1" <<'PY'
+import sys
+p = sys.argv[1]; b = open(p, 'rb').read(); mib = 1 << 20; end = len(b)
+while end > 0 and not any(b[max(0, end - mib):end]):
+    end = max(0, end - mib)
+open(p, 'r+b').truncate(end)
+PY
+}
 
 # ------------------------------------------------------------------ images
 mkdir img && cd img || exit 1
@@ -65,10 +74,9 @@ q create -f qcow qc.qcow 64k; data qcow qc.qcow; seed qcow qc.qcow
 q create -f qcow -b r.raw -F raw qc-back.qcow; seed qcow qc-back.qcow
 q create -f qcow $secret -o encrypt.format=aes,encrypt.key-secret=sec0 qc-aes.qcow 64k
 seed qcow qc-aes.qcow
-q convert -c -O qcow r.raw qc-comp.qcow; seed qcow qc-comp.qcow
 
-q create -f qed -o cluster_size=4k,table_size=1 qe.qed 256k; data qed qe.qed; seed qed qe.qed
-q create -f qed -o cluster_size=4k,table_size=1 -b r.raw -F raw qe-back.qed; seed qed qe-back.qed
+q create -f qed -o cluster_size=4k,table_size=2 qe.qed 256k; data qed qe.qed; seed qed qe.qed
+q create -f qed -o cluster_size=4k,table_size=2 -b r.raw -F raw qe-back.qed; seed qed qe-back.qed
 
 for sub in monolithicSparse streamOptimized monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
     q create -f vmdk -o subformat=$sub vm-$sub.vmdk 128k
@@ -89,8 +97,15 @@ q create -f vdi -o static=on vd-static.vdi 64k; seed vdi vd-static.vdi
 q create -f vpc vp.vpc 64k; data vpc vp.vpc; seed vpc vp.vpc
 q create -f vpc -o subformat=fixed vp-fixed.vpc 64k; seed vpc vp-fixed.vpc
 q create -f vpc -o force_size=on vp-force.vpc 100k; seed vpc vp-force.vpc
-q create -f vhdx -o block_size=1M,log_size=1M vh.vhdx 4M; data vhdx vh.vhdx; seed vhdx vh.vhdx
-d create -f vhdx -o block_size=1M,log_size=1M d-vh.vhdx 4M; seed vhdx d-vh.vhdx
+# vhdx puts its regions at 1 MiB boundaries: an image is 8 MiB of which
+# only the first 4 hold metadata, and the zero MiBs after the last region
+# are cut (the data seed is cut by the campaign's 4 MiB input length)
+q create -f vhdx -o block_size=1M,log_size=1M vh.vhdx 4M; trim vh.vhdx; seed vhdx vh.vhdx
+q create -f vhdx -o block_size=1M,log_size=1M vh-data.vhdx 4M; data vhdx vh-data.vhdx
+seed vhdx vh-data.vhdx
+q create -f vhdx -o block_size=8M,log_size=1M,subformat=dynamic vh-8m.vhdx 64M; trim vh-8m.vhdx
+seed vhdx vh-8m.vhdx
+d create -f vhdx -o block_size=1M,log_size=1M d-vh.vhdx 4M; trim d-vh.vhdx; seed vhdx d-vh.vhdx
 q create -f parallels -o cluster_size=4k pa.parallels 64k; data parallels pa.parallels
 seed parallels pa.parallels
 q create -f luks $secret -o key-secret=sec0,iter-time=10 lu.luks 16k; seed luks lu.luks
