@@ -7,7 +7,9 @@
  * Every file given, and every file in a directory given (sorted by name,
  * not recursing), is passed to the harness's LLVMFuzzerTestOneInput once,
  * with a TAP line per file.  A crash, a sanitizer report or a hang is the
- * failure (the harness itself never fails an input).  No file at all is
+ * failure (the harness itself never fails an input): each input has 10
+ * seconds ($DISKIMG_FUZZ_TIMEOUT), as the campaigns' -timeout=10, after
+ * which SIGALRM ends the program.  No file at all is
  * a skip (TAP "1..0 # SKIP"): a target without regressions yet.
  */
 #include "fuzz.h"
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -56,6 +60,8 @@ int main(int argc, char **argv)
     }
     if (LLVMFuzzerInitialize)
         LLVMFuzzerInitialize(&argc, &argv);
+    const char *timeout_text = g_getenv("DISKIMG_FUZZ_TIMEOUT");
+    unsigned timeout = timeout_text ? (unsigned)atoi(timeout_text) : 10;
     printf("1..%u\n", files->len);
     for (guint i = 0; i < files->len; i++) {
         const char *path = files->pdata[i];
@@ -68,7 +74,9 @@ int main(int argc, char **argv)
             return 1;
         }
         fflush(stdout);
+        alarm(timeout);   /* the default action ends the program: a hang fails */
         LLVMFuzzerTestOneInput((const uint8_t *)data, size);
+        alarm(0);
         g_free(data);
         printf("ok %u - %s\n", i + 1, path);
     }
