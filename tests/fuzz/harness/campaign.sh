@@ -11,7 +11,8 @@
 # every such input lands in WORK-DIR/artifacts/TARGET/.  The corpus grows
 # in WORK-DIR/corpus/TARGET (kept between runs: a second run continues),
 # the log is WORK-DIR/logs/TARGET.log, and one line per run is appended to
-# WORK-DIR/stats.tsv: target, seconds, executions, findings (artifacts).
+# WORK-DIR/stats.tsv: target, seconds, executions, findings (artifacts of
+# that run).
 set -u
 build=$(realpath "$1"); seeds=$(realpath "$2"); work=$(mkdir -p "$3" && realpath "$3")
 seconds=$4; shift 4
@@ -27,6 +28,7 @@ for t in "$@"; do
     maxlen=$(find "$seeds/$t" -type f -printf '%s\n' | sort -n | tail -1)
     maxlen=$(( ${maxlen:-0} < 4096 ? 4096 : (maxlen > 4194304 ? 4194304 : maxlen) ))
     start=$(date +%s)
+    touch "$work/artifacts/$t/.start"   # findings of this run are newer
     (cd "$work/artifacts/$t" && nice "$exe" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 \
         -ignore_ooms=1 -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 \
         -max_len="$maxlen" -artifact_prefix="$work/artifacts/$t/" \
@@ -34,7 +36,7 @@ for t in "$@"; do
     took=$(( $(date +%s) - start ))
     # fork mode reports "#EXECS: cov: ... time: Ns job: N"
     execs=$(grep -aoE '^#[0-9]+: cov' "$work/logs/$t.log" | tail -1 | tr -dc 0-9)
-    findings=$(find "$work/artifacts/$t" -maxdepth 1 -type f \( -name 'crash-*' -o \
+    findings=$(find "$work/artifacts/$t" -maxdepth 1 -type f -newer "$work/artifacts/$t/.start" \( -name 'crash-*' -o \
         -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' -o -name 'slow-unit-*' \) | wc -l)
     printf '%s\t%s\t%s\t%s\n' "$t" "$took" "${execs:-0}" "$findings" >> "$work/stats.tsv"
     printf 'campaign: %s %ss %s executions %s findings\n' "$t" "$took" "${execs:-0}" "$findings"
