@@ -214,7 +214,8 @@ static bool parse_enum_values(struct validator *v, struct schema_member *m,
 {
     if (list->kind != YNODE_SEQUENCE || list->children->len == 0)
         return fail_at(v, key, "'values' must be a non-empty list");
-    GPtrArray *values = g_ptr_array_new();
+    /* g_free: a non-scalar item frees the strings taken before it */
+    GPtrArray *values = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < list->children->len; i++) {
         const struct ynode *item = g_ptr_array_index(list->children, i);
         if (item->kind != YNODE_SCALAR) {

@@ -9,6 +9,9 @@
 # suite (plugins/io/nbd/test-nbd.sh) runs against, with qemu-nbd.
 # libcurl4-openssl-dev builds io/http; its remote suite serves images with
 # nginx-light and compares with qemu-img's curl driver (qemu-block-extra).
+# libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes for the
+# -Dfuzzing=true build; strace and python3-yaml make its seed corpora
+# (tests/fuzz/harness/make-seeds.sh, docs/fuzzing.md).
 # The dpkg-dev line is the packaging suite's (packaging/meson.build): Debian and
 # rpm package builds, lintian, a throwaway Debian root; and man for the pages.
 # The rbd line: librbd builds io/rbd; ceph-mon, ceph-osd and ceph-common
@@ -19,6 +22,7 @@ PKGS="meson ninja-build gcc clang pkg-config python3 libglib2.0-dev libyaml-dev
       libjson-glib-dev zlib1g-dev libzstd-dev nettle-dev liburing-dev qemu-utils
       abigail-tools time zstd libnbd-dev nbdkit libnbd-bin gnutls-bin pigz python3-jsonschema libbz2-dev
       libvmdk-utils libvhdi-utils cloop-utils dmg2img cryptsetup-bin openssl
+      libclang-rt-14-dev python3-yaml
       libcurl4-openssl-dev nginx-light
       dpkg-dev debhelper lintian mmdebstrap rpm man-db strace
       librbd-dev ceph-mon ceph-osd ceph-common qemu-block-extra"

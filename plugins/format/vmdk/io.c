@@ -328,9 +328,12 @@ int vmdk_block_status(void *h, uint64_t offset, uint64_t len, struct diskimg_ext
         ext->file = e->file;
     }
     /* Grow the answer over following grains of the same kind (and, for
-     * mapped data, contiguous on disk), as long as the cache serves them. */
+     * mapped data, contiguous on disk), at most VMDK_STATUS_MAX_GRAINS of
+     * them: a 100 KiB image may declare billions of grains, and one answer
+     * must not walk them all (the caller asks again for the rest). */
     uint64_t n = piece(e, offset, len);
-    while (n < len && rel + n < e->length) {
+    for (unsigned grains = 1; n < len && rel + n < e->length && grains < VMDK_STATUS_MAX_GRAINS;
+         grains++) {
         enum vmdk_grain_state st2;
         uint64_t host2;
         if (vmdk_grain_lookup(e, rel + n, &st2, &host2, errp) < 0)

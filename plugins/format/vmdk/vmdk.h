@@ -41,6 +41,7 @@ enum { VMDK_MARKER_EOS = 0, VMDK_MARKER_GT = 1, VMDK_MARKER_GD = 2, VMDK_MARKER_
 
 /* Limits on what an image may ask of us. */
 #define VMDK_DESC_MAX (1u << 20)        /* descriptor text, as qemu reads it */
+#define VMDK_STATUS_MAX_GRAINS 512u     /* grains one block-status answer spans */
 #define VMDK_DESC_LINE_MAX 4096u
 #define VMDK_MAX_EXTENTS 1024u
 #define VMDK_MAX_GRAIN_SECTORS 0x200000u   /* 1 GiB grains: qemu's bound */
