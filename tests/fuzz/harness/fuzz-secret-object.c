@@ -21,6 +21,9 @@
 #include <string.h>
 
 #include "../../../core/secrets.c"
+/* --object also defines TLS credentials (tls-creds-x509/psk), which the
+ * parser hands to core/tlscreds.c: its copy comes along for the same reason */
+#include "../../../core/tlscreds.c"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
