@@ -771,6 +771,22 @@ int cli_parse_size(const char *text, uint64_t *out, const char *what)
     return 0;
 }
 
+int cli_parse_size_parameter(const char *text, const char *name, uint64_t *out)
+{
+    GError *err = NULL;
+    if (diskimg_parse_size(text, out, &err) == 0)
+        return 0;
+    bool too_large = err->code == DISKIMG_ERROR_FAILED;
+    g_clear_error(&err);
+    if (too_large)
+        cli_error("Value '%s' is out of range for parameter '%s'", text, name);
+    else
+        cli_error("Parameter '%s' expects a non-negative number below 2^64\n"
+                  "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+                  "and exabytes, respectively.", name);
+    return 1;
+}
+
 char *cli_human_size(uint64_t bytes)
 {
     static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
