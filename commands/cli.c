@@ -915,7 +915,11 @@ void cli_print_options_help(const char *format, const char *set, bool with_file)
     const diskimg_schema *io = diskimg_plugin_schema(DISKIMG_KIND_IO, diskimg_default_io());
     g_autofree char *help = diskimg_schema_options_help(s, set);
     if (!with_file || !io || !g_str_equal(set, "create-options")) {
-        fputs(help, stdout);
+        /* qemu-img amend heads its list in words of its own */
+        if (g_str_equal(set, "amend-options") && strchr(help, '\n'))
+            printf("Amend options for '%s':\n%s", format, strchr(help, '\n') + 1);
+        else
+            fputs(help, stdout);
         if (g_str_equal(set, "create-options"))
             printf("\nThe protocol level may support further options.\n"
                    "Specify the target filename to include those options.\n");
