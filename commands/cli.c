@@ -771,6 +771,12 @@ int cli_parse_size(const char *text, uint64_t *out, const char *what)
     return 0;
 }
 
+const char *cli_open_error_detail(const char *path, const char *message)
+{
+    g_autofree char *outer = g_strdup_printf("Could not open '%s': ", path);
+    return g_str_has_prefix(message, outer) ? message + strlen(outer) : message;
+}
+
 int cli_parse_size_parameter(const char *text, const char *name, uint64_t *out)
 {
     GError *err = NULL;

@@ -104,6 +104,10 @@ int cli_parse_size(const char *text, uint64_t *out, const char *what);
  * prints its words ("Parameter 'NAME' expects a non-negative number below
  * 2^64" or "Value 'TEXT' is out of range for parameter 'NAME'") and
  * returns 1. */
+/* An open error of PATH without its leading "Could not open 'PATH': ":
+ * qemu-img opens backing files with the block layer, whose errors lack
+ * the prefix its image opening (and ours) adds. */
+const char *cli_open_error_detail(const char *path, const char *message);
 int cli_parse_size_parameter(const char *text, const char *name, uint64_t *out);
 
 /* Human sizes as qemu prints them: "64 MiB", "1.5 GiB", "196 KiB", "0 B". */

@@ -21,15 +21,8 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
     diskimg_node *n = cli_open_image(path, &o, &err);
     if (n)
         return n;
-    /* The open error names the image first (as qemu-img's image opening
-     * does); qemu-img rebase reports what follows only, after its own
-     * prefix. */
-    g_autofree char *outer = g_strdup_printf("Could not open '%s': ", path);
-    const char *msg = err->message;
-    if (g_str_has_prefix(msg, outer))
-        msg += strlen(outer);
     g_set_error(errp, err->domain, err->code, "Could not open new backing file '%s': %s", name,
-                msg);
+                cli_open_error_detail(path, err->message));
     g_error_free(err);
     return NULL;
 }
