@@ -659,6 +659,25 @@ static int image_opts_file_options(const struct image_opts *io, struct diskimg_o
 }
 
 /* Opens what an --image-opts string describes; p holds the rest. */
+/* qemu-img names an image given as options by the whole option string
+ * in its open errors ("Could not open 'driver=...,file.filename=...'"),
+ * and a driver it does not know as a driver. */
+static void name_image_opts_error(const char *name, const struct image_opts *io, GError **errp)
+{
+    if (!errp || !*errp)
+        return;
+    GError *e = *errp;
+    g_autofree char *message = NULL;
+    if (io->driver && e->code == DISKIMG_ERROR_NO_PLUGIN && !strstr(e->message, "install"))
+        message = g_strdup_printf("Unknown driver '%s'", io->driver);
+    else
+        message = g_strdup(io->filename ? cli_open_error_detail(io->filename, e->message)
+                                        : e->message);
+    g_autofree char *text = g_strdup_printf("Could not open '%s': %s", name, message);
+    g_free(e->message);
+    e->message = g_steal_pointer(&text);
+}
+
 static diskimg_node *open_with_image_opts(const struct image_opts *io, const GString *rest,
                                           struct diskimg_open_params *p, GError **errp)
 {
@@ -743,6 +762,8 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
         return NULL;
     }
     diskimg_node *n = open_with_image_opts(&io, rest, &p, errp);
+    if (!n)
+        name_image_opts_error(name, &io, errp);
     image_opts_clear(&io);
     return n;
 }
