@@ -22,6 +22,16 @@ static int amend(struct cli *c, diskimg_node *n, const diskimg_options *opts, GE
     return ret < 0 ? 1 : 0;
 }
 
+static int amend_help(const char *format)
+{
+    if (!diskimg_format_has_op(format, "amend")) {
+        cli_error("Format driver '%s' does not support option amendment", format);
+        return 1;
+    }
+    cli_print_options_help(format, "amend-options", NULL);
+    return 0;
+}
+
 int cmd_amend(struct cli *c)
 {
     if (cli_objects(c))
@@ -33,17 +43,17 @@ int cmd_amend(struct cli *c)
     }
     GError *err = NULL;
     const char *format = cli_get(c, "format");
-    if (diskimg_options_text_wants_help(text)) {
-        if (!format) {
-            cli_error("Please specify a format with -f to see its options (-o help)");
-            return 1;
-        }
+    bool help = diskimg_options_text_wants_help(text);
+    if (help && format) {
         if (diskimg_format_require(format, &err) < 0) {
             cli_gerror(err);
             return 1;
         }
-        cli_print_options_help(format, "amend-options", NULL);
-        return 0;
+        return amend_help(format);
+    }
+    if (c->nargs != 1) {
+        cli_error("Expecting one image file name");
+        return 1;
     }
     struct cli_open o;
     cli_open_defaults(c, &o);
@@ -59,6 +69,11 @@ int cmd_amend(struct cli *c)
     format = diskimg_node_driver(n);
     int ret = 1;
     diskimg_options *opts = NULL;
+    if (help) {
+        /* qemu-img reads the format from the image for -o help */
+        ret = amend_help(format);
+        goto out;
+    }
     if (!diskimg_format_has_op(format, "amend")) {
         cli_error("Format driver '%s' does not support option amendment", format);
         goto out;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* diskimg bench: a simple read or write benchmark, qemu-img's output. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,65 +12,76 @@ struct bench {
     bool write;
 };
 
-static int number(const struct cli *c, const char *key, uint64_t *out, bool size,
-                  const char *what)
+/* An integer option as qemu-img bench reads it (qemu_strtoul, any base,
+ * at most INT_MAX; 0 is accepted). */
+static int integer(const struct cli *c, const char *key, uint64_t *out, uint64_t max,
+                   const char *what)
+{
+    const char *v = cli_get(c, key);
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    uint64_t n = g_ascii_strtoull(v, &end, 0);
+    if (*v && !*end && errno == 0 && n <= max) {
+        *out = n;
+        return 0;
+    }
+    cli_error("Invalid %s specified", what);
+    return 1;
+}
+
+/* A size option as qemu-img's cvtnum_full(WHAT, TEXT, 0, MAX). */
+static int size_option(const struct cli *c, const char *key, uint64_t *out, uint64_t max,
+                       const char *what)
 {
     const char *v = cli_get(c, key);
     if (!v)
         return 0;
     GError *err = NULL;
-    char *end;
-    if (size) {
-        if (diskimg_parse_size(v, out, &err) < 0) {
-            g_clear_error(&err);
-            return cli_parse_size(v, out, what);
-        }
-        if (*out <= INT32_MAX)
-            return 0;
-    } else {
-        unsigned long long n = g_ascii_strtoull(v, &end, 10);
-        if (*v && !*end && n > 0 && n <= INT32_MAX) {
-            *out = n;
-            return 0;
-        }
+    if (diskimg_parse_size(v, out, &err) < 0) {
+        g_clear_error(&err);
+        return cli_parse_size(v, out, what);
     }
-    cli_error("Invalid %s specified", what);
+    if (*out <= max)
+        return 0;
+    cli_error("Invalid %s specified. Must be between 0 and %" PRIu64 ".", what, max);
     return 1;
 }
 
 static int parse(struct cli *c, struct bench *b)
 {
     *b = (struct bench){ .count = 75000, .depth = 64, .bufsize = 4096 };
-    if (number(c, "count", &b->count, false, "request count") ||
-        number(c, "depth", &b->depth, false, "queue depth") ||
-        number(c, "buffer-size", &b->bufsize, true, "buffer size") ||
-        number(c, "step-size", &b->step, true, "step_size") ||
-        number(c, "offset", &b->offset, true, "offset") ||
-        number(c, "flush-interval", &b->flush_interval, false, "flush interval"))
+    uint64_t pattern = 0;
+    const char *cache = cli_get(c, "cache");
+    enum diskimg_cache mode;
+    if (cache && diskimg_cache_parse(cache, &mode, NULL) < 0) {
+        cli_error("Invalid cache mode");
         return 1;
+    }
+    if (integer(c, "count", &b->count, INT32_MAX, "request count") ||
+        integer(c, "depth", &b->depth, INT32_MAX, "queue depth") ||
+        size_option(c, "buffer-size", &b->bufsize, INT32_MAX, "buffer size") ||
+        size_option(c, "step-size", &b->step, INT32_MAX, "step_size") ||
+        size_option(c, "offset", &b->offset, INT64_MAX, "offset") ||
+        integer(c, "flush-interval", &b->flush_interval, INT32_MAX, "flush interval") ||
+        integer(c, "pattern", &pattern, 0xff, "pattern byte"))
+        return 1;
+    /* qemu-img accepts a depth of 0 and then waits forever */
+    if (b->depth == 0) {
+        cli_error("Invalid queue depth specified");
+        return 1;
+    }
     if (!cli_get(c, "step-size"))
         b->step = b->bufsize;
     b->write = cli_flag(c, "write");
-    const char *p = cli_get(c, "pattern");
-    if (p) {
-        char *end;
-        long v = strtol(p, &end, 0);
-        if (*end || v < 0 || v > 0xff) {
-            cli_error("Invalid pattern byte specified");
-            return 1;
-        }
-        b->pattern = (int)v;
-    }
+    b->pattern = (int)pattern;
     if (b->flush_interval && !b->write) {
         cli_error("--flush-interval is only available in write tests");
         return 1;
     }
     if (b->flush_interval && b->flush_interval < b->depth) {
         cli_error("Flush interval can't be smaller than depth");
-        return 1;
-    }
-    if (b->bufsize == 0) {
-        cli_error("Invalid buffer size specified");
         return 1;
     }
     return 0;
@@ -100,7 +112,7 @@ static bool next_request(struct bench_run *r, uint64_t *off)
     if (more) {
         r->issued++;
         *off = r->offset;
-        r->offset = (r->offset + r->b->step) % r->size;
+        r->offset = r->size ? (r->offset + r->b->step) % r->size : 0;
     }
     g_mutex_unlock(&r->lock);
     return more;
@@ -121,13 +133,18 @@ static gpointer bench_thread(gpointer data)
 {
     struct bench_run *r = data;
     const struct bench *b = r->b;
-    uint8_t *buf = diskimg_alloc_aligned(b->bufsize);
+    uint8_t *buf = diskimg_alloc_aligned(MAX(b->bufsize, 1));
     memset(buf, b->pattern, b->bufsize);
     uint64_t off;
     GError *err = NULL;
     while (next_request(r, &off)) {
-        uint64_t len = MIN(b->bufsize, r->size - off);
-        int ret = b->write ? diskimg_node_pwrite(r->node, buf, len, off, 0, &err)
+        uint64_t len = b->bufsize;
+        int ret;
+        /* qemu's block layer fails a request past the end with EIO */
+        if (off > r->size || r->size - off < len)
+            ret = diskimg_set_error(&err, DISKIMG_ERROR_IO, "%s", g_strerror(EIO));
+        else
+            ret = b->write ? diskimg_node_pwrite(r->node, buf, len, off, 0, &err)
                            : diskimg_node_pread(r->node, buf, len, off, &err);
         if (ret == 0 && b->write)
             ret = maybe_flush(r, &err);
@@ -198,18 +215,13 @@ int cmd_bench(struct cli *c)
         diskimg_close(n);
         return 1;
     }
-    if ((uint64_t)size < b.bufsize || b.offset >= (uint64_t)size) {
-        cli_error("Image is too small for the requested benchmark");
-        diskimg_close(n);
-        return 1;
-    }
-    if (!c->quiet) {
-        printf("Sending %" PRIu64 " %s requests, %" PRIu64 " bytes each, %" PRIu64
-               " in parallel (starting at offset %" PRIu64 ", step size %" PRIu64 ")\n",
-               b.count, b.write ? "write" : "read", b.bufsize, b.depth, b.offset, b.step);
-        if (b.flush_interval)
-            printf("Sending flush every %" PRIu64 " requests\n", b.flush_interval);
-    }
+    /* qemu-img bench prints these lines even with -q */
+    printf("Sending %" PRIu64 " %s requests, %" PRIu64 " bytes each, %" PRIu64
+           " in parallel (starting at offset %" PRIu64 ", step size %" PRIu64 ")\n",
+           b.count, b.write ? "write" : "read", b.bufsize, b.depth, b.offset, b.step);
+    if (b.flush_interval)
+        printf("Sending flush every %" PRIu64 " requests\n", b.flush_interval);
+    fflush(stdout);
     gint64 t0 = g_get_monotonic_time();
     /* bench has no -p (as qemu-img), but --progress-fd and SIGUSR1 see it;
      * the total is an estimate, requests near the end of the image are
@@ -217,18 +229,20 @@ int cmd_bench(struct cli *c)
     uint64_t total = b.count <= UINT64_MAX / b.bufsize ? b.count * b.bufsize : UINT64_MAX;
     diskimg_progress *progress = cli_progress_new(c, total, b.write ? "write" : "read");
     int ret = run(n, &b, (uint64_t)size, progress, &err);
+    const char *failed = "Failed request";
     if (ret == 0 && b.write) {
         diskimg_progress_set_phase(progress, "flush");
         ret = diskimg_node_flush(n, &err);
+        failed = "Failed flush request";
     }
     cli_progress_end(progress, ret == 0);
     gint64 t1 = g_get_monotonic_time();
     diskimg_close(n);
     if (ret < 0) {
-        cli_gerror(err);
+        cli_error("%s: %s", failed, err->message);
+        g_error_free(err);
         return 1;
     }
-    if (!c->quiet)
-        printf("Run completed in %3.3f seconds.\n", (double)(t1 - t0) / G_USEC_PER_SEC);
+    printf("Run completed in %3.3f seconds.\n", (double)(t1 - t0) / G_USEC_PER_SEC);
     return 0;
 }

@@ -13,6 +13,8 @@ static int clear_bitmap(diskimg_node *n, const char *name, GError **errp)
     return diskimg_node_bitmap_set(n, name, 0, (uint64_t)size, false, errp);
 }
 
+enum { OPEN_REPORTED = -2 };
+
 static int merge_from(struct cli *c, diskimg_node *n, const char *dst, const char *src,
                       GError **errp)
 {
@@ -20,9 +22,14 @@ static int merge_from(struct cli *c, diskimg_node *n, const char *dst, const cha
     if (!file)
         return diskimg_bitmap_merge(n, dst, n, src, errp);
     struct cli_open o = { .format = cli_get(c, "source-format"), .no_backing = true };
-    diskimg_node *other = cli_open_image(file, &o, errp);
-    if (!other)
-        return -1;
+    /* qemu-img reports a source that does not open as any image, without
+     * the "Operation merge ... failed" prefix: printed here, -2 says so */
+    GError *err = NULL;
+    diskimg_node *other = cli_open_image(file, &o, &err);
+    if (!other) {
+        cli_gerror(err);
+        return OPEN_REPORTED;
+    }
     int ret = diskimg_bitmap_merge(n, dst, other, src, errp);
     diskimg_close(other);
     return ret;
@@ -97,7 +104,10 @@ int cmd_bitmap(struct cli *c)
         const char *action = actions->pdata[i];
         if (add_disabled && g_str_equal(action, "disable"))
             continue;
-        if (run_action(c, n, action, name, (uint32_t)granularity, add_disabled, &err) < 0) {
+        int r = run_action(c, n, action, name, (uint32_t)granularity, add_disabled, &err);
+        if (r == OPEN_REPORTED) {
+            ret = 1;
+        } else if (r < 0) {
             cli_error("Operation %.*s on bitmap %s failed: %s",
                       (int)strcspn(action, ":"), action, name, err->message);
             g_clear_error(&err);

@@ -659,6 +659,25 @@ static int image_opts_file_options(const struct image_opts *io, struct diskimg_o
 }
 
 /* Opens what an --image-opts string describes; p holds the rest. */
+/* qemu-img names an image given as options by the whole option string
+ * in its open errors ("Could not open 'driver=...,file.filename=...'"),
+ * and a driver it does not know as a driver. */
+static void name_image_opts_error(const char *name, const struct image_opts *io, GError **errp)
+{
+    if (!errp || !*errp)
+        return;
+    GError *e = *errp;
+    g_autofree char *message = NULL;
+    if (io->driver && e->code == DISKIMG_ERROR_NO_PLUGIN && !strstr(e->message, "install"))
+        message = g_strdup_printf("Unknown driver '%s'", io->driver);
+    else
+        message = g_strdup(io->filename ? cli_open_error_detail(io->filename, e->message)
+                                        : e->message);
+    g_autofree char *text = g_strdup_printf("Could not open '%s': %s", name, message);
+    g_free(e->message);
+    e->message = g_steal_pointer(&text);
+}
+
 static diskimg_node *open_with_image_opts(const struct image_opts *io, const GString *rest,
                                           struct diskimg_open_params *p, GError **errp)
 {
@@ -743,6 +762,8 @@ diskimg_node *cli_open_image(const char *name, const struct cli_open *o, GError 
         return NULL;
     }
     diskimg_node *n = open_with_image_opts(&io, rest, &p, errp);
+    if (!n)
+        name_image_opts_error(name, &io, errp);
     image_opts_clear(&io);
     return n;
 }
@@ -769,6 +790,28 @@ int cli_parse_size(const char *text, uint64_t *out, const char *what)
         return 1;
     }
     return 0;
+}
+
+const char *cli_open_error_detail(const char *path, const char *message)
+{
+    g_autofree char *outer = g_strdup_printf("Could not open '%s': ", path);
+    return g_str_has_prefix(message, outer) ? message + strlen(outer) : message;
+}
+
+int cli_parse_size_parameter(const char *text, const char *name, uint64_t *out)
+{
+    GError *err = NULL;
+    if (diskimg_parse_size(text, out, &err) == 0)
+        return 0;
+    bool too_large = err->code == DISKIMG_ERROR_FAILED;
+    g_clear_error(&err);
+    if (too_large)
+        cli_error("Value '%s' is out of range for parameter '%s'", text, name);
+    else
+        cli_error("Parameter '%s' expects a non-negative number below 2^64\n"
+                  "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+                  "and exabytes, respectively.", name);
+    return 1;
 }
 
 char *cli_human_size(uint64_t bytes)
@@ -907,7 +950,11 @@ void cli_print_options_help(const char *format, const char *set, const char *fil
     const diskimg_schema *io = target_io_schema(filename);
     g_autofree char *help = diskimg_schema_options_help(s, set);
     if (!filename || !io || !g_str_equal(set, "create-options")) {
-        fputs(help, stdout);
+        /* qemu-img amend heads its list in words of its own */
+        if (g_str_equal(set, "amend-options") && strchr(help, '\n'))
+            printf("Amend options for '%s':\n%s", format, strchr(help, '\n') + 1);
+        else
+            fputs(help, stdout);
         if (g_str_equal(set, "create-options"))
             printf("\nThe protocol level may support further options.\n"
                    "Specify the target filename to include those options.\n");

@@ -100,6 +100,15 @@ uint64_t cli_cluster_size(diskimg_node *n);
  * specified. You may use k, M, ... suffixes" (WHAT NULL: "image size", which
  * must also stay below 2^63) and returns 1. */
 int cli_parse_size(const char *text, uint64_t *out, const char *what);
+/* Parses TEXT as qemu's option parser reads a size parameter NAME; on error
+ * prints its words ("Parameter 'NAME' expects a non-negative number below
+ * 2^64" or "Value 'TEXT' is out of range for parameter 'NAME'") and
+ * returns 1. */
+/* An open error of PATH without its leading "Could not open 'PATH': ":
+ * qemu-img opens backing files with the block layer, whose errors lack
+ * the prefix its image opening (and ours) adds. */
+const char *cli_open_error_detail(const char *path, const char *message);
+int cli_parse_size_parameter(const char *text, const char *name, uint64_t *out);
 
 /* Human sizes as qemu prints them: "64 MiB", "1.5 GiB", "196 KiB", "0 B". */
 char *cli_human_size(uint64_t bytes);

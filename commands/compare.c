@@ -198,21 +198,21 @@ int cmd_compare(struct cli *c)
         ret = open_side(c, c->args[1], cli_get(c, "format2"), &b);
     if (ret != SAME)
         goto out;
-    if (a.size != b.size) {
-        if (strict) {
-            if (!quiet)
-                printf("Strict mode: Image size mismatch!\n");
-            ret = DIFFERENT;
-            goto out;
-        }
+    if (a.size != b.size && strict) {
         if (!quiet)
-            printf("Warning: Image size mismatch!\n");
+            printf("Strict mode: Image size mismatch!\n");
+        ret = DIFFERENT;
+        goto out;
     }
     diskimg_progress *progress = cli_progress_new(c, MAX(a.size, b.size), "compare");
     uint64_t common = MIN(a.size, b.size);
     ret = compare_common(&a, &b, common, strict, quiet, progress);
-    if (ret == SAME)
+    /* qemu-img warns of the sizes only once the common part matched */
+    if (ret == SAME && a.size != b.size) {
+        if (!quiet)
+            printf("Warning: Image size mismatch!\n");
         ret = compare_tail(a.size > b.size ? &a : &b, common, quiet, progress);
+    }
     /* before the bar's closing newline, as qemu-img prints it */
     if (ret == SAME && !quiet)
         printf("Images are identical.\n");

@@ -317,7 +317,7 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         .target = target,
         .sparse_size = j->sparse_size,
         .target_is_zero = cli_flag(c, "target-is-zero") || fresh_zero,
-        .target_has_backing = cli_get(c, "backing") != NULL,
+        .target_has_backing = j->backing_file && *j->backing_file,
         .compress = cli_flag(c, "compress") || needs_compression(target),
         .salvage = cli_flag(c, "salvage"),
         .quiet = c->quiet,
@@ -329,9 +329,9 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
     /* -B: a thin overlay.  Over a layer of the source's own chain we copy
      * what the layers above it define (qemu-img 7.2 copies only the top
      * layer, losing the data of layers between); over any other file only
-     * the top layer, as qemu-img. */
-    const char *backing = cli_get(c, "backing");
-    if (backing) {
+     * the top layer, as qemu-img.  -o backing_file= counts as -B (qemu-img). */
+    const char *backing = j->backing_file;
+    if (backing && *backing) {
         p.base = backing_in_source_chain(j, backing);
         p.top_only = p.base == NULL;
     }

@@ -1,26 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /* diskimg create: a new image, optionally over a backing file. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 
-/* Size of the backing file, for "create -b base top" without a size. */
-static int backing_size(const char *image, const char *backing, const char *backing_fmt,
+/* qemu-img opens the backing file before it formats anything (its error
+ * ends with "Could not open backing image."), and takes the size from it
+ * when none was given (`size` NULL: not wanted). */
+static int open_backing(const char *image, const char *backing, const char *backing_fmt,
                         uint64_t *size, GError **errp)
 {
     g_autofree char *path = diskimg_resolve_relative(image, backing);
     struct diskimg_open_params p = { .struct_size = sizeof(p) };
     p.format = backing_fmt;
     p.flags = DISKIMG_OPEN_FORCE_SHARE;
-    diskimg_node *n = diskimg_open(path, &p, errp);
-    if (!n)
+    GError *err = NULL;
+    diskimg_node *n = diskimg_open(path, &p, &err);
+    if (!n) {
+        g_set_error(errp, err->domain, err->code, "%s\nCould not open backing image.",
+                    cli_open_error_detail(path, err->message));
+        g_error_free(err);
         return -1;
-    int64_t s = diskimg_node_size(n, errp);
+    }
+    int64_t s = size ? diskimg_node_size(n, errp) : 0;
     diskimg_close(n);
     if (s < 0)
         return -1;
-    *size = (uint64_t)s;
+    if (size)
+        *size = (uint64_t)s;
     return 0;
 }
 
@@ -28,14 +37,15 @@ static int backing_size(const char *image, const char *backing, const char *back
 static int add_backing_options(const char *format, diskimg_options *o, const char *backing,
                                const char *backing_fmt, GError **errp)
 {
-    if (!backing)
+    /* -F applies to -o backing_file= too, as in qemu-img */
+    if (!backing && !backing_fmt)
         return 0;
     if (!(diskimg_format_capabilities(format) & DISKIMG_CAP_BACKING)) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
                     "Backing file not supported for file format '%s'", format);
         return -1;
     }
-    if (diskimg_options_set(o, "backing_file", backing, errp) < 0)
+    if (backing && diskimg_options_set(o, "backing_file", backing, errp) < 0)
         return -1;
     return backing_fmt ? diskimg_options_set(o, "backing_fmt", backing_fmt, errp) : 0;
 }
@@ -76,6 +86,19 @@ static void print_create_error(const char *filename, GError *err)
     if (!g_str_has_prefix(err->message, prefix))
         g_prefix_error(&err, "%s", prefix);
     cli_gerror(err);
+}
+
+/* A file that cannot grow that far (EFBIG): qemu-img words it as a size
+ * the format cannot take, with a hint when a cluster size was given. */
+static void too_large_in_qemu_words(GError **err, const char *format, const char *options)
+{
+    if (!g_str_has_suffix((*err)->message, g_strerror(EFBIG)))
+        return;
+    bool cluster = options && strstr(options, "cluster_size=");
+    g_clear_error(err);
+    g_set_error(err, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
+                "The image size is too large for file format '%s'%s", format,
+                cluster ? " (try using a larger cluster size)" : "");
 }
 
 int cmd_create(struct cli *c)
@@ -132,12 +155,19 @@ int cmd_create(struct cli *c)
     if (backing && *backing && !backing_fmt && !cli_flag(c, "unsafe") &&
         refuse_unnamed_backing_format(filename, backing, &err) < 0)
         goto fail;
+    if (backing && *backing && backing_fmt && !cli_flag(c, "unsafe") &&
+        diskimg_format_require(backing_fmt, NULL) < 0) {
+        /* qemu-img opens the backing file with that driver */
+        g_set_error(&err, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
+                    "Unknown driver '%s'\nCould not open backing image.", backing_fmt);
+        goto fail;
+    }
     if (!have_size && diskimg_options_has(o, "size")) {
         size = diskimg_options_get_uint(o, "size", 0);
         have_size = true;
     }
-    if (!have_size && backing && !cli_flag(c, "unsafe")) {
-        if (backing_size(filename, backing, backing_fmt, &size, &err) < 0)
+    if (backing && *backing && !cli_flag(c, "unsafe")) {
+        if (open_backing(filename, backing, backing_fmt, have_size ? NULL : &size, &err) < 0)
             goto fail;
         have_size = true;
     }
@@ -163,8 +193,10 @@ int cmd_create(struct cli *c)
         .flags = cli_flag(c, "unsafe") ? DISKIMG_CREATE_UNSAFE : 0,
         .file_options = file_opts,
     };
-    if (diskimg_create(filename, &p, &err) < 0)
+    if (diskimg_create(filename, &p, &err) < 0) {
+        too_large_in_qemu_words(&err, format, text);
         goto fail;
+    }
     diskimg_options_free(o);
     diskimg_options_free(file_opts);
     return 0;

@@ -76,6 +76,21 @@ static int copy(const struct cli *c, struct diskimg_copy_params *cp, GError **er
     return ret;
 }
 
+/* qemu-img dd names no format in its refusal; our hint of the package that
+ * would provide the format is worth the longer line. */
+static int require_output_format(const char *format)
+{
+    GError *err = NULL;
+    if (diskimg_format_require(format, &err) == 0 && cli_require_creatable(format, &err) == 0)
+        return 0;
+    if (err->code == DISKIMG_ERROR_NO_PLUGIN && !strstr(err->message, "(install package"))
+        cli_error("Unknown file format");
+    else
+        cli_error("%s", err->message);
+    g_clear_error(&err);
+    return 1;
+}
+
 int cmd_dd(struct cli *c)
 {
     struct dd_args a = { 0 };
@@ -98,15 +113,18 @@ int cmd_dd(struct cli *c)
         end = MIN(end, a.count * a.bs);
     uint64_t start = a.skip <= UINT64_MAX / a.bs ? a.skip * a.bs : UINT64_MAX;
     uint64_t len = start < end ? end - start : 0;
+    if (require_output_format(out_format))
+        goto out;
     /* qemu-img warns and goes on with an empty output */
     if (start > (uint64_t)in_size)
         cli_error("%s: cannot skip to specified offset", a.in);
-    if (diskimg_format_require(out_format, &err) < 0)
-        goto fail;
     struct diskimg_create_params p = { .struct_size = sizeof(p), .format = out_format,
                                        .size = len };
-    if (diskimg_create(a.out, &p, &err) < 0)
-        goto fail;
+    if (diskimg_create(a.out, &p, &err) < 0) {
+        cli_error("%s: error while creating output image: %s", a.out, err->message);
+        g_clear_error(&err);
+        goto out;
+    }
     struct cli_open oo = { .format = out_format, .writable = true, .no_backing = true };
     out = cli_open_image(a.out, &oo, &err);
     if (!out)
@@ -121,6 +139,7 @@ int cmd_dd(struct cli *c)
 fail:
     if (ret)
         cli_gerror(err);
+out:
     diskimg_close(out);
     diskimg_close(in);
     return ret;

@@ -89,6 +89,27 @@ static JsonNode *object_node(JsonObject *o)
     return n;
 }
 
+/* --backing-chain: qemu-img opens the layers one by one, so a layer that
+ * fails to open is named on its own ("Could not open 'base.qcow2': ..."),
+ * not through the chain above it. */
+static void name_failed_layer(GError *err)
+{
+    static const char marker[] = "Could not open backing file: ";
+    const char *inner = g_strrstr(err->message, marker);
+    if (!inner)
+        return;
+    inner += strlen(marker);
+    static const char quote[] = "Could not open '";
+    const char *end = g_str_has_prefix(inner, quote) ? strstr(inner + strlen(quote), "': ")
+                                                     : NULL;
+    if (!end)
+        return;
+    g_autofree char *path = g_strndup(inner + strlen(quote), (gsize)(end - inner - strlen(quote)));
+    char *text = g_strdup_printf("Could not open '%s': %s", path, inner);
+    g_free(err->message);
+    err->message = text;
+}
+
 int cmd_info(struct cli *c)
 {
     enum cli_output output;
@@ -102,6 +123,8 @@ int cmd_info(struct cli *c)
     GError *err = NULL;
     diskimg_node *top = cli_open_image(c->args[0], &o, &err);
     if (!top) {
+        if (chain)
+            name_failed_layer(err);
         cli_gerror(err);
         return 1;
     }

@@ -21,15 +21,8 @@ static diskimg_node *open_new_backing(struct cli *c, const char *image, const ch
     diskimg_node *n = cli_open_image(path, &o, &err);
     if (n)
         return n;
-    /* The open error names the image, then the file layer names the file
-     * (as qemu-img's image opening does); qemu-img rebase reports the file
-     * layer's part only, after its own prefix. */
-    g_autofree char *outer = g_strdup_printf("Could not open '%s': ", path);
-    const char *msg = err->message;
-    if (g_str_has_prefix(msg, outer) && g_str_has_prefix(msg + strlen(outer), "Could not open"))
-        msg += strlen(outer);
     g_set_error(errp, err->domain, err->code, "Could not open new backing file '%s': %s", name,
-                msg);
+                cli_open_error_detail(path, err->message));
     g_error_free(err);
     return NULL;
 }
@@ -101,11 +94,12 @@ int cmd_rebase(struct cli *c)
 {
     if (cli_objects(c))
         return 1;
+    /* -u without -b drops the backing file, as with qemu-img */
     const char *name = cli_get(c, "backing");
-    if (!name) {
-        cli_error("Must specify backing file (-b) or use '' as the backing file");
-        return 1;
-    }
+    if (!name && !cli_flag(c, "unsafe"))
+        return cli_usage_error("Must specify backing file (-b) or use unsafe mode (-u)");
+    if (!name)
+        name = "";
     struct cli_open o;
     cli_open_defaults(c, &o);
     o.force_share = false;
@@ -119,6 +113,12 @@ int cmd_rebase(struct cli *c)
         return 1;
     }
     int ret = 0;
+    const char *format = cli_get(c, "backing-format");
+    if (format && diskimg_format_require(format, NULL) < 0) {
+        cli_error("Invalid format name: '%s'", format);
+        diskimg_close(img);
+        return 1;
+    }
     if (rebase(c, img, name, &err) < 0) {
         cli_gerror(err);
         ret = 1;

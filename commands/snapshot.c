@@ -67,9 +67,10 @@ int cmd_snapshot(struct cli *c)
             return cli_usage_error("Cannot mix '-l', '-a', '-c', '-d'");
         action = actions[i];
     }
-    if (!action)
-        action = "list";
-    bool list = g_str_equal(action, "list");
+    /* Without an action qemu-img opens the image for writing (locks and
+     * errors included) and does nothing else. */
+    bool none = !action;
+    bool list = !none && g_str_equal(action, "list");
     struct cli_open o;
     cli_open_defaults(c, &o);
     o.writable = !list;
@@ -81,8 +82,10 @@ int cmd_snapshot(struct cli *c)
         return 1;
     }
     int ret = 0;
-    const char *name = list ? NULL : cli_get(c, action);
-    if (list)
+    const char *name = list || none ? NULL : cli_get(c, action);
+    if (none)
+        ret = 0;
+    else if (list)
         ret = list_snapshots(n);
     else if (g_str_equal(action, "create") && create_snapshot(n, name, &err) < 0)
         ret = action_failed("create", name, err);
@@ -90,7 +93,7 @@ int cmd_snapshot(struct cli *c)
         ret = action_failed("apply", name, err);
     else if (g_str_equal(action, "delete") && diskimg_node_snapshot_delete(n, name, &err) < 0)
         ret = action_failed("delete", name, err);
-    if (ret == 0 && !list && diskimg_node_flush(n, &err) < 0) {
+    if (ret == 0 && !list && !none && diskimg_node_flush(n, &err) < 0) {
         cli_gerror(err);
         ret = 1;
     }

@@ -1001,7 +1001,6 @@ static int grow_file(struct hostfile *p, uint64_t cur, uint64_t size,
 
     switch (prealloc) {
     case DISKIMG_PREALLOC_OFF:
-    case DISKIMG_PREALLOC_METADATA:   /* a plain file has no metadata */
         if (ftruncate(p->pub.fd, (off_t)size) < 0) {
             diskimg_set_errno(errp, errno, "Failed to resize the file");
             return -1;
@@ -1063,6 +1062,13 @@ static int truncate_file(struct hostfile *p, uint64_t size, enum diskimg_preallo
 
     if (ret < 0) {
         diskimg_set_errno(errp, -ret, "Could not stat '%s'", p->pub.filename);
+        return -1;
+    }
+    /* A plain file has no metadata to preallocate: qemu's file driver
+     * refuses the mode (formats map it to "off" for their file). */
+    if (prealloc == DISKIMG_PREALLOC_METADATA) {
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NOT_SUPPORTED,
+                    "Unsupported preallocation mode: metadata");
         return -1;
     }
     if (size < (uint64_t)cur && !(flags & DISKIMG_TRUNCATE_SHRINK)) {

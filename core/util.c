@@ -93,7 +93,7 @@ int diskimg_prealloc_parse(const char *name, enum diskimg_prealloc *out, GError 
         }
     }
     g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID,
-                "Invalid parameter '%s'", name);
+                "Invalid preallocation mode '%s'", name);
     return -1;
 }
 

@@ -258,6 +258,8 @@ enum diskimg_prealloc {
     DISKIMG_PREALLOC_FALLOC,
     DISKIMG_PREALLOC_FULL,
 };
+/* "off", "metadata", "falloc" or "full" (NULL: off); anything else is
+ * refused in qemu-img's words: "Invalid preallocation mode 'NAME'". */
 DISKIMG_API int diskimg_prealloc_parse(const char *name, enum diskimg_prealloc *out,
                                        GError **errp);
 enum { DISKIMG_TRUNCATE_SHRINK = 1u << 0 /* allow making the node smaller */ };

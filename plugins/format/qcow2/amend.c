@@ -5,6 +5,7 @@
  * width (refcount-order.c); the encryption options are creation-only (not
  * in the schema's amend-options).
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "qcow2.h"
@@ -45,11 +46,22 @@ static int downgrade(struct qcow2 *s, GError **errp)
     if (s->h.refcount_order != 4)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
                                  "compat=0.10 requires refcount_bits=16");
-    if (s->ext_data || s->ext_l2 || s->h.compression_type != QCOW2_COMPRESSION_ZLIB ||
-        s->nb_bitmaps)
+    if (s->ext_data)
         return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
-                                 "Cannot downgrade an image with a data file, extended L2 entries, "
-                                 "a non-zlib compression type or bitmaps");
+                                 "Cannot downgrade an image with a data file");
+    uint64_t blocking = s->h.incompat & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESS);
+    if (blocking)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cannot downgrade an image with incompatible features 0x%" PRIx64
+                                 " set", blocking);
+    /* qemu-img 7.2 goes ahead with these two: a v2 reader would take zstd
+     * clusters for zlib ones, and the bitmaps' clusters would leak */
+    if (s->h.compression_type != QCOW2_COMPRESSION_ZLIB)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cannot downgrade an image with a non-zlib compression type");
+    if (s->nb_bitmaps)
+        return diskimg_set_error(errp, DISKIMG_ERROR_NOT_SUPPORTED,
+                                 "Cannot downgrade an image with bitmaps");
     if (s->h.incompat & QCOW2_INCOMPAT_DIRTY)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Cannot downgrade an image that is not clean");
@@ -69,17 +81,26 @@ static void upgrade(struct qcow2 *s)
     s->h.refcount_order = 4;
 }
 
-static int amend_compat(struct qcow2 *s, const diskimg_options *o, GError **errp)
+/* The compat= asked for, else the image's: whether the result is v3. */
+static bool target_is_v3(const struct qcow2 *s, const diskimg_options *o)
 {
     if (!diskimg_options_has(o, "compat"))
-        return 0;
+        return s->h.version >= 3;
     const char *c = diskimg_options_get_str(o, "compat");
-    bool v3 = g_str_equal(c, "1.1") || g_str_equal(c, "v3");
-    if (v3 && s->h.version < 3)
+    return g_str_equal(c, "1.1") || g_str_equal(c, "v3");
+}
+
+/* As qemu: an upgrade comes first (other changes may need v3), a
+ * downgrade last, once every other option has been checked and applied. */
+static void amend_upgrade(struct qcow2 *s, const diskimg_options *o)
+{
+    if (target_is_v3(s, o) && s->h.version < 3)
         upgrade(s);
-    else if (!v3 && s->h.version >= 3)
-        return downgrade(s, errp);
-    return 0;
+}
+
+static int amend_downgrade(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    return !target_is_v3(s, o) && s->h.version >= 3 ? downgrade(s, errp) : 0;
 }
 
 static int amend_lazy(struct qcow2 *s, const diskimg_options *o, GError **errp)
@@ -87,7 +108,7 @@ static int amend_lazy(struct qcow2 *s, const diskimg_options *o, GError **errp)
     if (!diskimg_options_has(o, "lazy_refcounts"))
         return 0;
     bool lazy = diskimg_options_get_bool(o, "lazy_refcounts", false);
-    if (lazy && s->h.version < 3)
+    if (lazy && !target_is_v3(s, o))
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Lazy refcounts only supported with compatibility level 1.1 and "
                                  "above (use compat=1.1 or greater)");
@@ -136,9 +157,7 @@ static int amend_refcount_bits(struct qcow2 *s, const diskimg_options *o, GError
                                  "64 bits");
     if (bits == s->refcount_bits)
         return 0;
-    const char *c = diskimg_options_has(o, "compat") ? diskimg_options_get_str(o, "compat") : NULL;
-    bool v3 = c ? g_str_equal(c, "1.1") || g_str_equal(c, "v3") : s->h.version >= 3;
-    if (!v3 && bits != 16)
+    if (!target_is_v3(s, o) && bits != 16)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Refcount widths other than 16 bits require compatibility "
                                  "level 1.1 or above (use compat=1.1 or greater)");
@@ -189,10 +208,22 @@ int qcow2_amend(void *h, const diskimg_options *o, bool force, GError **errp)
     /* qemu-img only consults --force for LUKS key-slot changes, which qcow2
      * amend does not offer; every change here is safe without it. */
     (void)force;
-    if (check_backing_unchanged(s, o, errp) < 0 || amend_refcount_bits(s, o, errp) < 0 ||
-        amend_compat(s, o, errp) < 0 || amend_lazy(s, o, errp) < 0 ||
-        amend_data_file(s, o, errp) < 0 || amend_size(s, o, errp) < 0)
+    if (check_backing_unchanged(s, o, errp) < 0)
         return -1;
+    uint32_t version = s->h.version, header_length = s->h.header_length;
+    uint32_t refcount_order = s->h.refcount_order;
+    amend_upgrade(s, o);
+    if (amend_refcount_bits(s, o, errp) < 0 || amend_lazy(s, o, errp) < 0 ||
+        amend_data_file(s, o, errp) < 0 || amend_size(s, o, errp) < 0 ||
+        amend_downgrade(s, o, errp) < 0) {
+        /* a refused option leaves the header as it was (the upgrade was
+         * only in memory unless the refcount width was rewritten) */
+        if (s->h.refcount_order == refcount_order && s->h.version > version) {
+            s->h.version = version;
+            s->h.header_length = header_length;
+        }
+        return -1;
+    }
     if (qcow2_flush_metadata(s, errp) < 0 || qcow2_header_write(s, errp) < 0)
         return -1;
     return diskimg_node_flush(s->file, errp);

@@ -389,6 +389,26 @@ static int write_directory(struct qcow2 *s, GError **errp)
     return ret;
 }
 
+/* Flags change, nothing else: qemu rewrites the directory where it is
+ * (update_ext_header_and_dir_in_place), so no cluster moves. */
+static int rewrite_directory_in_place(struct qcow2 *s, GError **errp)
+{
+    uint8_t *buf = NULL;
+    uint64_t size = 0;
+    uint32_t n = 0;
+    if (build_directory(s, &buf, &size, &n, errp) < 0)
+        return -1;
+    bool same_shape = n == s->h.nb_bitmaps && size == s->h.bitmap_dir_size &&
+                      s->h.bitmap_dir_offset && size;
+    int ret = same_shape ? diskimg_node_pwrite(s->file, buf, size, s->h.bitmap_dir_offset, 0,
+                                               errp)
+                         : 0;
+    g_free(buf);
+    if (!same_shape)
+        return write_directory(s, errp);
+    return ret < 0 ? -1 : qcow2_sync(s, errp);
+}
+
 /* ------------------------------------------------------------ in use */
 
 static int mark_in_use(struct qcow2 *s, GError **errp)
@@ -401,7 +421,7 @@ static int mark_in_use(struct qcow2 *s, GError **errp)
             any = true;
         }
     }
-    if (any && write_directory(s, errp) < 0) {
+    if (any && rewrite_directory_in_place(s, errp) < 0) {
         for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
             if (!s->bitmaps[i].inconsistent)
                 s->bitmaps[i].flags &= ~QCOW2_BME_IN_USE;
@@ -506,9 +526,21 @@ struct saved_table {
     bool replaced;
 };
 
-static bool needs_rewrite(const struct qcow2_bitmap *bm)
+/* qemu stores every consistent bitmap anew when it closes an image it
+ * opened for writing (new data clusters and table, the old ones freed
+ * after the directory switched), so the clusters land where qemu's do.  A
+ * bitmap too large to load keeps its table: it did not change. */
+static bool needs_rewrite(struct qcow2 *s, struct qcow2_bitmap *bm)
 {
-    return !bm->inconsistent && (bm->changed || !bm->table_offset);
+    if (bm->inconsistent)
+        return false;
+    if (bm->changed || !bm->table_offset)
+        return true;
+    GError *err = NULL;
+    if (load_bits(s, bm, &err) == 0)
+        return true;
+    g_error_free(err);
+    return false;
 }
 
 /* Undoes a failed store: new tables freed, old ones back in place. */
@@ -529,7 +561,7 @@ static int store_all(struct qcow2 *s, struct saved_table *old, GError **errp)
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *bm = &s->bitmaps[i];
         old[i] = (struct saved_table){ bm->table_offset, bm->table_size, bm->flags, false };
-        if (!needs_rewrite(bm))
+        if (!needs_rewrite(s, bm))
             continue;
         if (store_bitmap(s, bm, errp) < 0)
             return -1;

@@ -116,6 +116,10 @@ static int parse_create(const diskimg_options *o, struct create_opts *c, GError 
     if (c->backing_file && c->data_raw)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Backing file and data-file-raw cannot be used at the same time");
+    /* A raw data file is readable without the tables, but the tables are
+     * still read: they must map it 1:1, so qemu preallocates them. */
+    if (c->data_raw && c->prealloc == DISKIMG_PREALLOC_OFF)
+        c->prealloc = DISKIMG_PREALLOC_METADATA;
     if (c->backing_file && c->prealloc != DISKIMG_PREALLOC_OFF && !c->ext_l2)
         return diskimg_set_error(errp, DISKIMG_ERROR_INVALID,
                                  "Backing file and preallocation can only be used at the same time "

@@ -465,6 +465,42 @@ static int shrink(struct qcow2 *s, uint64_t size, GError **errp)
     return write_size(s, size, errp);
 }
 
+/* An external data file follows the virtual size, as qemu's does: to the
+ * exact size when shrinking or growing plainly, only ever up when
+ * preallocating (the preallocated clusters map 1:1 onto it). */
+static int resize_data_file(struct qcow2 *s, uint64_t size, enum diskimg_prealloc prealloc,
+                            GError **errp)
+{
+    if (!s->ext_data)
+        return 0;
+    int64_t cur = diskimg_node_size(s->data, errp);
+    if (cur < 0)
+        return -1;
+    if ((uint64_t)cur == size || (prealloc != DISKIMG_PREALLOC_OFF && (uint64_t)cur > size))
+        return 0;
+    enum diskimg_prealloc mode = prealloc == DISKIMG_PREALLOC_METADATA ? DISKIMG_PREALLOC_OFF
+                                                                       : prealloc;
+    return diskimg_node_truncate(s->data, size, mode, DISKIMG_TRUNCATE_SHRINK, errp);
+}
+
+static int grow(struct qcow2 *s, uint64_t size, enum diskimg_prealloc prealloc, GError **errp)
+{
+    uint64_t old = s->h.size;
+    if (qcow2_grow_l1(s, l1_entries_for(s, size), errp) < 0 ||
+        write_size(s, size, errp) < 0 || qcow2_bitmaps_resize(s, errp) < 0)
+        return -1;
+    /* The tables of a raw data file map it 1:1 (qemu preallocates them). */
+    enum diskimg_prealloc tables = prealloc == DISKIMG_PREALLOC_OFF && s->data_raw
+                                       ? DISKIMG_PREALLOC_METADATA : prealloc;
+    if (tables != DISKIMG_PREALLOC_OFF &&
+        qcow2_preallocate(s, old, size, tables, s->h.crypt_method != QCOW2_CRYPT_NONE,
+                          errp) < 0)
+        return -1;
+    if (resize_data_file(s, size, prealloc, errp) < 0)
+        return -1;
+    return qcow2_flush_metadata(s, errp);
+}
+
 int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
                           unsigned flags, GError **errp)
 {
@@ -488,16 +524,9 @@ int qcow2_resize(void *h, uint64_t size, enum diskimg_prealloc prealloc,
     if (qcow2_bitmaps_resize_check(s, size, errp) < 0)
         return -1;
     if (size < s->h.size)
-        return shrink(s, size, errp) < 0 ? -1 : qcow2_bitmaps_resize(s, errp);
-    uint64_t old = s->h.size;
-    if (qcow2_grow_l1(s, l1_entries_for(s, size), errp) < 0 ||
-        write_size(s, size, errp) < 0 || qcow2_bitmaps_resize(s, errp) < 0)
-        return -1;
-    if (prealloc != DISKIMG_PREALLOC_OFF &&
-        qcow2_preallocate(s, old, size, prealloc, s->h.crypt_method != QCOW2_CRYPT_NONE,
-                          errp) < 0)
-        return -1;
-    return qcow2_flush_metadata(s, errp);
+        return shrink(s, size, errp) < 0 || qcow2_bitmaps_resize(s, errp) < 0
+                   ? -1 : resize_data_file(s, size, DISKIMG_PREALLOC_OFF, errp);
+    return grow(s, size, prealloc, errp);
 }
 
 /* ------------------------------------------------------------ descriptor */
