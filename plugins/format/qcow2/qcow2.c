@@ -423,10 +423,68 @@ int qcow2_set_backing(void *h, const char *filename, const char *format, GError 
     return diskimg_node_flush(s->file, errp);
 }
 
+/* Whether qemu would reset the whole file (make_completely_empty): only a
+ * v3 image without anything else that owns clusters (snapshots, bitmaps,
+ * a LUKS header, a data file), whose first refcount block can describe
+ * the header, table, block and L1 table. */
+static bool can_reset_completely(const struct qcow2 *s, uint64_t l1_clusters)
+{
+    return s->h.version >= 3 && !s->nb_snapshots && !s->nb_bitmaps &&
+           s->h.crypt_method != QCOW2_CRYPT_LUKS && !s->ext_data &&
+           3 + l1_clusters <= s->rb_entries && s->h.reftable_clusters >= 1;
+}
+
+static int set_dirty_bit(struct qcow2 *s, bool dirty, GError **errp)
+{
+    if (dirty)
+        s->h.incompat |= QCOW2_INCOMPAT_DIRTY;
+    else
+        s->h.incompat &= ~QCOW2_INCOMPAT_DIRTY;
+    return qcow2_header_write(s, errp) < 0 ? -1 : diskimg_node_flush(s->file, errp);
+}
+
+/* qemu's make_completely_empty: the file becomes header, refcount table
+ * (cluster 1), one refcount block (2) and an empty L1 table (from 3), and
+ * is cut there; the dirty bit covers the steps in between. */
+static int reset_completely(struct qcow2 *s, uint64_t l1_clusters, GError **errp)
+{
+    uint64_t cs = s->cluster_size, end = (3 + l1_clusters) * cs;
+    uint8_t entry[8];
+    diskimg_put_be64(entry, 2 * cs);
+    if (qcow2_flush_metadata(s, errp) < 0 || diskimg_mcache_empty(s->l2c, errp) < 0 ||
+        diskimg_mcache_empty(s->rbc, errp) < 0 || set_dirty_bit(s, true, errp) < 0 ||
+        diskimg_node_write_zeroes(s->file, cs, end - cs, 0, errp) < 0 ||
+        diskimg_node_pwrite(s->file, entry, sizeof(entry), cs, 0, errp) < 0)
+        return -1;
+    memset(s->l1, 0, (size_t)s->l1_size * 8);
+    s->l1_offset = s->h.l1_offset = 3 * cs;
+    s->h.reftable_offset = cs;
+    s->h.reftable_clusters = 1;
+    diskimg_tail_forget(s->tail);
+    if (qcow2_header_write(s, errp) < 0 ||
+        diskimg_node_truncate(s->file, end, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
+                              errp) < 0)
+        return -1;
+    g_free(s->reftable);
+    s->reftable = NULL;
+    s->reftable_size = 0;
+    s->free_byte_offset = 0;
+    s->cgen++;
+    if (qcow2_refcount_init(s, errp) < 0 || qcow2_update_refcount(s, 0, end, 1, errp) < 0 ||
+        qcow2_flush_metadata(s, errp) < 0) {
+        s->writable = false;    /* the file is in between: reopen it */
+        return -1;
+    }
+    return set_dirty_bit(s, false, errp);
+}
+
 /* After commit: every cluster falls through to the backing file again. */
 int qcow2_make_empty(void *h, GError **errp)
 {
     struct qcow2 *s = h;
+    uint64_t l1_clusters = qcow2_size_to_clusters(s, (uint64_t)s->l1_size * 8);
+    if (can_reset_completely(s, l1_clusters))
+        return reset_completely(s, l1_clusters, errp);
     uint64_t end = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
     if (qcow2_bitmaps_mark(s, 0, s->h.size, errp) < 0)
         return -1;
