@@ -561,14 +561,18 @@ static int open_backing_chain(diskimg_node *top, const struct diskimg_open_param
         if (!n->backing) {
             /* open_one names the file as qemu-img names a top image; below
              * "Could not open backing file" qemu leaves that out (only the
-             * file layer's own "Could not open 'X': errno" remains). */
+             * file layer's own "Could not open 'X': errno" remains).  As
+             * qemu, the message names the top image and says "Could not
+             * open backing file" once per level down to the failing one. */
             g_autofree char *named = g_strdup_printf("Could not open '%s': ", path);
             const char *why = err->message;
             if (g_str_has_prefix(why, named))
                 why += strlen(named);
-            g_set_error(errp, err->domain, err->code,
-                        "Could not open '%s': Could not open backing file: %s",
-                        n->filename, why);
+            g_autoptr(GString) text = g_string_new(NULL);
+            g_string_printf(text, "Could not open '%s': ", top->filename);
+            for (int level = 0; level < depth; level++)
+                g_string_append(text, "Could not open backing file: ");
+            g_set_error(errp, err->domain, err->code, "%s%s", text->str, why);
             g_error_free(err);
             return -1;
         }

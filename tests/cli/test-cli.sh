@@ -131,6 +131,24 @@ expect 1 "shrink without --shrink" "$D" resize -f raw r.raw 8M
 grep_out "Use the --shrink option" "shrink refusal explains" err
 expect 0 "shrink with --shrink" "$D" resize -f raw --shrink r.raw 8M
 [ "$(stat -c %s r.raw)" = $((8 << 20)) ] && ok "shrink worked" || nok "shrink worked"
+# qemu-img reads SIZE before it opens the image, in QemuOpts' words
+expect 1 "resize to a size that is not one" "$D" resize -f raw r.raw 4M+1
+grep_out "Parameter 'size' expects a non-negative number below 2\^64" "resize size wording" err
+expect 1 "resize past 2^64" "$D" resize -f raw r.raw 16E
+grep_out "Value '16E' is out of range for parameter 'size'" "resize range wording" err
+expect 1 "shrink to nothing" "$D" resize -f raw --shrink r.raw -8M
+grep_out "New image size must be positive" "a size of 0 is refused before the shrink" err
+[ "$(stat -c %s r.raw)" = $((8 << 20)) ] && ok "refused resizes leave the file" || nok "refused resizes leave the file"
+expect 1 "file layer refuses preallocation=metadata" "$D" resize -f raw --preallocation=metadata r.raw 9M
+grep_out "Unsupported preallocation mode: metadata" "raw metadata preallocation in qemu's words" err
+expect 1 "bad preallocation name" "$D" resize -f raw --preallocation=bogus r.raw 9M
+grep_out "Invalid preallocation mode 'bogus'" "preallocation name wording" err
+# an external data file follows the virtual size (qemu's qcow2 does)
+expect 0 "create with a data file" "$D" create -q -f qcow2 -o data_file=df.data df.qcow2 4M
+expect 0 "grow an image with a data file" "$D" resize -f qcow2 df.qcow2 8M
+[ "$(stat -c %s df.data)" = $((8 << 20)) ] && ok "growing grew the data file" || nok "growing grew the data file"
+expect 0 "shrink an image with a data file" "$D" resize -f qcow2 --shrink df.qcow2 2M
+[ "$(stat -c %s df.data)" = $((2 << 20)) ] && ok "shrinking shrank the data file" || nok "shrinking shrank the data file"
 expect 0 "dd bs count skip" "$D" dd -f raw -O raw bs=64k count=20 skip=3 if=sparse.raw of=dd.raw
 cmp -s dd.raw <(dd if=sparse.raw bs=64k count=17 skip=3 status=none) && ok "dd copies blocks skip..count as qemu-img does" || nok "dd copies blocks skip..count as qemu-img does"
 

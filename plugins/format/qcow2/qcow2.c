@@ -425,10 +425,68 @@ int qcow2_set_backing(void *h, const char *filename, const char *format, GError 
     return diskimg_node_flush(s->file, errp);
 }
 
+/* Whether qemu would reset the whole file (make_completely_empty): only a
+ * v3 image without anything else that owns clusters (snapshots, bitmaps,
+ * a LUKS header, a data file), whose first refcount block can describe
+ * the header, table, block and L1 table. */
+static bool can_reset_completely(const struct qcow2 *s, uint64_t l1_clusters)
+{
+    return s->h.version >= 3 && !s->nb_snapshots && !s->nb_bitmaps &&
+           s->h.crypt_method != QCOW2_CRYPT_LUKS && !s->ext_data &&
+           3 + l1_clusters <= s->rb_entries && s->h.reftable_clusters >= 1;
+}
+
+static int set_dirty_bit(struct qcow2 *s, bool dirty, GError **errp)
+{
+    if (dirty)
+        s->h.incompat |= QCOW2_INCOMPAT_DIRTY;
+    else
+        s->h.incompat &= ~QCOW2_INCOMPAT_DIRTY;
+    return qcow2_header_write(s, errp) < 0 ? -1 : diskimg_node_flush(s->file, errp);
+}
+
+/* qemu's make_completely_empty: the file becomes header, refcount table
+ * (cluster 1), one refcount block (2) and an empty L1 table (from 3), and
+ * is cut there; the dirty bit covers the steps in between. */
+static int reset_completely(struct qcow2 *s, uint64_t l1_clusters, GError **errp)
+{
+    uint64_t cs = s->cluster_size, end = (3 + l1_clusters) * cs;
+    uint8_t entry[8];
+    diskimg_put_be64(entry, 2 * cs);
+    if (qcow2_flush_metadata(s, errp) < 0 || diskimg_mcache_empty(s->l2c, errp) < 0 ||
+        diskimg_mcache_empty(s->rbc, errp) < 0 || set_dirty_bit(s, true, errp) < 0 ||
+        diskimg_node_write_zeroes(s->file, cs, end - cs, 0, errp) < 0 ||
+        diskimg_node_pwrite(s->file, entry, sizeof(entry), cs, 0, errp) < 0)
+        return -1;
+    memset(s->l1, 0, (size_t)s->l1_size * 8);
+    s->l1_offset = s->h.l1_offset = 3 * cs;
+    s->h.reftable_offset = cs;
+    s->h.reftable_clusters = 1;
+    diskimg_tail_forget(s->tail);
+    if (qcow2_header_write(s, errp) < 0 ||
+        diskimg_node_truncate(s->file, end, DISKIMG_PREALLOC_OFF, DISKIMG_TRUNCATE_SHRINK,
+                              errp) < 0)
+        return -1;
+    g_free(s->reftable);
+    s->reftable = NULL;
+    s->reftable_size = 0;
+    s->free_byte_offset = 0;
+    s->cgen++;
+    if (qcow2_refcount_init(s, errp) < 0 || qcow2_update_refcount(s, 0, end, 1, errp) < 0 ||
+        qcow2_flush_metadata(s, errp) < 0) {
+        s->writable = false;    /* the file is in between: reopen it */
+        return -1;
+    }
+    return set_dirty_bit(s, false, errp);
+}
+
 /* After commit: every cluster falls through to the backing file again. */
 int qcow2_make_empty(void *h, GError **errp)
 {
     struct qcow2 *s = h;
+    uint64_t l1_clusters = qcow2_size_to_clusters(s, (uint64_t)s->l1_size * 8);
+    if (can_reset_completely(s, l1_clusters))
+        return reset_completely(s, l1_clusters, errp);
     uint64_t end = (s->h.size + s->cluster_size - 1) & ~(s->cluster_size - 1);
     if (qcow2_bitmaps_mark(s, 0, s->h.size, errp) < 0)
         return -1;
@@ -483,6 +541,76 @@ static int resize_data_file(struct qcow2 *s, uint64_t size, enum diskimg_preallo
     return diskimg_node_truncate(s->data, size, mode, DISKIMG_TRUNCATE_SHRINK, errp);
 }
 
+/* The last cluster with a refcount, + 1 (qemu's qcow2_get_last_cluster). */
+static int used_end(struct qcow2 *s, uint64_t *end, GError **errp)
+{
+    uint64_t n;
+    if (qcow2_file_clusters(s, &n, errp) < 0)
+        return -1;
+    for (uint64_t c = n; c > 0; c--) {
+        uint64_t rc;
+        if (qcow2_get_refcount(s, c - 1, &rc, errp) < 0)
+            return -1;
+        if (rc) {
+            *end = c;
+            return 0;
+        }
+    }
+    *end = 0;
+    return 0;
+}
+
+/* Maps guest clusters from `guest` on, n of them, to host clusters from
+ * `host` on. */
+static int link_clusters(struct qcow2 *s, uint64_t guest, uint64_t host, uint64_t n,
+                         GError **errp)
+{
+    while (n) {
+        uint8_t *l2;
+        uint64_t idx;
+        if (qcow2_l2_table(s, guest, true, &l2, &idx, errp) < 0)
+            return -1;
+        uint64_t run = MIN(n, s->l2_entries - idx);
+        for (uint64_t i = 0; i < run; i++)
+            qcow2_l2_set(s, l2, idx + i, (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED, 0);
+        diskimg_mcache_mark_dirty(s->l2c, l2);
+        diskimg_mcache_put(s->l2c, l2);
+        guest += run << s->cluster_bits;
+        host += run << s->cluster_bits;
+        n -= run;
+    }
+    return 0;
+}
+
+/* Growth with falloc/full as qemu's qcow2_co_truncate does it: the
+ * refcount table moves behind the last used cluster, the new data
+ * clusters follow it in one run (the file grows by them with the mode),
+ * and only then are they entered in the L2 tables (new tables go where
+ * the allocator finds room, the old refcount table's clusters first).
+ * 1: not this image (an external data file, encryption, subclusters, an
+ * unaligned old size, or a new refcount block needed): preallocate as
+ * for metadata. */
+static int grow_preallocated(struct qcow2 *s, uint64_t old, uint64_t size,
+                             enum diskimg_prealloc prealloc, GError **errp)
+{
+    if (s->ext_data || s->ext_l2 || s->h.crypt_method != QCOW2_CRYPT_NONE ||
+        old % s->cluster_size || (prealloc != DISKIMG_PREALLOC_FALLOC &&
+                                  prealloc != DISKIMG_PREALLOC_FULL))
+        return 1;
+    uint64_t n = qcow2_size_to_clusters(s, size) - (old >> s->cluster_bits);
+    uint64_t l2_tables = (n + s->l2_entries - 1) / s->l2_entries + 1, start, data;
+    if (n == 0 || qcow2_flush_metadata(s, errp) < 0 || used_end(s, &start, errp) < 0)
+        return n == 0 ? 1 : -1;
+    int r = qcow2_refcount_area(s, start, n + l2_tables, &data, errp);
+    if (r != 0)
+        return r;
+    if (qcow2_alloc_clusters_at(s, data, n, errp) < 0 ||
+        diskimg_node_truncate(s->file, (data + n) << s->cluster_bits, prealloc, 0, errp) < 0 ||
+        link_clusters(s, old, data << s->cluster_bits, n, errp) < 0)
+        return -1;
+    return qcow2_flush_metadata(s, errp);
+}
+
 static int grow(struct qcow2 *s, uint64_t size, enum diskimg_prealloc prealloc, GError **errp)
 {
     uint64_t old = s->h.size;
@@ -492,7 +620,10 @@ static int grow(struct qcow2 *s, uint64_t size, enum diskimg_prealloc prealloc, 
     /* The tables of a raw data file map it 1:1 (qemu preallocates them). */
     enum diskimg_prealloc tables = prealloc == DISKIMG_PREALLOC_OFF && s->data_raw
                                        ? DISKIMG_PREALLOC_METADATA : prealloc;
-    if (tables != DISKIMG_PREALLOC_OFF &&
+    int placed = grow_preallocated(s, old, size, prealloc, errp);
+    if (placed < 0)
+        return -1;
+    if (placed && tables != DISKIMG_PREALLOC_OFF &&
         qcow2_preallocate(s, old, size, tables, s->h.crypt_method != QCOW2_CRYPT_NONE,
                           errp) < 0)
         return -1;

@@ -377,6 +377,11 @@ int qcow2_bitmaps_load(struct qcow2 *s, GError **errp);
 /* refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, GError **errp);
 int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster, uint64_t *rc, GError **errp);
+/* qemu's refcount area for preallocated growth (refcount.c): 1 when a new
+ * refcount block would be needed and nothing was done. */
+int qcow2_refcount_area(struct qcow2 *s, uint64_t start, uint64_t extra, uint64_t *area_end,
+                        GError **errp);
+int qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t first, uint64_t n, GError **errp);
 /* Adds `delta` (+1/-1 etc.) to the refcount of every cluster touched by
  * [off, off+len). */
 int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t delta,

@@ -300,6 +300,51 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries, GError **errp)
     return qcow2_update_refcount(s, old_off, old_tc << s->cluster_bits, -1, errp);
 }
 
+/* qemu's qcow2_refcount_area for preallocated growth, where no new
+ * refcount block is needed: the table moves to cluster `start` (sized
+ * exactly for the clusters up to start + extra and itself), the old one is
+ * freed, and *area_end is the cluster after the new table.  1: a new
+ * block would be needed (the caller allocates as usual instead). */
+int qcow2_refcount_area(struct qcow2 *s, uint64_t start, uint64_t extra, uint64_t *area_end,
+                        GError **errp)
+{
+    uint64_t per = s->cluster_size / 8, tc = 1;
+    while (table_index_end(s, 0, start + tc + extra) > tc * per)
+        tc++;
+    if (missing_blocks(s, start, tc + extra) ||
+        (tc << s->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES)
+        return 1;
+    if (diskimg_mcache_flush(s->rbc, errp) < 0)
+        return -1;
+    uint64_t entries = tc * per;
+    uint64_t *table = g_try_new0(uint64_t, entries);
+    if (!table)
+        return qcow2_enomem(errp);
+    memcpy(table, s->reftable, MIN(s->reftable_size, entries) * 8);
+    uint64_t old_off = s->h.reftable_offset, old_tc = s->h.reftable_clusters;
+    note_end(s, start + tc);
+    if (write_table(s, table, entries, start << s->cluster_bits, errp) < 0 ||
+        switch_reftable(s, start << s->cluster_bits, tc, errp) < 0) {
+        g_free(table);
+        return -1;
+    }
+    g_free(s->reftable);
+    s->reftable = table;
+    s->reftable_size = entries;
+    if (qcow2_update_refcount(s, start << s->cluster_bits, tc << s->cluster_bits, 1, errp) < 0 ||
+        qcow2_update_refcount(s, old_off, old_tc << s->cluster_bits, -1, errp) < 0)
+        return -1;
+    *area_end = start + tc;
+    return 0;
+}
+
+/* Takes the clusters [first, first + n) (qemu's qcow2_alloc_clusters_at). */
+int qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t first, uint64_t n, GError **errp)
+{
+    note_end(s, first + n);
+    return qcow2_update_refcount(s, first << s->cluster_bits, n << s->cluster_bits, 1, errp);
+}
+
 /* ------------------------------------------------------ block allocation */
 
 /* Puts a new, empty refcount block for index t at cluster c (whose own
