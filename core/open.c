@@ -139,22 +139,40 @@ struct loaded_plugin *fallback_format(void)
     return NULL;
 }
 
-struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename)
+/* Calls fn for every format plugin whose probe claims buf (score > 0),
+ * fallbacks excluded: the one walk behind plain probing and inspect. */
+static void header_probes(const uint8_t *buf, size_t len, const char *filename,
+                          void (*fn)(struct loaded_plugin *lp, int score, void *data),
+                          void *data)
 {
-    struct loaded_plugin *best = NULL;
-    int best_score = 0;
     g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
     for (guint i = 0; i < formats->len; i++) {
         struct loaded_plugin *lp = formats->pdata[i];
         if (!lp->ops.format.probe || diskimg_schema_flag(lp->schema, "probe-fallback"))
             continue;
         int score = lp->ops.format.probe(buf, len, filename);
-        if (score > best_score) {
-            best = lp;
-            best_score = score;
-        }
+        if (score > 0)
+            fn(lp, score, data);
     }
-    return best;
+}
+
+struct best_probe {
+    struct loaded_plugin *lp;
+    int score;
+};
+
+static void keep_best(struct loaded_plugin *lp, int score, void *data)
+{
+    struct best_probe *best = data;
+    if (score > best->score)
+        *best = (struct best_probe){ lp, score };
+}
+
+struct loaded_plugin *probe_scan(const uint8_t *buf, size_t len, const char *filename)
+{
+    struct best_probe best = { NULL, 0 };
+    header_probes(buf, len, filename, keep_best, &best);
+    return best.lp;
 }
 
 struct loaded_plugin *probe_scan_tail(diskimg_node *file, const char *filename)
@@ -288,18 +306,23 @@ static void report_match(GPtrArray *seen, const char *format, enum diskimg_probe
         fn(&m, opaque);
 }
 
+struct header_report {
+    GPtrArray *seen;
+    diskimg_probe_fn fn;
+    void *opaque;
+};
+
+static void report_header_match(struct loaded_plugin *lp, int score, void *data)
+{
+    struct header_report *r = data;
+    report_match(r->seen, lp->desc->name, DISKIMG_PROBE_HEADER, score, r->fn, r->opaque);
+}
+
 static void header_matches(const uint8_t *buf, size_t len, const char *filename,
                            GPtrArray *seen, diskimg_probe_fn fn, void *opaque)
 {
-    g_autoptr(GPtrArray) formats = registry_list(DISKIMG_KIND_FORMAT);
-    for (guint i = 0; i < formats->len; i++) {
-        struct loaded_plugin *lp = formats->pdata[i];
-        if (!lp->ops.format.probe || diskimg_schema_flag(lp->schema, "probe-fallback"))
-            continue;
-        int score = lp->ops.format.probe(buf, len, filename);
-        if (score > 0)
-            report_match(seen, lp->desc->name, DISKIMG_PROBE_HEADER, score, fn, opaque);
-    }
+    struct header_report r = { seen, fn, opaque };
+    header_probes(buf, len, filename, report_header_match, &r);
 }
 
 /* Magic of formats whose plugin is missing (an installed plugin's own
