@@ -335,7 +335,13 @@ static int run_copy(struct cli *c, struct convert_job *j, diskimg_node *target, 
         p.base = backing_in_source_chain(j, backing);
         p.top_only = p.base == NULL;
     }
-    p.progress = cli_progress_new(c, j->total_size, "copy");
+    /* The bar tracks the bytes that are copied, as qemu-img's: a walk of
+     * block status first finds how many there are. */
+    uint64_t work;
+    if (diskimg_copy_work(&p, &work, errp) < 0)
+        return -1;
+    p.progress_counts_work = true;
+    p.progress = cli_progress_new(c, work, "copy");
     int ret = diskimg_copy(&p, errp);
     if (ret == 0 && cli_flag(c, "bitmaps")) {
         diskimg_progress_set_phase(p.progress, "bitmaps");

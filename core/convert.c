@@ -12,8 +12,14 @@
  *   order                              -W lets them write as soon as ready)
  *
  * At most 2 x -m items exist at once, so memory is bounded by the number of
- * workers times the chunk size, whatever the image size.  Skipped ranges
- * still count as progress, so the bar moves evenly over sparse images.
+ * workers times the chunk size, whatever the image size.
+ *
+ * Progress: by default every byte of the range counts, skipped ones too (the
+ * bar moves evenly over the disk; commit and rebase, as their qemu-img
+ * counterparts).  With progress_counts_work only the bytes that become items
+ * count, and diskimg_copy_work() gives their total beforehand by walking
+ * block status as produce() does without making items: the bar then tracks
+ * the work that takes time, as qemu-img convert's does.
  *
  * What the producer walks depends on the command:
  *   convert, dd   the guest view of the whole source chain (or its top layer
@@ -65,6 +71,8 @@ struct pipeline {
     unsigned max_items;
     bool comparing;                /* write only where the source differs from a reference */
     uint64_t ref_size;             /* size of differences_against */
+    bool measuring;                /* diskimg_copy_work: add up items, make none */
+    uint64_t work;                 /* what measuring added up */
 
     GMutex lock;
     GCond cond;
@@ -650,12 +658,18 @@ static int produce_source(struct pipeline *pl, diskimg_node *src, uint64_t start
         uint64_t t = toff + (off - start);
         uint64_t run = align_run(pl, t, ext.length, end - off, &kind);
         if (kind == EXTENT_SKIP || (kind == EXTENT_ZERO && zeroes_are_free(pl->p))) {
-            diskimg_progress_add(pl->p->progress, run);
+            if (!pl->p->progress_counts_work)
+                diskimg_progress_add(pl->p->progress, run);
             off += run;
             continue;
         }
         if (kind == EXTENT_DATA)
             run = MIN(run, CHUNK_SIZE);
+        if (pl->measuring) {
+            pl->work += run;
+            off += run;
+            continue;
+        }
         struct item *it = g_new0(struct item, 1);
         *it = (struct item){ .seq = (*seq)++, .zero = kind == EXTENT_ZERO, .src = src,
                              .soff = off, .toff = t, .len = run };
@@ -840,30 +854,32 @@ static int copy_in_sink(struct pipeline *pl, const struct diskimg_copy_sink *sin
     return 0;
 }
 
-int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
+/* What diskimg_copy and diskimg_copy_work share: the caller's params copied
+ * to the size we know, the modes checked, alignment and worker counts set. */
+static int setup_pipeline(struct pipeline *pl, struct diskimg_copy_params *copy,
+                          const struct diskimg_copy_params *params, GError **errp)
 {
     /* Members a caller built against an older, shorter struct lacks read
      * as unset. */
     if (abi_check_size(params->struct_size, ABI_END(struct diskimg_copy_params, progress),
                        "diskimg_copy_params", errp) < 0)
         return -1;
-    struct diskimg_copy_params copy;
-    abi_copy_in(&copy, sizeof(copy), params, params->struct_size);
-    const struct diskimg_copy_params *p = &copy;
-    struct pipeline pl = { .p = p, .rate_start = g_get_monotonic_time(),
-                           .comparing = p->differences_against ||
-                                        p->differences_against_zeroes };
-    if (p->sink && copy_in_sink(&pl, p->sink, errp) < 0)
+    abi_copy_in(copy, sizeof(*copy), params, params->struct_size);
+    const struct diskimg_copy_params *p = copy;
+    *pl = (struct pipeline){ .p = p, .rate_start = g_get_monotonic_time(),
+                             .comparing = p->differences_against ||
+                                          p->differences_against_zeroes };
+    if (p->sink && copy_in_sink(pl, p->sink, errp) < 0)
         return -1;
-    if (check_modes(&pl, errp) < 0 || measure_reference(&pl, errp) < 0)
+    if (check_modes(pl, errp) < 0 || measure_reference(pl, errp) < 0)
         return -1;
-    if (pl.has_sink)
-        pl.align = pl.sink.block_size;
+    if (pl->has_sink)
+        pl->align = pl->sink.block_size;
     if (p->compress) {
-        if (target_cluster_size(p->target, &pl.cluster_size, errp) < 0)
+        if (target_cluster_size(p->target, &pl->cluster_size, errp) < 0)
             return -1;
-        pl.align = pl.cluster_size;
-        pl.parallel_compress = diskimg_node_can_compress_parallel(p->target);
+        pl->align = pl->cluster_size;
+        pl->parallel_compress = diskimg_node_can_compress_parallel(p->target);
     }
     /* -m is the number of requests in flight.  For plain copies, threads
      * beyond the number of CPUs only add switching (measured: 8 threads on
@@ -874,8 +890,33 @@ int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
      * wait on the network. */
     unsigned requests = CLAMP(p->parallel ? p->parallel : 8, 1, MAX_WORKERS);
     unsigned cpus = (unsigned)MAX(g_get_num_processors(), 2);
-    pl.workers = (p->compress || copy_is_remote(p)) ? requests : MIN(requests, cpus);
-    pl.max_items = requests * 2;
+    pl->workers = (p->compress || copy_is_remote(p)) ? requests : MIN(requests, cpus);
+    pl->max_items = requests * 2;
+    return 0;
+}
+
+int diskimg_copy_work(const struct diskimg_copy_params *params, uint64_t *bytes,
+                      GError **errp)
+{
+    struct diskimg_copy_params copy;
+    struct pipeline pl;
+    if (setup_pipeline(&pl, &copy, params, errp) < 0)
+        return -1;
+    pl.measuring = true;
+    g_mutex_init(&pl.lock);
+    int ret = produce(&pl, errp);
+    g_mutex_clear(&pl.lock);
+    if (ret == 0)
+        *bytes = pl.work;
+    return ret;
+}
+
+int diskimg_copy(const struct diskimg_copy_params *params, GError **errp)
+{
+    struct diskimg_copy_params copy;
+    struct pipeline pl;
+    if (setup_pipeline(&pl, &copy, params, errp) < 0)
+        return -1;
     g_mutex_init(&pl.lock);
     g_cond_init(&pl.cond);
     g_mutex_init(&pl.rate_lock);

@@ -4,8 +4,9 @@
  * what diskimg checksum runs on): ranges arrive in order, cover the source,
  * start on block boundaries, hold the source's bytes, zero ranges come
  * unread, process results reach commit and are released, and misuse or a
- * failing callback is an error.  Raw images through the build tree's posix
- * and raw plugins.
+ * failing callback is an error.  Also the work count behind convert's bar
+ * (diskimg_copy_work, progress_counts_work).  Raw images through the build
+ * tree's posix and raw plugins.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -195,6 +196,94 @@ static void test_sink_misuse(void)
     g_mutex_clear(&r.lock);
 }
 
+struct progress_seen {
+    uint64_t done, total;
+    unsigned updates;
+};
+
+static void observe(const struct diskimg_progress_state *s, void *opaque)
+{
+    struct progress_seen *seen = opaque;
+    if (s->event == DISKIMG_PROGRESS_UPDATED)
+        seen->updates++;
+    seen->done = s->done;
+    seen->total = s->total;
+}
+
+/* The bytes block status reports as neither hole nor zero: what a copy to
+ * a fresh sparse target must read and write. */
+static uint64_t data_bytes(diskimg_node *n, uint64_t size)
+{
+    uint64_t sum = 0;
+    for (uint64_t off = 0; off < size;) {
+        struct diskimg_extent e = { .struct_size = sizeof(e) };
+        GError *err = NULL;
+        g_assert_cmpint(diskimg_node_block_status_chain(n, off, size - off, &e, NULL, &err),
+                        ==, 0);
+        g_assert_no_error(err);
+        if (!(e.flags & DISKIMG_BS_ZERO))
+            sum += e.length;
+        off += e.length;
+    }
+    return sum;
+}
+
+static void test_copy_work(void)
+{
+    const uint64_t size = 200 * BLOCK;
+    uint8_t *content;
+    g_autofree char *path = make_sparse("work.raw", size, &content);
+    g_autofree char *out = test_tmp_path("work-out.raw");
+    diskimg_node *n = open_raw(path);
+    GError *err = NULL;
+    struct diskimg_create_params cp = { .struct_size = sizeof(cp), .format = "raw",
+                                        .size = size };
+    g_assert_cmpint(diskimg_create(out, &cp, &err), ==, 0);
+    struct diskimg_open_params op = { .struct_size = sizeof(op), .format = "raw",
+                                      .flags = DISKIMG_OPEN_RDWR | DISKIMG_OPEN_NO_LOCK };
+    diskimg_node *t = diskimg_open(out, &op, &err);
+    g_assert_no_error(err);
+
+    struct diskimg_copy_params p = { .struct_size = sizeof(p), .sources = &n, .n_sources = 1,
+                                     .target = t, .target_is_zero = true, .sparse_size = 4096,
+                                     .parallel = 4, .progress_counts_work = true };
+    uint64_t work = 0;
+    g_assert_cmpint(diskimg_copy_work(&p, &work, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(work, ==, data_bytes(n, size));
+    g_assert_cmpuint(work, >=, 100 + 8192 + 5 * BLOCK / 2 + 3 * (2u << 20));
+    g_assert_cmpuint(work, <, size / 2);
+
+    /* The copy counts exactly that work, and nothing for the holes. */
+    struct progress_seen seen = { 0 };
+    diskimg_set_progress_observer(observe, &seen);
+    p.progress = diskimg_progress_new(DISKIMG_PROGRESS_QUIET, work);
+    g_assert_cmpint(diskimg_copy(&p, &err), ==, 0);
+    g_assert_no_error(err);
+    g_assert_cmpuint(seen.done, ==, work);
+    g_assert_cmpuint(seen.total, ==, work);
+    g_assert_cmpuint(seen.updates, >=, 4);
+    diskimg_progress_finish(p.progress);
+
+    /* Without progress_counts_work every byte of the range counts. */
+    seen = (struct progress_seen){ 0 };
+    p.progress_counts_work = false;
+    p.progress = diskimg_progress_new(DISKIMG_PROGRESS_QUIET, size);
+    g_assert_cmpint(diskimg_copy(&p, &err), ==, 0);
+    g_assert_cmpuint(seen.done, ==, size);
+    diskimg_progress_finish(p.progress);
+    diskimg_set_progress_observer(NULL, NULL);
+
+    /* A copy with bad params fails its work count the same way. */
+    p.sink = &(struct diskimg_copy_sink){ .struct_size = sizeof(struct diskimg_copy_sink) };
+    g_assert_cmpint(diskimg_copy_work(&p, &work, &err), ==, -1);
+    g_assert_nonnull(strstr(err->message, "exactly one of target and sink"));
+    g_clear_error(&err);
+    diskimg_close(t);
+    diskimg_close(n);
+    g_free(content);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -202,6 +291,7 @@ int main(int argc, char **argv)
     g_test_add_func("/copy/sink/ranges", test_sink_ranges);
     g_test_add_func("/copy/sink/failure", test_sink_failure);
     g_test_add_func("/copy/sink/misuse", test_sink_misuse);
+    g_test_add_func("/copy/work", test_copy_work);
     int ret = g_test_run();
     test_tmpdir_remove();
     return ret;

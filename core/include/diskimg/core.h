@@ -235,8 +235,18 @@ struct diskimg_copy_params {
                                        with zeroes instead (rebase -b '') */
     const struct diskimg_copy_sink *sink; /* instead of target (which is then
                                        NULL): see struct diskimg_copy_sink */
+    bool progress_counts_work;      /* progress counts only the bytes the copy
+                                       reads or writes (holes and free zeroes
+                                       skipped count nothing), so give it the
+                                       total diskimg_copy_work() reports;
+                                       false: every byte of the range counts */
 };
 DISKIMG_API int diskimg_copy(const struct diskimg_copy_params *p, GError **errp);
+/* The bytes diskimg_copy(p) would read or write, found by walking block
+ * status as the copy does, without reading data: a progress total that
+ * tracks the work (qemu-img convert's bar), for progress_counts_work. */
+DISKIMG_API int diskimg_copy_work(const struct diskimg_copy_params *p, uint64_t *bytes,
+                                  GError **errp);
 
 /* ---------------------------------------------------------------- progress */
 
