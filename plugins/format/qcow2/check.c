@@ -115,7 +115,8 @@ struct checker {
     uint64_t file_clusters; /* clusters the file spans */
     uint8_t *rb_state;      /* RB_* per refcount table entry */
     bool rebuild;           /* the refcount structure itself is damaged */
-    bool need_new_block;    /* a repair would need a refcount block that is not there */
+    bool need_new_block;    /* a repair would need a refcount block that is not
+                               there, or raise a refcount from 0: rebuild */
     uint64_t rb_errors;     /* corruptions a rebuild repairs: refcount structure */
     uint64_t rc_errors;     /* ... and refcount < references */
     uint8_t *blk;           /* one refcount block, read without the cache */
@@ -962,9 +963,14 @@ static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest,
         if (stored == want)
             continue;
         bool leak = stored > want;
-        if (!leak && !has_block)
+        /* A referenced cluster whose refcount reads 0 is not raised in
+         * place: qemu rebuilds the whole structure then, and so do we (the
+         * same layout after repair, and no trust in a block that lost it). */
+        bool needs_rebuild = !leak && (!has_block || stored == 0);
+        if (needs_rebuild)
             c->need_new_block = true;
-        bool repair = leak ? (fix & DISKIMG_CHECK_FIX_LEAKS) : (fix & DISKIMG_CHECK_FIX_ERRORS);
+        bool repair = leak ? (fix & DISKIMG_CHECK_FIX_LEAKS)
+                           : (fix & DISKIMG_CHECK_FIX_ERRORS) && !needs_rebuild;
         diskimg_report("%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
                        repair ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, want);
         if (repair) {
