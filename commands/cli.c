@@ -633,23 +633,51 @@ static int split_image_opts(const char *text, struct image_opts *io, GString *re
     return 0;
 }
 
-/* The io plugin's open-options an --image-opts string gave with file.KEY=. */
+/* Parses --image-opts keys into `o`; a key the schema does not have is
+ * refused in qemu-img's words for the layer ("Block format 'qcow2' does not
+ * support the option 'x'"); the "Did you mean" line stays. */
+static int parse_layer_options(diskimg_options *o, const char *text, const char *layer,
+                               const char *name, GError **errp)
+{
+    if (diskimg_options_parse(o, text, errp) == 0)
+        return 0;
+    static const char unknown[] = "Invalid parameter '";
+    GError *e = *errp;
+    if (e && g_str_has_prefix(e->message, unknown)) {
+        const char *key = e->message + strlen(unknown);
+        const char *end = strchr(key, '\'');
+        const char *hint = strchr(key, '\n');
+        g_autofree char *text2 = g_strdup_printf(
+            "Block %s '%s' %s the option '%.*s'%s", layer, name,
+            g_str_equal(layer, "format") ? "does not support" : "doesn't support",
+            (int)(end ? end - key : (ptrdiff_t)strlen(key)), key, hint ? hint : "");
+        g_free(e->message);
+        e->message = g_steal_pointer(&text2);
+    }
+    return -1;
+}
+
+/* The io plugin's open-options an --image-opts string gave with file.KEY=;
+ * without file.driver= they are the default plugin's (qemu's "file"
+ * protocol: file.locking=off, file.aio=...). */
 static int image_opts_file_options(const struct image_opts *io, struct diskimg_open_params *p,
                                    diskimg_options **out, GError **errp)
 {
     *out = NULL;
-    if (!io->file_driver)
+    if (!io->file_driver && !io->file_rest->len)
         return 0;
-    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_IO, io->file_driver);
+    const char *plugin = io->file_driver ? io->file_driver : diskimg_default_io();
+    const diskimg_schema *s = diskimg_plugin_schema(DISKIMG_KIND_IO, plugin);
     if (!s) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_NO_PLUGIN,
-                    "Unknown protocol '%s' (no I/O plugin of that name is installed)",
-                    io->file_driver);
+                    "Unknown protocol '%s' (no I/O plugin of that name is installed)", plugin);
         return -1;
     }
-    p->io = io->file_driver;
+    p->io = plugin;
     *out = diskimg_options_new(s, "open-options");
-    if (io->file_rest->len && diskimg_options_parse(*out, io->file_rest->str, errp) < 0) {
+    if (io->file_rest->len &&
+        parse_layer_options(*out, io->file_rest->str, "protocol",
+                            io->file_driver ? io->file_driver : "file", errp) < 0) {
         diskimg_options_free(*out);
         *out = NULL;
         return -1;
@@ -701,7 +729,7 @@ static diskimg_node *open_with_image_opts(const struct image_opts *io, const GSt
         }
         fopts = diskimg_options_new(diskimg_plugin_schema(DISKIMG_KIND_FORMAT, io->driver),
                                     "open-options");
-        if (diskimg_options_parse(fopts, rest->str, errp) < 0) {
+        if (parse_layer_options(fopts, rest->str, "format", io->driver, errp) < 0) {
             diskimg_options_free(fopts);
             diskimg_options_free(file_opts);
             return NULL;
