@@ -183,6 +183,49 @@ static void bad_metadata_offset(void *opaque, const char *what, uint64_t offset,
     qcow2_corrupt(opaque, errp, "%s offset %#" PRIx64 " is invalid", what, offset);
 }
 
+/* The cache budgets from the open-options l2-cache-size, refcount-cache-size
+ * and cache-size, combined by qemu's rules (read_cache_sizes): with
+ * cache-size alone the L2 cache takes what covers the whole disk and the
+ * refcount cache the rest (at least 4 clusters).  A user's L2 size never
+ * exceeds what covers the disk; each cache keeps its minimum (2 and 4
+ * clusters).  Without options: our defaults. */
+static int cache_budgets(struct qcow2 *s, const diskimg_options *o, GError **errp)
+{
+    uint64_t cs = s->cluster_size;
+    uint64_t clusters = s->h.size / cs + !!(s->h.size % cs);
+    uint64_t max_l2 = MAX((clusters + s->l2_entries - 1) / s->l2_entries, 1) * cs;
+    uint64_t min_rc = 4 * cs;
+    bool has_all = o && diskimg_options_has(o, "cache-size");
+    bool has_l2 = o && diskimg_options_has(o, "l2-cache-size");
+    bool has_rc = o && diskimg_options_has(o, "refcount-cache-size");
+    uint64_t all = has_all ? diskimg_options_get_uint(o, "cache-size", 0) : 0;
+    uint64_t l2 = has_l2 ? diskimg_options_get_uint(o, "l2-cache-size", 0) : L2_CACHE_BUDGET;
+    uint64_t rc = has_rc ? diskimg_options_get_uint(o, "refcount-cache-size", 0)
+                         : REFCOUNT_CACHE_BUDGET;
+    if (has_all) {
+        const char *bad = has_l2 && has_rc ? "cache-size, l2-cache-size and refcount-cache-size "
+                                             "may not be set at the same time"
+                          : has_l2 && l2 > all ? "l2-cache-size may not exceed cache-size"
+                          : has_rc && rc > all ? "refcount-cache-size may not exceed cache-size"
+                                               : NULL;
+        if (bad)
+            return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "%s", bad);
+        if (has_l2)
+            rc = all - l2;
+        else if (has_rc)
+            l2 = all - rc;
+        else if (all >= max_l2 + min_rc)
+            l2 = max_l2, rc = all - max_l2;
+        else
+            rc = MIN(all, min_rc), l2 = all - rc;
+    }
+    if (has_all || has_l2)
+        l2 = MIN(l2, max_l2);
+    s->l2_cache_bytes = MAX(l2, 2 * cs);
+    s->refcount_cache_bytes = MAX(rc, min_rc);
+    return 0;
+}
+
 /* The L2 and refcount caches: refcount blocks reach the disk before the
  * L2 tables that need them (the L2 cache depends on the refcount cache);
  * and the growth of the file's tail (tail.c). */
@@ -197,9 +240,9 @@ static int setup_caches(struct qcow2 *s, GError **errp)
     struct diskimg_mcache_hooks l2_hooks = refblock_hooks;
     l2_hooks.before_write = l2_write_ok;
     s->rbc = diskimg_mcache_new(s->file, "refcount block", (uint32_t)s->cluster_size,
-                                REFCOUNT_CACHE_BUDGET, errp);
+                                s->refcount_cache_bytes, errp);
     s->l2c = s->rbc ? diskimg_mcache_new(s->file, "L2 table", (uint32_t)s->cluster_size,
-                                         L2_CACHE_BUDGET, errp) : NULL;
+                                         s->l2_cache_bytes, errp) : NULL;
     if (!s->l2c)
         return -1;
     diskimg_mcache_set_hooks(s->rbc, &refblock_hooks);
@@ -249,7 +292,7 @@ void *qcow2_open_file(diskimg_node *node, diskimg_node *file, const char *filena
     s->file = file;
     s->filename = g_strdup(filename);
     if (read_header(s, errp) < 0 || check_open_mode(s, flags, errp) < 0 ||
-        qcow2_crypto_open(s, options, flags, errp) < 0) {
+        cache_budgets(s, options, errp) < 0 || qcow2_crypto_open(s, options, flags, errp) < 0) {
         qcow2_close(s);
         return NULL;
     }

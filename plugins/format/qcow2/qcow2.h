@@ -270,6 +270,7 @@ struct qcow2 {
 
     /* metadata caches (<diskimg/toolkit.h>); l2c depends on rbc */
     diskimg_mcache *l2c, *rbc;
+    uint64_t l2_cache_bytes, refcount_cache_bytes; /* their budgets (open-options) */
     uint64_t free_cluster_index;
     uint64_t end_cluster;     /* no cluster at or beyond this one is in use */
     uint64_t free_byte_offset;   /* compressed allocation cursor, 0 = none */

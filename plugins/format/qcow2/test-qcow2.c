@@ -1022,6 +1022,60 @@ static diskimg_schema *qschema(void)
     return s;
 }
 
+/* The open-options l2-cache-size, refcount-cache-size and cache-size set
+ * the metadata caches as qemu's read_cache_sizes combines them. */
+static unsigned open_cache_entries(struct timg *t, diskimg_schema *schema, const char *text,
+                                   unsigned *refblocks, const char *error)
+{
+    diskimg_options *o = qopts(schema, "open-options", text);
+    GError *err = NULL;
+    struct qcow2 *s = qcow2_open_file(NULL, diskimg_node_file(t->raw), t->path, 0, o, &err);
+    diskimg_options_free(o);
+    if (error) {
+        g_assert_null(s);
+        g_assert_nonnull(err);
+        g_assert_cmpstr(err->message, ==, error);
+        g_error_free(err);
+        return 0;
+    }
+    g_assert_no_error(err);
+    unsigned n = diskimg_mcache_entries(s->l2c);
+    *refblocks = diskimg_mcache_entries(s->rbc);
+    qcow2_close(s);
+    return n;
+}
+
+static void test_cache_sizes(void)
+{
+    struct timg t;
+    timg_create(&t, 1024 * MiB);                /* 64 KiB clusters: 2 L2 tables cover it */
+    timg_close(&t);
+    diskimg_schema *schema = qschema();
+    unsigned rb;
+    g_assert_cmpuint(open_cache_entries(&t, schema, "l2-cache-size=64k", &rb, NULL), ==, 2);
+    g_assert_cmpuint(open_cache_entries(&t, schema, "l2-cache-size=1G", &rb, NULL), ==, 2);
+    g_assert_cmpuint(open_cache_entries(&t, schema, "refcount-cache-size=1M", &rb, NULL), ==, 16);
+    g_assert_cmpuint(rb, ==, 16);
+    g_assert_cmpuint(open_cache_entries(&t, schema, "refcount-cache-size=1", &rb, NULL), ==, 16);
+    g_assert_cmpuint(rb, ==, 4);
+    /* cache-size alone: L2 gets what covers the disk, refcounts the rest */
+    g_assert_cmpuint(open_cache_entries(&t, schema, "cache-size=2M", &rb, NULL), ==, 2);
+    g_assert_cmpuint(rb, ==, 30);
+    g_assert_cmpuint(open_cache_entries(&t, schema, "cache-size=2M,l2-cache-size=64k", &rb,
+                                        NULL), ==, 2);
+    g_assert_cmpuint(rb, ==, 31);
+    open_cache_entries(&t, schema, "cache-size=1M,l2-cache-size=2M", &rb,
+                       "l2-cache-size may not exceed cache-size");
+    open_cache_entries(&t, schema, "cache-size=1M,refcount-cache-size=2M", &rb,
+                       "refcount-cache-size may not exceed cache-size");
+    open_cache_entries(&t, schema, "cache-size=1M,l2-cache-size=512k,refcount-cache-size=512k",
+                       &rb, "cache-size, l2-cache-size and refcount-cache-size may not be set "
+                            "at the same time");
+    diskimg_schema_free(schema);
+    timg_open(&t, 0);
+    timg_destroy(&t);
+}
+
 static bool crypto_or_skip(void)
 {
     if (diskimg_crypto_available())
@@ -2247,5 +2301,6 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/tail/foreign", test_tail_foreign);
     g_test_add_func("/qcow2/tail/crash", test_tail_crash);
     g_test_add_func("/qcow2/parallel/same-cluster", test_parallel_same_cluster);
+    g_test_add_func("/qcow2/open/cache-sizes", test_cache_sizes);
     return g_test_run();
 }
