@@ -124,6 +124,7 @@ struct checker {
     GArray *l1_fixes;       /* struct entry_fix: L1 entries with reserved bits, to clear */
     GArray *l1_suspects;    /* struct l1_suspect: L1 entries naming a "table" of mostly
                              * corrupt entries (see clear_bogus_l1_entries) */
+    GArray *l1_lost;        /* struct entry_fix: L1 entries naming an L2 table past EOF */
     GArray *lost_bitmap_tables;  /* uint32_t: bitmaps whose table is beyond the file */
     GArray *bitmap_fixes;   /* struct entry_fix: bitmap table entries beyond the file */
     uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
@@ -484,6 +485,11 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         c->counting_l2 = false;
         if (ret < 0)
             return -1;
+        if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && !qcow2_offset_into_cluster(s, l2off) &&
+            beyond_eof(c, l2off, s->cluster_size)) {
+            struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
+            record_repair(c->l1_lost, &f);
+        }
         if (qcow2_offset_into_cluster(s, l2off)) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
                          "corrupted", l2off);
@@ -1290,6 +1296,27 @@ static int clear_bogus_l1_entries(struct checker *c, GError **errp)
     return 0;
 }
 
+/* An L1 entry naming an L2 table beyond the end of the file: the table
+ * reads as zeroes (as qemu reads it), i.e. every entry unallocated, which
+ * is what an empty L1 entry says; clearing it reads the same and leaves no
+ * reference past the end (qemu's repair grows the file over it instead). */
+static int clear_l1_beyond_eof(struct checker *c, GError **errp)
+{
+    for (guint i = 0; i < c->l1_lost->len; i++) {
+        const struct entry_fix *f = &g_array_index(c->l1_lost, struct entry_fix, i);
+        int ret = write_l1_entry(c, f, 0, errp);
+        if (ret < 0)
+            return -1;
+        if (ret == 0)
+            continue;
+        diskimg_report("Repairing L1 entry %" PRIx64 ": its L2 table lies beyond the end of "
+                       "the file and reads as unallocated; entry cleared", f->entry);
+        c->res->corruptions -= MIN(c->res->corruptions, 1);
+        c->res->corruptions_fixed++;
+    }
+    return 0;
+}
+
 static int fix_l1_reserved(struct checker *c, GError **errp)
 {
     for (guint i = 0; i < c->l1_fixes->len; i++) {
@@ -1479,6 +1506,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     c.rb_state = g_try_malloc0(MAX(s->reftable_size, 1));
     c.l1_fixes = g_array_new(false, false, sizeof(struct entry_fix));
     c.l1_suspects = g_array_new(false, false, sizeof(struct l1_suspect));
+    c.l1_lost = g_array_new(false, false, sizeof(struct entry_fix));
     c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
     c.lost_bitmap_tables = g_array_new(false, false, sizeof(uint32_t));
     c.bitmap_fixes = g_array_new(false, false, sizeof(struct entry_fix));
@@ -1491,6 +1519,8 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = check_snapshot_table(&c, errp);
     if (ret == 0)
         ret = count_references(&c, errp);
+    if (ret == 0)
+        ret = clear_l1_beyond_eof(&c, errp);
     if (ret == 0)
         ret = clear_bogus_l1_entries(&c, errp);
     if (ret == 0)
@@ -1520,6 +1550,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_free(c.blk);
     g_array_free(c.l1_fixes, true);
     g_array_free(c.l1_suspects, true);
+    g_array_free(c.l1_lost, true);
     g_array_free(c.zero_fixes, true);
     g_array_free(c.lost_bitmap_tables, true);
     g_array_free(c.bitmap_fixes, true);
