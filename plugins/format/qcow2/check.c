@@ -1481,14 +1481,16 @@ static int repair_lost_bitmap_tables(struct checker *c, GError **errp)
 }
 
 /* After a repair that left nothing wrong, the image is consistent again:
- * qemu clears the corrupt bit (qcow2_mark_consistent). */
+ * qemu clears the dirty bit (qcow2_mark_clean: the refcounts were just
+ * counted from scratch) and the corrupt bit (qcow2_mark_consistent). */
 static int mark_consistent(struct qcow2 *s, GError **errp)
 {
-    if (!(s->h.incompat & QCOW2_INCOMPAT_CORRUPT) || s->corrupt)
+    uint64_t clear = QCOW2_INCOMPAT_DIRTY | (s->corrupt ? 0 : QCOW2_INCOMPAT_CORRUPT);
+    if (!(s->h.incompat & clear))
         return 0;
     if (qcow2_flush_metadata(s, errp) < 0 || diskimg_node_flush(s->file, errp) < 0)
         return -1;
-    return qcow2_header_set_incompat(s, s->h.incompat & ~QCOW2_INCOMPAT_CORRUPT, errp);
+    return qcow2_header_set_incompat(s, s->h.incompat & ~clear, errp);
 }
 
 int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError **errp)
