@@ -99,7 +99,9 @@ static bool probe_inactive_l1(void *opaque, uint64_t off, uint64_t len)
 {
     const struct qcow2 *s = opaque;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        if (overlaps(off, len, s->snapshots[i].l1_offset, (uint64_t)s->snapshots[i].l1_size * 8))
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (qcow2_snapshot_l1_sane(s, sn->l1_offset, sn->l1_size) &&
+            overlaps(off, len, sn->l1_offset, (uint64_t)sn->l1_size * 8))
             return true;
     }
     return false;

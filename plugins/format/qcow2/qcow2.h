@@ -315,6 +315,16 @@ static inline uint64_t qcow2_offset_into_cluster(const struct qcow2 *s, uint64_t
 {
     return off & (s->cluster_size - 1);
 }
+/* Whether a snapshot's L1 table can be one at all: cluster aligned and not
+ * larger than qemu's maximum.  Only a check open keeps a snapshot whose L1
+ * is not (header.c); check reports and skips it, nothing reads it, and the
+ * overlap guard must not protect what it names (an l1_size of 2^30 from
+ * offset 0 would make every metadata write "overlap"). */
+static inline bool qcow2_snapshot_l1_sane(const struct qcow2 *s, uint64_t l1_offset,
+                                          uint32_t l1_size)
+{
+    return !qcow2_offset_into_cluster(s, l1_offset) && l1_size <= QCOW2_MAX_L1_BYTES / 8;
+}
 static inline uint64_t qcow2_align_down(const struct qcow2 *s, uint64_t off)
 {
     return off & ~(s->cluster_size - 1);
