@@ -267,6 +267,22 @@ static int switch_reftable(struct qcow2 *s, uint64_t off, uint64_t tc, GError **
     return 0;
 }
 
+/* Writes `table` (entries, tc clusters) at cluster `at`, points the header
+ * at it and makes it the table in memory; takes `table` either way. */
+static int adopt_reftable(struct qcow2 *s, uint64_t *table, uint64_t entries, uint64_t at,
+                          uint64_t tc, GError **errp)
+{
+    if (write_table(s, table, entries, at << s->cluster_bits, errp) < 0 ||
+        switch_reftable(s, at << s->cluster_bits, tc, errp) < 0) {
+        g_free(table);
+        return -1;
+    }
+    g_free(s->reftable);
+    s->reftable = table;
+    s->reftable_size = entries;
+    return 0;
+}
+
 static int grow_reftable(struct qcow2 *s, uint64_t min_entries, GError **errp)
 {
     uint64_t want = MAX(min_entries, s->reftable_size + s->reftable_size / 2 + 1);
@@ -286,15 +302,12 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries, GError **errp)
     memcpy(table, s->reftable, s->reftable_size * 8);
     uint64_t old_off = s->h.reftable_offset, old_tc = s->h.reftable_clusters;
     note_end(s, end + tc + nb);
-    if (write_area_blocks(s, end, tc, nb, table, errp) < 0 ||
-        write_table(s, table, entries, end << s->cluster_bits, errp) < 0 ||
-        switch_reftable(s, end << s->cluster_bits, tc, errp) < 0) {
+    if (write_area_blocks(s, end, tc, nb, table, errp) < 0) {
         g_free(table);
         return -1;
     }
-    g_free(s->reftable);
-    s->reftable = table;
-    s->reftable_size = entries;
+    if (adopt_reftable(s, table, entries, end, tc, errp) < 0)
+        return -1;
     if (ref_area_in_old_blocks(s, end, tc + nb, errp) < 0)
         return -1;
     return qcow2_update_refcount(s, old_off, old_tc << s->cluster_bits, -1, errp);
@@ -323,14 +336,8 @@ int qcow2_refcount_area(struct qcow2 *s, uint64_t start, uint64_t extra, uint64_
     memcpy(table, s->reftable, MIN(s->reftable_size, entries) * 8);
     uint64_t old_off = s->h.reftable_offset, old_tc = s->h.reftable_clusters;
     note_end(s, start + tc);
-    if (write_table(s, table, entries, start << s->cluster_bits, errp) < 0 ||
-        switch_reftable(s, start << s->cluster_bits, tc, errp) < 0) {
-        g_free(table);
+    if (adopt_reftable(s, table, entries, start, tc, errp) < 0)
         return -1;
-    }
-    g_free(s->reftable);
-    s->reftable = table;
-    s->reftable_size = entries;
     if (qcow2_update_refcount(s, start << s->cluster_bits, tc << s->cluster_bits, 1, errp) < 0 ||
         qcow2_update_refcount(s, old_off, old_tc << s->cluster_bits, -1, errp) < 0)
         return -1;
