@@ -125,6 +125,8 @@ struct checker {
     GArray *l1_suspects;    /* struct l1_suspect: L1 entries naming a "table" of mostly
                              * corrupt entries (see clear_bogus_l1_entries) */
     GArray *l1_lost;        /* struct entry_fix: L1 entries naming an L2 table past EOF */
+    GArray *l1_unaligned;   /* struct l1_suspect: L1 entries naming a misaligned "table"
+                             * (see clear_unaligned_l1_entries) */
     GArray *lost_bitmap_tables;  /* uint32_t: bitmaps whose table is beyond the file */
     GArray *bitmap_fixes;   /* struct entry_fix: bitmap table entries beyond the file */
     uint64_t snap_errors;   /* snapshot table damage a rewrite of the table repairs */
@@ -490,7 +492,9 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
             struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
             record_repair(c->l1_lost, &f);
         }
-        if (qcow2_offset_into_cluster(s, l2off)) {
+        uint64_t before = c->res->corruptions;
+        bool unaligned = qcow2_offset_into_cluster(s, l2off);
+        if (unaligned) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
                          "corrupted", l2off);
             c->res->corruptions++;
@@ -499,9 +503,16 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (check_l2(c, l2off, active, &used, &bad, errp) < 0)
             return -1;
         struct l1_suspect sus = { { l1off + (uint64_t)i * 8, l1[i], i, active }, bad };
-        if ((c->fix & DISKIMG_CHECK_FIX_ERRORS) && !l2_uncached(s, l2off) &&
-            mostly_corrupt(used, bad))
+        if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || !l2off)
+            continue;
+        if (unaligned) {
+            /* every error this entry caused: its table's beyond the file,
+             * the alignment, those of the entries read there */
+            sus.bad = c->res->corruptions - before + (beyond_eof(c, l2off, s->cluster_size));
+            record_repair(c->l1_unaligned, &sus);
+        } else if (mostly_corrupt(used, bad)) {
             record_repair(c->l1_suspects, &sus);
+        }
     }
     return 0;
 }
@@ -1226,13 +1237,21 @@ static bool counted_data_range(const struct checker *c, uint64_t e, uint64_t bm,
 }
 
 /* Takes back the references check_l1 counted for the L2 table at l2off:
- * the table's cluster and the guest data its entries name. */
+ * the table's cluster(s) and the guest data its entries name. */
 static int uncount_l2(struct checker *c, uint64_t l2off, GError **errp)
 {
     struct qcow2 *s = c->s;
     uint64_t cl = l2off >> s->cluster_bits;
-    if (cl < c->nref && c->ref[cl] && c->ref[cl] != UINT32_MAX)
+    /* a misaligned table was counted as metadata (check_l1), if inside
+     * the file, and made no doubtful references (count_doubtful_l2) */
+    bool aligned = !qcow2_offset_into_cluster(s, l2off);
+    bool doubtful = aligned && cl < c->nref && c->meta[cl] && c->doubt;
+    if (!aligned) {
+        if (!beyond_eof(c, l2off, s->cluster_size))
+            dec_refs(c, l2off, s->cluster_size, false);
+    } else if (cl < c->nref && c->ref[cl] && c->ref[cl] != UINT32_MAX) {
         c->ref[cl]--;
+    }
     uint8_t *l2;
     if (get_l2(s, l2off, &l2, errp) < 0)
         return -1;
@@ -1253,7 +1272,7 @@ static int uncount_l2(struct checker *c, uint64_t l2off, GError **errp)
             if (k == cl)
                 continue;
             dec_sat(&c->other[k]);
-            if (c->meta[cl] && c->doubt)
+            if (doubtful)
                 dec_sat(&c->doubt[k]);
         }
     }
@@ -1313,6 +1332,31 @@ static int clear_l1_beyond_eof(struct checker *c, GError **errp)
                        "the file and reads as unallocated; entry cleared", f->entry);
         c->res->corruptions -= MIN(c->res->corruptions, 1);
         c->res->corruptions_fixed++;
+    }
+    return 0;
+}
+
+/* An L1 entry naming a misaligned L2 table: qemu refuses to read such a
+ * table (its reads of the range fail, and mark the image corrupt), and its
+ * repair leaves the entry.  Clearing the entry makes the range read as
+ * unallocated, which loses nothing that could be read, and takes back the
+ * references counted for it, so that the refcount repair frees what only
+ * it named. */
+static int clear_unaligned_l1_entries(struct checker *c, GError **errp)
+{
+    for (guint i = 0; i < c->l1_unaligned->len; i++) {
+        const struct l1_suspect *sus = &g_array_index(c->l1_unaligned, struct l1_suspect, i);
+        uint64_t l2off = sus->f.entry & QCOW2_OFFSET_MASK;
+        int ret = write_l1_entry(c, &sus->f, 0, errp);
+        if (ret < 0 || (ret > 0 && uncount_l2(c, l2off, errp) < 0))
+            return -1;
+        if (ret == 0)
+            continue;
+        diskimg_report("Repairing L1 entry %" PRIx64 ": its L2 table offset %#" PRIx64
+                       " is not cluster aligned and cannot be read; entry cleared",
+                       sus->f.entry, l2off);
+        c->res->corruptions -= MIN(c->res->corruptions, sus->bad);
+        c->res->corruptions_fixed += sus->bad;
     }
     return 0;
 }
@@ -1509,6 +1553,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     c.l1_fixes = g_array_new(false, false, sizeof(struct entry_fix));
     c.l1_suspects = g_array_new(false, false, sizeof(struct l1_suspect));
     c.l1_lost = g_array_new(false, false, sizeof(struct entry_fix));
+    c.l1_unaligned = g_array_new(false, false, sizeof(struct l1_suspect));
     c.zero_fixes = g_array_new(false, false, sizeof(struct zero_fix));
     c.lost_bitmap_tables = g_array_new(false, false, sizeof(uint32_t));
     c.bitmap_fixes = g_array_new(false, false, sizeof(struct entry_fix));
@@ -1525,6 +1570,8 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = clear_l1_beyond_eof(&c, errp);
     if (ret == 0)
         ret = clear_bogus_l1_entries(&c, errp);
+    if (ret == 0)
+        ret = clear_unaligned_l1_entries(&c, errp);
     if (ret == 0)
         ret = apply_zero_fixes(&c, true, errp);
     struct diskimg_check_result pre = *res;
@@ -1553,6 +1600,7 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
     g_array_free(c.l1_fixes, true);
     g_array_free(c.l1_suspects, true);
     g_array_free(c.l1_lost, true);
+    g_array_free(c.l1_unaligned, true);
     g_array_free(c.zero_fixes, true);
     g_array_free(c.lost_bitmap_tables, true);
     g_array_free(c.bitmap_fixes, true);

@@ -545,6 +545,34 @@ static void test_check_l1_reserved(void)
     timg_destroy(&t);
 }
 
+/* An L1 entry naming a misaligned L2 table (here the real one moved by
+ * 512 bytes): qemu cannot read that range and its repair leaves the entry.
+ * Ours clears it (the range reads as unallocated), frees what only it
+ * named, and keeps the rest of the disk. */
+static void test_check_l1_unaligned(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    timg_create(&t, 1024 * MiB);
+    fill_write(t.s, 4, 0, 65536);
+    fill_write(t.s, 8, 512 * MiB, 65536);     /* under the next L1 entry */
+    uint64_t l1 = t.s->l1_offset, e = t.s->l1[0];
+    timg_close(&t);
+    raw_put(&t, l1, 8, e + 512);
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    g_assert_cmpuint(before.corruptions, >=, 1);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    g_assert_cmpuint(res.corruptions_fixed, ==, before.corruptions);
+    g_assert_cmpuint(res.leaks_fixed, ==, 2);  /* the real table and its data cluster */
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, l1), ==, 0);
+    timg_open(&t, 0);
+    assert_clean(t.s);
+    assert_reads(t.s, 0, 0, 65536);
+    assert_reads(t.s, 8, 512 * MiB, 65536);
+    timg_destroy(&t);
+}
+
 /* An image with one snapshot ("s", data 0x31) and the active layer
  * rewritten (0x32); *table: the snapshot table's offset. */
 static void make_snapshot_image(struct timg *t, uint64_t *table)
@@ -2281,6 +2309,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/check/copied-not-l2", test_check_copied_not_l2);
     g_test_add_func("/qcow2/check/data-beyond-eof", test_check_data_beyond_eof);
     g_test_add_func("/qcow2/check/l1-reserved", test_check_l1_reserved);
+    g_test_add_func("/qcow2/check/l1-unaligned", test_check_l1_unaligned);
     g_test_add_func("/qcow2/check/snapshot-incomplete", test_check_snapshot_incomplete);
     g_test_add_func("/qcow2/check/snapshot-extra-too-large",
                     test_check_snapshot_extra_too_large);
