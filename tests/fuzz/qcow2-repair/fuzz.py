@@ -135,11 +135,58 @@ def gen_datafile(d):
     qio(img, ['write -P 0x41 0 48k', 'write -P 0x42 2M 16k'])
     return img
 
+def gen_v2(d):
+    # compat 0.10: no zero flag, no header extensions area of v3, a
+    # snapshot table of v2 entries
+    img = gen_plain(d, 'compat=0.10,cluster_size=16384')
+    sh(['qemu-img', 'snapshot', '-c', 'old', img])
+    qio(img, ['write -P 0x5a 32k 16k'])
+    return img
+
+def gen_tiny_clusters(d):
+    # 512-byte clusters: an L1 table of many entries, many refcount blocks,
+    # tables that span several clusters
+    return gen_plain(d, 'cluster_size=512')
+
+def gen_refcount1(d):
+    return gen_plain(d, 'cluster_size=8192,refcount_bits=1')
+
+def gen_refcount64(d):
+    return gen_plain(d, 'cluster_size=8192,refcount_bits=64')
+
+def gen_zstd(d):
+    img = os.path.join(d, 'base.qcow2')
+    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o',
+        'compression_type=zstd,cluster_size=8192', img, '2M'])
+    qio(img, ['write -c -P 0x61 0 64k', 'write -P 0x62 512k 16k'])
+    return img
+
+def gen_wide_l1(d):
+    # guest data under three L1 entries, far apart
+    img = os.path.join(d, 'base.qcow2')
+    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', img, '64M'])
+    qio(img, ['write -P 0x71 0 8k', 'write -P 0x72 20M 12k', 'write -P 0x73 60M 4k'])
+    return img
+
+def gen_backing(d):
+    # an overlay: what it leaves unallocated reads from its backing file
+    # (judge() copies the backing file beside the work images)
+    back = os.path.join(d, 'back.qcow2')
+    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', back, '4M'])
+    qio(back, ['write -P 0x81 0 1M'])
+    img = os.path.join(d, 'base.qcow2')
+    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'back.qcow2', '-F', 'qcow2', '-o',
+        'cluster_size=16384', img, '4M'], cwd=d)
+    qio(img, ['write -P 0x82 16k 32k', 'write -z 256k 16k', 'write -P 0x83 2M 16k'])
+    return img
+
 GENERATORS = {
     'plain': gen_plain, 'small-clusters': gen_small_clusters, 'refcount8': gen_refcount8,
     'snapshots': gen_snapshots, 'bitmaps': gen_bitmaps, 'compressed': gen_compressed,
     'extl2': gen_extl2, 'extl2-compressed': gen_extl2_compressed, 'luks': gen_luks,
-    'datafile': gen_datafile,
+    'datafile': gen_datafile, 'v2': gen_v2, 'tiny-clusters': gen_tiny_clusters,
+    'refcount1': gen_refcount1, 'refcount64': gen_refcount64, 'zstd': gen_zstd,
+    'wide-l1': gen_wide_l1, 'backing': gen_backing,
 }
 
 # ----------------------------------------------------------- qcow2 layout
@@ -367,7 +414,12 @@ def judge(diskimg, gen, base_dir, muts, trunc, work):
         fails.append('diskimg check crashed or hung (%s)' % trc)
     if 'AddressSanitizer' in terr or 'runtime error' in terr:
         fails.append('sanitizer: ' + terr[:200])
-    if qrc != trc:
+    # qemu-img's check opens the backing chain first, ours checks the image
+    # alone (tests/compat/known-differences.txt): no mismatch
+    chain_only = qrc == 1 and qj is None and 'Could not open backing file' in qerr
+    if chain_only:
+        pass
+    elif qrc != trc:
         mism.append('check exit %s, qemu-img %s' % (trc, qrc))
     elif counts(qj) != counts(tj):
         mism.append('check counts %s, qemu-img %s' % (counts(tj), counts(qj)))
@@ -435,6 +487,8 @@ def campaign(a):
     runs, nfail, nmism = 0, 0, 0
     classes, fail_kinds, mism_kinds = {}, {}, {}
     saved = set()
+    if a.save:
+        os.makedirs(a.save, exist_ok=True)
     gens = sorted(GENERATORS)
     bases = {}
     while time.time() < deadline:
