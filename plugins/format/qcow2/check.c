@@ -106,6 +106,8 @@ struct checker {
                              * credible_other), computed when first needed */
     bool counting_l2;       /* inc_refs is counting an L2 table reference */
     bool counting_data;     /* ... a guest data reference */
+    bool counting_refblock; /* ... a refcount block (sharing is reported instead
+                             * of an overflow) */
     uint64_t data_table;    /* ... made by the L2 table in this cluster */
     GArray *zero_fixes;     /* struct zero_fix: L2 entries the repair makes zero clusters */
     uint64_t next_contig;   /* fragmentation tracking */
@@ -193,6 +195,17 @@ static void report_beyond_eof(const char *what, uint64_t off, uint64_t len)
                    "cluster or more: offset %#" PRIx64 " size %#" PRIx64, what, off, len);
 }
 
+/* One reference more than a refcount entry can hold: qemu's words and
+ * count.  (qemu's counts then stop at the maximum; ours go on, so that
+ * sharing still shows, and compare_refcounts compares the maximum.) */
+static void report_overflow(struct checker *c, uint64_t cluster)
+{
+    diskimg_report("ERROR: overflow cluster offset=%#" PRIx64, cluster << c->s->cluster_bits);
+    diskimg_report("Use qemu-img amend to increase the refcount entry width or qemu-img convert "
+                   "to create a clean copy if the image cannot be opened for writing");
+    c->res->corruptions++;
+}
+
 /* Counts one reference to every cluster of [off, off+len). */
 static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp)
 {
@@ -210,6 +223,8 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
         return -1;
     c->ref_end = MAX(c->ref_end, last + 1);
     for (uint64_t i = first; i <= last; i++) {
+        if (c->ref[i] >= s->refcount_max && !c->counting_refblock)
+            report_overflow(c, i);
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
         /* An L2 table naming its own cluster as data: that "data" is the
@@ -565,7 +580,8 @@ static void cut_snapshot_l1(struct checker *c, struct qcow2_snapshot *sn)
 
 static int check_snapshot(struct checker *c, struct qcow2_snapshot *sn, GError **errp)
 {
-    if (!snapshot_l1_usable(c, sn))
+    /* as qemu: an empty table is not looked at, wherever it is said to be */
+    if (!snapshot_l1_usable(c, sn) || !sn->l1_size)
         return 0;
     /* beyond what any file can hold qemu's read fails, and its check */
     if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8)
@@ -689,7 +705,10 @@ static int check_refblocks(struct checker *c, GError **errp)
             c->rb_state[i] = RB_NONE;
             continue;
         } else {
-            if (inc_refs(c, off, s->cluster_size, errp) < 0)
+            c->counting_refblock = true;
+            int ret = inc_refs(c, off, s->cluster_size, errp);
+            c->counting_refblock = false;
+            if (ret < 0)
                 return -1;
             uint32_t n = computed(c, off >> s->cluster_bits);
             if (n == 1) {
@@ -966,7 +985,8 @@ static int compare_refcounts(struct checker *c, unsigned fix, uint64_t *highest,
     c->need_new_block = false;
     c->blk_off = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t stored, want = computed(c, i);
+        /* references past the maximum were counted as overflows */
+        uint64_t stored, want = MIN(computed(c, i), c->s->refcount_max);
         bool has_block;
         GError *err = NULL;
         if (stored_refcount(c, i, &stored, &has_block, &err) < 0) {
