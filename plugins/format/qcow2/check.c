@@ -958,8 +958,7 @@ static void repair_one(struct checker *c, uint64_t i, uint64_t stored, uint64_t 
 {
     struct qcow2 *s = c->s;
     GError *err = NULL;
-    int64_t delta = (int64_t)(want - stored);
-    if (qcow2_update_refcount(s, i << s->cluster_bits, 1, delta, &err) < 0) {
+    if (qcow2_set_refcount(s, i, want, &err) < 0) {
         diskimg_report("ERROR: could not repair cluster %" PRIu64 ": %s", i, err->message);
         g_error_free(err);
         if (stored > want)

@@ -397,6 +397,9 @@ int qcow2_alloc_clusters_at(struct qcow2 *s, uint64_t first, uint64_t n, GError 
  * [off, off+len). */
 int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t delta,
                           GError **errp);
+/* Sets the refcount of `cluster` to rc (at most refcount_max): what check's
+ * repair writes, where a difference may not fit a delta (64-bit refcounts). */
+int qcow2_set_refcount(struct qcow2 *s, uint64_t cluster, uint64_t rc, GError **errp);
 /* Allocates n contiguous clusters (refcount 1); returns the host offset. */
 int qcow2_alloc_clusters(struct qcow2 *s, uint64_t n, uint64_t *off, GError **errp);
 /* Allocates `size` bytes for compressed data (may share clusters). */

@@ -399,38 +399,26 @@ static int alloc_refblock(struct qcow2 *s, uint64_t t, int depth, GError **errp)
 
 /* ------------------------------------------------------ updates */
 
-static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError **errp)
+/* The cached refcount block describing `cluster` (made when there is none
+ * and `create`; *b NULL when there is none and not `create`). */
+static int get_block(struct qcow2 *s, uint64_t cluster, bool create, uint8_t **b,
+                     GError **errp)
 {
     uint64_t t = cluster >> s->rb_bits, boff;
-    uint8_t *b;
+    *b = NULL;
     if (block_offset(s, t, &boff, errp) < 0)
         return -1;
-    if (!boff) {
-        if (delta < 0)
-            return qcow2_corrupt(s, errp, "Freeing cluster %#" PRIx64 " without a refcount",
-                                 cluster << s->cluster_bits);
-        if (alloc_refblock(s, t, 0, errp) < 0 || block_offset(s, t, &boff, errp) < 0)
-            return -1;
-    }
-    if (diskimg_mcache_get(s->rbc, boff, 0, &b, errp) < 0)
+    if (!boff && !create)
+        return 0;
+    if (!boff && (alloc_refblock(s, t, 0, errp) < 0 || block_offset(s, t, &boff, errp) < 0))
         return -1;
-    uint64_t idx = cluster & (s->rb_entries - 1);
-    uint64_t rc = qcow2_rb_get(s, b, idx);
-    if (delta < 0 && rc < (uint64_t)-delta) {
-        diskimg_mcache_put(s->rbc, b);
-        return qcow2_corrupt(s, errp, "Refcount of cluster %#" PRIx64 " would become negative",
-                             cluster << s->cluster_bits);
-    }
-    if (delta > 0 && s->refcount_max - rc < (uint64_t)delta) {
-        /* a limit of the image (refcount_bits), not damage */
-        diskimg_mcache_put(s->rbc, b);
-        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: refcount of cluster %#"
-                    PRIx64 " would exceed %" PRIu64 " (refcount_bits=%" PRIu32 ")", s->filename,
-                    cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
-        return -1;
-    }
-    rc = (uint64_t)((int64_t)rc + delta);
-    qcow2_rb_set(s, b, idx, rc);
+    return diskimg_mcache_get(s->rbc, boff, 0, b, errp);
+}
+
+/* Stores rc as the refcount of `cluster` into its block b (released). */
+static void store_refcount(struct qcow2 *s, uint8_t *b, uint64_t cluster, uint64_t rc)
+{
+    qcow2_rb_set(s, b, cluster & (s->rb_entries - 1), rc);
     diskimg_mcache_mark_dirty(s->rbc, b);
     diskimg_mcache_put(s->rbc, b);
     if (rc == 0) {
@@ -445,6 +433,46 @@ static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError *
     } else {
         note_end(s, cluster + 1);
     }
+}
+
+static int update_one(struct qcow2 *s, uint64_t cluster, int64_t delta, GError **errp)
+{
+    uint8_t *b;
+    if (get_block(s, cluster, delta > 0, &b, errp) < 0)
+        return -1;
+    if (!b)
+        return qcow2_corrupt(s, errp, "Freeing cluster %#" PRIx64 " without a refcount",
+                             cluster << s->cluster_bits);
+    uint64_t rc = qcow2_rb_get(s, b, cluster & (s->rb_entries - 1));
+    if (delta < 0 && rc < (uint64_t)-delta) {
+        diskimg_mcache_put(s->rbc, b);
+        return qcow2_corrupt(s, errp, "Refcount of cluster %#" PRIx64 " would become negative",
+                             cluster << s->cluster_bits);
+    }
+    if (delta > 0 && s->refcount_max - rc < (uint64_t)delta) {
+        /* a limit of the image (refcount_bits), not damage */
+        diskimg_mcache_put(s->rbc, b);
+        g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_INVALID, "%s: refcount of cluster %#"
+                    PRIx64 " would exceed %" PRIu64 " (refcount_bits=%" PRIu32 ")", s->filename,
+                    cluster << s->cluster_bits, s->refcount_max, s->refcount_bits);
+        return -1;
+    }
+    /* modulo 2^64, and range-checked above: rc - |delta| for a negative one */
+    store_refcount(s, b, cluster, rc + (uint64_t)delta);
+    return 0;
+}
+
+int qcow2_set_refcount(struct qcow2 *s, uint64_t cluster, uint64_t rc, GError **errp)
+{
+    uint8_t *b;
+    if (rc > s->refcount_max)
+        return diskimg_set_error(errp, DISKIMG_ERROR_INVALID, "%s: a refcount of %" PRIu64
+                                 " exceeds refcount_bits=%" PRIu32, s->filename, rc,
+                                 s->refcount_bits);
+    if (get_block(s, cluster, rc > 0, &b, errp) < 0)
+        return -1;
+    if (b)
+        store_refcount(s, b, cluster, rc);
     return 0;
 }
 

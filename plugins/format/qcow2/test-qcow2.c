@@ -1145,6 +1145,34 @@ static struct qcow2 *open_opts(struct timg *t, unsigned flags, diskimg_schema *s
     return s;
 }
 
+/* With 64-bit refcounts a stored refcount may differ from the counted one
+ * by more than any delta: the repair sets the counted value (a leak of
+ * 2^63 + 1 references to a used data cluster is repaired to 1). */
+static void test_check_refcount64_leak(void)
+{
+    struct timg t = { 0 };
+    struct diskimg_check_result before;
+    timg_create_opts(&t, 1 * MiB, qschema(), "refcount_bits=64");
+    timg_open(&t, DISKIMG_OPEN_RDWR);
+    g_assert_cmpuint(t.s->refcount_bits, ==, 64);
+    fill_write(t.s, 0x64, 0, 65536);
+    uint64_t l2 = t.s->l1[0] & QCOW2_OFFSET_MASK, rb = t.s->reftable[0];
+    timg_close(&t);
+    uint64_t data = raw_get64(&t, l2) & QCOW2_OFFSET_MASK;
+    raw_put(&t, rb + 8 * (data / 65536), 8, (1ull << 63) + 2);
+    struct diskimg_check_result res = check_then_repair(&t, &before);
+    g_assert_cmpuint(before.leaks, ==, 1);
+    g_assert_cmpuint(res.leaks_fixed, ==, 1);
+    g_assert_cmpuint(res.leaks, ==, 0);
+    g_assert_cmpuint(res.corruptions, ==, 0);
+    timg_close(&t);
+    g_assert_cmpuint(raw_get64(&t, rb + 8 * (data / 65536)), ==, 1);
+    timg_open(&t, 0);
+    assert_clean(t.s);
+    assert_reads(t.s, 0x64, 0, 65536);
+    timg_destroy(&t);
+}
+
 static void expect_open_error(struct timg *t, unsigned flags, diskimg_schema *schema,
                               const char *oopts, const char *expect)
 {
@@ -2310,6 +2338,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/check/data-beyond-eof", test_check_data_beyond_eof);
     g_test_add_func("/qcow2/check/l1-reserved", test_check_l1_reserved);
     g_test_add_func("/qcow2/check/l1-unaligned", test_check_l1_unaligned);
+    g_test_add_func("/qcow2/check/refcount64-leak", test_check_refcount64_leak);
     g_test_add_func("/qcow2/check/snapshot-incomplete", test_check_snapshot_incomplete);
     g_test_add_func("/qcow2/check/snapshot-extra-too-large",
                     test_check_snapshot_extra_too_large);
