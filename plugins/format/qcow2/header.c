@@ -201,18 +201,24 @@ static int check_features(struct qcow2_header *h, const struct diskimg_reader *t
 
 /* ------------------------------------------------------- extensions */
 
+/* A name extension of len bytes: at most max_len of them (qemu's rule for
+ * the backing format; SIZE_MAX: any), and a name of at most max_name. */
 static int ext_string(char **dst, const struct diskimg_reader *r, uint64_t off, uint32_t len,
-                      size_t max, const char *what, GError **errp)
+                      size_t max_len, size_t max_name, const char *what, GError **errp)
 {
     if (*dst)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Duplicate %s header extension", what);
-    if (len > max)
+    if (len > max_len)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "ERROR: %s: len=%" PRIu32 " too large (>=%zu)", what, len,
-                                 max + 1);
-    /* qemu reads the name as a C string: it ends at an embedded NUL */
+                                 max_len + 1);
+    /* qemu reads the name as a C string: it ends at an embedded NUL (what
+     * follows is padding to qemu, so it is not judged here either) */
     *dst = diskimg_read_string(r, off, len, what, NULL);
+    if (*dst && strlen(*dst) > max_name)
+        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s is longer than %zu bytes",
+                                 what, max_name);
     return 0;
 }
 
@@ -303,9 +309,10 @@ static int parse_one_ext(struct qcow2_header *h, uint32_t type, const struct dis
 {
     switch (type) {
     case QCOW2_EXT_BACKING_FMT:
-        return ext_string(&h->backing_fmt, r, off, len, 15, "ext_backing_format", errp);
+        return ext_string(&h->backing_fmt, r, off, len, 15, 15, "ext_backing_format", errp);
     case QCOW2_EXT_DATA_FILE:
-        return ext_string(&h->data_file, r, off, len, 4095, "external data file name", errp);
+        return ext_string(&h->data_file, r, off, len, SIZE_MAX, 4095, "external data file name",
+                          errp);
     case QCOW2_EXT_FEATURES:
         return 0;   /* read on demand for error messages */
     case QCOW2_EXT_BITMAPS:
@@ -324,8 +331,11 @@ static int parse_extensions(struct qcow2_header *h, const struct diskimg_reader 
 {
     uint64_t off = h->header_length;
     *features = diskimg_reader_make(NULL, 0, DISKIMG_BIG_ENDIAN, NULL, "feature table");
-    while (off + 8 <= end) {
+    while (off < end) {
         uint32_t type, len;
+        /* as qemu: whatever starts before the end must fit, header too */
+        if (end - off < 8)
+            return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Header extension too large");
         if (diskimg_read_u32(r, off, "extension type", &type, NULL) < 0 ||
             diskimg_read_u32(r, off + 4, "extension length", &len, NULL) < 0)
             return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
