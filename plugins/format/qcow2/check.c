@@ -30,6 +30,12 @@
  *     another table) and reads as mostly corrupt L2 entries is cleared
  *     instead (clear_bogus_l1_entries): qemu would "repair" the entries
  *     there, overwriting that data;
+ *   - an L1 entry naming a misaligned L2 table, which no read can use
+ *     (qemu's reads of the range fail), is cleared: the range then reads
+ *     as unallocated (clear_unaligned_l1_entries);
+ *   - refcounts are repaired by setting the counted value, which fits
+ *     where no delta would (64-bit refcounts); references beyond what an
+ *     entry holds are reported as qemu's overflows and never written;
  *   - what reads as zeroes stays so: guest data and bitmap tables beyond
  *     the end of the file become zero clusters / tables of zeroes, a
  *     snapshot's L1 table beyond it keeps only its entries inside the file;
