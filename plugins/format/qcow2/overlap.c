@@ -87,7 +87,7 @@ static bool probe_active_l2(void *opaque, uint64_t off, uint64_t len)
 static bool probe_refblocks(void *opaque, uint64_t off, uint64_t len)
 {
     const struct qcow2 *s = opaque;
-    for (uint64_t i = 0; i < s->reftable_size; i++) {
+    for (uint64_t i = 0; i < MIN(s->reftable_used, s->reftable_size); i++) {
         uint64_t b = s->reftable[i] & ~QCOW2_REFT_RESERVED;
         if (b && overlaps(off, len, b, s->cluster_size))
             return true;

@@ -263,6 +263,9 @@ struct qcow2 {
 
     uint64_t *reftable;       /* host order */
     uint64_t reftable_size;   /* entries */
+    uint64_t reftable_used;   /* entries up to the last nonzero one, what the overlap
+                               * guard scans (qemu's max_refcount_table_index): kept by
+                               * take_reftable and install_block, the only writers */
     uint32_t refcount_bits;
     uint64_t refcount_max;
     uint64_t rb_entries;      /* refcounts per block */

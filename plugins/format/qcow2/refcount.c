@@ -60,18 +60,29 @@ int qcow2_file_clusters(struct qcow2 *s, uint64_t *n, GError **errp)
     return 0;
 }
 
+/* Makes `table` (entries) the refcount table in memory. */
+static void take_reftable(struct qcow2 *s, uint64_t *table, uint64_t entries)
+{
+    g_free(s->reftable);
+    s->reftable = table;
+    s->reftable_size = entries;
+    s->reftable_used = entries;
+    while (s->reftable_used && !table[s->reftable_used - 1])
+        s->reftable_used--;
+}
+
 int qcow2_refcount_init(struct qcow2 *s, GError **errp)
 {
     s->refcount_bits = 1u << s->h.refcount_order;
     s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ull << s->refcount_bits) - 1;
     s->rb_bits = s->cluster_bits + 3 - s->h.refcount_order;
     s->rb_entries = 1ull << s->rb_bits;
-    s->reftable_size = ((uint64_t)s->h.reftable_clusters << s->cluster_bits) / 8;
+    uint64_t entries = ((uint64_t)s->h.reftable_clusters << s->cluster_bits) / 8;
     /* Not diskimg_load_u64_table: a refcount table reaching past the end of
      * the file reads as zeroes there (as in qemu), so check can report and
      * rebuild it instead of the open failing.  Its size was capped by the
      * header reader (QCOW2_MAX_REFTABLE_BYTES). */
-    size_t bytes = (size_t)s->reftable_size * 8;
+    size_t bytes = (size_t)entries * 8;
     /* qemu accepts a table anywhere below 2^63; beyond 2^56 (where no
      * cluster can be) only check opens it, to report and rebuild it */
     if (!s->check_open && s->h.reftable_offset > (1ull << 56) - bytes)
@@ -84,9 +95,10 @@ int qcow2_refcount_init(struct qcow2 *s, GError **errp)
         g_free(raw);
         return -1;
     }
-    s->reftable = (uint64_t *)raw;
-    for (uint64_t i = 0; i < s->reftable_size; i++)
-        s->reftable[i] = diskimg_be64(raw + i * 8);
+    uint64_t *table = (uint64_t *)raw;
+    for (uint64_t i = 0; i < entries; i++)
+        table[i] = diskimg_be64(raw + i * 8);
+    take_reftable(s, table, entries);
     s->free_cluster_index = 0;
     return qcow2_file_clusters(s, &s->end_cluster, errp);
 }
@@ -277,9 +289,7 @@ static int adopt_reftable(struct qcow2 *s, uint64_t *table, uint64_t entries, ui
         g_free(table);
         return -1;
     }
-    g_free(s->reftable);
-    s->reftable = table;
-    s->reftable_size = entries;
+    take_reftable(s, table, entries);
     return 0;
 }
 
@@ -369,6 +379,7 @@ static int install_block(struct qcow2 *s, uint64_t t, uint64_t c, bool self, GEr
     if (diskimg_mcache_flush(s->rbc, errp) < 0)
         return -1;
     s->reftable[t] = c << s->cluster_bits;
+    s->reftable_used = MAX(s->reftable_used, t + 1);
     note_end(s, c + 1);
     return write_reftable_entry(s, t, errp);
 }
@@ -734,9 +745,7 @@ int qcow2_rebuild_refcounts(struct qcow2 *s, const uint32_t *ref, uint64_t nref,
         g_free(table);
         return -1;
     }
-    g_free(s->reftable);
-    s->reftable = table;
-    s->reftable_size = entries;
+    take_reftable(s, table, entries);
     s->h.reftable_offset = (start + nb) << s->cluster_bits;
     s->h.reftable_clusters = (uint32_t)tc;
     s->free_cluster_index = 0;

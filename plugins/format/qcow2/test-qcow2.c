@@ -1173,6 +1173,29 @@ static void test_check_refcount64_leak(void)
     timg_destroy(&t);
 }
 
+/* Refcount blocks made while writing (512-byte clusters: one block covers
+ * 128 KiB) are known to the guard as soon as the table names them, and
+ * the guard scans only the used part of the table. */
+static void test_guard_new_refblocks(void)
+{
+    struct timg t = { 0 };
+    GError *err = NULL;
+    timg_create_opts(&t, 4 * MiB, qschema(), "cluster_size=512");
+    timg_open(&t, DISKIMG_OPEN_RDWR);
+    uint64_t used_before = t.s->reftable_used;
+    fill_write(t.s, 0x12, 0, 1 * MiB);
+    g_assert_cmpuint(t.s->reftable_used, >, used_before);
+    g_assert_cmpuint(t.s->reftable_used, <, t.s->reftable_size);
+    uint64_t last = t.s->reftable[t.s->reftable_used - 1];
+    g_assert_cmpuint(last, !=, 0);
+    for (uint64_t i = t.s->reftable_used; i < t.s->reftable_size; i++)
+        g_assert_cmpuint(t.s->reftable[i], ==, 0);
+    g_assert_cmpint(qcow2_guard_check_write(t.s, last, 512, 0, &err), <, 0);
+    g_assert_nonnull(strstr(err->message, "(overlaps with refcount block)"));
+    g_clear_error(&err);
+    timg_destroy(&t);
+}
+
 static void expect_open_error(struct timg *t, unsigned flags, diskimg_schema *schema,
                               const char *oopts, const char *expect)
 {
@@ -2339,6 +2362,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2/check/l1-reserved", test_check_l1_reserved);
     g_test_add_func("/qcow2/check/l1-unaligned", test_check_l1_unaligned);
     g_test_add_func("/qcow2/check/refcount64-leak", test_check_refcount64_leak);
+    g_test_add_func("/qcow2/guard/new-refblocks", test_guard_new_refblocks);
     g_test_add_func("/qcow2/check/snapshot-incomplete", test_check_snapshot_incomplete);
     g_test_add_func("/qcow2/check/snapshot-extra-too-large",
                     test_check_snapshot_extra_too_large);
