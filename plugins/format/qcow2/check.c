@@ -489,6 +489,7 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
     if (inc_refs(c, l1off, (uint64_t)l1size * 8, errp) < 0)
         return -1;
     for (uint32_t i = 0; i < l1size; i++) {
+        uint64_t before = c->res->corruptions;
         if (l1[i] & QCOW2_L1_RESERVED) {
             diskimg_report("ERROR found L1 entry with reserved bits set: %" PRIx64, l1[i]);
             c->res->corruptions++;
@@ -513,7 +514,6 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
             struct entry_fix f = { l1off + (uint64_t)i * 8, l1[i], i, active };
             record_repair(c->l1_lost, &f);
         }
-        uint64_t before = c->res->corruptions;
         bool unaligned = qcow2_offset_into_cluster(s, l2off);
         if (unaligned) {
             diskimg_report("ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
@@ -527,9 +527,10 @@ static int check_l1(struct checker *c, uint64_t l1off, uint32_t l1size, const ui
         if (!(c->fix & DISKIMG_CHECK_FIX_ERRORS) || !l2off)
             continue;
         if (unaligned) {
-            /* every error this entry caused: its table's beyond the file,
-             * the alignment, those of the entries read there */
-            sus.bad = c->res->corruptions - before + (beyond_eof(c, l2off, s->cluster_size));
+            /* every error this entry caused (reserved bits, its table
+             * beyond the file, the alignment, the entries read there):
+             * clearing it repairs them all */
+            sus.bad = c->res->corruptions - before;
             record_repair(c->l1_unaligned, &sus);
         } else if (mostly_corrupt(used, bad)) {
             record_repair(c->l1_suspects, &sus);
@@ -1305,6 +1306,25 @@ static int uncount_l2(struct checker *c, uint64_t l2off, GError **errp)
     return 0;
 }
 
+/* Clears the L1 entry f (write_l1_entry's conditions), takes back what was
+ * counted for its table when `uncount`, and books `fixed` corruptions as
+ * repaired; `why` ends the report.  Returns 1 when cleared, 0 when left. */
+static int clear_l1_entry(struct checker *c, const struct entry_fix *f, bool uncount,
+                          uint64_t fixed, const char *why, GError **errp)
+{
+    uint64_t l2off = f->entry & QCOW2_OFFSET_MASK;
+    int ret = write_l1_entry(c, f, 0, errp);
+    if (ret < 0 || (ret > 0 && uncount && uncount_l2(c, l2off, errp) < 0))
+        return -1;
+    if (ret == 0)
+        return 0;
+    diskimg_report("Repairing L1 entry %" PRIx64 ": its L2 table at %#" PRIx64 " %s; entry "
+                   "cleared", f->entry, l2off, why);
+    c->res->corruptions -= MIN(c->res->corruptions, fixed);
+    c->res->corruptions_fixed += fixed;
+    return 1;
+}
+
 /* An L1 entry (of the active table or a snapshot's) that names a cluster
  * holding something else — guest data, another table — whose entries are
  * mostly corrupt names no L2 table: damage moved it there.  Rewriting the
@@ -1323,19 +1343,9 @@ static int clear_bogus_l1_entries(struct checker *c, GError **errp)
             continue;   /* a table the zero-cluster repairs may write */
         if (!credible_other(c, cl) && !qcow2_guard_find(s, tables, l2off, s->cluster_size))
             continue;   /* nothing else is there */
-        int ret = write_l1_entry(c, &sus->f, 0, errp);
-        if (ret < 0)
+        if (clear_l1_entry(c, &sus->f, true, sus->bad, "holds other data, not an L2 table",
+                           errp) < 0)
             return -1;
-        if (ret == 0 || uncount_l2(c, l2off, errp) < 0) {
-            if (ret)
-                return -1;
-            continue;
-        }
-        diskimg_report("Repairing L1 entry %" PRIx64 ": it names cluster %#" PRIx64
-                       " that holds other data, not an L2 table; entry cleared",
-                       sus->f.entry, l2off);
-        c->res->corruptions -= MIN(c->res->corruptions, sus->bad);
-        c->res->corruptions_fixed += sus->bad;
     }
     return 0;
 }
@@ -1348,15 +1358,9 @@ static int clear_l1_beyond_eof(struct checker *c, GError **errp)
 {
     for (guint i = 0; i < c->l1_lost->len; i++) {
         const struct entry_fix *f = &g_array_index(c->l1_lost, struct entry_fix, i);
-        int ret = write_l1_entry(c, f, 0, errp);
-        if (ret < 0)
+        if (clear_l1_entry(c, f, false, 1, "lies beyond the end of the file and reads as "
+                           "unallocated", errp) < 0)
             return -1;
-        if (ret == 0)
-            continue;
-        diskimg_report("Repairing L1 entry %" PRIx64 ": its L2 table lies beyond the end of "
-                       "the file and reads as unallocated; entry cleared", f->entry);
-        c->res->corruptions -= MIN(c->res->corruptions, 1);
-        c->res->corruptions_fixed++;
     }
     return 0;
 }
@@ -1371,17 +1375,9 @@ static int clear_unaligned_l1_entries(struct checker *c, GError **errp)
 {
     for (guint i = 0; i < c->l1_unaligned->len; i++) {
         const struct l1_suspect *sus = &g_array_index(c->l1_unaligned, struct l1_suspect, i);
-        uint64_t l2off = sus->f.entry & QCOW2_OFFSET_MASK;
-        int ret = write_l1_entry(c, &sus->f, 0, errp);
-        if (ret < 0 || (ret > 0 && uncount_l2(c, l2off, errp) < 0))
+        if (clear_l1_entry(c, &sus->f, true, sus->bad, "is not cluster aligned and cannot be "
+                           "read", errp) < 0)
             return -1;
-        if (ret == 0)
-            continue;
-        diskimg_report("Repairing L1 entry %" PRIx64 ": its L2 table offset %#" PRIx64
-                       " is not cluster aligned and cannot be read; entry cleared",
-                       sus->f.entry, l2off);
-        c->res->corruptions -= MIN(c->res->corruptions, sus->bad);
-        c->res->corruptions_fixed += sus->bad;
     }
     return 0;
 }

@@ -1152,7 +1152,9 @@ static void test_check_refcount64_leak(void)
 {
     struct timg t = { 0 };
     struct diskimg_check_result before;
-    timg_create_opts(&t, 1 * MiB, qschema(), "refcount_bits=64");
+    diskimg_schema *schema = qschema();
+    timg_create_opts(&t, 1 * MiB, schema, "refcount_bits=64");
+    diskimg_schema_free(schema);
     timg_open(&t, DISKIMG_OPEN_RDWR);
     g_assert_cmpuint(t.s->refcount_bits, ==, 64);
     fill_write(t.s, 0x64, 0, 65536);
@@ -1180,7 +1182,9 @@ static void test_guard_new_refblocks(void)
 {
     struct timg t = { 0 };
     GError *err = NULL;
-    timg_create_opts(&t, 4 * MiB, qschema(), "cluster_size=512");
+    diskimg_schema *schema = qschema();
+    timg_create_opts(&t, 4 * MiB, schema, "cluster_size=512");
+    diskimg_schema_free(schema);
     timg_open(&t, DISKIMG_OPEN_RDWR);
     uint64_t used_before = t.s->reftable_used;
     fill_write(t.s, 0x12, 0, 1 * MiB);

@@ -58,13 +58,18 @@ def qio(img, cmds, extra=()):
     if r.returncode:
         raise RuntimeError('qemu-io failed: ' + r.stderr.decode())
 
-def gen_plain(d, opts=''):
+def make_image(d, opts, size, writes):
+    """base.qcow2 in d: qemu-img create with -o opts (if any), then the
+    qemu-io writes."""
     img = os.path.join(d, 'base.qcow2')
     sh(['qemu-img', 'create', '-q', '-f', 'qcow2'] + (['-o', opts] if opts else []) +
-       [img, '8M'])
-    qio(img, ['write -P 0x11 0 192k', 'write -P 0x22 1M 64k', 'write -P 0x33 3M 8k',
-              'write -z 5M 64k'])
+       [img, size])
+    qio(img, writes)
     return img
+
+def gen_plain(d, opts=''):
+    return make_image(d, opts, '8M', ['write -P 0x11 0 192k', 'write -P 0x22 1M 64k',
+                                      'write -P 0x33 3M 8k', 'write -z 5M 64k'])
 
 def gen_small_clusters(d):
     return gen_plain(d, 'cluster_size=4096,refcount_bits=16')
@@ -104,10 +109,9 @@ def gen_extl2(d):
     return img
 
 def gen_extl2_compressed(d):
-    img = os.path.join(d, 'base.qcow2')
-    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on', img, '4M'])
-    qio(img, ['write -c -P 0x21 0 64k', 'write -c -P 0x22 64k 64k', 'write -P 0x23 1M 4k'])
-    return img
+    return make_image(d, 'extended_l2=on', '4M', ['write -c -P 0x21 0 64k',
+                                                  'write -c -P 0x22 64k 64k',
+                                                  'write -P 0x23 1M 4k'])
 
 def gen_luks(d):
     img = os.path.join(d, 'base.qcow2')
@@ -155,18 +159,14 @@ def gen_refcount64(d):
     return gen_plain(d, 'cluster_size=8192,refcount_bits=64')
 
 def gen_zstd(d):
-    img = os.path.join(d, 'base.qcow2')
-    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o',
-        'compression_type=zstd,cluster_size=8192', img, '2M'])
-    qio(img, ['write -c -P 0x61 0 64k', 'write -P 0x62 512k 16k'])
-    return img
+    return make_image(d, 'compression_type=zstd,cluster_size=8192', '2M',
+                      ['write -c -P 0x61 0 64k', 'write -P 0x62 512k 16k'])
 
 def gen_wide_l1(d):
     # guest data under three L1 entries, far apart
-    img = os.path.join(d, 'base.qcow2')
-    sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', img, '64M'])
-    qio(img, ['write -P 0x71 0 8k', 'write -P 0x72 20M 12k', 'write -P 0x73 60M 4k'])
-    return img
+    return make_image(d, 'cluster_size=4096', '64M', ['write -P 0x71 0 8k',
+                                                      'write -P 0x72 20M 12k',
+                                                      'write -P 0x73 60M 4k'])
 
 def gen_backing(d):
     # an overlay: what it leaves unallocated reads from its backing file
