@@ -115,6 +115,7 @@ struct checker {
     bool counting_refblock; /* ... a refcount block (sharing is reported instead
                              * of an overflow) */
     uint64_t data_table;    /* ... made by the L2 table in this cluster */
+    bool data_unseen;       /* ... whose bytes no guest read sees (unseen_data) */
     GArray *zero_fixes;     /* struct zero_fix: L2 entries the repair makes zero clusters */
     uint64_t next_contig;   /* fragmentation tracking */
     uint64_t file_len;      /* host file size rounded up to 512 (qemu's bdrv_getlength) */
@@ -234,8 +235,9 @@ static int inc_refs(struct checker *c, uint64_t off, uint64_t len, GError **errp
         if (c->ref[i] != UINT32_MAX)
             c->ref[i]++;
         /* An L2 table naming its own cluster as data: that "data" is the
-         * table, no reason to keep the table from being repaired. */
-        if (!c->counting_l2 && !(c->counting_data && i == c->data_table))
+         * table, no reason to keep the table from being repaired; nor is
+         * data no one reads. */
+        if (!c->counting_l2 && !(c->counting_data && (i == c->data_table || c->data_unseen)))
             inc_sat(&c->other[i]);
         if (!c->counting_l2 && !c->counting_data)
             inc_sat(&c->meta[i]);
@@ -260,14 +262,30 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len, bool data)
     }
 }
 
-/* Guest data references made by the L2 table at l2off, counted as such. */
+/* Are the bytes the L2 entry e (subcluster bitmap bm) names never read
+ * by the guest?  Those of a preallocated zero cluster (or, with extended
+ * L2 entries, of a cluster none of whose subclusters is allocated): what
+ * is there matters to no one, so such a reference does not keep a
+ * structure sharing the cluster from being repaired. */
+static bool unseen_data(const struct qcow2 *s, uint64_t e, uint64_t bm)
+{
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return false;
+    if (s->ext_l2)
+        return (bm & 0xffffffffull) == 0;
+    return s->h.version >= 3 && (e & QCOW2_OFLAG_ZERO);
+}
+
+/* Guest data references made by the L2 table at l2off, counted as such;
+ * `unseen` when no guest read sees their bytes. */
 static int inc_data_refs(struct checker *c, uint64_t l2off, uint64_t off, uint64_t len,
-                         GError **errp)
+                         bool unseen, GError **errp)
 {
     c->counting_data = true;
     c->data_table = l2off >> c->s->cluster_bits;
+    c->data_unseen = unseen;
     int ret = inc_refs(c, off, len, errp);
-    c->counting_data = false;
+    c->counting_data = c->data_unseen = false;
     return ret;
 }
 
@@ -344,7 +362,7 @@ static int check_compressed(struct checker *c, uint64_t l2off, uint64_t idx, uin
         zero_beyond_eof(c, l2off, idx, e, start, n);
         return 0;
     }
-    return inc_data_refs(c, l2off, start, n, errp);
+    return inc_data_refs(c, l2off, start, n, false, errp);
 }
 
 /* Entry idx of the L2 table at l2off. */
@@ -411,7 +429,7 @@ static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint6
         zero_beyond_eof(c, l2off, idx, e, host, s->cluster_size);
         return 0;
     }
-    return inc_data_refs(c, l2off, host, s->cluster_size, errp);
+    return inc_data_refs(c, l2off, host, s->cluster_size, unseen_data(s, e, bm), errp);
 }
 
 /* The first entry at or after i that is not in a run of all-zero entries.
@@ -783,6 +801,8 @@ static void count_doubtful_l2(struct checker *c, const uint64_t *l1, uint32_t l1
         for (uint64_t j = 0; j < s->l2_entries; j++) {
             uint64_t e = qcow2_l2_entry(s, l2, j), off = e & QCOW2_OFFSET_MASK;
             uint64_t len = s->cluster_size;
+            if (unseen_data(s, e, qcow2_l2_bitmap(s, l2, j)))
+                continue;   /* not counted as other either */
             if (e & QCOW2_OFLAG_COMPRESSED) {
                 qcow2_compressed_span(s, e, &off, &len);
                 len += off & 511;
@@ -1283,19 +1303,20 @@ static int uncount_l2(struct checker *c, uint64_t l2off, GError **errp)
         return -1;
     for (uint64_t i = skip_zero_entries(s, l2, 0); i < s->l2_entries;
          i = skip_zero_entries(s, l2, i + 1)) {
-        uint64_t off, len;
-        if (!counted_data_range(c, qcow2_l2_entry(s, l2, i), qcow2_l2_bitmap(s, l2, i), &off,
-                                &len) || beyond_eof(c, off, len))
+        uint64_t off, len, e = qcow2_l2_entry(s, l2, i), bm = qcow2_l2_bitmap(s, l2, i);
+        if (!counted_data_range(c, e, bm, &off, &len) || beyond_eof(c, off, len))
             continue;
         if (off > UINT64_MAX - len)
             continue;
         /* as inc_refs counted it: references to the table's own cluster
-         * were no "other" ones, nor doubtful (count_doubtful_l2) */
+         * and unseen data were no "other" ones, nor doubtful
+         * (count_doubtful_l2) */
+        bool unseen = unseen_data(s, e, bm);
         for (uint64_t k = off >> s->cluster_bits;
              k <= (off + len - 1) >> s->cluster_bits && k < c->nref; k++) {
             if (c->ref[k] && c->ref[k] != UINT32_MAX)
                 c->ref[k]--;
-            if (k == cl)
+            if (k == cl || unseen)
                 continue;
             dec_sat(&c->other[k]);
             if (doubtful)
