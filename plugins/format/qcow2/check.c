@@ -199,7 +199,7 @@ static bool beyond_eof(const struct checker *c, uint64_t off, uint64_t len)
 static void report_beyond_eof(const char *what, uint64_t off, uint64_t len)
 {
     diskimg_report("%s: counting reference for region exceeding the end of the file by one "
-                   "cluster or more: offset %#" PRIx64 " size %#" PRIx64, what, off, len);
+                   "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64, what, off, len);
 }
 
 /* One reference more than a refcount entry can hold: qemu's words and
@@ -755,6 +755,12 @@ static int count_references(struct checker *c, GError **errp)
     if (inc_refs(c, 0, s->cluster_size, errp) < 0 ||
         check_l1(c, s->l1_offset, s->l1_size, s->l1, true, errp) < 0)
         return -1;
+    /* a snapshot's data would be the active layer's: qemu calls them
+     * corrupt (and neither tool repairs that) */
+    if (s->ext_data && s->nb_snapshots) {
+        diskimg_report("ERROR %" PRIu32 " snapshots in image with data file", s->nb_snapshots);
+        c->res->corruptions++;
+    }
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         if (check_snapshot(c, &s->snapshots[i], errp) < 0)
             return -1;
