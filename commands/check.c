@@ -144,8 +144,10 @@ int cmd_check(struct cli *c)
         print_human(&r, c->quiet);
     }
     diskimg_close(n);
-    if (r.check_errors)
+    if (r.check_errors) {
+        cli_error("Check failed");   /* qemu-img's last word then */
         return CHECK_INTERNAL;
+    }
     if (r.corruptions)
         return CHECK_CORRUPT;
     return r.leaks ? CHECK_LEAKS : CHECK_OK;

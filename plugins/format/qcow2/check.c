@@ -98,6 +98,9 @@ struct zero_fix {
 /* What check_refblocks found for each refcount table entry. */
 enum { RB_NONE, RB_OK, RB_BAD };
 
+/* The largest offset qemu's block layer reads (BDRV_MAX_LENGTH). */
+#define QEMU_MAX_LENGTH ((UINT64_C(1) << 63) - (UINT64_C(1) << 30))
+
 struct checker {
     struct qcow2 *s;
     struct diskimg_check_result *res;
@@ -962,7 +965,9 @@ static int stored_refcount(struct checker *c, uint64_t cluster, uint64_t *rc, bo
     if (!off)
         return 0;
     *has_block = true;
-    if (qcow2_offset_into_cluster(s, off)) {
+    /* as qemu reads it: a misaligned block, or one past the block layer's
+     * largest offset (BDRV_MAX_LENGTH, 2^63 - 2^30), is an I/O error */
+    if (qcow2_offset_into_cluster(s, off) || off > QEMU_MAX_LENGTH - s->cluster_size) {
         g_set_error(errp, DISKIMG_ERROR, DISKIMG_ERROR_CORRUPT, "Input/output error");
         return -1;
     }
