@@ -37,3 +37,18 @@ sys.exit(0 if clean(a) == clean(b) else 1)
 EOF
     then ok "$desc"; else nok "$desc ($(tr -d '\n' < "$a" | head -c 150) vs $(tr -d '\n' < "$b" | head -c 150))"; fi
 }
+
+# wait_locked FILE: returns once some process holds a lock on FILE, or 1
+# after 60 s.  qemu and diskimg lock images with OFD byte locks, which
+# /proc/locks lists by device and inode; watching it takes no lock, so it
+# cannot race the holder's own open as a probing open could.
+wait_locked() {
+    local id
+    id=$(printf '%02x:%02x:%s' "$(stat -c %Hd "$1")" "$(stat -c %Ld "$1")" \
+         "$(stat -c %i "$1")") || return 1
+    for _ in $(seq 600); do
+        grep -q " $id " /proc/locks && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -177,13 +177,10 @@ if [ "$HAVE_QEMU" = 1 ]; then
 
     # An image another process has open for writing: refused as qemu-img
     # refuses, read anyway with -U.
-    qemu-io -f qcow2 img-qcow2- -c "sleep 20000" >/dev/null 2>&1 &
+    qemu-io -f qcow2 img-qcow2- -c "sleep 120000" >/dev/null 2>&1 &
     holder=$!
-    for _ in $(seq 50); do
-        run "$D" checksum img-qcow2-
-        grep -q 'lock' err && break
-        sleep 0.2
-    done
+    wait_locked img-qcow2-
+    run "$D" checksum img-qcow2-
     if [ "$RC" = 1 ] && grep -q 'Failed to get shared "write" lock' err; then
         ok "an image in use is refused (qemu-img's lock message)"
     else nok "an image in use is refused (exit $RC: $(head -c 200 err))"; fi

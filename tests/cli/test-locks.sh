@@ -17,12 +17,12 @@ if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
     exit 0
 fi
 
-# hold ARGS...: runs ARGS in the background until release, once the image
-# is open (the lock is taken at open, before the first command runs).
+# hold ARGS...: runs ARGS in the background until release; returns once
+# it holds its locks on img.qcow2 (taken at open, before the first command).
 hold() {
     "$@" > /dev/null 2>&1 &
     HOLDER=$!
-    sleep 1.5
+    wait_locked img.qcow2 || echo "# the holder took no lock in 60 s: $*"
 }
 release() { kill "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null; HOLDER=; }
 
