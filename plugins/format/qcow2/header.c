@@ -855,9 +855,9 @@ static int parse_bitmap(struct qcow2 *s, const struct diskimg_reader *r, uint64_
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Broken bitmap directory");
     if (extra_size != 0)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Bitmap extra data is not supported");
+    /* as qemu reads it: the name ends at its first NUL, if any */
     bm->name = diskimg_read_string(r, off + 24, name_len, "name", NULL);
-    if (name_len > QCOW2_BME_MAX_NAME || strlen(bm->name) != name_len ||
-        !bitmap_entry_ok(s, bm))
+    if (name_len > QCOW2_BME_MAX_NAME || !bitmap_entry_ok(s, bm))
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
                                  "Bitmap '%s' doesn't satisfy the constraints", bm->name);
     bm->enabled = bm->flags & QCOW2_BME_AUTO;
