@@ -782,8 +782,19 @@ static int count_references(struct checker *c, GError **errp)
     if (inc_refs(c, s->h.reftable_offset, (uint64_t)s->h.reftable_clusters << s->cluster_bits,
                  errp) < 0)
         return -1;
+    before = c->res->corruptions;
     if (s->h.has_crypto_ext && inc_refs(c, s->h.crypto_offset, s->h.crypto_length, errp) < 0)
         return -1;
+    /* The same for a crypto header said to reach far past the file (the
+     * key material was read, so it lies inside): were the guard to keep
+     * all of it, a rebuild would put its new structure after that end,
+     * growing the file by as much. */
+    if (s->h.has_crypto_ext && c->res->corruptions != before &&
+        (c->fix & DISKIMG_CHECK_FIX_ERRORS)) {
+        s->crypto_cut = true;
+        s->crypto_cut_length = s->h.crypto_offset < c->real_len
+                               ? MIN(s->h.crypto_length, c->real_len - s->h.crypto_offset) : 0;
+    }
     return check_bitmaps(c, errp) < 0 ? -1 : check_refblocks(c, errp);
 }
 

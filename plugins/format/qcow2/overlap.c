@@ -43,7 +43,7 @@ static void signature(const struct qcow2 *s, struct qcow2_guard_sig *sig)
     }
     if (s->h.has_crypto_ext) {
         sig->crypto_offset = s->h.crypto_offset;
-        sig->crypto_length = s->h.crypto_length;
+        sig->crypto_length = s->crypto_cut ? s->crypto_cut_length : s->h.crypto_length;
     }
     sig->cluster_size = s->cluster_size;
 }

@@ -286,6 +286,10 @@ struct qcow2 {
                                * qemu's check reads it (header.c) */
     uint32_t snap_repairs;    /* snapshot table damage the open worked around in
                                * repair mode; check rewrites the table */
+    bool crypto_cut;          /* check -r: the guard protects only the first
+                               * crypto_cut_length bytes of the crypto header
+                               * (the rest lies beyond the end of the file) */
+    uint64_t crypto_cut_length;
     struct qcow2_bitmap *bitmaps;
     uint32_t nb_bitmaps;
     bool bm_marked;           /* consistent bitmaps are flagged in use on disk */
