@@ -611,8 +611,9 @@ static int check_snapshot(struct checker *c, struct qcow2_snapshot *sn, GError *
     /* as qemu: an empty table is not looked at, wherever it is said to be */
     if (!snapshot_l1_usable(c, sn) || !sn->l1_size)
         return 0;
-    /* beyond what any file can hold qemu's read fails, and its check */
-    if (sn->l1_offset > (1ull << 62) - (uint64_t)sn->l1_size * 8)
+    /* past the block layer's largest offset qemu's read fails, and its
+     * check; below it, beyond the file, the table reads as zeroes */
+    if (sn->l1_offset > QEMU_MAX_LENGTH - (uint64_t)sn->l1_size * 8)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "%s: the L1 table of snapshot %s "
                                  "at %#" PRIx64 " cannot be read", c->s->filename, sn->id,
                                  sn->l1_offset);
