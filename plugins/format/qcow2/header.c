@@ -366,12 +366,10 @@ static int read_backing_name(struct qcow2_header *h, const struct diskimg_reader
                                            "backing file name", NULL);
     if (!h->backing_file)
         return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT, "Invalid backing file offset");
-    if (strlen(h->backing_file) != h->backing_size)
-        return diskimg_set_error(errp, DISKIMG_ERROR_CORRUPT,
-                                 "Backing file name contains a NUL byte");
-    if (h->backing_size == 0) {
+    /* as qemu reads it: the name ends at its first NUL, and an empty one
+     * names no backing file */
+    if (h->backing_file[0] == '\0')
         g_clear_pointer(&h->backing_file, g_free);
-    }
     return 0;
 }
 
