@@ -73,12 +73,16 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return a >= b ? a - b < blen : b - a < alen;
 }
 
+/* A misaligned L1 entry names no L2 table: nothing reads or writes one
+ * there (the table cache refuses the offset and marks the image corrupt),
+ * so there is nothing to protect, and the clusters it straddles (the
+ * header's, say) must stay writable for the repair that clears it. */
 static bool probe_active_l2(void *opaque, uint64_t off, uint64_t len)
 {
     const struct qcow2 *s = opaque;
     for (uint32_t i = 0; i < s->l1_size; i++) {
         uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
-        if (l2 && overlaps(off, len, l2, s->cluster_size))
+        if (l2 && !qcow2_offset_into_cluster(s, l2) && overlaps(off, len, l2, s->cluster_size))
             return true;
     }
     return false;
