@@ -1479,6 +1479,31 @@ static int repair_refcounts(struct checker *c, const struct diskimg_check_result
 
 /* ------------------------------------------------------------ snapshot table */
 
+/* A snapshot whose L1 table no tool can read (misaligned, or larger than
+ * any L1 table: qemu's check skips it as corrupted and its snapshot
+ * commands refuse it) holds nothing readable.  The repair drops its
+ * entry, before anything is counted; qemu-img 7.2's repair of such an
+ * image loses every snapshot.  Returns how many were dropped. */
+static uint32_t drop_unreadable_snapshots(struct checker *c)
+{
+    struct qcow2 *s = c->s;
+    uint32_t dropped = 0;
+    for (uint32_t i = 0; (c->fix & DISKIMG_CHECK_FIX_ERRORS) && i < s->nb_snapshots;) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (!qcow2_offset_into_cluster(s, sn->l1_offset) &&
+            sn->l1_size <= QCOW2_MAX_L1_BYTES / 8) {
+            i++;
+            continue;
+        }
+        diskimg_report("Repairing snapshot %s (%s) l1_offset=%#" PRIx64 " l1_size=%#" PRIx32
+                       ": its L1 table cannot be read; snapshot discarded", sn->id, sn->name,
+                       sn->l1_offset, sn->l1_size);
+        qcow2_snapshot_forget(s, i);
+        dropped++;
+    }
+    return dropped;
+}
+
 /* qemu's qcow2_check_read_snapshot_table: the damage reading the table
  * worked around (header.c, only when repairing) and, in a v3 image,
  * entries without the 16 bytes of extra data v3 requires.  All of it is
@@ -1502,7 +1527,7 @@ static int check_snapshot_table(struct checker *c, GError **errp)
         c->res->corruptions_fixed++;
         return 0;
     }
-    c->snap_errors = s->snap_repairs;
+    c->snap_errors = s->snap_repairs + drop_unreadable_snapshots(c);
     for (uint32_t i = 0; s->h.version >= 3 && i < s->nb_snapshots; i++) {
         if (s->snapshots[i].extra_size >= 16)
             continue;

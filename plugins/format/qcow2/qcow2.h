@@ -519,6 +519,9 @@ int qcow2_snapshot_list(void *h, diskimg_snapshot_list *out, GError **errp);
 /* check -r: forgets a snapshot table that is no table (it lies in the
  * header cluster): the header then names no snapshots. */
 int qcow2_snapshot_table_drop(struct qcow2 *s, GError **errp);
+/* Removes snapshot i from the list in memory only (check -r writes the
+ * table afterwards); what it referenced is left to the refcount repair. */
+void qcow2_snapshot_forget(struct qcow2 *s, uint32_t i);
 int qcow2_snapshot_table_repair(struct qcow2 *s, uint64_t first_free, bool free_old,
                                 GError **errp);
 int qcow2_snapshot_create(void *h, const struct diskimg_snapshot *sn, GError **errp);

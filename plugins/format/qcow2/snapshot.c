@@ -529,6 +529,12 @@ static void remove_from_list(struct qcow2 *s, uint32_t i)
     s->nb_snapshots--;
 }
 
+void qcow2_snapshot_forget(struct qcow2 *s, uint32_t i)
+{
+    snapshot_clear(&s->snapshots[i]);
+    remove_from_list(s, i);
+}
+
 /* Drops the references of a snapshot no longer in the table. */
 static int release_snapshot(struct qcow2 *s, const struct qcow2_snapshot *sn, GError **errp)
 {
