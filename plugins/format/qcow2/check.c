@@ -265,18 +265,27 @@ static void dec_refs(struct checker *c, uint64_t off, uint64_t len, bool data)
     }
 }
 
+/* Does the allocated L2 entry e (subcluster bitmap bm) keep no guest data
+ * in its cluster?  As qemu's check tells "Preallocated" from "Data": the
+ * ZERO flag, or with extended L2 entries no subcluster allocated,
+ * whatever the version. */
+static bool zero_alloc_entry(const struct qcow2 *s, uint64_t e, uint64_t bm)
+{
+    if (s->ext_l2)
+        return (bm & 0xffffffffull) == 0;
+    return (e & QCOW2_OFLAG_ZERO) != 0;
+}
+
 /* Are the bytes the L2 entry e (subcluster bitmap bm) names never read
- * by the guest?  Those of a preallocated zero cluster (or, with extended
- * L2 entries, of a cluster none of whose subclusters is allocated): what
- * is there matters to no one, so such a reference does not keep a
- * structure sharing the cluster from being repaired. */
+ * by the guest?  Those of a preallocated zero cluster: what is there
+ * matters to no one, so such a reference does not keep a structure
+ * sharing the cluster from being repaired.  A v2 image has no zero
+ * clusters (a ZERO flag there makes reads fail), so its data counts. */
 static bool unseen_data(const struct qcow2 *s, uint64_t e, uint64_t bm)
 {
     if (e & QCOW2_OFLAG_COMPRESSED)
         return false;
-    if (s->ext_l2)
-        return (bm & 0xffffffffull) == 0;
-    return s->h.version >= 3 && (e & QCOW2_OFLAG_ZERO);
+    return s->h.version >= 3 && zero_alloc_entry(s, e, bm);
 }
 
 /* Guest data references made by the L2 table at l2off, counted as such;
@@ -406,7 +415,7 @@ static int check_l2_entry(struct checker *c, uint64_t l2off, uint64_t idx, uint6
          * plain zero cluster: qemu's repair, done so here too (once the
          * counts show the table may be written; the range is then no
          * longer referenced). */
-        bool data = s->ext_l2 ? (bm & 0xffffffffull) != 0 : !(e & QCOW2_OFLAG_ZERO);
+        bool data = !zero_alloc_entry(s, e, bm);
         bool fix = !data && (c->fix & DISKIMG_CHECK_FIX_ERRORS) && can_zero_entries(s);
         diskimg_report("%s offset=%" PRIx64 ": %s cluster is not properly aligned; L2 entry "
                        "corrupted.", fix ? "Repairing" : "ERROR", host,
@@ -568,25 +577,29 @@ static int pread_in_file(struct checker *c, void *buf, uint64_t len, uint64_t of
     return qcow2_pread_padded(c->s, buf, len, off, c->real_len, errp);
 }
 
+/* Can any tool read the L1 table of snapshot sn?  Not when it is
+ * misaligned or larger than any L1 table may be. */
+static bool snapshot_l1_readable(const struct qcow2 *s, const struct qcow2_snapshot *sn)
+{
+    return !qcow2_offset_into_cluster(s, sn->l1_offset) && sn->l1_size <= QCOW2_MAX_L1_BYTES / 8;
+}
+
 /* An L1 table check can walk: qemu's checks of a snapshot table entry,
  * reported and counted as qemu does (the snapshot is then skipped). */
 static bool snapshot_l1_usable(struct checker *c, const struct qcow2_snapshot *sn)
 {
     struct qcow2 *s = c->s;
-    if (qcow2_offset_into_cluster(s, sn->l1_offset)) {
+    if (snapshot_l1_readable(s, sn))
+        return true;
+    if (qcow2_offset_into_cluster(s, sn->l1_offset))
         diskimg_report("ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
                        "aligned; snapshot table entry corrupted", sn->id, sn->name,
                        sn->l1_offset);
-        c->res->corruptions++;
-        return false;
-    }
-    if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+    else
         diskimg_report("ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; "
                        "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
-        c->res->corruptions++;
-        return false;
-    }
-    return true;
+    c->res->corruptions++;
+    return false;
 }
 
 /* A snapshot's L1 table reaching beyond the end of the file reads as
@@ -852,7 +865,7 @@ static void compute_doubt(struct checker *c)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         uint64_t *l1;
-        if (qcow2_offset_into_cluster(s, sn->l1_offset) || sn->l1_size > QCOW2_MAX_L1_BYTES / 8)
+        if (!snapshot_l1_readable(s, sn))
             continue;
         l1 = g_try_new(uint64_t, MAX(sn->l1_size, 1));
         GError *err = NULL;
@@ -1490,8 +1503,7 @@ static uint32_t drop_unreadable_snapshots(struct checker *c)
     uint32_t dropped = 0;
     for (uint32_t i = 0; (c->fix & DISKIMG_CHECK_FIX_ERRORS) && i < s->nb_snapshots;) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (!qcow2_offset_into_cluster(s, sn->l1_offset) &&
-            sn->l1_size <= QCOW2_MAX_L1_BYTES / 8) {
+        if (snapshot_l1_readable(s, sn)) {
             i++;
             continue;
         }
@@ -1673,10 +1685,12 @@ int qcow2_check(void *h, unsigned fix, struct diskimg_check_result *res, GError 
         ret = apply_zero_fixes(&c, false, errp);
     if (ret == 0)
         ret = fix_l1_reserved(&c, errp);
-    if (ret == 0)
-        ret = check_copied(&c, errp);
+    /* before COPIED: the old table's extent leaves the guard, and COPIED
+     * is compared with the refcounts as the repair leaves them */
     if (ret == 0)
         ret = repair_snapshot_table(&c, errp);
+    if (ret == 0)
+        ret = check_copied(&c, errp);
     if (ret == 0)
         ret = repair_lost_bitmap_tables(&c, errp);
     if (ret == 0 && c.fix)
